@@ -1,0 +1,35 @@
+"""s2sgrad: source-to-source automatic differentiation for NumPy-style Python.
+
+``grad``, ``value_and_grad``, ``jvp`` and ``vjp`` compile derivative source
+code from the user's function (see ``s2sgrad inspect``), cache it on disk as an
+importable module, and run it with NumPy.
+"""
+
+from s2sgrad._version import __version__
+from s2sgrad.api import grad, jvp, value_and_grad, vjp
+from s2sgrad.errors import (
+    NoDerivativeRuleError,
+    NonDifferentiableError,
+    S2SGradError,
+    SourceUnavailableError,
+    UnsupportedSyntaxError,
+    UsageError,
+)
+from s2sgrad.rules import defjvp, defvjp, nondifferentiable
+
+__all__ = [
+    "__version__",
+    "grad",
+    "value_and_grad",
+    "jvp",
+    "vjp",
+    "defjvp",
+    "defvjp",
+    "nondifferentiable",
+    "S2SGradError",
+    "UnsupportedSyntaxError",
+    "NoDerivativeRuleError",
+    "NonDifferentiableError",
+    "SourceUnavailableError",
+    "UsageError",
+]

@@ -1,0 +1,233 @@
+"""The user-facing transformations: grad, value_and_grad, jvp, vjp.
+
+Semantics follow JAX (``jax.grad``, ``jax.value_and_grad``, ``jax.jvp``,
+``jax.vjp``) so users can move between the two without surprises; ``wrt``
+plays the role of ``argnums`` and also accepts parameter names.
+
+The derivative is compiled lazily, on the first call, and fetched from the
+on-disk cache (``cache.load_or_generate``): functions the user's function
+calls may be defined after it, as in any Python module, and a fresh process
+with an unchanged function loads the cached module without running the
+compiler.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from typing import Any, Callable
+
+import numpy as np
+
+from s2sgrad import cache
+from s2sgrad.errors import UsageError
+
+Wrt = int | str | tuple
+
+
+def _parameters(fun: Callable) -> list[inspect.Parameter]:
+    return list(inspect.signature(inspect.unwrap(fun)).parameters.values())
+
+
+def resolve_wrt(fun: Callable, wrt: Wrt) -> tuple[tuple[int, ...], bool]:
+    """``wrt`` as a tuple of parameter indices, and whether the caller wants a tuple back."""
+    params = _parameters(fun)
+    names = [p.name for p in params]
+    single = not isinstance(wrt, (tuple, list))
+    items = (wrt,) if single else tuple(wrt)
+    if not items:
+        raise UsageError("wrt must name at least one parameter")
+    indices = []
+    for item in items:
+        if isinstance(item, str):
+            if item not in names:
+                raise UsageError(
+                    f"wrt={item!r}: {fun.__name__} has no parameter named {item!r} "
+                    f"(its parameters are {', '.join(names)})"
+                )
+            indices.append(names.index(item))
+        elif isinstance(item, (int, np.integer)) and not isinstance(item, bool):
+            i = int(item)
+            if not -len(names) <= i < len(names):
+                raise UsageError(
+                    f"wrt={item}: {fun.__name__} has only {len(names)} parameters"
+                )
+            indices.append(i % len(names))
+        else:
+            raise UsageError(f"wrt entries must be parameter indices or names, not {item!r}")
+    if len(set(indices)) != len(indices):
+        raise UsageError(f"wrt={wrt!r} names a parameter twice")
+    return tuple(indices), single
+
+
+class _Bound:
+    """Binds call arguments to the function's parameters, as positional values."""
+
+    def __init__(self, fun: Callable):
+        self.signature = inspect.signature(inspect.unwrap(fun))
+        self.simple = all(
+            p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
+            for p in self.signature.parameters.values()
+        )
+        self.n = len(self.signature.parameters)
+
+    def __call__(self, args: tuple, kwargs: dict) -> tuple:
+        if self.simple and not kwargs and len(args) == self.n:
+            return args
+        bound = self.signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        return tuple(bound.arguments.values())
+
+
+def _check_scalar(out: Any, fun: Callable, what: str) -> None:
+    if np.ndim(out) != 0:
+        raise UsageError(
+            f"{what} requires {fun.__name__} to return a scalar, but it returned an array of "
+            f"shape {np.shape(out)}",
+            hint="reduce the output (e.g. np.sum) or use s2sgrad.vjp / s2sgrad.jvp",
+        )
+
+
+def _one(dtype_like: Any) -> Any:
+    return np.ones_like(dtype_like) if isinstance(dtype_like, np.ndarray) else 1.0
+
+
+class _Derivative:
+    """Shared machinery of the grad-like wrappers: lazy compile, argument binding."""
+
+    def __init__(self, fun: Callable, wrt: Wrt, mode: str, backend: str):
+        if mode not in ("reverse", "forward"):
+            raise UsageError(f"mode must be 'reverse' or 'forward', not {mode!r}")
+        self.fun = fun
+        self.mode = mode
+        self.backend = backend
+        self.wrt, self.single = resolve_wrt(fun, wrt)
+        self.bind = _Bound(fun)
+        self._entry: Callable | None = None
+
+    def entry(self, wrt: tuple[int, ...] | None = None) -> Callable:
+        if wrt is not None and wrt != self.wrt:
+            return cache.load_or_generate(self.fun, self.mode, wrt, self.backend)
+        if self._entry is None:
+            self._entry = cache.load_or_generate(self.fun, self.mode, self.wrt, self.backend)
+        return self._entry
+
+    def value_and_grads(self, args: tuple, kwargs: dict, what: str) -> tuple[Any, tuple]:
+        primals = self.bind(args, kwargs)
+        if self.mode == "reverse":
+            out, grads = self.entry()(*primals, 1.0)
+            _check_scalar(out, self.fun, what)
+            return out, grads
+        return self._forward_grads(primals, what)
+
+    def _forward_grads(self, primals: tuple, what: str) -> tuple[Any, tuple]:
+        """Gradient by forward mode: one tangent pass per input element (fine for few inputs)."""
+        entry = self.entry()
+        bases = [np.asarray(primals[i], dtype=float) for i in self.wrt]
+        zeros = [np.zeros_like(b) for b in bases]
+        out = None
+        grads = []
+        for k, base in enumerate(bases):
+            g = np.zeros(base.shape)
+            for idx in np.ndindex(base.shape):
+                tangents = list(zeros)
+                e = np.zeros(base.shape)
+                e[idx] = 1.0
+                tangents[k] = e if base.ndim else 1.0
+                out, tangent = entry(*primals, *tangents)
+                _check_scalar(out, self.fun, what)
+                g[idx] = tangent
+            grads.append(g if base.ndim else g[()])
+        if out is None:
+            out = self.fun(*primals)
+        return out, tuple(grads)
+
+    def shape(self, grads: tuple) -> Any:
+        return grads[0] if self.single else tuple(grads)
+
+
+def _decorator(factory: Callable[..., Callable]) -> Callable:
+    """Lets ``factory`` be used as ``@f``, ``@f(wrt=...)`` and ``f(fun, wrt=...)``."""
+
+    @functools.wraps(factory)
+    def wrapper(fun: Callable | None = None, **options: Any) -> Any:
+        if fun is None:
+            return lambda f: factory(f, **options)
+        return factory(fun, **options)
+
+    return wrapper
+
+
+@_decorator
+def grad(fun: Callable, *, wrt: Wrt = 0, mode: str = "reverse", backend: str = "numpy") -> Callable:
+    """The gradient of a scalar-valued function with respect to the ``wrt`` parameters.
+
+    ``wrt`` is a parameter index or name (the gradient has that parameter's
+    shape) or a tuple of them (a tuple of gradients comes back). ``mode`` picks
+    reverse mode (one backward sweep; the default) or forward mode (one tangent
+    sweep per input element). Usable as ``@grad``, ``@grad(wrt=...)`` or
+    ``grad(f, wrt=...)``.
+    """
+    d = _Derivative(fun, wrt, mode, backend)
+
+    @functools.wraps(fun)
+    def gradient(*args: Any, **kwargs: Any) -> Any:
+        _, grads = d.value_and_grads(args, kwargs, "grad")
+        return d.shape(grads)
+
+    gradient.__s2sgrad__ = d
+    return gradient
+
+
+@_decorator
+def value_and_grad(
+    fun: Callable, *, wrt: Wrt = 0, mode: str = "reverse", backend: str = "numpy"
+) -> Callable:
+    """Like ``grad``, but returns ``(value, gradient)`` from one evaluation."""
+    d = _Derivative(fun, wrt, mode, backend)
+
+    @functools.wraps(fun)
+    def value_and_gradient(*args: Any, **kwargs: Any) -> tuple[Any, Any]:
+        out, grads = d.value_and_grads(args, kwargs, "value_and_grad")
+        return out, d.shape(grads)
+
+    value_and_gradient.__s2sgrad__ = d
+    return value_and_gradient
+
+
+def jvp(fun: Callable, primals: tuple | list, tangents: tuple | list, *, backend: str = "numpy"):
+    """``(fun(*primals), J @ tangents)``: the Jacobian-vector product, in forward mode."""
+    primals, tangents = tuple(primals), tuple(tangents)
+    if len(primals) != len(tangents):
+        raise UsageError(
+            f"jvp got {len(primals)} primals but {len(tangents)} tangents; pass one tangent per primal"
+        )
+    for i, (p, t) in enumerate(zip(primals, tangents)):
+        if np.shape(p) != np.shape(t):
+            raise UsageError(
+                f"jvp: tangent {i} has shape {np.shape(t)} but its primal has shape {np.shape(p)}"
+            )
+    wrt = tuple(range(len(primals)))
+    entry = cache.load_or_generate(fun, "forward", wrt, backend)
+    return entry(*primals, *tangents)
+
+
+def vjp(fun: Callable, *primals: Any, backend: str = "numpy"):
+    """``(fun(*primals), vjp_fn)`` where ``vjp_fn(ct)`` gives one cotangent per primal.
+
+    The backward sweep recomputes the forward sweep when ``vjp_fn`` is called,
+    so nothing from the first evaluation is kept alive in between.
+    """
+    wrt = tuple(range(len(primals)))
+    entry = cache.load_or_generate(fun, "reverse", wrt, backend)
+    out = fun(*primals)
+
+    def vjp_fn(cotangent: Any) -> tuple:
+        if np.shape(cotangent) != np.shape(out):
+            raise UsageError(
+                f"vjp_fn: cotangent has shape {np.shape(cotangent)} but the output has shape "
+                f"{np.shape(out)}"
+            )
+        return entry(*primals, cotangent)[1]
+
+    return out, vjp_fn

@@ -1,0 +1,1 @@
+"""Backends: how generated IR maps to an array library (NumPy now; JAX later)."""

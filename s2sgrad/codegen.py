@@ -1,0 +1,314 @@
+"""IR -> Python source: the generated module a person reads, steps through and reviews.
+
+The printer works from IR straight to text with Python's operator precedence
+(parentheses only where needed) and hands the result to black, so output is
+deterministic and formatted like the user's own code. Two things make it
+read like hand-written code:
+
+* *folding*: a compiler temporary that is defined once and read once is
+  printed inside the expression that reads it, so A-normal form
+  ``t1 = x @ W; t2 = t1 + b; h = np.tanh(t2)`` comes back as
+  ``h = np.tanh(x @ W + b)``. Folding never moves an expression past a
+  re-assignment of a name it reads;
+* *source comments*: each group of statements derived from one user line is
+  preceded by ``# line N: <that line>``.
+
+NumPy objects print canonically (``np.sin`` whatever the import style), runtime
+helpers are imported from ``s2sgrad.runtime``, and every other free name keeps
+the user's spelling and is bound when the module is loaded (see cache.py); the
+module lists those names in ``__s2sgrad_free_names__``.
+"""
+
+from __future__ import annotations
+
+import builtins
+import math
+import operator
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from s2sgrad import ir
+
+BINARY = {
+    operator.add: ("+", 10),
+    operator.sub: ("-", 10),
+    operator.mul: ("*", 11),
+    operator.truediv: ("/", 11),
+    operator.floordiv: ("//", 11),
+    operator.mod: ("%", 11),
+    operator.matmul: ("@", 11),
+    operator.pow: ("**", 13),
+    operator.and_: ("&", 8),
+    operator.or_: ("|", 6),
+    operator.xor: ("^", 7),
+    operator.lshift: ("<<", 9),
+    operator.rshift: (">>", 9),
+    operator.lt: ("<", 5),
+    operator.le: ("<=", 5),
+    operator.gt: (">", 5),
+    operator.ge: (">=", 5),
+    operator.eq: ("==", 5),
+    operator.ne: ("!=", 5),
+    operator.is_: ("is", 5),
+    operator.is_not: ("is not", 5),
+}
+UNARY = {operator.neg: ("-", 12), operator.pos: ("+", 12), operator.invert: ("~", 12)}
+NOT_PREC = 4
+COMPARISON_PREC = 5
+UNARY_PREC = 12
+POWER_PREC = 13
+POSTFIX_PREC = 15
+ATOM_PREC = 16
+
+_NUMPY_NAMESPACES = (("np", np), ("np.linalg", np.linalg), ("np.fft", np.fft))
+RUNTIME_MODULE = "s2sgrad.runtime"
+
+
+@dataclass(frozen=True)
+class Spelling:
+    text: str
+    runtime_import: str | None = None  # name to import from s2sgrad.runtime
+    free_root: str | None = None  # a user name to bind at load time
+
+
+def spell_ref(ref: ir.Ref) -> Spelling:
+    """How a resolved object is written in generated code."""
+    value = ref.value
+    candidates = [ref.source.rsplit(".", 1)[-1], getattr(value, "__name__", None)]
+    for prefix, namespace in _NUMPY_NAMESPACES:
+        for name in candidates:
+            if isinstance(name, str) and getattr(namespace, name, _MISSING) is value:
+                return Spelling(f"{prefix}.{name}")
+    if getattr(value, "__module__", None) == RUNTIME_MODULE:
+        return Spelling(value.__name__, runtime_import=value.__name__)
+    if "." not in ref.source and getattr(builtins, ref.source, _MISSING) is value:
+        return Spelling(ref.source)
+    return Spelling(ref.source, free_root=ref.source.split(".")[0])
+
+
+_MISSING = object()
+
+
+def _const_text(value: Any) -> str:
+    if value is Ellipsis:
+        return "..."
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "np.nan"
+        if math.isinf(value):
+            return "np.inf" if value > 0 else "-np.inf"
+    if isinstance(value, tuple):
+        inner = ", ".join(_const_text(v) for v in value)
+        return f"({inner},)" if len(value) == 1 else f"({inner})"
+    if isinstance(value, list):
+        return "[" + ", ".join(_const_text(v) for v in value) + "]"
+    return repr(value)
+
+
+def _const_prec(value: Any) -> int:
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
+        return UNARY_PREC
+    return ATOM_PREC
+
+
+class Printer:
+    """Prints one function; collects imports and free names as it goes."""
+
+    def __init__(self, fn: ir.FunctionDef):
+        self.fn = fn
+        self.runtime_imports: set[str] = set()
+        self.free_roots: set[str] = set()
+        self.folded: dict[str, tuple[str, int]] = {}
+        self.fold = fold_candidates(fn.body, fn.temps)
+
+    # ------------------------------------------------------------------ expressions
+
+    def atom(self, a: Any) -> tuple[str, int]:
+        if isinstance(a, ir.Name):
+            return self.folded.pop(a.id, (a.id, ATOM_PREC))
+        if isinstance(a, ir.Const):
+            return _const_text(a.value), _const_prec(a.value)
+        if isinstance(a, ir.Ref):
+            sp = spell_ref(a)
+            if sp.runtime_import:
+                self.runtime_imports.add(sp.runtime_import)
+            if sp.free_root:
+                self.free_roots.add(sp.free_root)
+            return sp.text, POSTFIX_PREC if "." in sp.text else ATOM_PREC
+        if isinstance(a, ir.Seq):
+            parts = [self.text(e) for e in a.elts]
+            if a.kind == "list":
+                return "[" + ", ".join(parts) + "]", ATOM_PREC
+            if len(parts) == 1:
+                return f"({parts[0]},)", ATOM_PREC
+            return "(" + ", ".join(parts) + ")", ATOM_PREC
+        if isinstance(a, ir.Index):
+            # An index used as a value (e.g. handed to a rule's helper).
+            if len(a.items) == 1 and not isinstance(a.items[0], ir.Slice):
+                item = a.items[0]
+                if not (isinstance(item, ir.Const) and item.value in (None, Ellipsis)):
+                    return self.atom(item)
+            return f"np.s_[{self.index(a)}]", POSTFIX_PREC
+        if isinstance(a, ir.Call):
+            return self.call(a)
+        raise TypeError(f"cannot print {a!r}")
+
+    def text(self, a: Any) -> str:
+        return self.atom(a)[0]
+
+    def wrap(self, a: Any, needs_parens) -> str:
+        text, prec = self.atom(a)
+        return f"({text})" if needs_parens(prec) else text
+
+    def index(self, idx: ir.Index) -> str:
+        if not idx.items:
+            return "()"
+        parts = []
+        for item in idx.items:
+            if isinstance(item, ir.Slice):
+                lo = "" if item.lower is None else self.text(item.lower)
+                hi = "" if item.upper is None else self.text(item.upper)
+                s = f"{lo}:{hi}"
+                if item.step is not None:
+                    s += f":{self.text(item.step)}"
+                parts.append(s)
+            else:
+                parts.append(self.text(item))
+        return ", ".join(parts)
+
+    def call(self, c: ir.Call) -> tuple[str, int]:
+        fn = c.fn.value if isinstance(c.fn, ir.Ref) else None
+        if not c.kwargs:
+            if fn in BINARY and len(c.args) == 2:
+                symbol, prec = BINARY[fn]
+                a, b = c.args
+                if prec == POWER_PREC:
+                    left = self.wrap(a, lambda p: p <= prec)
+                    right = self.wrap(b, lambda p: p < UNARY_PREC)
+                elif prec == COMPARISON_PREC:
+                    left = self.wrap(a, lambda p: p <= prec)
+                    right = self.wrap(b, lambda p: p <= prec)
+                else:
+                    left = self.wrap(a, lambda p: p < prec)
+                    right = self.wrap(b, lambda p: p <= prec)
+                return f"{left} {symbol} {right}", prec
+            if fn in UNARY and len(c.args) == 1:
+                symbol, prec = UNARY[fn]
+                return symbol + self.wrap(c.args[0], lambda p: p < prec), prec
+            if fn is operator.not_ and len(c.args) == 1:
+                return "not " + self.wrap(c.args[0], lambda p: p < NOT_PREC), NOT_PREC
+            if fn is operator.getitem and len(c.args) == 2:
+                base = self.wrap(c.args[0], lambda p: p < POSTFIX_PREC)
+                idx = c.args[1]
+                inner = self.index(idx) if isinstance(idx, ir.Index) else self.text(idx)
+                return f"{base}[{inner}]", POSTFIX_PREC
+        head = self.wrap(c.fn, lambda p: p < POSTFIX_PREC)
+        args = [self.text(a) for a in c.args] + [f"{k}={self.text(v)}" for k, v in c.kwargs]
+        return f"{head}({', '.join(args)})", POSTFIX_PREC
+
+    # ------------------------------------------------------------------ statements
+
+    def body(self, stmts: tuple[ir.Stmt, ...], indent: str) -> list[str]:
+        lines: list[str] = []
+        last_line = None
+        for stmt in stmts:
+            if isinstance(stmt, ir.Comment):
+                lines += ["", f"{indent}# {stmt.text}"]
+                last_line = None
+                continue
+            if isinstance(stmt, ir.Assign) and len(stmt.targets) == 1 and stmt.target.id in self.fold:
+                self.folded[stmt.target.id] = self.atom(stmt.value)
+                continue
+            code = self.statement(stmt)
+            loc = getattr(stmt, "loc", None)
+            if loc is not None and loc.line != last_line:
+                lines.append(f"{indent}# {_source_comment(loc)}")
+                last_line = loc.line
+            lines.append(indent + code)
+        return lines
+
+    def statement(self, stmt: ir.Stmt) -> str:
+        if isinstance(stmt, ir.Assign):
+            targets = ", ".join(t.id for t in stmt.targets)
+            return f"{targets} = {self.text(stmt.value)}"
+        if isinstance(stmt, ir.Return):
+            v = stmt.value
+            if isinstance(v, ir.Seq) and v.kind == "tuple" and len(v.elts) > 1:
+                return "return " + ", ".join(self.text(e) for e in v.elts)
+            return f"return {self.text(v)}"
+        raise TypeError(f"cannot print statement {stmt!r}")
+
+    def function(self, docstring: str | None = None) -> str:
+        params = ", ".join(p.name for p in self.fn.params)
+        lines = [f"def {self.fn.name}({params}):"]
+        if docstring:
+            lines.append(f'    """{docstring}"""')
+        lines += self.body(self.fn.body, "    ")
+        return "\n".join(lines) + "\n"
+
+
+def _source_comment(loc) -> str:
+    text = " ".join(loc.text.strip().split())
+    if len(text) > 80:
+        text = text[:77] + "..."
+    return f"line {loc.line}: {text}" if text else f"line {loc.line}"
+
+
+def fold_candidates(body: tuple[ir.Stmt, ...], temps: frozenset[str]) -> set[str]:
+    """Temporaries defined once and read once, later in the same block, with no
+    re-assignment of anything they read in between."""
+    defs: Counter[str] = Counter()
+    uses: Counter[str] = Counter()
+    for stmt in ir.walk_stmts(body):
+        if isinstance(stmt, ir.Assign):
+            defs.update(t.id for t in stmt.targets)
+        reads = ir.atom_names(stmt.value) if isinstance(stmt, ir.Return) else ir.stmt_reads(stmt)
+        uses.update(reads)
+    folded: set[str] = set()
+    closure: dict[str, set[str]] = {}
+    for i, stmt in enumerate(body):
+        if not (isinstance(stmt, ir.Assign) and len(stmt.targets) == 1):
+            continue
+        t = stmt.target.id
+        if t not in temps or defs[t] != 1 or uses[t] != 1:
+            continue
+        reads: set[str] = set()
+        for r in ir.atom_names(stmt.value):
+            reads |= closure.get(r, {r}) if r in folded else {r}
+        for later in body[i + 1 :]:
+            later_reads = (
+                ir.atom_names(later.value) if isinstance(later, ir.Return) else ir.stmt_reads(later)
+            )
+            if t in later_reads:
+                folded.add(t)
+                closure[t] = reads
+                break
+            if isinstance(later, (ir.If, ir.For, ir.While)) or reads & set(ir.stmt_writes(later)):
+                break
+    return folded
+
+
+def module_source(
+    fn: ir.FunctionDef,
+    *,
+    header: str,
+    entry_doc: str | None = None,
+) -> tuple[str, tuple[str, ...]]:
+    """The black-formatted module text defining ``fn``, and the free names it reads."""
+    import black
+
+    printer = Printer(fn)
+    function = printer.function(entry_doc)
+    free = tuple(sorted(printer.free_roots))
+    parts = [f'"""{header}"""', "", "import numpy as np"]
+    if printer.runtime_imports:
+        parts.append(f"from {RUNTIME_MODULE} import {', '.join(sorted(printer.runtime_imports))}")
+    parts += ["", "", function, ""]
+    parts.append(f"__s2sgrad_entry__ = {fn.name!r}")
+    parts.append(f"__s2sgrad_free_names__ = {free!r}")
+    text = "\n".join(parts) + "\n"
+    formatted = black.format_str(text, mode=black.Mode(line_length=100))
+    return formatted, free

@@ -1,0 +1,69 @@
+"""Errors that point at the user's source.
+
+Every error s2sgrad raises while compiling a derivative names the file, line
+and column of the construct it refuses, shows that line with a caret under
+the offending column, and says what the user can do about it. A compiler
+error that only says "unsupported" sends the user on a hunt; one that shows
+the line and a way out does not.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class SourceLocation:
+    """Where a construct came from: file, 1-based line, 0-based column, and that line's text."""
+
+    file: str
+    line: int
+    col: int
+    text: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.col + 1}"
+
+
+class S2SGradError(Exception):
+    """Base class of every error s2sgrad raises about the user's code or call."""
+
+    def __init__(self, message: str, loc: SourceLocation | None = None, hint: str | None = None):
+        self.message = message
+        self.loc = loc
+        self.hint = hint
+        super().__init__(self._render())
+
+    def _render(self) -> str:
+        parts = []
+        if self.loc is not None:
+            parts.append(f"{self.loc}: {self.message}")
+            if self.loc.text:
+                stripped = self.loc.text.rstrip("\n")
+                parts.append(f"    {stripped}")
+                parts.append("    " + " " * self.loc.col + "^")
+        else:
+            parts.append(self.message)
+        if self.hint:
+            parts.append(f"hint: {self.hint}")
+        return "\n".join(parts)
+
+
+class UnsupportedSyntaxError(S2SGradError):
+    """The function uses Python that s2sgrad cannot differentiate through (yet)."""
+
+
+class NoDerivativeRuleError(S2SGradError):
+    """An active value flows into a function that has no registered derivative rule."""
+
+
+class NonDifferentiableError(S2SGradError):
+    """An active value flows into an operation whose derivative is not defined."""
+
+
+class SourceUnavailableError(S2SGradError):
+    """The function's source cannot be read (lambda in a REPL, builtin, C extension)."""
+
+
+class UsageError(S2SGradError):
+    """The API was called wrongly: bad wrt, non-scalar output given to grad, and so on."""

@@ -1,0 +1,588 @@
+"""Read a Python function's source and lower it to (surface) IR.
+
+The frontend does three things, in one walk over the libcst tree:
+
+* keeps the position of every statement and expression, mapped back to the
+  user's file (``inspect.getsource`` gives a dedented snippet; we shift lines
+  and columns back), so every later error and every generated comment can
+  point at the user's line;
+* resolves every free name to the object it denotes *now*, through the
+  function's closure cells, then its globals, then builtins. ``np.sin``,
+  ``numpy.sin`` and ``from numpy import sin`` all become ``Ref(..., numpy.sin)``:
+  rules are looked up by identity, whatever the import style;
+* turns operators into calls of the ``operator`` module's functions
+  (``a + b`` -> ``operator.add(a, b)``, ``x[i]`` -> ``operator.getitem(x, i)``),
+  so the rest of the compiler sees only calls of primitives.
+
+Expressions stay nested here; ``transforms.normalize`` flattens them.
+Anything outside the supported subset raises ``UnsupportedSyntaxError`` with
+the file, line, column and a hint.
+"""
+
+from __future__ import annotations
+
+import builtins
+import inspect
+import operator
+import textwrap
+import types
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import libcst as cst
+from libcst.metadata import MetadataWrapper, PositionProvider
+
+from s2sgrad import ir
+from s2sgrad.errors import SourceLocation, SourceUnavailableError, UnsupportedSyntaxError
+
+BINARY_OPERATORS: dict[type, Callable] = {
+    cst.Add: operator.add,
+    cst.Subtract: operator.sub,
+    cst.Multiply: operator.mul,
+    cst.Divide: operator.truediv,
+    cst.FloorDivide: operator.floordiv,
+    cst.Modulo: operator.mod,
+    cst.Power: operator.pow,
+    cst.MatrixMultiply: operator.matmul,
+    cst.BitAnd: operator.and_,
+    cst.BitOr: operator.or_,
+    cst.BitXor: operator.xor,
+    cst.LeftShift: operator.lshift,
+    cst.RightShift: operator.rshift,
+}
+
+AUGMENTED_OPERATORS: dict[type, Callable] = {
+    cst.AddAssign: operator.add,
+    cst.SubtractAssign: operator.sub,
+    cst.MultiplyAssign: operator.mul,
+    cst.DivideAssign: operator.truediv,
+    cst.FloorDivideAssign: operator.floordiv,
+    cst.ModuloAssign: operator.mod,
+    cst.PowerAssign: operator.pow,
+    cst.MatrixMultiplyAssign: operator.matmul,
+}
+
+UNARY_OPERATORS: dict[type, Callable] = {
+    cst.Minus: operator.neg,
+    cst.Plus: operator.pos,
+    cst.Not: operator.not_,
+    cst.BitInvert: operator.invert,
+}
+
+COMPARISON_OPERATORS: dict[type, Callable] = {
+    cst.LessThan: operator.lt,
+    cst.LessThanEqual: operator.le,
+    cst.GreaterThan: operator.gt,
+    cst.GreaterThanEqual: operator.ge,
+    cst.Equal: operator.eq,
+    cst.NotEqual: operator.ne,
+    cst.Is: operator.is_,
+    cst.IsNot: operator.is_not,
+}
+
+# Statement kinds we refuse, with the advice we give.
+_UNSUPPORTED_STATEMENTS: dict[type, tuple[str, str]] = {
+    cst.Try: ("try/except", "move error handling outside the differentiated function"),
+    cst.With: ("with statements", "move the context manager outside the differentiated function"),
+    cst.ClassDef: ("class definitions", "define the class at module level"),
+    cst.Global: ("global statements", "return the value instead of writing a global"),
+    cst.Nonlocal: ("nonlocal statements", "return the value instead of writing an outer variable"),
+    cst.Raise: ("raise", "validate inputs before calling the differentiated function"),
+    cst.Del: ("del", "remove the del statement; s2sgrad manages lifetimes"),
+    cst.Import: ("imports inside the function", "import at module level"),
+    cst.ImportFrom: ("imports inside the function", "import at module level"),
+    cst.Match: ("match statements", "use if/elif/else"),
+}
+
+
+@dataclass(frozen=True)
+class SourceInfo:
+    """Where a function's source lives, to map snippet positions back to the file."""
+
+    filename: str
+    first_line: int  # 1-based line of the snippet's first line in the file
+    indent: int  # columns removed by dedent
+    file_lines: tuple[str, ...]  # the snippet's lines, before dedent
+
+
+def get_source(fn: Callable) -> tuple[str, SourceInfo]:
+    """The dedented source of ``fn`` and where it came from, or SourceUnavailableError."""
+    target = inspect.unwrap(fn)
+    try:
+        lines, first_line = inspect.getsourcelines(target)
+        filename = inspect.getsourcefile(target) or inspect.getfile(target)
+    except (OSError, TypeError) as exc:
+        name = getattr(target, "__qualname__", repr(target))
+        raise SourceUnavailableError(
+            f"cannot read the source of {name}: {exc}",
+            hint="define the function with `def` in a .py file (or a notebook cell); "
+            "builtins and C extensions cannot be transformed, register a rule for them instead",
+        ) from None
+    raw = "".join(lines)
+    dedented = textwrap.dedent(raw)
+    first = next((ln for ln in lines if ln.strip()), "")
+    first_dedented = next((ln for ln in dedented.splitlines(True) if ln.strip()), "")
+    indent = len(first) - len(first_dedented)
+    return dedented, SourceInfo(filename, first_line, indent, tuple(lines))
+
+
+def resolve_free_name(fn: Callable, name: str) -> tuple[bool, Any]:
+    """Look a free name up as Python would at call time: closure, globals, builtins."""
+    code = getattr(fn, "__code__", None)
+    closure = getattr(fn, "__closure__", None)
+    if code is not None and closure:
+        if name in code.co_freevars:
+            cell = closure[code.co_freevars.index(name)]
+            try:
+                return True, cell.cell_contents
+            except ValueError:
+                return False, None
+    globs = getattr(fn, "__globals__", {})
+    if name in globs:
+        return True, globs[name]
+    if hasattr(builtins, name):
+        return True, getattr(builtins, name)
+    return False, None
+
+
+class _Lowering:
+    """One libcst FunctionDef -> ir.FunctionDef, with names resolved against ``fn``."""
+
+    def __init__(self, fn: Callable, wrapper: MetadataWrapper, info: SourceInfo):
+        self.fn = fn
+        self.positions = wrapper.resolve(PositionProvider)
+        self.info = info
+        self.locals: set[str] = set()
+
+    # ---------------------------------------------------------------- positions
+
+    def loc(self, node: cst.CSTNode) -> SourceLocation:
+        pos = self.positions.get(node)
+        if pos is None:
+            return SourceLocation(self.info.filename, self.info.first_line, 0, "")
+        line_in_snippet = pos.start.line
+        line = self.info.first_line + line_in_snippet - 1
+        col = pos.start.column + (self.info.indent if line_in_snippet else 0)
+        text = ""
+        if 0 < line_in_snippet <= len(self.info.file_lines):
+            text = self.info.file_lines[line_in_snippet - 1]
+        return SourceLocation(self.info.filename, line, col, text)
+
+    def unsupported(self, node: cst.CSTNode, what: str, hint: str) -> UnsupportedSyntaxError:
+        return UnsupportedSyntaxError(f"{what} is not supported", self.loc(node), hint)
+
+    # ---------------------------------------------------------------- function
+
+    def function(self, node: cst.FunctionDef) -> ir.FunctionDef:
+        params = self.parameters(node.params)
+        self.locals = {p.name for p in params} | _assigned_names(node.body)
+        body = self.block(node.body)
+        docstring = node.get_docstring()
+        return ir.FunctionDef(
+            name=node.name.value,
+            params=params,
+            body=body,
+            loc=self.loc(node),
+            qualname=getattr(self.fn, "__qualname__", node.name.value),
+            filename=self.info.filename,
+            docstring=docstring,
+        )
+
+    def parameters(self, params: cst.Parameters) -> tuple[ir.Param, ...]:
+        if isinstance(params.star_arg, cst.Param):
+            raise self.unsupported(
+                params.star_arg, "*args", "list the parameters explicitly or pass a tuple"
+            )
+        if params.star_kwarg is not None:
+            raise self.unsupported(
+                params.star_kwarg, "**kwargs", "list the parameters explicitly or pass a dict"
+            )
+        out = []
+        for p in (*params.posonly_params, *params.params):
+            out.append(ir.Param(p.name.value, self.default(p)))
+        for p in params.kwonly_params:
+            out.append(ir.Param(p.name.value, self.default(p), kind="keyword_only"))
+        return tuple(out)
+
+    def default(self, p: cst.Param) -> ir.Const | None:
+        if p.default is None:
+            return None
+        value = self.expr(p.default)
+        if isinstance(value, ir.Const):
+            return value
+        if isinstance(value, ir.Ref):
+            return ir.Const(value.value)
+        # Simple constant expressions such as -1 or (0, 1).
+        try:
+            return ir.Const(_const_value(value))
+        except ValueError:
+            raise self.unsupported(
+                p.default, "a non-constant default value", "use a constant default"
+            ) from None
+
+    # ---------------------------------------------------------------- statements
+
+    def block(self, body: cst.BaseSuite) -> tuple[ir.Stmt, ...]:
+        if isinstance(body, cst.SimpleStatementSuite):
+            stmts: list[ir.Stmt] = []
+            for small in body.body:
+                stmts.extend(self.small_statement(small, body))
+            return tuple(stmts)
+        out: list[ir.Stmt] = []
+        for i, stmt in enumerate(body.body):
+            if isinstance(stmt, cst.SimpleStatementLine):
+                for small in stmt.body:
+                    if i == 0 and _is_docstring(small):
+                        continue
+                    out.extend(self.small_statement(small, stmt))
+            else:
+                out.append(self.compound_statement(stmt))
+        return tuple(out)
+
+    def small_statement(self, node: cst.BaseSmallStatement, line: cst.CSTNode) -> list[ir.Stmt]:
+        loc = self.loc(line) if isinstance(line, cst.SimpleStatementLine) else self.loc(node)
+        loc = SourceLocation(loc.file, loc.line, self.loc(node).col, loc.text)
+        if isinstance(node, cst.Assign):
+            value = self.expr(node.value)
+            return [self.assignment(t.target, value, loc) for t in node.targets]
+        if isinstance(node, cst.AnnAssign):
+            if node.value is None:
+                return []
+            return [self.assignment(node.target, self.expr(node.value), loc)]
+        if isinstance(node, cst.AugAssign):
+            op = AUGMENTED_OPERATORS.get(type(node.operator))
+            if op is None:
+                raise self.unsupported(node, "this augmented assignment", "write it out in full")
+            target = node.target
+            if isinstance(target, cst.Name):
+                return [ir.AugAssign(ir.Name(target.value), op, self.expr(node.value), loc)]
+            if isinstance(target, cst.Subscript):
+                base, index = self.subscript_parts(target)
+                return [ir.AugAssign((base, index), op, self.expr(node.value), loc)]
+            raise self.unsupported(target, "augmented assignment to this target", "use a name")
+        if isinstance(node, cst.Return):
+            if node.value is None:
+                raise self.unsupported(
+                    node, "return without a value", "return the value to differentiate"
+                )
+            return [ir.Return(self.expr(node.value), loc)]
+        if isinstance(node, cst.Pass):
+            return []
+        if isinstance(node, cst.Break):
+            return [ir.Break(loc)]
+        if isinstance(node, cst.Continue):
+            return [ir.Continue(loc)]
+        if isinstance(node, cst.Expr):
+            raise self.unsupported(
+                node,
+                "an expression statement (a call whose result is discarded)",
+                "s2sgrad differentiates pure functions: remove side effects such as print() "
+                "from the differentiated function, or assign the result",
+            )
+        for kind, (what, hint) in _UNSUPPORTED_STATEMENTS.items():
+            if isinstance(node, kind):
+                raise self.unsupported(node, what, hint)
+        raise self.unsupported(node, f"the statement `{type(node).__name__}`", "rewrite it")
+
+    def assignment(self, target: cst.BaseAssignTargetExpression, value, loc) -> ir.Stmt:
+        if isinstance(target, cst.Name):
+            return ir.Assign((ir.Name(target.value),), value, loc)
+        if isinstance(target, (cst.Tuple, cst.List)):
+            return ir.Unpack(self.pattern(target), value, loc)
+        if isinstance(target, cst.Subscript):
+            base, index = self.subscript_parts(target)
+            return ir.SetItem(base, index, value, loc)
+        raise self.unsupported(
+            target,
+            "assignment to an attribute" if isinstance(target, cst.Attribute) else "this target",
+            "assign to a local variable",
+        )
+
+    def subscript_parts(self, target: cst.Subscript) -> tuple[ir.Name, ir.Index]:
+        if not isinstance(target.value, cst.Name) or target.value.value not in self.locals:
+            raise self.unsupported(
+                target,
+                "assignment into a subscript of a non-local value",
+                "copy the array into a local variable first (y = x.copy(); y[i] = v)",
+            )
+        return ir.Name(target.value.value), self.index(target)
+
+    def pattern(self, target: cst.CSTNode):
+        if isinstance(target, cst.Name):
+            return ir.Name(target.value)
+        if isinstance(target, (cst.Tuple, cst.List)):
+            parts = []
+            for el in target.elements:
+                if isinstance(el, cst.StarredElement):
+                    raise self.unsupported(el, "starred unpacking", "unpack each element by name")
+                parts.append(self.pattern(el.value))
+            return tuple(parts)
+        raise self.unsupported(target, "this unpacking target", "unpack into plain names")
+
+    def compound_statement(self, node: cst.BaseCompoundStatement) -> ir.Stmt:
+        loc = self.loc(node)
+        if isinstance(node, cst.If):
+            orelse: tuple[ir.Stmt, ...] = ()
+            if isinstance(node.orelse, cst.If):
+                orelse = (self.compound_statement(node.orelse),)
+            elif isinstance(node.orelse, cst.Else):
+                orelse = self.block(node.orelse.body)
+            return ir.If(self.expr(node.test), self.block(node.body), orelse, loc)
+        if isinstance(node, cst.For):
+            if node.orelse is not None:
+                raise self.unsupported(node.orelse, "for/else", "use a flag variable instead")
+            if node.asynchronous is not None:
+                raise self.unsupported(node, "async for", "use a plain for loop")
+            return ir.For(self.pattern(node.target), self.expr(node.iter), self.block(node.body), loc)
+        if isinstance(node, cst.While):
+            if node.orelse is not None:
+                raise self.unsupported(node.orelse, "while/else", "use a flag variable instead")
+            return ir.While((), self.expr(node.test), self.block(node.body), loc)
+        if isinstance(node, cst.FunctionDef):
+            raise self.unsupported(node, "nested function definitions", "define it at module level")
+        for kind, (what, hint) in _UNSUPPORTED_STATEMENTS.items():
+            if isinstance(node, kind):
+                raise self.unsupported(node, what, hint)
+        raise self.unsupported(node, f"the statement `{type(node).__name__}`", "rewrite it")
+
+    # ---------------------------------------------------------------- expressions
+
+    def expr(self, node: cst.BaseExpression):
+        if isinstance(node, cst.Name):
+            return self.name(node)
+        if isinstance(node, (cst.Integer, cst.Float, cst.Imaginary)):
+            return ir.Const(node.evaluated_value)
+        if isinstance(node, (cst.SimpleString, cst.ConcatenatedString)):
+            return ir.Const(node.evaluated_value)
+        if isinstance(node, cst.Ellipsis):
+            return ir.Const(Ellipsis)
+        if isinstance(node, cst.BinaryOperation):
+            op = BINARY_OPERATORS.get(type(node.operator))
+            return ir.Call(_op_ref(op), (self.expr(node.left), self.expr(node.right)))
+        if isinstance(node, cst.UnaryOperation):
+            op = UNARY_OPERATORS[type(node.operator)]
+            operand = self.expr(node.expression)
+            if op is operator.neg and isinstance(operand, ir.Const):
+                return ir.Const(-operand.value)
+            return ir.Call(_op_ref(op), (operand,))
+        if isinstance(node, cst.Comparison):
+            return self.comparison(node)
+        if isinstance(node, cst.Call):
+            return self.call(node)
+        if isinstance(node, cst.Attribute):
+            return self.attribute(node)
+        if isinstance(node, cst.Subscript):
+            return ir.Call(_op_ref(operator.getitem), (self.expr(node.value), self.index(node)))
+        if isinstance(node, (cst.Tuple, cst.List)):
+            elts = []
+            for el in node.elements:
+                if isinstance(el, cst.StarredElement):
+                    raise self.unsupported(el, "starred elements", "list the elements explicitly")
+                elts.append(self.expr(el.value))
+            return ir.Seq("tuple" if isinstance(node, cst.Tuple) else "list", tuple(elts))
+        if isinstance(node, cst.IfExp):
+            return ir.IfExp(self.expr(node.test), self.expr(node.body), self.expr(node.orelse))
+        if isinstance(node, cst.BooleanOperation):
+            raise self.unsupported(
+                node, "`and`/`or`", "combine conditions with np.logical_and/np.logical_or"
+            )
+        if isinstance(node, cst.Lambda):
+            raise self.unsupported(node, "lambda", "define a named function at module level")
+        if isinstance(node, (cst.ListComp, cst.GeneratorExp, cst.SetComp, cst.DictComp)):
+            raise self.unsupported(
+                node, "comprehensions", "use a vectorized NumPy expression or np.stack of a list"
+            )
+        if isinstance(node, (cst.FormattedString,)):
+            raise self.unsupported(node, "f-strings", "format strings outside the function")
+        if isinstance(node, cst.NamedExpr):
+            raise self.unsupported(node, "the walrus operator", "use a separate assignment")
+        if isinstance(node, (cst.Yield, cst.Await)):
+            raise self.unsupported(
+                node, "generators and coroutines", "return an array instead of yielding values"
+            )
+        if isinstance(node, (cst.Dict, cst.Set)):
+            raise self.unsupported(node, "dict and set literals", "use separate variables")
+        raise self.unsupported(node, f"the expression `{type(node).__name__}`", "rewrite it")
+
+    def name(self, node: cst.Name):
+        n = node.value
+        if n in ("True", "False", "None"):
+            return ir.Const({"True": True, "False": False, "None": None}[n])
+        if n in self.locals:
+            return ir.Name(n)
+        found, value = resolve_free_name(self.fn, n)
+        if not found:
+            raise UnsupportedSyntaxError(
+                f"name `{n}` is not defined", self.loc(node), "define it before differentiating"
+            )
+        return ir.Ref(n, value)
+
+    def attribute(self, node: cst.Attribute):
+        base = self.expr(node.value)
+        attr = node.attr.value
+        if isinstance(base, ir.Ref) and isinstance(base.value, types.ModuleType):
+            if not hasattr(base.value, attr):
+                raise UnsupportedSyntaxError(
+                    f"module `{base.source}` has no attribute `{attr}`", self.loc(node)
+                )
+            return ir.Ref(f"{base.source}.{attr}", getattr(base.value, attr))
+        return ir.Attribute(base, attr)
+
+    def call(self, node: cst.Call):
+        args, kwargs = [], []
+        for arg in node.args:
+            if arg.star:
+                raise self.unsupported(arg, "*args/**kwargs in calls", "pass arguments explicitly")
+            value = self.expr(arg.value)
+            if arg.keyword is not None:
+                kwargs.append((arg.keyword.value, value))
+            elif kwargs:
+                raise self.unsupported(arg, "a positional argument after keywords", "reorder")
+            else:
+                args.append(value)
+        func = self.expr(node.func)
+        if isinstance(func, ir.Attribute):
+            return ir.MethodCall(func.value, func.attr, tuple(args), tuple(kwargs))
+        if isinstance(func, ir.Name):
+            raise self.unsupported(
+                node.func,
+                f"calling the local value `{func.id}`",
+                "call functions defined at module level",
+            )
+        return ir.Call(func, tuple(args), tuple(kwargs))
+
+    def comparison(self, node: cst.Comparison):
+        left = self.expr(node.left)
+        parts = []
+        for target in node.comparisons:
+            op = COMPARISON_OPERATORS.get(type(target.operator))
+            if op is None:
+                raise self.unsupported(target, "`in`/`not in` comparisons", "compare explicitly")
+            right = self.expr(target.comparator)
+            parts.append(ir.Call(_op_ref(op), (left, right)))
+            left = right
+        if len(parts) > 1:
+            raise self.unsupported(
+                node, "chained comparisons", "split them: (a < b) & (b < c) or nested ifs"
+            )
+        return parts[0]
+
+    def index(self, node: cst.Subscript) -> ir.Index:
+        items = []
+        for el in node.slice:
+            s = el.slice
+            if isinstance(s, cst.Index):
+                if s.star is not None:
+                    raise self.unsupported(s, "starred index", "build the index tuple explicitly")
+                items.append(self.expr(s.value))
+            else:
+                items.append(
+                    ir.Slice(
+                        self.expr(s.lower) if s.lower is not None else None,
+                        self.expr(s.upper) if s.upper is not None else None,
+                        self.expr(s.step) if s.step is not None else None,
+                    )
+                )
+        return ir.Index(tuple(items))
+
+
+def _op_ref(op: Callable) -> ir.Ref:
+    return ir.Ref(f"operator.{op.__name__}", op)
+
+
+def _const_value(value) -> Any:
+    if isinstance(value, ir.Const):
+        return value.value
+    if isinstance(value, ir.Seq):
+        vals = [_const_value(e) for e in value.elts]
+        return tuple(vals) if value.kind == "tuple" else vals
+    raise ValueError("not constant")
+
+
+def _is_docstring(small: cst.BaseSmallStatement) -> bool:
+    return isinstance(small, cst.Expr) and isinstance(
+        small.value, (cst.SimpleString, cst.ConcatenatedString)
+    )
+
+
+class _AssignedNames(cst.CSTVisitor):
+    """Names bound anywhere in a function body: Python makes them local to the whole body."""
+
+    def __init__(self) -> None:
+        self.names: set[str] = set()
+
+    def _bind(self, target: cst.CSTNode) -> None:
+        if isinstance(target, cst.Name):
+            self.names.add(target.value)
+        elif isinstance(target, (cst.Tuple, cst.List)):
+            for el in target.elements:
+                self._bind(el.value)
+        elif isinstance(target, cst.StarredElement):
+            self._bind(target.value)
+
+    def visit_AssignTarget(self, node: cst.AssignTarget) -> None:
+        self._bind(node.target)
+
+    def visit_AnnAssign(self, node: cst.AnnAssign) -> None:
+        self._bind(node.target)
+
+    def visit_AugAssign(self, node: cst.AugAssign) -> None:
+        self._bind(node.target)
+
+    def visit_For(self, node: cst.For) -> None:
+        self._bind(node.target)
+
+    def visit_NamedExpr(self, node: cst.NamedExpr) -> None:
+        self._bind(node.target)
+
+    def visit_FunctionDef(self, node: cst.FunctionDef) -> bool:
+        self.names.add(node.name.value)
+        return False
+
+    def visit_Lambda(self, node: cst.Lambda) -> bool:
+        return False
+
+
+def _assigned_names(body: cst.BaseSuite) -> set[str]:
+    visitor = _AssignedNames()
+    body.visit(visitor)
+    return visitor.names
+
+
+def _parse(source: str, info: SourceInfo, fn: Callable) -> tuple[MetadataWrapper, cst.FunctionDef]:
+    try:
+        module = cst.parse_module(source)
+    except cst.ParserSyntaxError as exc:
+        raise SourceUnavailableError(
+            f"cannot parse the source of {getattr(fn, '__qualname__', fn)}: {exc.message}",
+            SourceLocation(info.filename, info.first_line + exc.raw_line - 1, exc.raw_column),
+            "lambdas and functions defined inside expressions cannot be transformed; use def",
+        ) from None
+    wrapper = MetadataWrapper(module)
+    for stmt in wrapper.module.body:
+        if isinstance(stmt, cst.FunctionDef):
+            return wrapper, stmt
+    raise SourceUnavailableError(
+        f"{getattr(fn, '__qualname__', fn)} is not defined with `def`",
+        SourceLocation(info.filename, info.first_line, 0),
+        "define the function with def (lambdas are not supported)",
+    )
+
+
+def parse_function(fn: Callable) -> ir.FunctionDef:
+    """Lower a Python function to surface IR (nested expressions; see transforms.normalize)."""
+    target = inspect.unwrap(fn)
+    if not isinstance(target, types.FunctionType):
+        raise SourceUnavailableError(
+            f"{target!r} is not a Python function",
+            hint="s2sgrad transforms functions defined with def; register a rule for others",
+        )
+    source, info = get_source(target)
+    wrapper, node = _parse(source, info, target)
+    if node.asynchronous is not None:
+        raise UnsupportedSyntaxError(
+            "async functions are not supported",
+            _Lowering(target, wrapper, info).loc(node),
+            "use a plain def",
+        )
+    return _Lowering(target, wrapper, info).function(node)

@@ -1,0 +1,343 @@
+"""The structured intermediate representation every pass reads and writes.
+
+The IR sits between the user's source and the generated source. It is small on
+purpose: a function is a tree of statements (assignments, branches, loops,
+returns) whose right-hand sides are calls of *primitives*: Python objects such
+as ``numpy.sin`` or ``operator.add``, resolved by identity when the frontend
+reads the user's code. After ``transforms.normalize`` the IR is in A-normal
+form: every call's arguments are atoms (names, constants, references to
+globals, literal sequences and index expressions), so each statement is one
+primitive, which is exactly the grain at which derivative rules apply.
+
+All nodes are frozen dataclasses and blocks are tuples, so a pass cannot
+mutate its input: every pass is a pure function from IR to IR. Every statement
+carries the ``SourceLocation`` of the user's line it came from; codegen turns
+it into a comment, errors into a caret.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Union
+
+from s2sgrad.errors import SourceLocation
+
+# --------------------------------------------------------------------------- atoms
+
+
+@dataclass(frozen=True)
+class Name:
+    """A local variable."""
+
+    id: str
+
+
+@dataclass(frozen=True)
+class Const:
+    """A literal Python constant: number, string, bool, None, Ellipsis, or a tuple of these."""
+
+    value: Any
+
+
+@dataclass(frozen=True)
+class Ref:
+    """A free name of the user's function (or of a rule), resolved to the object it denotes.
+
+    ``source`` is the dotted spelling that reached it (``np.sin``, ``SCALE``,
+    ``mymod.helper``); codegen prints canonical spellings for NumPy and s2sgrad
+    objects and the user's own spelling for everything else.
+    """
+
+    source: str
+    value: Any = field(compare=False, hash=False)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Ref) and self.source == other.source and self.value is other.value
+
+    def __hash__(self) -> int:
+        return hash((self.source, id(self.value)))
+
+
+@dataclass(frozen=True)
+class Seq:
+    """A literal tuple or list of atoms, e.g. the argument of ``np.concatenate([a, b])``."""
+
+    kind: str  # "tuple" | "list"
+    elts: tuple[Atom, ...]
+
+
+@dataclass(frozen=True)
+class Slice:
+    """``lower:upper:step`` inside an index; missing parts are None."""
+
+    lower: Atom | None = None
+    upper: Atom | None = None
+    step: Atom | None = None
+
+
+@dataclass(frozen=True)
+class Index:
+    """The subscript of ``x[...]``: one item per comma-separated part.
+
+    An item is an atom, a ``Slice``, ``Const(None)`` (newaxis) or ``Const(Ellipsis)``.
+    """
+
+    items: tuple[Union[Atom, Slice], ...]
+
+
+Atom = Union[Name, Const, Ref, Seq, Index]
+
+# --------------------------------------------------------------------------- expressions
+
+
+@dataclass(frozen=True)
+class Call:
+    """A call of a primitive (or, before normalization, of any callable expression)."""
+
+    fn: Any  # Ref after normalization; an Expr before
+    args: tuple[Any, ...] = ()
+    kwargs: tuple[tuple[str, Any], ...] = ()
+
+
+@dataclass(frozen=True)
+class Attribute:
+    """``value.attr`` on a local value (frontend only; normalize lowers it to a primitive call)."""
+
+    value: Any
+    attr: str
+
+
+@dataclass(frozen=True)
+class MethodCall:
+    """``obj.method(args)`` on a local value (frontend only; normalize lowers it to a call)."""
+
+    obj: Any
+    method: str
+    args: tuple[Any, ...] = ()
+    kwargs: tuple[tuple[str, Any], ...] = ()
+
+
+@dataclass(frozen=True)
+class IfExp:
+    """``body if test else orelse`` (frontend only)."""
+
+    test: Any
+    body: Any
+    orelse: Any
+
+
+Expr = Union[Atom, Call, Attribute, MethodCall, IfExp]
+
+# --------------------------------------------------------------------------- statements
+
+
+@dataclass(frozen=True)
+class Assign:
+    """``targets = value``; several targets unpack a tuple-valued primitive (``q, r = qr(a)``)."""
+
+    targets: tuple[Name, ...]
+    value: Expr
+    loc: SourceLocation | None = None
+
+    @property
+    def target(self) -> Name:
+        assert len(self.targets) == 1, self
+        return self.targets[0]
+
+
+@dataclass(frozen=True)
+class Unpack:
+    """``a, b = value`` with a nested target pattern (frontend only; normalize flattens it)."""
+
+    pattern: Any  # Name | tuple of patterns
+    value: Expr
+    loc: SourceLocation | None = None
+
+
+@dataclass(frozen=True)
+class AugAssign:
+    """``target op= value`` (frontend only; normalize turns it into an Assign)."""
+
+    target: Any  # Name or Subscript target
+    op: Any  # primitive object, e.g. operator.add
+    value: Expr
+    loc: SourceLocation | None = None
+
+
+@dataclass(frozen=True)
+class SetItem:
+    """``target[index] = value``: an in-place update of a local array."""
+
+    target: Name
+    index: Index
+    value: Atom
+    loc: SourceLocation | None = None
+
+
+@dataclass(frozen=True)
+class If:
+    test: Atom
+    body: tuple[Stmt, ...]
+    orelse: tuple[Stmt, ...] = ()
+    loc: SourceLocation | None = None
+
+
+@dataclass(frozen=True)
+class For:
+    """``for target in iter: body``; the frontend keeps ``range(...)`` calls recognisable for backends."""
+
+    target: Any
+    iter: Expr
+    body: tuple[Stmt, ...]
+    loc: SourceLocation | None = None
+
+
+@dataclass(frozen=True)
+class While:
+    """``while test: body``; ``test_block`` computes the atom ``test`` before every iteration."""
+
+    test_block: tuple[Stmt, ...]
+    test: Atom
+    body: tuple[Stmt, ...]
+    loc: SourceLocation | None = None
+
+
+@dataclass(frozen=True)
+class Break:
+    loc: SourceLocation | None = None
+
+
+@dataclass(frozen=True)
+class Continue:
+    loc: SourceLocation | None = None
+
+
+@dataclass(frozen=True)
+class Return:
+    value: Expr
+    loc: SourceLocation | None = None
+
+
+@dataclass(frozen=True)
+class Comment:
+    """A comment line in generated code (e.g. the start of the backward sweep); no semantics."""
+
+    text: str
+    loc: SourceLocation | None = None
+
+
+Stmt = Union[Assign, Unpack, AugAssign, SetItem, If, For, While, Break, Continue, Return, Comment]
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    default: Const | None = None
+    kind: str = "positional"  # "positional" | "keyword_only"
+
+
+@dataclass(frozen=True)
+class FunctionDef:
+    """A function: the user's, a derivative rule template, or a generated derivative."""
+
+    name: str
+    params: tuple[Param, ...]
+    body: tuple[Stmt, ...]
+    loc: SourceLocation | None = None
+    qualname: str = ""
+    filename: str = ""
+    docstring: str | None = None
+    # Compiler-made names (ANF temporaries, template locals) that codegen may fold back
+    # into the single expression that reads them, so generated code reads like the source.
+    temps: frozenset[str] = frozenset()
+
+    @property
+    def param_names(self) -> tuple[str, ...]:
+        return tuple(p.name for p in self.params)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def atom_names(atom: Any) -> list[str]:
+    """Local names read by an atom (or a nested expression before normalization)."""
+    if atom is None:
+        return []
+    if isinstance(atom, Name):
+        return [atom.id]
+    if isinstance(atom, (Const, Ref)):
+        return []
+    if isinstance(atom, Seq):
+        return [n for e in atom.elts for n in atom_names(e)]
+    if isinstance(atom, Index):
+        return [n for it in atom.items for n in atom_names(it)]
+    if isinstance(atom, Slice):
+        return atom_names(atom.lower) + atom_names(atom.upper) + atom_names(atom.step)
+    if isinstance(atom, Call):
+        return (
+            atom_names(atom.fn)
+            + [n for a in atom.args for n in atom_names(a)]
+            + [n for _, v in atom.kwargs for n in atom_names(v)]
+        )
+    if isinstance(atom, Attribute):
+        return atom_names(atom.value)
+    if isinstance(atom, MethodCall):
+        return (
+            atom_names(atom.obj)
+            + [n for a in atom.args for n in atom_names(a)]
+            + [n for _, v in atom.kwargs for n in atom_names(v)]
+        )
+    if isinstance(atom, IfExp):
+        return atom_names(atom.test) + atom_names(atom.body) + atom_names(atom.orelse)
+    raise TypeError(f"not an IR expression: {atom!r}")
+
+
+def stmt_reads(stmt: Stmt) -> list[str]:
+    """Local names a (normalized, non-compound) statement reads."""
+    if isinstance(stmt, Assign):
+        return atom_names(stmt.value)
+    if isinstance(stmt, SetItem):
+        return [stmt.target.id] + atom_names(stmt.index) + atom_names(stmt.value)
+    if isinstance(stmt, Return):
+        return atom_names(stmt.value)
+    if isinstance(stmt, If):
+        return atom_names(stmt.test)
+    if isinstance(stmt, While):
+        return []
+    if isinstance(stmt, For):
+        return atom_names(stmt.iter)
+    return []
+
+
+def stmt_writes(stmt: Stmt) -> list[str]:
+    """Local names a (normalized, non-compound) statement binds or mutates."""
+    if isinstance(stmt, Assign):
+        return [t.id for t in stmt.targets]
+    if isinstance(stmt, SetItem):
+        return [stmt.target.id]
+    return []
+
+
+def walk_stmts(body: tuple[Stmt, ...]):
+    """Every statement of a block, depth first, compound statements before their children."""
+    for stmt in body:
+        yield stmt
+        if isinstance(stmt, If):
+            yield from walk_stmts(stmt.body)
+            yield from walk_stmts(stmt.orelse)
+        elif isinstance(stmt, For):
+            yield from walk_stmts(stmt.body)
+        elif isinstance(stmt, While):
+            yield from walk_stmts(stmt.test_block)
+            yield from walk_stmts(stmt.body)
+
+
+def all_local_names(fn: FunctionDef) -> set[str]:
+    """Every local name a function binds or reads: the set fresh names must avoid."""
+    names = set(fn.param_names)
+    for stmt in walk_stmts(fn.body):
+        names.update(stmt_reads(stmt))
+        names.update(stmt_writes(stmt))
+        if isinstance(stmt, For) and isinstance(stmt.target, Name):
+            names.add(stmt.target.id)
+    return names

@@ -1,0 +1,388 @@
+"""Rules for elementwise (ufunc-like) primitives: arithmetic, powers, exp/log, trigonometry.
+
+Binary rules are broadcasting-correct: a reverse rule sums its cotangent back
+to each input's shape with ``unbroadcast``, and a forward contribution that
+could keep a smaller input's shape is spread with ``broadcast_like``. Unary
+rules use the primal output ``ans`` where that is the textbook form
+(``exp``: ``g * ans``; ``tanh``: ``g * (1 - ans ** 2)``).
+
+At non-smooth points the rules follow jax, so the jax oracle agrees exactly:
+``maximum``/``minimum`` split ties half and half, ``abs`` has slope 1 at 0.
+"""
+
+from __future__ import annotations
+
+import builtins
+import operator
+
+import numpy as np
+
+from s2sgrad.rules.registry import defjvp, defvjp
+from s2sgrad.runtime import broadcast_like, greater_share, unbroadcast
+
+# --------------------------------------------------------------------------- arithmetic
+
+
+@defjvp(np.add, operator.add)
+def add_jvp(ans, x, y, *, dx, dy):
+    return broadcast_like(dx, ans), broadcast_like(dy, ans)
+
+
+@defvjp(np.add, operator.add)
+def add_vjp(g, ans, x, y):
+    return unbroadcast(g, x), unbroadcast(g, y)
+
+
+@defjvp(np.subtract, operator.sub)
+def subtract_jvp(ans, x, y, *, dx, dy):
+    return broadcast_like(dx, ans), broadcast_like(-dy, ans)
+
+
+@defvjp(np.subtract, operator.sub)
+def subtract_vjp(g, ans, x, y):
+    return unbroadcast(g, x), unbroadcast(-g, y)
+
+
+@defjvp(np.multiply, operator.mul)
+def multiply_jvp(ans, x, y, *, dx, dy):
+    return dx * y, x * dy
+
+
+@defvjp(np.multiply, operator.mul)
+def multiply_vjp(g, ans, x, y):
+    return unbroadcast(g * y, x), unbroadcast(x * g, y)
+
+
+# np.true_divide is np.divide in NumPy 2; registering both names is harmless on NumPy 1.
+@defjvp(np.divide, np.true_divide, operator.truediv)
+def divide_jvp(ans, x, y, *, dx, dy):
+    return dx / y, -dy * ans / y
+
+
+@defvjp(np.divide, np.true_divide, operator.truediv)
+def divide_vjp(g, ans, x, y):
+    return unbroadcast(g / y, x), unbroadcast(-g * ans / y, y)
+
+
+@defjvp(np.power, operator.pow)
+def power_jvp(ans, x, y, *, dx, dy):
+    # d/dy x**y = x**y * log(x); at x == 0 jax takes log(1) = 0 instead of -inf, and so do we.
+    # d/dx at x == 0 with y == 0 is nan here (0 * inf) where jax says 0.
+    return dx * y * x ** (y - 1), dy * ans * np.log(np.where(x == 0, 1, x))
+
+
+@defvjp(np.power, operator.pow)
+def power_vjp(g, ans, x, y):
+    dx = unbroadcast(g * y * x ** (y - 1), x)
+    dy = unbroadcast(g * ans * np.log(np.where(x == 0, 1, x)), y)
+    return dx, dy
+
+
+@defjvp(np.mod, np.remainder, operator.mod)
+def mod_jvp(ans, x, y, *, dx, dy):
+    # x mod y = x - floor(x / y) * y, piecewise linear away from its jumps.
+    return broadcast_like(dx, ans), -dy * np.floor_divide(x, y)
+
+
+@defvjp(np.mod, np.remainder, operator.mod)
+def mod_vjp(g, ans, x, y):
+    return unbroadcast(g, x), unbroadcast(-g * np.floor_divide(x, y), y)
+
+
+@defjvp(np.negative, operator.neg)
+def negative_jvp(ans, x, *, dx):
+    return -dx
+
+
+@defvjp(np.negative, operator.neg)
+def negative_vjp(g, ans, x):
+    return -g
+
+
+@defjvp(np.positive, operator.pos)
+def positive_jvp(ans, x, *, dx):
+    # +x is a new array, so its tangent is one too (generated code may write into it).
+    return +dx
+
+
+@defvjp(np.positive, operator.pos)
+def positive_vjp(g, ans, x):
+    return g
+
+
+@defjvp(np.abs, builtins.abs, operator.abs)
+def abs_jvp(ans, x, *, dx):
+    # Slope 1 at x == 0, like jax.
+    return np.where(x >= 0, dx, -dx)
+
+
+@defvjp(np.abs, builtins.abs, operator.abs)
+def abs_vjp(g, ans, x):
+    return np.where(x >= 0, g, -g)
+
+
+@defjvp(np.maximum)
+def maximum_jvp(ans, x, y, *, dx, dy):
+    return dx * greater_share(x, y), dy * greater_share(y, x)
+
+
+@defvjp(np.maximum)
+def maximum_vjp(g, ans, x, y):
+    return unbroadcast(g * greater_share(x, y), x), unbroadcast(g * greater_share(y, x), y)
+
+
+@defjvp(np.minimum)
+def minimum_jvp(ans, x, y, *, dx, dy):
+    return dx * greater_share(y, x), dy * greater_share(x, y)
+
+
+@defvjp(np.minimum)
+def minimum_vjp(g, ans, x, y):
+    return unbroadcast(g * greater_share(y, x), x), unbroadcast(g * greater_share(x, y), y)
+
+
+@defjvp(builtins.float)
+def float_jvp(ans, x, *, dx):
+    return float(dx)
+
+
+@defvjp(builtins.float)
+def float_vjp(g, ans, x):
+    return unbroadcast(g, x)
+
+
+# --------------------------------------------------------------------------- exp, log, powers
+
+
+@defjvp(np.exp)
+def exp_jvp(ans, x, *, dx):
+    return dx * ans
+
+
+@defvjp(np.exp)
+def exp_vjp(g, ans, x):
+    return g * ans
+
+
+@defjvp(np.exp2)
+def exp2_jvp(ans, x, *, dx):
+    return dx * ans * np.log(2)
+
+
+@defvjp(np.exp2)
+def exp2_vjp(g, ans, x):
+    return g * ans * np.log(2)
+
+
+@defjvp(np.expm1)
+def expm1_jvp(ans, x, *, dx):
+    return dx * (ans + 1)
+
+
+@defvjp(np.expm1)
+def expm1_vjp(g, ans, x):
+    return g * (ans + 1)
+
+
+@defjvp(np.log)
+def log_jvp(ans, x, *, dx):
+    return dx / x
+
+
+@defvjp(np.log)
+def log_vjp(g, ans, x):
+    return g / x
+
+
+@defjvp(np.log2)
+def log2_jvp(ans, x, *, dx):
+    return dx / (x * np.log(2))
+
+
+@defvjp(np.log2)
+def log2_vjp(g, ans, x):
+    return g / (x * np.log(2))
+
+
+@defjvp(np.log10)
+def log10_jvp(ans, x, *, dx):
+    return dx / (x * np.log(10))
+
+
+@defvjp(np.log10)
+def log10_vjp(g, ans, x):
+    return g / (x * np.log(10))
+
+
+@defjvp(np.log1p)
+def log1p_jvp(ans, x, *, dx):
+    return dx / (1 + x)
+
+
+@defvjp(np.log1p)
+def log1p_vjp(g, ans, x):
+    return g / (1 + x)
+
+
+@defjvp(np.logaddexp)
+def logaddexp_jvp(ans, x, y, *, dx, dy):
+    return dx * np.exp(x - ans), dy * np.exp(y - ans)
+
+
+@defvjp(np.logaddexp)
+def logaddexp_vjp(g, ans, x, y):
+    return unbroadcast(g * np.exp(x - ans), x), unbroadcast(g * np.exp(y - ans), y)
+
+
+@defjvp(np.sqrt)
+def sqrt_jvp(ans, x, *, dx):
+    return dx / (2 * ans)
+
+
+@defvjp(np.sqrt)
+def sqrt_vjp(g, ans, x):
+    return g / (2 * ans)
+
+
+@defjvp(np.cbrt)
+def cbrt_jvp(ans, x, *, dx):
+    return dx / (3 * ans**2)
+
+
+@defvjp(np.cbrt)
+def cbrt_vjp(g, ans, x):
+    return g / (3 * ans**2)
+
+
+@defjvp(np.square)
+def square_jvp(ans, x, *, dx):
+    return 2 * x * dx
+
+
+@defvjp(np.square)
+def square_vjp(g, ans, x):
+    return 2 * x * g
+
+
+@defjvp(np.reciprocal)
+def reciprocal_jvp(ans, x, *, dx):
+    return -dx * ans**2
+
+
+@defvjp(np.reciprocal)
+def reciprocal_vjp(g, ans, x):
+    return -g * ans**2
+
+
+# --------------------------------------------------------------------------- trigonometry
+
+
+@defjvp(np.sin)
+def sin_jvp(ans, x, *, dx):
+    return dx * np.cos(x)
+
+
+@defvjp(np.sin)
+def sin_vjp(g, ans, x):
+    return g * np.cos(x)
+
+
+@defjvp(np.cos)
+def cos_jvp(ans, x, *, dx):
+    return -dx * np.sin(x)
+
+
+@defvjp(np.cos)
+def cos_vjp(g, ans, x):
+    return -g * np.sin(x)
+
+
+@defjvp(np.tan)
+def tan_jvp(ans, x, *, dx):
+    return dx * (1 + ans**2)
+
+
+@defvjp(np.tan)
+def tan_vjp(g, ans, x):
+    return g * (1 + ans**2)
+
+
+@defjvp(np.arcsin)
+def arcsin_jvp(ans, x, *, dx):
+    return dx / np.sqrt(1 - x**2)
+
+
+@defvjp(np.arcsin)
+def arcsin_vjp(g, ans, x):
+    return g / np.sqrt(1 - x**2)
+
+
+@defjvp(np.arccos)
+def arccos_jvp(ans, x, *, dx):
+    return -dx / np.sqrt(1 - x**2)
+
+
+@defvjp(np.arccos)
+def arccos_vjp(g, ans, x):
+    return -g / np.sqrt(1 - x**2)
+
+
+@defjvp(np.arctan)
+def arctan_jvp(ans, x, *, dx):
+    return dx / (1 + x**2)
+
+
+@defvjp(np.arctan)
+def arctan_vjp(g, ans, x):
+    return g / (1 + x**2)
+
+
+@defjvp(np.arctan2)
+def arctan2_jvp(ans, x, y, *, dx, dy):
+    # arctan2(x, y) is the angle of the point (y, x): d = (y dx - x dy) / (x**2 + y**2).
+    return dx * y / (x**2 + y**2), -dy * x / (x**2 + y**2)
+
+
+@defvjp(np.arctan2)
+def arctan2_vjp(g, ans, x, y):
+    return unbroadcast(g * y / (x**2 + y**2), x), unbroadcast(-g * x / (x**2 + y**2), y)
+
+
+@defjvp(np.hypot)
+def hypot_jvp(ans, x, y, *, dx, dy):
+    return dx * x / ans, dy * y / ans
+
+
+@defvjp(np.hypot)
+def hypot_vjp(g, ans, x, y):
+    return unbroadcast(g * x / ans, x), unbroadcast(g * y / ans, y)
+
+
+@defjvp(np.sinh)
+def sinh_jvp(ans, x, *, dx):
+    return dx * np.cosh(x)
+
+
+@defvjp(np.sinh)
+def sinh_vjp(g, ans, x):
+    return g * np.cosh(x)
+
+
+@defjvp(np.cosh)
+def cosh_jvp(ans, x, *, dx):
+    return dx * np.sinh(x)
+
+
+@defvjp(np.cosh)
+def cosh_vjp(g, ans, x):
+    return g * np.sinh(x)
+
+
+@defjvp(np.tanh)
+def tanh_jvp(ans, x, *, dx):
+    return dx * (1 - ans**2)
+
+
+@defvjp(np.tanh)
+def tanh_vjp(g, ans, x):
+    return g * (1 - ans**2)

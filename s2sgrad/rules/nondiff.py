@@ -1,0 +1,106 @@
+"""Primitives whose results carry no derivative.
+
+Shape queries, comparisons, rounding, sorting indices and array creation
+produce integers, booleans, piecewise-constant values or constants, so their
+derivative is zero (or absent): the compiler treats their results as
+constants and never asks for a rule. ``np.full`` and ``np.full_like`` are not
+here: their fill value may carry a derivative (see ``shape.py``).
+"""
+
+from __future__ import annotations
+
+import builtins
+import operator
+
+import numpy as np
+
+from s2sgrad.rules.registry import nondifferentiable
+
+# Shapes, sizes, types and Python conversions to integers or booleans.
+nondifferentiable(
+    np.shape,
+    np.ndim,
+    np.size,
+    builtins.len,
+    builtins.int,
+    builtins.bool,
+    builtins.round,
+    builtins.range,
+    builtins.isinstance,
+)
+
+# Comparisons and logic (the frontend maps `<`, `==`, `not`, `&`, `|`, `^`, `~`, `is` here).
+nondifferentiable(
+    operator.lt,
+    operator.le,
+    operator.gt,
+    operator.ge,
+    operator.eq,
+    operator.ne,
+    operator.not_,
+    operator.truth,
+    operator.is_,
+    operator.is_not,
+    operator.and_,
+    operator.or_,
+    operator.xor,
+    operator.invert,
+    np.equal,
+    np.not_equal,
+    np.less,
+    np.less_equal,
+    np.greater,
+    np.greater_equal,
+    np.logical_and,
+    np.logical_or,
+    np.logical_not,
+    np.logical_xor,
+    np.isnan,
+    np.isfinite,
+    np.isinf,
+    np.isclose,
+    np.allclose,
+    np.array_equal,
+    np.all,
+    np.any,
+)
+
+# Piecewise-constant functions: their derivative is zero wherever it exists.
+nondifferentiable(
+    np.sign,
+    np.floor,
+    np.ceil,
+    np.round,
+    np.around,
+    np.rint,
+    np.trunc,
+    np.fix,
+    np.floor_divide,
+    operator.floordiv,
+)
+
+# Indices and counts.
+nondifferentiable(
+    np.argmax,
+    np.argmin,
+    np.argsort,
+    np.nonzero,
+    np.flatnonzero,
+    np.argwhere,
+    np.count_nonzero,
+    np.searchsorted,
+)
+
+# Array creation from shapes alone.
+nondifferentiable(
+    np.zeros,
+    np.ones,
+    np.empty,
+    np.zeros_like,
+    np.ones_like,
+    np.empty_like,
+    np.eye,
+    np.identity,
+    np.arange,
+    np.linspace,
+)

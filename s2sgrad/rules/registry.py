@@ -1,0 +1,187 @@
+"""The registry of derivative rules, keyed by the primitive's identity.
+
+A rule is written as ordinary Python whose body is a *template*: the compiler
+parses the template (with the same frontend it uses for user code), renames
+its parameters to the actual arguments of the call it differentiates, and
+inlines it. So the generated code reads like the rule, and a user registers
+rules for their own functions exactly as the built-in ones are written.
+
+Two templates per primitive, both optional but at least one required unless the
+primitive is non-differentiable:
+
+Forward (tangent) template::
+
+    @defjvp(np.multiply, operator.mul)
+    def multiply_jvp(ans, x, y, *, dx, dy):
+        return dx * y, x * dy
+
+Its positional parameters are ``ans`` (the primal output) and then the
+primitive's own parameters, in the primitive's order, with defaults for the
+optional ones (``axis=None``...). Its keyword-only parameters are the tangents
+of the *differentiable* parameters, each named ``d`` + the parameter's name.
+With several tangent parameters it returns a tuple literal holding one
+*contribution* per tangent parameter, in the keyword-only order: the compiler
+emits only the contributions of active arguments and sums them. With a single
+tangent parameter it returns one expression. A tangent parameter of a
+sequence argument (``np.concatenate(arrays)``) receives the list of the
+elements' tangents, with ``np.zeros_like(e)`` for inactive elements.
+
+Reverse (adjoint) template::
+
+    @defvjp(np.multiply, operator.mul)
+    def multiply_vjp(g, ans, x, y):
+        return unbroadcast(g * y, x), unbroadcast(g * x, y)
+
+Its positional parameters are ``g`` (the cotangent of the output), ``ans``,
+then the primitive's parameters as above. It returns the cotangent of each
+primitive parameter in order: a tuple literal, with ``None`` for parameters
+that are not differentiable, trailing ones omitted; a single expression means
+the first parameter's. For a sequence parameter the entry is an expression
+evaluating to a sequence of cotangents, one per element.
+
+Both templates may assign local names before the return; the compiler renames
+them hygienically and dead-code elimination drops those an active subset does
+not need. Templates are backend-neutral: they call ``np.*`` and the helpers of
+``s2sgrad.runtime``, which each backend maps to its own implementation.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+_DIFF_PREFIX = "d"
+
+
+@dataclass
+class Rule:
+    """Everything the compiler knows about one primitive."""
+
+    primitive: Any
+    name: str
+    jvp: Callable | None = None
+    vjp: Callable | None = None
+    nondifferentiable: bool = False
+    # Parameter names of the primitive that carry derivatives (taken from the jvp's
+    # keyword-only tangent parameters, or from the vjp's non-None return entries).
+    diff_params: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def modes(self) -> tuple[str, ...]:
+        if self.nondifferentiable:
+            return ("forward", "reverse")
+        return tuple(m for m, t in (("forward", self.jvp), ("reverse", self.vjp)) if t is not None)
+
+
+_RULES: dict[int, Rule] = {}
+# Keep the primitives alive so id() keys stay unique.
+_KEEP: list[Any] = []
+# Bumped whenever a rule is (re)registered, so caches keyed on the rule set notice.
+_GENERATION = [0]
+
+
+def _name_of(primitive: Any) -> str:
+    mod = getattr(primitive, "__module__", None) or type(primitive).__module__
+    qual = getattr(primitive, "__qualname__", None) or getattr(
+        primitive, "__name__", repr(primitive)
+    )
+    return f"{mod}.{qual}"
+
+
+def _entry(primitive: Any) -> Rule:
+    rule = _RULES.get(id(primitive))
+    if rule is None:
+        rule = Rule(primitive=primitive, name=_name_of(primitive))
+        _RULES[id(primitive)] = rule
+        _KEEP.append(primitive)
+    return rule
+
+
+def _jvp_diff_params(template: Callable) -> tuple[str, ...]:
+    sig = inspect.signature(template)
+    params = list(sig.parameters.values())
+    if not params or params[0].name != "ans":
+        raise TypeError(f"jvp template {template.__name__} must take `ans` as its first parameter")
+    primal = [p.name for p in params[1:] if p.kind is not p.KEYWORD_ONLY]
+    tangents = [p.name for p in params if p.kind is p.KEYWORD_ONLY]
+    out = []
+    for t in tangents:
+        if not t.startswith(_DIFF_PREFIX) or t[len(_DIFF_PREFIX) :] not in primal:
+            raise TypeError(
+                f"jvp template {template.__name__}: keyword-only parameter {t!r} must be "
+                f"'{_DIFF_PREFIX}' + one of the primal parameters {primal}"
+            )
+        out.append(t[len(_DIFF_PREFIX) :])
+    return tuple(out)
+
+
+def _check_vjp_signature(template: Callable) -> None:
+    params = list(inspect.signature(template).parameters)
+    if params[:2] != ["g", "ans"]:
+        raise TypeError(
+            f"vjp template {template.__name__} must start with parameters (g, ans, ...)"
+        )
+
+
+def defjvp(*primitives: Any) -> Callable[[Callable], Callable]:
+    """Register a forward-mode template for one or more primitives (see module docstring)."""
+
+    def register(template: Callable) -> Callable:
+        diff = _jvp_diff_params(template)
+        for prim in primitives:
+            rule = _entry(prim)
+            rule.jvp = template
+            rule.nondifferentiable = False
+            rule.diff_params = diff
+        _GENERATION[0] += 1
+        return template
+
+    return register
+
+
+def defvjp(*primitives: Any) -> Callable[[Callable], Callable]:
+    """Register a reverse-mode template for one or more primitives (see module docstring)."""
+
+    def register(template: Callable) -> Callable:
+        _check_vjp_signature(template)
+        for prim in primitives:
+            rule = _entry(prim)
+            rule.vjp = template
+            rule.nondifferentiable = False
+        _GENERATION[0] += 1
+        return template
+
+    return register
+
+
+def nondifferentiable(*primitives: Any) -> None:
+    """Declare primitives whose outputs carry no derivative (shape queries, comparisons, argmax...).
+
+    Their results are treated as constants: zero derivative, which is the
+    mathematical answer for piecewise-constant and integer-valued functions.
+    """
+    for prim in primitives:
+        rule = _entry(prim)
+        rule.nondifferentiable = True
+        rule.jvp = rule.vjp = None
+        rule.diff_params = ()
+    _GENERATION[0] += 1
+
+
+def lookup(primitive: Any) -> Rule | None:
+    """The rule of a primitive, by identity, or None."""
+    try:
+        return _RULES.get(id(primitive))
+    except TypeError:
+        return None
+
+
+def all_rules() -> list[Rule]:
+    """Every registered rule, sorted by name (for docs, the CLI and the systematic test)."""
+    return sorted(_RULES.values(), key=lambda r: r.name)
+
+
+def generation() -> int:
+    """A counter that changes whenever the rule set changes (part of cache keys)."""
+    return _GENERATION[0]

@@ -1,0 +1,338 @@
+"""A-normal form: one primitive call per statement, every argument an atom.
+
+Derivative rules apply per primitive, so the transforms want exactly one
+primitive per statement. This pass flattens nested expressions into
+temporaries, and desugars what the frontend kept close to the source:
+
+* methods and attributes of arrays become NumPy calls (``x.sum(axis=0)`` ->
+  ``np.sum(x, axis=0)``, ``x.T`` -> ``np.transpose(x)``, ``x.shape`` -> ``np.shape(x)``);
+* ``x += v`` becomes ``x = x + v``; tuple unpacking becomes one assignment per
+  name (evaluating the whole right side first, as Python does);
+* in straight-line code every re-assignment gets a new name (``h``, ``h_1``...):
+  static single assignment, so the reverse sweep can read any intermediate
+  value without saving it.
+
+Codegen later folds single-use temporaries back into their use, so the
+generated code reads like the user's expressions again.
+"""
+
+from __future__ import annotations
+
+import operator
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+
+from s2sgrad import ir
+from s2sgrad.errors import SourceLocation, UnsupportedSyntaxError
+from s2sgrad.transforms.names import FreshNames
+
+
+def _np_ref(fn: Any, name: str) -> ir.Ref:
+    return ir.Ref(f"np.{name}", fn)
+
+
+# Attributes of array values and the primitive each one reads through.
+ATTRIBUTES: dict[str, ir.Ref] = {
+    "T": _np_ref(np.transpose, "transpose"),
+    "mT": _np_ref(np.matrix_transpose, "matrix_transpose")
+    if hasattr(np, "matrix_transpose")
+    else _np_ref(np.transpose, "transpose"),
+    "shape": _np_ref(np.shape, "shape"),
+    "ndim": _np_ref(np.ndim, "ndim"),
+    "size": _np_ref(np.size, "size"),
+    "dtype": _np_ref(np.result_type, "result_type"),
+    "real": _np_ref(np.real, "real"),
+    "imag": _np_ref(np.imag, "imag"),
+}
+
+# Methods of array values -> (NumPy function, whether extra positional args pack into one tuple).
+METHODS: dict[str, tuple[ir.Ref, bool]] = {
+    name: (_np_ref(getattr(np, target), target), packs)
+    for name, target, packs in [
+        ("sum", "sum", False),
+        ("mean", "mean", False),
+        ("prod", "prod", False),
+        ("max", "max", False),
+        ("min", "min", False),
+        ("var", "var", False),
+        ("std", "std", False),
+        ("cumsum", "cumsum", False),
+        ("cumprod", "cumprod", False),
+        ("reshape", "reshape", True),
+        ("transpose", "transpose", True),
+        ("dot", "dot", False),
+        ("squeeze", "squeeze", False),
+        ("ravel", "ravel", False),
+        ("flatten", "ravel", False),
+        ("copy", "copy", False),
+        ("clip", "clip", False),
+        ("swapaxes", "swapaxes", False),
+        ("trace", "trace", False),
+        ("diagonal", "diagonal", False),
+        ("repeat", "repeat", False),
+        ("round", "round", False),
+        ("conj", "conj", False),
+        ("argmax", "argmax", False),
+        ("argmin", "argmin", False),
+        ("argsort", "argsort", False),
+        ("all", "all", False),
+        ("any", "any", False),
+    ]
+}
+
+
+class _Normalizer:
+    def __init__(self, fn: ir.FunctionDef, ssa: bool):
+        self.fn = fn
+        self.ssa = ssa
+        self.names = FreshNames(ir.all_local_names(fn) | _surface_names(fn.body))
+        self.temps: set[str] = set()
+        self.version: dict[str, str] = {p: p for p in fn.param_names}
+        self.loc: SourceLocation | None = fn.loc
+
+    # -------------------------------------------------------------- names
+
+    def read(self, name: str) -> ir.Name:
+        return ir.Name(self.version.get(name, name))
+
+    def bind(self, name: str) -> ir.Name:
+        """The name a (re)assignment of user variable ``name`` writes to."""
+        if not self.ssa:
+            return ir.Name(name)
+        if name in self.version:
+            new = self.names.fresh(name)
+        else:
+            new = name
+            self.names.reserve(name)
+        self.version[name] = new
+        return ir.Name(new)
+
+    def temp(self) -> ir.Name:
+        name = self.names.temp()
+        self.temps.add(name)
+        return ir.Name(name)
+
+    # -------------------------------------------------------------- statements
+
+    def block(self, body: tuple[ir.Stmt, ...]) -> tuple[ir.Stmt, ...]:
+        out: list[ir.Stmt] = []
+        for stmt in body:
+            self.loc = getattr(stmt, "loc", None) or self.loc
+            out.extend(self.statement(stmt))
+        return tuple(out)
+
+    def statement(self, stmt: ir.Stmt) -> list[ir.Stmt]:
+        pre: list[ir.Stmt] = []
+        loc = stmt.loc
+        if isinstance(stmt, ir.Assign):
+            value = self.expression(stmt.value, pre)
+            (target,) = stmt.targets
+            return pre + [ir.Assign((self.bind(target.id),), value, loc)]
+        if isinstance(stmt, ir.AugAssign):
+            if isinstance(stmt.target, ir.Name):
+                current = self.read(stmt.target.id)
+                rhs = self.atom(stmt.value, pre)
+                value = ir.Call(_op(stmt.op), (current, rhs))
+                return pre + [ir.Assign((self.bind(stmt.target.id),), value, loc)]
+            base, index = stmt.target
+            idx = self.index(index, pre)
+            old = self.temp()
+            pre.append(ir.Assign((old,), ir.Call(_op(operator.getitem), (self.read(base.id), idx)), loc))
+            rhs = self.atom(stmt.value, pre)
+            new = self.temp()
+            pre.append(ir.Assign((new,), ir.Call(_op(stmt.op), (old, rhs)), loc))
+            return pre + [ir.SetItem(self.read(base.id), idx, new, loc)]
+        if isinstance(stmt, ir.SetItem):
+            idx = self.index(stmt.index, pre)
+            value = self.atom(stmt.value, pre)
+            return pre + [ir.SetItem(self.read(stmt.target.id), idx, value, loc)]
+        if isinstance(stmt, ir.Unpack):
+            return self.unpack(stmt.pattern, stmt.value, loc)
+        if isinstance(stmt, ir.Return):
+            value = self.expression(stmt.value, pre)
+            if not isinstance(value, ir.Name) or value.id in self.temps:
+                out = ir.Name(self.names.fresh("out"))
+                pre.append(ir.Assign((out,), value, loc))
+                value = out
+            return pre + [ir.Return(value, loc)]
+        if isinstance(stmt, ir.If):
+            test = self.atom(stmt.test, pre)
+            return pre + [replace(stmt, test=test, body=self.block(stmt.body), orelse=self.block(stmt.orelse))]
+        if isinstance(stmt, ir.For):
+            it = self.expression(stmt.iter, pre)
+            return pre + [replace(stmt, iter=it, body=self.block(stmt.body))]
+        if isinstance(stmt, ir.While):
+            test_block: list[ir.Stmt] = []
+            test = self.atom(stmt.test, test_block)
+            return [replace(stmt, test_block=tuple(test_block), test=test, body=self.block(stmt.body))]
+        if isinstance(stmt, (ir.Break, ir.Continue)):
+            return [stmt]
+        raise TypeError(f"unexpected statement {stmt!r}")
+
+    def unpack(self, pattern: Any, value: Any, loc) -> list[ir.Stmt]:
+        pre: list[ir.Stmt] = []
+        if isinstance(value, ir.Seq) and isinstance(pattern, tuple):
+            if len(value.elts) != len(pattern):
+                raise UnsupportedSyntaxError(
+                    f"cannot unpack {len(value.elts)} values into {len(pattern)} names",
+                    loc,
+                )
+            # Evaluate every right-hand element before binding any name (a, b = b, a).
+            atoms = [self.atom(e, pre) for e in value.elts]
+            if not self.ssa:
+                atoms = [self.copy_to_temp(a, pre) for a in atoms]
+            out = pre
+            for sub, atom in zip(pattern, atoms):
+                out += self.unpack(sub, atom, loc)
+            return out
+        if isinstance(pattern, ir.Name):
+            val = self.expression(value, pre)
+            return pre + [ir.Assign((self.bind(pattern.id),), val, loc)]
+        val = self.expression(value, pre)
+        flat: list[ir.Name] = []
+        nested: list[tuple[Any, ir.Name]] = []
+        for sub in pattern:
+            if isinstance(sub, ir.Name):
+                flat.append(self.bind(sub.id))
+            else:
+                t = self.temp()
+                flat.append(t)
+                nested.append((sub, t))
+        out = pre + [ir.Assign(tuple(flat), val, loc)]
+        for sub, t in nested:
+            out += self.unpack(sub, t, loc)
+        return out
+
+    def copy_to_temp(self, atom: Any, pre: list[ir.Stmt]) -> Any:
+        if not isinstance(atom, ir.Name):
+            return atom
+        t = self.temp()
+        pre.append(ir.Assign((t,), atom, self.loc))
+        return t
+
+    # -------------------------------------------------------------- expressions
+
+    def expression(self, e: Any, pre: list[ir.Stmt]) -> Any:
+        """Lower ``e`` to a single primitive call or an atom, hoisting its operands."""
+        if isinstance(e, ir.Name):
+            return self.read(e.id)
+        if isinstance(e, (ir.Const, ir.Ref)):
+            return e
+        if isinstance(e, ir.Seq):
+            return ir.Seq(e.kind, tuple(self.atom(x, pre) for x in e.elts))
+        if isinstance(e, ir.Index):
+            return self.index(e, pre)
+        if isinstance(e, ir.Call):
+            fn = e.fn
+            if not isinstance(fn, ir.Ref):
+                raise UnsupportedSyntaxError(
+                    "calling a computed value is not supported",
+                    self.loc,
+                    "call a function by its name",
+                )
+            args = tuple(self.atom(a, pre) for a in e.args)
+            kwargs = tuple((k, self.atom(v, pre)) for k, v in e.kwargs)
+            return ir.Call(fn, args, kwargs)
+        if isinstance(e, ir.Attribute):
+            ref = ATTRIBUTES.get(e.attr)
+            if ref is None:
+                raise UnsupportedSyntaxError(
+                    f"attribute `.{e.attr}` of an array is not supported",
+                    self.loc,
+                    "use the equivalent NumPy function, e.g. np.shape(x) for x.shape",
+                )
+            return ir.Call(ref, (self.atom(e.value, pre),))
+        if isinstance(e, ir.MethodCall):
+            return self.method(e, pre)
+        if isinstance(e, ir.IfExp):
+            raise UnsupportedSyntaxError(
+                "conditional expressions are not supported yet",
+                self.loc,
+                "use np.where(test, a, b) for an elementwise choice",
+            )
+        raise TypeError(f"unexpected expression {e!r}")
+
+    def atom(self, e: Any, pre: list[ir.Stmt]) -> Any:
+        value = self.expression(e, pre)
+        if isinstance(value, ir.Call):
+            t = self.temp()
+            pre.append(ir.Assign((t,), value, self.loc))
+            return t
+        return value
+
+    def index(self, index: ir.Index, pre: list[ir.Stmt]) -> ir.Index:
+        items = []
+        for it in index.items:
+            if isinstance(it, ir.Slice):
+                items.append(
+                    ir.Slice(
+                        *(None if p is None else self.atom(p, pre) for p in (it.lower, it.upper, it.step))
+                    )
+                )
+            else:
+                items.append(self.atom(it, pre))
+        return ir.Index(tuple(items))
+
+    def method(self, e: ir.MethodCall, pre: list[ir.Stmt]) -> ir.Call:
+        entry = METHODS.get(e.method)
+        if entry is None:
+            raise UnsupportedSyntaxError(
+                f"method `.{e.method}()` is not supported",
+                self.loc,
+                f"call the NumPy function instead, e.g. np.{e.method}(x, ...)",
+            )
+        ref, packs = entry
+        obj = self.atom(e.obj, pre)
+        args = [self.atom(a, pre) for a in e.args]
+        if packs and len(args) > 1:
+            args = [ir.Seq("tuple", tuple(args))]
+        kwargs = tuple((k, self.atom(v, pre)) for k, v in e.kwargs)
+        return ir.Call(ref, (obj, *args), kwargs)
+
+
+def _op(fn: Any) -> ir.Ref:
+    return ir.Ref(f"operator.{fn.__name__}", fn)
+
+
+def _surface_names(body: tuple[ir.Stmt, ...]) -> set[str]:
+    """Names appearing in surface-IR statements that ir.all_local_names cannot see yet."""
+    names: set[str] = set()
+
+    def pattern(p):
+        if isinstance(p, ir.Name):
+            names.add(p.id)
+        elif isinstance(p, tuple):
+            for q in p:
+                pattern(q)
+
+    for stmt in ir.walk_stmts(body):
+        if isinstance(stmt, ir.Unpack):
+            pattern(stmt.pattern)
+            names.update(ir.atom_names(stmt.value))
+        elif isinstance(stmt, ir.AugAssign):
+            target = stmt.target if isinstance(stmt.target, ir.Name) else stmt.target[0]
+            names.add(target.id)
+            names.update(ir.atom_names(stmt.value))
+        elif isinstance(stmt, ir.For):
+            pattern(stmt.target)
+        elif isinstance(stmt, ir.While):
+            names.update(ir.atom_names(stmt.test))
+    return names
+
+
+def is_straight_line(body: tuple[ir.Stmt, ...]) -> bool:
+    """True when a body has no branches, loops or in-place updates."""
+    return all(
+        not isinstance(s, (ir.If, ir.For, ir.While, ir.Break, ir.Continue, ir.SetItem, ir.AugAssign))
+        or (isinstance(s, ir.AugAssign) and isinstance(s.target, ir.Name))
+        for s in ir.walk_stmts(body)
+    )
+
+
+def normalize(fn: ir.FunctionDef) -> ir.FunctionDef:
+    """Surface IR -> A-normal form (and SSA names, for straight-line code)."""
+    n = _Normalizer(fn, ssa=is_straight_line(fn.body))
+    body = n.block(fn.body)
+    return replace(fn, body=body, temps=frozenset(n.temps) | fn.temps)

@@ -1,0 +1,184 @@
+"""Clean-ups that make generated derivatives as lean as hand-written ones.
+
+* constant folding of arithmetic on literals and of ``@foldable`` runtime
+  helpers whose arguments are all literals (``inverse_permutation(None)``);
+* algebraic identities: ``x * 1``, ``1 * x``, ``x + 0``, ``x - 0``, ``x / 1``, ``x ** 1``;
+* arguments equal to the called NumPy function's default are dropped, so a
+  template's ``np.sum(g, axis=None, keepdims=False)`` prints as ``np.sum(g)``;
+* dead-code elimination: a pure assignment nobody reads is removed, which is
+  how the entries of a rule for inactive arguments disappear.
+
+Each is a pure function over straight-line IR.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import operator
+from dataclasses import replace
+from typing import Any
+
+from s2sgrad import ir
+
+_FOLDABLE_OPERATORS = {
+    operator.add,
+    operator.sub,
+    operator.mul,
+    operator.truediv,
+    operator.floordiv,
+    operator.mod,
+    operator.pow,
+    operator.neg,
+    operator.pos,
+}
+
+
+def _const(atom: Any) -> tuple[bool, Any]:
+    if isinstance(atom, ir.Const):
+        return True, atom.value
+    if isinstance(atom, ir.Seq):
+        vals = [_const(e) for e in atom.elts]
+        if all(ok for ok, _ in vals):
+            seq = [v for _, v in vals]
+            return True, tuple(seq) if atom.kind == "tuple" else seq
+    return False, None
+
+
+def _is(atom: Any, number: float) -> bool:
+    ok, value = _const(atom)
+    return ok and type(value) in (int, float) and value == number
+
+
+def _as_atom(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return ir.Seq("tuple", tuple(_as_atom(v) for v in value))
+    if isinstance(value, list):
+        return ir.Seq("list", tuple(_as_atom(v) for v in value))
+    return ir.Const(value)
+
+
+def simplify_value(value: Any) -> Any:
+    """Fold constants and algebraic identities in one right-hand side."""
+    if not isinstance(value, ir.Call) or not isinstance(value.fn, ir.Ref):
+        return value
+    fn = value.fn.value
+    args = value.args
+    consts = [_const(a) for a in args] + [_const(v) for _, v in value.kwargs]
+    all_const = all(ok for ok, _ in consts)
+    if all_const and (fn in _FOLDABLE_OPERATORS or getattr(fn, "__s2sgrad_foldable__", False)):
+        try:
+            result = fn(*[v for _, v in consts[: len(args)]], **{
+                k: _const(v)[1] for k, v in value.kwargs
+            })
+        except Exception:  # noqa: BLE001  (leave it to run time, where the error is visible)
+            return value
+        if isinstance(result, (int, float, bool, str, type(None), tuple, list)):
+            return _as_atom(result)
+        return value
+    if fn is operator.mul and len(args) == 2:
+        if _is(args[1], 1):
+            return args[0]
+        if _is(args[0], 1):
+            return args[1]
+    if fn in (operator.add,) and len(args) == 2:
+        if _is(args[1], 0):
+            return args[0]
+        if _is(args[0], 0):
+            return args[1]
+    if fn in (operator.sub,) and len(args) == 2 and _is(args[1], 0):
+        return args[0]
+    if fn in (operator.truediv, operator.pow) and len(args) == 2 and _is(args[1], 1):
+        return args[0]
+    return value
+
+
+@functools.lru_cache(maxsize=None)
+def _defaults(fn: Any) -> tuple[tuple[str, ...], dict[str, Any]] | None:
+    """Parameter names and defaults of a NumPy function, when it has a signature."""
+    if not (getattr(fn, "__module__", "") or "").startswith("numpy"):
+        return None
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return None
+    names, defaults = [], {}
+    for p in sig.parameters.values():
+        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            break
+        names.append(p.name)
+        if p.default is not p.empty:
+            defaults[p.name] = p.default
+    return tuple(names), defaults
+
+
+def _same_default(atom: Any, default: Any) -> bool:
+    ok, value = _const(atom)
+    if not ok or type(value) is not type(default):
+        return False
+    return value == default
+
+
+def drop_default_arguments(value: Any) -> Any:
+    """``np.sum(g, axis=None)`` -> ``np.sum(g)``: omit arguments that restate a default."""
+    if not isinstance(value, ir.Call) or not isinstance(value.fn, ir.Ref):
+        return value
+    try:
+        spec = _defaults(value.fn.value)
+    except TypeError:  # unhashable object
+        return value
+    if spec is None:
+        return value
+    names, defaults = spec
+    kwargs = tuple(
+        (k, v) for k, v in value.kwargs if not (k in defaults and _same_default(v, defaults[k]))
+    )
+    args = list(value.args)
+    while args and len(args) <= len(names):
+        name = names[len(args) - 1]
+        if name in defaults and _same_default(args[-1], defaults[name]):
+            args.pop()
+        else:
+            break
+    return replace(value, args=tuple(args), kwargs=kwargs)
+
+
+def simplify(body: tuple[ir.Stmt, ...]) -> tuple[ir.Stmt, ...]:
+    out = []
+    for stmt in body:
+        if isinstance(stmt, ir.Assign):
+            stmt = replace(stmt, value=drop_default_arguments(simplify_value(stmt.value)))
+        out.append(stmt)
+    return tuple(out)
+
+
+def _reads(stmt: ir.Stmt) -> list[str]:
+    if isinstance(stmt, ir.Return):
+        return ir.atom_names(stmt.value)
+    return ir.stmt_reads(stmt)
+
+
+def eliminate_dead_code(body: tuple[ir.Stmt, ...]) -> tuple[ir.Stmt, ...]:
+    """Drop assignments whose targets are never read afterwards (straight-line code)."""
+    live: set[str] = set()
+    kept: list[ir.Stmt] = []
+    for stmt in reversed(body):
+        if isinstance(stmt, ir.Assign):
+            if not any(t.id in live for t in stmt.targets):
+                continue
+            live.difference_update(t.id for t in stmt.targets)
+        live.update(_reads(stmt))
+        kept.append(stmt)
+    return tuple(reversed(kept))
+
+
+def optimize(fn: ir.FunctionDef) -> ir.FunctionDef:
+    """Simplify, then remove dead code, until nothing changes."""
+    body = fn.body
+    while True:
+        new = eliminate_dead_code(simplify(body))
+        if new == body:
+            break
+        body = new
+    return replace(fn, body=body)
+

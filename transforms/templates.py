@@ -1,0 +1,181 @@
+"""Rule templates as IR: lowered once, instantiated per call site.
+
+A derivative rule is an ordinary Python function (see ``s2sgrad.rules.registry``).
+We lower it with the same frontend and normalizer as user code, so a rule is
+just more IR. Instantiating it renames its locals hygienically and substitutes
+its parameters with the atoms of the call being differentiated; that is why the
+generated code reads like the rule.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from s2sgrad import ir
+from s2sgrad.errors import NoDerivativeRuleError, SourceLocation
+from s2sgrad.rules.registry import Rule
+from s2sgrad.transforms.names import FreshNames
+
+
+@dataclass(frozen=True)
+class Template:
+    """A lowered rule template.
+
+    ``primal_params`` are the primitive's parameters (after ``ans`` / ``g, ans``);
+    ``body`` is in A-normal form without the final return; ``result`` is the
+    returned atom, and ``entries`` the per-parameter atoms when the template
+    returns a tuple literal (one contribution or cotangent per parameter).
+    """
+
+    fn: Callable
+    lead: tuple[str, ...]  # ("ans",) for jvp, ("g", "ans") for vjp
+    primal_params: tuple[str, ...]
+    tangent_params: tuple[str, ...]
+    signature: inspect.Signature
+    body: tuple[ir.Stmt, ...]
+    result: Any
+    entries: tuple[Any, ...] | None
+    locals: frozenset[str]
+
+
+@functools.lru_cache(maxsize=None)
+def lower_template(fn: Callable, kind: str) -> Template:
+    """Parse and normalize a jvp ("jvp") or vjp ("vjp") template once per process."""
+    from s2sgrad.frontend import parse_function
+    from s2sgrad.transforms.normalize import normalize
+
+    lead = ("ans",) if kind == "jvp" else ("g", "ans")
+    sig = inspect.signature(fn)
+    params = list(sig.parameters.values())
+    primal = [p for p in params[len(lead) :] if p.kind is not p.KEYWORD_ONLY]
+    tangents = tuple(p.name for p in params if p.kind is p.KEYWORD_ONLY)
+    primal_sig = inspect.Signature([p.replace(kind=p.POSITIONAL_OR_KEYWORD) for p in primal])
+    lowered = normalize(parse_function(fn))
+    body = lowered.body
+    if not body or not isinstance(body[-1], ir.Return):
+        raise TypeError(f"rule template {fn.__qualname__} must end with a return statement")
+    for stmt in body[:-1]:
+        if not isinstance(stmt, ir.Assign):
+            raise TypeError(
+                f"rule template {fn.__qualname__} may only contain assignments and one return"
+            )
+    ret = body[-1].value
+    result = ret
+    entries = None
+    # A returned tuple literal holds one entry per parameter. The normalizer names every
+    # returned value, so look through that one assignment.
+    defs = {s.target.id: s.value for s in body[:-1] if len(s.targets) == 1}
+    if isinstance(ret, ir.Name) and isinstance(defs.get(ret.id), ir.Seq):
+        seq = defs[ret.id]
+        if seq.kind == "tuple":
+            entries = seq.elts
+            body = tuple(s for s in body if not (isinstance(s, ir.Assign) and s.targets == (ret,)))
+    stmts = tuple(s for s in body if not isinstance(s, ir.Return))
+    local_names = {t.id for s in stmts for t in s.targets}
+    return Template(
+        fn=fn,
+        lead=lead,
+        primal_params=tuple(p.name for p in primal),
+        tangent_params=tangents,
+        signature=primal_sig,
+        body=stmts,
+        result=result,
+        entries=entries,
+        locals=frozenset(local_names),
+    )
+
+
+def bind_call(
+    template: Template, call: ir.Call, loc: SourceLocation | None, rule: Rule
+) -> dict[str, Any]:
+    """Map the template's primal parameters to the call's atoms (defaults as constants)."""
+    try:
+        bound = template.signature.bind(*call.args, **dict(call.kwargs))
+    except TypeError as exc:
+        raise NoDerivativeRuleError(
+            f"the derivative rule of `{rule.name}` does not accept this call ({exc})",
+            loc,
+            "call it with the positional/keyword arguments the rule supports, "
+            "or register a rule that handles them with s2sgrad.defvjp/defjvp",
+        ) from None
+    bound.apply_defaults()
+    return {
+        name: value if _is_atom(value) else ir.Const(value)
+        for name, value in bound.arguments.items()
+    }
+
+
+def _is_atom(value: Any) -> bool:
+    return isinstance(value, (ir.Name, ir.Const, ir.Ref, ir.Seq, ir.Index))
+
+
+def differentiable_params(rule: Rule) -> tuple[str, ...]:
+    """Names of the primitive's parameters that carry derivatives."""
+    if rule.diff_params:
+        return rule.diff_params
+    if rule.vjp is not None:
+        t = lower_template(rule.vjp, "vjp")
+        if t.entries is None:
+            return t.primal_params[:1]
+        return tuple(
+            p
+            for p, e in zip(t.primal_params, t.entries)
+            if not (isinstance(e, ir.Const) and e.value is None)
+        )
+    return ()
+
+
+def any_template(rule: Rule) -> Template:
+    return lower_template(rule.jvp, "jvp") if rule.jvp is not None else lower_template(rule.vjp, "vjp")
+
+
+def substitute(atom: Any, mapping: dict[str, Any]) -> Any:
+    """Replace names in an atom according to ``mapping`` (name -> atom)."""
+    if atom is None:
+        return None
+    if isinstance(atom, ir.Name):
+        return mapping.get(atom.id, atom)
+    if isinstance(atom, (ir.Const, ir.Ref)):
+        return atom
+    if isinstance(atom, ir.Seq):
+        return ir.Seq(atom.kind, tuple(substitute(e, mapping) for e in atom.elts))
+    if isinstance(atom, ir.Index):
+        return ir.Index(tuple(substitute(e, mapping) for e in atom.items))
+    if isinstance(atom, ir.Slice):
+        return ir.Slice(*(substitute(p, mapping) for p in (atom.lower, atom.upper, atom.step)))
+    if isinstance(atom, ir.Call):
+        return ir.Call(
+            atom.fn,
+            tuple(substitute(a, mapping) for a in atom.args),
+            tuple((k, substitute(v, mapping)) for k, v in atom.kwargs),
+        )
+    raise TypeError(f"cannot substitute into {atom!r}")
+
+
+def instantiate(
+    template: Template,
+    bindings: dict[str, Any],
+    names: FreshNames,
+    temps: set[str],
+    loc: SourceLocation | None,
+) -> tuple[list[ir.Stmt], dict[str, Any]]:
+    """Inline a template: fresh names for its locals, atoms for its parameters.
+
+    Returns the statements and the renaming used, so the caller can map the
+    template's ``result`` / ``entries`` through ``substitute``.
+    """
+    mapping = dict(bindings)
+    stmts: list[ir.Stmt] = []
+    for stmt in template.body:
+        value = substitute(stmt.value, mapping)
+        targets = []
+        for t in stmt.targets:
+            new = names.temp()
+            temps.add(new)
+            mapping[t.id] = ir.Name(new)
+            targets.append(ir.Name(new))
+        stmts.append(ir.Assign(tuple(targets), value, loc))
+    return stmts, mapping
