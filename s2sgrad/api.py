@@ -20,9 +20,19 @@ from typing import Any, Callable
 import numpy as np
 
 from s2sgrad import cache
-from s2sgrad.errors import UsageError
+from s2sgrad.errors import SourceUnavailableError, UsageError
 
 Wrt = int | str | tuple
+
+
+def _require_python_function(fun: Callable) -> None:
+    target = inspect.unwrap(fun)
+    if not inspect.isfunction(target):
+        raise SourceUnavailableError(
+            f"{target!r} is not a Python function, so it has no source to transform",
+            hint="differentiate a Python function that calls it; give it a rule with "
+            "s2sgrad.defvjp/defjvp if it has none",
+        )
 
 
 def _parameters(fun: Callable) -> list[inspect.Parameter]:
@@ -98,6 +108,7 @@ class _Derivative:
     def __init__(self, fun: Callable, wrt: Wrt, mode: str, backend: str):
         if mode not in ("reverse", "forward"):
             raise UsageError(f"mode must be 'reverse' or 'forward', not {mode!r}")
+        _require_python_function(fun)
         self.fun = fun
         self.mode = mode
         self.backend = backend
@@ -197,6 +208,7 @@ def value_and_grad(
 
 def jvp(fun: Callable, primals: tuple | list, tangents: tuple | list, *, backend: str = "numpy"):
     """``(fun(*primals), J @ tangents)``: the Jacobian-vector product, in forward mode."""
+    _require_python_function(fun)
     primals, tangents = tuple(primals), tuple(tangents)
     if len(primals) != len(tangents):
         raise UsageError(
@@ -207,9 +219,9 @@ def jvp(fun: Callable, primals: tuple | list, tangents: tuple | list, *, backend
             raise UsageError(
                 f"jvp: tangent {i} has shape {np.shape(t)} but its primal has shape {np.shape(p)}"
             )
-    wrt = tuple(range(len(primals)))
+    wrt = _float_positions(primals)
     entry = cache.load_or_generate(fun, "forward", wrt, backend)
-    return entry(*primals, *tangents)
+    return entry(*primals, *(tangents[i] for i in wrt))
 
 
 def vjp(fun: Callable, *primals: Any, backend: str = "numpy"):
@@ -218,7 +230,8 @@ def vjp(fun: Callable, *primals: Any, backend: str = "numpy"):
     The backward sweep recomputes the forward sweep when ``vjp_fn`` is called,
     so nothing from the first evaluation is kept alive in between.
     """
-    wrt = tuple(range(len(primals)))
+    _require_python_function(fun)
+    wrt = _float_positions(primals)
     entry = cache.load_or_generate(fun, "reverse", wrt, backend)
     out = fun(*primals)
 
@@ -228,6 +241,20 @@ def vjp(fun: Callable, *primals: Any, backend: str = "numpy"):
                 f"vjp_fn: cotangent has shape {np.shape(cotangent)} but the output has shape "
                 f"{np.shape(out)}"
             )
-        return entry(*primals, cotangent)[1]
+        cotangents = iter(entry(*primals, cotangent)[1])
+        return tuple(
+            next(cotangents) if i in wrt else np.zeros(np.shape(p)) for i, p in enumerate(primals)
+        )
 
     return out, vjp_fn
+
+
+def _float_positions(primals: tuple) -> tuple[int, ...]:
+    """Positions of the inexact (float or complex) primals; integers and booleans are constants.
+
+    As in JAX, integer inputs carry no derivative: their cotangents are zeros and
+    their tangents are ignored. That also lets them serve as axes and indices.
+    """
+    return tuple(
+        i for i, p in enumerate(primals) if np.issubdtype(np.result_type(p), np.inexact)
+    )

@@ -376,7 +376,19 @@ def _is_library_file(filename: str) -> bool:
     return any(path.startswith(root) for root in _library_roots())
 
 
-def _rules_fingerprint() -> list[str]:
+_rules_memo: dict[int, tuple[str, ...]] = {}
+
+
+def _rules_fingerprint() -> tuple[str, ...]:
+    """``_describe_rules()``, recomputed only when a rule is registered."""
+    generation = _rules_generation()
+    if generation not in _rules_memo:
+        _rules_memo.clear()
+        _rules_memo[generation] = _describe_rules()
+    return _rules_memo[generation]
+
+
+def _describe_rules() -> tuple[str, ...]:
     """Which primitives have which rules, with the source of every user-registered template.
 
     Built-in templates are covered by ``RULESET_VERSION``; a rule a user
@@ -401,7 +413,7 @@ def _rules_fingerprint() -> list[str]:
             else:
                 parts.append(f"{kind}={_function_source(template, required=False)}")
         out.append(" ".join(parts))
-    return out
+    return tuple(out)
 
 
 def _rules_generation() -> int:

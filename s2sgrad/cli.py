@@ -55,13 +55,13 @@ path such as Model.energy. The output is the same text the cache stores: valid
 Python you can read, save and import.
 """
 
-CACHE_HELP = f"""\
+CACHE_HELP = """\
 Manage the cache of generated derivative modules.
 
 Each cached module is a plain .py file named
 <module>_<function>_<mode>_<key>.py; the key hashes the function's source and
 everything else the generated code depends on, so stale entries are never
-used, only left behind. The directory is ${"S2SGRAD_CACHE_DIR"} if set, else
+used, only left behind. The directory is $S2SGRAD_CACHE_DIR if set, else
 the platform's user cache directory.
 """
 
@@ -215,7 +215,9 @@ def import_file(path: Path) -> types.ModuleType:
     not run.
     """
     stem = path.stem
-    name = stem if stem.isidentifier() and stem not in sys.modules else f"_s2sgrad_user_{id(path)}"
+    name = stem
+    if not stem.isidentifier() or stem in sys.modules:
+        name = "_s2sgrad_user_" + "".join(c if c.isalnum() else "_" for c in stem)
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
         raise CommandError(f"cannot import {path}: not a Python source file")

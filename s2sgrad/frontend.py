@@ -272,6 +272,8 @@ class _Lowering:
             return [ir.Break(loc)]
         if isinstance(node, cst.Continue):
             return [ir.Continue(loc)]
+        if isinstance(node, cst.Expr) and isinstance(node.value, (cst.Yield, cst.Await)):
+            return [self.expr(node.value)]  # raises the generator/coroutine error
         if isinstance(node, cst.Expr):
             raise self.unsupported(
                 node,

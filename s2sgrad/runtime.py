@@ -288,12 +288,12 @@ def set_at(a: Any, idx: Any, b: Any) -> Any:
 def _matmul_operands(g: Any, a: Any, b: Any) -> tuple[Any, Any, Any]:
     """Promote 1-D operands as matmul does: ``a`` to a row, ``b`` to a column, ``g`` to match."""
     a, b, g = np.asarray(a), np.asarray(b), np.asarray(g)
-    if a.ndim == 1:
-        a = a[None, :]
-        g = g[..., None, :]
     if b.ndim == 1:
         b = b[:, None]
         g = g[..., None]
+    if a.ndim == 1:
+        a = a[None, :]
+        g = g[..., None, :]
     return g, a, b
 
 

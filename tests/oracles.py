@@ -222,8 +222,8 @@ def assert_close(
             rel = err / np.maximum(np.abs(e_arr), 1e-300)
             raise AssertionError(
                 f"{name}: {int(np.sum(bad))} of {a_arr.size} elements differ "
-                f"(rtol={rtol}, atol={atol}); max abs err {np.nanmax(err):.3g}, "
-                f"max rel err {np.nanmax(np.where(bad, rel, 0)):.3g}\n"
+                f"(rtol={rtol}, atol={atol}); max abs err {np.max(np.where(bad, err, 0)):.3g}, "
+                f"max rel err {np.max(np.where(bad, rel, 0)):.3g}\n"
                 f"  worst at index {tuple(int(i) for i in worst)}: "
                 f"got {a_arr[worst]!r}, expected {e_arr[worst]!r}\n"
                 f"  actual:   {np.array2string(a_arr, precision=8, threshold=30)}\n"

@@ -203,6 +203,28 @@ def test_key_follows_helpers_in_user_modules_and_closures(user_module):
     assert [f.__qualname__ for f in functions] == ["make.<locals>.f", "g", "make.<locals>.inner"]
 
 
+def test_key_and_memo_follow_user_registered_rules(
+    cache_dir, fake_pipeline, user_module, monkeypatch
+):
+    from s2sgrad.rules import registry
+
+    # A private copy of the registry, so the rule registered here leaves no trace.
+    monkeypatch.setattr(registry, "_RULES", dict(registry._RULES))
+    monkeypatch.setattr(registry, "_KEEP", list(registry._KEEP))
+    monkeypatch.setattr(registry, "_GENERATION", [registry._GENERATION[0]])
+    mod = user_module(USER_SOURCE + "\n\ndef h(x):\n    return x\n")
+    before = cache.cache_key(mod.f, "reverse", (0,))
+    cache.load_or_generate(mod.f, "reverse", (0,))
+
+    @registry.defvjp(mod.h)
+    def h_vjp(g, ans, x):
+        return 3.0 * g
+
+    assert cache.cache_key(mod.f, "reverse", (0,)) != before
+    cache.load_or_generate(mod.f, "reverse", (0,))
+    assert cache.stats["memo"] == 0 and cache.stats["generated"] == 2
+
+
 def test_source_unavailable_is_a_clear_error():
     namespace: dict = {}
     exec("def f(x):\n    return x\n", namespace)

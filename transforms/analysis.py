@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from s2sgrad import ir
-from s2sgrad.errors import NoDerivativeRuleError, UnsupportedSyntaxError
+from s2sgrad.errors import NoDerivativeRuleError, NonDifferentiableError, UnsupportedSyntaxError
 from s2sgrad.rules import lookup
 from s2sgrad.transforms.templates import any_template, bind_call, differentiable_params
 
@@ -97,6 +97,7 @@ def analyze(fn: ir.FunctionDef, wrt: tuple[str, ...]) -> Activity:
         elif isinstance(stmt, ir.Assign) and any(t.id in useful for t in stmt.targets):
             srcs, has_rule = sources[i]
             useful.update(srcs)
+            _check_discrete_arguments(stmt, varied)
             active_in = [s for s in srcs if s in varied]
             if active_in and not has_rule:
                 call = stmt.value
@@ -109,3 +110,27 @@ def analyze(fn: ir.FunctionDef, wrt: tuple[str, ...]) -> Activity:
                     "derivative is zero",
                 )
     return Activity(frozenset(varied), frozenset(useful))
+
+
+def _check_discrete_arguments(stmt: ir.Assign, varied: set[str]) -> None:
+    """A differentiated value used as an index, axis or shape has no derivative: say so."""
+    call = stmt.value
+    if not isinstance(call, ir.Call) or not isinstance(call.fn, ir.Ref):
+        return
+    rule = lookup(call.fn.value)
+    if rule is None or rule.nondifferentiable:
+        return
+    bound = bind_call(any_template(rule), call, stmt.loc, rule)
+    diff = set(differentiable_params(rule))
+    for param, atom in bound.items():
+        if param in diff:
+            continue
+        for name in ir.atom_names(atom):
+            if name in varied:
+                raise NonDifferentiableError(
+                    f"`{name}` depends on the inputs being differentiated, but it is used as the "
+                    f"`{param}` argument of `{call.fn.source}`, which has no derivative",
+                    stmt.loc,
+                    "compute it from values you do not differentiate, or leave the input it "
+                    "comes from out of wrt",
+                )

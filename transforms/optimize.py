@@ -93,10 +93,15 @@ def simplify_value(value: Any) -> Any:
     return value
 
 
+# NumPy spells some defaults as a "no value" sentinel; these are what it means.
+_SENTINEL_MEANS = {"keepdims": False}
+
+
 @functools.lru_cache(maxsize=None)
 def _defaults(fn: Any) -> tuple[tuple[str, ...], dict[str, Any]] | None:
-    """Parameter names and defaults of a NumPy function, when it has a signature."""
-    if not (getattr(fn, "__module__", "") or "").startswith("numpy"):
+    """Parameter names and defaults of a NumPy function or runtime helper, when it has a signature."""
+    module = getattr(fn, "__module__", "") or ""
+    if not (module.startswith("numpy") or module == "s2sgrad.runtime"):
         return None
     try:
         sig = inspect.signature(fn)
@@ -108,7 +113,12 @@ def _defaults(fn: Any) -> tuple[tuple[str, ...], dict[str, Any]] | None:
             break
         names.append(p.name)
         if p.default is not p.empty:
-            defaults[p.name] = p.default
+            default = p.default
+            if type(default).__name__ == "_NoValueType":
+                if p.name not in _SENTINEL_MEANS:
+                    continue
+                default = _SENTINEL_MEANS[p.name]
+            defaults[p.name] = default
     return tuple(names), defaults
 
 
@@ -143,13 +153,35 @@ def drop_default_arguments(value: Any) -> Any:
     return replace(value, args=tuple(args), kwargs=kwargs)
 
 
-def simplify(body: tuple[ir.Stmt, ...]) -> tuple[ir.Stmt, ...]:
+def simplify(body: tuple[ir.Stmt, ...], temps: frozenset[str]) -> tuple[ir.Stmt, ...]:
+    """Fold each right-hand side; propagate temporaries that fold to a literal or a global.
+
+    Temporaries are assigned exactly once, so replacing their uses is safe.
+    """
+    known: dict[str, Any] = {}
     out = []
     for stmt in body:
+        if isinstance(stmt, (ir.Assign, ir.Return)):
+            stmt = replace(stmt, value=_substitute(stmt.value, known))
         if isinstance(stmt, ir.Assign):
-            stmt = replace(stmt, value=drop_default_arguments(simplify_value(stmt.value)))
+            value = drop_default_arguments(simplify_value(stmt.value))
+            stmt = replace(stmt, value=value)
+            if (
+                len(stmt.targets) == 1
+                and stmt.target.id in temps
+                and isinstance(value, (ir.Const, ir.Ref))
+            ):
+                known[stmt.target.id] = value
         out.append(stmt)
     return tuple(out)
+
+
+def _substitute(atom: Any, known: dict[str, Any]) -> Any:
+    if not known:
+        return atom
+    from s2sgrad.transforms.templates import substitute
+
+    return substitute(atom, known)
 
 
 def _reads(stmt: ir.Stmt) -> list[str]:
@@ -176,7 +208,7 @@ def optimize(fn: ir.FunctionDef) -> ir.FunctionDef:
     """Simplify, then remove dead code, until nothing changes."""
     body = fn.body
     while True:
-        new = eliminate_dead_code(simplify(body))
+        new = eliminate_dead_code(simplify(body, fn.temps))
         if new == body:
             break
         body = new

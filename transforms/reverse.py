@@ -129,7 +129,7 @@ def reverse(fn: ir.FunctionDef, wrt: tuple[int, ...], names: FreshNames) -> ir.F
     if backward:
         body.append(ir.Comment("backward sweep"))
     body += backward
-    body.append(ir.Return(ir.Seq("tuple", (out_atom, ir.Seq("tuple", tuple(results)))), ret.loc))
+    body.append(ir.Return(ir.Seq("tuple", (out_atom, ir.Seq("tuple", tuple(results))))))
     return replace(
         fn,
         name=names.fresh(f"{fn.name}_vjp"),

@@ -1,0 +1,76 @@
+"""Programs s2sgrad must refuse, each with the offending line marked `# <-`."""
+
+import numpy as np
+
+TOTAL = [0.0]
+
+
+class Scale:
+    def __call__(self, x):
+        return 2.0 * x
+
+
+scaler = Scale()
+
+
+def uses_try(x):
+    try:  # <-
+        y = np.sin(x)
+    except ValueError:
+        y = x
+    return np.sum(y)
+
+
+def uses_with(x):
+    with open("f") as fh:  # <-
+        y = x * 2
+    return np.sum(y)
+
+
+def uses_global(x):
+    global TOTAL  # <-
+    return np.sum(x)
+
+
+def defines_class(x):
+    class Local:  # <-
+        pass
+
+    return np.sum(x)
+
+
+def uses_lambda(x):
+    f = lambda v: v * 2  # <-  # noqa: E731
+    return np.sum(f(x))
+
+
+def uses_print(x):
+    print(x)  # <-
+    return np.sum(x)
+
+
+def uses_comprehension(x):
+    ys = [v * 2 for v in x]  # <-
+    return np.sum(ys)
+
+
+def uses_yield(x):
+    yield x  # <-
+
+
+async def is_async(x):  # <-
+    return x
+
+
+def no_rule(x):
+    y = np.sin(x)
+    return np.sum(scaler(y))  # <-
+
+
+def active_index(x):
+    i = np.sum(x)
+    return x[i]  # <-
+
+
+def undefined_name(x):
+    return np.sum(x * not_defined_anywhere)  # <-  # noqa: F821
