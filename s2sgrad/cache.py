@@ -91,7 +91,7 @@ def configured_cache_dir() -> Path:
     """
     env = os.environ.get(ENV_VAR)
     if env:
-        return Path(env).expanduser()
+        return Path(env).expanduser().absolute()
     import platformdirs
 
     return Path(platformdirs.user_cache_dir("s2sgrad"))
@@ -146,7 +146,23 @@ def cache_key(
     Cheap by design (``inspect.getsource`` and dictionary lookups, no parsing):
     it runs on every cache hit in a fresh process.
     """
-    return _key_and_deps(fn, mode, tuple(wrt), backend, _canonical_options(options))[0]
+    target = _python_function(fn)
+    return _key_and_deps(target, mode, tuple(wrt), backend, _canonical_options(options))[0]
+
+
+def _python_function(fn: Callable) -> types.FunctionType:
+    """The plain function under any decorators: what the compiler reads, keys and binds."""
+    try:
+        target = inspect.unwrap(fn)
+    except ValueError:  # a __wrapped__ cycle
+        target = fn
+    if not isinstance(target, types.FunctionType):
+        raise SourceUnavailableError(
+            f"{target!r} is not a Python function, so it has no source to transform",
+            hint="differentiate a Python function that calls it; give it a rule with "
+            "s2sgrad.defvjp/defjvp if it has none",
+        )
+    return target
 
 
 def _canonical_options(options: Any) -> tuple:
@@ -427,6 +443,7 @@ def _rules_generation() -> int:
 
 def cache_filename(fn: Callable, mode: str, key: str) -> str:
     """``<module>_<qualname>_<mode>_<key12>.py``, every part identifier-safe."""
+    fn = _python_function(fn)
     module = _identifier(getattr(fn, "__module__", None) or "unknown")
     qualname = _identifier(getattr(fn, "__qualname__", None) or "unknown")
     return f"{module}_{qualname}_{_identifier(mode)}_{key[:12]}.py"
@@ -438,7 +455,12 @@ def _identifier(text: str, limit: int = 60) -> str:
 
 
 def _atomic_write(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` so readers see the old file or the new one, never a part."""
+    """Write ``text`` to ``path`` so readers see the old file or the new one, never a part.
+
+    Any bytecode of a previous file there is removed: the import system
+    validates it by mtime in whole seconds and size, which a corrupt file
+    replaced within the same second could match.
+    """
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_TMP_PREFIX, suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
@@ -446,6 +468,7 @@ def _atomic_write(path: Path, text: str) -> None:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
+        Path(importlib.util.cache_from_source(str(path))).unlink(missing_ok=True)
     except BaseException:
         try:
             os.unlink(tmp)
@@ -549,7 +572,10 @@ def load_or_generate(
 
     Each time, the module's free names are (re)bound from ``fn``'s closure and
     globals, so the derivative reads the data ``fn`` would read right now.
+    A decorated ``fn`` stands for the function under its decorators
+    (``inspect.unwrap``), as everywhere in the compiler.
     """
+    fn = _python_function(fn)
     wrt = tuple(int(i) for i in wrt)
     options = _canonical_options(options)
     memo_key = (mode, wrt, backend, options)

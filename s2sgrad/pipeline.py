@@ -82,7 +82,23 @@ def derivative_ir(fn: Callable, *, mode: str, wrt: tuple[int, ...]) -> ir.Functi
             raise UsageError(f"wrt index {i} is out of range for {primal.name} with {n} parameters")
     names = FreshNames(_reserved_names(primal))
     transform = reverse if mode == "reverse" else forward
-    return optimize(transform(primal, tuple(wrt), names))
+    deriv = transform(primal, tuple(wrt), names)
+    return optimize(
+        deriv,
+        _same_shape_hints(deriv, primal, mode, wrt),
+        protected=frozenset(ir.all_local_names(primal)),
+    )
+
+
+def _same_shape_hints(
+    deriv: ir.FunctionDef, primal: ir.FunctionDef, mode: str, wrt: tuple[int, ...]
+) -> dict[str, str]:
+    """Extra parameters of a derivative and the names whose shapes they share."""
+    extra = deriv.params[len(primal.params) :]
+    if mode == "reverse":
+        out = deriv.body[-1].value.elts[0]  # return out, (grads...)
+        return {extra[0].name: out.id} if isinstance(out, ir.Name) else {}
+    return {t.name: primal.params[i].name for t, i in zip(extra, wrt)}
 
 
 def _header(fn: Callable, primal_name: str, mode: str, wrt_names: tuple[str, ...]) -> str:

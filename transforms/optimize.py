@@ -20,6 +20,7 @@ from dataclasses import replace
 from typing import Any
 
 from s2sgrad import ir
+from s2sgrad.transforms.shapes import infer
 
 _FOLDABLE_OPERATORS = {
     operator.add,
@@ -204,13 +205,83 @@ def eliminate_dead_code(body: tuple[ir.Stmt, ...]) -> tuple[ir.Stmt, ...]:
     return tuple(reversed(kept))
 
 
-def optimize(fn: ir.FunctionDef) -> ir.FunctionDef:
-    """Simplify, then remove dead code, until nothing changes."""
-    body = fn.body
+# Runtime helpers that only adapt a shape: identity when their operands' shapes agree.
+_SHAPE_ADAPTERS = ("unbroadcast", "broadcast_like", "unreduce")
+
+
+def drop_redundant_broadcasts(fn: ir.FunctionDef, same_shape: dict[str, str]) -> ir.FunctionDef:
+    """``unbroadcast(g, x)`` -> ``g`` where the shape analysis proves g and x alike."""
+    envs = infer(fn, same_shape)
+    body = []
+    for stmt, env in zip(fn.body, envs):
+        value = getattr(stmt, "value", None)
+        if (
+            isinstance(stmt, ir.Assign)
+            and isinstance(value, ir.Call)
+            and isinstance(value.fn, ir.Ref)
+            and getattr(value.fn.value, "__module__", None) == "s2sgrad.runtime"
+            and value.fn.value.__name__ in _SHAPE_ADAPTERS
+            and len(value.args) >= 2
+            and env.of(value.args[0]) == env.of(value.args[1])
+        ):
+            stmt = replace(stmt, value=value.args[0])
+        body.append(stmt)
+    return replace(fn, body=tuple(body))
+
+
+def propagate_copies(
+    body: tuple[ir.Stmt, ...], protected: frozenset[str], temps: frozenset[str]
+) -> tuple[ir.Stmt, ...]:
+    """After ``a = b``, read ``b`` where the code reads ``a`` (until either is re-assigned).
+
+    Only for names the compiler introduced (adjoints, tangents); the user's own
+    variables keep their names. Returns are left alone, so results keep their
+    descriptive names (``dW``). A copy *of a temporary* is left for codegen, which
+    prints the temporary's expression in place (``dh = <expr>``).
+    """
+    from s2sgrad.transforms.templates import substitute
+
+    copies: dict[str, ir.Name] = {}
+    out = []
+    for stmt in body:
+        if isinstance(stmt, ir.Assign) and copies:
+            stmt = replace(stmt, value=substitute(stmt.value, copies))
+        if isinstance(stmt, ir.Assign):
+            written = {t.id for t in stmt.targets}
+            copies = {
+                a: b for a, b in copies.items() if a not in written and b.id not in written
+            }
+            value = stmt.value
+            if (
+                len(stmt.targets) == 1
+                and isinstance(value, ir.Name)
+                and value.id not in temps
+                and stmt.target.id not in protected
+            ):
+                copies[stmt.target.id] = value
+        out.append(stmt)
+    return tuple(out)
+
+
+def optimize(
+    fn: ir.FunctionDef,
+    same_shape: dict[str, str] | None = None,
+    protected: frozenset[str] = frozenset(),
+) -> ir.FunctionDef:
+    """Simplify, drop provably redundant broadcasts, remove dead code, until nothing changes.
+
+    ``same_shape`` maps parameters of a derivative function to the names whose
+    shape they have (see transforms.shapes.infer); ``protected`` are the user's
+    own variable names, which copy propagation keeps.
+    """
     while True:
-        new = eliminate_dead_code(simplify(body, fn.temps))
-        if new == body:
-            break
-        body = new
-    return replace(fn, body=body)
+        body = propagate_copies(
+            simplify(fn.body, fn.temps), protected | set(fn.param_names), fn.temps
+        )
+        new = replace(fn, body=body)
+        new = drop_redundant_broadcasts(new, same_shape or {})
+        new = replace(new, body=eliminate_dead_code(new.body))
+        if new.body == fn.body:
+            return new
+        fn = new
 
