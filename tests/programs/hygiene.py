@@ -1,0 +1,18 @@
+"""Programs whose variable names collide with names s2sgrad likes to generate."""
+
+import numpy as np
+
+from s2sgrad.runtime import unbroadcast as user_helper  # noqa: F401
+
+
+def shadowy(x, dx, g):
+    t1 = x * dx
+    dt1 = t1 + g
+    out = np.sum(dt1 * x)
+    dout = out * 2.0
+    return dout
+
+
+def elementwise_one_input(x):
+    z = np.sin(x) * np.cos(x) + x * x / 2.0
+    return np.sum(np.exp(-z) ** 2)

@@ -1,0 +1,103 @@
+"""Properties of generated code: the product a person reads.
+
+These tests pin *properties* (formatted, deterministic, hygienic, no dead
+code, comments that point back to the source), not whole texts; one golden
+file pins the overall shape of the README example's reverse-mode code.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+from pathlib import Path
+
+import black
+import jax
+import numpy as np
+import pytest
+
+import s2sgrad
+from s2sgrad import pipeline
+from tests.oracles import assert_close, jnp_twin
+from tests.programs import hygiene, straight_line
+
+GOLDEN = Path(__file__).parent / "golden"
+
+
+def body_of(source: str) -> ast.FunctionDef:
+    module = ast.parse(source)
+    return next(n for n in module.body if isinstance(n, ast.FunctionDef))
+
+
+def test_output_is_black_formatted_valid_and_deterministic():
+    for mode in ("reverse", "forward"):
+        a = pipeline.generate(straight_line.two_layer, mode=mode, wrt=(0, 1, 2)).source
+        b = pipeline.generate(straight_line.two_layer, mode=mode, wrt=(0, 1, 2)).source
+        assert a == b
+        assert black.format_str(a, mode=black.Mode(line_length=100)) == a
+        compile(a, "<generated>", "exec")
+
+
+@pytest.mark.parametrize("mode", ["reverse", "forward"])
+@pytest.mark.parametrize("name", list(straight_line.SHAPES))
+def test_no_dead_statements(name, mode):
+    fn = getattr(straight_line, name)
+    wrt = tuple(range(len(straight_line.SHAPES[name])))
+    func = body_of(pipeline.generate(fn, mode=mode, wrt=wrt).source)
+    stmts = func.body
+    for i, stmt in enumerate(stmts):
+        if isinstance(stmt, ast.Assign):
+            targets = {n.id for t in stmt.targets for n in ast.walk(t) if isinstance(n, ast.Name)}
+            later = {
+                n.id
+                for s in stmts[i + 1 :]
+                for n in ast.walk(s)
+                if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)
+            }
+            assert targets & later, f"{name}: `{ast.unparse(stmt)}` is never read"
+
+
+def test_comments_point_to_source_lines():
+    source = pipeline.generate(straight_line.mlp_loss, mode="reverse", wrt=(0,)).source
+    import inspect
+
+    lines, start = inspect.getsourcelines(straight_line.mlp_loss)
+    h_line = start + next(i for i, ln in enumerate(lines) if "h = np.tanh" in ln)
+    assert f"# line {h_line}: h = np.tanh(x @ W + b)" in source
+    assert "# backward sweep" in source
+    assert "straight_line.py, line" in source
+
+
+def test_generated_names_never_capture_user_names():
+    args = [np.linspace(0.1, 0.9, 4), np.linspace(-1, 1, 4), np.linspace(1, 2, 4)]
+    for mode in ("reverse", "forward"):
+        got = s2sgrad.grad(hygiene.shadowy, wrt=(0, 1, 2), mode=mode)(*args)
+        want = jax.grad(jnp_twin(hygiene.shadowy), argnums=(0, 1, 2))(*args)
+        assert_close(got, tuple(np.asarray(w) for w in want))
+    source = pipeline.generate(hygiene.shadowy, mode="reverse", wrt=(0, 1, 2)).source
+    params = [a.arg for a in body_of(source).args.args]
+    assert params[:3] == ["x", "dx", "g"] and len(set(params)) == len(params)
+
+
+def test_no_unbroadcast_where_shapes_provably_match():
+    for mode in ("reverse", "forward"):
+        source = pipeline.generate(hygiene.elementwise_one_input, mode=mode, wrt=(0,)).source
+        assert "unbroadcast" not in source and "broadcast_like" not in source, source
+    source = pipeline.generate(straight_line.mlp_loss, mode="reverse", wrt=(0,)).source
+    assert "dt4 = dout / t6" in source or "unbroadcast(dout" not in source, source
+
+
+def test_defaults_are_not_restated():
+    source = pipeline.generate(straight_line.reductions, mode="forward", wrt=(0,)).source
+    assert "keepdims=False" not in source and "axis=None" not in source, source
+
+
+def test_golden_reverse_code_for_the_readme_example():
+    """Pins the shape of the flagship output. Refresh: S2SGRAD_REFRESH_GOLDEN=1 pytest ..."""
+    source = pipeline.generate(straight_line.mlp_loss, mode="reverse", wrt=(0, 1)).source
+    code = source.split('"""', 2)[-1]  # skip the header, which names this machine's path
+    path = GOLDEN / "mlp_loss_reverse.py.txt"
+    if os.environ.get("S2SGRAD_REFRESH_GOLDEN"):
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(code)
+    assert code == path.read_text(), "generated code changed; refresh the golden file if intended"
