@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import functools
 import inspect
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -59,9 +60,7 @@ def resolve_wrt(fun: Callable, wrt: Wrt) -> tuple[tuple[int, ...], bool]:
         elif isinstance(item, (int, np.integer)) and not isinstance(item, bool):
             i = int(item)
             if not -len(names) <= i < len(names):
-                raise UsageError(
-                    f"wrt={item}: {fun.__name__} has only {len(names)} parameters"
-                )
+                raise UsageError(f"wrt={item}: {fun.__name__} has only {len(names)} parameters")
             indices.append(i % len(names))
         else:
             raise UsageError(f"wrt entries must be parameter indices or names, not {item!r}")
@@ -98,10 +97,6 @@ def _check_scalar(out: Any, fun: Callable, what: str) -> None:
         )
 
 
-def _one(dtype_like: Any) -> Any:
-    return np.ones_like(dtype_like) if isinstance(dtype_like, np.ndarray) else 1.0
-
-
 class _Derivative:
     """Shared machinery of the grad-like wrappers: lazy compile, argument binding."""
 
@@ -126,7 +121,18 @@ class _Derivative:
     def value_and_grads(self, args: tuple, kwargs: dict, what: str) -> tuple[Any, tuple]:
         primals = self.bind(args, kwargs)
         if self.mode == "reverse":
-            out, grads = self.entry()(*primals, 1.0)
+            entry = self.entry()
+            try:
+                out, grads = entry(*primals, 1.0)
+            except Exception as exc:
+                # A non-scalar output can make the backward sweep fail on the scalar seed;
+                # report that mistake rather than NumPy's complaint about its consequence.
+                try:
+                    value = self.fun(*primals)
+                except Exception:
+                    raise exc from None
+                _check_scalar(value, self.fun, what)
+                raise
             _check_scalar(out, self.fun, what)
             return out, grads
         return self._forward_grads(primals, what)
@@ -255,6 +261,4 @@ def _float_positions(primals: tuple) -> tuple[int, ...]:
     As in JAX, integer inputs carry no derivative: their cotangents are zeros and
     their tangents are ignored. That also lets them serve as axes and indices.
     """
-    return tuple(
-        i for i, p in enumerate(primals) if np.issubdtype(np.result_type(p), np.inexact)
-    )
+    return tuple(i for i, p in enumerate(primals) if np.issubdtype(np.result_type(p), np.inexact))

@@ -219,7 +219,11 @@ class Printer:
                 lines += ["", f"{indent}# {stmt.text}"]
                 last_line = None
                 continue
-            if isinstance(stmt, ir.Assign) and len(stmt.targets) == 1 and stmt.target.id in self.fold:
+            if (
+                isinstance(stmt, ir.Assign)
+                and len(stmt.targets) == 1
+                and stmt.target.id in self.fold
+            ):
                 self.folded[stmt.target.id] = self.atom(stmt.value)
                 continue
             code = self.statement(stmt)

@@ -26,8 +26,9 @@ import inspect
 import operator
 import textwrap
 import types
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import libcst as cst
 from libcst.metadata import MetadataWrapper, PositionProvider
@@ -335,7 +336,9 @@ class _Lowering:
                 raise self.unsupported(node.orelse, "for/else", "use a flag variable instead")
             if node.asynchronous is not None:
                 raise self.unsupported(node, "async for", "use a plain for loop")
-            return ir.For(self.pattern(node.target), self.expr(node.iter), self.block(node.body), loc)
+            return ir.For(
+                self.pattern(node.target), self.expr(node.iter), self.block(node.body), loc
+            )
         if isinstance(node, cst.While):
             if node.orelse is not None:
                 raise self.unsupported(node.orelse, "while/else", "use a flag variable instead")

@@ -18,7 +18,7 @@ it into a comment, errors into a caret.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
 from s2sgrad.errors import SourceLocation
 
@@ -82,10 +82,10 @@ class Index:
     An item is an atom, a ``Slice``, ``Const(None)`` (newaxis) or ``Const(Ellipsis)``.
     """
 
-    items: tuple[Union[Atom, Slice], ...]
+    items: tuple[Atom | Slice, ...]
 
 
-Atom = Union[Name, Const, Ref, Seq, Index]
+Atom = Name | Const | Ref | Seq | Index
 
 # --------------------------------------------------------------------------- expressions
 
@@ -126,7 +126,7 @@ class IfExp:
     orelse: Any
 
 
-Expr = Union[Atom, Call, Attribute, MethodCall, IfExp]
+Expr = Atom | Call | Attribute | MethodCall | IfExp
 
 # --------------------------------------------------------------------------- statements
 
@@ -226,7 +226,9 @@ class Comment:
     loc: SourceLocation | None = None
 
 
-Stmt = Union[Assign, Unpack, AugAssign, SetItem, If, For, While, Break, Continue, Return, Comment]
+Stmt = (
+    Assign | Unpack | AugAssign | SetItem | If | For | While | Break | Continue | Return | Comment
+)
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,8 @@ a miss, so loading a cached derivative never pays for the compiler.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from s2sgrad import codegen, ir, runtime
 from s2sgrad._version import __version__
@@ -119,7 +119,9 @@ def _header(fn: Callable, primal_name: str, mode: str, wrt_names: tuple[str, ...
     )
 
 
-def generate(fn: Callable, *, mode: str, wrt: tuple[int, ...], backend: str = "numpy") -> GeneratedModule:
+def generate(
+    fn: Callable, *, mode: str, wrt: tuple[int, ...], backend: str = "numpy"
+) -> GeneratedModule:
     """Compile the derivative of ``fn`` to module text (see GeneratedModule)."""
     if backend not in BACKENDS:
         raise UsageError(

@@ -69,7 +69,11 @@ def test_generated_code_spells_numpy_canonically_whatever_the_import_style():
 
     texts = {
         fn.__name__: pipeline.generate(fn, mode="reverse", wrt=(0,)).source
-        for fn in (import_styles.plain_numpy, import_styles.renamed_module, import_styles.from_imports)
+        for fn in (
+            import_styles.plain_numpy,
+            import_styles.renamed_module,
+            import_styles.from_imports,
+        )
     }
     for name, text in texts.items():
         code = "\n".join(line.split("#")[0] for line in text.split('"""')[-1].splitlines())

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from s2sgrad.transforms.templates import any_template, bind_call, differentiable_params
+
 from s2sgrad import ir
 from s2sgrad.errors import NoDerivativeRuleError, NonDifferentiableError, UnsupportedSyntaxError
 from s2sgrad.rules import lookup
-from s2sgrad.transforms.templates import any_template, bind_call, differentiable_params
 
 
 @dataclass(frozen=True)
@@ -51,11 +52,15 @@ def require_straight_line(fn: ir.FunctionDef) -> None:
     returns = [s for s in fn.body if isinstance(s, ir.Return)]
     if not returns or not isinstance(fn.body[-1], ir.Return):
         raise UnsupportedSyntaxError(
-            "the function must end with a return statement", fn.loc, "return the value to differentiate"
+            "the function must end with a return statement",
+            fn.loc,
+            "return the value to differentiate",
         )
     if len(returns) > 1:
         raise UnsupportedSyntaxError(
-            "multiple return statements are not supported yet", returns[1].loc, "return once, at the end"
+            "multiple return statements are not supported yet",
+            returns[1].loc,
+            "return once, at the end",
         )
 
 

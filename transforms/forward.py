@@ -13,13 +13,13 @@ import operator
 from dataclasses import replace
 
 import numpy as np
+from s2sgrad.transforms.analysis import Activity, analyze, require_straight_line
+from s2sgrad.transforms.names import FreshNames
+from s2sgrad.transforms.templates import bind_call, instantiate, lower_template, substitute
 
 from s2sgrad import ir
 from s2sgrad.errors import NoDerivativeRuleError
 from s2sgrad.rules import lookup
-from s2sgrad.transforms.analysis import Activity, analyze, require_straight_line
-from s2sgrad.transforms.names import FreshNames
-from s2sgrad.transforms.templates import bind_call, instantiate, lower_template, substitute
 
 ADD = ir.Ref("operator.add", operator.add)
 ZEROS_LIKE = ir.Ref("np.zeros_like", np.zeros_like)
@@ -65,7 +65,11 @@ class _Forward:
         target = stmt.target
         value = stmt.value
         if not isinstance(value, ir.Call):
-            out.append(ir.Assign((self.tangent_of(target.id),), self.tangent_atom(value, out, stmt.loc), stmt.loc))
+            out.append(
+                ir.Assign(
+                    (self.tangent_of(target.id),), self.tangent_atom(value, out, stmt.loc), stmt.loc
+                )
+            )
             return out
         rule = lookup(value.fn.value)
         if rule is None or rule.jvp is None:
@@ -77,9 +81,7 @@ class _Forward:
         template = lower_template(rule.jvp, "jvp")
         bindings = bind_call(template, value, stmt.loc, rule)
         bindings["ans"] = target
-        active_params = [
-            p for p in rule.diff_params if self.act.atom_active(bindings.get(p))
-        ]
+        active_params = [p for p in rule.diff_params if self.act.atom_active(bindings.get(p))]
         for p in rule.diff_params:
             dp = "d" + p
             if p in active_params:
@@ -119,7 +121,8 @@ def forward(fn: ir.FunctionDef, wrt: tuple[int, ...], names: FreshNames) -> ir.F
     return replace(
         fn,
         name=names.fresh(f"{fn.name}_jvp"),
-        params=tuple(replace(p, default=None, kind="positional") for p in fn.params) + tangent_params,
+        params=tuple(replace(p, default=None, kind="positional") for p in fn.params)
+        + tangent_params,
         body=tuple(body),
         temps=frozenset(fwd.temps),
     )

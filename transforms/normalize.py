@@ -23,10 +23,10 @@ from dataclasses import replace
 from typing import Any
 
 import numpy as np
+from s2sgrad.transforms.names import FreshNames
 
 from s2sgrad import ir
 from s2sgrad.errors import SourceLocation, UnsupportedSyntaxError
-from s2sgrad.transforms.names import FreshNames
 
 
 def _np_ref(fn: Any, name: str) -> ir.Ref:
@@ -36,9 +36,11 @@ def _np_ref(fn: Any, name: str) -> ir.Ref:
 # Attributes of array values and the primitive each one reads through.
 ATTRIBUTES: dict[str, ir.Ref] = {
     "T": _np_ref(np.transpose, "transpose"),
-    "mT": _np_ref(np.matrix_transpose, "matrix_transpose")
-    if hasattr(np, "matrix_transpose")
-    else _np_ref(np.transpose, "transpose"),
+    "mT": (
+        _np_ref(np.matrix_transpose, "matrix_transpose")
+        if hasattr(np, "matrix_transpose")
+        else _np_ref(np.transpose, "transpose")
+    ),
     "shape": _np_ref(np.shape, "shape"),
     "ndim": _np_ref(np.ndim, "ndim"),
     "size": _np_ref(np.size, "size"),
@@ -139,7 +141,9 @@ class _Normalizer:
             base, index = stmt.target
             idx = self.index(index, pre)
             old = self.temp()
-            pre.append(ir.Assign((old,), ir.Call(_op(operator.getitem), (self.read(base.id), idx)), loc))
+            pre.append(
+                ir.Assign((old,), ir.Call(_op(operator.getitem), (self.read(base.id), idx)), loc)
+            )
             rhs = self.atom(stmt.value, pre)
             new = self.temp()
             pre.append(ir.Assign((new,), ir.Call(_op(stmt.op), (old, rhs)), loc))
@@ -159,14 +163,18 @@ class _Normalizer:
             return pre + [ir.Return(value, loc)]
         if isinstance(stmt, ir.If):
             test = self.atom(stmt.test, pre)
-            return pre + [replace(stmt, test=test, body=self.block(stmt.body), orelse=self.block(stmt.orelse))]
+            return pre + [
+                replace(stmt, test=test, body=self.block(stmt.body), orelse=self.block(stmt.orelse))
+            ]
         if isinstance(stmt, ir.For):
             it = self.expression(stmt.iter, pre)
             return pre + [replace(stmt, iter=it, body=self.block(stmt.body))]
         if isinstance(stmt, ir.While):
             test_block: list[ir.Stmt] = []
             test = self.atom(stmt.test, test_block)
-            return [replace(stmt, test_block=tuple(test_block), test=test, body=self.block(stmt.body))]
+            return [
+                replace(stmt, test_block=tuple(test_block), test=test, body=self.block(stmt.body))
+            ]
         if isinstance(stmt, (ir.Break, ir.Continue)):
             return [stmt]
         raise TypeError(f"unexpected statement {stmt!r}")
@@ -268,7 +276,10 @@ class _Normalizer:
             if isinstance(it, ir.Slice):
                 items.append(
                     ir.Slice(
-                        *(None if p is None else self.atom(p, pre) for p in (it.lower, it.upper, it.step))
+                        *(
+                            None if p is None else self.atom(p, pre)
+                            for p in (it.lower, it.upper, it.step)
+                        )
                     )
                 )
             else:
@@ -325,7 +336,9 @@ def _surface_names(body: tuple[ir.Stmt, ...]) -> set[str]:
 def is_straight_line(body: tuple[ir.Stmt, ...]) -> bool:
     """True when a body has no branches, loops or in-place updates."""
     return all(
-        not isinstance(s, (ir.If, ir.For, ir.While, ir.Break, ir.Continue, ir.SetItem, ir.AugAssign))
+        not isinstance(
+            s, (ir.If, ir.For, ir.While, ir.Break, ir.Continue, ir.SetItem, ir.AugAssign)
+        )
         or (isinstance(s, ir.AugAssign) and isinstance(s.target, ir.Name))
         for s in ir.walk_stmts(body)
     )

@@ -19,8 +19,9 @@ import operator
 from dataclasses import replace
 from typing import Any
 
-from s2sgrad import ir
 from s2sgrad.transforms.shapes import infer
+
+from s2sgrad import ir
 
 _FOLDABLE_OPERATORS = {
     operator.add,
@@ -69,9 +70,9 @@ def simplify_value(value: Any) -> Any:
     all_const = all(ok for ok, _ in consts)
     if all_const and (fn in _FOLDABLE_OPERATORS or getattr(fn, "__s2sgrad_foldable__", False)):
         try:
-            result = fn(*[v for _, v in consts[: len(args)]], **{
-                k: _const(v)[1] for k, v in value.kwargs
-            })
+            result = fn(
+                *[v for _, v in consts[: len(args)]], **{k: _const(v)[1] for k, v in value.kwargs}
+            )
         except Exception:  # noqa: BLE001  (leave it to run time, where the error is visible)
             return value
         if isinstance(result, (int, float, bool, str, type(None), tuple, list)):
@@ -98,7 +99,7 @@ def simplify_value(value: Any) -> Any:
 _SENTINEL_MEANS = {"keepdims": False}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _defaults(fn: Any) -> tuple[tuple[str, ...], dict[str, Any]] | None:
     """Parameter names and defaults of a NumPy function or runtime helper, when it has a signature."""
     module = getattr(fn, "__module__", "") or ""
@@ -248,9 +249,7 @@ def propagate_copies(
             stmt = replace(stmt, value=substitute(stmt.value, copies))
         if isinstance(stmt, ir.Assign):
             written = {t.id for t in stmt.targets}
-            copies = {
-                a: b for a, b in copies.items() if a not in written and b.id not in written
-            }
+            copies = {a: b for a, b in copies.items() if a not in written and b.id not in written}
             value = stmt.value
             if (
                 len(stmt.targets) == 1
@@ -284,4 +283,3 @@ def optimize(
         if new.body == fn.body:
             return new
         fn = new
-

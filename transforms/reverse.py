@@ -17,17 +17,16 @@ import operator
 from dataclasses import replace
 
 import numpy as np
-
-from s2sgrad import ir
-from s2sgrad.errors import NoDerivativeRuleError
-from s2sgrad.rules import lookup
 from s2sgrad.transforms.analysis import Activity, analyze, require_straight_line
 from s2sgrad.transforms.names import FreshNames
 from s2sgrad.transforms.templates import bind_call, instantiate, lower_template, substitute
 
+from s2sgrad import ir
+from s2sgrad.errors import NoDerivativeRuleError
+from s2sgrad.rules import lookup
+
 ADD = ir.Ref("operator.add", operator.add)
 ZEROS_LIKE = ir.Ref("np.zeros_like", np.zeros_like)
-
 
 
 class _Reverse:
@@ -113,7 +112,11 @@ def reverse(fn: ir.FunctionDef, wrt: tuple[int, ...], names: FreshNames) -> ir.F
     *primal, ret = fn.body
     out_atom = ret.value
     seed_base = out_atom.id if isinstance(out_atom, ir.Name) else "out"
-    seed = rev.adjoint_name(seed_base) if isinstance(out_atom, ir.Name) else ir.Name(names.fresh("dout"))
+    seed = (
+        rev.adjoint_name(seed_base)
+        if isinstance(out_atom, ir.Name)
+        else ir.Name(names.fresh("dout"))
+    )
     body: list[ir.Stmt] = list(primal)
     backward: list[ir.Stmt] = []
     for stmt in reversed(primal):

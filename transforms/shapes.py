@@ -149,7 +149,11 @@ class ShapeEnv:
             return
         target = stmt.target.id
         self.shape_tuples.discard(target)
-        if isinstance(value, ir.Call) and isinstance(value.fn, ir.Ref) and value.fn.value is np.shape:
+        if (
+            isinstance(value, ir.Call)
+            and isinstance(value.fn, ir.Ref)
+            and value.fn.value is np.shape
+        ):
             self.shape_tuples.add(target)
         self.shapes[target] = self.value_shape(value)
 

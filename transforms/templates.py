@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import functools
 import inspect
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
+
+from s2sgrad.transforms.names import FreshNames
 
 from s2sgrad import ir
 from s2sgrad.errors import NoDerivativeRuleError, SourceLocation
 from s2sgrad.rules.registry import Rule
-from s2sgrad.transforms.names import FreshNames
 
 
 @dataclass(frozen=True)
@@ -41,11 +43,12 @@ class Template:
     locals: frozenset[str]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def lower_template(fn: Callable, kind: str) -> Template:
     """Parse and normalize a jvp ("jvp") or vjp ("vjp") template once per process."""
-    from s2sgrad.frontend import parse_function
     from s2sgrad.transforms.normalize import normalize
+
+    from s2sgrad.frontend import parse_function
 
     lead = ("ans",) if kind == "jvp" else ("g", "ans")
     sig = inspect.signature(fn)
@@ -129,7 +132,9 @@ def differentiable_params(rule: Rule) -> tuple[str, ...]:
 
 
 def any_template(rule: Rule) -> Template:
-    return lower_template(rule.jvp, "jvp") if rule.jvp is not None else lower_template(rule.vjp, "vjp")
+    return (
+        lower_template(rule.jvp, "jvp") if rule.jvp is not None else lower_template(rule.vjp, "vjp")
+    )
 
 
 def substitute(atom: Any, mapping: dict[str, Any]) -> Any:

@@ -22,7 +22,7 @@ def uses_try(x):
 
 
 def uses_with(x):
-    with open("f") as fh:  # <-
+    with open("f") as fh:  # <-  # noqa: F841
         y = x * 2
     return np.sum(y)
 
