@@ -109,14 +109,14 @@ class _Derivative:
         self.backend = backend
         self.wrt, self.single = resolve_wrt(fun, wrt)
         self.bind = _Bound(fun)
-        self._entry: Callable | None = None
 
-    def entry(self, wrt: tuple[int, ...] | None = None) -> Callable:
-        if wrt is not None and wrt != self.wrt:
-            return cache.load_or_generate(self.fun, self.mode, wrt, self.backend)
-        if self._entry is None:
-            self._entry = cache.load_or_generate(self.fun, self.mode, self.wrt, self.backend)
-        return self._entry
+    def entry(self) -> Callable:
+        """The compiled derivative, looked up on every call.
+
+        The in-process memo makes that a dictionary hit, and the lookup re-binds the
+        free names of the generated module, so a reassigned global is seen.
+        """
+        return cache.load_or_generate(self.fun, self.mode, self.wrt, self.backend)
 
     def value_and_grads(self, args: tuple, kwargs: dict, what: str) -> tuple[Any, tuple]:
         primals = self.bind(args, kwargs)

@@ -12,12 +12,14 @@ and of every user function it calls (found through globals, closure cells and
 user modules, recursively), where each of those functions sits in its file
 (generated code carries ``# line N`` comments pointing back at it), what every
 name they use denotes (``act = np.tanh`` changed to ``act = np.sin`` leaves the
-function's source untouched but not its derivative), the sources of
-user-registered derivative rules, mode, wrt, backend, options, the rule-set
-version, the s2sgrad version and the Python version.
+function's source untouched but not its derivative), which primitives have
+which rules (with the source of every user-registered template), mode, wrt,
+backend, options, the rule-set version, the s2sgrad version and the Python
+version.
 
 What the key leaves out: the *values* of data the function reads (arrays,
-floats in globals or closures). Those are the module's free names
+floats in globals or closures; only their types are hashed). Those are the
+module's free names
 (``__s2sgrad_free_names__``), bound from the function's closure and globals
 each time ``load_or_generate`` returns, so one file serves every process and
 every closure instance.
@@ -653,12 +655,10 @@ def _try_load(path: Path) -> types.ModuleType | None:
     """Import a cache file, or None if it is missing, unsafe or not a derivative module."""
     try:
         if _unsafe_reason(path) is not None:
-            return None
+            return None  # never run a file someone else could have written
         module = _load_file(path)
         _entry_of(module)
-    except FileNotFoundError:
-        return None
-    except Exception:  # corrupt, truncated, stale: regenerate and overwrite
+    except Exception:  # missing, unreadable, corrupt, truncated: a miss, overwritten below
         return None
     return module
 

@@ -232,6 +232,39 @@ def test_source_unavailable_is_a_clear_error():
         cache.cache_key(namespace["f"], "reverse", (0,))
 
 
+def test_decorated_function_stands_for_the_function_underneath(
+    cache_dir, fake_pipeline, user_module
+):
+    user_module(
+        """\
+        import functools
+
+        scale = 100.0  # not the `scale` the decorated function reads
+
+
+        def deco(fn):
+            @functools.wraps(fn)
+            def wrapper(*args):
+                return fn(*args)
+
+            return wrapper
+        """,
+        name="decos",
+    )
+    mod = user_module("from decos import deco\n\nscale = 3.0\n\n@deco\ndef f(x):\n    return x\n")
+    assert cache.cache_key(mod.f, "reverse", (0,)) == cache.cache_key(
+        mod.f.__wrapped__, "reverse", (0,)
+    )
+    assert cache.load_or_generate(mod.f, "reverse", (0,))(1.0, 1.0)[1] == (6.0,)
+    assert fake_pipeline.calls[0][0] == "f"
+    assert [e.label for e in cache.list_entries()] == ["usermod_f"]
+
+
+def test_not_a_python_function_is_a_clear_error():
+    with pytest.raises(SourceUnavailableError, match="not a Python function"):
+        cache.cache_key(np.tanh, "reverse", (0,))
+
+
 # ----------------------------------------------------------------------------- files
 
 
@@ -342,6 +375,22 @@ def test_corrupt_file_is_a_miss_and_is_replaced(cache_dir, fake_pipeline, user_m
     assert vjp(1.0, 1.0)[1] == (6.0,)
     assert cache.stats["generated"] == 1
     assert '__s2sgrad_entry__ = "f_vjp"' in path.read_text()
+
+
+def test_bytecode_of_a_replaced_file_is_not_reused(
+    cache_dir, fake_pipeline, user_module, monkeypatch
+):
+    monkeypatch.setattr(sys, "dont_write_bytecode", False)
+    # A corrupt file that compiles, exactly as long as the real one: its bytecode
+    # would pass the import system's (mtime in seconds, size) check.
+    mod = user_module(USER_SOURCE)
+    expected = FAKE_DERIVATIVE.format(qualname="f", entry="f_vjp")
+    key = cache.cache_key(mod.f, "reverse", (0,))
+    path = cache.cache_dir() / cache.cache_filename(mod.f, "reverse", key)
+    path.write_text("#" * (len(expected) - 1) + "\n")
+    os.chmod(path, 0o600)
+    assert cache.load_or_generate(mod.f, "reverse", (0,))(1.0, 1.0)[1] == (6.0,)
+    assert path.read_text() == expected
 
 
 def test_unsafe_directory_is_refused(cache_dir, fake_pipeline, user_module):

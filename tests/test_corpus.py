@@ -153,3 +153,14 @@ class TestUsageErrors:
     def test_jvp_shape_mismatch(self):
         with pytest.raises(s2sgrad.UsageError, match="tangent 0"):
             s2sgrad.jvp(straight_line.transcendental, (np.ones(6),), (np.ones(5),))
+
+
+def test_a_reassigned_global_is_seen_by_an_existing_gradient(monkeypatch):
+    fn = straight_line.unary_and_constants
+    g = s2sgrad.grad(fn, wrt=0)
+    args = make_args(straight_line.SHAPES["unary_and_constants"])
+    before = g(*args)
+    monkeypatch.setattr(straight_line, "SCALE", 2 * straight_line.SCALE)
+    after = g(*args)
+    assert_close(after, np.asarray(jax.grad(jnp_twin(fn))(*args)))
+    assert not np.allclose(before, after)
