@@ -96,14 +96,15 @@ def build_parser() -> argparse.ArgumentParser:
     inspect_cmd.add_argument(
         "--mode",
         choices=("reverse", "forward"),
-        default="reverse",
-        help="reverse: gradient / vector-Jacobian product (default); forward: Jacobian-vector product",
+        default=None,
+        help="reverse: gradient / vector-Jacobian product (default, or what the function's "
+        "@s2sgrad.grad decorator says); forward: Jacobian-vector product",
     )
     inspect_cmd.add_argument(
         "--wrt",
         metavar="PARAMS",
         help="comma-separated parameter names or 0-based positions to differentiate with "
-        "respect to, e.g. W,b or 0,1 (default: the first parameter)",
+        "respect to, e.g. W,b or 0,1 (default: the decorator's wrt, else the first parameter)",
     )
     inspect_cmd.add_argument(
         "--backend",
@@ -164,11 +165,13 @@ def main(argv: list[str] | None = None) -> int:
 
 def run_inspect(args: argparse.Namespace) -> int:
     fn = load_function(args.target)
-    wrt = parse_wrt(args.wrt, fn)
+    defaults = getattr(fn, "__s2sgrad_defaults__", {})
+    wrt = parse_wrt(args.wrt, fn) if args.wrt or not defaults else defaults["wrt"]
+    mode = args.mode or defaults.get("mode", "reverse")
     from s2sgrad import pipeline  # the compiler: heavy, so only for this command
 
     try:
-        generated = pipeline.generate(fn, mode=args.mode, wrt=wrt, backend=args.backend)
+        generated = pipeline.generate(fn, mode=mode, wrt=wrt, backend=args.backend)
     except NotImplementedError as exc:
         raise CommandError(str(exc) or f"{args.backend} backend is not implemented yet") from None
     source = generated.source if generated.source.endswith("\n") else generated.source + "\n"
@@ -178,7 +181,11 @@ def run_inspect(args: argparse.Namespace) -> int:
 
 
 def load_function(target: str) -> types.FunctionType:
-    """Import ``FILE.py`` of ``FILE.py:FUNCTION`` and return the plain function it names."""
+    """Import ``FILE.py`` of ``FILE.py:FUNCTION`` and return the plain function it names.
+
+    When the name is an s2sgrad-decorated function, the decorator's settings
+    (``wrt``, ``mode``) ride along as ``fn.__s2sgrad_defaults__`` for inspect.
+    """
     path_text, sep, qualname = target.rpartition(":")
     if not sep or not path_text or not qualname:
         raise CommandError(f"expected FILE.py:FUNCTION, got {target!r}")
@@ -194,6 +201,9 @@ def load_function(target: str) -> types.FunctionType:
         obj = getattr(obj, part)
     try:
         fn = inspect.unwrap(obj)  # the function under an s2sgrad (or functools) decorator
+        settings = getattr(obj, "__s2sgrad__", None)
+        if settings is not None:
+            fn.__s2sgrad_defaults__ = {"wrt": settings.wrt, "mode": settings.mode}
     except ValueError:
         fn = obj
     if not isinstance(fn, types.FunctionType):
