@@ -226,23 +226,63 @@ class Printer:
             ):
                 self.folded[stmt.target.id] = self.atom(stmt.value)
                 continue
-            code = self.statement(stmt)
             loc = getattr(stmt, "loc", None)
             if loc is not None and loc.line != last_line:
                 lines.append(f"{indent}# {_source_comment(loc)}")
                 last_line = loc.line
-            lines.append(indent + code)
+            lines += self.statement(stmt, indent)
+        if not lines or all(not ln.strip() or ln.strip().startswith("#") for ln in lines):
+            lines.append(f"{indent}pass")
         return lines
 
-    def statement(self, stmt: ir.Stmt) -> str:
+    def statement(self, stmt: ir.Stmt, indent: str) -> list[str]:
+        inner = indent + "    "
         if isinstance(stmt, ir.Assign):
             targets = ", ".join(t.id for t in stmt.targets)
-            return f"{targets} = {self.text(stmt.value)}"
+            return [f"{indent}{targets} = {self.text(stmt.value)}"]
         if isinstance(stmt, ir.Return):
             v = stmt.value
             if isinstance(v, ir.Seq) and v.kind == "tuple" and len(v.elts) > 1:
-                return "return " + ", ".join(self.text(e) for e in v.elts)
-            return f"return {self.text(v)}"
+                return [f"{indent}return " + ", ".join(self.text(e) for e in v.elts)]
+            return [f"{indent}return {self.text(v)}"]
+        if isinstance(stmt, ir.SetItem):
+            base = self.text(stmt.target)
+            return [f"{indent}{base}[{self.index(stmt.index)}] = {self.text(stmt.value)}"]
+        if isinstance(stmt, ir.If):
+            lines = [f"{indent}if {self.text(stmt.test)}:"] + self.body(stmt.body, inner)
+            orelse = stmt.orelse
+            while len(orelse) == 1 and isinstance(orelse[0], ir.If):
+                nested = orelse[0]
+                lines += [f"{indent}elif {self.text(nested.test)}:"] + self.body(nested.body, inner)
+                orelse = nested.orelse
+            if orelse:
+                lines += [f"{indent}else:"] + self.body(orelse, inner)
+            return lines
+        if isinstance(stmt, ir.For):
+            target = _pattern_text(stmt.target)
+            return [f"{indent}for {target} in {self.text(stmt.iter)}:"] + self.body(
+                stmt.body, inner
+            )
+        if isinstance(stmt, ir.While):
+            if not stmt.test_block:
+                return [f"{indent}while {self.text(stmt.test)}:"] + self.body(stmt.body, inner)
+            # The test needs statements of its own: evaluate them at the top of every pass.
+            test = self.body(stmt.test_block, inner)
+            check = [
+                f"{inner}if not {self.wrap(stmt.test, lambda p: p < NOT_PREC + 1)}:",
+                f"{inner}    break",
+            ]
+            return [f"{indent}while True:"] + test + check + self.body(stmt.body, inner)
+        if isinstance(stmt, ir.Break):
+            return [f"{indent}break"]
+        if isinstance(stmt, ir.Continue):
+            return [f"{indent}continue"]
+        if isinstance(stmt, ir.NewStack):
+            return [f"{indent}{stmt.stack} = []"]
+        if isinstance(stmt, ir.Push):
+            return [f"{indent}{stmt.stack}.append({self.text(stmt.value)})"]
+        if isinstance(stmt, ir.Pop):
+            return [f"{indent}{stmt.target.id} = {stmt.stack}.pop()"]
         raise TypeError(f"cannot print statement {stmt!r}")
 
     def function(self, docstring: str | None = None) -> str:
@@ -252,6 +292,17 @@ class Printer:
             lines.append(f'    """{docstring}"""')
         lines += self.body(self.fn.body, "    ")
         return "\n".join(lines) + "\n"
+
+
+def _pattern_text(pattern: Any) -> str:
+    if isinstance(pattern, ir.Name):
+        return pattern.id
+    return (
+        "("
+        + ", ".join(_pattern_text(p) for p in pattern)
+        + ("," if len(pattern) == 1 else "")
+        + ")"
+    )
 
 
 def _source_comment(loc) -> str:
@@ -269,11 +320,37 @@ def fold_candidates(body: tuple[ir.Stmt, ...], temps: frozenset[str]) -> set[str
     for stmt in ir.walk_stmts(body):
         if isinstance(stmt, ir.Assign):
             defs.update(t.id for t in stmt.targets)
-        reads = ir.atom_names(stmt.value) if isinstance(stmt, ir.Return) else ir.stmt_reads(stmt)
-        uses.update(reads)
+        uses.update(_reads(stmt))
     folded: set[str] = set()
+    for block in _blocks(body):
+        _fold_block(block, temps, defs, uses, folded)
+    return folded
+
+
+def _blocks(body: tuple[ir.Stmt, ...]):
+    yield body
+    for stmt in body:
+        if isinstance(stmt, ir.If):
+            yield from _blocks(stmt.body)
+            yield from _blocks(stmt.orelse)
+        elif isinstance(stmt, ir.For):
+            yield from _blocks(stmt.body)
+        elif isinstance(stmt, ir.While):
+            yield from _blocks(stmt.test_block)
+            yield from _blocks(stmt.body)
+
+
+def _reads(stmt: ir.Stmt) -> list[str]:
+    if isinstance(stmt, ir.Return):
+        return ir.atom_names(stmt.value)
+    if isinstance(stmt, (ir.If, ir.While)):
+        return ir.atom_names(stmt.test)
+    return ir.stmt_reads(stmt)
+
+
+def _fold_block(block, temps, defs, uses, folded) -> None:
     closure: dict[str, set[str]] = {}
-    for i, stmt in enumerate(body):
+    for i, stmt in enumerate(block):
         if not (isinstance(stmt, ir.Assign) and len(stmt.targets) == 1):
             continue
         t = stmt.target.id
@@ -282,17 +359,16 @@ def fold_candidates(body: tuple[ir.Stmt, ...], temps: frozenset[str]) -> set[str
         reads: set[str] = set()
         for r in ir.atom_names(stmt.value):
             reads |= closure.get(r, {r}) if r in folded else {r}
-        for later in body[i + 1 :]:
-            later_reads = (
-                ir.atom_names(later.value) if isinstance(later, ir.Return) else ir.stmt_reads(later)
-            )
-            if t in later_reads:
-                folded.add(t)
-                closure[t] = reads
+        for later in block[i + 1 :]:
+            if t in _reads(later):
+                if not isinstance(later, ir.While):  # a while test is re-evaluated
+                    folded.add(t)
+                    closure[t] = reads
                 break
-            if isinstance(later, (ir.If, ir.For, ir.While)) or reads & set(ir.stmt_writes(later)):
+            if isinstance(later, (ir.If, ir.For, ir.While, ir.Push, ir.Pop, ir.SetItem)):
                 break
-    return folded
+            if reads & set(ir.stmt_writes(later)):
+                break
 
 
 def module_source(

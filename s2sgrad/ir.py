@@ -219,6 +219,40 @@ class Return:
 
 
 @dataclass(frozen=True)
+class Push:
+    """Save ``value`` on the stack ``stack`` (forward sweep of reverse mode).
+
+    ``loop`` names the loop whose iterations the stack records (None at the top
+    level of a function): saves are structured per loop, so the NumPy backend
+    can use a list and the JAX backend a scan output or a preallocated buffer.
+    """
+
+    stack: str
+    value: Atom
+    loop: str | None = None
+    loc: SourceLocation | None = None
+
+
+@dataclass(frozen=True)
+class Pop:
+    """``target = <last value pushed on stack>`` (backward sweep of reverse mode)."""
+
+    target: Name
+    stack: str
+    loop: str | None = None
+    loc: SourceLocation | None = None
+
+
+@dataclass(frozen=True)
+class NewStack:
+    """Create the empty stack ``stack`` (before the loop it serves)."""
+
+    stack: str
+    loop: str | None = None
+    loc: SourceLocation | None = None
+
+
+@dataclass(frozen=True)
 class Comment:
     """A comment line in generated code (e.g. the start of the backward sweep); no semantics."""
 
@@ -227,7 +261,20 @@ class Comment:
 
 
 Stmt = (
-    Assign | Unpack | AugAssign | SetItem | If | For | While | Break | Continue | Return | Comment
+    Assign
+    | Unpack
+    | AugAssign
+    | SetItem
+    | If
+    | For
+    | While
+    | Break
+    | Continue
+    | Return
+    | Push
+    | Pop
+    | NewStack
+    | Comment
 )
 
 
@@ -308,6 +355,10 @@ def stmt_reads(stmt: Stmt) -> list[str]:
         return []
     if isinstance(stmt, For):
         return atom_names(stmt.iter)
+    if isinstance(stmt, Push):
+        return atom_names(stmt.value) + [stmt.stack]
+    if isinstance(stmt, Pop):
+        return [stmt.stack]
     return []
 
 
@@ -317,6 +368,21 @@ def stmt_writes(stmt: Stmt) -> list[str]:
         return [t.id for t in stmt.targets]
     if isinstance(stmt, SetItem):
         return [stmt.target.id]
+    if isinstance(stmt, Pop):
+        return [stmt.target.id]
+    if isinstance(stmt, NewStack):
+        return [stmt.stack]
+    if isinstance(stmt, For):
+        return pattern_names(stmt.target)
+    return []
+
+
+def pattern_names(pattern: Any) -> list[str]:
+    """Names bound by an assignment or loop target pattern (a Name or nested tuples)."""
+    if isinstance(pattern, Name):
+        return [pattern.id]
+    if isinstance(pattern, tuple):
+        return [n for p in pattern for n in pattern_names(p)]
     return []
 
 
@@ -340,6 +406,8 @@ def all_local_names(fn: FunctionDef) -> set[str]:
     for stmt in walk_stmts(fn.body):
         names.update(stmt_reads(stmt))
         names.update(stmt_writes(stmt))
-        if isinstance(stmt, For) and isinstance(stmt.target, Name):
-            names.add(stmt.target.id)
+        if isinstance(stmt, If):
+            names.update(atom_names(stmt.test))
+        if isinstance(stmt, While):
+            names.update(atom_names(stmt.test))
     return names

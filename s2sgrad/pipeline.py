@@ -140,3 +140,14 @@ def generate(
 
 def parse_params(fn: Callable) -> list[inspect.Parameter]:
     return list(inspect.signature(inspect.unwrap(fn)).parameters.values())
+
+
+def lowered_source(fn: Callable) -> str:
+    """The user's function after the frontend and normalization, printed as a module.
+
+    Executing it must behave exactly like ``fn``: tests use this to check the
+    lowering passes independently of differentiation.
+    """
+    primal = lower(fn)
+    source, _ = codegen.module_source(primal, header=f"Lowered IR of `{primal.name}`.")
+    return source
