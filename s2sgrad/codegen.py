@@ -280,8 +280,12 @@ class Printer:
         if isinstance(stmt, ir.NewStack):
             return [f"{indent}{stmt.stack} = []"]
         if isinstance(stmt, ir.Push):
+            if stmt.loop is None:  # outside loops a save is a single slot
+                return [f"{indent}{stmt.stack} = {self.text(stmt.value)}"]
             return [f"{indent}{stmt.stack}.append({self.text(stmt.value)})"]
         if isinstance(stmt, ir.Pop):
+            if stmt.loop is None:
+                return [f"{indent}{stmt.target.id} = {stmt.stack}"]
             return [f"{indent}{stmt.target.id} = {stmt.stack}.pop()"]
         raise TypeError(f"cannot print statement {stmt!r}")
 

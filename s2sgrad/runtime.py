@@ -37,6 +37,7 @@ __all__ = [
     "inverse_permutation",
     "matmul_adjoint_lhs",
     "matmul_adjoint_rhs",
+    "norm_direction",
     "prod_of_others",
     "set_at",
     "tie_shares",
@@ -170,6 +171,33 @@ def tie_shares(a: Any, ans: Any, axis: Any = None, keepdims: bool = False) -> An
     winners = a == unreduce(ans, a, axis, keepdims)
     counts = np.sum(winners, axis=axis, keepdims=True)
     return np.asarray(winners / counts, dtype=_float_dtype(a))
+
+
+def norm_direction(
+    x: Any, ans: Any, ord: Any = None, axis: Any = None, keepdims: bool = False
+) -> Any:
+    """The derivative of the vector norm ``ans = np.linalg.norm(x, ord, axis, keepdims)`` by ``x``.
+
+    Covers the 2-norm and Frobenius norm (``ord`` None, 2 or "fro": ``x / ans``),
+    ``ord=1`` (``sign(x)``), ``ord=inf`` (``sign(x)`` on the largest
+    magnitudes, ties sharing equally as jax does) and any other vector
+    ``p``-norm. Matrix norms other than Frobenius (``ord`` 1, 2, inf, "nuc"
+    over two axes) raise NotImplementedError rather than return a wrong derivative.
+    """
+    ndim = np.ndim(x)
+    matrix = (axis is None and ndim == 2) or (isinstance(axis, tuple) and len(axis) == 2)
+    if ord is None or ord == "fro" or (ord == 2 and not matrix):
+        return x / unreduce(ans, x, axis, keepdims)
+    if matrix:
+        raise NotImplementedError(
+            f"s2sgrad has no derivative for the matrix norm np.linalg.norm(..., ord={ord!r})"
+        )
+    if ord == 1:
+        return np.sign(x)
+    if ord == np.inf:
+        return np.sign(x) * tie_shares(np.abs(x), ans, axis, keepdims)
+    p = float(ord)
+    return np.sign(x) * np.abs(x) ** (p - 1) / unreduce(ans, x, axis, keepdims) ** (p - 1)
 
 
 # --------------------------------------------------------------------------- non-smooth points
@@ -378,3 +406,31 @@ def unconcatenate(g: Any, arrays: Any, axis: Any = 0) -> list[Any]:
 def unstack(g: Any, axis: int = 0) -> list[Any]:
     """Split the cotangent of ``np.stack(arrays, axis)`` into one cotangent per stacked array."""
     return list(np.moveaxis(np.asarray(g), axis, 0))
+
+
+# --------------------------------------------------------------------------- control flow
+#
+# In reverse mode, an adjoint written only on some paths of the backward sweep
+# (inside a branch or a loop that may run zero times) is None on the others:
+# "zero, and no array allocated for it". These helpers accept that marker.
+
+
+def accumulate(acc: Any, c: Any) -> Any:
+    """``acc + c``, where ``acc`` may be None (nothing accumulated yet)."""
+    return c if acc is None else acc + c
+
+
+def zeros_if_none(d: Any, x: Any) -> Any:
+    """The cotangent ``d`` of ``x``, or zeros shaped like ``x`` when nothing reached it."""
+    return np.zeros_like(x, dtype=_float_dtype(x)) if d is None else d
+
+
+def zero_at(d: Any, idx: Any) -> Any:
+    """A copy of the cotangent ``d`` with ``d[idx]`` zeroed: the adjoint of overwriting ``x[idx]``.
+
+    It copies rather than writing into ``d`` because another adjoint may share
+    ``d``'s memory (a first write ``dx = dy`` does not copy).
+    """
+    out = np.array(d, dtype=np.result_type(d, float), copy=True)
+    out[idx] = 0
+    return out

@@ -4,20 +4,25 @@ A value is *varied* when it depends differentiably on an input we
 differentiate with respect to, and *useful* when the output depends
 differentiably on it. Only values that are both (*active*) get tangents or
 adjoints: everything else is plain primal code. This is what keeps
-``h.shape[0]`` or an index computation out of the derivative code, and it is
-also where a missing derivative rule is reported, only when it matters (a call
-with no rule on a constant is fine).
+``h.shape[0]``, loop counters and index computations out of the derivative
+code, and it is where a missing derivative rule is reported, only when it
+matters (a call with no rule on a constant is fine).
+
+The analysis is flow-insensitive per name (a name is active if any of its
+definitions is), and iterates to a fixpoint so values carried around loops
+are handled.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from s2sgrad.transforms.templates import any_template, bind_call, differentiable_params
+import numpy as np
 
 from s2sgrad import ir
 from s2sgrad.errors import NoDerivativeRuleError, NonDifferentiableError, UnsupportedSyntaxError
 from s2sgrad.rules import lookup
+from s2sgrad.transforms.templates import any_template, bind_call, differentiable_params
 
 
 @dataclass(frozen=True)
@@ -32,35 +37,24 @@ class Activity:
         return any(self.active(n) for n in ir.atom_names(atom))
 
 
-def require_straight_line(fn: ir.FunctionDef) -> None:
-    """Refuse control flow and in-place updates (not supported by the transforms yet)."""
-    kinds = {
-        ir.If: ("`if` statements", "use np.where(cond, a, b) for an elementwise choice"),
-        ir.For: ("`for` loops", "write the computation vectorized"),
-        ir.While: ("`while` loops", "write the computation vectorized"),
-        ir.SetItem: (
-            "in-place assignment `x[...] = v`",
-            "build the array functionally (np.concatenate, np.where, np.stack)",
-        ),
-    }
+def require_structured(fn: ir.FunctionDef) -> None:
+    """The transforms expect the output of ``transforms.structure``: one final return."""
     for stmt in ir.walk_stmts(fn.body):
-        for kind, (what, hint) in kinds.items():
-            if isinstance(stmt, kind):
-                raise UnsupportedSyntaxError(
-                    f"{what} are not supported by the derivative transforms yet", stmt.loc, hint
-                )
-    returns = [s for s in fn.body if isinstance(s, ir.Return)]
-    if not returns or not isinstance(fn.body[-1], ir.Return):
+        if isinstance(stmt, ir.Return) and stmt is not fn.body[-1]:
+            raise UnsupportedSyntaxError(
+                "a return before the end of the function was not structured away",
+                stmt.loc,
+                "return once, at the end of the function",
+            )
+        if isinstance(stmt, ir.Continue):
+            raise UnsupportedSyntaxError(
+                "`continue` was not structured away", stmt.loc, "use an if around the rest"
+            )
+    if not fn.body or not isinstance(fn.body[-1], ir.Return):
         raise UnsupportedSyntaxError(
             "the function must end with a return statement",
             fn.loc,
             "return the value to differentiate",
-        )
-    if len(returns) > 1:
-        raise UnsupportedSyntaxError(
-            "multiple return statements are not supported yet",
-            returns[1].loc,
-            "return once, at the end",
         )
 
 
@@ -85,36 +79,96 @@ def _value_sources(value, loc) -> tuple[list[str], bool]:
     return ir.atom_names(value), True
 
 
-def analyze(fn: ir.FunctionDef, wrt: tuple[str, ...]) -> Activity:
-    """Varied and useful names of a straight-line ANF function, checking rules on active calls."""
-    varied = set(wrt)
-    sources: dict[int, tuple[list[str], bool]] = {}
-    for i, stmt in enumerate(fn.body):
-        if isinstance(stmt, ir.Assign):
-            srcs, _ = sources[i] = _value_sources(stmt.value, stmt.loc)
-            if any(s in varied for s in srcs):
-                varied.update(t.id for t in stmt.targets)
-    useful: set[str] = set()
-    for i in range(len(fn.body) - 1, -1, -1):
-        stmt = fn.body[i]
-        if isinstance(stmt, ir.Return):
-            useful.update(ir.atom_names(stmt.value))
-        elif isinstance(stmt, ir.Assign) and any(t.id in useful for t in stmt.targets):
-            srcs, has_rule = sources[i]
-            useful.update(srcs)
-            _check_discrete_arguments(stmt, varied)
-            active_in = [s for s in srcs if s in varied]
+class _Analyzer:
+    def __init__(self, fn: ir.FunctionDef):
+        self.fn = fn
+        self.sources: dict[int, tuple[list[str], bool]] = {}
+
+    def sources_of(self, stmt: ir.Assign) -> tuple[list[str], bool]:
+        key = id(stmt)
+        if key not in self.sources:
+            self.sources[key] = _value_sources(stmt.value, stmt.loc)
+        return self.sources[key]
+
+    def vary(self, body: tuple[ir.Stmt, ...], varied: set[str]) -> None:
+        for stmt in body:
+            if isinstance(stmt, ir.Assign):
+                srcs, _ = self.sources_of(stmt)
+                if any(s in varied for s in srcs):
+                    varied.update(t.id for t in stmt.targets)
+            elif isinstance(stmt, ir.SetItem):
+                if any(n in varied for n in ir.atom_names(stmt.value)):
+                    varied.add(stmt.target.id)
+            elif isinstance(stmt, ir.If):
+                self.vary(stmt.body, varied)
+                self.vary(stmt.orelse, varied)
+            elif isinstance(stmt, ir.For):
+                self.vary(stmt.body, varied)
+            elif isinstance(stmt, ir.While):
+                self.vary(stmt.test_block, varied)
+                self.vary(stmt.body, varied)
+
+    def use(self, body: tuple[ir.Stmt, ...], varied: set[str], useful: set[str]) -> None:
+        for stmt in reversed(body):
+            if isinstance(stmt, ir.Return):
+                useful.update(ir.atom_names(stmt.value))
+            elif isinstance(stmt, ir.Assign):
+                if any(t.id in useful for t in stmt.targets):
+                    srcs, _ = self.sources_of(stmt)
+                    useful.update(srcs)
+            elif isinstance(stmt, ir.SetItem):
+                if stmt.target.id in useful:
+                    useful.update(ir.atom_names(stmt.value))
+            elif isinstance(stmt, ir.If):
+                self.use(stmt.body, varied, useful)
+                self.use(stmt.orelse, varied, useful)
+            elif isinstance(stmt, ir.For):
+                self.use(stmt.body, varied, useful)
+            elif isinstance(stmt, ir.While):
+                self.use(stmt.body, varied, useful)
+                self.use(stmt.test_block, varied, useful)
+
+    def check(self, activity: Activity) -> None:
+        """Refuse active calls without rules, and differentiated values in discrete arguments."""
+        for stmt in ir.walk_stmts(self.fn.body):
+            if not isinstance(stmt, ir.Assign):
+                continue
+            if not any(activity.active(t.id) for t in stmt.targets):
+                continue
+            srcs, has_rule = self.sources_of(stmt)
+            active_in = [s for s in srcs if s in activity.varied]
             if active_in and not has_rule:
                 call = stmt.value
                 raise NoDerivativeRuleError(
                     f"no derivative rule for `{call.fn.source}`, which receives the "
                     f"differentiated value `{active_in[0]}`",
                     stmt.loc,
-                    f"register one with @s2sgrad.defvjp({call.fn.source}) / @s2sgrad.defjvp(...), "
-                    f"or mark it with s2sgrad.nondifferentiable({call.fn.source}) if its "
-                    "derivative is zero",
+                    f"register one with @s2sgrad.defvjp({call.fn.source}) / "
+                    f"@s2sgrad.defjvp(...), or mark it with "
+                    f"s2sgrad.nondifferentiable({call.fn.source}) if its derivative is zero",
                 )
-    return Activity(frozenset(varied), frozenset(useful))
+            _check_discrete_arguments(stmt, set(activity.varied))
+
+
+def analyze(fn: ir.FunctionDef, wrt: tuple[str, ...]) -> Activity:
+    """Varied and useful names of a structured ANF function, checking rules on active calls."""
+    a = _Analyzer(fn)
+    varied = set(wrt)
+    while True:
+        before = len(varied)
+        a.vary(fn.body, varied)
+        if len(varied) == before:
+            break
+    useful: set[str] = set()
+    while True:
+        before = len(useful)
+        a.use(fn.body, varied, useful)
+        if len(useful) == before:
+            break
+    activity = Activity(frozenset(varied), frozenset(useful))
+    a.check(activity)
+    check_inplace_updates(fn, activity)
+    return activity
 
 
 def _check_discrete_arguments(stmt: ir.Assign, varied: set[str]) -> None:
@@ -139,3 +193,83 @@ def _check_discrete_arguments(stmt: ir.Assign, varied: set[str]) -> None:
                     "compute it from values you do not differentiate, or leave the input it "
                     "comes from out of wrt",
                 )
+
+
+# Primitives whose result is a new array that no other name refers to, so updating it in
+# place cannot change anything else. Views (slices, reshape, transpose, asarray) are not.
+FRESH_ARRAY_MAKERS = {
+    np.zeros,
+    np.ones,
+    np.empty,
+    np.full,
+    np.zeros_like,
+    np.ones_like,
+    np.empty_like,
+    np.full_like,
+    np.eye,
+    np.identity,
+    np.arange,
+    np.linspace,
+    np.copy,
+    np.array,
+    np.concatenate,
+    np.stack,
+    np.outer,
+}
+
+
+def check_inplace_updates(fn: ir.FunctionDef, activity: Activity) -> None:
+    """The aliasing rule: ``x[i] = v`` only on arrays the function made itself.
+
+    s2sgrad assumes the arrays passed in are not modified, and that an array
+    updated in place is not shared with another name (a slice, a reshape, the
+    caller's argument): the derivative of an update must see every name that
+    refers to the memory it changes, and static analysis only sees one.
+    Creating the array with ``np.zeros``/``np.empty``/``x.copy()`` (or any
+    arithmetic, which makes a new array) satisfies the rule.
+    """
+    defs: dict[str, list] = {p: ["parameter"] for p in fn.param_names}
+    for stmt in ir.walk_stmts(fn.body):
+        if isinstance(stmt, ir.Assign):
+            for t in stmt.targets:
+                defs.setdefault(t.id, []).append(stmt.value if len(stmt.targets) == 1 else None)
+        elif isinstance(stmt, ir.For):
+            for n in ir.pattern_names(stmt.target):
+                defs.setdefault(n, []).append(None)
+    for stmt in ir.walk_stmts(fn.body):
+        if not isinstance(stmt, ir.SetItem):
+            continue
+        name = stmt.target.id
+        for value in defs.get(name, ["parameter"]):
+            if value == "parameter":
+                why = f"`{name}` is an argument: the update would change the caller's array"
+            elif _makes_fresh_array(value):
+                continue
+            else:
+                why = f"`{name}` may share memory with another array (a view or an alias)"
+            raise UnsupportedSyntaxError(
+                f"in-place update of `{name}`: {why}",
+                stmt.loc,
+                f"work on a copy made in the function, e.g. `{name} = {name}.copy()` "
+                "or `np.zeros(...)`, then update that",
+            )
+
+
+def _makes_fresh_array(value) -> bool:
+    if not isinstance(value, ir.Call) or not isinstance(value.fn, ir.Ref):
+        return False
+    fn = value.fn.value
+    try:
+        if fn in FRESH_ARRAY_MAKERS:
+            return True
+    except TypeError:
+        return False
+    # Arithmetic and ufuncs return new arrays (never views of their inputs).
+    return (
+        isinstance(fn, np.ufunc)
+        or getattr(fn, "__module__", None) == "_operator"
+        and (
+            fn.__name__
+            in {"add", "sub", "mul", "truediv", "pow", "neg", "matmul", "floordiv", "mod"}
+        )
+    )

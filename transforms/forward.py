@@ -2,9 +2,12 @@
 
 For ``y = f(x1, x2)`` with active ``x1``, the jvp template of ``f`` is
 inlined with ``ans = y`` and ``dx1 = <tangent of x1>``; the contributions of
-active arguments are summed into ``dy``. The generated function takes the
-primals and the tangents of the ``wrt`` parameters, and returns
-``(out, dout)``.
+active arguments are summed into ``dy``. Control flow is kept as it is:
+tangents live in the same branches and loops as their primals, so nothing is
+recorded. When a statement overwrites one of its own operands (``s = s + h``),
+the primal result goes to a temporary first, so the tangent still sees the old
+operand. The generated function takes the primals and the tangents of the
+``wrt`` parameters, and returns ``(out, dout)``.
 """
 
 from __future__ import annotations
@@ -13,13 +16,13 @@ import operator
 from dataclasses import replace
 
 import numpy as np
-from s2sgrad.transforms.analysis import Activity, analyze, require_straight_line
-from s2sgrad.transforms.names import FreshNames
-from s2sgrad.transforms.templates import bind_call, instantiate, lower_template, substitute
 
 from s2sgrad import ir
 from s2sgrad.errors import NoDerivativeRuleError
 from s2sgrad.rules import lookup
+from s2sgrad.transforms.analysis import Activity, analyze, require_structured
+from s2sgrad.transforms.names import FreshNames
+from s2sgrad.transforms.templates import bind_call, instantiate, lower_template, substitute
 
 ADD = ir.Ref("operator.add", operator.add)
 ZEROS_LIKE = ir.Ref("np.zeros_like", np.zeros_like)
@@ -38,91 +41,134 @@ class _Forward:
             self.tangent[name] = self.names.fresh("d" + name)
         return ir.Name(self.tangent[name])
 
+    def temp(self) -> ir.Name:
+        t = ir.Name(self.names.temp())
+        self.temps.add(t.id)
+        return t
+
+    def zeros(self, atom, out: list[ir.Stmt], loc) -> ir.Name:
+        zero = self.temp()
+        out.append(ir.Assign((zero,), ir.Call(ZEROS_LIKE, (atom,)), loc))
+        return zero
+
     def tangent_atom(self, atom, out: list[ir.Stmt], loc):
         """The tangent of an atom: its tangent name, or zeros for inactive parts of a sequence."""
         if isinstance(atom, ir.Name) and self.act.active(atom.id):
             return self.tangent_of(atom.id)
         if isinstance(atom, ir.Seq):
             return ir.Seq(atom.kind, tuple(self.tangent_atom(e, out, loc) for e in atom.elts))
-        zero = ir.Name(self.names.temp())
-        self.temps.add(zero.id)
-        out.append(ir.Assign((zero,), ir.Call(ZEROS_LIKE, (atom,)), loc))
-        return zero
+        return self.zeros(atom, out, loc)
+
+    def block(self, body: tuple[ir.Stmt, ...]) -> tuple[ir.Stmt, ...]:
+        out: list[ir.Stmt] = []
+        for stmt in body:
+            out += self.statement(stmt)
+        return tuple(out)
 
     def statement(self, stmt: ir.Stmt) -> list[ir.Stmt]:
         if isinstance(stmt, ir.Return):
             out: list[ir.Stmt] = []
-            value = stmt.value
-            tangent = self.tangent_atom(value, out, stmt.loc)
-            return out + [replace(stmt, value=ir.Seq("tuple", (value, tangent)))]
-        out = [stmt]
+            tangent = self.tangent_atom(stmt.value, out, stmt.loc)
+            return out + [replace(stmt, value=ir.Seq("tuple", (stmt.value, tangent)))]
+        if isinstance(stmt, ir.If):
+            return [replace(stmt, body=self.block(stmt.body), orelse=self.block(stmt.orelse))]
+        if isinstance(stmt, ir.For):
+            return [replace(stmt, body=self.block(stmt.body))]
+        if isinstance(stmt, ir.While):
+            return [
+                replace(stmt, test_block=self.block(stmt.test_block), body=self.block(stmt.body))
+            ]
+        if isinstance(stmt, ir.SetItem):
+            return self.setitem(stmt)
         if not isinstance(stmt, ir.Assign) or not any(self.act.active(t.id) for t in stmt.targets):
-            return out
+            return [stmt]
         if len(stmt.targets) > 1:
             raise NoDerivativeRuleError(
                 "tuple-valued primitives are not supported in forward mode yet", stmt.loc
             )
         target = stmt.target
-        value = stmt.value
+        overwrites_operand = target.id in ir.atom_names(stmt.value)
+        result = self.temp() if overwrites_operand else target
+        out = [replace(stmt, targets=(result,))]
+        out += self.tangent_statements(stmt.value, result, self.tangent_of(target.id), stmt.loc)
+        if overwrites_operand:
+            out.append(ir.Assign((target,), result, stmt.loc))
+        return out
+
+    def tangent_statements(
+        self, value, result: ir.Name, target_tangent: ir.Name, loc
+    ) -> list[ir.Stmt]:
+        """``target_tangent = <tangent of value>``, the primal result being in ``result``."""
+        out: list[ir.Stmt] = []
         if not isinstance(value, ir.Call):
-            out.append(
-                ir.Assign(
-                    (self.tangent_of(target.id),), self.tangent_atom(value, out, stmt.loc), stmt.loc
-                )
-            )
+            out.append(ir.Assign((target_tangent,), self.tangent_atom(value, out, loc), loc))
             return out
         rule = lookup(value.fn.value)
+        if rule is not None and rule.nondifferentiable:
+            out.append(ir.Assign((target_tangent,), ir.Call(ZEROS_LIKE, (result,)), loc))
+            return out
         if rule is None or rule.jvp is None:
+            if not self.act.atom_active(value):
+                out.append(ir.Assign((target_tangent,), ir.Call(ZEROS_LIKE, (result,)), loc))
+                return out
             raise NoDerivativeRuleError(
                 f"no forward-mode (jvp) rule for `{value.fn.source}`",
-                stmt.loc,
+                loc,
                 f"register one with @s2sgrad.defjvp({value.fn.source}), or use mode='reverse'",
             )
         template = lower_template(rule.jvp, "jvp")
-        bindings = bind_call(template, value, stmt.loc, rule)
-        bindings["ans"] = target
+        bindings = bind_call(template, value, loc, rule)
+        bindings["ans"] = result
         active_params = [p for p in rule.diff_params if self.act.atom_active(bindings.get(p))]
+        if not active_params:
+            out.append(ir.Assign((target_tangent,), ir.Call(ZEROS_LIKE, (result,)), loc))
+            return out
         for p in rule.diff_params:
-            dp = "d" + p
-            if p in active_params:
-                bindings[dp] = self.tangent_atom(bindings[p], out, stmt.loc)
-            elif template.entries is None:
-                bindings[dp] = self.tangent_atom(bindings[p], out, stmt.loc)
-        body, mapping = instantiate(template, bindings, self.names, self.temps, stmt.loc)
+            if p in active_params or template.entries is None:
+                bindings["d" + p] = self.tangent_atom(bindings[p], out, loc)
+        body, mapping = instantiate(template, bindings, self.names, self.temps, loc)
         out += body
         if template.entries is None:
-            result = substitute(template.result, mapping)
+            tangent = substitute(template.result, mapping)
         else:
             terms = [
                 substitute(entry, mapping)
                 for p, entry in zip(rule.diff_params, template.entries)
                 if p in active_params
             ]
-            result = terms[0]
+            tangent = terms[0]
             for term in terms[1:]:
-                acc = ir.Name(self.names.temp())
-                self.temps.add(acc.id)
-                out.append(ir.Assign((acc,), ir.Call(ADD, (result, term)), stmt.loc))
-                result = acc
-        out.append(ir.Assign((self.tangent_of(target.id),), result, stmt.loc))
+                acc = self.temp()
+                out.append(ir.Assign((acc,), ir.Call(ADD, (tangent, term)), loc))
+                tangent = acc
+        out.append(ir.Assign((target_tangent,), tangent, loc))
+        return out
+
+    def setitem(self, stmt: ir.SetItem) -> list[ir.Stmt]:
+        """``x[i] = v`` -> the same update of ``dx`` with ``v``'s tangent (or zeros)."""
+        out: list[ir.Stmt] = [stmt]
+        if not self.act.active(stmt.target.id):
+            return out
+        value = (
+            self.tangent_of(stmt.value.id) if self.act.atom_active(stmt.value) else ir.Const(0.0)
+        )
+        out.append(ir.SetItem(self.tangent_of(stmt.target.id), stmt.index, value, stmt.loc))
         return out
 
 
 def forward(fn: ir.FunctionDef, wrt: tuple[int, ...], names: FreshNames) -> ir.FunctionDef:
-    """The tangent (jvp) function of a normalized function, w.r.t. the parameters ``wrt``."""
-    require_straight_line(fn)
+    """The tangent (jvp) function of a structured ANF function, w.r.t. the parameters ``wrt``."""
+    require_structured(fn)
     wrt_names = tuple(fn.params[i].name for i in wrt)
     activity = analyze(fn, wrt_names)
     fwd = _Forward(fn, activity, names)
     tangent_params = tuple(ir.Param(fwd.tangent_of(p).id) for p in wrt_names)
-    body: list[ir.Stmt] = []
-    for stmt in fn.body:
-        body += fwd.statement(stmt)
+    body = fwd.block(fn.body)
     return replace(
         fn,
         name=names.fresh(f"{fn.name}_jvp"),
         params=tuple(replace(p, default=None, kind="positional") for p in fn.params)
         + tangent_params,
-        body=tuple(body),
+        body=body,
         temps=frozenset(fwd.temps),
     )

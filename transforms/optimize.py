@@ -155,16 +155,43 @@ def drop_default_arguments(value: Any) -> Any:
     return replace(value, args=tuple(args), kwargs=kwargs)
 
 
-def simplify(body: tuple[ir.Stmt, ...], temps: frozenset[str]) -> tuple[ir.Stmt, ...]:
+def simplify(
+    body: tuple[ir.Stmt, ...], temps: frozenset[str], known: dict[str, Any] | None = None
+) -> tuple[ir.Stmt, ...]:
     """Fold each right-hand side; propagate temporaries that fold to a literal or a global.
 
-    Temporaries are assigned exactly once, so replacing their uses is safe.
+    Only temporaries assigned exactly once are propagated, so replacing their
+    uses is safe; nested blocks see what is known where they start.
     """
-    known: dict[str, Any] = {}
+    if known is None:
+        known = {}
+        single = _single_definitions(body)
+        temps = frozenset(t for t in temps if t in single)
     out = []
     for stmt in body:
-        if isinstance(stmt, (ir.Assign, ir.Return)):
+        if isinstance(stmt, (ir.Assign, ir.Return, ir.Push)):
             stmt = replace(stmt, value=_substitute(stmt.value, known))
+        elif isinstance(stmt, ir.SetItem):
+            stmt = replace(
+                stmt,
+                index=_substitute(stmt.index, known),
+                value=_substitute(stmt.value, known),
+            )
+        elif isinstance(stmt, ir.If):
+            stmt = replace(
+                stmt,
+                test=_substitute(stmt.test, known),
+                body=simplify(stmt.body, temps, dict(known)),
+                orelse=simplify(stmt.orelse, temps, dict(known)),
+            )
+        elif isinstance(stmt, ir.For):
+            stmt = replace(stmt, body=simplify(stmt.body, temps, dict(known)))
+        elif isinstance(stmt, ir.While):
+            stmt = replace(
+                stmt,
+                test_block=simplify(stmt.test_block, temps, dict(known)),
+                body=simplify(stmt.body, temps, dict(known)),
+            )
         if isinstance(stmt, ir.Assign):
             value = drop_default_arguments(simplify_value(stmt.value))
             stmt = replace(stmt, value=value)
@@ -176,6 +203,14 @@ def simplify(body: tuple[ir.Stmt, ...], temps: frozenset[str]) -> tuple[ir.Stmt,
                 known[stmt.target.id] = value
         out.append(stmt)
     return tuple(out)
+
+
+def _single_definitions(body: tuple[ir.Stmt, ...]) -> set[str]:
+    counts: dict[str, int] = {}
+    for stmt in ir.walk_stmts(body):
+        for name in ir.stmt_writes(stmt):
+            counts[name] = counts.get(name, 0) + 1
+    return {n for n, c in counts.items() if c == 1}
 
 
 def _substitute(atom: Any, known: dict[str, Any]) -> Any:
@@ -192,18 +227,70 @@ def _reads(stmt: ir.Stmt) -> list[str]:
     return ir.stmt_reads(stmt)
 
 
-def eliminate_dead_code(body: tuple[ir.Stmt, ...]) -> tuple[ir.Stmt, ...]:
-    """Drop assignments whose targets are never read afterwards (straight-line code)."""
-    live: set[str] = set()
+def eliminate_dead_code(
+    body: tuple[ir.Stmt, ...], live: set[str] | None = None
+) -> tuple[ir.Stmt, ...]:
+    """Drop assignments whose targets are never read afterwards (liveness over structured code)."""
+    kept, _ = _dce_block(body, set() if live is None else set(live))
+    return kept
+
+
+def _dce_block(body: tuple[ir.Stmt, ...], live: set[str]) -> tuple[tuple[ir.Stmt, ...], set[str]]:
+    """(the block without dead statements, names live at its start), given names live after it."""
+    live = set(live)
     kept: list[ir.Stmt] = []
     for stmt in reversed(body):
         if isinstance(stmt, ir.Assign):
             if not any(t.id in live for t in stmt.targets):
                 continue
             live.difference_update(t.id for t in stmt.targets)
-        live.update(_reads(stmt))
+            live.update(ir.atom_names(stmt.value))
+        elif isinstance(stmt, ir.SetItem):
+            if stmt.target.id not in live:
+                continue
+            live.update(ir.stmt_reads(stmt))
+        elif isinstance(stmt, ir.Pop):
+            live.discard(stmt.target.id)
+            live.add(stmt.stack)
+        elif isinstance(stmt, ir.If):
+            b, live_b = _dce_block(stmt.body, live)
+            o, live_o = _dce_block(stmt.orelse, live)
+            if not b and not o:
+                continue
+            stmt = replace(stmt, body=b, orelse=o)
+            live = live_b | live_o | set(ir.atom_names(stmt.test))
+        elif isinstance(stmt, (ir.For, ir.While)):
+            stmt, live = _dce_loop(stmt, live)
+        elif isinstance(stmt, ir.Return):
+            live = set(ir.atom_names(stmt.value))
+        else:  # Push, NewStack, Break, Continue, Comment
+            live.update(ir.stmt_reads(stmt))
         kept.append(stmt)
-    return tuple(reversed(kept))
+    return tuple(reversed(kept)), live
+
+
+def _dce_loop(loop, live_after: set[str]):
+    """A loop's body sees, at its end, what is live after the loop and at its own start."""
+    header = (
+        set(ir.atom_names(loop.iter)) if isinstance(loop, ir.For) else set(ir.atom_names(loop.test))
+    )
+    targets = set(ir.pattern_names(loop.target)) if isinstance(loop, ir.For) else set()
+    at_start = set(live_after) | header
+    while True:
+        end = live_after | at_start
+        if isinstance(loop, ir.While):
+            body, live_b = _dce_block(loop.body, end | header)
+            test_block, live_t = _dce_block(loop.test_block, live_b | live_after | header)
+            new_start = live_t
+        else:
+            body, live_b = _dce_block(loop.body, end)
+            new_start = (live_b - targets) | header
+        if new_start <= at_start:
+            break
+        at_start |= new_start
+    if isinstance(loop, ir.While):
+        return replace(loop, body=body, test_block=test_block), live_after | at_start
+    return replace(loop, body=body), live_after | at_start | header
 
 
 # Runtime helpers that only adapt a shape: identity when their operands' shapes agree.
@@ -247,6 +334,10 @@ def propagate_copies(
     for stmt in body:
         if isinstance(stmt, ir.Assign) and copies:
             stmt = replace(stmt, value=substitute(stmt.value, copies))
+        if not isinstance(stmt, ir.Assign):
+            # Anything a statement may write (in any nested block) ends the copies it touches.
+            written = {n for s in ir.walk_stmts((stmt,)) for n in ir.stmt_writes(s)}
+            copies = {a: b for a, b in copies.items() if a not in written and b.id not in written}
         if isinstance(stmt, ir.Assign):
             written = {t.id for t in stmt.targets}
             copies = {a: b for a, b in copies.items() if a not in written and b.id not in written}

@@ -1,11 +1,27 @@
-"""Reverse mode: the primal statements (forward sweep), then their adjoints in reverse order.
+"""Reverse mode: a forward sweep that saves what it must, then a backward sweep.
 
-For ``y = f(x1, x2)`` with active ``x1``, the vjp template of ``f`` is inlined
-with ``g = dy`` and ``ans = y``; its entry for ``x1`` is accumulated into
-``dx1``. The first contribution to an adjoint is written directly (no zeros
-plus accumulate); later ones are added. Straight-line code is in SSA form
-after normalization, so every primal value the backward sweep reads is still
-there: nothing is saved.
+The backward sweep walks the (structured) function backwards: blocks in
+reverse order, ``if`` on the same recorded decision, loops backwards over the
+same iterations. It keeps one invariant: *when it reaches a statement, every
+primal variable holds the value it had just after that statement ran in the
+forward sweep*. Then each adjoint statement can read its primal operands
+directly, and a statement that overwrote a variable restores the old value
+once its adjoint is done.
+
+What the forward sweep saves is decided by analysis, not "push every
+assignment": a variable is saved before it is overwritten only if the backward
+sweep reads it (an adjoint reads it, or it is a branch decision, a loop range
+or a trip count) and it can already hold a value at that point (it is assigned
+in a loop or more than once). Saves are explicit ``Push``/``Pop`` statements on
+one stack per variable and loop, so backends can lower them (lists for NumPy,
+scan outputs for JAX). Straight-line code is in SSA form after normalization
+and saves nothing.
+
+Adjoints are tracked as ZERO (never written on any path so far: the next
+contribution is a plain assignment), SET (written on every path) or MAYBE
+(written on some paths: the variable is ``None`` on the others, and code
+checks). So straight-line code gets first writes (``dx = ...``) rather than
+zero-initialisation and accumulation.
 
 The generated function takes the primals and the cotangent of the output and
 returns ``(out, (d_wrt1, d_wrt2, ...))``.
@@ -13,20 +29,43 @@ returns ``(out, (d_wrt1, d_wrt2, ...))``.
 
 from __future__ import annotations
 
+import builtins
+import copy
 import operator
+from collections import Counter
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
-from s2sgrad.transforms.analysis import Activity, analyze, require_straight_line
+
+from s2sgrad import ir, runtime
+from s2sgrad.errors import NoDerivativeRuleError
+from s2sgrad.rules import lookup
+from s2sgrad.transforms.analysis import Activity, analyze, require_structured
 from s2sgrad.transforms.names import FreshNames
 from s2sgrad.transforms.templates import bind_call, instantiate, lower_template, substitute
 
-from s2sgrad import ir
-from s2sgrad.errors import NoDerivativeRuleError
-from s2sgrad.rules import lookup
-
 ADD = ir.Ref("operator.add", operator.add)
+IS_NOT = ir.Ref("operator.is_not", operator.is_not)
+GETITEM = ir.Ref("operator.getitem", operator.getitem)
 ZEROS_LIKE = ir.Ref("np.zeros_like", np.zeros_like)
+COPY = ir.Ref("np.copy", np.copy)
+REVERSED = ir.Ref("reversed", builtins.reversed)
+RANGE = ir.Ref("range", builtins.range)
+ACCUMULATE = ir.Ref("accumulate", runtime.accumulate)
+ZEROS_IF_NONE = ir.Ref("zeros_if_none", runtime.zeros_if_none)
+ZERO_AT = ir.Ref("zero_at", runtime.zero_at)
+NONE = ir.Const(None)
+
+ZERO, SET, MAYBE = "zero", "set", "maybe"
+
+
+def _join(a: dict[str, str], b: dict[str, str]) -> dict[str, str]:
+    out = {}
+    for k in set(a) | set(b):
+        x, y = a.get(k, ZERO), b.get(k, ZERO)
+        out[k] = x if x == y else MAYBE
+    return out
 
 
 class _Reverse:
@@ -34,55 +73,116 @@ class _Reverse:
         self.fn = fn
         self.act = activity
         self.names = names
+        self.real_names = names  # adjoint and stack names: never from a dry run's scratch copy
         self.temps: set[str] = set(fn.temps)
         self.adjoint: dict[str, str] = {}
+        self.stacks: dict[tuple, str] = {}
+        self.counters: dict[int, str] = {}  # id(loop) -> trip-count variable
+        self.bookkeeping: set[int] = set()  # ids of trip-count increments
+        self.maybe_unset: set[str] = set()  # adjoints that need `= None` up front
+        self.primal = ir.all_local_names(fn)
+        self.defs: Counter[str] = Counter(fn.param_names)
+        self.loop_defined: set[str] = set()
+        self.saved: set[str] = set()
+        self.prior: set[tuple[int, str]] = set()  # (id(stmt), name): name may hold a value there
+
+    # ------------------------------------------------------------------ setup
+
+    def add_counters(self, body: tuple[ir.Stmt, ...]) -> tuple[ir.Stmt, ...]:
+        """Give every loop that can stop early a trip count (`k = 0` before, `k += 1` inside)."""
+        out: list[ir.Stmt] = []
+        for stmt in body:
+            if isinstance(stmt, ir.If):
+                stmt = replace(
+                    stmt, body=self.add_counters(stmt.body), orelse=self.add_counters(stmt.orelse)
+                )
+            elif isinstance(stmt, (ir.For, ir.While)):
+                inner = self.add_counters(stmt.body)
+                if isinstance(stmt, ir.While) or _breaks(stmt.body):
+                    k = ir.Name(self.names.fresh("trips"))
+                    out.append(ir.Assign((k,), ir.Const(0), stmt.loc))
+                    inc = ir.Assign((k,), ir.Call(ADD, (k, ir.Const(1))), stmt.loc)
+                    self.bookkeeping.add(id(inc))
+                    stmt = replace(stmt, body=(inc, *inner))
+                    self.counters[id(stmt)] = k.id
+                else:
+                    stmt = replace(stmt, body=inner)
+            out.append(stmt)
+        return tuple(out)
+
+    def count_definitions(self, body: tuple[ir.Stmt, ...], depth: int) -> None:
+        for stmt in body:
+            names = []
+            if isinstance(stmt, ir.Assign) and id(stmt) not in self.bookkeeping:
+                names = [t.id for t in stmt.targets]
+            elif isinstance(stmt, ir.For):
+                names = ir.pattern_names(stmt.target)
+            self.defs.update(names)
+            if depth:
+                self.loop_defined.update(names)
+            if isinstance(stmt, ir.If):
+                self.count_definitions(stmt.body, depth)
+                self.count_definitions(stmt.orelse, depth)
+            elif isinstance(stmt, ir.For):
+                self.count_definitions(stmt.body, depth + 1)
+            elif isinstance(stmt, ir.While):
+                self.count_definitions(stmt.test_block, depth + 1)
+                self.count_definitions(stmt.body, depth + 1)
+
+    def may_hold_value(self, name: str) -> bool:
+        return self.defs[name] > 1 or name in self.loop_defined
+
+    def find_prior_values(self, body: tuple[ir.Stmt, ...], defined: set[str]) -> set[str]:
+        """Record, per defining statement, whether its target may already hold a value.
+
+        ``defined`` holds the names possibly defined on entry; returns those possibly
+        defined on exit. In a loop, anything the loop defines may be defined already.
+        """
+        defined = set(defined)
+        for stmt in body:
+            if isinstance(stmt, ir.Assign):
+                for t in stmt.targets:
+                    if t.id in defined:
+                        self.prior.add((id(stmt), t.id))
+                    defined.add(t.id)
+            elif isinstance(stmt, ir.SetItem):
+                self.prior.add((id(stmt), stmt.target.id))
+            elif isinstance(stmt, ir.If):
+                defined = self.find_prior_values(stmt.body, defined) | self.find_prior_values(
+                    stmt.orelse, defined
+                )
+            elif isinstance(stmt, (ir.For, ir.While)):
+                inside = {n for s in ir.walk_stmts((stmt,)) for n in ir.stmt_writes(s)}
+                for n in ir.pattern_names(stmt.target) if isinstance(stmt, ir.For) else ():
+                    if n in defined:
+                        self.prior.add((id(stmt), n))
+                entry = defined | inside
+                if isinstance(stmt, ir.While):
+                    self.find_prior_values(stmt.test_block, entry)
+                self.find_prior_values(stmt.body, entry)
+                defined = entry
+        return defined
+
+    def has_prior(self, stmt: Any, name: str) -> bool:
+        return (id(stmt), name) in self.prior
+
+    # ------------------------------------------------------------------ adjoints of one statement
 
     def adjoint_name(self, name: str) -> ir.Name:
         if name not in self.adjoint:
-            self.adjoint[name] = self.names.fresh("d" + name)
+            self.adjoint[name] = self.real_names.fresh("d" + name)
         return ir.Name(self.adjoint[name])
 
-    def accumulate(self, name: str, contribution, out: list[ir.Stmt], loc) -> None:
-        """``dname = contribution`` on the first write, ``dname = dname + contribution`` after."""
-        first = name not in self.adjoint
-        target = self.adjoint_name(name)
-        value = contribution if first else ir.Call(ADD, (target, contribution))
-        out.append(ir.Assign((target,), value, loc))
-
-    def accumulate_atom(self, atom, contribution, out: list[ir.Stmt], loc) -> None:
-        """Send a cotangent to the active names of an atom (a name, or a sequence of atoms)."""
-        if isinstance(atom, ir.Name):
-            if self.act.active(atom.id):
-                self.accumulate(atom.id, contribution, out, loc)
-            return
-        if isinstance(atom, ir.Seq) and self.act.atom_active(atom):
-            parts = []
-            for _ in atom.elts:
-                part = ir.Name(self.names.temp())
-                self.temps.add(part.id)
-                parts.append(part)
-            out.append(ir.Assign(tuple(parts), contribution, loc))
-            for elt, part in zip(atom.elts, parts):
-                self.accumulate_atom(elt, part, out, loc)
-
-    def adjoint_statement(self, stmt: ir.Stmt) -> list[ir.Stmt]:
-        """The backward-sweep statements of one forward statement."""
-        if not isinstance(stmt, ir.Assign) or not any(self.act.active(t.id) for t in stmt.targets):
-            return []
-        if len(stmt.targets) > 1:
-            raise NoDerivativeRuleError(
-                "tuple-valued primitives are not supported in reverse mode yet", stmt.loc
-            )
-        target = stmt.target
-        if target.id not in self.adjoint:
-            return []
-        g = ir.Name(self.adjoint[target.id])
-        out: list[ir.Stmt] = []
+    def contributions(
+        self, stmt: ir.Assign, g: Any, ans: Any
+    ) -> tuple[list[ir.Stmt], list[tuple[Any, Any]]]:
+        """Statements computing the cotangents of a statement's operands, and (operand, cotangent) pairs."""
         value = stmt.value
         if not isinstance(value, ir.Call):
-            self.accumulate_atom(value, g, out, stmt.loc)
-            return out
+            return [], [(value, g)]
         rule = lookup(value.fn.value)
+        if (rule is not None and rule.nondifferentiable) or not self.act.atom_active(value):
+            return [], []  # e.g. `z = np.zeros(n)` whose later in-place updates make z active
         if rule is None or rule.vjp is None:
             raise NoDerivativeRuleError(
                 f"no reverse-mode (vjp) rule for `{value.fn.source}`",
@@ -92,46 +192,380 @@ class _Reverse:
         template = lower_template(rule.vjp, "vjp")
         bindings = bind_call(template, value, stmt.loc, rule)
         bindings["g"] = g
-        bindings["ans"] = target
+        bindings["ans"] = ans
         body, mapping = instantiate(template, bindings, self.names, self.temps, stmt.loc)
-        out += body
         entries = template.entries if template.entries is not None else (template.result,)
+        pairs = []
         for param, entry in zip(template.primal_params, entries):
             if isinstance(entry, ir.Const) and entry.value is None:
                 continue
-            self.accumulate_atom(bindings[param], substitute(entry, mapping), out, stmt.loc)
+            if self.act.atom_active(bindings[param]):
+                pairs.append((bindings[param], substitute(entry, mapping)))
+        return body, pairs
+
+    def primal_reads(self, stmts: list[ir.Stmt]) -> set[str]:
+        return {n for s in ir.walk_stmts(tuple(stmts)) for n in _reads(s)} & self.primal
+
+    # ------------------------------------------------------------------ what the backward sweep reads
+
+    def needed(self, body: tuple[ir.Stmt, ...]) -> set[str]:
+        """Primal names the backward sweep reads, to a fixpoint with the saves they imply."""
+        scratch = copy.deepcopy(self.names)
+        reads: set[str] = set()
+        for stmt in ir.walk_stmts(body):
+            if (
+                isinstance(stmt, ir.Assign)
+                and len(stmt.targets) == 1
+                and self.act.active(stmt.target.id)
+            ):
+                saved_names, saved_temps = self.names, self.temps
+                self.names, self.temps = scratch, set()
+                code, pairs = self.contributions(stmt, ir.Name("__g__"), stmt.target)
+                self.names, self.temps = saved_names, saved_temps
+                reads |= (
+                    self.primal_reads(code)
+                    | {n for _, c in pairs for n in ir.atom_names(c)} & self.primal
+                )
+            elif isinstance(stmt, ir.SetItem) and self.act.active(stmt.target.id):
+                reads |= set(ir.atom_names(stmt.index)) | set(ir.atom_names(stmt.value))
+        while True:
+            self.saved = {n for n in reads if any(name == n for _, name in self.prior)}
+            more = set(reads)
+            self._control_reads(body, more)
+            if more == reads:
+                return reads
+            reads = more
+
+    def _control_reads(self, body: tuple[ir.Stmt, ...], reads: set[str]) -> bool:
+        """Add decisions, ranges and trip counts of compound statements with backward work."""
+        work = False
+        for stmt in body:
+            if isinstance(stmt, ir.Assign):
+                work |= any(self.act.active(t.id) or t.id in self.saved for t in stmt.targets)
+            elif isinstance(stmt, ir.SetItem):
+                if self.act.active(stmt.target.id) or stmt.target.id in self.saved:
+                    work = True
+                    if stmt.target.id in self.saved:
+                        reads.update(ir.atom_names(stmt.index))
+            elif isinstance(stmt, ir.If):
+                inner = self._control_reads(stmt.body, reads) | self._control_reads(
+                    stmt.orelse, reads
+                )
+                if inner:
+                    reads.update(ir.atom_names(stmt.test))
+                work |= inner
+            elif isinstance(stmt, (ir.For, ir.While)):
+                inner = self._control_reads(stmt.body, reads)
+                if isinstance(stmt, ir.While):
+                    inner |= self._control_reads(stmt.test_block, reads)
+                if inner:
+                    if isinstance(stmt, ir.For):
+                        reads.update(ir.atom_names(stmt.iter))
+                    if id(stmt) in self.counters:
+                        reads.add(self.counters[id(stmt)])
+                work |= inner
+        return work
+
+    # ------------------------------------------------------------------ forward sweep
+
+    def stack(self, name: str, loop: str | None, stmt: Any) -> str:
+        """One stack per variable and loop; outside loops, one slot per saving statement."""
+        key = (name, loop, None if loop is not None else id(stmt))
+        if key not in self.stacks:
+            base = f"{name}_stack" if loop is not None else f"{name}_saved"
+            self.stacks[key] = self.real_names.fresh(base)
+        return self.stacks[key]
+
+    def forward_sweep(self, body: tuple[ir.Stmt, ...], loop: str | None) -> list[ir.Stmt]:
+        out: list[ir.Stmt] = []
+        for stmt in body:
+            if isinstance(stmt, ir.Assign) and id(stmt) not in self.bookkeeping:
+                for t in stmt.targets:
+                    if t.id in self.saved and self.has_prior(stmt, t.id):
+                        out.append(ir.Push(self.stack(t.id, loop, stmt), t, loop, stmt.loc))
+                out.append(stmt)
+            elif isinstance(stmt, ir.SetItem) and stmt.target.id in self.saved:
+                part = self.temp()
+                out.append(
+                    ir.Assign((part,), ir.Call(GETITEM, (stmt.target, stmt.index)), stmt.loc)
+                )
+                kept = self.temp()
+                out.append(ir.Assign((kept,), ir.Call(COPY, (part,)), stmt.loc))
+                out.append(ir.Push(self.stack(stmt.target.id, loop, stmt), kept, loop, stmt.loc))
+                out.append(stmt)
+            elif isinstance(stmt, ir.If):
+                out.append(
+                    replace(
+                        stmt,
+                        body=tuple(self.forward_sweep(stmt.body, loop)),
+                        orelse=tuple(self.forward_sweep(stmt.orelse, loop)),
+                    )
+                )
+            elif isinstance(stmt, ir.For):
+                label = self.loop_label(stmt)
+                for n in ir.pattern_names(stmt.target):
+                    if n in self.saved and self.has_prior(stmt, n):
+                        out.append(ir.Push(self.stack(n, loop, stmt), ir.Name(n), loop, stmt.loc))
+                out.append(replace(stmt, body=tuple(self.forward_sweep(stmt.body, label))))
+            elif isinstance(stmt, ir.While):
+                label = self.loop_label(stmt)
+                out.append(
+                    replace(
+                        stmt,
+                        test_block=tuple(self.forward_sweep(stmt.test_block, label)),
+                        body=tuple(self.forward_sweep(stmt.body, label)),
+                    )
+                )
+            else:
+                out.append(stmt)
         return out
+
+    def loop_label(self, loop: ir.For | ir.While) -> str:
+        line = loop.loc.line if loop.loc else 0
+        return f"line{line}"
+
+    def temp(self) -> ir.Name:
+        t = ir.Name(self.names.temp())
+        self.temps.add(t.id)
+        return t
+
+    # ------------------------------------------------------------------ backward sweep
+
+    def accumulate(self, name: str, c: Any, state: dict[str, str], out: list[ir.Stmt], loc) -> None:
+        d = self.adjoint_name(name)
+        s = state.get(name, ZERO)
+        if s == ZERO:
+            out.append(ir.Assign((d,), c, loc))
+        elif s == SET:
+            out.append(ir.Assign((d,), ir.Call(ADD, (d, c)), loc))
+        else:
+            self.maybe_unset.add(name)
+            out.append(ir.Assign((d,), ir.Call(ACCUMULATE, (d, c)), loc))
+        state[name] = SET
+
+    def accumulate_atom(self, atom: Any, c: Any, state, out, loc) -> None:
+        """Send a cotangent to the active names of an atom (a name, or a sequence of atoms)."""
+        if isinstance(atom, ir.Name):
+            if self.act.active(atom.id):
+                self.accumulate(atom.id, c, state, out, loc)
+            return
+        if isinstance(atom, ir.Seq) and self.act.atom_active(atom):
+            parts = [self.temp() for _ in atom.elts]
+            out.append(ir.Assign(tuple(parts), c, loc))
+            for elt, part in zip(atom.elts, parts):
+                self.accumulate_atom(elt, part, state, out, loc)
+
+    def guarded(
+        self, name: str, code: list[ir.Stmt], state_before, state_after, loc
+    ) -> list[ir.Stmt]:
+        """Run ``code`` only when the adjoint of ``name`` is not None (it may be unset)."""
+        self.maybe_unset.add(name)
+        test = self.temp()
+        check = ir.Assign((test,), ir.Call(IS_NOT, (self.adjoint_name(name), NONE)), loc)
+        merged = _join(state_before, state_after)
+        state_after.clear()
+        state_after.update(merged)
+        return [check, ir.If(test, tuple(code), (), loc)]
+
+    def backward_assign(self, stmt: ir.Assign, state: dict[str, str]) -> list[ir.Stmt]:
+        out: list[ir.Stmt] = []
+        if id(stmt) in self.bookkeeping:
+            return out
+        if len(stmt.targets) > 1:
+            if any(self.act.active(t.id) for t in stmt.targets):
+                raise NoDerivativeRuleError(
+                    "tuple-valued primitives are not supported in reverse mode yet", stmt.loc
+                )
+            for t in reversed(stmt.targets):
+                if t.id in self.saved and self.has_prior(stmt, t.id):
+                    out.append(ir.Pop(t, self.stack(t.id, self._loop, stmt), self._loop, stmt.loc))
+            return out
+        y = stmt.target.id
+        restore = y in self.saved and self.has_prior(stmt, y)
+        pop = (
+            ir.Pop(stmt.target, self.stack(y, self._loop, stmt), self._loop, stmt.loc)
+            if restore
+            else None
+        )
+        if not self.act.active(y) or state.get(y, ZERO) == ZERO:
+            return [pop] if pop else []
+        reads_y = y in ir.atom_names(stmt.value)
+        # Before this statement y held another value, whose adjoint starts from zero here.
+        resets = self.has_prior(stmt, y)
+        g: Any = self.adjoint_name(y)
+        ans: Any = stmt.target
+        before = dict(state)
+        if restore and reads_y:
+            # The statement read the value it overwrote: keep its result, restore the old one.
+            ans = self.temp()
+            out.append(ir.Assign((ans,), stmt.target, stmt.loc))
+            out.append(pop)
+        code: list[ir.Stmt] = []
+        if reads_y and resets:
+            g_copy = self.temp()
+            code.append(ir.Assign((g_copy,), g, stmt.loc))
+            g = g_copy
+            code.append(ir.Assign((self.adjoint_name(y),), NONE, stmt.loc))
+            state[y] = ZERO
+        stmts, pairs = self.contributions(stmt, g, ans)
+        code += stmts
+        for atom, c in pairs:
+            self.accumulate_atom(atom, c, state, code, stmt.loc)
+        if resets and not reads_y:
+            code.append(ir.Assign((self.adjoint_name(y),), NONE, stmt.loc))
+            state[y] = ZERO
+        if before.get(y) == MAYBE:
+            code = self.guarded(y, code, before, state, stmt.loc)
+        out += code
+        if restore and not reads_y:
+            out.append(pop)
+        return out
+
+    def backward_setitem(self, stmt: ir.SetItem, state: dict[str, str]) -> list[ir.Stmt]:
+        x = stmt.target.id
+        out: list[ir.Stmt] = []
+        if self.act.active(x) and state.get(x, ZERO) != ZERO:
+            before = dict(state)
+            dx = self.adjoint_name(x)
+            code: list[ir.Stmt] = []
+            if self.act.atom_active(stmt.value):
+                part = self.temp()
+                code.append(ir.Assign((part,), ir.Call(GETITEM, (dx, stmt.index)), stmt.loc))
+                c = self.temp()
+                code.append(
+                    ir.Assign(
+                        (c,),
+                        ir.Call(ir.Ref("unbroadcast", runtime.unbroadcast), (part, stmt.value)),
+                        stmt.loc,
+                    )
+                )
+                self.accumulate_atom(stmt.value, c, state, code, stmt.loc)
+            code.append(ir.Assign((dx,), ir.Call(ZERO_AT, (dx, stmt.index)), stmt.loc))
+            if before.get(x) == MAYBE:
+                code = self.guarded(x, code, before, state, stmt.loc)
+            out += code
+        if x in self.saved:
+            old = self.temp()
+            out.append(ir.Pop(old, self.stack(x, self._loop, stmt), self._loop, stmt.loc))
+            out.append(ir.SetItem(stmt.target, stmt.index, old, stmt.loc))
+        return out
+
+    def backward(self, body: tuple[ir.Stmt, ...], state: dict[str, str]) -> list[ir.Stmt]:
+        out: list[ir.Stmt] = []
+        for stmt in reversed(body):
+            if isinstance(stmt, ir.Assign):
+                out += self.backward_assign(stmt, state)
+            elif isinstance(stmt, ir.SetItem):
+                out += self.backward_setitem(stmt, state)
+            elif isinstance(stmt, ir.If):
+                s_body, s_else = dict(state), dict(state)
+                b = self.backward(stmt.body, s_body)
+                o = self.backward(stmt.orelse, s_else)
+                state.clear()
+                state.update(_join(s_body, s_else))
+                if b or o:
+                    out.append(ir.If(stmt.test, tuple(b), tuple(o), stmt.loc))
+            elif isinstance(stmt, (ir.For, ir.While)):
+                out += self.backward_loop(stmt, state)
+        return out
+
+    def backward_loop(self, loop: ir.For | ir.While, state: dict[str, str]) -> list[ir.Stmt]:
+        outer = self._loop
+        self._loop = self.loop_label(loop)
+        body = loop.body if isinstance(loop, ir.For) else loop.test_block + loop.body
+        # The state at the top of the backward body must hold for every iteration: iterate.
+        entry = dict(state)
+        while True:
+            kept = (self.names, self.temps, set(self.maybe_unset))
+            self.names, self.temps = copy.deepcopy(self.names), set()
+            trial = dict(entry)
+            self.backward(body, trial)
+            self.names, self.temps, self.maybe_unset = kept
+            joined = _join(entry, trial)
+            if joined == entry:
+                break
+            entry = joined
+        inner_state = dict(entry)
+        inner = self.backward(body, inner_state)
+        self._loop = outer
+        state.clear()
+        state.update(entry)
+        out: list[ir.Stmt] = []
+        targets = ir.pattern_names(loop.target) if isinstance(loop, ir.For) else []
+        if inner:
+            out += self.backward_loop_header(loop, tuple(inner))
+        for n in reversed(targets):
+            if n in self.saved and self.has_prior(loop, n):
+                out.append(ir.Pop(ir.Name(n), self.stack(n, outer, loop), outer, loop.loc))
+        return out
+
+    def backward_loop_header(self, loop, inner: tuple[ir.Stmt, ...]) -> list[ir.Stmt]:
+        out: list[ir.Stmt] = []
+        k = self.counters.get(id(loop))
+        if isinstance(loop, ir.While):
+            step = ir.Name(self.names.fresh("_"))
+            return [ir.For(step, ir.Call(RANGE, (ir.Name(k),)), inner, loop.loc)]
+        it = loop.iter
+        if k is not None:
+            first = self.temp()
+            out.append(
+                ir.Assign(
+                    (first,),
+                    ir.Call(GETITEM, (it, ir.Index((ir.Slice(None, ir.Name(k)),)))),
+                    loop.loc,
+                )
+            )
+            it = first
+        out.append(ir.For(loop.target, ir.Call(REVERSED, (it,)), inner, loop.loc))
+        return out
+
+    _loop: str | None = None
 
 
 def reverse(fn: ir.FunctionDef, wrt: tuple[int, ...], names: FreshNames) -> ir.FunctionDef:
-    """The adjoint (vjp) function of a normalized function, w.r.t. the parameters ``wrt``."""
-    require_straight_line(fn)
+    """The adjoint (vjp) function of a structured ANF function, w.r.t. the parameters ``wrt``."""
+    require_structured(fn)
     wrt_names = tuple(fn.params[i].name for i in wrt)
     activity = analyze(fn, wrt_names)
     rev = _Reverse(fn, activity, names)
     *primal, ret = fn.body
+    primal = rev.add_counters(tuple(primal))
+    rev.count_definitions(primal, 0)
+    rev.find_prior_values(primal, set(fn.param_names))
+    rev.needed(primal)
     out_atom = ret.value
-    seed_base = out_atom.id if isinstance(out_atom, ir.Name) else "out"
-    seed = (
-        rev.adjoint_name(seed_base)
-        if isinstance(out_atom, ir.Name)
-        else ir.Name(names.fresh("dout"))
-    )
-    body: list[ir.Stmt] = list(primal)
-    backward: list[ir.Stmt] = []
-    for stmt in reversed(primal):
-        backward += rev.adjoint_statement(stmt)
+    seed = rev.adjoint_name(out_atom.id)
+    state = {out_atom.id: SET}
+    forward = rev.forward_sweep(primal, None)
+    backward = rev.backward(primal, state)
     results = []
+    finish: list[ir.Stmt] = []
     for w in wrt_names:
-        if w in rev.adjoint:
-            results.append(ir.Name(rev.adjoint[w]))
-        else:
-            zero = ir.Name(names.fresh("d" + w))
-            backward.append(ir.Assign((zero,), ir.Call(ZEROS_LIKE, (ir.Name(w),)), ret.loc))
-            results.append(zero)
-    if backward:
+        s = state.get(w, ZERO)
+        if s == SET:
+            results.append(rev.adjoint_name(w))
+            continue
+        zero = ir.Name(names.fresh("d" + w)) if w not in rev.adjoint else rev.adjoint_name(w)
+        call = (
+            ir.Call(ZEROS_LIKE, (ir.Name(w),))
+            if s == ZERO
+            else ir.Call(ZEROS_IF_NONE, (zero, ir.Name(w)))
+        )
+        finish.append(ir.Assign((zero,), call, ret.loc))
+        results.append(zero)
+    setup: list[ir.Stmt] = []
+    for (name, loop, _), stack in rev.stacks.items():
+        if loop is not None:
+            setup.append(ir.NewStack(stack, loop))
+    pushed = {name for (name, _, _) in rev.stacks}
+    for name in sorted(pushed - set(fn.param_names)):
+        # A first push may come before the first definition (first loop iteration).
+        setup.append(ir.Assign((ir.Name(name),), NONE))
+    inits = [ir.Assign((rev.adjoint_name(n),), NONE) for n in sorted(rev.maybe_unset)]
+    body: list[ir.Stmt] = setup + forward
+    if backward or finish:
         body.append(ir.Comment("backward sweep"))
-    body += backward
+    body += inits + backward + finish
     body.append(ir.Return(ir.Seq("tuple", (out_atom, ir.Seq("tuple", tuple(results))))))
     return replace(
         fn,
@@ -141,3 +575,21 @@ def reverse(fn: ir.FunctionDef, wrt: tuple[int, ...], names: FreshNames) -> ir.F
         body=tuple(body),
         temps=frozenset(rev.temps),
     )
+
+
+def _breaks(body: tuple[ir.Stmt, ...]) -> bool:
+    """Whether a loop body can leave its loop early (a break not inside a nested loop)."""
+    for stmt in body:
+        if isinstance(stmt, ir.Break):
+            return True
+        if isinstance(stmt, ir.If) and (_breaks(stmt.body) or _breaks(stmt.orelse)):
+            return True
+    return False
+
+
+def _reads(stmt: ir.Stmt) -> list[str]:
+    if isinstance(stmt, (ir.If, ir.While)):
+        return ir.atom_names(stmt.test)
+    if isinstance(stmt, ir.Return):
+        return ir.atom_names(stmt.value)
+    return ir.stmt_reads(stmt)

@@ -185,5 +185,11 @@ def _walk(fn: ir.FunctionDef, aliases: dict[str, Shape]) -> list[ShapeEnv]:
         snapshots.append(snapshot)
         if isinstance(stmt, ir.Assign):
             env.assign(stmt)
+        else:
+            # Names written inside a branch or loop have whatever shape they end up with.
+            for inner in ir.walk_stmts((stmt,)):
+                for name in ir.stmt_writes(inner):
+                    env.shapes[name] = env.fresh()
+                    env.shape_tuples.discard(name)
     snapshots.append(env)
     return snapshots
