@@ -21,6 +21,7 @@ from s2sgrad.transforms.names import FreshNames
 from s2sgrad.transforms.normalize import normalize
 from s2sgrad.transforms.optimize import optimize
 from s2sgrad.transforms.reverse import reverse
+from s2sgrad.transforms.structure import structure
 
 MODES = ("reverse", "forward")
 BACKENDS = ("numpy",)
@@ -68,7 +69,7 @@ def _ref_roots(atom) -> set[str]:
 
 def lower(fn: Callable) -> ir.FunctionDef:
     """The user's function as normalized IR (A-normal form)."""
-    return normalize(parse_function(fn))
+    return structure(normalize(parse_function(fn)))
 
 
 def derivative_ir(fn: Callable, *, mode: str, wrt: tuple[int, ...]) -> ir.FunctionDef:

@@ -18,11 +18,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from s2sgrad.transforms.templates import any_template, bind_call, differentiable_params
 
 from s2sgrad import ir
 from s2sgrad.errors import NoDerivativeRuleError, NonDifferentiableError, UnsupportedSyntaxError
 from s2sgrad.rules import lookup
-from s2sgrad.transforms.templates import any_template, bind_call, differentiable_params
 
 
 @dataclass(frozen=True)

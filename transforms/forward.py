@@ -16,13 +16,13 @@ import operator
 from dataclasses import replace
 
 import numpy as np
+from s2sgrad.transforms.analysis import Activity, analyze, require_structured
+from s2sgrad.transforms.names import FreshNames
+from s2sgrad.transforms.templates import bind_call, instantiate, lower_template, substitute
 
 from s2sgrad import ir
 from s2sgrad.errors import NoDerivativeRuleError
 from s2sgrad.rules import lookup
-from s2sgrad.transforms.analysis import Activity, analyze, require_structured
-from s2sgrad.transforms.names import FreshNames
-from s2sgrad.transforms.templates import bind_call, instantiate, lower_template, substitute
 
 ADD = ir.Ref("operator.add", operator.add)
 ZEROS_LIKE = ir.Ref("np.zeros_like", np.zeros_like)

@@ -37,13 +37,13 @@ from dataclasses import replace
 from typing import Any
 
 import numpy as np
+from s2sgrad.transforms.analysis import Activity, analyze, require_structured
+from s2sgrad.transforms.names import FreshNames
+from s2sgrad.transforms.templates import bind_call, instantiate, lower_template, substitute
 
 from s2sgrad import ir, runtime
 from s2sgrad.errors import NoDerivativeRuleError
 from s2sgrad.rules import lookup
-from s2sgrad.transforms.analysis import Activity, analyze, require_structured
-from s2sgrad.transforms.names import FreshNames
-from s2sgrad.transforms.templates import bind_call, instantiate, lower_template, substitute
 
 ADD = ir.Ref("operator.add", operator.add)
 IS_NOT = ir.Ref("operator.is_not", operator.is_not)
@@ -554,7 +554,7 @@ def reverse(fn: ir.FunctionDef, wrt: tuple[int, ...], names: FreshNames) -> ir.F
         finish.append(ir.Assign((zero,), call, ret.loc))
         results.append(zero)
     setup: list[ir.Stmt] = []
-    for (name, loop, _), stack in rev.stacks.items():
+    for (_name, loop, _), stack in rev.stacks.items():
         if loop is not None:
             setup.append(ir.NewStack(stack, loop))
     pushed = {name for (name, _, _) in rev.stacks}

@@ -44,9 +44,10 @@ import operator
 from dataclasses import dataclass, replace
 from typing import Any
 
+from s2sgrad.transforms.names import FreshNames
+
 from s2sgrad import ir
 from s2sgrad.errors import SourceLocation, UnsupportedSyntaxError
-from s2sgrad.transforms.names import FreshNames
 
 RANGE = ir.Ref("range", builtins.range)
 LEN = ir.Ref("len", builtins.len)

@@ -10,6 +10,6 @@ with the old template are not reused.
 from s2sgrad.rules import elementwise, linalg, nondiff, reductions, shape  # noqa: F401
 from s2sgrad.rules.registry import all_rules, defjvp, defvjp, lookup, nondifferentiable
 
-RULESET_VERSION = "1"
+RULESET_VERSION = "2"
 
 __all__ = ["RULESET_VERSION", "all_rules", "defjvp", "defvjp", "lookup", "nondifferentiable"]

@@ -1,4 +1,4 @@
-"""Rules for reductions: sum, mean, prod, max/min, cumsum.
+"""Rules for reductions: sum, mean, prod, max/min, var/std, norm, cumsum.
 
 Parameters mirror NumPy's signatures (``a, axis=None, dtype=None, out=None,
 keepdims=False``) so that positional and keyword arguments bind as they do in
@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from s2sgrad.rules.registry import defjvp, defvjp
-from s2sgrad.runtime import prod_of_others, tie_shares, unreduce
+from s2sgrad.runtime import norm_direction, prod_of_others, tie_shares, unreduce
 
 
 @defjvp(np.sum)
@@ -61,6 +61,45 @@ def max_jvp(ans, a, axis=None, out=None, keepdims=False, *, da):
 @defvjp(np.max, np.amax, np.min, np.amin)
 def max_vjp(g, ans, a, axis=None, out=None, keepdims=False):
     return unreduce(g, a, axis, keepdims) * tie_shares(a, ans, axis, keepdims)
+
+
+# var = sum((a - mean)**2) / (n - ddof); the mean's own derivative cancels, as sum(a - mean) = 0.
+@defjvp(np.var)
+def var_jvp(ans, a, axis=None, dtype=None, out=None, ddof=0, keepdims=False, *, da):
+    centered = a - np.mean(a, axis=axis, keepdims=True)
+    n = np.size(a) / np.size(ans)
+    return np.sum(centered * da, axis=axis, keepdims=keepdims) * 2 / (n - ddof)
+
+
+@defvjp(np.var)
+def var_vjp(g, ans, a, axis=None, dtype=None, out=None, ddof=0, keepdims=False):
+    centered = a - np.mean(a, axis=axis, keepdims=True)
+    n = np.size(a) / np.size(ans)
+    return unreduce(g * 2 / (n - ddof), a, axis, keepdims) * centered
+
+
+@defjvp(np.std)
+def std_jvp(ans, a, axis=None, dtype=None, out=None, ddof=0, keepdims=False, *, da):
+    centered = a - np.mean(a, axis=axis, keepdims=True)
+    n = np.size(a) / np.size(ans)
+    return np.sum(centered * da, axis=axis, keepdims=keepdims) / ((n - ddof) * ans)
+
+
+@defvjp(np.std)
+def std_vjp(g, ans, a, axis=None, dtype=None, out=None, ddof=0, keepdims=False):
+    centered = a - np.mean(a, axis=axis, keepdims=True)
+    n = np.size(a) / np.size(ans)
+    return unreduce(g / ((n - ddof) * ans), a, axis, keepdims) * centered
+
+
+@defjvp(np.linalg.norm)
+def norm_jvp(ans, x, ord=None, axis=None, keepdims=False, *, dx):
+    return np.sum(dx * norm_direction(x, ans, ord, axis, keepdims), axis=axis, keepdims=keepdims)
+
+
+@defvjp(np.linalg.norm)
+def norm_vjp(g, ans, x, ord=None, axis=None, keepdims=False):
+    return unreduce(g, x, axis, keepdims) * norm_direction(x, ans, ord, axis, keepdims)
 
 
 @defjvp(np.cumsum)

@@ -48,8 +48,9 @@ not need. Templates are backend-neutral: they call ``np.*`` and the helpers of
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 _DIFF_PREFIX = "d"
 

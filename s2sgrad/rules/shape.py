@@ -199,9 +199,19 @@ def copy_vjp(g, ans, a, order="K", subok=False):
     return g
 
 
+# np.array and np.asarray of an array, or of a list of arrays or scalars (np.array([x0, 2 * x1])).
+@defjvp(np.array)
+def array_jvp(ans, object, dtype=None, copy=True, order="K", subok=False, ndmin=0, *, dobject):
+    return np.array(dobject, ndmin=ndmin)
+
+
+@defvjp(np.array)
+def array_vjp(g, ans, object, dtype=None, copy=True, order="K", subok=False, ndmin=0):
+    return np.reshape(g, np.shape(object))
+
+
 @defjvp(np.asarray)
 def asarray_jvp(ans, a, dtype=None, order=None, *, da):
-    # For an array argument; np.asarray of a list of active values is not supported.
     return np.asarray(da)
 
 
@@ -221,13 +231,14 @@ def full_vjp(g, ans, shape, fill_value, dtype=None, order="C"):
     return None, unbroadcast(g, fill_value)
 
 
+# np.full_like reads only the shape of `a`: its derivative there is zero, but `a` may be active.
 @defjvp(np.full_like)
 def full_like_jvp(
-    ans, a, fill_value, dtype=None, order="K", subok=True, shape=None, *, dfill_value
+    ans, a, fill_value, dtype=None, order="K", subok=True, shape=None, *, da, dfill_value
 ):
-    return np.full(np.shape(ans), dfill_value)
+    return np.zeros_like(ans), np.full(np.shape(ans), dfill_value)
 
 
 @defvjp(np.full_like)
 def full_like_vjp(g, ans, a, fill_value, dtype=None, order="K", subok=True, shape=None):
-    return None, unbroadcast(g, fill_value)
+    return np.zeros_like(a), unbroadcast(g, fill_value)
