@@ -211,9 +211,11 @@ class Printer:
 
     # ------------------------------------------------------------------ statements
 
-    def body(self, stmts: tuple[ir.Stmt, ...], indent: str) -> list[str]:
+    def body(
+        self, stmts: tuple[ir.Stmt, ...], indent: str, last_line: int | None = None
+    ) -> list[str]:
+        """Lines of a block; ``last_line`` is the source line already named by a comment above."""
         lines: list[str] = []
-        last_line = None
         for stmt in stmts:
             if isinstance(stmt, ir.Comment):
                 lines += ["", f"{indent}# {stmt.text}"]
@@ -230,12 +232,12 @@ class Printer:
             if loc is not None and loc.line != last_line:
                 lines.append(f"{indent}# {_source_comment(loc)}")
                 last_line = loc.line
-            lines += self.statement(stmt, indent)
+            lines += self.statement(stmt, indent, last_line)
         if not lines or all(not ln.strip() or ln.strip().startswith("#") for ln in lines):
             lines.append(f"{indent}pass")
         return lines
 
-    def statement(self, stmt: ir.Stmt, indent: str) -> list[str]:
+    def statement(self, stmt: ir.Stmt, indent: str, line: int | None = None) -> list[str]:
         inner = indent + "    "
         if isinstance(stmt, ir.Assign):
             targets = ", ".join(t.id for t in stmt.targets)
@@ -249,30 +251,33 @@ class Printer:
             base = self.text(stmt.target)
             return [f"{indent}{base}[{self.index(stmt.index)}] = {self.text(stmt.value)}"]
         if isinstance(stmt, ir.If):
-            lines = [f"{indent}if {self.text(stmt.test)}:"] + self.body(stmt.body, inner)
+            lines = [f"{indent}if {self.text(stmt.test)}:"] + self.body(stmt.body, inner, line)
             orelse = stmt.orelse
             while len(orelse) == 1 and isinstance(orelse[0], ir.If):
                 nested = orelse[0]
-                lines += [f"{indent}elif {self.text(nested.test)}:"] + self.body(nested.body, inner)
+                lines += [f"{indent}elif {self.text(nested.test)}:"] + self.body(
+                    nested.body, inner, line
+                )
                 orelse = nested.orelse
             if orelse:
-                lines += [f"{indent}else:"] + self.body(orelse, inner)
+                lines += [f"{indent}else:"] + self.body(orelse, inner, line)
             return lines
         if isinstance(stmt, ir.For):
             target = _pattern_text(stmt.target)
-            return [f"{indent}for {target} in {self.text(stmt.iter)}:"] + self.body(
-                stmt.body, inner
-            )
+            header = f"{indent}for {target} in {self.text(stmt.iter)}:"
+            return [header] + self.body(stmt.body, inner, line)
         if isinstance(stmt, ir.While):
             if not stmt.test_block:
-                return [f"{indent}while {self.text(stmt.test)}:"] + self.body(stmt.body, inner)
+                return [f"{indent}while {self.text(stmt.test)}:"] + self.body(
+                    stmt.body, inner, line
+                )
             # The test needs statements of its own: evaluate them at the top of every pass.
-            test = self.body(stmt.test_block, inner)
+            test = self.body(stmt.test_block, inner, line)
             check = [
                 f"{inner}if not {self.wrap(stmt.test, lambda p: p < NOT_PREC + 1)}:",
                 f"{inner}    break",
             ]
-            return [f"{indent}while True:"] + test + check + self.body(stmt.body, inner)
+            return [f"{indent}while True:"] + test + check + self.body(stmt.body, inner, line)
         if isinstance(stmt, ir.Break):
             return [f"{indent}break"]
         if isinstance(stmt, ir.Continue):

@@ -388,9 +388,8 @@ class _Lowering:
         if isinstance(node, cst.IfExp):
             return ir.IfExp(self.expr(node.test), self.expr(node.body), self.expr(node.orelse))
         if isinstance(node, cst.BooleanOperation):
-            raise self.unsupported(
-                node, "`and`/`or`", "combine conditions with np.logical_and/np.logical_or"
-            )
+            op = "and" if isinstance(node.operator, cst.And) else "or"
+            return ir.BoolOp(op, self.expr(node.left), self.expr(node.right))
         if isinstance(node, cst.Lambda):
             raise self.unsupported(node, "lambda", "define a named function at module level")
         if isinstance(node, (cst.ListComp, cst.GeneratorExp, cst.SetComp, cst.DictComp)):

@@ -126,7 +126,16 @@ class IfExp:
     orelse: Any
 
 
-Expr = Atom | Call | Attribute | MethodCall | IfExp
+@dataclass(frozen=True)
+class BoolOp:
+    """``left and right`` / ``left or right``, short-circuiting (frontend only)."""
+
+    op: str  # "and" | "or"
+    left: Any
+    right: Any
+
+
+Expr = Atom | Call | Attribute | MethodCall | IfExp | BoolOp
 
 # --------------------------------------------------------------------------- statements
 
@@ -338,6 +347,8 @@ def atom_names(atom: Any) -> list[str]:
         )
     if isinstance(atom, IfExp):
         return atom_names(atom.test) + atom_names(atom.body) + atom_names(atom.orelse)
+    if isinstance(atom, BoolOp):
+        return atom_names(atom.left) + atom_names(atom.right)
     raise TypeError(f"not an IR expression: {atom!r}")
 
 

@@ -255,12 +255,33 @@ class _Normalizer:
         if isinstance(e, ir.MethodCall):
             return self.method(e, pre)
         if isinstance(e, ir.IfExp):
-            raise UnsupportedSyntaxError(
-                "conditional expressions are not supported yet",
-                self.loc,
-                "use np.where(test, a, b) for an elementwise choice",
-            )
+            return self.conditional(e.test, e.body, e.orelse, pre)
+        if isinstance(e, ir.BoolOp):
+            return self.boolean(e, pre)
         raise TypeError(f"unexpected expression {e!r}")
+
+    def conditional(self, test: Any, body: Any, orelse: Any, pre: list[ir.Stmt]) -> ir.Name:
+        """``body if test else orelse`` -> an ``if`` assigning one result in each branch.
+
+        Only the branch taken is evaluated, as in Python.
+        """
+        result = ir.Name(self.names.fresh("choice"))
+        test_atom = self.atom(test, pre)
+        branches = []
+        for e in (body, orelse):
+            stmts: list[ir.Stmt] = []
+            value = self.expression(e, stmts)
+            stmts.append(ir.Assign((result,), value, self.loc))
+            branches.append(tuple(stmts))
+        pre.append(ir.If(test_atom, branches[0], branches[1], self.loc))
+        return result
+
+    def boolean(self, e: ir.BoolOp, pre: list[ir.Stmt]) -> ir.Name:
+        """``a and b`` is ``b if a else a``; ``a or b`` is ``a if a else b`` (``a`` evaluated once)."""
+        left = self.copy_to_temp(self.atom(e.left, pre), pre) if not self.ssa else self.atom(e.left, pre)
+        if e.op == "and":
+            return self.conditional(left, e.right, left, pre)
+        return self.conditional(left, left, e.right, pre)
 
     def atom(self, e: Any, pre: list[ir.Stmt]) -> Any:
         value = self.expression(e, pre)
