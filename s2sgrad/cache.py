@@ -38,6 +38,7 @@ from __future__ import annotations
 import builtins
 import functools
 import hashlib
+import importlib
 import importlib.util
 import inspect
 import linecache
@@ -714,6 +715,11 @@ def _bind_free_names(module: types.ModuleType, fn: Callable, names: tuple[str, .
     """
     namespace = module.__dict__
     for name in names:
+        if "=" in name:
+            # `alias=module.path`: the globals of a called function from another module.
+            alias, _, module_name = name.partition("=")
+            namespace[alias] = importlib.import_module(module_name)
+            continue
         value = _resolve(fn, name)[0]
         if value is _MISSING:
             namespace.pop(name, None)

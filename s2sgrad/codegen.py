@@ -82,6 +82,8 @@ def spell_ref(ref: ir.Ref) -> Spelling:
         for name in candidates:
             if isinstance(name, str) and getattr(namespace, name, _MISSING) is value:
                 return Spelling(f"{prefix}.{name}")
+    if getattr(value, "__module__", None) == "s2sgrad.generated":
+        return Spelling(value.__name__)  # another function of the same generated module
     if getattr(value, "__module__", None) == RUNTIME_MODULE:
         return Spelling(value.__name__, runtime_import=value.__name__)
     if "." not in ref.source and getattr(builtins, ref.source, _MISSING) is value:
@@ -117,8 +119,9 @@ def _const_prec(value: Any) -> int:
 class Printer:
     """Prints one function; collects imports and free names as it goes."""
 
-    def __init__(self, fn: ir.FunctionDef):
+    def __init__(self, fn: ir.FunctionDef, module_alias: str | None = None):
         self.fn = fn
+        self.module_alias = module_alias
         self.runtime_imports: set[str] = set()
         self.free_roots: set[str] = set()
         self.folded: dict[str, tuple[str, int]] = {}
@@ -136,6 +139,8 @@ class Printer:
             if sp.runtime_import:
                 self.runtime_imports.add(sp.runtime_import)
             if sp.free_root:
+                if self.module_alias is not None:
+                    return f"{self.module_alias}.{sp.text}", POSTFIX_PREC
                 self.free_roots.add(sp.free_root)
             return sp.text, POSTFIX_PREC if "." in sp.text else ATOM_PREC
         if isinstance(a, ir.Seq):
@@ -381,23 +386,41 @@ def _fold_block(block, temps, defs, uses, folded) -> None:
 
 
 def module_source(
-    fn: ir.FunctionDef,
+    functions: list[tuple[ir.FunctionDef, str | None]],
     *,
+    entry: str,
     header: str,
-    entry_doc: str | None = None,
 ) -> tuple[str, tuple[str, ...]]:
-    """The black-formatted module text defining ``fn``, and the free names it reads."""
+    """The black-formatted module text defining ``functions``, and the free names it reads.
+
+    Each function comes with the module its user code lives in when that is not
+    the entry's module: its free names are then read through an alias of that
+    module (``_physics.G``), bound at load time as ``alias=module``.
+    """
     import black
 
-    printer = Printer(fn)
-    function = printer.function(entry_doc)
-    free = tuple(sorted(printer.free_roots))
+    runtime_imports: set[str] = set()
+    free: set[str] = set()
+    texts = []
+    aliases: dict[str, str] = {}
+    for fn, foreign in functions:
+        alias = None
+        if foreign is not None:
+            alias = aliases.setdefault(foreign, "_" + foreign.replace(".", "_"))
+        printer = Printer(fn, module_alias=alias)
+        texts.append(printer.function())
+        runtime_imports |= printer.runtime_imports
+        free |= printer.free_roots
+    free |= {f"{alias}={module}" for module, alias in aliases.items()}
+    free_names = tuple(sorted(free))
     parts = [f'"""{header}"""', "", "import numpy as np"]
-    if printer.runtime_imports:
-        parts.append(f"from {RUNTIME_MODULE} import {', '.join(sorted(printer.runtime_imports))}")
-    parts += ["", "", function, ""]
-    parts.append(f"__s2sgrad_entry__ = {fn.name!r}")
-    parts.append(f"__s2sgrad_free_names__ = {free!r}")
+    if runtime_imports:
+        parts.append(f"from {RUNTIME_MODULE} import {', '.join(sorted(runtime_imports))}")
+    for text in texts:
+        parts += ["", "", text]
+    parts.append("")
+    parts.append(f"__s2sgrad_entry__ = {entry!r}")
+    parts.append(f"__s2sgrad_free_names__ = {free_names!r}")
     text = "\n".join(parts) + "\n"
     formatted = black.format_str(text, mode=black.Mode(line_length=100))
-    return formatted, free
+    return formatted, free_names

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from s2sgrad import codegen, ir, runtime
 from s2sgrad._version import __version__
@@ -72,8 +72,73 @@ def lower(fn: Callable) -> ir.FunctionDef:
     return structure(normalize(parse_function(fn)))
 
 
-def derivative_ir(fn: Callable, *, mode: str, wrt: tuple[int, ...]) -> ir.FunctionDef:
-    """The optimized derivative function as IR."""
+class Compilation:
+    """One generated module: the requested derivative and those of the user functions it calls.
+
+    Transforms meet calls of the user's own functions; they ask ``request`` for
+    the derivative of the callee (mode, and which arguments are active) and get
+    back the name it will have in this module. Naming happens before
+    generating, so recursion needs nothing special.
+    """
+
+    def __init__(self, root: Callable):
+        self.root = inspect.unwrap(root)
+        self.module_names = FreshNames({"np"} | {n for n in dir(runtime) if not n.startswith("_")})
+        self.requests: dict[tuple, str] = {}
+        self.pending: list[tuple[Callable, str, tuple[int, ...], str]] = []
+        self.functions: list[tuple[ir.FunctionDef, str | None]] = []
+
+    def request(self, fn: Callable, mode: str, wrt: tuple[int, ...]) -> str:
+        fn = inspect.unwrap(fn)
+        key = (fn, mode, tuple(wrt))
+        if key not in self.requests:
+            suffix = "vjp" if mode == "reverse" else "jvp"
+            name = self.module_names.fresh(f"{fn.__name__}_{suffix}")
+            self.requests[key] = name
+            self.pending.append((fn, mode, tuple(wrt), name))
+        return self.requests[key]
+
+    def is_user_function(self, value) -> bool:
+        """A Python function of the user's (not a library's) with no registered rule."""
+        from s2sgrad.cache import _as_user_function
+        from s2sgrad.rules import lookup
+
+        try:
+            if lookup(value) is not None:
+                return False
+        except TypeError:
+            return False
+        return _as_user_function(value) is not None
+
+    def run(self) -> None:
+        while self.pending:
+            fn, mode, wrt, name = self.pending.pop(0)
+            deriv = derivative_ir(fn, mode=mode, wrt=wrt, name=name, compilation=self)
+            foreign = None if fn.__module__ == self.root.__module__ else fn.__module__
+            if foreign is not None and fn.__closure__:
+                raise UsageError(
+                    f"{fn.__qualname__} is a closure from another module; s2sgrad cannot bind "
+                    "its captured variables yet",
+                    hint="define it at module level, or pass the captured values as arguments",
+                )
+            if fn is not self.root and fn.__closure__:
+                raise UsageError(
+                    f"{fn.__qualname__} captures variables of an enclosing function "
+                    f"({', '.join(fn.__code__.co_freevars)}); called functions may not be closures yet",
+                    hint="pass the captured values as arguments, or define it at module level",
+                )
+            self.functions.append((deriv, foreign))
+
+
+def derivative_ir(
+    fn: Callable,
+    *,
+    mode: str,
+    wrt: tuple[int, ...],
+    name: str | None = None,
+    compilation: Compilation | None = None,
+) -> ir.FunctionDef:
+    """The optimized derivative function of ``fn`` as IR."""
     if mode not in MODES:
         raise UsageError(f"mode must be one of {MODES}, not {mode!r}")
     primal = lower(fn)
@@ -81,9 +146,13 @@ def derivative_ir(fn: Callable, *, mode: str, wrt: tuple[int, ...]) -> ir.Functi
     for i in wrt:
         if not 0 <= i < n:
             raise UsageError(f"wrt index {i} is out of range for {primal.name} with {n} parameters")
-    names = FreshNames(_reserved_names(primal))
+    compilation = compilation or Compilation(fn)
+    reserved = _reserved_names(primal) | set(compilation.requests.values())
+    names = FreshNames(reserved)
     transform = reverse if mode == "reverse" else forward
-    deriv = transform(primal, tuple(wrt), names)
+    deriv = transform(primal, tuple(wrt), names, compilation)
+    if name is not None:
+        deriv = replace(deriv, name=name)
     return optimize(
         deriv,
         _same_shape_hints(deriv, primal, mode, wrt),
@@ -129,14 +198,17 @@ def generate(
             f"backend {backend!r} is not available; choose one of {BACKENDS}",
         )
     wrt = tuple(wrt)
-    deriv = derivative_ir(fn, mode=mode, wrt=wrt)
+    compilation = Compilation(fn)
+    entry = compilation.request(fn, mode, wrt)
+    compilation.run()
     primal_params = [p.name for p in parse_params(fn)]
     wrt_names = tuple(primal_params[i] for i in wrt)
     source, free = codegen.module_source(
-        deriv,
+        compilation.functions,
+        entry=entry,
         header=_header(fn, inspect.unwrap(fn).__name__, mode, wrt_names),
     )
-    return GeneratedModule(source=source, entry=deriv.name, free_names=free)
+    return GeneratedModule(source=source, entry=entry, free_names=free)
 
 
 def parse_params(fn: Callable) -> list[inspect.Parameter]:
@@ -150,5 +222,7 @@ def lowered_source(fn: Callable) -> str:
     lowering passes independently of differentiation.
     """
     primal = lower(fn)
-    source, _ = codegen.module_source(primal, header=f"Lowered IR of `{primal.name}`.")
+    source, _ = codegen.module_source(
+        [(primal, None)], entry=primal.name, header=f"Lowered IR of `{primal.name}`."
+    )
     return source

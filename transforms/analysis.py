@@ -58,9 +58,57 @@ def require_structured(fn: ir.FunctionDef) -> None:
         )
 
 
+def is_user_function(value) -> bool:
+    """A Python function of the user's (not a library's) with no registered rule: we
+    differentiate its source, like the function that calls it."""
+    from s2sgrad.cache import _as_user_function
+
+    try:
+        if lookup(value) is not None:
+            return False
+    except TypeError:
+        return False
+    return _as_user_function(value) is not None
+
+
+def bind_user_call(call: ir.Call, loc) -> list:
+    """The arguments of a call of a user function, in its parameters' order."""
+    import inspect
+
+    callee = inspect.unwrap(call.fn.value)
+    sig = inspect.signature(callee)
+    try:
+        bound = sig.bind(*call.args, **dict(call.kwargs))
+    except TypeError as exc:
+        raise UnsupportedSyntaxError(
+            f"this call of `{call.fn.source}` does not match its parameters ({exc})", loc
+        ) from None
+    args = []
+    for p in sig.parameters.values():
+        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            raise UnsupportedSyntaxError(
+                f"`{call.fn.source}` takes *args/**kwargs, which s2sgrad cannot differentiate through",
+                loc,
+                "give it explicit parameters",
+            )
+        if p.name in bound.arguments:
+            args.append(bound.arguments[p.name])
+        elif isinstance(p.default, (int, float, complex, str, bool, type(None))):
+            args.append(ir.Const(p.default))
+        else:
+            raise UnsupportedSyntaxError(
+                f"`{call.fn.source}` would use the default of `{p.name}`, which is not a literal",
+                loc,
+                f"pass `{p.name}` explicitly",
+            )
+    return args
+
+
 def diff_arg_names(call: ir.Call, loc) -> tuple[list[str], bool]:
     """(names flowing into differentiable parameters, whether a rule exists) for a call."""
     rule = lookup(call.fn.value) if isinstance(call.fn, ir.Ref) else None
+    if rule is None and isinstance(call.fn, ir.Ref) and is_user_function(call.fn.value):
+        return ir.atom_names(call), True
     if rule is None:
         return ir.atom_names(call), False
     if rule.nondifferentiable:

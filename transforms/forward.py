@@ -16,7 +16,13 @@ import operator
 from dataclasses import replace
 
 import numpy as np
-from s2sgrad.transforms.analysis import Activity, analyze, require_structured
+from s2sgrad.transforms.analysis import (
+    Activity,
+    analyze,
+    bind_user_call,
+    is_user_function,
+    require_structured,
+)
 from s2sgrad.transforms.names import FreshNames
 from s2sgrad.transforms.templates import bind_call, instantiate, lower_template, substitute
 
@@ -29,7 +35,8 @@ ZEROS_LIKE = ir.Ref("np.zeros_like", np.zeros_like)
 
 
 class _Forward:
-    def __init__(self, fn: ir.FunctionDef, activity: Activity, names: FreshNames):
+    def __init__(self, fn: ir.FunctionDef, activity: Activity, names: FreshNames, compilation):
+        self.compilation = compilation
         self.fn = fn
         self.act = activity
         self.names = names
@@ -87,6 +94,9 @@ class _Forward:
                 "tuple-valued primitives are not supported in forward mode yet", stmt.loc
             )
         target = stmt.target
+        value = stmt.value
+        if isinstance(value, ir.Call) and is_user_function(value.fn.value):
+            return self.user_call(stmt)
         overwrites_operand = target.id in ir.atom_names(stmt.value)
         result = self.temp() if overwrites_operand else target
         out = [replace(stmt, targets=(result,))]
@@ -144,6 +154,27 @@ class _Forward:
         out.append(ir.Assign((target_tangent,), tangent, loc))
         return out
 
+    def user_call(self, stmt: ir.Assign) -> list[ir.Stmt]:
+        """``y = G(a, b)`` -> ``y, dy = G_jvp(a, b, da)``: the callee's own generated jvp."""
+        args = bind_user_call(stmt.value, stmt.loc)
+        active = tuple(i for i, a in enumerate(args) if self.act.atom_active(a))
+        if not active:
+            out: list[ir.Stmt] = [stmt]
+            out.append(
+                ir.Assign(
+                    (self.tangent_of(stmt.target.id),),
+                    ir.Call(ZEROS_LIKE, (stmt.target,)),
+                    stmt.loc,
+                )
+            )
+            return out
+        name = self.compilation.request(stmt.value.fn.value, "forward", active)
+        out = []
+        tangents = [self.tangent_atom(args[i], out, stmt.loc) for i in active]
+        call = ir.Call(ir.Ref(name, _Generated(name)), (*args, *tangents))
+        out.append(ir.Assign((stmt.target, self.tangent_of(stmt.target.id)), call, stmt.loc))
+        return out
+
     def setitem(self, stmt: ir.SetItem) -> list[ir.Stmt]:
         """``x[i] = v`` -> the same update of ``dx`` with ``v``'s tangent (or zeros)."""
         out: list[ir.Stmt] = [stmt]
@@ -156,12 +187,23 @@ class _Forward:
         return out
 
 
-def forward(fn: ir.FunctionDef, wrt: tuple[int, ...], names: FreshNames) -> ir.FunctionDef:
+class _Generated:
+    """Stands for a derivative function defined in the same generated module."""
+
+    __module__ = "s2sgrad.generated"
+
+    def __init__(self, name: str):
+        self.__name__ = name
+
+
+def forward(
+    fn: ir.FunctionDef, wrt: tuple[int, ...], names: FreshNames, compilation=None
+) -> ir.FunctionDef:
     """The tangent (jvp) function of a structured ANF function, w.r.t. the parameters ``wrt``."""
     require_structured(fn)
     wrt_names = tuple(fn.params[i].name for i in wrt)
     activity = analyze(fn, wrt_names)
-    fwd = _Forward(fn, activity, names)
+    fwd = _Forward(fn, activity, names, compilation)
     tangent_params = tuple(ir.Param(fwd.tangent_of(p).id) for p in wrt_names)
     body = fwd.block(fn.body)
     return replace(

@@ -278,7 +278,11 @@ class _Normalizer:
 
     def boolean(self, e: ir.BoolOp, pre: list[ir.Stmt]) -> ir.Name:
         """``a and b`` is ``b if a else a``; ``a or b`` is ``a if a else b`` (``a`` evaluated once)."""
-        left = self.copy_to_temp(self.atom(e.left, pre), pre) if not self.ssa else self.atom(e.left, pre)
+        left = (
+            self.copy_to_temp(self.atom(e.left, pre), pre)
+            if not self.ssa
+            else self.atom(e.left, pre)
+        )
         if e.op == "and":
             return self.conditional(left, e.right, left, pre)
         return self.conditional(left, left, e.right, pre)

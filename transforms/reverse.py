@@ -37,7 +37,14 @@ from dataclasses import replace
 from typing import Any
 
 import numpy as np
-from s2sgrad.transforms.analysis import Activity, analyze, require_structured
+from s2sgrad.transforms.analysis import (
+    Activity,
+    analyze,
+    bind_user_call,
+    is_user_function,
+    require_structured,
+)
+from s2sgrad.transforms.forward import _Generated
 from s2sgrad.transforms.names import FreshNames
 from s2sgrad.transforms.templates import bind_call, instantiate, lower_template, substitute
 
@@ -69,7 +76,8 @@ def _join(a: dict[str, str], b: dict[str, str]) -> dict[str, str]:
 
 
 class _Reverse:
-    def __init__(self, fn: ir.FunctionDef, activity: Activity, names: FreshNames):
+    def __init__(self, fn: ir.FunctionDef, activity: Activity, names: FreshNames, compilation):
+        self.compilation = compilation
         self.fn = fn
         self.act = activity
         self.names = names
@@ -180,6 +188,8 @@ class _Reverse:
         value = stmt.value
         if not isinstance(value, ir.Call):
             return [], [(value, g)]
+        if is_user_function(value.fn.value) and self.act.atom_active(value):
+            return self.user_call_contributions(stmt, g)
         rule = lookup(value.fn.value)
         if (rule is not None and rule.nondifferentiable) or not self.act.atom_active(value):
             return [], []  # e.g. `z = np.zeros(n)` whose later in-place updates make z active
@@ -202,6 +212,32 @@ class _Reverse:
             if self.act.atom_active(bindings[param]):
                 pairs.append((bindings[param], substitute(entry, mapping)))
         return body, pairs
+
+    def user_call_contributions(self, stmt: ir.Assign, g: Any) -> tuple[list[ir.Stmt], list]:
+        """Cotangents of ``y = G(a, b)``'s arguments from the callee's generated vjp.
+
+        ``G_vjp`` recomputes G's forward sweep: calls are differentiated by
+        recomputation, so no saves cross function boundaries (and recursion works).
+        """
+        args = bind_user_call(stmt.value, stmt.loc)
+        active = tuple(i for i, a in enumerate(args) if self.act.atom_active(a))
+        name = self.compilation.request(stmt.value.fn.value, "reverse", active)
+        result = self.temp()
+        code: list[ir.Stmt] = [
+            ir.Assign((result,), ir.Call(ir.Ref(name, _Generated(name)), (*args, g)), stmt.loc)
+        ]
+        grads = self.temp()
+        code.append(
+            ir.Assign((grads,), ir.Call(GETITEM, (result, ir.Index((ir.Const(1),)))), stmt.loc)
+        )
+        pairs = []
+        for k, i in enumerate(active):
+            c = self.temp()
+            code.append(
+                ir.Assign((c,), ir.Call(GETITEM, (grads, ir.Index((ir.Const(k),)))), stmt.loc)
+            )
+            pairs.append((args[i], c))
+        return code, pairs
 
     def primal_reads(self, stmts: list[ir.Stmt]) -> set[str]:
         return {n for s in ir.walk_stmts(tuple(stmts)) for n in _reads(s)} & self.primal
@@ -522,12 +558,14 @@ class _Reverse:
     _loop: str | None = None
 
 
-def reverse(fn: ir.FunctionDef, wrt: tuple[int, ...], names: FreshNames) -> ir.FunctionDef:
+def reverse(
+    fn: ir.FunctionDef, wrt: tuple[int, ...], names: FreshNames, compilation=None
+) -> ir.FunctionDef:
     """The adjoint (vjp) function of a structured ANF function, w.r.t. the parameters ``wrt``."""
     require_structured(fn)
     wrt_names = tuple(fn.params[i].name for i in wrt)
     activity = analyze(fn, wrt_names)
-    rev = _Reverse(fn, activity, names)
+    rev = _Reverse(fn, activity, names, compilation)
     *primal, ret = fn.body
     primal = rev.add_counters(tuple(primal))
     rev.count_definitions(primal, 0)
@@ -561,7 +599,12 @@ def reverse(fn: ir.FunctionDef, wrt: tuple[int, ...], names: FreshNames) -> ir.F
     for name in sorted(pushed - set(fn.param_names)):
         # A first push may come before the first definition (first loop iteration).
         setup.append(ir.Assign((ir.Name(name),), NONE))
-    inits = [ir.Assign((rev.adjoint_name(n),), NONE) for n in sorted(rev.maybe_unset)]
+    # The output's adjoint is the seed parameter: it is set on entry, never initialised.
+    inits = [
+        ir.Assign((rev.adjoint_name(n),), NONE)
+        for n in sorted(rev.maybe_unset)
+        if n != out_atom.id
+    ]
     body: list[ir.Stmt] = setup + forward
     if backward or finish:
         body.append(ir.Comment("backward sweep"))

@@ -211,7 +211,7 @@ class _Structurer:
 
     def function(self) -> ir.FunctionDef:
         fn = self.fn
-        body = fn.body
+        body = tuple(_reachable(fn.body))
         returns = [s for s in ir.walk_stmts(body) if isinstance(s, ir.Return)]
         if len(returns) == 1 and body and body[-1] is returns[0]:
             new = self.block(body[:-1], tail=False) + [body[-1]]
@@ -303,16 +303,16 @@ class _Structurer:
     def branch(self, stmt: ir.If, out: list[ir.Stmt], tail: bool) -> None:
         """An ``if`` whose decision is kept in a fresh name: ``cond = <test>; if cond: ...``."""
         loc = stmt.loc
+        test = stmt.test
+        cond = None if isinstance(test, ir.Const) else self.fresh("cond")  # numbered outside-in
         body = tuple(self.block(stmt.body, tail))
         orelse = tuple(self.block(stmt.orelse, tail))
-        test = stmt.test
         if not body and not orelse:
             self.drop_test_temp(test, out)
             return
-        if isinstance(test, ir.Const):
+        if cond is None:
             out.append(ir.If(test, body, orelse, loc))
             return
-        cond = self.fresh("cond")
         if not body:
             out.append(ir.Assign((cond,), ir.Call(NOT, (test,)), loc))
             out.append(ir.If(cond, orelse, (), loc))
@@ -369,7 +369,7 @@ class _Structurer:
             bounds = ir.Call(self.builtin(RANGE, loc), (self.length(seqs, pre, loc),))
         out += pre
         loop = self.open_loop(stmt.body, out, loc)
-        indices = self.fresh(f"{index.id}_range")
+        indices = self.fresh(f"{index.id.strip('_') or 'loop'}_range")  # `_` -> loop_range
         out.append(ir.Assign((indices,), replace(bounds, fn=self.builtin(RANGE, loc)), loc))
         body = self.loop_body(loop, header, stmt.body, loc)
         out.append(ir.For(index, indices, body, loc))
