@@ -24,7 +24,7 @@ import ast
 import builtins
 import operator
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -56,8 +56,19 @@ UNARY_SYNTAX: dict[type, Any] = {ast.USub: operator.neg, ast.UAdd: operator.pos}
 NAMESPACE = {"np": np, "operator": operator, "builtins": builtins}
 
 
+def _label(spec: In | np.ndarray) -> str:
+    """A short name for an input in test ids: ``2x3``, ``0d``, ``float``, ``3:given``."""
+    if isinstance(spec, np.ndarray):
+        return "x".join(map(str, spec.shape)) + ":given"
+    if spec.shape is None:
+        return "float"
+    return "x".join(map(str, spec.shape)) or "0d"
+
+
 @dataclass(eq=False)
 class Case:
+    """One single-primitive expression and how to draw its inputs (see the module docstring)."""
+
     expr: str
     inputs: dict[str, Any]
     smooth: bool = True
@@ -65,17 +76,13 @@ class Case:
     rtol: float = 1e-6
     fd_rtol: float = 1e-5
     id: str = ""
-    _prim: Any = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
-        self.inputs = {k: (v if isinstance(v, (In, np.ndarray)) else In(v)) for k, v in self.inputs.items()}
+        self.inputs = {
+            k: (v if isinstance(v, (In, np.ndarray)) else In(v)) for k, v in self.inputs.items()
+        }
         if not self.id:
-            shapes = ",".join(
-                "f" if isinstance(v, In) and v.shape is None else
-                "x".join(map(str, v.shape)) or "0d"
-                for v in self.inputs.values()
-            )
-            self.id = f"{self.expr} [{shapes}]"
+            self.id = f"{self.expr} [{','.join(map(_label, self.inputs.values()))}]"
 
     @property
     def names(self) -> list[str]:
@@ -230,6 +237,16 @@ CASES: list[Case] = [
     C("np.amin(x, axis=(0, 1))", x=(2, 2, 2)),
     C("np.max(x, axis=1)", x=np.array([[1.0, 2.0, 2.0], [3.0, 3.0, 3.0]]), smooth=False),
     C("np.min(x)", x=np.array([0.5, -1.0, -1.0]), smooth=False),
+    C("np.var(x)", x=(2, 3)),
+    C("np.var(x, axis=1, ddof=1, keepdims=True)", x=(2, 3)),
+    C("np.std(x, axis=(0, 2))", x=(2, 3, 2)),
+    C("np.std(x)", x=(4,)),
+    C("np.linalg.norm(x)", x=(2, 3)),
+    C("np.linalg.norm(x, axis=-1, keepdims=True)", x=(2, 3)),
+    C("np.linalg.norm(x, 1)", x=(4,)),
+    C("np.linalg.norm(x, np.inf, axis=0)", x=(3, 2)),
+    C("np.linalg.norm(x, 3)", x=(3,)),
+    C("np.linalg.norm(x, 'fro')", x=(2, 2)),
     C("np.cumsum(x)", x=(2, 3)),
     C("np.cumsum(x, axis=1)", x=(2, 3)),
     # ---- indexing: basic, None/Ellipsis, repeated integer arrays, boolean masks
@@ -281,9 +298,14 @@ CASES: list[Case] = [
     # ---- copies and creation
     C("np.copy(x)", x=(3,)),
     C("np.asarray(x)", x=(2,)),
+    C("np.asarray([x, y])", x=(2,), y=(2,)),
+    C("np.array(x)", x=(2, 2)),
+    C("np.array([x, y, 1.0])", x=FLOAT, y=()),
+    C("np.array([x, y], ndmin=3)", x=(2,), y=(2,)),
     C("np.full((2, 3), x)", x=FLOAT),
     C("np.full((2, 3), x)", x=(3,)),
     C("np.full_like(np.ones((2, 3)), x)", x=FLOAT),
+    C("np.full_like(x, y)", x=(2, 3), y=(3,)),
     # ---- products and linear algebra: 1-D promotion, batching, np.dot's N-D contraction
     C("x @ y", x=(2, 3), y=(3, 2)),
     C("x @ y", x=(3,), y=(3, 2)),

@@ -151,7 +151,9 @@ def central_difference_jvp(f: Callable, args: Sequence[Any], tangents: Sequence[
     def shifted(sign: float) -> list:
         out = []
         for a, t in zip(args, tangents, strict=True):
-            out.append(a if t is None else _like(_as_float_array(a) + sign * h * _as_float_array(t), a))
+            out.append(
+                a if t is None else _like(_as_float_array(a) + sign * h * _as_float_array(t), a)
+            )
         return out
 
     plus, minus = f(*shifted(1.0)), f(*shifted(-1.0))

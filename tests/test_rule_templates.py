@@ -130,6 +130,4 @@ def test_vjp_template(case: Case, op_module):
     if ref.jax_vjp is not None:
         assert_close(cts, ref.jax_vjp, rtol=case.rtol, what=f"vjp of {case.expr}")
     if ref.fd_vjp is not None:
-        assert_close(
-            cts, ref.fd_vjp, rtol=case.fd_rtol, atol=1e-7, what=f"vjp (FD) of {case.expr}"
-        )
+        assert_close(cts, ref.fd_vjp, rtol=case.fd_rtol, atol=1e-7, what=f"vjp (FD) of {case.expr}")

@@ -1,0 +1,237 @@
+"""Unit tests of the runtime helpers that derivative rules call (``s2sgrad.runtime``).
+
+The op tests check the helpers through the rules; these pin the contracts the
+compiler and generated code rely on: no copies where none are needed, dtypes
+that follow the cotangent, purity, repeated indices, container cotangents,
+matmul/dot rank cases, and compile-time foldability.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from oracles import assert_close
+
+from s2sgrad import runtime as rt
+
+RNG = np.random.default_rng(0)
+
+
+def randn(*shape):
+    return RNG.standard_normal(shape)
+
+
+# --------------------------------------------------------------------------- unbroadcast
+
+
+def test_unbroadcast_returns_g_itself_when_shapes_match():
+    g = randn(2, 3)
+    assert rt.unbroadcast(g, randn(2, 3)) is g
+    assert rt.unbroadcast(2.5, 1.0) == 2.5
+
+
+@pytest.mark.parametrize(
+    "g_shape, x_shape",
+    [((2, 3), (3,)), ((2, 3), (2, 1)), ((2, 3), ()), ((4, 1, 3), (2, 1)), ((2, 3), (1, 1, 3))],
+)
+def test_unbroadcast_sums_to_the_input_shape(g_shape, x_shape):
+    g, x = randn(*g_shape), randn(*x_shape)
+    # The adjoint of broadcasting x to g's shape, by jax.
+    target = np.broadcast_shapes(g_shape, x_shape)
+    _, pullback = jax.vjp(lambda x: jnp.broadcast_to(x, target), x)
+    expected = pullback(np.broadcast_to(g, target))[0]
+    if target == g_shape:
+        assert_close(rt.unbroadcast(g, x), expected)
+    else:  # g smaller than x: spread
+        assert np.shape(rt.unbroadcast(g, x)) == x_shape
+
+
+def test_unbroadcast_of_python_scalar_and_dtype_follows_g():
+    g = np.ones((2, 3), dtype=np.float32)
+    out = rt.unbroadcast(g, 1.0)
+    assert np.shape(out) == () and out == 6 and out.dtype == np.float32
+
+
+# --------------------------------------------------------------------------- reductions
+
+
+@pytest.mark.parametrize(
+    "axis, keepdims",
+    [(None, False), (None, True), (1, False), (-1, True), ((0, 2), False), ((), False)],
+)
+def test_unreduce_is_the_adjoint_of_sum(axis, keepdims):
+    x = randn(2, 3, 2)
+    g = randn(*np.shape(np.sum(x, axis=axis, keepdims=keepdims)))
+    _, pullback = jax.vjp(lambda x: jnp.sum(x, axis=axis, keepdims=keepdims), x)
+    assert_close(rt.unreduce(g, x, axis, keepdims), pullback(g)[0])
+
+
+def test_unreduce_returns_g_when_nothing_was_reduced_away():
+    g = randn(2, 1)
+    assert rt.unreduce(g, randn(2, 1), 1, True) is g
+
+
+@pytest.mark.parametrize("axis", [None, 0, -1, (0, 2), ()])
+def test_prod_of_others_handles_zeros(axis):
+    x = randn(2, 3, 2)
+    x[0, 1, 0] = 0.0
+    x[1, :, 1] = 0.0
+    expected = jax.grad(lambda x: jnp.sum(jnp.prod(x, axis=axis)))(x)
+    assert_close(rt.prod_of_others(x, axis), expected)
+
+
+def test_tie_shares_split_equally():
+    x = np.array([[1.0, 3.0, 3.0], [2.0, 2.0, 2.0]])
+    shares = rt.tie_shares(x, np.max(x, axis=1), axis=1)
+    assert_close(shares, np.array([[0, 0.5, 0.5], [1 / 3, 1 / 3, 1 / 3]]))
+    assert rt.tie_shares(x.astype(np.float32), np.float32(3.0)).dtype == np.float32
+
+
+# --------------------------------------------------------------------------- non-smooth points
+
+
+def test_greater_share_matches_jax_and_keeps_float32():
+    x = np.array([1.0, 2.0, 3.0])
+    y = np.array([1.0, 3.0, 2.0])
+    expected = jax.grad(lambda x: jnp.sum(jnp.maximum(x, y)))(x)
+    assert_close(rt.greater_share(x, y), expected)
+    assert rt.greater_share(x.astype(np.float32), 1.0).dtype == np.float32
+
+
+def test_clip_shares_match_jax_at_the_bounds():
+    a = np.array([-1.0, 0.0, 0.5, 1.0, 2.0])
+    lo, hi = np.zeros(5), np.ones(5)
+    expected = jax.grad(lambda a, lo, hi: jnp.sum(jnp.clip(a, lo, hi)), argnums=(0, 1, 2))(
+        a, lo, hi
+    )
+    assert_close(rt.clip_shares(a, lo, hi), expected)
+    a_share, min_share, max_share = rt.clip_shares(a, None, 1.0)
+    assert_close(a_share, np.array([1, 1, 1, 0.5, 0]))
+    assert_close(min_share, np.zeros(5))
+
+
+# --------------------------------------------------------------------------- indexing
+
+
+def _as_jax_index(idx):
+    """jax wants index arrays as arrays, not lists."""
+    if isinstance(idx, tuple):
+        return tuple(_as_jax_index(i) for i in idx)
+    return jnp.asarray(idx) if isinstance(idx, (np.ndarray, list)) else idx
+
+
+@pytest.mark.parametrize(
+    "idx",
+    [
+        1,
+        np.s_[1:, None],
+        np.s_[..., 0],
+        np.s_[::-1, 1],
+        np.array([0, 2, 0]),
+        np.s_[np.array([1, 1]), np.array([0, 0])],
+        np.array([True, False, True]),
+        [0, 0, 1],
+    ],
+)
+def test_unindex_is_the_adjoint_of_getitem(idx):
+    x = randn(3, 2)
+    out_shape = np.shape(x[idx])
+    g = randn(*out_shape)
+    _, pullback = jax.vjp(lambda x: x[_as_jax_index(idx)], x)
+    assert_close(rt.unindex(g, x, idx), pullback(g)[0])
+
+
+def test_unindex_of_containers():
+    a, b = randn(2), randn(3)
+    g = randn(3)
+    out = rt.unindex(g, (a, b), 1)
+    assert isinstance(out, tuple) and out[1] is g and np.all(out[0] == 0) and out[0].shape == (2,)
+    out = rt.unindex(g, {"w": a, "b": b}, "b")
+    assert out["b"] is g and out["w"].shape == (2,)
+    out = rt.unindex([randn(2), randn(2)], [a, b, b], slice(1, None))
+    assert isinstance(out, list) and out[0].shape == (2,) and np.all(out[0] == 0)
+
+
+def test_add_at_and_set_at_are_pure():
+    a = np.zeros(3)
+    out = rt.add_at(a, np.array([0, 0, 2]), 1.0)
+    assert_close(out, np.array([2.0, 0.0, 1.0]))
+    assert np.all(a == 0)
+    out = rt.set_at(a, 1, 5.0)
+    assert_close(out, np.array([0.0, 5.0, 0.0]))
+    assert np.all(a == 0)
+
+
+# --------------------------------------------------------------------------- products
+
+MATMUL_SHAPES = [
+    ((2, 3), (3, 4)),
+    ((3,), (3, 4)),
+    ((2, 3), (3,)),
+    ((3,), (3,)),
+    ((2, 2, 3), (3, 4)),
+    ((2, 1, 2, 3), (3, 3, 2)),
+    ((3,), (2, 3, 4)),
+    ((2, 2, 3), (3,)),
+]
+
+
+@pytest.mark.parametrize("a_shape, b_shape", MATMUL_SHAPES)
+def test_matmul_adjoints(a_shape, b_shape):
+    a, b = randn(*a_shape), randn(*b_shape)
+    g = randn(*np.shape(a @ b))
+    _, pullback = jax.vjp(jnp.matmul, a, b)
+    da, db = pullback(g)
+    assert_close(rt.matmul_adjoint_lhs(g, a, b), da)
+    assert_close(rt.matmul_adjoint_rhs(g, a, b), db)
+
+
+DOT_SHAPES = [((), (2, 3)), ((2, 3), ()), ((3,), (3,)), ((2, 3), (3,)), ((3,), (3, 2))]
+DOT_SHAPES += [((2, 3), (3, 4)), ((2, 2, 3), (3,)), ((2, 3), (2, 3, 2)), ((2, 2, 3), (4, 3, 2))]
+
+
+@pytest.mark.parametrize("a_shape, b_shape", DOT_SHAPES)
+def test_dot_adjoints(a_shape, b_shape):
+    a, b = randn(*a_shape), randn(*b_shape)
+    g = randn(*np.shape(np.dot(a, b)))
+    _, pullback = jax.vjp(jnp.dot, a, b)
+    da, db = pullback(g)
+    assert_close(rt.dot_adjoint_lhs(g, a, b), da)
+    assert_close(rt.dot_adjoint_rhs(g, a, b), db)
+
+
+# --------------------------------------------------------------------------- shapes
+
+
+def test_inverse_permutation_is_foldable_and_inverts():
+    assert rt.inverse_permutation.__s2sgrad_foldable__ is True
+    assert rt.inverse_permutation(None) is None
+    for axes in [(1, 2, 0), (2, 0, 1), (-1, 0, 1), (0, 1)]:
+        x = randn(*range(2, 2 + len(axes)))
+        back = np.transpose(np.transpose(x, axes), rt.inverse_permutation(axes))
+        assert back.shape == x.shape and np.all(back == x)
+        assert all(type(i) is int for i in rt.inverse_permutation(axes))
+
+
+def test_unconcatenate_and_unstack():
+    a, b = randn(2, 1), randn(2, 3)
+    pieces = rt.unconcatenate(np.concatenate([a, b], axis=1), [a, b], 1)
+    assert [p.shape for p in pieces] == [(2, 1), (2, 3)]
+    assert np.all(pieces[1] == b)
+    pieces = rt.unconcatenate(np.concatenate([a, b], axis=None), [a, b], None)
+    assert np.all(pieces[0] == a) and np.all(pieces[1] == b)
+    stacked = np.stack([a, a + 1], axis=-1)
+    pieces = rt.unstack(stacked, -1)
+    assert len(pieces) == 2 and np.all(pieces[1] == a + 1)
+
+
+def test_helpers_never_write_into_their_arguments():
+    g, x = randn(2, 3), randn(2, 3)
+    g0, x0 = g.copy(), x.copy()
+    rt.unindex(g[0], x, 0)
+    rt.prod_of_others(x, 1)
+    rt.matmul_adjoint_lhs(g, x, randn(3, 3))
+    rt.unreduce(np.sum(g, axis=0), x, 0)
+    assert np.all(g == g0) and np.all(x == x0)
