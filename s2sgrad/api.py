@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from s2sgrad import cache
+from s2sgrad import cache, trees
 from s2sgrad.errors import SourceUnavailableError, UsageError
 
 Wrt = int | str | tuple
@@ -100,7 +100,7 @@ def _check_scalar(out: Any, fun: Callable, what: str) -> None:
 class _Derivative:
     """Shared machinery of the grad-like wrappers: lazy compile, argument binding."""
 
-    def __init__(self, fun: Callable, wrt: Wrt, mode: str, backend: str):
+    def __init__(self, fun: Callable, wrt: Wrt, mode: str, backend: str, has_aux: bool = False):
         if mode not in ("reverse", "forward"):
             raise UsageError(f"mode must be 'reverse' or 'forward', not {mode!r}")
         _require_python_function(fun)
@@ -109,52 +109,68 @@ class _Derivative:
         self.backend = backend
         self.wrt, self.single = resolve_wrt(fun, wrt)
         self.bind = _Bound(fun)
+        self.has_aux = has_aux
 
-    def entry(self) -> Callable:
-        """The compiled derivative, looked up on every call.
+    def entry(self, primals: tuple) -> Callable:
+        """The compiled derivative for these arguments' structure, looked up on every call.
 
         The in-process memo makes that a dictionary hit, and the lookup re-binds the
         free names of the generated module, so a reassigned global is seen.
         """
-        return cache.load_or_generate(self.fun, self.mode, self.wrt, self.backend)
+        options = _options(primals, self.has_aux)
+        return cache.load_or_generate(self.fun, self.mode, self.wrt, self.backend, options)
+
+    def value_of(self, out: Any) -> Any:
+        return out[0] if self.has_aux else out
 
     def value_and_grads(self, args: tuple, kwargs: dict, what: str) -> tuple[Any, tuple]:
         primals = self.bind(args, kwargs)
         if self.mode == "reverse":
-            entry = self.entry()
+            entry = self.entry(primals)
             try:
                 out, grads = entry(*primals, 1.0)
             except Exception as exc:
                 # A non-scalar output can make the backward sweep fail on the scalar seed;
                 # report that mistake rather than NumPy's complaint about its consequence.
                 try:
-                    value = self.fun(*primals)
+                    value = self.value_of(self.fun(*primals))
                 except Exception:
                     raise exc from None
                 _check_scalar(value, self.fun, what)
                 raise
-            _check_scalar(out, self.fun, what)
+            _check_scalar(self.value_of(out), self.fun, what)
             return out, grads
         return self._forward_grads(primals, what)
 
     def _forward_grads(self, primals: tuple, what: str) -> tuple[Any, tuple]:
-        """Gradient by forward mode: one tangent pass per input element (fine for few inputs)."""
-        entry = self.entry()
-        bases = [np.asarray(primals[i], dtype=float) for i in self.wrt]
-        zeros = [np.zeros_like(b) for b in bases]
+        """Gradient by forward mode: one tangent pass per input element (fine for few inputs).
+
+        Works leaf by leaf, so tuple/list/dict arguments get gradients of the same structure.
+        """
+        entry = self.entry(primals)
+        zeros = [
+            trees.unflatten(primals[i], [np.zeros(np.shape(v)) for v in trees.leaves(primals[i])])
+            for i in self.wrt
+        ]
         out = None
         grads = []
-        for k, base in enumerate(bases):
-            g = np.zeros(base.shape)
-            for idx in np.ndindex(base.shape):
-                tangents = list(zeros)
-                e = np.zeros(base.shape)
-                e[idx] = 1.0
-                tangents[k] = e if base.ndim else 1.0
-                out, tangent = entry(*primals, *tangents)
-                _check_scalar(out, self.fun, what)
-                g[idx] = tangent
-            grads.append(g if base.ndim else g[()])
+        for k, i in enumerate(self.wrt):
+            leaf_grads = []
+            for j, leaf in enumerate(trees.leaves(primals[i])):
+                shape = np.shape(leaf)
+                g = np.zeros(shape)
+                for idx in np.ndindex(shape):
+                    e = np.zeros(shape)
+                    e[idx] = 1.0
+                    arg_leaves = [np.zeros(np.shape(v)) for v in trees.leaves(primals[i])]
+                    arg_leaves[j] = e if shape else 1.0
+                    tangents = list(zeros)
+                    tangents[k] = trees.unflatten(primals[i], arg_leaves)
+                    out, tangent = entry(*primals, *tangents)
+                    _check_scalar(self.value_of(out), self.fun, what)
+                    g[idx] = tangent
+                leaf_grads.append(g if shape else g[()])
+            grads.append(trees.unflatten(primals[i], leaf_grads))
         if out is None:
             out = self.fun(*primals)
         return out, tuple(grads)
@@ -176,21 +192,30 @@ def _decorator(factory: Callable[..., Callable]) -> Callable:
 
 
 @_decorator
-def grad(fun: Callable, *, wrt: Wrt = 0, mode: str = "reverse", backend: str = "numpy") -> Callable:
+def grad(
+    fun: Callable,
+    *,
+    wrt: Wrt = 0,
+    mode: str = "reverse",
+    backend: str = "numpy",
+    has_aux: bool = False,
+) -> Callable:
     """The gradient of a scalar-valued function with respect to the ``wrt`` parameters.
 
     ``wrt`` is a parameter index or name (the gradient has that parameter's
     shape) or a tuple of them (a tuple of gradients comes back). ``mode`` picks
     reverse mode (one backward sweep; the default) or forward mode (one tangent
     sweep per input element). Usable as ``@grad``, ``@grad(wrt=...)`` or
-    ``grad(f, wrt=...)``.
+    ``grad(f, wrt=...)``. Parameters may be tuples, lists or dicts of arrays; their
+    gradients have the same structure. With ``has_aux=True``, ``fun`` returns
+    ``(value, aux)`` and the result is ``(gradient, aux)``, as in JAX.
     """
-    d = _Derivative(fun, wrt, mode, backend)
+    d = _Derivative(fun, wrt, mode, backend, has_aux)
 
     @functools.wraps(fun)
     def gradient(*args: Any, **kwargs: Any) -> Any:
-        _, grads = d.value_and_grads(args, kwargs, "grad")
-        return d.shape(grads)
+        out, grads = d.value_and_grads(args, kwargs, "grad")
+        return (d.shape(grads), out[1]) if has_aux else d.shape(grads)
 
     gradient.__s2sgrad__ = d
     return gradient
@@ -198,10 +223,18 @@ def grad(fun: Callable, *, wrt: Wrt = 0, mode: str = "reverse", backend: str = "
 
 @_decorator
 def value_and_grad(
-    fun: Callable, *, wrt: Wrt = 0, mode: str = "reverse", backend: str = "numpy"
+    fun: Callable,
+    *,
+    wrt: Wrt = 0,
+    mode: str = "reverse",
+    backend: str = "numpy",
+    has_aux: bool = False,
 ) -> Callable:
-    """Like ``grad``, but returns ``(value, gradient)`` from one evaluation."""
-    d = _Derivative(fun, wrt, mode, backend)
+    """Like ``grad``, but returns ``(value, gradient)`` from one evaluation.
+
+    With ``has_aux=True``: ``((value, aux), gradient)``, as in JAX.
+    """
+    d = _Derivative(fun, wrt, mode, backend, has_aux)
 
     @functools.wraps(fun)
     def value_and_gradient(*args: Any, **kwargs: Any) -> tuple[Any, Any]:
@@ -221,12 +254,13 @@ def jvp(fun: Callable, primals: tuple | list, tangents: tuple | list, *, backend
             f"jvp got {len(primals)} primals but {len(tangents)} tangents; pass one tangent per primal"
         )
     for i, (p, t) in enumerate(zip(primals, tangents)):
-        if np.shape(p) != np.shape(t):
+        if trees.shapes(p) != trees.shapes(t):
             raise UsageError(
-                f"jvp: tangent {i} has shape {np.shape(t)} but its primal has shape {np.shape(p)}"
+                f"jvp: tangent {i} has shape {trees.shapes(t)} but its primal has shape "
+                f"{trees.shapes(p)}"
             )
     wrt = _float_positions(primals)
-    entry = cache.load_or_generate(fun, "forward", wrt, backend)
+    entry = cache.load_or_generate(fun, "forward", wrt, backend, _options(primals, False))
     return entry(*primals, *(tangents[i] for i in wrt))
 
 
@@ -238,18 +272,23 @@ def vjp(fun: Callable, *primals: Any, backend: str = "numpy"):
     """
     _require_python_function(fun)
     wrt = _float_positions(primals)
-    entry = cache.load_or_generate(fun, "reverse", wrt, backend)
+    entry = cache.load_or_generate(fun, "reverse", wrt, backend, _options(primals, False))
     out = fun(*primals)
 
     def vjp_fn(cotangent: Any) -> tuple:
-        if np.shape(cotangent) != np.shape(out):
+        if trees.shapes(cotangent) != trees.shapes(out):
             raise UsageError(
-                f"vjp_fn: cotangent has shape {np.shape(cotangent)} but the output has shape "
-                f"{np.shape(out)}"
+                f"vjp_fn: cotangent has shape {trees.shapes(cotangent)} but the output has shape "
+                f"{trees.shapes(out)}"
             )
         cotangents = iter(entry(*primals, cotangent)[1])
         return tuple(
-            next(cotangents) if i in wrt else np.zeros(np.shape(p)) for i, p in enumerate(primals)
+            (
+                next(cotangents)
+                if i in wrt
+                else trees.unflatten(p, [np.zeros(np.shape(v)) for v in trees.leaves(p)])
+            )
+            for i, p in enumerate(primals)
         )
 
     return out, vjp_fn
@@ -261,4 +300,19 @@ def _float_positions(primals: tuple) -> tuple[int, ...]:
     As in JAX, integer inputs carry no derivative: their cotangents are zeros and
     their tangents are ignored. That also lets them serve as axes and indices.
     """
-    return tuple(i for i, p in enumerate(primals) if np.issubdtype(np.result_type(p), np.inexact))
+    return tuple(i for i, p in enumerate(primals) if trees.is_inexact(p))
+
+
+def _options(primals: tuple, has_aux: bool) -> tuple:
+    """Compile options that depend on the call: which arguments are containers, has_aux.
+
+    They are part of the cache key, so a function called once with arrays and once
+    with a dict gets two derivative modules.
+    """
+    containers = tuple(i for i, p in enumerate(primals) if trees.is_container(p))
+    options = []
+    if containers:
+        options.append(("containers", containers))
+    if has_aux:
+        options.append(("has_aux", True))
+    return tuple(options)

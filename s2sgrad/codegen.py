@@ -143,6 +143,9 @@ class Printer:
                     return f"{self.module_alias}.{sp.text}", POSTFIX_PREC
                 self.free_roots.add(sp.free_root)
             return sp.text, POSTFIX_PREC if "." in sp.text else ATOM_PREC
+        if isinstance(a, ir.Seq) and a.kind == "dict":
+            items = [f"{self.text(k)}: {self.text(v)}" for k, v in zip(a.keys, a.elts)]
+            return "{" + ", ".join(items) + "}", ATOM_PREC
         if isinstance(a, ir.Seq):
             parts = [self.text(e) for e in a.elts]
             if a.kind == "list":

@@ -404,8 +404,16 @@ class _Lowering:
             raise self.unsupported(
                 node, "generators and coroutines", "return an array instead of yielding values"
             )
-        if isinstance(node, (cst.Dict, cst.Set)):
-            raise self.unsupported(node, "dict and set literals", "use separate variables")
+        if isinstance(node, cst.Dict):
+            keys, values = [], []
+            for el in node.elements:
+                if not isinstance(el, cst.DictElement):
+                    raise self.unsupported(el, "`**` in dict literals", "list the entries")
+                keys.append(self.expr(el.key))
+                values.append(self.expr(el.value))
+            return ir.Seq("dict", tuple(values), tuple(keys))
+        if isinstance(node, cst.Set):
+            raise self.unsupported(node, "set literals", "use a list or an array")
         raise self.unsupported(node, f"the expression `{type(node).__name__}`", "rewrite it")
 
     def name(self, node: cst.Name):

@@ -60,10 +60,14 @@ class Ref:
 
 @dataclass(frozen=True)
 class Seq:
-    """A literal tuple or list of atoms, e.g. the argument of ``np.concatenate([a, b])``."""
+    """A literal tuple, list or dict of atoms, e.g. the argument of ``np.concatenate([a, b])``.
 
-    kind: str  # "tuple" | "list"
+    For a dict, ``keys`` holds one atom per element of ``elts`` (the values).
+    """
+
+    kind: str  # "tuple" | "list" | "dict"
     elts: tuple[Atom, ...]
+    keys: tuple[Atom, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -326,7 +330,7 @@ def atom_names(atom: Any) -> list[str]:
     if isinstance(atom, (Const, Ref)):
         return []
     if isinstance(atom, Seq):
-        return [n for e in atom.elts for n in atom_names(e)]
+        return [n for e in (*(atom.keys or ()), *atom.elts) for n in atom_names(e)]
     if isinstance(atom, Index):
         return [n for it in atom.items for n in atom_names(it)]
     if isinstance(atom, Slice):

@@ -85,17 +85,26 @@ class Compilation:
         self.root = inspect.unwrap(root)
         self.module_names = FreshNames({"np"} | {n for n in dir(runtime) if not n.startswith("_")})
         self.requests: dict[tuple, str] = {}
-        self.pending: list[tuple[Callable, str, tuple[int, ...], str]] = []
+        self.pending: list[tuple] = []
         self.functions: list[tuple[ir.FunctionDef, str | None]] = []
 
-    def request(self, fn: Callable, mode: str, wrt: tuple[int, ...]) -> str:
+    def request(
+        self,
+        fn: Callable,
+        mode: str,
+        wrt: tuple[int, ...],
+        containers: tuple[int, ...] = (),
+        has_aux: bool = False,
+    ) -> str:
+        """The name the derivative of ``fn`` will have (``containers``: positions of
+        tuple/list/dict arguments; ``has_aux``: differentiate only ``result[0]``)."""
         fn = inspect.unwrap(fn)
-        key = (fn, mode, tuple(wrt))
+        key = (fn, mode, tuple(wrt), tuple(containers), has_aux)
         if key not in self.requests:
             suffix = "vjp" if mode == "reverse" else "jvp"
             name = self.module_names.fresh(f"{fn.__name__}_{suffix}")
             self.requests[key] = name
-            self.pending.append((fn, mode, tuple(wrt), name))
+            self.pending.append((*key, name))
         return self.requests[key]
 
     def is_user_function(self, value) -> bool:
@@ -112,8 +121,16 @@ class Compilation:
 
     def run(self) -> None:
         while self.pending:
-            fn, mode, wrt, name = self.pending.pop(0)
-            deriv = derivative_ir(fn, mode=mode, wrt=wrt, name=name, compilation=self)
+            fn, mode, wrt, containers, has_aux, name = self.pending.pop(0)
+            deriv = derivative_ir(
+                fn,
+                mode=mode,
+                wrt=wrt,
+                name=name,
+                compilation=self,
+                containers=containers,
+                has_aux=has_aux,
+            )
             foreign = None if fn.__module__ == self.root.__module__ else fn.__module__
             if foreign is not None and fn.__closure__:
                 raise UsageError(
@@ -137,6 +154,8 @@ def derivative_ir(
     wrt: tuple[int, ...],
     name: str | None = None,
     compilation: Compilation | None = None,
+    containers: tuple[int, ...] = (),
+    has_aux: bool = False,
 ) -> ir.FunctionDef:
     """The optimized derivative function of ``fn`` as IR."""
     if mode not in MODES:
@@ -150,7 +169,7 @@ def derivative_ir(
     reserved = _reserved_names(primal) | set(compilation.requests.values())
     names = FreshNames(reserved)
     transform = reverse if mode == "reverse" else forward
-    deriv = transform(primal, tuple(wrt), names, compilation)
+    deriv = transform(primal, tuple(wrt), names, compilation, containers, has_aux)
     if name is not None:
         deriv = replace(deriv, name=name)
     return optimize(
@@ -190,16 +209,32 @@ def _header(fn: Callable, primal_name: str, mode: str, wrt_names: tuple[str, ...
 
 
 def generate(
-    fn: Callable, *, mode: str, wrt: tuple[int, ...], backend: str = "numpy"
+    fn: Callable,
+    *,
+    mode: str,
+    wrt: tuple[int, ...],
+    backend: str = "numpy",
+    options: tuple = (),
 ) -> GeneratedModule:
-    """Compile the derivative of ``fn`` to module text (see GeneratedModule)."""
+    """Compile the derivative of ``fn`` to module text (see GeneratedModule).
+
+    ``options`` (pairs): ``("containers", positions)`` of tuple/list/dict
+    arguments, ``("has_aux", True)`` for functions returning ``(value, aux)``.
+    """
+    settings = dict(options)
     if backend not in BACKENDS:
         raise UsageError(
             f"backend {backend!r} is not available; choose one of {BACKENDS}",
         )
     wrt = tuple(wrt)
     compilation = Compilation(fn)
-    entry = compilation.request(fn, mode, wrt)
+    entry = compilation.request(
+        fn,
+        mode,
+        wrt,
+        tuple(settings.get("containers", ())),
+        bool(settings.get("has_aux", False)),
+    )
     compilation.run()
     primal_params = [p.name for p in parse_params(fn)]
     wrt_names = tuple(primal_params[i] for i in wrt)

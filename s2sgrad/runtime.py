@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "accumulate",
     "add_at",
     "broadcast_like",
     "clip_shares",
@@ -46,6 +47,9 @@ __all__ = [
     "unindex",
     "unreduce",
     "unstack",
+    "zero_at",
+    "zeros_if_none",
+    "zeros_like_tree",
 ]
 
 
@@ -416,13 +420,30 @@ def unstack(g: Any, axis: int = 0) -> list[Any]:
 
 
 def accumulate(acc: Any, c: Any) -> Any:
-    """``acc + c``, where ``acc`` may be None (nothing accumulated yet)."""
-    return c if acc is None else acc + c
+    """``acc + c`` for adjoints: None means zero, and tuples, lists and dicts add leafwise.
+
+    (Python's ``+`` would concatenate two tuples: the adjoint of a tuple of
+    arrays is the tuple of their adjoints, added element by element.)
+    """
+    if acc is None:
+        return c
+    if c is None:
+        return acc
+    if isinstance(acc, dict):
+        return {k: accumulate(acc.get(k), c.get(k)) for k in acc.keys() | c.keys()}
+    if isinstance(acc, (tuple, list)):
+        return type(acc)(accumulate(a, b) for a, b in zip(acc, c, strict=True))
+    return acc + c
+
+
+def zeros_like_tree(x: Any) -> Any:
+    """Zeros shaped like ``x``, leaf by leaf when ``x`` is a tuple, list or dict."""
+    return _zeros_like_tree(x)
 
 
 def zeros_if_none(d: Any, x: Any) -> Any:
     """The cotangent ``d`` of ``x``, or zeros shaped like ``x`` when nothing reached it."""
-    return np.zeros_like(x, dtype=_float_dtype(x)) if d is None else d
+    return _zeros_like_tree(x) if d is None else d
 
 
 def zero_at(d: Any, idx: Any) -> Any:

@@ -95,7 +95,20 @@ def loop_variable_after_loop(x, n):
     return x + i + j
 
 
+result = 10.0  # a global named like the variable the pass gives early returns
+cond = 0.5
+
+
+def reads_globals_named_like_generated_locals(x):
+    for i in range(3):
+        if x > cond:
+            return x * result + i
+        x = x * 2.0
+    return x
+
+
 EDGE_CASES = {
+    reads_globals_named_like_generated_locals: [[0.1], [0.6]],
     falls_off_the_end: [[1.5], [-1.5]],
     dead_code_after_return: [[0.5]],
     loop_over_pairs: [[0.7]],

@@ -321,3 +321,40 @@ def _makes_fresh_array(value) -> bool:
             in {"add", "sub", "mul", "truediv", "pow", "neg", "matmul", "floordiv", "mod"}
         )
     )
+
+
+def may_be_containers(fn: ir.FunctionDef, container_params: frozenset[str]) -> frozenset[str]:
+    """Names that may hold a tuple, list or dict (of arrays) rather than an array.
+
+    Their adjoints and tangents are containers too, which ``+`` would concatenate:
+    the transforms use the leafwise ``accumulate``/``zeros_like_tree`` for them.
+    Parameters are containers when the caller passed one (the API tells);
+    inside, containers come from literals, indexing or unpacking a container,
+    copies, and calls of user functions (which may return tuples).
+    """
+    names = set(container_params)
+    while True:
+        before = len(names)
+        for stmt in ir.walk_stmts(fn.body):
+            if not isinstance(stmt, ir.Assign):
+                continue
+            value = stmt.value
+            targets = [t.id for t in stmt.targets]
+            if len(targets) > 1:
+                if isinstance(value, ir.Name) and value.id in names:
+                    names.update(targets)
+                continue
+            if isinstance(value, ir.Seq) or (isinstance(value, ir.Name) and value.id in names):
+                names.update(targets)
+            elif isinstance(value, ir.Call) and isinstance(value.fn, ir.Ref):
+                f = value.fn.value
+                if (
+                    f is __import__("operator").getitem
+                    and ir.atom_names(value.args[0])[:1]
+                    and (ir.atom_names(value.args[0])[0] in names)
+                ):
+                    names.update(targets)
+                elif is_user_function(f):
+                    names.update(targets)
+        if len(names) == before:
+            return frozenset(names)

@@ -21,22 +21,32 @@ from s2sgrad.transforms.analysis import (
     analyze,
     bind_user_call,
     is_user_function,
+    may_be_containers,
     require_structured,
 )
 from s2sgrad.transforms.names import FreshNames
 from s2sgrad.transforms.templates import bind_call, instantiate, lower_template, substitute
 
-from s2sgrad import ir
+from s2sgrad import ir, runtime
 from s2sgrad.errors import NoDerivativeRuleError
 from s2sgrad.rules import lookup
 
 ADD = ir.Ref("operator.add", operator.add)
 ZEROS_LIKE = ir.Ref("np.zeros_like", np.zeros_like)
+ZEROS_LIKE_TREE = ir.Ref("zeros_like_tree", runtime.zeros_like_tree)
 
 
 class _Forward:
-    def __init__(self, fn: ir.FunctionDef, activity: Activity, names: FreshNames, compilation):
+    def __init__(
+        self,
+        fn: ir.FunctionDef,
+        activity: Activity,
+        names: FreshNames,
+        compilation,
+        containers: frozenset[str] = frozenset(),
+    ):
         self.compilation = compilation
+        self.containers = containers
         self.fn = fn
         self.act = activity
         self.names = names
@@ -55,7 +65,10 @@ class _Forward:
 
     def zeros(self, atom, out: list[ir.Stmt], loc) -> ir.Name:
         zero = self.temp()
-        out.append(ir.Assign((zero,), ir.Call(ZEROS_LIKE, (atom,)), loc))
+        container = isinstance(atom, ir.Name) and atom.id in self.containers
+        out.append(
+            ir.Assign((zero,), ir.Call(ZEROS_LIKE_TREE if container else ZEROS_LIKE, (atom,)), loc)
+        )
         return zero
 
     def tangent_atom(self, atom, out: list[ir.Stmt], loc):
@@ -63,7 +76,7 @@ class _Forward:
         if isinstance(atom, ir.Name) and self.act.active(atom.id):
             return self.tangent_of(atom.id)
         if isinstance(atom, ir.Seq):
-            return ir.Seq(atom.kind, tuple(self.tangent_atom(e, out, loc) for e in atom.elts))
+            return replace(atom, elts=tuple(self.tangent_atom(e, out, loc) for e in atom.elts))
         return self.zeros(atom, out, loc)
 
     def block(self, body: tuple[ir.Stmt, ...]) -> tuple[ir.Stmt, ...]:
@@ -90,9 +103,7 @@ class _Forward:
         if not isinstance(stmt, ir.Assign) or not any(self.act.active(t.id) for t in stmt.targets):
             return [stmt]
         if len(stmt.targets) > 1:
-            raise NoDerivativeRuleError(
-                "tuple-valued primitives are not supported in forward mode yet", stmt.loc
-            )
+            return self.unpack(stmt)
         target = stmt.target
         value = stmt.value
         if isinstance(value, ir.Call) and is_user_function(value.fn.value):
@@ -154,6 +165,26 @@ class _Forward:
         out.append(ir.Assign((target_tangent,), tangent, loc))
         return out
 
+    def unpack(self, stmt: ir.Assign) -> list[ir.Stmt]:
+        """``a, b = p`` -> ``da, db = dp`` (zeros for targets when ``p`` carries no tangent)."""
+        out: list[ir.Stmt] = [stmt]
+        source = stmt.value
+        if not isinstance(source, ir.Name):
+            raise NoDerivativeRuleError("unpacking this value is not supported", stmt.loc)
+        if self.act.active(source.id):
+            parts = [
+                self.tangent_of(t.id) if self.act.active(t.id) else self.temp()
+                for t in stmt.targets
+            ]
+            out.append(ir.Assign(tuple(parts), self.tangent_of(source.id), stmt.loc))
+            return out
+        for t in stmt.targets:
+            if self.act.active(t.id):
+                out.append(
+                    ir.Assign((self.tangent_of(t.id),), self.zeros(t, out, stmt.loc), stmt.loc)
+                )
+        return out
+
     def user_call(self, stmt: ir.Assign) -> list[ir.Stmt]:
         """``y = G(a, b)`` -> ``y, dy = G_jvp(a, b, da)``: the callee's own generated jvp."""
         args = bind_user_call(stmt.value, stmt.loc)
@@ -168,7 +199,9 @@ class _Forward:
                 )
             )
             return out
-        name = self.compilation.request(stmt.value.fn.value, "forward", active)
+        name = self.compilation.request(
+            stmt.value.fn.value, "forward", active, _container_positions(args, self.containers)
+        )
         out = []
         tangents = [self.tangent_atom(args[i], out, stmt.loc) for i in active]
         call = ir.Call(ir.Ref(name, _Generated(name)), (*args, *tangents))
@@ -187,6 +220,15 @@ class _Forward:
         return out
 
 
+def _container_positions(args: list, containers: frozenset[str]) -> tuple[int, ...]:
+    """Which arguments of a call may be tuples/lists/dicts (so the callee treats them so)."""
+    return tuple(
+        i
+        for i, a in enumerate(args)
+        if isinstance(a, ir.Seq) or (isinstance(a, ir.Name) and a.id in containers)
+    )
+
+
 class _Generated:
     """Stands for a derivative function defined in the same generated module."""
 
@@ -197,15 +239,33 @@ class _Generated:
 
 
 def forward(
-    fn: ir.FunctionDef, wrt: tuple[int, ...], names: FreshNames, compilation=None
+    fn: ir.FunctionDef,
+    wrt: tuple[int, ...],
+    names: FreshNames,
+    compilation=None,
+    containers: tuple[int, ...] = (),
+    has_aux: bool = False,
 ) -> ir.FunctionDef:
-    """The tangent (jvp) function of a structured ANF function, w.r.t. the parameters ``wrt``."""
+    """The tangent (jvp) function of a structured ANF function, w.r.t. the parameters ``wrt``.
+
+    With ``has_aux`` the function returns ``(value, aux)``: the jvp returns
+    ``((value, aux), dvalue)``.
+    """
     require_structured(fn)
     wrt_names = tuple(fn.params[i].name for i in wrt)
+    result = fn.body[-1].value
+    if has_aux:
+        from s2sgrad.transforms.reverse import _split_aux
+
+        fn = _split_aux(fn, names)
     activity = analyze(fn, wrt_names)
-    fwd = _Forward(fn, activity, names, compilation)
+    container_names = may_be_containers(fn, frozenset(fn.params[i].name for i in containers))
+    fwd = _Forward(fn, activity, names, compilation, container_names)
     tangent_params = tuple(ir.Param(fwd.tangent_of(p).id) for p in wrt_names)
     body = fwd.block(fn.body)
+    if has_aux:  # return the whole (value, aux) result, with value's tangent
+        ret = body[-1]
+        body = (*body[:-1], replace(ret, value=ir.Seq("tuple", (result, ret.value.elts[1]))))
     return replace(
         fn,
         name=names.fresh(f"{fn.name}_jvp"),

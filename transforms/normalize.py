@@ -198,7 +198,9 @@ class _Normalizer:
         if isinstance(pattern, ir.Name):
             val = self.expression(value, pre)
             return pre + [ir.Assign((self.bind(pattern.id),), val, loc)]
-        val = self.expression(value, pre)
+        # Unpacking reads a tuple-valued *name*: a call's result gets one first, so the
+        # transforms see `t = f(x)` (a primitive with one, tuple, output) and `a, b = t`.
+        val = self.atom(value, pre)
         flat: list[ir.Name] = []
         nested: list[tuple[Any, ir.Name]] = []
         for sub in pattern:
@@ -229,7 +231,8 @@ class _Normalizer:
         if isinstance(e, (ir.Const, ir.Ref)):
             return e
         if isinstance(e, ir.Seq):
-            return ir.Seq(e.kind, tuple(self.atom(x, pre) for x in e.elts))
+            keys = None if e.keys is None else tuple(self.atom(k, pre) for k in e.keys)
+            return ir.Seq(e.kind, tuple(self.atom(x, pre) for x in e.elts), keys)
         if isinstance(e, ir.Index):
             return self.index(e, pre)
         if isinstance(e, ir.Call):

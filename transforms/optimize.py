@@ -39,7 +39,7 @@ _FOLDABLE_OPERATORS = {
 def _const(atom: Any) -> tuple[bool, Any]:
     if isinstance(atom, ir.Const):
         return True, atom.value
-    if isinstance(atom, ir.Seq):
+    if isinstance(atom, ir.Seq) and atom.kind != "dict":
         vals = [_const(e) for e in atom.elts]
         if all(ok for ok, _ in vals):
             seq = [v for _, v in vals]

@@ -42,9 +42,10 @@ from s2sgrad.transforms.analysis import (
     analyze,
     bind_user_call,
     is_user_function,
+    may_be_containers,
     require_structured,
 )
-from s2sgrad.transforms.forward import _Generated
+from s2sgrad.transforms.forward import _container_positions, _Generated
 from s2sgrad.transforms.names import FreshNames
 from s2sgrad.transforms.templates import bind_call, instantiate, lower_template, substitute
 
@@ -61,6 +62,7 @@ REVERSED = ir.Ref("reversed", builtins.reversed)
 RANGE = ir.Ref("range", builtins.range)
 ACCUMULATE = ir.Ref("accumulate", runtime.accumulate)
 ZEROS_IF_NONE = ir.Ref("zeros_if_none", runtime.zeros_if_none)
+ZEROS_LIKE_TREE = ir.Ref("zeros_like_tree", runtime.zeros_like_tree)
 ZERO_AT = ir.Ref("zero_at", runtime.zero_at)
 NONE = ir.Const(None)
 
@@ -76,8 +78,16 @@ def _join(a: dict[str, str], b: dict[str, str]) -> dict[str, str]:
 
 
 class _Reverse:
-    def __init__(self, fn: ir.FunctionDef, activity: Activity, names: FreshNames, compilation):
+    def __init__(
+        self,
+        fn: ir.FunctionDef,
+        activity: Activity,
+        names: FreshNames,
+        compilation,
+        containers: frozenset[str] = frozenset(),
+    ):
         self.compilation = compilation
+        self.containers = containers
         self.fn = fn
         self.act = activity
         self.names = names
@@ -221,7 +231,9 @@ class _Reverse:
         """
         args = bind_user_call(stmt.value, stmt.loc)
         active = tuple(i for i, a in enumerate(args) if self.act.atom_active(a))
-        name = self.compilation.request(stmt.value.fn.value, "reverse", active)
+        name = self.compilation.request(
+            stmt.value.fn.value, "reverse", active, _container_positions(args, self.containers)
+        )
         result = self.temp()
         code: list[ir.Stmt] = [
             ir.Assign((result,), ir.Call(ir.Ref(name, _Generated(name)), (*args, g)), stmt.loc)
@@ -372,7 +384,7 @@ class _Reverse:
         s = state.get(name, ZERO)
         if s == ZERO:
             out.append(ir.Assign((d,), c, loc))
-        elif s == SET:
+        elif s == SET and name not in self.containers:
             out.append(ir.Assign((d,), ir.Call(ADD, (d, c)), loc))
         else:
             self.maybe_unset.add(name)
@@ -385,7 +397,13 @@ class _Reverse:
             if self.act.active(atom.id):
                 self.accumulate(atom.id, c, state, out, loc)
             return
-        if isinstance(atom, ir.Seq) and self.act.atom_active(atom):
+        if isinstance(atom, ir.Seq) and atom.kind == "dict" and self.act.atom_active(atom):
+            for key, elt in zip(atom.keys, atom.elts):
+                if self.act.atom_active(elt):
+                    part = self.temp()
+                    out.append(ir.Assign((part,), ir.Call(GETITEM, (c, ir.Index((key,)))), loc))
+                    self.accumulate_atom(elt, part, state, out, loc)
+        elif isinstance(atom, ir.Seq) and self.act.atom_active(atom):
             parts = [self.temp() for _ in atom.elts]
             out.append(ir.Assign(tuple(parts), c, loc))
             for elt, part in zip(atom.elts, parts):
@@ -408,14 +426,7 @@ class _Reverse:
         if id(stmt) in self.bookkeeping:
             return out
         if len(stmt.targets) > 1:
-            if any(self.act.active(t.id) for t in stmt.targets):
-                raise NoDerivativeRuleError(
-                    "tuple-valued primitives are not supported in reverse mode yet", stmt.loc
-                )
-            for t in reversed(stmt.targets):
-                if t.id in self.saved and self.has_prior(stmt, t.id):
-                    out.append(ir.Pop(t, self.stack(t.id, self._loop, stmt), self._loop, stmt.loc))
-            return out
+            return self.backward_unpack(stmt, state)
         y = stmt.target.id
         restore = y in self.saved and self.has_prior(stmt, y)
         pop = (
@@ -455,6 +466,45 @@ class _Reverse:
         out += code
         if restore and not reads_y:
             out.append(pop)
+        return out
+
+    def adjoint_or_zeros(self, name: str, state, out: list[ir.Stmt], loc) -> Any:
+        """The adjoint of ``name`` as a value, zeros (of its shape) when it may be unset."""
+        s = state.get(name, ZERO) if self.act.active(name) else ZERO
+        if s == SET:
+            return self.adjoint_name(name)
+        t = self.temp()
+        if s == MAYBE:
+            self.maybe_unset.add(name)
+            out.append(
+                ir.Assign(
+                    (t,), ir.Call(ZEROS_IF_NONE, (self.adjoint_name(name), ir.Name(name))), loc
+                )
+            )
+        else:
+            zeros = ZEROS_LIKE_TREE if name in self.containers else ZEROS_LIKE
+            out.append(ir.Assign((t,), ir.Call(zeros, (ir.Name(name),)), loc))
+        return t
+
+    def backward_unpack(self, stmt: ir.Assign, state: dict[str, str]) -> list[ir.Stmt]:
+        """``a, b = p``: the adjoint of ``p`` gains ``(da, db)`` (zeros where none arrived)."""
+        out: list[ir.Stmt] = []
+        targets = [t.id for t in stmt.targets]
+        source = stmt.value
+        if any(self.act.active(t) and state.get(t, ZERO) != ZERO for t in targets):
+            if not isinstance(source, ir.Name):
+                raise NoDerivativeRuleError("unpacking this value is not supported", stmt.loc)
+            parts = [self.adjoint_or_zeros(t, state, out, stmt.loc) for t in targets]
+            seq = self.temp()
+            out.append(ir.Assign((seq,), ir.Seq("tuple", tuple(parts)), stmt.loc))
+            self.accumulate_atom(source, seq, state, out, stmt.loc)
+            for t in targets:
+                if self.has_prior(stmt, t) and state.get(t, ZERO) != ZERO:
+                    out.append(ir.Assign((self.adjoint_name(t),), NONE, stmt.loc))
+                    state[t] = ZERO
+        for t in reversed(stmt.targets):
+            if t.id in self.saved and self.has_prior(stmt, t.id):
+                out.append(ir.Pop(t, self.stack(t.id, self._loop, stmt), self._loop, stmt.loc))
         return out
 
     def backward_setitem(self, stmt: ir.SetItem, state: dict[str, str]) -> list[ir.Stmt]:
@@ -559,19 +609,35 @@ class _Reverse:
 
 
 def reverse(
-    fn: ir.FunctionDef, wrt: tuple[int, ...], names: FreshNames, compilation=None
+    fn: ir.FunctionDef,
+    wrt: tuple[int, ...],
+    names: FreshNames,
+    compilation=None,
+    containers: tuple[int, ...] = (),
+    has_aux: bool = False,
 ) -> ir.FunctionDef:
-    """The adjoint (vjp) function of a structured ANF function, w.r.t. the parameters ``wrt``."""
+    """The adjoint (vjp) function of a structured ANF function, w.r.t. the parameters ``wrt``.
+
+    ``containers`` are the positions of parameters that hold tuples/lists/dicts;
+    with ``has_aux`` the function returns ``(value, aux)`` and only ``value`` is
+    differentiated.
+    """
     require_structured(fn)
+    fn = _split_aux(fn, names) if has_aux else fn
     wrt_names = tuple(fn.params[i].name for i in wrt)
     activity = analyze(fn, wrt_names)
-    rev = _Reverse(fn, activity, names, compilation)
+    container_names = may_be_containers(fn, frozenset(fn.params[i].name for i in containers))
+    rev = _Reverse(fn, activity, names, compilation, container_names)
     *primal, ret = fn.body
     primal = rev.add_counters(tuple(primal))
     rev.count_definitions(primal, 0)
     rev.find_prior_values(primal, set(fn.param_names))
     rev.needed(primal)
     out_atom = ret.value
+    returned = out_atom
+    if has_aux:
+        # `value = result[0]` was appended by _split_aux: seed `value`, return all of `result`.
+        returned = primal[-1].value.args[0]
     seed = rev.adjoint_name(out_atom.id)
     state = {out_atom.id: SET}
     forward = rev.forward_sweep(primal, None)
@@ -583,6 +649,8 @@ def reverse(
         if s == SET:
             results.append(rev.adjoint_name(w))
             continue
+        if s == MAYBE:
+            rev.maybe_unset.add(w)  # read by zeros_if_none: must exist on every path
         zero = ir.Name(names.fresh("d" + w)) if w not in rev.adjoint else rev.adjoint_name(w)
         call = (
             ir.Call(ZEROS_LIKE, (ir.Name(w),))
@@ -601,15 +669,13 @@ def reverse(
         setup.append(ir.Assign((ir.Name(name),), NONE))
     # The output's adjoint is the seed parameter: it is set on entry, never initialised.
     inits = [
-        ir.Assign((rev.adjoint_name(n),), NONE)
-        for n in sorted(rev.maybe_unset)
-        if n != out_atom.id
+        ir.Assign((rev.adjoint_name(n),), NONE) for n in sorted(rev.maybe_unset) if n != out_atom.id
     ]
     body: list[ir.Stmt] = setup + forward
     if backward or finish:
         body.append(ir.Comment("backward sweep"))
     body += inits + backward + finish
-    body.append(ir.Return(ir.Seq("tuple", (out_atom, ir.Seq("tuple", tuple(results))))))
+    body.append(ir.Return(ir.Seq("tuple", (returned, ir.Seq("tuple", tuple(results))))))
     return replace(
         fn,
         name=names.fresh(f"{fn.name}_vjp"),
@@ -618,6 +684,14 @@ def reverse(
         body=tuple(body),
         temps=frozenset(rev.temps),
     )
+
+
+def _split_aux(fn: ir.FunctionDef, names: FreshNames) -> ir.FunctionDef:
+    """``return result`` -> ``value = result[0]; return value`` (the aux part is not differentiated)."""
+    *body, ret = fn.body
+    value = ir.Name(names.fresh("value"))
+    pick = ir.Assign((value,), ir.Call(GETITEM, (ret.value, ir.Index((ir.Const(0),)))), ret.loc)
+    return replace(fn, body=(*body, pick, replace(ret, value=value)))
 
 
 def _breaks(body: tuple[ir.Stmt, ...]) -> bool:

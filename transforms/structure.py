@@ -26,9 +26,10 @@ into that shape, without changing what it computes:
   ``returned`` flag when anything after it could still run), sets the flags of
   every loop it leaves, and the function ends with ``return result``. A
   function that can fall off its end returns None, as Python would.
-* **recorded decisions**: every ``if`` tests a fresh name assigned just
-  before it (``cond = x > 0; if cond: ...``), so the test can be read again
-  after the branch has reassigned the user's own variables.
+* **recorded decisions**: every ``if`` (also those in a ``while`` test's own
+  statements) tests a fresh name assigned just before it (``cond = x > 0;
+  if cond: ...``), so the test can be read again after the branch has
+  reassigned the user's own variables.
 
 Flags are only created where needed: when one branch of an ``if`` always
 leaves the block, the statements after the ``if`` move into the other branch
@@ -176,7 +177,8 @@ class _Structurer:
     def __init__(self, fn: ir.FunctionDef):
         self.fn = fn
         self.user_names = ir.all_local_names(fn)
-        self.names = FreshNames(self.user_names)
+        # A new local must not shadow a global the function reads either (`result`, `seq`...).
+        self.names = FreshNames(self.user_names | _global_roots(fn.body))
         self.temps = set(fn.temps)
         self.loops: list[_Loop] = []
         self.result: ir.Name | None = None  # None while the function keeps its own final return
@@ -264,8 +266,12 @@ class _Structurer:
         elif isinstance(stmt, ir.For):
             self.for_loop(stmt, out)
         elif isinstance(stmt, ir.While):
+            # The test's own statements (branches, for `and`/`or`) cannot jump: only record
+            # their decisions, outside the loop's flags.
+            test_block = tuple(self.block(stmt.test_block, tail=False))
             loop = self.open_loop(stmt.body, out, loc)
-            out.append(replace(stmt, body=self.loop_body(loop, [], stmt.body, loc)))
+            body = self.loop_body(loop, [], stmt.body, loc)
+            out.append(replace(stmt, test_block=test_block, body=body))
         elif isinstance(stmt, ir.Break):
             loop = self.innermost(stmt)
             out.append(ir.Assign((loop.broke,), TRUE, loc))
@@ -395,9 +401,9 @@ class _Structurer:
         """What each iteration over ``expr`` yields, and the sequences whose lengths bound it."""
         expr = self.inline_temp(expr, out)
         if _is_call_of(expr, builtins.enumerate):
-            seq, *more = expr.args
             kw = dict(expr.kwargs)
-            start = more[0] if more else kw.get("start", ir.Const(0))
+            seq = expr.args[0] if expr.args else kw["iterable"]
+            start = expr.args[1] if len(expr.args) > 1 else kw.get("start", ir.Const(0))
             inner, seqs = self.elements(seq, out, pre, written, loc)
             return (_Counter(start), inner), seqs
         if _is_call_of(expr, builtins.zip):
@@ -508,6 +514,33 @@ def _rebinds(stmt: ir.Stmt) -> list[str]:
     if isinstance(stmt, ir.For):
         return ir.pattern_names(stmt.target)
     return []
+
+
+def _global_roots(body: tuple[ir.Stmt, ...]) -> set[str]:
+    """The first part of every global name the function reads (``np`` for ``np.sin``)."""
+    roots: set[str] = set()
+
+    def visit(x: Any) -> None:
+        if isinstance(x, ir.Ref):
+            roots.add(x.source.split(".")[0])
+        elif isinstance(x, ir.Call):
+            visit(x.fn)
+            for a in (*x.args, *(v for _, v in x.kwargs)):
+                visit(a)
+        elif isinstance(x, ir.Seq):
+            for e in x.elts:
+                visit(e)
+        elif isinstance(x, ir.Index):
+            for e in x.items:
+                visit(e)
+        elif isinstance(x, ir.Slice):
+            for e in (x.lower, x.upper, x.step):
+                visit(e)
+
+    for stmt in ir.walk_stmts(body):
+        for part in ("value", "test", "iter", "index"):
+            visit(getattr(stmt, part, None))
+    return roots
 
 
 def _drop_unread_flags(body: tuple[ir.Stmt, ...], flags: set[str]) -> tuple[ir.Stmt, ...]:

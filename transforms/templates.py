@@ -146,7 +146,8 @@ def substitute(atom: Any, mapping: dict[str, Any]) -> Any:
     if isinstance(atom, (ir.Const, ir.Ref)):
         return atom
     if isinstance(atom, ir.Seq):
-        return ir.Seq(atom.kind, tuple(substitute(e, mapping) for e in atom.elts))
+        keys = None if atom.keys is None else tuple(substitute(k, mapping) for k in atom.keys)
+        return ir.Seq(atom.kind, tuple(substitute(e, mapping) for e in atom.elts), keys)
     if isinstance(atom, ir.Index):
         return ir.Index(tuple(substitute(e, mapping) for e in atom.items))
     if isinstance(atom, ir.Slice):

@@ -12,6 +12,9 @@ parameter:
 * ``("float", v)`` / ``("array", [...])``: that exact float or float array;
 * ``("int", n)``: the Python int ``n``, never differentiated.
 
+Conditional expressions and ``and``/``or`` appear too: normalize lowers them to
+branches, so they are control flow like any ``if``.
+
 Inputs are chosen away from branch boundaries, so central differences are
 valid; ``test_control_flow.test_oracles_agree`` checks that jax, autograd and
 finite differences agree on every program. ``INPLACE`` marks the programs that
@@ -104,6 +107,23 @@ def sign_of_sum(x):
         s = np.sum(x**2)
     else:
         s = -np.sum(np.sin(x))
+    return s
+
+
+def conditional_expressions(x, y):
+    scale = 2.0 if x > y else 0.5
+    z = x * scale + (np.sin(y) if y > 0.0 else y**2)
+    return z * (x if z > 0.0 else -x)
+
+
+def and_or_conditions(x, y):
+    s = 0.0
+    if x > 0.0 and y > 0.0:
+        s = s + x * y
+    if x > 1.0 or y < 0.5:
+        s = s + np.exp(x - y)
+    if not (x < 0.0 or y < 0.0):
+        s = s * 2.0
     return s
 
 
@@ -283,6 +303,15 @@ def while_with_counter(x, n):
         s = s + np.sin(x * i)
         i += 1
     return s
+
+
+def while_with_and(x):
+    s = 1.0
+    n = 0
+    while s < 20.0 and n < 100:
+        s = s * (1.0 + x**2)
+        n += 1
+    return s / n
 
 
 def while_zero_trip(x):
@@ -570,6 +599,8 @@ ARGS = {
     "not_condition": [("float", 0.3), ("float", 0.9)],
     "nested_if_else": [("float", -0.4), ("float", 0.3)],
     "sign_of_sum": [("array", [0.4, -0.2, 0.5])],
+    "conditional_expressions": [("float", 0.6), ("float", 0.35)],
+    "and_or_conditions": [("float", 0.7), ("float", 0.3)],
     "horner": [(5,), ("float", 0.7)],
     "range_start_stop_step": [(9,)],
     "reverse_cumulative": [(6,)],
@@ -592,6 +623,7 @@ ARGS = {
     "newton_sqrt": [("float", 2.7)],
     "grow_until_threshold": [("float", 0.35)],
     "while_with_counter": [("float", 0.8), ("int", 7)],
+    "while_with_and": [("float", 0.45)],
     "while_zero_trip": [("float", 1.1)],
     "while_true_break": [("float", 0.9)],
     "first_exceedance": [("array", [0.1, -0.4, 0.3, 0.9, 0.2]), ("float", 0.6)],
