@@ -189,6 +189,29 @@ class _Lowering:
             docstring=docstring,
         )
 
+    def local_def(self, node: cst.FunctionDef) -> ir.LocalDef:
+        """A nested ``def``: its own scope, reading the enclosing function's variables."""
+        if node.decorators:
+            raise self.unsupported(
+                node, "decorated nested functions", "define it without decorators"
+            )
+        outer = self.locals
+        params = self.parameters(node.params)
+        self.locals = outer | {p.name for p in params} | _assigned_names(node.body)
+        try:
+            body = self.block(node.body)
+        finally:
+            self.locals = outer
+        inner = ir.FunctionDef(
+            name=node.name.value,
+            params=params,
+            body=body,
+            loc=self.loc(node),
+            qualname=node.name.value,
+            filename=self.info.filename,
+        )
+        return ir.LocalDef(inner, self.loc(node))
+
     def parameters(self, params: cst.Parameters) -> tuple[ir.Param, ...]:
         if isinstance(params.star_arg, cst.Param):
             raise self.unsupported(
@@ -344,7 +367,7 @@ class _Lowering:
                 raise self.unsupported(node.orelse, "while/else", "use a flag variable instead")
             return ir.While((), self.expr(node.test), self.block(node.body), loc)
         if isinstance(node, cst.FunctionDef):
-            raise self.unsupported(node, "nested function definitions", "define it at module level")
+            return self.local_def(node)
         for kind, (what, hint) in _UNSUPPORTED_STATEMENTS.items():
             if isinstance(node, kind):
                 raise self.unsupported(node, what, hint)
@@ -455,12 +478,6 @@ class _Lowering:
         func = self.expr(node.func)
         if isinstance(func, ir.Attribute):
             return ir.MethodCall(func.value, func.attr, tuple(args), tuple(kwargs))
-        if isinstance(func, ir.Name):
-            raise self.unsupported(
-                node.func,
-                f"calling the local value `{func.id}`",
-                "call functions defined at module level",
-            )
         return ir.Call(func, tuple(args), tuple(kwargs))
 
     def comparison(self, node: cst.Comparison):

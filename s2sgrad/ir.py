@@ -232,6 +232,14 @@ class Return:
 
 
 @dataclass(frozen=True)
+class LocalDef:
+    """A ``def`` nested in the function (frontend only; normalize inlines its calls)."""
+
+    function: Any  # FunctionDef
+    loc: SourceLocation | None = None
+
+
+@dataclass(frozen=True)
 class Push:
     """Save ``value`` on the stack ``stack`` (forward sweep of reverse mode).
 
@@ -284,6 +292,7 @@ Stmt = (
     | Break
     | Continue
     | Return
+    | LocalDef
     | Push
     | Pop
     | NewStack

@@ -24,6 +24,8 @@ CASES = [
     ("no_rule", s2sgrad.NoDerivativeRuleError, "no derivative rule for `scaler`"),
     ("active_index", s2sgrad.NonDifferentiableError, "no derivative"),
     ("undefined_name", s2sgrad.UnsupportedSyntaxError, "not_defined_anywhere"),
+    ("recursive_nested", s2sgrad.UnsupportedSyntaxError, "calls itself"),
+    ("nested_as_value", s2sgrad.UnsupportedSyntaxError, "used as a value"),
 ]
 
 

@@ -108,3 +108,11 @@ def test_a_closure_reads_its_captured_variables(mode):
     for scale in (2.0, -1.0):
         f = st.make_scaled_loss(scale)
         assert_close(s2sgrad.grad(f, mode=mode)(x), scale * np.exp(x))
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_nested_defs_are_inlined_with_their_closures(mode):
+    x, w = np.linspace(-1, 1, 4), np.linspace(0.5, 1, 4)
+    got = s2sgrad.grad(st.nested_defs, wrt=(0, 1), mode=mode)(x, w)
+    for i in (0, 1):
+        assert_close(got[i], central_difference_grad(st.nested_defs, [x, w], i), rtol=1e-6)

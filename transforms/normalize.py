@@ -93,6 +93,8 @@ class _Normalizer:
         self.temps: set[str] = set()
         self.version: dict[str, str] = {p: p for p in fn.param_names}
         self.loc: SourceLocation | None = fn.loc
+        self.local_defs: dict[str, ir.FunctionDef] = {}  # nested defs, normalized and structured
+        self.inlining: list[str] = []
 
     # -------------------------------------------------------------- names
 
@@ -177,6 +179,15 @@ class _Normalizer:
             ]
         if isinstance(stmt, (ir.Break, ir.Continue)):
             return [stmt]
+        if isinstance(stmt, ir.LocalDef):
+            from s2sgrad.transforms.structure import structure
+
+            inner = stmt.function
+            # Earlier nested defs are visible inside this one (and inlined there too).
+            self.local_defs[inner.name] = structure(
+                normalize(inner, dict(self.local_defs), defining=inner.name)
+            )
+            return []
         raise TypeError(f"unexpected statement {stmt!r}")
 
     def unpack(self, pattern: Any, value: Any, loc) -> list[ir.Stmt]:
@@ -227,6 +238,12 @@ class _Normalizer:
     def expression(self, e: Any, pre: list[ir.Stmt]) -> Any:
         """Lower ``e`` to a single primitive call or an atom, hoisting its operands."""
         if isinstance(e, ir.Name):
+            if e.id in self.local_defs:
+                raise UnsupportedSyntaxError(
+                    f"the nested function `{e.id}` is used as a value",
+                    self.loc,
+                    "call it directly, or define it at module level",
+                )
             return self.read(e.id)
         if isinstance(e, (ir.Const, ir.Ref)):
             return e
@@ -235,6 +252,14 @@ class _Normalizer:
             return ir.Seq(e.kind, tuple(self.atom(x, pre) for x in e.elts), keys)
         if isinstance(e, ir.Index):
             return self.index(e, pre)
+        if isinstance(e, ir.Call) and isinstance(e.fn, ir.Name) and e.fn.id in self.inlining:
+            raise UnsupportedSyntaxError(
+                f"the nested function `{e.fn.id}` calls itself",
+                self.loc,
+                "define recursive functions at module level",
+            )
+        if isinstance(e, ir.Call) and isinstance(e.fn, ir.Name) and e.fn.id in self.local_defs:
+            return self.inline(e, pre)
         if isinstance(e, ir.Call):
             fn = e.fn
             if not isinstance(fn, ir.Ref):
@@ -289,6 +314,30 @@ class _Normalizer:
         if e.op == "and":
             return self.conditional(left, e.right, left, pre)
         return self.conditional(left, left, e.right, pre)
+
+    def inline(self, call: ir.Call, pre: list[ir.Stmt]) -> ir.Name:
+        """A call of a nested ``def``: its body, inlined with fresh names (see transforms.inline)."""
+        from s2sgrad.transforms.inline import inline_call
+
+        name = call.fn.id
+        if name in self.inlining:
+            raise UnsupportedSyntaxError(
+                f"the nested function `{name}` calls itself",
+                self.loc,
+                "define recursive functions at module level",
+            )
+        args = tuple(self.atom(a, pre) for a in call.args)
+        kwargs = tuple((k, self.atom(v, pre)) for k, v in call.kwargs)
+        self.inlining.append(name)
+        try:
+            stmts, result, temps = inline_call(
+                self.local_defs[name], args, kwargs, self.names, self.read, self.loc
+            )
+        finally:
+            self.inlining.pop()
+        self.temps |= temps
+        pre.extend(stmts)
+        return result
 
     def atom(self, e: Any, pre: list[ir.Stmt]) -> Any:
         value = self.expression(e, pre)
@@ -372,8 +421,18 @@ def is_straight_line(body: tuple[ir.Stmt, ...]) -> bool:
     )
 
 
-def normalize(fn: ir.FunctionDef) -> ir.FunctionDef:
-    """Surface IR -> A-normal form (and SSA names, for straight-line code)."""
+def normalize(
+    fn: ir.FunctionDef,
+    local_defs: dict[str, ir.FunctionDef] | None = None,
+    defining: str | None = None,
+) -> ir.FunctionDef:
+    """Surface IR -> A-normal form (and SSA names, for straight-line code).
+
+    ``local_defs`` are nested functions of an enclosing function visible here.
+    """
     n = _Normalizer(fn, ssa=is_straight_line(fn.body))
+    n.local_defs.update(local_defs or {})
+    if defining is not None:
+        n.inlining.append(defining)  # a nested function calling itself is refused
     body = n.block(fn.body)
     return replace(fn, body=body, temps=frozenset(n.temps) | fn.temps)

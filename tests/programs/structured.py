@@ -73,3 +73,18 @@ def make_scaled_loss(scale):
         return scale * np.sum(np.exp(x))
 
     return scaled
+
+
+def nested_defs(x, w):
+    scale = 2.0
+
+    def layer(v, bias=0.5):
+        h = np.tanh(v * w + bias)
+        if np.sum(h) > 100.0:
+            return h * 0.0
+        return h * scale
+
+    def twice(v):
+        return layer(layer(v), bias=0.1)
+
+    return np.sum(twice(x) ** 2)

@@ -74,3 +74,18 @@ def active_index(x):
 
 def undefined_name(x):
     return np.sum(x * not_defined_anywhere)  # <-  # noqa: F821
+
+
+def recursive_nested(x):
+    def fact(n):
+        return x if n == 0 else x * fact(n - 1)  # <-
+
+    return np.sum(fact(3))
+
+
+def nested_as_value(x):
+    def f(v):
+        return v * 2
+
+    g = f  # <-
+    return np.sum(g(x))
