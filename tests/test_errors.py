@@ -26,6 +26,8 @@ CASES = [
     ("undefined_name", s2sgrad.UnsupportedSyntaxError, "not_defined_anywhere"),
     ("recursive_nested", s2sgrad.UnsupportedSyntaxError, "calls itself"),
     ("nested_as_value", s2sgrad.UnsupportedSyntaxError, "used as a value"),
+    ("mutates_argument", s2sgrad.UnsupportedSyntaxError, "the caller's array"),
+    ("mutates_a_view", s2sgrad.UnsupportedSyntaxError, "may share memory"),
 ]
 
 

@@ -67,7 +67,7 @@ def branch_reassigns_its_test(x, y):
     return x + y
 
 
-def test_variable_reassigned_in_branch(x):
+def tested_variable_reassigned_in_branch(x):
     if x > 0.0:
         x = -2.0 * x
         y = np.exp(x)
@@ -595,7 +595,7 @@ ARGS = {
     "huber_loss": [("array", [0.3, -1.2, 0.7, 2.0, -0.1]), ("float", 0.8)],
     "clip_gradient_norm": [("array", [0.9, -0.8, 0.6]), (3,)],
     "branch_reassigns_its_test": [("float", 1.2), ("float", 0.7)],
-    "test_variable_reassigned_in_branch": [("float", 0.6)],
+    "tested_variable_reassigned_in_branch": [("float", 0.6)],
     "not_condition": [("float", 0.3), ("float", 0.9)],
     "nested_if_else": [("float", -0.4), ("float", 0.3)],
     "sign_of_sum": [("array", [0.4, -0.2, 0.5])],

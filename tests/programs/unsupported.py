@@ -89,3 +89,15 @@ def nested_as_value(x):
 
     g = f  # <-
     return np.sum(g(x))
+
+
+def mutates_argument(x):
+    x[0] = 1.0  # <-
+    return np.sum(x)
+
+
+def mutates_a_view(x):
+    y = x.copy()
+    v = y[1:]
+    v[0] = 2.0  # <-
+    return np.sum(y * x)
