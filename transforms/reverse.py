@@ -103,6 +103,11 @@ class _Reverse:
         self.loop_defined: set[str] = set()
         self.saved: set[str] = set()
         self.prior: set[tuple[int, str]] = set()  # (id(stmt), name): name may hold a value there
+        # Per loop: values defined once per iteration and not carried to the next one. They
+        # are recorded after their definition and restored at the top of each backward
+        # iteration ("this iteration's values"), instead of old-value saves at each definition.
+        self.taped: dict[int, list[ir.Assign]] = {}
+        self.taped_names: set[str] = set()
 
     # ------------------------------------------------------------------ setup
 
@@ -284,6 +289,44 @@ class _Reverse:
                 return reads
             reads = more
 
+    def find_iteration_values(self, body: tuple[ir.Stmt, ...], needed: set[str]) -> None:
+        """Fill ``self.taped``: per loop, the needed names assigned exactly once in the whole
+        function, at the top level of that loop's body, and not read before that in the body."""
+        # Names changed after their definition (trip counts, in-place updates) are not
+        # "the value defined in this iteration" at the end of it.
+        changed = {
+            n
+            for st in ir.walk_stmts(body)
+            if id(st) in self.bookkeeping or isinstance(st, ir.SetItem)
+            for n in ir.stmt_writes(st)
+        }
+        for stmt in ir.walk_stmts(body):
+            if not isinstance(stmt, (ir.For, ir.While)):
+                continue
+            seen_reads: set[str] = set(_reads(stmt))
+            if isinstance(stmt, ir.While):
+                seen_reads |= {n for s in ir.walk_stmts(stmt.test_block) for n in _reads(s)}
+            chosen = []
+            for inner in stmt.body:
+                if (
+                    isinstance(inner, ir.Assign)
+                    and len(inner.targets) == 1
+                    and id(inner) not in self.bookkeeping
+                ):
+                    name = inner.target.id
+                    if (
+                        name in needed
+                        and name not in changed
+                        and self.defs[name] == 1
+                        and name not in seen_reads
+                        and name not in ir.atom_names(inner.value)
+                    ):
+                        chosen.append(inner)
+                seen_reads |= {n for s in ir.walk_stmts((inner,)) for n in _reads(s)}
+            if chosen:
+                self.taped[id(stmt)] = chosen
+                self.taped_names.update(a.target.id for a in chosen)
+
     def _control_reads(self, body: tuple[ir.Stmt, ...], reads: set[str]) -> bool:
         """Add decisions, ranges and trip counts of compound statements with backward work."""
         work = False
@@ -328,10 +371,15 @@ class _Reverse:
         out: list[ir.Stmt] = []
         for stmt in body:
             if isinstance(stmt, ir.Assign) and id(stmt) not in self.bookkeeping:
+                taped = len(stmt.targets) == 1 and stmt.target.id in self.taped_names
                 for t in stmt.targets:
-                    if t.id in self.saved and self.has_prior(stmt, t.id):
+                    if t.id in self.saved and self.has_prior(stmt, t.id) and not taped:
                         out.append(ir.Push(self.stack(t.id, loop, stmt), t, loop, stmt.loc))
                 out.append(stmt)
+                if taped:
+                    out.append(
+                        ir.Push(self.stack(stmt.target.id, loop, None), stmt.target, loop, stmt.loc)
+                    )
             elif isinstance(stmt, ir.SetItem) and stmt.target.id in self.saved:
                 part = self.temp()
                 out.append(
@@ -428,7 +476,7 @@ class _Reverse:
         if len(stmt.targets) > 1:
             return self.backward_unpack(stmt, state)
         y = stmt.target.id
-        restore = y in self.saved and self.has_prior(stmt, y)
+        restore = y in self.saved and self.has_prior(stmt, y) and y not in self.taped_names
         pop = (
             ir.Pop(stmt.target, self.stack(y, self._loop, stmt), self._loop, stmt.loc)
             if restore
@@ -573,6 +621,12 @@ class _Reverse:
             entry = joined
         inner_state = dict(entry)
         inner = self.backward(body, inner_state)
+        if id(loop) in self.taped:
+            restores = [
+                ir.Pop(a.target, self.stack(a.target.id, self._loop, None), self._loop, a.loc)
+                for a in reversed(self.taped[id(loop)])
+            ]
+            inner = restores + inner
         self._loop = outer
         state.clear()
         state.update(entry)
@@ -632,7 +686,8 @@ def reverse(
     primal = rev.add_counters(tuple(primal))
     rev.count_definitions(primal, 0)
     rev.find_prior_values(primal, set(fn.param_names))
-    rev.needed(primal)
+    needed = rev.needed(primal)
+    rev.find_iteration_values(primal, needed)
     out_atom = ret.value
     returned = out_atom
     if has_aux:
@@ -663,7 +718,7 @@ def reverse(
     for (_name, loop, _), stack in rev.stacks.items():
         if loop is not None:
             setup.append(ir.NewStack(stack, loop))
-    pushed = {name for (name, _, _) in rev.stacks}
+    pushed = {name for (name, _, _) in rev.stacks} - rev.taped_names
     for name in sorted(pushed - set(fn.param_names)):
         # A first push may come before the first definition (first loop iteration).
         setup.append(ir.Assign((ir.Name(name),), NONE))
