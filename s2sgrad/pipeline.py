@@ -68,7 +68,7 @@ def _ref_roots(atom) -> set[str]:
 
 
 def lower(fn: Callable) -> ir.FunctionDef:
-    """The user's function as normalized IR (A-normal form)."""
+    """The user's function as IR: A-normal form, structured (counted loops, one return)."""
     return structure(normalize(parse_function(fn)))
 
 

@@ -79,6 +79,7 @@ METHODS: dict[str, tuple[ir.Ref, bool]] = {
         ("argmax", "argmax", False),
         ("argmin", "argmin", False),
         ("argsort", "argsort", False),
+        ("astype", "asarray", False),
         ("all", "all", False),
         ("any", "any", False),
     ]

@@ -149,7 +149,10 @@ def substitute(atom: Any, mapping: dict[str, Any]) -> Any:
         keys = None if atom.keys is None else tuple(substitute(k, mapping) for k in atom.keys)
         return ir.Seq(atom.kind, tuple(substitute(e, mapping) for e in atom.elts), keys)
     if isinstance(atom, ir.Index):
-        return ir.Index(tuple(substitute(e, mapping) for e in atom.items))
+        items = tuple(substitute(e, mapping) for e in atom.items)
+        if len(items) == 1 and isinstance(items[0], ir.Index):
+            return items[0]  # a template's `g[idx]` with idx bound to the call's own index
+        return ir.Index(items)
     if isinstance(atom, ir.Slice):
         return ir.Slice(*(substitute(p, mapping) for p in (atom.lower, atom.upper, atom.step)))
     if isinstance(atom, ir.Call):
