@@ -339,22 +339,9 @@ def fold_candidates(body: tuple[ir.Stmt, ...], temps: frozenset[str]) -> set[str
             defs.update(t.id for t in stmt.targets)
         uses.update(_reads(stmt))
     folded: set[str] = set()
-    for block in _blocks(body):
+    for block in ir.blocks(body):
         _fold_block(block, temps, defs, uses, folded)
     return folded
-
-
-def _blocks(body: tuple[ir.Stmt, ...]):
-    yield body
-    for stmt in body:
-        if isinstance(stmt, ir.If):
-            yield from _blocks(stmt.body)
-            yield from _blocks(stmt.orelse)
-        elif isinstance(stmt, ir.For):
-            yield from _blocks(stmt.body)
-        elif isinstance(stmt, ir.While):
-            yield from _blocks(stmt.test_block)
-            yield from _blocks(stmt.body)
 
 
 def _reads(stmt: ir.Stmt) -> list[str]:

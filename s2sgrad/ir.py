@@ -17,6 +17,7 @@ it into a comment, errors into a caret.
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -328,6 +329,36 @@ class FunctionDef:
 
 
 # --------------------------------------------------------------------------- helpers
+
+# The operator primitives of Python arithmetic: elementwise and broadcasting on arrays,
+# foldable on literals.
+ARITHMETIC_OPERATORS = frozenset(
+    {
+        operator.add,
+        operator.sub,
+        operator.mul,
+        operator.truediv,
+        operator.floordiv,
+        operator.mod,
+        operator.pow,
+        operator.neg,
+        operator.pos,
+    }
+)
+
+
+def blocks(body: tuple[Stmt, ...]):
+    """Every block of a body (the body itself, branches, loop bodies, while tests), outside-in."""
+    yield body
+    for stmt in body:
+        if isinstance(stmt, If):
+            yield from blocks(stmt.body)
+            yield from blocks(stmt.orelse)
+        elif isinstance(stmt, For):
+            yield from blocks(stmt.body)
+        elif isinstance(stmt, While):
+            yield from blocks(stmt.test_block)
+            yield from blocks(stmt.body)
 
 
 def atom_names(atom: Any) -> list[str]:

@@ -107,18 +107,6 @@ class Compilation:
             self.pending.append((*key, name))
         return self.requests[key]
 
-    def is_user_function(self, value) -> bool:
-        """A Python function of the user's (not a library's) with no registered rule."""
-        from s2sgrad.cache import _as_user_function
-        from s2sgrad.rules import lookup
-
-        try:
-            if lookup(value) is not None:
-                return False
-        except TypeError:
-            return False
-        return _as_user_function(value) is not None
-
     def run(self) -> None:
         while self.pending:
             fn, mode, wrt, containers, has_aux, name = self.pending.pop(0)

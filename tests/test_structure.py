@@ -153,18 +153,7 @@ def test_lowered_source_behaves_like_the_function(fn, arg_lists):
 # --------------------------------------------------------------------------- invariants
 
 
-def _blocks(body):
-    """Every block of a function body (the body itself, branches, loop bodies), outside-in."""
-    yield body
-    for stmt in body:
-        if isinstance(stmt, ir.If):
-            yield from _blocks(stmt.body)
-            yield from _blocks(stmt.orelse)
-        elif isinstance(stmt, ir.For):
-            yield from _blocks(stmt.body)
-        elif isinstance(stmt, ir.While):
-            yield from _blocks(stmt.test_block)
-            yield from _blocks(stmt.body)
+_blocks = ir.blocks
 
 
 def _is_loop_exit(stmt):

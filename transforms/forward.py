@@ -17,13 +17,13 @@ from dataclasses import replace
 
 import numpy as np
 from s2sgrad.transforms.analysis import (
-    Activity,
     analyze,
     bind_user_call,
     is_user_function,
     may_be_containers,
     require_structured,
 )
+from s2sgrad.transforms.builder import DerivativeBuilder
 from s2sgrad.transforms.names import FreshNames
 from s2sgrad.transforms.templates import bind_call, instantiate, lower_template, substitute
 
@@ -36,32 +36,15 @@ ZEROS_LIKE = ir.Ref("np.zeros_like", np.zeros_like)
 ZEROS_LIKE_TREE = ir.Ref("zeros_like_tree", runtime.zeros_like_tree)
 
 
-class _Forward:
-    def __init__(
-        self,
-        fn: ir.FunctionDef,
-        activity: Activity,
-        names: FreshNames,
-        compilation,
-        containers: frozenset[str] = frozenset(),
-    ):
-        self.compilation = compilation
-        self.containers = containers
-        self.fn = fn
-        self.act = activity
-        self.names = names
-        self.temps: set[str] = set(fn.temps)
+class _Forward(DerivativeBuilder):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
         self.tangent: dict[str, str] = {}
 
     def tangent_of(self, name: str) -> ir.Name:
         if name not in self.tangent:
             self.tangent[name] = self.names.fresh("d" + name)
         return ir.Name(self.tangent[name])
-
-    def temp(self) -> ir.Name:
-        t = ir.Name(self.names.temp())
-        self.temps.add(t.id)
-        return t
 
     def zeros(self, atom, out: list[ir.Stmt], loc) -> ir.Name:
         zero = self.temp()

@@ -23,17 +23,7 @@ from s2sgrad.transforms.shapes import infer
 
 from s2sgrad import ir
 
-_FOLDABLE_OPERATORS = {
-    operator.add,
-    operator.sub,
-    operator.mul,
-    operator.truediv,
-    operator.floordiv,
-    operator.mod,
-    operator.pow,
-    operator.neg,
-    operator.pos,
-}
+_FOLDABLE_OPERATORS = ir.ARITHMETIC_OPERATORS
 
 
 def _const(atom: Any) -> tuple[bool, Any]:

@@ -38,13 +38,13 @@ from typing import Any
 
 import numpy as np
 from s2sgrad.transforms.analysis import (
-    Activity,
     analyze,
     bind_user_call,
     is_user_function,
     may_be_containers,
     require_structured,
 )
+from s2sgrad.transforms.builder import DerivativeBuilder
 from s2sgrad.transforms.forward import _container_positions, _Generated
 from s2sgrad.transforms.names import FreshNames
 from s2sgrad.transforms.templates import bind_call, instantiate, lower_template, substitute
@@ -77,29 +77,17 @@ def _join(a: dict[str, str], b: dict[str, str]) -> dict[str, str]:
     return out
 
 
-class _Reverse:
-    def __init__(
-        self,
-        fn: ir.FunctionDef,
-        activity: Activity,
-        names: FreshNames,
-        compilation,
-        containers: frozenset[str] = frozenset(),
-    ):
-        self.compilation = compilation
-        self.containers = containers
-        self.fn = fn
-        self.act = activity
-        self.names = names
-        self.real_names = names  # adjoint and stack names: never from a dry run's scratch copy
-        self.temps: set[str] = set(fn.temps)
+class _Reverse(DerivativeBuilder):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.real_names = self.names  # adjoint and stack names: never from a dry run's scratch copy
         self.adjoint: dict[str, str] = {}
         self.stacks: dict[tuple, str] = {}
         self.counters: dict[int, str] = {}  # id(loop) -> trip-count variable
         self.bookkeeping: set[int] = set()  # ids of trip-count increments
         self.maybe_unset: set[str] = set()  # adjoints that need `= None` up front
-        self.primal = ir.all_local_names(fn)
-        self.defs: Counter[str] = Counter(fn.param_names)
+        self.primal = ir.all_local_names(self.fn)
+        self.defs: Counter[str] = Counter(self.fn.param_names)
         self.loop_defined: set[str] = set()
         self.saved: set[str] = set()
         self.prior: set[tuple[int, str]] = set()  # (id(stmt), name): name may hold a value there
@@ -419,11 +407,6 @@ class _Reverse:
     def loop_label(self, loop: ir.For | ir.While) -> str:
         line = loop.loc.line if loop.loc else 0
         return f"line{line}"
-
-    def temp(self) -> ir.Name:
-        t = ir.Name(self.names.temp())
-        self.temps.add(t.id)
-        return t
 
     # ------------------------------------------------------------------ backward sweep
 

@@ -30,17 +30,7 @@ from s2sgrad import ir
 Shape = frozenset
 SCALAR: Shape = frozenset()
 
-_ELEMENTWISE_OPERATORS = {
-    operator.add,
-    operator.sub,
-    operator.mul,
-    operator.truediv,
-    operator.floordiv,
-    operator.mod,
-    operator.pow,
-    operator.neg,
-    operator.pos,
-}
+_ELEMENTWISE_OPERATORS = ir.ARITHMETIC_OPERATORS
 _ELEMENTWISE_FUNCTIONS = {np.where, np.clip}
 _SCALAR_QUERIES = {np.ndim, np.size, len}
 _FULL_REDUCTIONS = {np.sum, np.mean, np.prod, np.max, np.min, np.amax, np.amin}
