@@ -356,5 +356,9 @@ def may_be_containers(fn: ir.FunctionDef, container_params: frozenset[str]) -> f
                     names.update(targets)
                 elif is_user_function(f):
                     names.update(targets)
+                else:
+                    rule = lookup(f) if not isinstance(f, (list, dict)) else None
+                    if rule is not None and rule.outputs > 1:
+                        names.update(targets)  # e.g. `t = np.linalg.qr(a)`, unpacked later
         if len(names) == before:
             return frozenset(names)

@@ -71,7 +71,8 @@ def lower_template(fn: Callable, kind: str) -> Template:
     # A returned tuple literal holds one entry per parameter. The normalizer names every
     # returned value, so look through that one assignment.
     defs = {s.target.id: s.value for s in body[:-1] if len(s.targets) == 1}
-    if isinstance(ret, ir.Name) and isinstance(defs.get(ret.id), ir.Seq):
+    joint = kind == "jvp" and getattr(fn, "__s2sgrad_outputs__", 1) > 1
+    if not joint and isinstance(ret, ir.Name) and isinstance(defs.get(ret.id), ir.Seq):
         seq = defs[ret.id]
         if seq.kind == "tuple":
             entries = seq.elts

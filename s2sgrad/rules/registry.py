@@ -67,6 +67,8 @@ class Rule:
     # Parameter names of the primitive that carry derivatives (taken from the jvp's
     # keyword-only tangent parameters, or from the vjp's non-None return entries).
     diff_params: tuple[str, ...] = field(default_factory=tuple)
+    # How many values the primitive returns (a tuple when more than one).
+    outputs: int = 1
 
     @property
     def modes(self) -> tuple[str, ...]:
@@ -125,31 +127,44 @@ def _check_vjp_signature(template: Callable) -> None:
         )
 
 
-def defjvp(*primitives: Any) -> Callable[[Callable], Callable]:
-    """Register a forward-mode template for one or more primitives (see module docstring)."""
+def defjvp(*primitives: Any, outputs: int = 1) -> Callable[[Callable], Callable]:
+    """Register a forward-mode template for one or more primitives (see module docstring).
+
+    ``outputs > 1`` declares a primitive returning a tuple (``np.linalg.qr``): its
+    template returns the tuple of output tangents, given *every* differentiable
+    argument's tangent (zeros for inactive ones) rather than per-argument terms.
+    """
 
     def register(template: Callable) -> Callable:
+        template.__s2sgrad_outputs__ = outputs
         diff = _jvp_diff_params(template)
         for prim in primitives:
             rule = _entry(prim)
             rule.jvp = template
             rule.nondifferentiable = False
             rule.diff_params = diff
+            rule.outputs = outputs
         _GENERATION[0] += 1
         return template
 
     return register
 
 
-def defvjp(*primitives: Any) -> Callable[[Callable], Callable]:
-    """Register a reverse-mode template for one or more primitives (see module docstring)."""
+def defvjp(*primitives: Any, outputs: int = 1) -> Callable[[Callable], Callable]:
+    """Register a reverse-mode template for one or more primitives (see module docstring).
+
+    ``outputs > 1``: the primitive returns a tuple; ``g`` is the tuple of the outputs'
+    cotangents (zeros for outputs the program does not use) and ``ans`` the tuple result.
+    """
 
     def register(template: Callable) -> Callable:
         _check_vjp_signature(template)
+        template.__s2sgrad_outputs__ = outputs
         for prim in primitives:
             rule = _entry(prim)
             rule.vjp = template
             rule.nondifferentiable = False
+            rule.outputs = outputs
         _GENERATION[0] += 1
         return template
 
