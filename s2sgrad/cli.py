@@ -138,6 +138,21 @@ def build_parser() -> argparse.ArgumentParser:
     actions.add_parser("clear", help="delete the cached derivative modules").set_defaults(
         handler=run_cache_clear
     )
+    rules_cmd = commands.add_parser(
+        "rules",
+        help="list the functions s2sgrad can differentiate",
+        description="List every function with a derivative rule (and those known to have a zero "
+        "derivative), as in docs/operators.md.",
+    )
+    rules_cmd.add_argument(
+        "--count",
+        action="store_true",
+        help="print only the number of NumPy/scipy.special functions with rules in both modes",
+    )
+    rules_cmd.add_argument(
+        "--markdown", action="store_true", help="print the docs/operators.md page"
+    )
+    rules_cmd.set_defaults(handler=run_rules)
     return parser
 
 
@@ -298,6 +313,20 @@ def highlight(source: str) -> str:
 
 
 # --------------------------------------------------------------------------- cache
+
+
+def run_rules(args: argparse.Namespace) -> int:
+    from s2sgrad import catalog
+
+    if args.count:
+        print(catalog.count())
+    elif args.markdown:
+        sys.stdout.write(catalog.markdown())
+    else:
+        for e in catalog.entries():
+            modes = "zero derivative" if not e.differentiable else "forward, reverse"
+            print(f"{e.name:<40} {modes}")
+    return 0
 
 
 def run_cache_path(args: argparse.Namespace) -> int:

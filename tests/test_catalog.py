@@ -1,0 +1,28 @@
+"""docs/operators.md and `s2sgrad rules` come from the registry, and stay in sync with it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from s2sgrad import catalog, cli
+from s2sgrad.rules import all_rules
+
+DOC = Path(__file__).parent.parent / "docs" / "operators.md"
+
+
+def test_docs_page_matches_the_registry():
+    assert DOC.read_text() == catalog.markdown(), (
+        "docs/operators.md is out of date: regenerate it with "
+        "`s2sgrad rules --markdown > docs/operators.md`"
+    )
+
+
+def test_every_registered_primitive_is_listed():
+    assert len(catalog.entries()) == len(all_rules())
+    names = [e.name for e in catalog.entries()]
+    assert "np.sin" in names and "a @ b" in names
+
+
+def test_rules_count_command(capsys):
+    assert cli.main(["rules", "--count"]) == 0
+    assert int(capsys.readouterr().out) == catalog.count()
