@@ -67,9 +67,14 @@ def _spelling(rule: Rule) -> tuple[str, str]:
 
 
 def entries() -> list[Entry]:
-    """Every registered primitive, in a stable order (group, then name)."""
+    """Every built-in primitive, in a stable order (group, then name).
+
+    Rules a program registers for its own functions are not part of s2sgrad's list.
+    """
     out = []
     for rule in all_rules():
+        if not rule.builtin:
+            continue
         name, group = _spelling(rule)
         out.append(
             Entry(

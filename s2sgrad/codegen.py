@@ -24,6 +24,7 @@ from __future__ import annotations
 import builtins
 import math
 import operator
+import sys
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
@@ -63,6 +64,10 @@ POWER_PREC = 13
 POSTFIX_PREC = 15
 ATOM_PREC = 16
 
+# Aliases of modules whose globals rule templates read (see transforms.templates):
+# alias -> module name. Bound at load time as `alias=module` free names.
+MODULE_ALIASES: dict[str, str] = {}
+
 _NUMPY_NAMESPACES = (("np", np), ("np.linalg", np.linalg), ("np.fft", np.fft))
 RUNTIME_MODULE = "s2sgrad.runtime"
 
@@ -71,6 +76,7 @@ RUNTIME_MODULE = "s2sgrad.runtime"
 class Spelling:
     text: str
     runtime_import: str | None = None  # name to import from s2sgrad.runtime
+    module_import: str | None = None  # a module the generated code imports (scipy.special)
     free_root: str | None = None  # a user name to bind at load time
 
 
@@ -82,6 +88,13 @@ def spell_ref(ref: ir.Ref) -> Spelling:
         for name in candidates:
             if isinstance(name, str) and getattr(namespace, name, _MISSING) is value:
                 return Spelling(f"{prefix}.{name}")
+    # scipy.special functions (rule templates call them) print as `scipy.special.<name>`;
+    # only look when scipy.special is already imported: a value from it implies it is.
+    special = sys.modules.get("scipy.special")
+    if special is not None:
+        for name in candidates:
+            if isinstance(name, str) and getattr(special, name, _MISSING) is value:
+                return Spelling(f"scipy.special.{name}", module_import="scipy.special")
     if getattr(value, "__module__", None) == "s2sgrad.generated":
         return Spelling(value.__name__)  # another function of the same generated module
     if getattr(value, "__module__", None) == RUNTIME_MODULE:
@@ -123,6 +136,7 @@ class Printer:
         self.fn = fn
         self.module_alias = module_alias
         self.runtime_imports: set[str] = set()
+        self.module_imports: set[str] = set()
         self.free_roots: set[str] = set()
         self.folded: dict[str, tuple[str, int]] = {}
         self.fold = fold_candidates(fn.body, fn.temps)
@@ -138,6 +152,8 @@ class Printer:
             sp = spell_ref(a)
             if sp.runtime_import:
                 self.runtime_imports.add(sp.runtime_import)
+            if sp.module_import:
+                self.module_imports.add(sp.module_import)
             if sp.free_root:
                 if self.module_alias is not None:
                     return f"{self.module_alias}.{sp.text}", POSTFIX_PREC
@@ -245,6 +261,13 @@ class Printer:
             lines.append(f"{indent}pass")
         return lines
 
+    def _folds_away(self, stmts: tuple[ir.Stmt, ...]) -> bool:
+        """Whether every statement is a temporary printed inside a later expression."""
+        return all(
+            isinstance(s, ir.Assign) and len(s.targets) == 1 and s.target.id in self.fold
+            for s in stmts
+        )
+
     def statement(self, stmt: ir.Stmt, indent: str, line: int | None = None) -> list[str]:
         inner = indent + "    "
         if isinstance(stmt, ir.Assign):
@@ -261,8 +284,10 @@ class Printer:
         if isinstance(stmt, ir.If):
             lines = [f"{indent}if {self.text(stmt.test)}:"] + self.body(stmt.body, inner, line)
             orelse = stmt.orelse
-            while len(orelse) == 1 and isinstance(orelse[0], ir.If):
-                nested = orelse[0]
+            while orelse and isinstance(orelse[-1], ir.If) and self._folds_away(orelse[:-1]):
+                for pending in orelse[:-1]:  # the test's own temporaries, printed inside it
+                    self.folded[pending.target.id] = self.atom(pending.value)
+                nested = orelse[-1]
                 lines += [f"{indent}elif {self.text(nested.test)}:"] + self.body(
                     nested.body, inner, line
                 )
@@ -390,6 +415,7 @@ def module_source(
     import black
 
     runtime_imports: set[str] = set()
+    module_imports: set[str] = set()
     free: set[str] = set()
     texts = []
     aliases: dict[str, str] = {}
@@ -400,10 +426,16 @@ def module_source(
         printer = Printer(fn, module_alias=alias)
         texts.append(printer.function())
         runtime_imports |= printer.runtime_imports
+        module_imports |= printer.module_imports
         free |= printer.free_roots
     free |= {f"{alias}={module}" for module, alias in aliases.items()}
+    for root in list(free):
+        if root in MODULE_ALIASES:
+            free.discard(root)
+            free.add(f"{root}={MODULE_ALIASES[root]}")
     free_names = tuple(sorted(free))
     parts = [f'"""{header}"""', "", "import numpy as np"]
+    parts += [f"import {module}" for module in sorted(module_imports)]
     if runtime_imports:
         parts.append(f"from {RUNTIME_MODULE} import {', '.join(sorted(runtime_imports))}")
     for text in texts:

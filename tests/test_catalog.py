@@ -18,7 +18,7 @@ def test_docs_page_matches_the_registry():
 
 
 def test_every_registered_primitive_is_listed():
-    assert len(catalog.entries()) == len(all_rules())
+    assert len(catalog.entries()) == len([r for r in all_rules() if r.builtin])
     names = [e.name for e in catalog.entries()]
     assert "np.sin" in names and "a @ b" in names
 

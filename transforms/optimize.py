@@ -157,6 +157,7 @@ def simplify(
         known = {}
         single = _single_definitions(body)
         temps = frozenset(t for t in temps if t in single)
+    negations: dict[str, Any] = {}  # temporaries holding `-y`, in this block
     out = []
     for stmt in body:
         if isinstance(stmt, (ir.Assign, ir.Return, ir.Push)):
@@ -184,7 +185,16 @@ def simplify(
             )
         if isinstance(stmt, ir.Assign):
             value = drop_default_arguments(simplify_value(stmt.value))
+            value = _subtract_negations(value, negations)
             stmt = replace(stmt, value=value)
+            if (
+                len(stmt.targets) == 1
+                and stmt.target.id in temps
+                and isinstance(value, ir.Call)
+                and isinstance(value.fn, ir.Ref)
+                and value.fn.value is operator.neg
+            ):
+                negations[stmt.target.id] = value.args[0]
             if (
                 len(stmt.targets) == 1
                 and stmt.target.id in temps
@@ -193,6 +203,26 @@ def simplify(
                 known[stmt.target.id] = value
         out.append(stmt)
     return tuple(out)
+
+
+def _subtract_negations(value: Any, negations: dict[str, Any]) -> Any:
+    """``a + (-b)`` -> ``a - b`` and ``(-a) + b`` -> ``b - a``; the negation then dies."""
+    if not (
+        negations
+        and isinstance(value, ir.Call)
+        and isinstance(value.fn, ir.Ref)
+        and value.fn.value is operator.add
+        and len(value.args) == 2
+        and not value.kwargs
+    ):
+        return value
+    a, b = value.args
+    sub = ir.Ref("operator.sub", operator.sub)
+    if isinstance(b, ir.Name) and b.id in negations:
+        return ir.Call(sub, (a, negations[b.id]))
+    if isinstance(a, ir.Name) and a.id in negations:
+        return ir.Call(sub, (b, negations[a.id]))
+    return value
 
 
 def _single_definitions(body: tuple[ir.Stmt, ...]) -> set[str]:

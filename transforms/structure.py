@@ -311,6 +311,9 @@ class _Structurer:
         loc = stmt.loc
         test = stmt.test
         cond = None if isinstance(test, ir.Const) else self.fresh("cond")  # numbered outside-in
+        if cond is not None:
+            # Defined once, here: codegen may print it inside the `if` when nothing else reads it.
+            self.temps.add(cond.id)
         body = tuple(self.block(stmt.body, tail))
         orelse = tuple(self.block(stmt.orelse, tail))
         if not body and not orelse:

@@ -56,7 +56,7 @@ def lower_template(fn: Callable, kind: str) -> Template:
     primal = [p for p in params[len(lead) :] if p.kind is not p.KEYWORD_ONLY]
     tangents = tuple(p.name for p in params if p.kind is p.KEYWORD_ONLY)
     primal_sig = inspect.Signature([p.replace(kind=p.POSITIONAL_OR_KEYWORD) for p in primal])
-    lowered = normalize(parse_function(fn))
+    lowered = _qualify_free_names(normalize(parse_function(fn)), fn)
     body = lowered.body
     if not body or not isinstance(body[-1], ir.Return):
         raise TypeError(f"rule template {fn.__qualname__} must end with a return statement")
@@ -90,6 +90,44 @@ def lower_template(fn: Callable, kind: str) -> Template:
         entries=entries,
         locals=frozenset(local_names),
     )
+
+
+def _qualify_free_names(lowered: ir.FunctionDef, fn: Callable) -> ir.FunctionDef:
+    """A user's rule may call helpers of its own module: spell them through that module.
+
+    Generated code binds plain free names from the *differentiated* function's
+    globals; names a template reads from elsewhere are written ``_<module>.name``
+    instead, and the module alias is bound when the generated module is loaded.
+    """
+    from dataclasses import replace
+
+    from s2sgrad import codegen
+
+    alias = "_" + fn.__module__.replace(".", "_")
+
+    def qualify(atom):
+        if isinstance(atom, ir.Ref) and codegen.spell_ref(atom).free_root is not None:
+            codegen.MODULE_ALIASES[alias] = fn.__module__
+            return ir.Ref(f"{alias}.{atom.source}", atom.value)
+        if isinstance(atom, ir.Call):
+            return ir.Call(
+                qualify(atom.fn),
+                tuple(qualify(a) for a in atom.args),
+                tuple((k, qualify(v)) for k, v in atom.kwargs),
+            )
+        if isinstance(atom, ir.Seq):
+            return replace(atom, elts=tuple(qualify(e) for e in atom.elts))
+        return atom
+
+    body = tuple(
+        (
+            replace(stmt, value=qualify(stmt.value))
+            if isinstance(stmt, (ir.Assign, ir.Return))
+            else stmt
+        )
+        for stmt in lowered.body
+    )
+    return replace(lowered, body=body)
 
 
 def bind_call(

@@ -48,6 +48,7 @@ not need. Templates are backend-neutral: they call ``np.*`` and the helpers of
 from __future__ import annotations
 
 import inspect
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -69,6 +70,12 @@ class Rule:
     diff_params: tuple[str, ...] = field(default_factory=tuple)
     # How many values the primitive returns (a tuple when more than one).
     outputs: int = 1
+    # The module that registered the rule: built-in rules come from s2sgrad.rules.*.
+    origin: str = ""
+
+    @property
+    def builtin(self) -> bool:
+        return self.origin.startswith("s2sgrad.")
 
     @property
     def modes(self) -> tuple[str, ...]:
@@ -127,16 +134,26 @@ def _check_vjp_signature(template: Callable) -> None:
         )
 
 
-def defjvp(*primitives: Any, outputs: int = 1) -> Callable[[Callable], Callable]:
+def defjvp(
+    *primitives: Any, outputs: int = 1, check: Any = False
+) -> Callable[[Callable], Callable]:
     """Register a forward-mode template for one or more primitives (see module docstring).
 
     ``outputs > 1`` declares a primitive returning a tuple (``np.linalg.qr``): its
     template returns the tuple of output tangents, given *every* differentiable
     argument's tangent (zeros for inactive ones) rather than per-argument terms.
+
+    ``check=True`` (random inputs of shape (3,)) or ``check=(example args...)`` runs
+    the template against central differences now and raises RuleCheckError if wrong.
     """
 
     def register(template: Callable) -> Callable:
         template.__s2sgrad_outputs__ = outputs
+        if check is not False:
+            from s2sgrad.rules.checking import check_rule
+
+            for prim in primitives:
+                check_rule(prim, template, "jvp", check, outputs)
         diff = _jvp_diff_params(template)
         for prim in primitives:
             rule = _entry(prim)
@@ -144,27 +161,37 @@ def defjvp(*primitives: Any, outputs: int = 1) -> Callable[[Callable], Callable]
             rule.nondifferentiable = False
             rule.diff_params = diff
             rule.outputs = outputs
+            rule.origin = template.__module__
         _GENERATION[0] += 1
         return template
 
     return register
 
 
-def defvjp(*primitives: Any, outputs: int = 1) -> Callable[[Callable], Callable]:
+def defvjp(
+    *primitives: Any, outputs: int = 1, check: Any = False
+) -> Callable[[Callable], Callable]:
     """Register a reverse-mode template for one or more primitives (see module docstring).
 
     ``outputs > 1``: the primitive returns a tuple; ``g`` is the tuple of the outputs'
     cotangents (zeros for outputs the program does not use) and ``ans`` the tuple result.
+    ``check`` as for defjvp (a dot-product test against central differences).
     """
 
     def register(template: Callable) -> Callable:
         _check_vjp_signature(template)
         template.__s2sgrad_outputs__ = outputs
+        if check is not False:
+            from s2sgrad.rules.checking import check_rule
+
+            for prim in primitives:
+                check_rule(prim, template, "vjp", check, outputs)
         for prim in primitives:
             rule = _entry(prim)
             rule.vjp = template
             rule.nondifferentiable = False
             rule.outputs = outputs
+            rule.origin = template.__module__
         _GENERATION[0] += 1
         return template
 
@@ -177,8 +204,10 @@ def nondifferentiable(*primitives: Any) -> None:
     Their results are treated as constants: zero derivative, which is the
     mathematical answer for piecewise-constant and integer-valued functions.
     """
+    origin = sys._getframe(1).f_globals.get("__name__", "")
     for prim in primitives:
         rule = _entry(prim)
+        rule.origin = origin
         rule.nondifferentiable = True
         rule.jvp = rule.vjp = None
         rule.diff_params = ()
