@@ -17,6 +17,7 @@ from s2sgrad._version import __version__
 from s2sgrad.errors import UsageError
 from s2sgrad.frontend import parse_function
 from s2sgrad.transforms.forward import forward
+from s2sgrad.transforms.hoist import hoist_invariants
 from s2sgrad.transforms.names import FreshNames
 from s2sgrad.transforms.normalize import normalize
 from s2sgrad.transforms.optimize import optimize
@@ -69,7 +70,7 @@ def _ref_roots(atom) -> set[str]:
 
 def lower(fn: Callable) -> ir.FunctionDef:
     """The user's function as IR: A-normal form, structured (counted loops, one return)."""
-    return structure(normalize(parse_function(fn)))
+    return hoist_invariants(structure(normalize(parse_function(fn))))
 
 
 class Compilation:
