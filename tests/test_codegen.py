@@ -101,3 +101,24 @@ def test_golden_reverse_code_for_the_readme_example():
         path.parent.mkdir(exist_ok=True)
         path.write_text(code)
     assert code == path.read_text(), "generated code changed; refresh the golden file if intended"
+
+
+def test_loop_invariants_are_computed_once_and_never_recorded():
+    import importlib.util
+
+    path = Path(__file__).parent.parent / "examples" / "ode_sensitivity.py"
+    spec = importlib.util.spec_from_file_location("ode_sensitivity_example", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    source = pipeline.generate(module.loss, mode="reverse", wrt=(0,)).source
+    loop_at = source.index("for _ in loop_range:")
+    assert source.index("0.5 * dt") < loop_at, source
+    assert source.index("dt / 6.0") < loop_at, source
+    # the recorded values are the ones the backward sweep reads, never dt's invariants
+    hoisted = [
+        ln.split("=")[0].strip()
+        for ln in source[:loop_at].splitlines()
+        if "* dt" in ln or "dt /" in ln
+    ]
+    for name in hoisted:
+        assert f"{name}_stack" not in source, name
