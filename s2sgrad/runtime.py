@@ -29,24 +29,51 @@ import numpy as np
 __all__ = [
     "accumulate",
     "add_at",
+    "average_weights",
     "broadcast_like",
     "clip_shares",
+    "cumprod_tangent",
     "dot_adjoint_lhs",
     "dot_adjoint_rhs",
+    "einsum_adjoint",
+    "einsum_tangent",
     "foldable",
     "greater_share",
+    "inner_adjoint_lhs",
+    "inner_adjoint_rhs",
     "inverse_permutation",
+    "kron_adjoint_lhs",
+    "kron_adjoint_rhs",
+    "logsumexp_shares",
     "matmul_adjoint_lhs",
     "matmul_adjoint_rhs",
+    "matrix_power_adjoint",
+    "matrix_power_tangent",
+    "multi_dot_adjoint",
+    "multi_dot_tangent",
     "norm_direction",
+    "pad_tangent",
     "prod_of_others",
     "set_at",
+    "tensordot_adjoint_lhs",
+    "tensordot_adjoint_rhs",
     "tie_shares",
+    "unaverage_weights",
     "unbroadcast",
     "unconcatenate",
+    "uncumprod",
+    "undiag",
+    "undiagonal",
     "unindex",
+    "unjoin",
+    "unpad",
     "unreduce",
+    "unrepeat",
+    "unsplit",
     "unstack",
+    "untake",
+    "untake_along_axis",
+    "untile",
     "zero_at",
     "zeros_if_none",
     "zeros_like_tree",
@@ -177,31 +204,175 @@ def tie_shares(a: Any, ans: Any, axis: Any = None, keepdims: bool = False) -> An
     return np.asarray(winners / counts, dtype=_float_dtype(a))
 
 
+def average_weights(a: Any, axis: Any = None, weights: Any = None, returned: bool = False) -> Any:
+    """The weights of ``np.average(a, axis, weights)`` spread to the shape of ``a``.
+
+    Ones when ``weights`` is None. Weights of the shape of ``a`` (or a scalar)
+    are broadcast as they are; otherwise they hold one weight per position
+    along ``axis`` (an int or a tuple), laid out as NumPy does. ``returned=True`` (a tuple result)
+    has no derivative rule and raises NotImplementedError.
+    """
+    if returned:
+        raise NotImplementedError("s2sgrad has no derivative for np.average(..., returned=True)")
+    shape = np.shape(a)
+    if weights is None:
+        return np.ones(shape, dtype=_float_dtype(a))
+    w = np.asarray(weights)
+    if w.ndim and w.shape != shape:
+        axes = _normalize_axes(axis, len(shape))
+        w = np.transpose(w, np.argsort(axes))
+        w = np.reshape(w, tuple(n if i in axes else 1 for i, n in enumerate(shape)))
+    return np.broadcast_to(w, shape)
+
+
+def unaverage_weights(g: Any, weights: Any, a: Any, axis: Any = None) -> Any:
+    """The cotangent of ``weights`` from the cotangent ``g`` of ``average_weights(a, axis, weights)``.
+
+    The adjoint of that spreading: ``g`` summed over the axes the weights were
+    broadcast along and laid out in the weights' own axis order.
+    """
+    shape = np.shape(a)
+    if np.shape(weights) == shape:
+        return g
+    if np.ndim(weights) == 0:
+        return np.sum(g)
+    axes = _normalize_axes(axis, len(shape))
+    g = np.sum(g, axis=tuple(i for i in range(len(shape)) if i not in axes))
+    return np.transpose(g, np.argsort(np.argsort(axes)))
+
+
+def _scan_last(a: Any, axis: Any) -> tuple[np.ndarray, int]:
+    """``a`` with the scanned ``axis`` moved last (flattened when ``axis`` is None), and that axis."""
+    a = np.asarray(a)
+    if axis is None:
+        return np.ravel(a), 0
+    axis = operator.index(axis) % a.ndim
+    return np.moveaxis(a, axis, -1), axis
+
+
+def _cumprod_partials(a: np.ndarray) -> np.ndarray:
+    """``P[..., j, i] = d cumprod(a)[i] / d a[j]`` along the last axis, exact when ``a`` has zeros.
+
+    That is the product of ``a[k]`` over ``k <= i, k != j`` for ``j <= i`` (0
+    otherwise): the exclusive product left of ``j`` times the product of
+    ``a[j+1..i]``. It takes ``n**2`` memory per scanned row.
+    """
+    n = a.shape[-1]
+    ones = np.ones_like(a[..., :1])
+    left = np.cumprod(np.concatenate([ones, a[..., :-1]], axis=-1), axis=-1)
+    after = np.triu(np.ones((n, n), dtype=bool), 1)  # after[j, k]: k > j
+    between = np.cumprod(np.where(after, a[..., None, :], 1.0), axis=-1)
+    return np.where(~after.T, left[..., :, None] * between, 0.0)
+
+
+def cumprod_tangent(da: Any, a: Any, axis: Any = None) -> Any:
+    """The tangent of ``np.cumprod(a, axis)`` along the input tangent ``da``.
+
+    ``cumprod(a) * cumsum(da / a)`` when ``a`` has no zeros (linear time);
+    otherwise the exact quadratic form of ``_cumprod_partials``, as jax is
+    exact at zeros.
+    """
+    a_last, moved = _scan_last(a, axis)
+    da_last, _ = _scan_last(np.broadcast_to(da, np.shape(a)), axis)
+    if np.all(a_last != 0):
+        t = np.cumprod(a_last, axis=-1) * np.cumsum(da_last / a_last, axis=-1)
+    else:
+        t = np.einsum("...ji,...j->...i", _cumprod_partials(a_last), da_last)
+    return np.moveaxis(t, -1, moved)
+
+
+def uncumprod(g: Any, a: Any, axis: Any = None) -> Any:
+    """The cotangent of ``a`` for ``np.cumprod(a, axis)`` with output cotangent ``g``.
+
+    A reversed cumulative sum of ``g * cumprod(a)``, over ``a``, when ``a`` has
+    no zeros; otherwise the exact quadratic form (see ``cumprod_tangent``).
+    """
+    a_last, moved = _scan_last(a, axis)
+    g_last, _ = _scan_last(g, axis)
+    if np.all(a_last != 0):
+        scanned = np.flip(np.cumsum(np.flip(g_last * np.cumprod(a_last, axis=-1), -1), -1), -1)
+        out = scanned / a_last
+    else:
+        out = np.einsum("...ji,...i->...j", _cumprod_partials(a_last), g_last)
+    return np.reshape(np.moveaxis(out, -1, moved), np.shape(a))
+
+
+def logsumexp_shares(
+    a: Any, ans: Any, axis: Any = None, keepdims: bool = False, b: Any = None
+) -> Any:
+    """``b * exp(a - ans)`` for ``ans = scipy.special.logsumexp(a, axis, b, keepdims)``.
+
+    The derivative of ``logsumexp`` by ``a`` (by ``b`` with ``b=None``: ``exp(a -
+    ans)``, the softmax of ``a`` over ``axis``). ``ans`` is re-expanded over the
+    reduced axes, so the result has the broadcast shape of ``a`` and ``b``.
+    """
+    ans = np.asarray(ans)
+    if not keepdims and axis is not None:
+        ans = np.expand_dims(ans, axis)
+    shares = np.exp(a - ans)
+    return shares if b is None else shares * b
+
+
 def norm_direction(
     x: Any, ans: Any, ord: Any = None, axis: Any = None, keepdims: bool = False
 ) -> Any:
-    """The derivative of the vector norm ``ans = np.linalg.norm(x, ord, axis, keepdims)`` by ``x``.
+    """The derivative of the norm ``ans = np.linalg.norm(x, ord, axis, keepdims)`` by ``x``.
 
-    Covers the 2-norm and Frobenius norm (``ord`` None, 2 or "fro": ``x / ans``),
-    ``ord=1`` (``sign(x)``), ``ord=inf`` (``sign(x)`` on the largest
-    magnitudes, ties sharing equally as jax does) and any other vector
-    ``p``-norm. Matrix norms other than Frobenius (``ord`` 1, 2, inf, "nuc"
-    over two axes) raise NotImplementedError rather than return a wrong derivative.
+    Vector norms: the 2-norm and Frobenius norm (``ord`` None, 2 or "fro": ``x /
+    ans``), ``ord=1`` (the slope of ``abs``, 1 at 0 as in jax), ``ord=inf`` and
+    ``-inf`` (that slope on the largest or smallest magnitudes, ties sharing
+    equally as jax does), ``ord=0`` (a count: zero) and any other ``p``-norm.
+    Matrix norms (``axis`` a pair, or None for a 2-D ``x``): see
+    ``_matrix_norm_direction``.
     """
     ndim = np.ndim(x)
     matrix = (axis is None and ndim == 2) or (isinstance(axis, tuple) and len(axis) == 2)
     if ord is None or ord == "fro" or (ord == 2 and not matrix):
         return x / unreduce(ans, x, axis, keepdims)
     if matrix:
-        raise NotImplementedError(
-            f"s2sgrad has no derivative for the matrix norm np.linalg.norm(..., ord={ord!r})"
-        )
+        return _matrix_norm_direction(np.asarray(x), ord, (0, 1) if axis is None else axis)
+    if ord == 0:
+        return np.zeros(np.shape(x), dtype=_float_dtype(x))
     if ord == 1:
-        return np.sign(x)
-    if ord == np.inf:
-        return np.sign(x) * tie_shares(np.abs(x), ans, axis, keepdims)
+        return _abs_slope(x)
+    if ord in (np.inf, -np.inf):
+        return _abs_slope(x) * tie_shares(np.abs(x), ans, axis, keepdims)
     p = float(ord)
     return np.sign(x) * np.abs(x) ** (p - 1) / unreduce(ans, x, axis, keepdims) ** (p - 1)
+
+
+def _abs_slope(x: Any) -> Any:
+    """The derivative of ``abs`` at ``x``: the sign of ``x``, with slope 1 at 0 as in jax."""
+    return np.where(x >= 0, 1.0, -1.0).astype(_float_dtype(x))
+
+
+def _matrix_norm_direction(x: np.ndarray, ord: Any, axis: tuple[int, int]) -> Any:
+    """The derivative of a matrix norm over the axis pair ``axis`` (rows, columns) by ``x``.
+
+    ``"nuc"``: ``U @ Vh`` of the thin SVD; ``2`` and ``-2``: ``u v^T`` of the
+    largest or smallest singular value (assumed simple, as jax's SVD rule
+    does); ``1``/``-1`` (largest/smallest column sum of magnitudes) and
+    ``inf``/``-inf`` (row sum): the slope of ``abs`` on the chosen columns or
+    rows, ties sharing equally as in jax.
+    """
+    row, col = _normalize_axes(axis, x.ndim)
+    if ord in ("nuc", 2, -2):
+        u, _, vh = np.linalg.svd(np.moveaxis(x, (row, col), (-2, -1)), full_matrices=False)
+        if ord == 2:
+            u, vh = u[..., :, :1], vh[..., :1, :]
+        elif ord == -2:
+            u, vh = u[..., :, -1:], vh[..., -1:, :]
+        return np.moveaxis(u @ vh, (-2, -1), (row, col))
+    if ord in (1, -1):
+        summed, across = row, col
+    elif ord in (np.inf, -np.inf):
+        summed, across = col, row
+    else:
+        raise ValueError(f"invalid norm order {ord!r} for matrices")
+    sums = np.sum(np.abs(x), axis=summed, keepdims=True)
+    pick = np.max if ord > 0 else np.min
+    extreme = pick(sums, axis=across, keepdims=True)
+    return _abs_slope(x) * tie_shares(sums, extreme, across, True)
 
 
 # --------------------------------------------------------------------------- non-smooth points
@@ -455,3 +626,399 @@ def zero_at(d: Any, idx: Any) -> Any:
     out = np.array(d, dtype=np.result_type(d, float), copy=True)
     out[idx] = 0
     return out
+
+
+# --------------------------------------------------------------------------- joining and splitting
+
+
+def _joined_shape(shape: tuple[int, ...], how: str) -> tuple[tuple[int, ...], int]:
+    """The shape an array takes inside ``np.<how>`` (after its atleast_Nd promotion) and the axis."""
+    nd = len(shape)
+    if how == "hstack":
+        promoted = shape if nd else (1,)
+        return promoted, 0 if len(promoted) == 1 else 1
+    if how == "vstack":
+        return ((1, 1), (1,) + shape)[nd] if nd < 2 else shape, 0
+    if how == "dstack":
+        if nd == 0:
+            return (1, 1, 1), 2
+        if nd == 1:
+            return (1,) + shape + (1,), 2
+        return (shape + (1,) if nd == 2 else shape), 2
+    if how == "column_stack":
+        return ((1, 1), shape + (1,))[nd] if nd < 2 else shape, 1
+    raise ValueError(f"unknown joining function np.{how}")
+
+
+def unjoin(g: Any, arrays: Any, how: str) -> list[Any]:
+    """Split the cotangent of ``np.hstack``/``vstack``/``dstack``/``column_stack`` of ``arrays``.
+
+    Each array is promoted as the joining function does (``np.atleast_2d`` for
+    ``vstack``, a column for a 1-D array in ``column_stack``...); the piece of
+    ``g`` it occupies is reshaped back to the array's own shape.
+    """
+    promoted = [_joined_shape(np.shape(e), how) for e in arrays]
+    axis = promoted[0][1]
+    lengths = [shape[axis] for shape, _ in promoted]
+    pieces = np.split(g, np.cumsum(lengths)[:-1], axis=axis)
+    return [np.reshape(p, np.shape(e)) for p, e in zip(pieces, arrays, strict=True)]
+
+
+def unsplit(g: Any, ans: Any, axis: int = 0) -> Any:
+    """The cotangent of ``ary`` in ``ans = np.split(ary, ..., axis)`` (or ``np.array_split``).
+
+    ``g`` is the list of the pieces' cotangents; None or zeros stand for pieces
+    the program did not use. The pieces are concatenated back along ``axis``.
+    """
+    parts = [np.zeros_like(a, dtype=_float_dtype(a)) if c is None else c for c, a in zip(g, ans)]
+    return np.concatenate(parts, axis=axis)
+
+
+# --------------------------------------------------------------------------- copies of elements
+
+
+def untile(g: Any, a: Any, reps: Any) -> Any:
+    """The cotangent of ``a`` in ``np.tile(a, reps)``: the sum of ``g`` over the tiles."""
+    shape = np.shape(a)
+    reps = tuple(np.atleast_1d(reps).tolist())
+    d = max(len(shape), len(reps))
+    a_shape = (1,) * (d - len(shape)) + tuple(shape)
+    reps = (1,) * (d - len(reps)) + reps
+    interleaved = [n for pair in zip(reps, a_shape) for n in pair]
+    summed = np.sum(np.reshape(g, interleaved), axis=tuple(range(0, 2 * d, 2)))
+    return np.reshape(summed, shape)
+
+
+def unrepeat(g: Any, a: Any, repeats: Any, axis: Any = None) -> Any:
+    """The cotangent of ``a`` in ``np.repeat(a, repeats, axis)``: each element's copies summed."""
+    shape = np.shape(a)
+    if axis is None:
+        flat_shape = (int(np.prod(shape)),)
+        ax = 0
+    else:
+        flat_shape = tuple(shape)
+        ax = operator.index(axis) % len(shape)
+    n = flat_shape[ax]
+    owners = np.repeat(np.arange(n), repeats)
+    moved = np.moveaxis(np.asarray(g), ax, 0)
+    out = np.zeros((n,) + moved.shape[1:], dtype=_float_dtype(g))
+    np.add.at(out, owners, moved)
+    return np.reshape(np.moveaxis(out, 0, ax), shape)
+
+
+def unpad(g: Any, array: Any, pad_width: Any, mode: str = "constant") -> Any:
+    """The cotangent of ``array`` in ``np.pad(array, pad_width, mode)``.
+
+    ``constant`` (and ``empty``) padding adds constants: the cotangent is the
+    interior of ``g``. ``edge``, ``reflect``, ``symmetric`` and ``wrap`` copy
+    elements of ``array`` into the border: their cotangents are added back to
+    the elements they copy (found by padding an array of element numbers).
+    Other modes raise NotImplementedError.
+    """
+    shape = np.shape(array)
+    widths = np.broadcast_to(np.asarray(pad_width, dtype=int), (len(shape), 2))
+    if mode in ("constant", "empty"):
+        interior = tuple(slice(int(lo), int(lo) + n) for (lo, _), n in zip(widths, shape))
+        return g[interior]
+    if mode in ("edge", "reflect", "symmetric", "wrap"):
+        sources = np.pad(np.arange(int(np.prod(shape))).reshape(shape), pad_width, mode=mode)
+        out = np.zeros(int(np.prod(shape)), dtype=_float_dtype(g))
+        np.add.at(out, np.ravel(sources), np.ravel(g))
+        return np.reshape(out, shape)
+    raise NotImplementedError(f"s2sgrad has no derivative for np.pad(..., mode={mode!r})")
+
+
+def pad_tangent(t: Any, pad_width: Any, mode: str = "constant") -> Any:
+    """The tangent of ``np.pad(array, pad_width, mode)`` given the tangent ``t`` of ``array``.
+
+    Constant padding gets a zero border (the constants carry no derivative);
+    the copying modes pad the tangent the same way.
+    """
+    if mode in ("constant", "empty"):
+        return np.pad(t, pad_width)
+    if mode in ("edge", "reflect", "symmetric", "wrap"):
+        return np.pad(t, pad_width, mode=mode)
+    raise NotImplementedError(f"s2sgrad has no derivative for np.pad(..., mode={mode!r})")
+
+
+def _diagonal_positions(n: int, offset: int) -> tuple[Any, Any]:
+    return np.arange(n) + max(-offset, 0), np.arange(n) + max(offset, 0)
+
+
+def undiagonal(g: Any, a: Any, offset: int = 0, axis1: int = 0, axis2: int = 1) -> Any:
+    """The cotangent of ``a`` in ``np.diagonal(a, offset, axis1, axis2)``: ``g`` on that diagonal.
+
+    ``g`` has the diagonal as its last axis, as ``np.diagonal`` returns it.
+    """
+    g = np.asarray(g)
+    out = np.zeros(np.shape(a), dtype=np.result_type(g, _float_dtype(a)))
+    view = np.moveaxis(out, (axis1, axis2), (-2, -1))
+    rows, cols = _diagonal_positions(g.shape[-1], offset)
+    view[..., rows, cols] = g
+    return out
+
+
+def undiag(g: Any, v: Any, k: int = 0) -> Any:
+    """The cotangent of ``v`` in ``np.diag(v, k)``: the k-th diagonal of ``g`` for a 1-D ``v``,
+    ``g`` placed on the k-th diagonal of a matrix shaped like ``v`` for a 2-D one."""
+    if np.ndim(v) == 1:
+        return np.diag(g, k)
+    return undiagonal(g, v, k, 0, 1)
+
+
+def untake(g: Any, a: Any, indices: Any, axis: Any = None) -> Any:
+    """The cotangent of ``a`` in ``np.take(a, indices, axis)``; repeated indices add up."""
+    shape = np.shape(a)
+    if axis is None:
+        flat = unindex(g, np.zeros(int(np.prod(shape))), (np.asarray(indices),))
+        return np.reshape(flat, shape)
+    ax = operator.index(axis) % len(shape)
+    return unindex(g, a, (slice(None),) * ax + (np.asarray(indices),))
+
+
+def untake_along_axis(g: Any, arr: Any, indices: Any, axis: Any = -1) -> Any:
+    """The cotangent of ``arr`` in ``np.take_along_axis(arr, indices, axis)`` (axis None: flat).
+
+    Repeated indices add up.
+    """
+    shape = np.shape(arr)
+    if axis is None:
+        return untake(g, arr, np.ravel(indices), None)
+    indices = np.asarray(indices)
+    ax = operator.index(axis) % len(shape)
+    grid = list(np.ogrid[tuple(slice(n) for n in indices.shape)])
+    grid[ax] = indices
+    return unindex(g, arr, tuple(grid))
+
+
+# --------------------------------------------------------------------------- more products
+
+
+def _normalize_tensordot_axes(axes: Any, a_nd: int, b_nd: int) -> tuple[list[int], list[int]]:
+    if isinstance(axes, (int, np.integer)):
+        n = int(axes)
+        return list(range(a_nd - n, a_nd)), list(range(n))
+    a_axes, b_axes = axes
+    a_axes = [a_axes] if isinstance(a_axes, (int, np.integer)) else list(a_axes)
+    b_axes = [b_axes] if isinstance(b_axes, (int, np.integer)) else list(b_axes)
+    return [int(x) % a_nd for x in a_axes], [int(x) % b_nd for x in b_axes]
+
+
+def tensordot_adjoint_lhs(g: Any, a: Any, b: Any, axes: Any = 2) -> Any:
+    """The cotangent of ``a`` in ``np.tensordot(a, b, axes)``.
+
+    The result's axes are ``a``'s free axes then ``b``'s; contracting ``g``
+    with ``b`` over ``b``'s free axes leaves ``a``'s free axes followed by
+    the contracted ones (in ``b``'s order), which a transpose puts back in
+    ``a``'s order.
+    """
+    a_nd, b_nd = np.ndim(a), np.ndim(b)
+    a_axes, b_axes = _normalize_tensordot_axes(axes, a_nd, b_nd)
+    a_free = [i for i in range(a_nd) if i not in a_axes]
+    b_free = [i for i in range(b_nd) if i not in b_axes]
+    g_b = list(range(len(a_free), len(a_free) + len(b_free)))
+    da = np.tensordot(g, b, axes=(g_b, b_free))
+    # The contracted axes come out in b's order; name each by the axis of a it pairs with.
+    paired = [a_axes[b_axes.index(j)] for j in sorted(b_axes)]
+    return np.transpose(da, inverse_permutation(a_free + paired))
+
+
+def tensordot_adjoint_rhs(g: Any, a: Any, b: Any, axes: Any = 2) -> Any:
+    """The cotangent of ``b`` in ``np.tensordot(a, b, axes)`` (see ``tensordot_adjoint_lhs``)."""
+    a_nd, b_nd = np.ndim(a), np.ndim(b)
+    a_axes, b_axes = _normalize_tensordot_axes(axes, a_nd, b_nd)
+    a_free = [i for i in range(a_nd) if i not in a_axes]
+    db = np.tensordot(a, g, axes=(a_free, list(range(len(a_free)))))
+    b_free = [i for i in range(b_nd) if i not in b_axes]
+    paired = [b_axes[a_axes.index(i)] for i in sorted(a_axes)]
+    return np.transpose(db, inverse_permutation(paired + b_free))
+
+
+def inner_adjoint_lhs(g: Any, a: Any, b: Any) -> Any:
+    """The cotangent of ``a`` in ``np.inner(a, b)`` (a product when either is a scalar)."""
+    if np.ndim(a) == 0 or np.ndim(b) == 0:
+        return unbroadcast(np.multiply(g, b), a)
+    return tensordot_adjoint_lhs(g, a, b, ([-1], [-1]))
+
+
+def inner_adjoint_rhs(g: Any, a: Any, b: Any) -> Any:
+    """The cotangent of ``b`` in ``np.inner(a, b)``."""
+    if np.ndim(a) == 0 or np.ndim(b) == 0:
+        return unbroadcast(np.multiply(g, a), b)
+    return tensordot_adjoint_rhs(g, a, b, ([-1], [-1]))
+
+
+def _kron_shapes(a: Any, b: Any) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    a_shape, b_shape = np.shape(a), np.shape(b)
+    d = max(len(a_shape), len(b_shape))
+    return (1,) * (d - len(a_shape)) + a_shape, (1,) * (d - len(b_shape)) + b_shape
+
+
+def kron_adjoint_lhs(g: Any, a: Any, b: Any) -> Any:
+    """The cotangent of ``a`` in ``np.kron(a, b)``: each block of ``g`` contracted with ``b``."""
+    a_shape, b_shape = _kron_shapes(a, b)
+    d = len(a_shape)
+    blocks = np.reshape(g, [n for pair in zip(a_shape, b_shape) for n in pair])
+    da = np.tensordot(blocks, np.reshape(b, b_shape), axes=(list(range(1, 2 * d, 2)), list(range(d))))
+    return np.reshape(da, np.shape(a))
+
+
+def kron_adjoint_rhs(g: Any, a: Any, b: Any) -> Any:
+    """The cotangent of ``b`` in ``np.kron(a, b)``: the blocks of ``g`` weighted by ``a``."""
+    a_shape, b_shape = _kron_shapes(a, b)
+    d = len(a_shape)
+    blocks = np.reshape(g, [n for pair in zip(a_shape, b_shape) for n in pair])
+    db = np.tensordot(blocks, np.reshape(a, a_shape), axes=(list(range(0, 2 * d, 2)), list(range(d))))
+    return np.reshape(db, np.shape(b))
+
+
+_EINSUM_LETTERS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+def _einsum_terms(subscripts: str, operands: list[Any]) -> tuple[list[str], str]:
+    """Explicit subscripts per operand and for the output, with every ``...`` spelled out."""
+    subscripts = subscripts.replace(" ", "")
+    if "->" in subscripts:
+        inputs, output = subscripts.split("->")
+    else:
+        inputs, output = subscripts, None
+    terms = inputs.split(",")
+    used = set(subscripts) - set(".,->")
+    spare = [c for c in _EINSUM_LETTERS if c not in used]
+    ell_nd = max(
+        [np.ndim(op) - len(t.replace("...", "")) for t, op in zip(terms, operands) if "..." in t],
+        default=0,
+    )
+    ell = "".join(spare[:ell_nd])
+    expanded = []
+    for t, op in zip(terms, operands, strict=True):
+        if "..." in t:
+            k = np.ndim(op) - len(t.replace("...", ""))
+            t = t.replace("...", ell[ell_nd - k :] if k else "")
+        expanded.append(t)
+    if output is None:
+        letters = "".join(expanded)
+        named = sorted(c for c in set(inputs) - set(".,") if letters.count(c) == 1)
+        output = ell + "".join(c for c in named if c not in ell)
+    else:
+        output = output.replace("...", ell)
+    return expanded, output
+
+
+def einsum_tangent(subscripts: str, operands: Any, k: int, t: Any) -> Any:
+    """``np.einsum(subscripts, *operands)`` with the ``k``-th operand replaced by the tangent ``t``.
+
+    Entries of ``operands`` that are None (operands the call did not pass) are dropped.
+    """
+    ops = [t if i == k else op for i, op in enumerate(operands) if op is not None]
+    return np.einsum(subscripts, *ops)
+
+
+def einsum_adjoint(g: Any, subscripts: str, operands: Any, k: int) -> Any:
+    """The cotangent of the ``k``-th operand of ``np.einsum(subscripts, *operands)``.
+
+    It is an einsum of ``g`` with the other operands, whose output is the
+    ``k``-th operand's subscripts. Implicit outputs and ``...`` are spelled
+    out first. A letter repeated in that operand (a diagonal, as in
+    ``"ii->"``) gets an identity matrix, a letter only it carries (summed
+    away) a vector of ones, and ``...`` axes it broadcast are summed back.
+    Entries of ``operands`` that are None are dropped; for them the result is None.
+    """
+    if operands[k] is None:
+        return None
+    ops = [op for op in operands if op is not None]
+    terms, output = _einsum_terms(subscripts, ops)
+    target = terms[k]
+    others = [(t, op) for i, (t, op) in enumerate(zip(terms, ops)) if i != k]
+    known = set(output).union(*[set(t) for t, _ in others])
+    spare = [c for c in _EINSUM_LETTERS if c not in set(output).union(*map(set, terms))]
+    shape = np.shape(ops[k])
+    extra_terms, extra_ops, result = [], [], ""
+    seen: set[str] = set()
+    for c, n in zip(target, shape):
+        if c in seen:  # a repeated letter: a diagonal of this operand
+            fresh = spare.pop(0)
+            extra_terms.append(c + fresh)
+            extra_ops.append(np.eye(n))
+            result += fresh
+            continue
+        seen.add(c)
+        if c not in known:  # summed away from this operand alone
+            extra_terms.append(c)
+            extra_ops.append(np.ones(n))
+        result += c
+    spec = ",".join([output] + [t for t, _ in others] + extra_terms) + "->" + result
+    adjoint = np.einsum(spec, g, *[op for _, op in others], *extra_ops)
+    return unbroadcast(adjoint, ops[k])
+
+
+def multi_dot_tangent(arrays: Any, tangents: Any) -> Any:
+    """The tangent of ``np.linalg.multi_dot(arrays)``: one product per factor, with its tangent."""
+    total = 0
+    for i, t in enumerate(tangents):
+        total = total + np.linalg.multi_dot([t if j == i else a for j, a in enumerate(arrays)])
+    return total
+
+
+def multi_dot_adjoint(g: Any, arrays: Any) -> list[Any]:
+    """The cotangents of the factors of ``np.linalg.multi_dot(arrays)``.
+
+    A 1-D first factor is a row and a 1-D last factor a column, as in
+    ``multi_dot``; the cotangent of factor ``k`` is ``(A_0..A_{k-1})^T g (A_{k+1}..)^T``.
+    """
+    mats = [np.asarray(a) for a in arrays]
+    if mats[0].ndim == 1:
+        mats[0] = mats[0][None, :]
+    if mats[-1].ndim == 1:
+        mats[-1] = mats[-1][:, None]
+    g = np.reshape(g, (mats[0].shape[0], mats[-1].shape[1]))
+    out = []
+    for k in range(len(mats)):
+        left = g
+        if k > 0:
+            left = np.swapaxes(_chain(mats[:k]), -1, -2) @ g
+        if k < len(mats) - 1:
+            left = left @ np.swapaxes(_chain(mats[k + 1 :]), -1, -2)
+        out.append(np.reshape(left, np.shape(arrays[k])))
+    return out
+
+
+def _chain(mats: list[Any]) -> Any:
+    return mats[0] if len(mats) == 1 else np.linalg.multi_dot(mats)
+
+
+def _power_factors(a: Any, n: int) -> tuple[Any, int]:
+    """The base and exponent of ``matrix_power(a, n)`` as a non-negative power (``inv(a)`` for n < 0)."""
+    return (np.linalg.inv(a), -n) if n < 0 else (a, n)
+
+
+def matrix_power_tangent(a: Any, n: int, t: Any) -> Any:
+    """The tangent of ``np.linalg.matrix_power(a, n)`` given the tangent ``t`` of ``a``.
+
+    ``sum_k M^k dM M^(m-1-k)`` with ``M = a`` and ``m = n`` (``M = inv(a)``,
+    ``dM = -M t M``, ``m = -n`` for a negative ``n``).
+    """
+    m_, m = _power_factors(a, operator.index(n))
+    dm = -m_ @ t @ m_ if n < 0 else t
+    powers = [np.broadcast_to(np.eye(np.shape(a)[-1]), np.shape(a))]
+    for _ in range(m - 1):
+        powers.append(powers[-1] @ m_)
+    total = np.zeros(np.shape(a), dtype=np.result_type(a, t, 1.0))
+    for k in range(m):
+        total = total + powers[k] @ dm @ powers[m - 1 - k]
+    return total
+
+
+def matrix_power_adjoint(g: Any, a: Any, n: int) -> Any:
+    """The cotangent of ``a`` in ``np.linalg.matrix_power(a, n)`` (the transpose of the tangent map)."""
+    m_, m = _power_factors(a, operator.index(n))
+    mt = np.swapaxes(m_, -1, -2)
+    powers = [np.broadcast_to(np.eye(np.shape(a)[-1]), np.shape(a))]
+    for _ in range(m - 1):
+        powers.append(powers[-1] @ mt)
+    total = np.zeros(np.shape(a), dtype=np.result_type(a, g, 1.0))
+    for k in range(m):
+        total = total + powers[k] @ g @ powers[m - 1 - k]
+    if n < 0:
+        total = -mt @ total @ mt
+    return total

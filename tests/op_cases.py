@@ -11,11 +11,21 @@ fails when a registered differentiable primitive has no case here.
 
 Inputs are specified as a shape tuple (random float64 in ``[-1.5, 1.5]``),
 ``In(shape, lo, hi)`` for another range, ``In(shape, kind="wellcond")`` for a
-well-conditioned square matrix (or batch of them), ``FLOAT`` for a Python
+well-conditioned square matrix (or batch of them), ``In(shape, kind="spd")``
+for a symmetric positive definite one with eigenvalues 1, 2, ..., n, ``FLOAT`` for a Python
 float, or a concrete ``np.ndarray``. ``smooth=False`` marks cases that sit on a
 non-smooth point on purpose (ties, clip bounds): only jax, whose conventions
 the rules follow, judges them. ``jax=False`` marks cases jax cannot trace
 (``float(x)``): only central differences judge them.
+
+A primitive returning a tuple (a rule with ``outputs > 1``: ``np.linalg.qr``)
+is exercised by a case whose function unpacks the tuple and returns the
+outputs listed in ``keep`` (all by default), as a tuple, or the output
+itself when ``keep`` names one; its scalar wrapper sums ``np.sin`` of each
+kept output. Outputs left out test the zero cotangents of unused outputs.
+A primitive returning a list (``np.split``) gives ``pieces``, the list's
+length: its function returns the list, its scalar wrapper sums ``np.sin`` of
+the pieces in ``keep`` (all by default).
 """
 
 from __future__ import annotations
@@ -28,6 +38,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import scipy
+import scipy.special
 
 
 @dataclass(frozen=True)
@@ -37,7 +49,7 @@ class In:
     shape: tuple[int, ...] | None
     lo: float = -1.5
     hi: float = 1.5
-    kind: str = "uniform"  # "uniform" | "wellcond"
+    kind: str = "uniform"  # "uniform" | "wellcond" | "spd"
 
 
 FLOAT = In(None)
@@ -53,7 +65,7 @@ BINARY_SYNTAX: dict[type, Any] = {
 }
 UNARY_SYNTAX: dict[type, Any] = {ast.USub: operator.neg, ast.UAdd: operator.pos}
 
-NAMESPACE = {"np": np, "operator": operator, "builtins": builtins}
+NAMESPACE = {"np": np, "scipy": scipy, "operator": operator, "builtins": builtins}
 
 
 def _label(spec: In | np.ndarray) -> str:
@@ -76,6 +88,8 @@ class Case:
     rtol: float = 1e-6
     fd_rtol: float = 1e-5
     id: str = ""
+    keep: tuple[int, ...] | None = None  # the outputs a multi-output case returns
+    pieces: int = 0  # how many arrays a list-returning primitive (np.split) returns
 
     def __post_init__(self) -> None:
         self.inputs = {
@@ -83,6 +97,38 @@ class Case:
         }
         if not self.id:
             self.id = f"{self.expr} [{','.join(map(_label, self.inputs.values()))}]"
+            if self.keep is not None:
+                self.id += f" keep={list(self.keep)}"
+
+    @property
+    def outputs(self) -> int:
+        """How many values the primitive returns (its rule's ``outputs``; 1 without a rule)."""
+        from s2sgrad.rules import lookup
+
+        rule = lookup(self.primitive)
+        return rule.outputs if rule is not None else 1
+
+    @property
+    def kept(self) -> tuple[int, ...]:
+        """The outputs of a multi-output primitive that the case's function returns."""
+        n = self.outputs if self.outputs > 1 else self.pieces
+        return tuple(range(n)) if self.keep is None else self.keep
+
+    def select_outputs(self, values: Any) -> Any:
+        """What the case's function returns, given every output of its primitive."""
+        if self.outputs == 1:
+            return values
+        kept = tuple(values[i] for i in self.kept)
+        return kept[0] if len(kept) == 1 else kept
+
+    def full_cotangent(self, g: Any, ans: Any) -> Any:
+        """The cotangent tuple of every output, from that of the function (zeros elsewhere)."""
+        if self.outputs == 1:
+            return g
+        given = dict(zip(self.kept, g if len(self.kept) > 1 else (g,), strict=True))
+        return tuple(
+            given[i] if i in given else np.zeros(np.shape(ans[i])) for i in range(self.outputs)
+        )
 
     @property
     def names(self) -> list[str]:
@@ -140,12 +186,24 @@ class Case:
             if spec.kind == "wellcond":
                 n = spec.shape[-1]
                 value = value * 0.3 + 2.0 * np.eye(n)
+            elif spec.kind == "spd":
+                q, _ = np.linalg.qr(value)
+                eigenvalues = np.arange(1.0, spec.shape[-1] + 1)
+                value = (q * eigenvalues[..., None, :]) @ np.swapaxes(q, -1, -2)
+                value = (value + np.swapaxes(value, -1, -2)) / 2
             out.append(value)
         return out
 
 
-def C(expr: str, smooth: bool = True, jax: bool = True, **inputs: Any) -> Case:
-    return Case(expr, inputs, smooth=smooth, jax=jax)
+def C(
+    expr: str,
+    smooth: bool = True,
+    jax: bool = True,
+    keep: Any = None,
+    pieces: int = 0,
+    **inputs: Any,
+) -> Case:
+    return Case(expr, inputs, smooth=smooth, jax=jax, keep=keep, pieces=pieces)
 
 
 POS = (0.5, 2.0)
@@ -157,6 +215,10 @@ def pos(*shape: int) -> In:
 
 def wellcond(*shape: int) -> In:
     return In(shape, kind="wellcond")
+
+
+def spd(*shape: int) -> In:
+    return In(shape, kind="spd")
 
 
 CASES: list[Case] = [
@@ -192,6 +254,20 @@ CASES: list[Case] = [
     C("np.maximum(x, 0.0)", x=(4,)),
     C("np.minimum(x, y)", x=(), y=(3,)),
     C("float(x)", x=(), jax=False),
+    C("np.fmod(x, y)", x=In((2, 3), -3.0, 3.0), y=In((3,), 1.1, 1.6)),
+    C("np.fmax(x, y)", x=(2, 3), y=(3,)),
+    C("np.fmin(x, y)", x=(), y=(3,)),
+    C("np.fmax(x, y)", x=np.array([1.0, 2.0, 0.0]), y=np.array([1.0, 0.0, 3.0]), smooth=False),
+    C("np.fmin(x, 1.0)", x=np.array([1.0, 2.0, 0.0]), smooth=False),
+    C("np.copysign(x, y)", x=(2, 3), y=(3,)),
+    C("np.copysign(x, -1.0)", x=np.array([0.0, -1.0, 2.0]), smooth=False),
+    C("np.fabs(x)", x=(3,)),
+    C("np.float_power(x, y)", x=pos(3), y=(2, 3)),
+    C("np.real(x)", x=(2, 3)),
+    C("np.imag(x)", x=(3,)),
+    C("np.conj(x)", x=(3,)),
+    C("np.nan_to_num(x)", x=(2, 3)),
+    C("np.nan_to_num(x, nan=1.0)", x=np.array([1.0, np.nan, np.inf, -2.0]), smooth=False),
     # ---- exp, log, powers
     C("np.exp(x)", x=(2, 3)),
     C("np.exp(x)", x=FLOAT),
@@ -202,6 +278,7 @@ CASES: list[Case] = [
     C("np.log10(x)", x=pos(3)),
     C("np.log1p(x)", x=In((3,), -0.5, 2.0)),
     C("np.logaddexp(x, y)", x=(2, 3), y=(3,)),
+    C("np.logaddexp2(x, y)", x=(), y=(2, 3)),
     C("np.sqrt(x)", x=pos(2, 2)),
     C("np.cbrt(x)", x=pos(3)),
     C("np.square(x)", x=(3,)),
@@ -215,9 +292,18 @@ CASES: list[Case] = [
     C("np.arctan(x)", x=(3,)),
     C("np.arctan2(x, y)", x=(2, 3), y=pos(3)),
     C("np.hypot(x, y)", x=pos(3), y=(2, 3)),
+    C("np.deg2rad(x)", x=(3,)),
+    C("np.radians(x)", x=(2,)),
+    C("np.rad2deg(x)", x=(3,)),
+    C("np.degrees(x)", x=(2,)),
+    C("np.sinc(x)", x=(2, 3)),
+    C("np.sinc(x)", x=np.array([0.0, 0.5, -1.5]), smooth=False),
     C("np.sinh(x)", x=(3,)),
     C("np.cosh(x)", x=(3,)),
     C("np.tanh(x)", x=(2, 3)),
+    C("np.arcsinh(x)", x=(3,)),
+    C("np.arccosh(x)", x=In((3,), 1.2, 3.0)),
+    C("np.arctanh(x)", x=In((2, 2), -0.8, 0.8)),
     # ---- reductions: axis None/int/negative/tuple, keepdims, 0-d and size-1 axes
     C("np.sum(x)", x=(2, 3)),
     C("np.sum(x)", x=()),
@@ -249,6 +335,43 @@ CASES: list[Case] = [
     C("np.linalg.norm(x, 'fro')", x=(2, 2)),
     C("np.cumsum(x)", x=(2, 3)),
     C("np.cumsum(x, axis=1)", x=(2, 3)),
+    C("np.linalg.norm(x, -np.inf)", x=(4,)),
+    C("np.linalg.norm(x, 0)", x=(3,)),
+    C("np.linalg.norm(x, -1.5, axis=1)", x=(2, 3)),
+    C("np.linalg.norm(x, 'nuc')", x=(3, 2)),
+    C("np.linalg.norm(x, 2)", x=(2, 3)),
+    C("np.linalg.norm(x, -2, axis=(2, 0), keepdims=True)", x=(3, 2, 2)),
+    C("np.linalg.norm(x, 1)", x=(2, 3)),
+    C("np.linalg.norm(x, -1, axis=(-1, 0))", x=(3, 2, 2)),
+    C("np.linalg.norm(x, np.inf, axis=(1, 2))", x=(2, 3, 2)),
+    C("np.linalg.norm(x, -np.inf)", x=(3, 2)),
+    C("np.ptp(x)", x=(2, 3)),
+    C("np.ptp(x, axis=1, keepdims=True)", x=(2, 3)),
+    C("np.ptp(x, axis=0)", x=np.array([[1.0, 3.0], [3.0, 3.0], [1.0, 0.0]]), smooth=False),
+    C("np.nanmax(x, axis=0)", x=(3, 2)),
+    C("np.nanmin(x)", x=np.array([1.0, np.nan, -2.0, 0.5]), smooth=False),
+    C("np.nansum(x, axis=(0, 2))", x=(2, 3, 2)),
+    C("np.nansum(x, keepdims=True)", x=np.array([[1.0, np.nan], [2.0, 0.5]]), smooth=False),
+    C("np.nanmean(x, axis=-1)", x=(2, 3)),
+    C("np.nanmean(x, axis=0)", x=np.array([[1.0, np.nan], [2.0, 0.5]]), smooth=False),
+    C("np.nanprod(x, axis=1)", x=(2, 3)),
+    C("np.nanprod(x)", x=np.array([[1.5, np.nan], [0.0, -2.0]]), smooth=False),
+    C("np.nanvar(x, axis=0, ddof=1)", x=(3, 2)),
+    C("np.nanvar(x, keepdims=True)", x=np.array([[1.5, np.nan], [0.3, -2.0]]), smooth=False),
+    C("np.nanstd(x, axis=(0, 1))", x=(2, 3, 2)),
+    C("np.nanstd(x, axis=1)", x=np.array([[1.5, np.nan, 0.2], [0.3, -2.0, 1.0]]), smooth=False),
+    C("np.average(x)", x=(2, 3)),
+    C("np.average(x, axis=1, keepdims=True)", x=(2, 3)),
+    C("np.average(x, weights=w)", x=(2, 3), w=pos(2, 3)),
+    C("np.average(x, 0, w)", x=(3, 2), w=pos(3)),
+    C("np.average(x, axis=(2, 0), weights=w)", x=(2, 3, 2), w=pos(2, 2)),
+    C("np.cumprod(x)", x=(2, 3)),
+    C("np.cumprod(x, axis=0)", x=(3, 2)),
+    C("np.cumprod(x, -1)", x=np.array([[2.0, 0.0, 3.0, 0.0], [1.0, 2.0, 0.5, -1.0]])),
+    C("np.nancumsum(x, axis=1)", x=(2, 3)),
+    C("np.nancumsum(x)", x=np.array([[1.0, np.nan], [2.0, 0.5]]), smooth=False),
+    C("np.nancumprod(x, axis=0)", x=(3, 2)),
+    C("np.nancumprod(x)", x=np.array([1.5, np.nan, 2.0, -0.5]), smooth=False),
     # ---- indexing: basic, None/Ellipsis, repeated integer arrays, boolean masks
     C("x[1]", x=(3, 2)),
     C("x[0, 1]", x=(2, 3)),
@@ -258,6 +381,9 @@ CASES: list[Case] = [
     C("x[np.array([0, 2, 0])]", x=(3, 2)),
     C("x[:, np.array([1, 1, 0])]", x=(2, 3)),
     C("x[np.array([True, False, True])]", x=(3,)),
+    C("x[np.array([[0, 1], [1, 1]]), np.array([2, 2])]", x=(2, 3)),
+    C("x[np.array([[True, False, True], [False, False, True]])]", x=(2, 3)),
+    C("x[np.array([1, 0, 1]), 1:]", x=(2, 3)),
     # ---- selection with non-smooth points
     C("np.where(x > 0, x, y)", x=(2, 3), y=(3,)),
     C("np.where(x > 0, x, 0.0)", x=(3,)),
@@ -287,6 +413,41 @@ CASES: list[Case] = [
     C("np.broadcast_to(x, (2, 3))", x=(2, 1)),
     C("np.flip(x)", x=(2, 3)),
     C("np.flip(x, 1)", x=(2, 3)),
+    C("np.fliplr(x)", x=(2, 3)),
+    C("np.flipud(x)", x=(3, 2)),
+    C("np.roll(x, 2)", x=(2, 3)),
+    C("np.roll(x, -1, axis=1)", x=(2, 3)),
+    C("np.roll(x, (1, 2), axis=(0, 1))", x=(2, 3)),
+    C("np.tile(x, 2)", x=(2, 3)),
+    C("np.tile(x, (2, 1, 2))", x=(2, 3)),
+    C("np.repeat(x, 2)", x=(2, 3)),
+    C("np.repeat(x, np.array([1, 0, 2]), axis=1)", x=(2, 3)),
+    C("np.pad(x, 1)", x=(2, 3)),
+    C("np.pad(x, ((1, 0), (2, 1)), constant_values=3.0)", x=(2, 3)),
+    C("np.pad(x, (1, 3), mode='reflect')", x=(4,)),
+    C("np.pad(x, 2, mode='edge')", x=(2, 2)),
+    C("np.pad(x, ((0, 1), (2, 2)), mode='wrap')", x=(2, 3)),
+    C("np.atleast_1d(x)", x=()),
+    C("np.atleast_2d(x)", x=(3,)),
+    # ---- diagonals, triangles, takes, sorting
+    C("np.diag(x)", x=(3,)),
+    C("np.diag(x, -1)", x=(3,)),
+    C("np.diag(x)", x=(3, 3)),
+    C("np.diag(x, 1)", x=(3, 4)),
+    C("np.diagonal(x)", x=(3, 3)),
+    C("np.diagonal(x, -1, 1, 2)", x=(2, 3, 4)),
+    C("np.trace(x)", x=(3, 3)),
+    C("np.trace(x, 1, axis1=-1, axis2=0)", x=(3, 2, 4)),
+    C("np.triu(x)", x=(3, 3)),
+    C("np.triu(x, 1)", x=(2, 3, 4)),
+    C("np.tril(x, -1)", x=(3, 4)),
+    C("np.take(x, np.array([2, 0, 2]))", x=(2, 3)),
+    C("np.take(x, np.array([[1, 1], [0, 2]]), axis=1)", x=(2, 3)),
+    C("np.take_along_axis(x, np.array([[0, 0, 2], [1, 2, 1]]), axis=1)", x=(2, 3)),
+    C("np.take_along_axis(x, np.array([[1, 0, 1]]), 0)", x=(2, 3)),
+    C("np.sort(x)", x=(2, 4)),
+    C("np.sort(x, axis=0)", x=(3, 2)),
+    C("np.sort(x, axis=None)", x=(2, 3)),
     # ---- joining
     C("np.concatenate([x, y])", x=(2,), y=(3,)),
     C("np.concatenate([x, y], axis=1)", x=(2, 1), y=(2, 3)),
@@ -295,6 +456,17 @@ CASES: list[Case] = [
     C("np.stack([x, y])", x=(3,), y=(3,)),
     C("np.stack([x, y], axis=-1)", x=(2, 3), y=(2, 3)),
     C("np.stack([x, x, 2.0 * np.ones(3)], axis=1)", x=(3,)),
+    C("np.hstack([x, y])", x=(2,), y=(3,)),
+    C("np.hstack((x, y))", x=(2, 1), y=(2, 3)),
+    C("np.vstack([x, y])", x=(3,), y=(2, 3)),
+    C("np.vstack([x, y, x])", x=(), y=(1,)),
+    C("np.dstack([x, y])", x=(2, 3), y=(2, 3, 2)),
+    C("np.dstack([x, y])", x=(3,), y=(3,)),
+    C("np.column_stack([x, y])", x=(3,), y=(3, 2)),
+    C("np.split(x, 2)", x=(4, 2), pieces=2),
+    C("np.split(x, [1, 2], axis=1)", x=(2, 3), pieces=3, keep=(0, 2)),
+    C("np.array_split(x, 2, axis=-1)", x=(3, 4), pieces=2),
+    C("np.array_split(x, 3)", x=(4,), pieces=3, keep=(1,)),
     # ---- copies and creation
     C("np.copy(x)", x=(3,)),
     C("np.asarray(x)", x=(2,)),
@@ -326,6 +498,69 @@ CASES: list[Case] = [
     C("np.linalg.solve(a, b)", a=wellcond(3, 3), b=(3, 2)),
     C("np.linalg.det(x)", x=wellcond(3, 3)),
     C("np.linalg.det(x)", x=wellcond(2, 2, 2)),
+    C("np.vdot(x, y)", x=(2, 3), y=(6,)),
+    C("np.inner(x, y)", x=(2, 3), y=(4, 3)),
+    C("np.inner(x, y)", x=(3,), y=(2, 2, 3)),
+    C("np.inner(x, y)", x=(), y=(2, 3)),
+    C("np.tensordot(x, y)", x=(2, 3, 4), y=(3, 4, 2)),
+    C("np.tensordot(x, y, 1)", x=(2, 3), y=(3, 2)),
+    C("np.tensordot(x, y, axes=([0, 2], [2, 1]))", x=(2, 3, 4), y=(3, 4, 2)),
+    C("np.tensordot(x, y, 0)", x=(2,), y=(3,)),
+    C("np.kron(x, y)", x=(2, 3), y=(2, 2)),
+    C("np.kron(x, y)", x=(3,), y=(2, 2)),
+    C("np.einsum('ij,jk->ik', x, y)", x=(2, 3), y=(3, 4)),
+    C("np.einsum('ij,jk', x, y)", x=(2, 3), y=(3, 4)),
+    C("np.einsum('ii->i', x)", x=(3, 3)),
+    C("np.einsum('ii', x)", x=(3, 3)),
+    C("np.einsum('ij->', x)", x=(2, 3)),
+    C("np.einsum('i,i,i->', x, y, z)", x=(3,), y=(3,), z=(3,)),
+    C("np.einsum('...ij,...jk->...ik', x, y)", x=(2, 2, 3), y=(3, 2)),
+    C("np.einsum('b...i,...i->b...', x, y)", x=(2, 1, 3), y=(4, 3)),
+    C("np.einsum('ij,kl', x, y)", x=(2, 3), y=(2, 2)),
+    C("np.linalg.multi_dot([x, y, z])", x=(2, 3), y=(3, 4), z=(4, 2)),
+    C("np.linalg.multi_dot([x, y, z])", x=(3,), y=(3, 4), z=(4,)),
+    C("np.linalg.multi_dot([x, np.ones((3, 2)), y])", x=(2, 3), y=(2, 2)),
+    C("np.linalg.matrix_power(x, 3)", x=(3, 3)),
+    C("np.linalg.matrix_power(x, 1)", x=(2, 2, 2)),
+    C("np.linalg.matrix_power(x, 0)", x=(2, 2)),
+    C("np.linalg.matrix_power(x, -2)", x=wellcond(3, 3)),
+    C("np.linalg.pinv(x)", x=wellcond(3, 3)),
+    C("np.linalg.pinv(x)", x=(4, 2)),
+    C("np.linalg.pinv(x)", x=(2, 2, 3)),
+    # ---- decompositions: tuple outputs (keep= picks what the case returns)
+    C("np.linalg.slogdet(x)", x=wellcond(3, 3)),
+    C("np.linalg.slogdet(x)", x=wellcond(2, 3, 3), keep=(1,)),
+    C("np.linalg.cholesky(x)", x=spd(3, 3), smooth=False),
+    C("np.linalg.cholesky(x)", x=spd(2, 3, 3), smooth=False),
+    C("np.linalg.eigh(x)", x=spd(3, 3), smooth=False),
+    C("np.linalg.eigh(x)", x=spd(2, 3, 3), keep=(0,), smooth=False),
+    C("np.linalg.eigh(x)", x=spd(3, 3), keep=(1,), smooth=False),
+    C("np.linalg.qr(x)", x=(3, 3)),
+    C("np.linalg.qr(x)", x=(4, 2)),
+    C("np.linalg.qr(x)", x=(2, 3, 2), keep=(1,)),
+    C("np.linalg.svd(x, full_matrices=False)", x=(3, 3)),
+    C("np.linalg.svd(x, full_matrices=False)", x=(4, 2)),
+    C("np.linalg.svd(x, full_matrices=False)", x=(2, 4)),
+    C("np.linalg.svd(x, full_matrices=False)", x=(2, 3, 2), keep=(1,)),
+    C("np.linalg.lstsq(a, b, rcond=None)", a=(4, 2), b=(4,), keep=(0,)),
+    C("np.linalg.lstsq(a, b, rcond=None)", a=wellcond(3, 3), b=(3, 2), keep=(0,)),
+    # ---- scipy.special
+    C("scipy.special.logsumexp(x)", x=(2, 3)),
+    C("scipy.special.logsumexp(x, axis=-1, keepdims=True)", x=(2, 3)),
+    C("scipy.special.logsumexp(x, axis=(0, 2))", x=(2, 3, 2)),
+    C("scipy.special.logsumexp(x, 0, b)", x=(2, 3), b=pos(3)),
+    C("scipy.special.logsumexp(x, axis=1, b=b, keepdims=True)", x=(3,), b=pos(2, 3)),
+    C("scipy.special.softmax(x)", x=(2, 3)),
+    C("scipy.special.softmax(x, axis=1)", x=(2, 3)),
+    C("scipy.special.log_softmax(x, axis=0)", x=(3, 2)),
+    C("scipy.special.log_softmax(x)", x=(4,)),
+    C("scipy.special.expit(x)", x=(2, 3)),
+    C("scipy.special.logit(x)", x=In((3,), 0.1, 0.9)),
+    C("scipy.special.erf(x)", x=(3,)),
+    C("scipy.special.erfc(x)", x=(2, 2)),
+    C("scipy.special.gammaln(x)", x=pos(3)),
+    C("scipy.special.digamma(x)", x=pos(3)),
+    C("scipy.special.xlogy(x, y)", x=(2, 3), y=pos(3)),
 ]
 
 
@@ -348,10 +583,30 @@ def module_source(cases: list[Case]) -> str:
         "import operator",
         "",
         "import numpy as np",
+        "import scipy.special",
         "",
     ]
     for case in cases:
         name, params = function_name(case), ", ".join(case.names)
+        if case.outputs > 1 or case.pieces:
+            outs = [f"out{i}" for i in range(max(case.outputs, case.pieces))]
+            kept = [outs[i] for i in case.kept]
+            unpack = f"    {', '.join(outs)} = {case.expr}"
+            scalar = " + ".join(f"np.sum(np.sin({o}))" for o in kept)
+            returned = case.expr if case.pieces else ", ".join(kept)
+            parts += [
+                "",
+                f"def {name}({params}):",
+                *([] if case.pieces else [unpack]),
+                f"    return {returned}",
+                "",
+                "",
+                f"def {name}_scalar({params}):",
+                unpack,
+                f"    return {scalar}",
+                "",
+            ]
+            continue
         parts += [
             "",
             f"def {name}({params}):",
@@ -412,7 +667,10 @@ def reference(case: Case, module: Any) -> Reference:
     rng = np.random.default_rng(zlib.crc32(case.id.encode()) + 1)
     tangents = [_random_like(p, rng) for p in primals]
     out = fn(*primals)
-    cotangent = _random_like(out if np.ndim(out) else np.asarray(out), rng)
+    if isinstance(out, (tuple, list)):  # a multi-output case, or np.split's list
+        cotangent = type(out)(_random_like(np.asarray(o), rng) for o in out)
+    else:
+        cotangent = _random_like(out if np.ndim(out) else np.asarray(out), rng)
     ref = Reference(primals, tangents, cotangent, out)
     argnums = tuple(range(len(primals)))
     if case.jax:
@@ -437,7 +695,10 @@ def reference(case: Case, module: Any) -> Reference:
         ref.fd_jvp = central_difference_jvp(fn, primals, tangents)
 
         def loss(*args):
-            return np.sum(fn(*args) * cotangent)
+            value = fn(*args)
+            if isinstance(value, (tuple, list)):
+                return sum(np.sum(v * c) for v, c in zip(value, cotangent, strict=True))
+            return np.sum(value * cotangent)
 
         ref.fd_vjp = tuple(np.asarray(central_difference_grad(loss, primals, i)) for i in argnums)
         ref.fd_grad = tuple(

@@ -19,7 +19,10 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import jax.scipy.special
 import numpy as np
+import scipy
+import scipy.special
 
 RTOL = 1e-6
 ATOL = 1e-8
@@ -28,15 +31,15 @@ ATOL = 1e-8
 
 
 def _jax_counterpart(value: Any) -> Any:
-    """The jax object standing in for a NumPy module or function, or ``value`` itself."""
-    if value is np:
-        return jnp
-    if value is np.linalg:
-        return jnp.linalg
+    """The jax object standing in for a NumPy or scipy.special module or function, or ``value``."""
+    pairs = ((np, jnp), (np.linalg, jnp.linalg), (scipy.special, jax.scipy.special))
+    for module, twin in (*pairs, (scipy, jax.scipy)):
+        if value is module:
+            return twin
     name = getattr(value, "__name__", None)
     if not isinstance(name, str) or isinstance(value, (type, types.ModuleType)):
         return value
-    for np_mod, jax_mod in ((np, jnp), (np.linalg, jnp.linalg)):
+    for np_mod, jax_mod in pairs:
         try:
             if getattr(np_mod, name, None) is value and hasattr(jax_mod, name):
                 return getattr(jax_mod, name)
@@ -55,9 +58,10 @@ def jnp_twin(fn: Callable, _memo: dict[int, Callable] | None = None) -> Callable
     """Re-create ``fn`` from its source with NumPy replaced by ``jax.numpy``.
 
     The copy of ``fn.__globals__`` it runs in maps the ``numpy`` module to
-    ``jax.numpy``, ``numpy.linalg`` to ``jax.numpy.linalg``, and every global
-    bound to a NumPy function (``from numpy import sin``) to the jax.numpy
-    function of that name. Plain functions defined in the same module that
+    ``jax.numpy``, ``numpy.linalg`` to ``jax.numpy.linalg``, ``scipy`` and
+    ``scipy.special`` to ``jax.scipy`` and ``jax.scipy.special``, and every
+    global bound to a NumPy or scipy.special function (``from numpy import
+    sin``) to the jax function of that name. Plain functions defined in the same module that
     ``fn`` calls are twinned too, so helpers see jax as well. Decorators are
     stripped; closures are not supported (define oracle targets at module
     level).

@@ -73,8 +73,13 @@ def template_jvp(case: Case, primals: list, tangents: list):
     # Inactive contributions (which the compiler never emits) may warn, e.g. log(x) for x < 0.
     with np.errstate(all="ignore"):
         out = rule.jvp(bound.ans, **bound.values, **kw)
+    if rule.outputs > 1:
+        # A joint template: the tangent of every output, the case returns some of them.
+        return case.select_outputs(out)
     contributions = out if len(rule.diff_params) > 1 else (out,)
     assert len(contributions) == len(rule.diff_params), f"{rule.jvp.__name__}: wrong arity"
+    if isinstance(bound.ans, list):  # np.split: the tangent is the list of the pieces'
+        return next(c for c, is_active in zip(contributions, active, strict=True) if is_active)
     total = 0.0
     for p, c, is_active in zip(rule.diff_params, contributions, active, strict=True):
         if not is_active:
@@ -93,7 +98,7 @@ def template_vjp(case: Case, primals: list, g):
     rule = lookup(case.primitive)
     bound = _Bound(case, rule.vjp, 2, primals)
     with np.errstate(all="ignore"):
-        out = rule.vjp(g, bound.ans, **bound.values)
+        out = rule.vjp(case.full_cotangent(g, bound.ans), bound.ans, **bound.values)
     entries = out if isinstance(out, tuple) else (out,)
     cts = {name: np.zeros(np.shape(v)) for name, v in bound.inputs.items()}
     for p, ct in zip(bound.params, entries, strict=False):

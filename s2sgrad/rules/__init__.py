@@ -7,9 +7,19 @@ whenever a built-in template changes, so cached derivative modules generated
 with the old template are not reused.
 """
 
-from s2sgrad.rules import elementwise, linalg, nondiff, reductions, shape  # noqa: F401
+from s2sgrad.rules import (  # noqa: F401
+    decompositions,
+    elementwise,
+    indexing,
+    linalg,
+    nondiff,
+    reductions,
+    scans,
+    shape,
+    special,
+)
 from s2sgrad.rules.registry import all_rules, defjvp, defvjp, lookup, nondifferentiable
 
-RULESET_VERSION = "2"
+RULESET_VERSION = "3"
 
 __all__ = ["RULESET_VERSION", "all_rules", "defjvp", "defvjp", "lookup", "nondifferentiable"]

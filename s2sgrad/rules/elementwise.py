@@ -7,7 +7,9 @@ rules use the primal output ``ans`` where that is the textbook form
 (``exp``: ``g * ans``; ``tanh``: ``g * (1 - ans ** 2)``).
 
 At non-smooth points the rules follow jax, so the jax oracle agrees exactly:
-``maximum``/``minimum`` split ties half and half, ``abs`` has slope 1 at 0.
+``maximum``/``minimum`` split ties half and half, ``fmax``/``fmin`` give a tie
+to their second argument, ``abs`` (and ``copysign``'s first argument) has
+slope 1 at 0, ``sinc`` has slope 0 at 0.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import operator
 
 import numpy as np
 
-from s2sgrad.rules.registry import defjvp, defvjp
+from s2sgrad.rules.registry import defjvp, defvjp, nondifferentiable
 from s2sgrad.runtime import broadcast_like, greater_share, unbroadcast
 
 # --------------------------------------------------------------------------- arithmetic
@@ -64,14 +66,14 @@ def divide_vjp(g, ans, x, y):
     return unbroadcast(g / y, x), unbroadcast(-g * ans / y, y)
 
 
-@defjvp(np.power, operator.pow)
+@defjvp(np.power, np.float_power, operator.pow)
 def power_jvp(ans, x, y, *, dx, dy):
     # d/dy x**y = x**y * log(x); at x == 0 jax takes log(1) = 0 instead of -inf, and so do we.
     # d/dx at x == 0 with y == 0 is nan here (0 * inf) where jax says 0.
     return dx * y * x ** (y - 1), dy * ans * np.log(np.where(x == 0, 1, x))
 
 
-@defvjp(np.power, operator.pow)
+@defvjp(np.power, np.float_power, operator.pow)
 def power_vjp(g, ans, x, y):
     dx = unbroadcast(g * y * x ** (y - 1), x)
     dy = unbroadcast(g * ans * np.log(np.where(x == 0, 1, x)), y)
@@ -87,6 +89,17 @@ def mod_jvp(ans, x, y, *, dx, dy):
 @defvjp(np.mod, np.remainder, operator.mod)
 def mod_vjp(g, ans, x, y):
     return unbroadcast(g, x), unbroadcast(-g * np.floor_divide(x, y), y)
+
+
+@defjvp(np.fmod)
+def fmod_jvp(ans, x, y, *, dx, dy):
+    # fmod(x, y) = x - trunc(x / y) * y, the remainder with the sign of x (jax's lax.rem).
+    return broadcast_like(dx, ans), -dy * np.trunc(x / y)
+
+
+@defvjp(np.fmod)
+def fmod_vjp(g, ans, x, y):
+    return unbroadcast(g, x), unbroadcast(-g * np.trunc(x / y), y)
 
 
 @defjvp(np.negative, operator.neg)
@@ -110,13 +123,13 @@ def positive_vjp(g, ans, x):
     return g
 
 
-@defjvp(np.abs, builtins.abs, operator.abs)
+@defjvp(np.abs, np.fabs, builtins.abs, operator.abs)
 def abs_jvp(ans, x, *, dx):
     # Slope 1 at x == 0, like jax.
     return np.where(x >= 0, dx, -dx)
 
 
-@defvjp(np.abs, builtins.abs, operator.abs)
+@defvjp(np.abs, np.fabs, builtins.abs, operator.abs)
 def abs_vjp(g, ans, x):
     return np.where(x >= 0, g, -g)
 
@@ -139,6 +152,92 @@ def minimum_jvp(ans, x, y, *, dx, dy):
 @defvjp(np.minimum)
 def minimum_vjp(g, ans, x, y):
     return unbroadcast(g * greater_share(y, x), x), unbroadcast(g * greater_share(x, y), y)
+
+
+# fmax/fmin ignore NaNs; jax computes them as where(x wins or y is nan, x, y), so a tie
+# sends the whole derivative to y (unlike maximum/minimum's half and half).
+@defjvp(np.fmax)
+def fmax_jvp(ans, x, y, *, dx, dy):
+    x_wins = np.logical_or(x > y, np.isnan(y))
+    return np.where(x_wins, dx, 0.0), np.where(x_wins, 0.0, dy)
+
+
+@defvjp(np.fmax)
+def fmax_vjp(g, ans, x, y):
+    x_wins = np.logical_or(x > y, np.isnan(y))
+    return unbroadcast(np.where(x_wins, g, 0.0), x), unbroadcast(np.where(x_wins, 0.0, g), y)
+
+
+@defjvp(np.fmin)
+def fmin_jvp(ans, x, y, *, dx, dy):
+    x_wins = np.logical_or(x < y, np.isnan(y))
+    return np.where(x_wins, dx, 0.0), np.where(x_wins, 0.0, dy)
+
+
+@defvjp(np.fmin)
+def fmin_vjp(g, ans, x, y):
+    x_wins = np.logical_or(x < y, np.isnan(y))
+    return unbroadcast(np.where(x_wins, g, 0.0), x), unbroadcast(np.where(x_wins, 0.0, g), y)
+
+
+# copysign(x, y) = |x| with the sign of y: x's slope is +-1 (abs's slope 1 at x == 0), y's is
+# zero (jax: where(signbit(y), -abs(x), abs(x))).
+@defjvp(np.copysign)
+def copysign_jvp(ans, x, y, *, dx, dy):
+    slope = np.where(np.signbit(y), -1.0, 1.0) * np.where(x >= 0, 1.0, -1.0)
+    return dx * slope, np.zeros_like(ans)
+
+
+@defvjp(np.copysign)
+def copysign_vjp(g, ans, x, y):
+    slope = np.where(np.signbit(y), -1.0, 1.0) * np.where(x >= 0, 1.0, -1.0)
+    return unbroadcast(g * slope, x), np.zeros(np.shape(y))
+
+
+@defjvp(np.real)
+def real_jvp(ans, val, *, dval):
+    return np.real(dval)
+
+
+@defvjp(np.real)
+def real_vjp(g, ans, val):
+    return np.real(g)
+
+
+# The imaginary part of a real array is zero, whatever the array.
+@defjvp(np.imag)
+def imag_jvp(ans, val, *, dval):
+    return np.imag(dval)
+
+
+@defvjp(np.imag)
+def imag_vjp(g, ans, val):
+    return np.zeros_like(g)
+
+
+@defjvp(np.conjugate)
+def conjugate_jvp(ans, x, *, dx):
+    return np.conjugate(dx)
+
+
+@defvjp(np.conjugate)
+def conjugate_vjp(g, ans, x):
+    return np.conjugate(g)
+
+
+# nan_to_num replaces NaN and infinities by constants: the derivative passes where x is finite.
+@defjvp(np.nan_to_num)
+def nan_to_num_jvp(ans, x, copy=True, nan=0.0, posinf=None, neginf=None, *, dx):
+    return np.where(np.isfinite(x), dx, 0.0)
+
+
+@defvjp(np.nan_to_num)
+def nan_to_num_vjp(g, ans, x, copy=True, nan=0.0, posinf=None, neginf=None):
+    return np.where(np.isfinite(x), g, 0.0)
+
+
+# Step functions and sign tests: derivative zero wherever it exists (jax agrees).
+nondifferentiable(np.heaviside, np.signbit)
 
 
 @defjvp(builtins.float)
@@ -232,6 +331,16 @@ def logaddexp_jvp(ans, x, y, *, dx, dy):
 @defvjp(np.logaddexp)
 def logaddexp_vjp(g, ans, x, y):
     return unbroadcast(g * np.exp(x - ans), x), unbroadcast(g * np.exp(y - ans), y)
+
+
+@defjvp(np.logaddexp2)
+def logaddexp2_jvp(ans, x, y, *, dx, dy):
+    return dx * np.exp2(x - ans), dy * np.exp2(y - ans)
+
+
+@defvjp(np.logaddexp2)
+def logaddexp2_vjp(g, ans, x, y):
+    return unbroadcast(g * np.exp2(x - ans), x), unbroadcast(g * np.exp2(y - ans), y)
 
 
 @defjvp(np.sqrt)
@@ -358,6 +467,37 @@ def hypot_vjp(g, ans, x, y):
     return unbroadcast(g * x / ans, x), unbroadcast(g * y / ans, y)
 
 
+@defjvp(np.deg2rad, np.radians)
+def deg2rad_jvp(ans, x, *, dx):
+    return np.deg2rad(dx)
+
+
+@defvjp(np.deg2rad, np.radians)
+def deg2rad_vjp(g, ans, x):
+    return np.deg2rad(g)
+
+
+@defjvp(np.rad2deg, np.degrees)
+def rad2deg_jvp(ans, x, *, dx):
+    return np.rad2deg(dx)
+
+
+@defvjp(np.rad2deg, np.degrees)
+def rad2deg_vjp(g, ans, x):
+    return np.rad2deg(g)
+
+
+# sinc(x) = sin(pi x) / (pi x); its slope (cos(pi x) - sinc(x)) / x is 0 at x == 0, as in jax.
+@defjvp(np.sinc)
+def sinc_jvp(ans, x, *, dx):
+    return dx * (np.cos(np.pi * x) - ans) / np.where(x == 0, 1.0, x)
+
+
+@defvjp(np.sinc)
+def sinc_vjp(g, ans, x):
+    return g * (np.cos(np.pi * x) - ans) / np.where(x == 0, 1.0, x)
+
+
 @defjvp(np.sinh)
 def sinh_jvp(ans, x, *, dx):
     return dx * np.cosh(x)
@@ -386,3 +526,33 @@ def tanh_jvp(ans, x, *, dx):
 @defvjp(np.tanh)
 def tanh_vjp(g, ans, x):
     return g * (1 - ans**2)
+
+
+@defjvp(np.arcsinh)
+def arcsinh_jvp(ans, x, *, dx):
+    return dx / np.sqrt(x**2 + 1)
+
+
+@defvjp(np.arcsinh)
+def arcsinh_vjp(g, ans, x):
+    return g / np.sqrt(x**2 + 1)
+
+
+@defjvp(np.arccosh)
+def arccosh_jvp(ans, x, *, dx):
+    return dx / np.sqrt(x**2 - 1)
+
+
+@defvjp(np.arccosh)
+def arccosh_vjp(g, ans, x):
+    return g / np.sqrt(x**2 - 1)
+
+
+@defjvp(np.arctanh)
+def arctanh_jvp(ans, x, *, dx):
+    return dx / (1 - x**2)
+
+
+@defvjp(np.arctanh)
+def arctanh_vjp(g, ans, x):
+    return g / (1 - x**2)

@@ -1,4 +1,4 @@
-"""Rules for products and linear algebra: dot, matmul, outer, inv, solve, det.
+"""Rules for products and linear algebra: dot, matmul, outer, einsum..., inv, solve, det.
 
 The reverse rules of ``matmul`` and ``dot`` call runtime helpers because the
 adjoint depends on the operands' ranks (1-D promotion, batching, ``np.dot``'s
@@ -16,8 +16,18 @@ from s2sgrad.rules.registry import defjvp, defvjp
 from s2sgrad.runtime import (
     dot_adjoint_lhs,
     dot_adjoint_rhs,
+    einsum_adjoint,
+    einsum_tangent,
+    inner_adjoint_lhs,
+    inner_adjoint_rhs,
+    kron_adjoint_lhs,
+    kron_adjoint_rhs,
     matmul_adjoint_lhs,
     matmul_adjoint_rhs,
+    multi_dot_adjoint,
+    multi_dot_tangent,
+    tensordot_adjoint_lhs,
+    tensordot_adjoint_rhs,
 )
 
 
@@ -50,6 +60,87 @@ def outer_jvp(ans, a, b, out=None, *, da, db):
 def outer_vjp(g, ans, a, b, out=None):
     # np.outer flattens both operands first.
     return np.reshape(g @ np.ravel(b), np.shape(a)), np.reshape(np.ravel(a) @ g, np.shape(b))
+
+
+@defjvp(np.vdot)
+def vdot_jvp(ans, a, b, *, da, db):
+    return np.vdot(da, b), np.vdot(a, db)
+
+
+@defvjp(np.vdot)
+def vdot_vjp(g, ans, a, b):
+    # np.vdot flattens both operands (real arrays: no conjugation to undo).
+    return np.reshape(g * np.ravel(b), np.shape(a)), np.reshape(g * np.ravel(a), np.shape(b))
+
+
+@defjvp(np.inner)
+def inner_jvp(ans, a, b, *, da, db):
+    return np.inner(da, b), np.inner(a, db)
+
+
+@defvjp(np.inner)
+def inner_vjp(g, ans, a, b):
+    return inner_adjoint_lhs(g, a, b), inner_adjoint_rhs(g, a, b)
+
+
+@defjvp(np.tensordot)
+def tensordot_jvp(ans, a, b, axes=2, *, da, db):
+    return np.tensordot(da, b, axes), np.tensordot(a, db, axes)
+
+
+@defvjp(np.tensordot)
+def tensordot_vjp(g, ans, a, b, axes=2):
+    return tensordot_adjoint_lhs(g, a, b, axes), tensordot_adjoint_rhs(g, a, b, axes)
+
+
+@defjvp(np.kron)
+def kron_jvp(ans, a, b, *, da, db):
+    return np.kron(da, b), np.kron(a, db)
+
+
+@defvjp(np.kron)
+def kron_vjp(g, ans, a, b):
+    return kron_adjoint_lhs(g, a, b), kron_adjoint_rhs(g, a, b)
+
+
+# np.einsum(subscripts, *operands): templates take at most five operands, by position
+# (the missing ones are None). Each operand's contribution is the einsum with its tangent
+# in its place; its cotangent an einsum of g with the other operands.
+@defjvp(np.einsum)
+def einsum_jvp(
+    ans, subscripts, op0, op1=None, op2=None, op3=None, op4=None, *, dop0, dop1, dop2, dop3, dop4
+):
+    ops = (op0, op1, op2, op3, op4)
+    return (
+        einsum_tangent(subscripts, ops, 0, dop0),
+        einsum_tangent(subscripts, ops, 1, dop1),
+        einsum_tangent(subscripts, ops, 2, dop2),
+        einsum_tangent(subscripts, ops, 3, dop3),
+        einsum_tangent(subscripts, ops, 4, dop4),
+    )
+
+
+@defvjp(np.einsum)
+def einsum_vjp(g, ans, subscripts, op0, op1=None, op2=None, op3=None, op4=None):
+    ops = (op0, op1, op2, op3, op4)
+    return (
+        None,
+        einsum_adjoint(g, subscripts, ops, 0),
+        einsum_adjoint(g, subscripts, ops, 1),
+        einsum_adjoint(g, subscripts, ops, 2),
+        einsum_adjoint(g, subscripts, ops, 3),
+        einsum_adjoint(g, subscripts, ops, 4),
+    )
+
+
+@defjvp(np.linalg.multi_dot)
+def multi_dot_jvp(ans, arrays, *, darrays):
+    return multi_dot_tangent(arrays, darrays)
+
+
+@defvjp(np.linalg.multi_dot)
+def multi_dot_vjp(g, ans, arrays):
+    return multi_dot_adjoint(g, arrays)
 
 
 @defjvp(np.linalg.inv)

@@ -1,4 +1,5 @@
-"""Rules for reductions: sum, mean, prod, max/min, var/std, norm, cumsum.
+"""Rules for reductions: sum, mean, prod, max/min, ptp, the nan-reductions, average, var/std,
+norm and cumsum.
 
 Parameters mirror NumPy's signatures (``a, axis=None, dtype=None, out=None,
 keepdims=False``) so that positional and keyword arguments bind as they do in
@@ -16,7 +17,14 @@ from __future__ import annotations
 import numpy as np
 
 from s2sgrad.rules.registry import defjvp, defvjp
-from s2sgrad.runtime import norm_direction, prod_of_others, tie_shares, unreduce
+from s2sgrad.runtime import (
+    average_weights,
+    norm_direction,
+    prod_of_others,
+    tie_shares,
+    unaverage_weights,
+    unreduce,
+)
 
 
 @defjvp(np.sum)
@@ -52,15 +60,123 @@ def prod_vjp(g, ans, a, axis=None, dtype=None, out=None, keepdims=False):
 
 
 # max and min send the derivative to the elements equal to the result; ties share it
-# equally, as in jax.
-@defjvp(np.max, np.amax, np.min, np.amin)
+# equally, as in jax. nanmax and nanmin too: a NaN never equals the result.
+@defjvp(np.max, np.amax, np.min, np.amin, np.nanmax, np.nanmin)
 def max_jvp(ans, a, axis=None, out=None, keepdims=False, *, da):
     return np.sum(da * tie_shares(a, ans, axis, keepdims), axis=axis, keepdims=keepdims)
 
 
-@defvjp(np.max, np.amax, np.min, np.amin)
+@defvjp(np.max, np.amax, np.min, np.amin, np.nanmax, np.nanmin)
 def max_vjp(g, ans, a, axis=None, out=None, keepdims=False):
     return unreduce(g, a, axis, keepdims) * tie_shares(a, ans, axis, keepdims)
+
+
+# ptp = max - min: the derivative of max minus that of min.
+@defjvp(np.ptp)
+def ptp_jvp(ans, a, axis=None, out=None, keepdims=False, *, da):
+    top = tie_shares(a, np.max(a, axis=axis, keepdims=keepdims), axis, keepdims)
+    bottom = tie_shares(a, np.min(a, axis=axis, keepdims=keepdims), axis, keepdims)
+    return np.sum(da * (top - bottom), axis=axis, keepdims=keepdims)
+
+
+@defvjp(np.ptp)
+def ptp_vjp(g, ans, a, axis=None, out=None, keepdims=False):
+    top = tie_shares(a, np.max(a, axis=axis, keepdims=keepdims), axis, keepdims)
+    bottom = tie_shares(a, np.min(a, axis=axis, keepdims=keepdims), axis, keepdims)
+    return unreduce(g, a, axis, keepdims) * (top - bottom)
+
+
+# The nan reductions skip NaN entries: those get no derivative.
+@defjvp(np.nansum)
+def nansum_jvp(ans, a, axis=None, dtype=None, out=None, keepdims=False, *, da):
+    return np.sum(np.where(np.isnan(a), 0.0, da), axis=axis, keepdims=keepdims)
+
+
+@defvjp(np.nansum)
+def nansum_vjp(g, ans, a, axis=None, dtype=None, out=None, keepdims=False):
+    return np.where(np.isnan(a), 0.0, unreduce(g, a, axis, keepdims))
+
+
+@defjvp(np.nanmean)
+def nanmean_jvp(ans, a, axis=None, dtype=None, out=None, keepdims=False, *, da):
+    present = np.logical_not(np.isnan(a))
+    counts = np.sum(present, axis=axis, keepdims=True)
+    return np.sum(np.where(present, da, 0.0) / counts, axis=axis, keepdims=keepdims)
+
+
+@defvjp(np.nanmean)
+def nanmean_vjp(g, ans, a, axis=None, dtype=None, out=None, keepdims=False):
+    present = np.logical_not(np.isnan(a))
+    counts = np.sum(present, axis=axis, keepdims=True)
+    return np.where(present, unreduce(g, a, axis, keepdims) / counts, 0.0)
+
+
+@defjvp(np.nanprod)
+def nanprod_jvp(ans, a, axis=None, dtype=None, out=None, keepdims=False, *, da):
+    missing = np.isnan(a)
+    others = prod_of_others(np.where(missing, 1.0, a), axis)
+    return np.sum(np.where(missing, 0.0, da) * others, axis=axis, keepdims=keepdims)
+
+
+@defvjp(np.nanprod)
+def nanprod_vjp(g, ans, a, axis=None, dtype=None, out=None, keepdims=False):
+    missing = np.isnan(a)
+    others = prod_of_others(np.where(missing, 1.0, a), axis)
+    return np.where(missing, 0.0, unreduce(g, a, axis, keepdims) * others)
+
+
+# nanvar and nanstd: var and std of the entries that are not NaN (n counts those).
+@defjvp(np.nanvar)
+def nanvar_jvp(ans, a, axis=None, dtype=None, out=None, ddof=0, keepdims=False, *, da):
+    present = np.logical_not(np.isnan(a))
+    n = np.sum(present, axis=axis, keepdims=True)
+    centered = np.where(present, a - np.nanmean(a, axis=axis, keepdims=True), 0.0)
+    return np.sum(centered * da * 2 / (n - ddof), axis=axis, keepdims=keepdims)
+
+
+@defvjp(np.nanvar)
+def nanvar_vjp(g, ans, a, axis=None, dtype=None, out=None, ddof=0, keepdims=False):
+    present = np.logical_not(np.isnan(a))
+    n = np.sum(present, axis=axis, keepdims=True)
+    centered = np.where(present, a - np.nanmean(a, axis=axis, keepdims=True), 0.0)
+    return unreduce(g, a, axis, keepdims) * centered * 2 / (n - ddof)
+
+
+@defjvp(np.nanstd)
+def nanstd_jvp(ans, a, axis=None, dtype=None, out=None, ddof=0, keepdims=False, *, da):
+    present = np.logical_not(np.isnan(a))
+    n = np.sum(present, axis=axis, keepdims=True)
+    centered = np.where(present, a - np.nanmean(a, axis=axis, keepdims=True), 0.0)
+    return np.sum(centered * da / (n - ddof), axis=axis, keepdims=keepdims) / ans
+
+
+@defvjp(np.nanstd)
+def nanstd_vjp(g, ans, a, axis=None, dtype=None, out=None, ddof=0, keepdims=False):
+    present = np.logical_not(np.isnan(a))
+    n = np.sum(present, axis=axis, keepdims=True)
+    centered = np.where(present, a - np.nanmean(a, axis=axis, keepdims=True), 0.0)
+    return unreduce(g / ans, a, axis, keepdims) * centered / (n - ddof)
+
+
+# average = sum(w * a) / sum(w): d/da = w / sum(w), d/dw = (a - average) / sum(w). numpy's
+# keyword-only `keepdims` is accepted by keyword; `returned=True` raises in average_weights.
+@defjvp(np.average)
+def average_jvp(ans, a, axis=None, weights=None, returned=False, keepdims=False, *, da, dweights):
+    w = average_weights(a, axis, weights, returned)
+    total = np.sum(w, axis=axis, keepdims=True)
+    centered = a - unreduce(ans, a, axis, keepdims)
+    return (
+        np.sum(da * w / total, axis=axis, keepdims=keepdims),
+        np.sum(average_weights(a, axis, dweights) * centered / total, axis=axis, keepdims=keepdims),
+    )
+
+
+@defvjp(np.average)
+def average_vjp(g, ans, a, axis=None, weights=None, returned=False, keepdims=False):
+    w = average_weights(a, axis, weights, returned)
+    spread = unreduce(g, a, axis, keepdims) / np.sum(w, axis=axis, keepdims=True)
+    centered = a - unreduce(ans, a, axis, keepdims)
+    return spread * w, None, unaverage_weights(spread * centered, weights, a, axis)
 
 
 # var = sum((a - mean)**2) / (n - ddof); the mean's own derivative cancels, as sum(a - mean) = 0.
