@@ -766,14 +766,23 @@ def undiag(g: Any, v: Any, k: int = 0) -> Any:
     return undiagonal(g, v, k, 0, 1)
 
 
-def untake(g: Any, a: Any, indices: Any, axis: Any = None) -> Any:
-    """The cotangent of ``a`` in ``np.take(a, indices, axis)``; repeated indices add up."""
+def untake(g: Any, a: Any, indices: Any, axis: Any = None, mode: str = "raise") -> Any:
+    """The cotangent of ``a`` in ``np.take(a, indices, axis, mode=mode)``; repeated indices add up.
+
+    ``mode="wrap"`` and ``"clip"`` map out-of-range indices as ``np.take`` does.
+    """
     shape = np.shape(a)
+    n = int(np.prod(shape)) if axis is None else shape[operator.index(axis)]
+    indices = np.asarray(indices)
+    if mode == "wrap":
+        indices = indices % n
+    elif mode == "clip":
+        indices = np.clip(indices, 0, n - 1)
     if axis is None:
-        flat = unindex(g, np.zeros(int(np.prod(shape))), (np.asarray(indices),))
+        flat = unindex(g, np.zeros(int(np.prod(shape))), (indices,))
         return np.reshape(flat, shape)
     ax = operator.index(axis) % len(shape)
-    return unindex(g, a, (slice(None),) * ax + (np.asarray(indices),))
+    return unindex(g, a, (slice(None),) * ax + (indices,))
 
 
 def untake_along_axis(g: Any, arr: Any, indices: Any, axis: Any = -1) -> Any:
@@ -859,7 +868,9 @@ def kron_adjoint_lhs(g: Any, a: Any, b: Any) -> Any:
     a_shape, b_shape = _kron_shapes(a, b)
     d = len(a_shape)
     blocks = np.reshape(g, [n for pair in zip(a_shape, b_shape) for n in pair])
-    da = np.tensordot(blocks, np.reshape(b, b_shape), axes=(list(range(1, 2 * d, 2)), list(range(d))))
+    da = np.tensordot(
+        blocks, np.reshape(b, b_shape), axes=(list(range(1, 2 * d, 2)), list(range(d)))
+    )
     return np.reshape(da, np.shape(a))
 
 
@@ -868,7 +879,9 @@ def kron_adjoint_rhs(g: Any, a: Any, b: Any) -> Any:
     a_shape, b_shape = _kron_shapes(a, b)
     d = len(a_shape)
     blocks = np.reshape(g, [n for pair in zip(a_shape, b_shape) for n in pair])
-    db = np.tensordot(blocks, np.reshape(a, a_shape), axes=(list(range(0, 2 * d, 2)), list(range(d))))
+    db = np.tensordot(
+        blocks, np.reshape(a, a_shape), axes=(list(range(0, 2 * d, 2)), list(range(d)))
+    )
     return np.reshape(db, np.shape(b))
 
 

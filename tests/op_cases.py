@@ -443,6 +443,7 @@ CASES: list[Case] = [
     C("np.tril(x, -1)", x=(3, 4)),
     C("np.take(x, np.array([2, 0, 2]))", x=(2, 3)),
     C("np.take(x, np.array([[1, 1], [0, 2]]), axis=1)", x=(2, 3)),
+    C("np.take(x, np.array([4, -1, 1]), axis=0, mode='wrap')", x=(3, 2)),
     C("np.take_along_axis(x, np.array([[0, 0, 2], [1, 2, 1]]), axis=1)", x=(2, 3)),
     C("np.take_along_axis(x, np.array([[1, 0, 1]]), 0)", x=(2, 3)),
     C("np.sort(x)", x=(2, 4)),

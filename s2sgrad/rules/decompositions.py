@@ -159,7 +159,9 @@ def lstsq_vjp(g, ans, a, b, rcond=None):
     r = b - a @ x
     db = pt @ gx
     # The cotangent of a, from each term of the tangent above.
-    first = -np.reshape(db, (np.shape(a)[0], -1)) @ np.transpose(np.reshape(x, (np.shape(a)[1], -1)))
+    first = -np.reshape(db, (np.shape(a)[0], -1)) @ np.transpose(
+        np.reshape(x, (np.shape(a)[1], -1))
+    )
     c2 = np.reshape(p @ (pt @ gx), (np.shape(a)[1], -1))
     second = np.reshape(r, (np.shape(a)[0], -1)) @ np.transpose(c2)
     c3 = np.reshape(gx - p @ (a @ gx), (np.shape(a)[1], -1))

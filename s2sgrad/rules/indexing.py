@@ -241,7 +241,7 @@ def take_jvp(ans, a, indices, axis=None, out=None, mode="raise", *, da):
 
 @defvjp(np.take)
 def take_vjp(g, ans, a, indices, axis=None, out=None, mode="raise"):
-    return untake(g, a, indices, axis)
+    return untake(g, a, indices, axis, mode)
 
 
 @defjvp(np.take_along_axis)
