@@ -27,6 +27,10 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "trapezoid_weights",
+    "unconvolve",
+    "uncumulative_sum",
+    "undiff",
     "accumulate",
     "add_at",
     "average_weights",
@@ -1035,3 +1039,70 @@ def matrix_power_adjoint(g: Any, a: Any, n: int) -> Any:
     if n < 0:
         total = -mt @ total @ mt
     return total
+
+
+# --------------------------------------------------------------------------- sequences
+
+
+def undiff(g: Any, n: int = 1, axis: int = -1) -> Any:
+    """The cotangent of ``np.diff(a, n, axis)`` mapped back to ``a``.
+
+    One difference ``a[i+1] - a[i]`` sends ``g[i]`` to ``a[i+1]`` and ``-g[i]`` to
+    ``a[i]``: the negated difference of ``g`` padded with a zero at each end. ``n``
+    differences are undone ``n`` times.
+    """
+    for _ in range(n):
+        pad = [(0, 0)] * np.ndim(g)
+        pad[axis] = (1, 1)
+        g = -np.diff(np.pad(g, pad), axis=axis)
+    return g
+
+
+def uncumulative_sum(g: Any, x: Any, axis: Any = None, include_initial: bool = False) -> Any:
+    """The cotangent of ``np.cumulative_sum(x, axis, include_initial)`` mapped back to ``x``."""
+    axis = 0 if axis is None else axis
+    if include_initial:
+        g = np.take(g, np.arange(1, np.shape(g)[axis]), axis=axis)
+    return np.flip(np.cumsum(np.flip(g, axis), axis=axis), axis)
+
+
+def trapezoid_weights(y: Any, x: Any = None, dx: float = 1.0, axis: int = -1) -> Any:
+    """The weights ``w`` with ``np.trapezoid(y, x, dx, axis) == sum(w * y, axis)``.
+
+    Each interval's width is shared half and half by its two end points; ``x`` may
+    be 1-D (along ``axis``) or shaped like ``y``.
+    """
+    n = np.shape(y)[axis]
+    if x is None:
+        widths = np.full(n - 1, float(dx))
+        shape = [1] * np.ndim(y)
+        shape[axis] = n
+        w = np.zeros(n)
+        w[:-1] += widths / 2
+        w[1:] += widths / 2
+        return np.reshape(w, shape)
+    x = np.asarray(x, dtype=float)
+    if x.ndim == 1:
+        shape = [1] * np.ndim(y)
+        shape[axis] = n
+        x = np.reshape(x, shape)
+    widths = np.diff(x, axis=axis)
+    pad_left = [(0, 0)] * widths.ndim
+    pad_right = [(0, 0)] * widths.ndim
+    pad_left[axis] = (1, 0)
+    pad_right[axis] = (0, 1)
+    return (np.pad(widths, pad_left) + np.pad(widths, pad_right)) / 2
+
+
+def unconvolve(g: Any, a: Any, v: Any, mode: str = "full") -> Any:
+    """The cotangent of ``np.convolve(a, v, mode)`` with respect to ``a``.
+
+    The adjoint of a full convolution with ``v`` is a valid correlation with ``v``;
+    'same' and 'valid' outputs are the centred part of the full one, so ``g`` is
+    first placed back at that offset in a zero full-length cotangent.
+    """
+    full = np.size(a) + np.size(v) - 1
+    start = (full - np.size(g)) // 2
+    padded = np.zeros(full, dtype=np.result_type(g, float))
+    padded[start : start + np.size(g)] = g
+    return np.correlate(padded, v, mode="valid")

@@ -26,3 +26,7 @@ def test_every_registered_primitive_is_listed():
 def test_rules_count_command(capsys):
     assert cli.main(["rules", "--count"]) == 0
     assert int(capsys.readouterr().out) == catalog.count()
+
+
+def test_at_least_150_numpy_and_scipy_functions_have_rules_in_both_modes():
+    assert catalog.count() >= 150

@@ -15,11 +15,12 @@ from s2sgrad.rules import (  # noqa: F401
     nondiff,
     reductions,
     scans,
+    sequences,
     shape,
     special,
 )
 from s2sgrad.rules.registry import all_rules, defjvp, defvjp, lookup, nondifferentiable
 
-RULESET_VERSION = "3"
+RULESET_VERSION = "4"
 
 __all__ = ["RULESET_VERSION", "all_rules", "defjvp", "defvjp", "lookup", "nondifferentiable"]
