@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import operator
+from dataclasses import replace
+
 from s2sgrad.transforms.analysis import Activity
 from s2sgrad.transforms.names import FreshNames
 
@@ -35,3 +38,14 @@ class DerivativeBuilder:
         t = ir.Name(self.names.temp())
         self.temps.add(t.id)
         return t
+
+
+_GETITEM = ir.Ref("operator.getitem", operator.getitem)
+
+
+def split_aux(fn: ir.FunctionDef, names: FreshNames) -> ir.FunctionDef:
+    """``return result`` -> ``value = result[0]; return value`` (the aux part is not differentiated)."""
+    *body, ret = fn.body
+    value = ir.Name(names.fresh("value"))
+    pick = ir.Assign((value,), ir.Call(_GETITEM, (ret.value, ir.Index((ir.Const(0),)))), ret.loc)
+    return replace(fn, body=(*body, pick, replace(ret, value=value)))

@@ -23,7 +23,7 @@ from s2sgrad.transforms.analysis import (
     may_be_containers,
     require_structured,
 )
-from s2sgrad.transforms.builder import DerivativeBuilder
+from s2sgrad.transforms.builder import DerivativeBuilder, split_aux
 from s2sgrad.transforms.names import FreshNames
 from s2sgrad.transforms.templates import bind_call, instantiate, lower_template, substitute
 
@@ -238,9 +238,7 @@ def forward(
     wrt_names = tuple(fn.params[i].name for i in wrt)
     result = fn.body[-1].value
     if has_aux:
-        from s2sgrad.transforms.reverse import _split_aux
-
-        fn = _split_aux(fn, names)
+        fn = split_aux(fn, names)
     activity = analyze(fn, wrt_names)
     container_names = may_be_containers(fn, frozenset(fn.params[i].name for i in containers))
     fwd = _Forward(fn, activity, names, compilation, container_names)

@@ -44,7 +44,7 @@ from s2sgrad.transforms.analysis import (
     may_be_containers,
     require_structured,
 )
-from s2sgrad.transforms.builder import DerivativeBuilder
+from s2sgrad.transforms.builder import DerivativeBuilder, split_aux
 from s2sgrad.transforms.forward import _container_positions, _Generated
 from s2sgrad.transforms.names import FreshNames
 from s2sgrad.transforms.templates import bind_call, instantiate, lower_template, substitute
@@ -660,7 +660,7 @@ def reverse(
     differentiated.
     """
     require_structured(fn)
-    fn = _split_aux(fn, names) if has_aux else fn
+    fn = split_aux(fn, names) if has_aux else fn
     wrt_names = tuple(fn.params[i].name for i in wrt)
     activity = analyze(fn, wrt_names)
     container_names = may_be_containers(fn, frozenset(fn.params[i].name for i in containers))
@@ -674,7 +674,7 @@ def reverse(
     out_atom = ret.value
     returned = out_atom
     if has_aux:
-        # `value = result[0]` was appended by _split_aux: seed `value`, return all of `result`.
+        # `value = result[0]` was appended by split_aux: seed `value`, return all of `result`.
         returned = primal[-1].value.args[0]
     seed = rev.adjoint_name(out_atom.id)
     state = {out_atom.id: SET}
@@ -722,14 +722,6 @@ def reverse(
         body=tuple(body),
         temps=frozenset(rev.temps),
     )
-
-
-def _split_aux(fn: ir.FunctionDef, names: FreshNames) -> ir.FunctionDef:
-    """``return result`` -> ``value = result[0]; return value`` (the aux part is not differentiated)."""
-    *body, ret = fn.body
-    value = ir.Name(names.fresh("value"))
-    pick = ir.Assign((value,), ir.Call(GETITEM, (ret.value, ir.Index((ir.Const(0),)))), ret.loc)
-    return replace(fn, body=(*body, pick, replace(ret, value=value)))
 
 
 def _breaks(body: tuple[ir.Stmt, ...]) -> bool:
