@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import operator
 from dataclasses import replace
 
 from s2sgrad.transforms.analysis import Activity
 from s2sgrad.transforms.names import FreshNames
+from s2sgrad.transforms.prims import GETITEM
 
 from s2sgrad import ir
 
@@ -40,12 +40,9 @@ class DerivativeBuilder:
         return t
 
 
-_GETITEM = ir.Ref("operator.getitem", operator.getitem)
-
-
 def split_aux(fn: ir.FunctionDef, names: FreshNames) -> ir.FunctionDef:
     """``return result`` -> ``value = result[0]; return value`` (the aux part is not differentiated)."""
     *body, ret = fn.body
     value = ir.Name(names.fresh("value"))
-    pick = ir.Assign((value,), ir.Call(_GETITEM, (ret.value, ir.Index((ir.Const(0),)))), ret.loc)
+    pick = ir.Assign((value,), ir.Call(GETITEM, (ret.value, ir.Index((ir.Const(0),)))), ret.loc)
     return replace(fn, body=(*body, pick, replace(ret, value=value)))

@@ -12,10 +12,8 @@ operand. The generated function takes the primals and the tangents of the
 
 from __future__ import annotations
 
-import operator
 from dataclasses import replace
 
-import numpy as np
 from s2sgrad.transforms.analysis import (
     analyze,
     bind_user_call,
@@ -25,15 +23,12 @@ from s2sgrad.transforms.analysis import (
 )
 from s2sgrad.transforms.builder import DerivativeBuilder, split_aux
 from s2sgrad.transforms.names import FreshNames
+from s2sgrad.transforms.prims import ADD, ZEROS_LIKE, ZEROS_LIKE_TREE
 from s2sgrad.transforms.templates import bind_call, instantiate, lower_template, substitute
 
-from s2sgrad import ir, runtime
+from s2sgrad import ir
 from s2sgrad.errors import NoDerivativeRuleError
 from s2sgrad.rules import lookup
-
-ADD = ir.Ref("operator.add", operator.add)
-ZEROS_LIKE = ir.Ref("np.zeros_like", np.zeros_like)
-ZEROS_LIKE_TREE = ir.Ref("zeros_like_tree", runtime.zeros_like_tree)
 
 
 class _Forward(DerivativeBuilder):

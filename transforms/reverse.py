@@ -29,14 +29,11 @@ returns ``(out, (d_wrt1, d_wrt2, ...))``.
 
 from __future__ import annotations
 
-import builtins
 import copy
-import operator
 from collections import Counter
 from dataclasses import replace
 from typing import Any
 
-import numpy as np
 from s2sgrad.transforms.analysis import (
     analyze,
     bind_user_call,
@@ -47,24 +44,25 @@ from s2sgrad.transforms.analysis import (
 from s2sgrad.transforms.builder import DerivativeBuilder, split_aux
 from s2sgrad.transforms.forward import _container_positions, _Generated
 from s2sgrad.transforms.names import FreshNames
+from s2sgrad.transforms.prims import (
+    ACCUMULATE,
+    ADD,
+    COPY,
+    GETITEM,
+    IS_NOT,
+    NONE,
+    RANGE,
+    REVERSED,
+    ZERO_AT,
+    ZEROS_IF_NONE,
+    ZEROS_LIKE,
+    ZEROS_LIKE_TREE,
+)
 from s2sgrad.transforms.templates import bind_call, instantiate, lower_template, substitute
 
 from s2sgrad import ir, runtime
 from s2sgrad.errors import NoDerivativeRuleError
 from s2sgrad.rules import lookup
-
-ADD = ir.Ref("operator.add", operator.add)
-IS_NOT = ir.Ref("operator.is_not", operator.is_not)
-GETITEM = ir.Ref("operator.getitem", operator.getitem)
-ZEROS_LIKE = ir.Ref("np.zeros_like", np.zeros_like)
-COPY = ir.Ref("np.copy", np.copy)
-REVERSED = ir.Ref("reversed", builtins.reversed)
-RANGE = ir.Ref("range", builtins.range)
-ACCUMULATE = ir.Ref("accumulate", runtime.accumulate)
-ZEROS_IF_NONE = ir.Ref("zeros_if_none", runtime.zeros_if_none)
-ZEROS_LIKE_TREE = ir.Ref("zeros_like_tree", runtime.zeros_like_tree)
-ZERO_AT = ir.Ref("zero_at", runtime.zero_at)
-NONE = ir.Const(None)
 
 ZERO, SET, MAYBE = "zero", "set", "maybe"
 

@@ -41,22 +41,14 @@ it in its iteration (or function) is dropped.
 from __future__ import annotations
 
 import builtins
-import operator
 from dataclasses import dataclass, replace
 from typing import Any
 
 from s2sgrad.transforms.names import FreshNames
+from s2sgrad.transforms.prims import ADD, FALSE, GETITEM, LEN, MIN, NONE, NOT, RANGE, TRUE
 
 from s2sgrad import ir
 from s2sgrad.errors import SourceLocation, UnsupportedSyntaxError
-
-RANGE = ir.Ref("range", builtins.range)
-LEN = ir.Ref("len", builtins.len)
-MIN = ir.Ref("min", builtins.min)
-GETITEM = ir.Ref("operator.getitem", operator.getitem)
-ADD = ir.Ref("operator.add", operator.add)
-NOT = ir.Ref("operator.not_", operator.not_)
-TRUE, FALSE, NONE = ir.Const(True), ir.Const(False), ir.Const(None)
 
 # Builtins returning one-shot iterators, which the index loops above cannot read.
 _ITERATORS = {builtins.reversed, builtins.map, builtins.filter, builtins.iter}
