@@ -100,13 +100,23 @@ def _check_scalar(out: Any, fun: Callable, what: str) -> None:
 class _Derivative:
     """Shared machinery of the grad-like wrappers: lazy compile, argument binding."""
 
-    def __init__(self, fun: Callable, wrt: Wrt, mode: str, backend: str, has_aux: bool = False):
+    def __init__(
+        self,
+        fun: Callable,
+        wrt: Wrt,
+        mode: str,
+        backend: str,
+        has_aux: bool = False,
+        max_steps: int | None = None,
+    ):
         if mode not in ("reverse", "forward"):
             raise UsageError(f"mode must be 'reverse' or 'forward', not {mode!r}")
+        _check_backend(backend)
         _require_python_function(fun)
         self.fun = fun
         self.mode = mode
         self.backend = backend
+        self.max_steps = max_steps
         self.wrt, self.single = resolve_wrt(fun, wrt)
         self.bind = _Bound(fun)
         self.has_aux = has_aux
@@ -118,7 +128,8 @@ class _Derivative:
         free names of the generated module, so a reassigned global is seen.
         """
         options = _options(primals, self.has_aux)
-        return cache.load_or_generate(self.fun, self.mode, self.wrt, self.backend, options)
+        entry = cache.load_or_generate(self.fun, self.mode, self.wrt, self.backend, options)
+        return _runner(entry, self.backend, self.max_steps)
 
     def value_of(self, out: Any) -> Any:
         return out[0] if self.has_aux else out
@@ -199,6 +210,7 @@ def grad(
     mode: str = "reverse",
     backend: str = "numpy",
     has_aux: bool = False,
+    max_steps: int | None = None,
 ) -> Callable:
     """The gradient of a scalar-valued function with respect to the ``wrt`` parameters.
 
@@ -209,8 +221,13 @@ def grad(
     ``grad(f, wrt=...)``. Parameters may be tuples, lists or dicts of arrays; their
     gradients have the same structure. With ``has_aux=True``, ``fun`` returns
     ``(value, aux)`` and the result is ``(gradient, aux)``, as in JAX.
+
+    ``backend="jax"`` runs the derivative as jitted JAX (loops rolled into
+    ``lax.scan``/``lax.while_loop``); it takes and returns jax arrays. ``max_steps``
+    bounds the iterations of a ``while`` loop (or a range of traced length) that
+    reverse mode records; by default the bound starts at 1024 and doubles as needed.
     """
-    d = _Derivative(fun, wrt, mode, backend, has_aux)
+    d = _Derivative(fun, wrt, mode, backend, has_aux, max_steps)
 
     @functools.wraps(fun)
     def gradient(*args: Any, **kwargs: Any) -> Any:
@@ -229,12 +246,13 @@ def value_and_grad(
     mode: str = "reverse",
     backend: str = "numpy",
     has_aux: bool = False,
+    max_steps: int | None = None,
 ) -> Callable:
     """Like ``grad``, but returns ``(value, gradient)`` from one evaluation.
 
     With ``has_aux=True``: ``((value, aux), gradient)``, as in JAX.
     """
-    d = _Derivative(fun, wrt, mode, backend, has_aux)
+    d = _Derivative(fun, wrt, mode, backend, has_aux, max_steps)
 
     @functools.wraps(fun)
     def value_and_gradient(*args: Any, **kwargs: Any) -> tuple[Any, Any]:
@@ -247,6 +265,7 @@ def value_and_grad(
 
 def jvp(fun: Callable, primals: tuple | list, tangents: tuple | list, *, backend: str = "numpy"):
     """``(fun(*primals), J @ tangents)``: the Jacobian-vector product, in forward mode."""
+    _check_backend(backend)
     _require_python_function(fun)
     primals, tangents = tuple(primals), tuple(tangents)
     if len(primals) != len(tangents):
@@ -261,19 +280,25 @@ def jvp(fun: Callable, primals: tuple | list, tangents: tuple | list, *, backend
             )
     wrt = _float_positions(primals)
     entry = cache.load_or_generate(fun, "forward", wrt, backend, _options(primals, False))
+    entry = _runner(entry, backend, None)
     return entry(*primals, *(tangents[i] for i in wrt))
 
 
-def vjp(fun: Callable, *primals: Any, backend: str = "numpy"):
+def vjp(fun: Callable, *primals: Any, backend: str = "numpy", max_steps: int | None = None):
     """``(fun(*primals), vjp_fn)`` where ``vjp_fn(ct)`` gives one cotangent per primal.
 
     The backward sweep recomputes the forward sweep when ``vjp_fn`` is called,
     so nothing from the first evaluation is kept alive in between.
     """
+    _check_backend(backend)
     _require_python_function(fun)
     wrt = _float_positions(primals)
     entry = cache.load_or_generate(fun, "reverse", wrt, backend, _options(primals, False))
-    out = fun(*primals)
+    entry = _runner(entry, backend, max_steps)
+    if backend == "jax":
+        out = _jax_primal(fun, primals, wrt)
+    else:
+        out = fun(*primals)
 
     def vjp_fn(cotangent: Any) -> tuple:
         if trees.shapes(cotangent) != trees.shapes(out):
@@ -292,6 +317,34 @@ def vjp(fun: Callable, *primals: Any, backend: str = "numpy"):
         )
 
     return out, vjp_fn
+
+
+BACKENDS = ("numpy", "jax")
+
+
+def _check_backend(backend: str) -> None:
+    if backend not in BACKENDS:
+        raise UsageError(f"backend must be one of {BACKENDS}, not {backend!r}")
+
+
+def _runner(entry: Callable, backend: str, max_steps: int | None) -> Callable:
+    """The generated function as the API calls it: as is for NumPy, jitted for JAX."""
+    if backend == "numpy":
+        return entry
+    from s2sgrad import jax_api
+
+    return lambda *args: jax_api.call(entry, args, max_steps)
+
+
+def _jax_primal(fun: Callable, primals: tuple, wrt: tuple[int, ...]) -> Any:
+    """``fun(*primals)`` computed by the JAX backend's forward-mode code with zero tangents:
+    works under a caller's ``jax.jit`` where the user's NumPy code would not."""
+    entry = cache.load_or_generate(fun, "forward", wrt, "jax", _options(primals, False))
+    zeros = [
+        trees.unflatten(primals[i], [np.zeros(np.shape(v)) for v in trees.leaves(primals[i])])
+        for i in wrt
+    ]
+    return _runner(entry, "jax", None)(*primals, *zeros)[0]
 
 
 def _float_positions(primals: tuple) -> tuple[int, ...]:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import builtins
 import math
 import operator
+import re
 import sys
 from collections import Counter
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from s2sgrad import ir
+from s2sgrad.errors import S2SGradError
 
 BINARY = {
     operator.add: ("+", 10),
@@ -70,18 +72,81 @@ MODULE_ALIASES: dict[str, str] = {}
 
 _NUMPY_NAMESPACES = (("np", np), ("np.linalg", np.linalg), ("np.fft", np.fft))
 RUNTIME_MODULE = "s2sgrad.runtime"
+# Where each backend's generated code imports its helpers from: the NumPy helpers'
+# JAX twins have the same names (runtime_jax), and control flow lowered for JAX
+# calls the combinators of jax_control.
+RUNTIME_MODULES = {
+    "numpy": {RUNTIME_MODULE: RUNTIME_MODULE},
+    "jax": {
+        RUNTIME_MODULE: "s2sgrad.runtime_jax",
+        "s2sgrad.jax_control": "s2sgrad.jax_control",
+        "s2sgrad.runtime_jax": "s2sgrad.runtime_jax",
+    },
+}
+BACKEND_NUMPY_ALIAS = {"numpy": "np", "jax": "jnp"}
 
 
 @dataclass(frozen=True)
 class Spelling:
     text: str
-    runtime_import: str | None = None  # name to import from s2sgrad.runtime
+    runtime_import: str | None = None  # name to import from the runtime module
     module_import: str | None = None  # a module the generated code imports (scipy.special)
     free_root: str | None = None  # a user name to bind at load time
+    runtime_module: str = RUNTIME_MODULE  # where runtime_import comes from
 
 
-def spell_ref(ref: ir.Ref) -> Spelling:
-    """How a resolved object is written in generated code."""
+class NoJaxEquivalentError(S2SGradError):
+    """A NumPy/SciPy function the JAX backend cannot spell with jax.numpy / jax.scipy."""
+
+
+def spell_ref(ref: ir.Ref, backend: str = "numpy") -> Spelling:
+    """How a resolved object is written in generated code for ``backend``.
+
+    For JAX, NumPy functions become their ``jax.numpy`` namesakes (``np.sin`` ->
+    ``jnp.sin``), ``scipy.special`` becomes ``jax.scipy.special`` and runtime
+    helpers come from their JAX twins: rules stay backend-neutral.
+    """
+    sp = _spell_numpy(ref)
+    if backend == "numpy":
+        return sp
+    if sp.runtime_import:
+        module = RUNTIME_MODULES[backend].get(sp.runtime_module)
+        if module is None:
+            raise NoJaxEquivalentError(f"{sp.text} has no {backend} version")
+        return Spelling(sp.text, runtime_import=sp.text, runtime_module=module)
+    if sp.text.startswith("np."):
+        return _jax_numpy_spelling(sp.text)
+    if sp.text.startswith("scipy.special."):
+        import jax.scipy.special
+
+        name = sp.text.rsplit(".", 1)[1]
+        if not hasattr(jax.scipy.special, name):
+            raise NoJaxEquivalentError(
+                f"scipy.special.{name} has no jax.scipy.special equivalent",
+                hint="use backend='numpy' for this function, or register a rule for a "
+                "function of your own that wraps a JAX implementation",
+            )
+        return Spelling(f"jax.scipy.special.{name}", module_import="jax.scipy.special")
+    return sp
+
+
+def _jax_numpy_spelling(text: str) -> Spelling:
+    import jax.numpy as jnp
+
+    namespace: Any = jnp
+    *path, name = text.split(".")[1:]
+    for part in path:
+        namespace = getattr(namespace, part, None)
+    if namespace is None or not hasattr(namespace, name):
+        raise NoJaxEquivalentError(
+            f"{text} has no jax.numpy equivalent, so the JAX backend cannot lower it",
+            hint="use backend='numpy' for this function, or rewrite it with functions that "
+            "jax.numpy provides",
+        )
+    return Spelling("jnp." + text[3:])
+
+
+def _spell_numpy(ref: ir.Ref) -> Spelling:
     value = ref.value
     candidates = [ref.source.rsplit(".", 1)[-1], getattr(value, "__name__", None)]
     for prefix, namespace in _NUMPY_NAMESPACES:
@@ -97,8 +162,9 @@ def spell_ref(ref: ir.Ref) -> Spelling:
                 return Spelling(f"scipy.special.{name}", module_import="scipy.special")
     if getattr(value, "__module__", None) == "s2sgrad.generated":
         return Spelling(value.__name__)  # another function of the same generated module
-    if getattr(value, "__module__", None) == RUNTIME_MODULE:
-        return Spelling(value.__name__, runtime_import=value.__name__)
+    module = getattr(value, "__module__", None)
+    if module == RUNTIME_MODULE or module in RUNTIME_MODULES["jax"]:
+        return Spelling(value.__name__, runtime_import=value.__name__, runtime_module=module)
     if "." not in ref.source and getattr(builtins, ref.source, _MISSING) is value:
         return Spelling(ref.source)
     return Spelling(ref.source, free_root=ref.source.split(".")[0])
@@ -107,19 +173,19 @@ def spell_ref(ref: ir.Ref) -> Spelling:
 _MISSING = object()
 
 
-def _const_text(value: Any) -> str:
+def _const_text(value: Any, np_alias: str = "np") -> str:
     if value is Ellipsis:
         return "..."
     if isinstance(value, float):
         if math.isnan(value):
-            return "np.nan"
+            return f"{np_alias}.nan"
         if math.isinf(value):
-            return "np.inf" if value > 0 else "-np.inf"
+            return f"{np_alias}.inf" if value > 0 else f"-{np_alias}.inf"
     if isinstance(value, tuple):
-        inner = ", ".join(_const_text(v) for v in value)
+        inner = ", ".join(_const_text(v, np_alias) for v in value)
         return f"({inner},)" if len(value) == 1 else f"({inner})"
     if isinstance(value, list):
-        return "[" + ", ".join(_const_text(v) for v in value) + "]"
+        return "[" + ", ".join(_const_text(v, np_alias) for v in value) + "]"
     return repr(value)
 
 
@@ -132,10 +198,12 @@ def _const_prec(value: Any) -> int:
 class Printer:
     """Prints one function; collects imports and free names as it goes."""
 
-    def __init__(self, fn: ir.FunctionDef, module_alias: str | None = None):
+    def __init__(self, fn: ir.FunctionDef, module_alias: str | None = None, backend: str = "numpy"):
         self.fn = fn
         self.module_alias = module_alias
-        self.runtime_imports: set[str] = set()
+        self.backend = backend
+        self.np = BACKEND_NUMPY_ALIAS[backend]
+        self.runtime_imports: set[tuple[str, str]] = set()  # (module, name)
         self.module_imports: set[str] = set()
         self.free_roots: set[str] = set()
         self.folded: dict[str, tuple[str, int]] = {}
@@ -147,11 +215,11 @@ class Printer:
         if isinstance(a, ir.Name):
             return self.folded.pop(a.id, (a.id, ATOM_PREC))
         if isinstance(a, ir.Const):
-            return _const_text(a.value), _const_prec(a.value)
+            return _const_text(a.value, self.np), _const_prec(a.value)
         if isinstance(a, ir.Ref):
-            sp = spell_ref(a)
+            sp = spell_ref(a, self.backend)
             if sp.runtime_import:
-                self.runtime_imports.add(sp.runtime_import)
+                self.runtime_imports.add((sp.runtime_module, sp.runtime_import))
             if sp.module_import:
                 self.module_imports.add(sp.module_import)
             if sp.free_root:
@@ -175,7 +243,7 @@ class Printer:
                 item = a.items[0]
                 if not (isinstance(item, ir.Const) and item.value in (None, Ellipsis)):
                     return self.atom(item)
-            return f"np.s_[{self.index(a)}]", POSTFIX_PREC
+            return f"{self.np}.s_[{self.index(a)}]", POSTFIX_PREC
         if isinstance(a, ir.Call):
             return self.call(a)
         raise TypeError(f"cannot print {a!r}")
@@ -280,7 +348,21 @@ class Printer:
             return [f"{indent}return {self.text(v)}"]
         if isinstance(stmt, ir.SetItem):
             base = self.text(stmt.target)
+            if self.backend == "jax":  # JAX arrays are immutable: a functional update
+                return [
+                    f"{indent}{base} = {base}.at[{self.index(stmt.index)}]"
+                    f".set({self.text(stmt.value)})"
+                ]
             return [f"{indent}{base}[{self.index(stmt.index)}] = {self.text(stmt.value)}"]
+        if isinstance(stmt, ir.Unpack):
+            return [f"{indent}{_pattern_text(stmt.pattern, top=True)} = {self.text(stmt.value)}"]
+        if isinstance(stmt, ir.LocalDef):
+            nested = Printer(stmt.function, self.module_alias, self.backend)
+            text = nested.function(indent=indent)
+            self.runtime_imports |= nested.runtime_imports
+            self.module_imports |= nested.module_imports
+            self.free_roots |= nested.free_roots
+            return text.rstrip("\n").split("\n")
         if isinstance(stmt, ir.If):
             lines = [f"{indent}if {self.text(stmt.test)}:"] + self.body(stmt.body, inner, line)
             orelse = stmt.orelse
@@ -327,24 +409,21 @@ class Printer:
             return [f"{indent}{stmt.target.id} = {stmt.stack}.pop()"]
         raise TypeError(f"cannot print statement {stmt!r}")
 
-    def function(self, docstring: str | None = None) -> str:
+    def function(self, docstring: str | None = None, indent: str = "") -> str:
         params = ", ".join(p.name for p in self.fn.params)
-        lines = [f"def {self.fn.name}({params}):"]
+        lines = [f"{indent}def {self.fn.name}({params}):"]
         if docstring:
-            lines.append(f'    """{docstring}"""')
-        lines += self.body(self.fn.body, "    ")
+            lines.append(f'{indent}    """{docstring}"""')
+        lines += self.body(self.fn.body, indent + "    ")
         return "\n".join(lines) + "\n"
 
 
-def _pattern_text(pattern: Any) -> str:
+def _pattern_text(pattern: Any, top: bool = False) -> str:
+    """A target pattern: a name or nested tuples (``(a, b), (c,)``); no parentheses at the top."""
     if isinstance(pattern, ir.Name):
         return pattern.id
-    return (
-        "("
-        + ", ".join(_pattern_text(p) for p in pattern)
-        + ("," if len(pattern) == 1 else "")
-        + ")"
-    )
+    inner = ", ".join(_pattern_text(p) for p in pattern) + ("," if len(pattern) == 1 else "")
+    return inner if top and pattern else f"({inner})"
 
 
 def _source_comment(loc) -> str:
@@ -363,10 +442,21 @@ def fold_candidates(body: tuple[ir.Stmt, ...], temps: frozenset[str]) -> set[str
         if isinstance(stmt, ir.Assign):
             defs.update(t.id for t in stmt.targets)
         uses.update(_reads(stmt))
+        if isinstance(stmt, ir.LocalDef):  # read by a local function: must stay a variable
+            uses.update(_nested_reads(stmt.function.body) * 2)
     folded: set[str] = set()
     for block in ir.blocks(body):
         _fold_block(block, temps, defs, uses, folded)
     return folded
+
+
+def _nested_reads(body: tuple[ir.Stmt, ...]) -> list[str]:
+    out: list[str] = []
+    for stmt in ir.walk_stmts(body):
+        out += _reads(stmt)
+        if isinstance(stmt, ir.LocalDef):
+            out += _nested_reads(stmt.function.body)
+    return out
 
 
 def _reads(stmt: ir.Stmt) -> list[str]:
@@ -394,7 +484,9 @@ def _fold_block(block, temps, defs, uses, folded) -> None:
                     folded.add(t)
                     closure[t] = reads
                 break
-            if isinstance(later, (ir.If, ir.For, ir.While, ir.Push, ir.Pop, ir.SetItem)):
+            if isinstance(
+                later, (ir.If, ir.For, ir.While, ir.Push, ir.Pop, ir.SetItem, ir.LocalDef)
+            ):
                 break
             if reads & set(ir.stmt_writes(later)):
                 break
@@ -405,6 +497,7 @@ def module_source(
     *,
     entry: str,
     header: str,
+    backend: str = "numpy",
 ) -> tuple[str, tuple[str, ...]]:
     """The black-formatted module text defining ``functions``, and the free names it reads.
 
@@ -414,7 +507,7 @@ def module_source(
     """
     import black
 
-    runtime_imports: set[str] = set()
+    runtime_imports: set[tuple[str, str]] = set()
     module_imports: set[str] = set()
     free: set[str] = set()
     texts = []
@@ -423,7 +516,7 @@ def module_source(
         alias = None
         if foreign is not None:
             alias = aliases.setdefault(foreign, "_" + foreign.replace(".", "_"))
-        printer = Printer(fn, module_alias=alias)
+        printer = Printer(fn, module_alias=alias, backend=backend)
         texts.append(printer.function())
         runtime_imports |= printer.runtime_imports
         module_imports |= printer.module_imports
@@ -434,10 +527,18 @@ def module_source(
             free.discard(root)
             free.add(f"{root}={MODULE_ALIASES[root]}")
     free_names = tuple(sorted(free))
-    parts = [f'"""{header}"""', "", "import numpy as np"]
+    body_text = "\n".join(
+        line for text in texts for line in text.splitlines() if not line.lstrip().startswith("#")
+    )
+    parts = [f'"""{header}"""', ""]
+    if backend == "numpy" or re.search(r"(?<![\w.])np\.", body_text):
+        parts.append("import numpy as np")
+    if backend == "jax":
+        parts.append("import jax.numpy as jnp")
     parts += [f"import {module}" for module in sorted(module_imports)]
-    if runtime_imports:
-        parts.append(f"from {RUNTIME_MODULE} import {', '.join(sorted(runtime_imports))}")
+    for module in sorted({m for m, _ in runtime_imports}):
+        names = sorted(n for m, n in runtime_imports if m == module)
+        parts.append(f"from {module} import {', '.join(names)}")
     for text in texts:
         parts += ["", "", text]
     parts.append("")

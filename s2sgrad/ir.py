@@ -414,6 +414,8 @@ def stmt_reads(stmt: Stmt) -> list[str]:
         return atom_names(stmt.value) + [stmt.stack]
     if isinstance(stmt, Pop):
         return [stmt.stack]
+    if isinstance(stmt, Unpack):
+        return atom_names(stmt.value)
     return []
 
 
@@ -429,6 +431,8 @@ def stmt_writes(stmt: Stmt) -> list[str]:
         return [stmt.stack]
     if isinstance(stmt, For):
         return pattern_names(stmt.target)
+    if isinstance(stmt, Unpack):
+        return pattern_names(stmt.pattern)
     return []
 
 

@@ -1,0 +1,426 @@
+"""Lowering a generated function to JAX: compound statements become functional combinators.
+
+JAX traces Python: a Python loop over a traced trip count cannot be traced, a
+Python loop over a static one unrolls (compile time grows with the trip count),
+and an ``if`` on a traced value is an error. The IR knows every loop and
+branch, so this pass rewrites each one into local functions over an explicit
+state and one call of a combinator of ``s2sgrad.jax_control``:
+
+* ``if t: A else: B``  ->  ``def if_true(s..): A; return s..`` (and
+  ``if_false``), ``s.. = cond(t, if_true, if_false, s..)``. ``cond`` keeps a
+  concrete test a Python ``if`` and lowers a traced one to ``lax.cond``;
+* ``for i in r: B``  ->  ``def body(i, c..): B; return c..``,
+  ``c.. = for_loop(r, body, c..)`` (``lax.scan``, or ``lax.while_loop`` for a traced
+  length). A loop of the forward sweep that pushes saves returns them too
+  (``for_loop_recording``); a backward loop that pops them gets this iteration's
+  saves as parameters (``replay``). A ``break`` flag guards the rest of the
+  iterations (``if not broke: B``): trip counts stay what they were;
+* ``while t: B``  ->  ``def test(c..)``, ``def body(c..)``,
+  ``c.. = while_loop(test, body, c.., stop=<break flag>)``
+  (``while_recording`` with saves: buffers of ``max_steps`` rows).
+
+The state of a compound statement is what it assigns that is read after it (or,
+for a loop, read by a later iteration). Pushes and pops of the reverse sweep
+become plain assignments: inside a loop body a stack name denotes *this
+iteration's* save, and the combinators do the stacking. Nothing here knows about
+derivatives: it lowers any structured IR function.
+"""
+
+from __future__ import annotations
+
+import builtins
+import operator
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+
+from s2sgrad import ir, jax_control
+from s2sgrad.errors import S2SGradError
+from s2sgrad.transforms.names import FreshNames
+
+COND = ir.Ref("if_else", jax_control.if_else)
+LOOP = ir.Ref("for_loop", jax_control.for_loop)
+LOOP_RECORDING = ir.Ref("for_loop_recording", jax_control.for_loop_recording)
+REPLAY = ir.Ref("replay", jax_control.replay)
+WHILE_LOOP = ir.Ref("while_loop", jax_control.while_loop)
+WHILE_RECORDING = ir.Ref("while_recording", jax_control.while_recording)
+RANGE_OF = ir.Ref("traced_range", jax_control.traced_range)
+REVERSED_RANGE = ir.Ref("reversed_range", jax_control.reversed_range)
+LOGICAL_NOT = ir.Ref("np.logical_not", np.logical_not)
+NONE = ir.Const(None)
+
+
+class JaxLoweringError(S2SGradError):
+    """A construct of a generated function the JAX lowering cannot express."""
+
+
+def lower_for_jax(fn: ir.FunctionDef, names: FreshNames) -> ir.FunctionDef:
+    """``fn`` with every If/For/While rewritten into ``jax_control`` combinator calls."""
+    names.reserve(*ir.all_local_names(fn))
+    lowering = _Lowering(names, fn.temps)
+    body = tuple(lowering.block(fn.body, frozenset()))
+    body = _define_before_use(body, set(fn.param_names))
+    return replace(fn, body=tuple(_rewrite_refs(s) for s in body))
+
+
+# --------------------------------------------------------------------------- stacks
+
+
+def _stacks(loop: ir.For | ir.While, kind: type) -> tuple[str, ...]:
+    """The stacks a loop pushes (kind=Push) or pops (kind=Pop), nested loops included."""
+    inner = loop.body if isinstance(loop, ir.For) else loop.test_block + loop.body
+    return _stacks_in(inner, kind)
+
+
+def _stacks_in(body: tuple[ir.Stmt, ...], kind: type) -> tuple[str, ...]:
+    seen: dict[str, None] = {}
+    for stmt in ir.walk_stmts(body):
+        if isinstance(stmt, kind):
+            seen.setdefault(stmt.stack, None)
+    return tuple(seen)
+
+
+def _plain(stmt: ir.Stmt) -> list[ir.Stmt]:
+    """Push -> ``stack = value``, Pop -> ``target = stack``, NewStack -> nothing: inside a
+    loop body a stack name is this iteration's slot; the combinators do the stacking."""
+    if isinstance(stmt, ir.Push):
+        return [ir.Assign((ir.Name(stmt.stack),), stmt.value, stmt.loc)]
+    if isinstance(stmt, ir.Pop):
+        return [ir.Assign((stmt.target,), ir.Name(stmt.stack), stmt.loc)]
+    if isinstance(stmt, ir.NewStack):
+        return []
+    return [stmt]
+
+
+# --------------------------------------------------------------------------- reads and writes
+
+
+def _reads(stmt: ir.Stmt) -> set[str]:
+    """Every name a statement (with everything nested in it) reads."""
+    if isinstance(stmt, ir.If):
+        return set(ir.atom_names(stmt.test)) | _block_reads(stmt.body) | _block_reads(stmt.orelse)
+    if isinstance(stmt, ir.For):
+        return set(ir.atom_names(stmt.iter)) | _block_reads(stmt.body)
+    if isinstance(stmt, ir.While):
+        return set(ir.atom_names(stmt.test)) | _block_reads(stmt.test_block + stmt.body)
+    if isinstance(stmt, ir.Return):
+        return set(ir.atom_names(stmt.value))
+    if isinstance(stmt, ir.Push):
+        return set(ir.atom_names(stmt.value))
+    return set(ir.stmt_reads(stmt))
+
+
+def _block_reads(body: tuple[ir.Stmt, ...]) -> set[str]:
+    return set().union(*(_reads(s) for s in body)) if body else set()
+
+
+def _writes(stmt: ir.Stmt) -> set[str]:
+    if isinstance(stmt, ir.If):
+        return _block_writes(stmt.body) | _block_writes(stmt.orelse)
+    if isinstance(stmt, ir.For):
+        return set(ir.pattern_names(stmt.target)) | _block_writes(stmt.body)
+    if isinstance(stmt, ir.While):
+        return _block_writes(stmt.test_block + stmt.body)
+    if isinstance(stmt, ir.Push):
+        return {stmt.stack}
+    return set(ir.stmt_writes(stmt))
+
+
+def _block_writes(body: tuple[ir.Stmt, ...]) -> set[str]:
+    return set().union(*(_writes(s) for s in body)) if body else set()
+
+
+def _kills(stmt: ir.Stmt) -> set[str]:
+    """Names a statement certainly overwrites (so they are dead just before it)."""
+    if isinstance(stmt, ir.Assign):
+        return {t.id for t in stmt.targets}
+    if isinstance(stmt, ir.Push):
+        return {stmt.stack}
+    if isinstance(stmt, ir.Pop):
+        return {stmt.target.id}
+    return set()
+
+
+def _live_in(body: tuple[ir.Stmt, ...], live_out: set[str]) -> set[str]:
+    live = set(live_out)
+    for stmt in reversed(body):
+        live = (live - _kills(stmt)) | _upward_exposed(stmt)
+    return live
+
+
+def _upward_exposed(stmt: ir.Stmt) -> set[str]:
+    if isinstance(stmt, ir.If):
+        return (
+            set(ir.atom_names(stmt.test))
+            | _live_in(stmt.body, set())
+            | _live_in(stmt.orelse, set())
+        )
+    if isinstance(stmt, ir.For):
+        return set(ir.atom_names(stmt.iter)) | (
+            _live_in(stmt.body, set()) - set(ir.pattern_names(stmt.target))
+        )
+    if isinstance(stmt, ir.While):
+        return _live_in(stmt.test_block + stmt.body, set(ir.atom_names(stmt.test)))
+    return _reads(stmt)
+
+
+def _ordered(names: set[str], body: tuple[ir.Stmt, ...]) -> tuple[str, ...]:
+    """``names`` in order of first appearance in ``body`` (deterministic output)."""
+    order: dict[str, None] = {}
+    for stmt in ir.walk_stmts(body):
+        for n in [*ir.stmt_writes(stmt), *_reads(stmt)]:
+            if n in names:
+                order.setdefault(n, None)
+    return tuple(order) + tuple(sorted(names - set(order)))
+
+
+def _names(ids: tuple[str, ...]) -> tuple[ir.Name, ...]:
+    return tuple(ir.Name(n) for n in ids)
+
+
+def _tuple(ids: tuple[str, ...]) -> ir.Seq:
+    return ir.Seq("tuple", _names(ids))
+
+
+# --------------------------------------------------------------------------- the pass
+
+
+class _Lowering:
+    def __init__(self, names: FreshNames, temps: frozenset[str]):
+        self.names = names
+        self.temps = temps  # foldable compiler temporaries, also inside the local functions
+
+    def block(self, body: tuple[ir.Stmt, ...], live_after: frozenset[str]) -> list[ir.Stmt]:
+        out: list[ir.Stmt] = []
+        live = set(live_after)
+        for stmt in reversed(body):
+            out[:0] = self.statement(stmt, frozenset(live))
+            live = (live - _kills(stmt)) | _upward_exposed(stmt)
+        return out
+
+    def statement(self, stmt: ir.Stmt, live: frozenset[str]) -> list[ir.Stmt]:
+        if isinstance(stmt, ir.If):
+            return self.if_(stmt, live)
+        if isinstance(stmt, ir.For):
+            return self.for_(stmt, live)
+        if isinstance(stmt, ir.While):
+            return self.while_(stmt, live)
+        if isinstance(stmt, (ir.Break, ir.Continue)):
+            raise JaxLoweringError(
+                f"a `{type(stmt).__name__.lower()}` the structuring pass left in place",
+                stmt.loc,
+            )
+        return _plain(stmt)
+
+    def local(self, base: str, params: tuple[str, ...], body: list[ir.Stmt], loc) -> tuple:
+        name = self.names.fresh(base)
+        fn = ir.FunctionDef(
+            name=name,
+            params=tuple(ir.Param(p) for p in params),
+            body=tuple(body),
+            loc=loc,
+            temps=self.temps,
+        )
+        return ir.LocalDef(fn, loc), ir.Name(name)
+
+    # ------------------------------------------------------------------ if
+
+    def if_(self, stmt: ir.If, live: frozenset[str]) -> list[ir.Stmt]:
+        branches = stmt.body + stmt.orelse
+        written = _writes(stmt)
+        exposed = _live_in(stmt.body, set()) | _live_in(stmt.orelse, set())
+        state = _ordered(written & (live | exposed), branches)
+        if not state:
+            return []  # assigns nothing anyone reads: dead
+        ret = ir.Return(_tuple(state), stmt.loc)
+        out: list[ir.Stmt] = []
+        line = stmt.loc.line if stmt.loc else 0
+        then_def, then_name = self.local(
+            f"if_line{line}", state, [*self.block(stmt.body, frozenset(state)), ret], stmt.loc
+        )
+        out.append(then_def)
+        else_name: Any = NONE
+        if stmt.orelse:
+            else_def, else_name = self.local(
+                f"else_line{line}",
+                state,
+                [*self.block(stmt.orelse, frozenset(state)), ret],
+                stmt.loc,
+            )
+            out.append(else_def)
+        call = ir.Call(COND, (stmt.test, then_name, else_name, *_names(state)))
+        out.append(ir.Unpack(_names(state), call, stmt.loc))
+        return out
+
+    # ------------------------------------------------------------------ for
+
+    def for_(self, stmt: ir.For, live: frozenset[str]) -> list[ir.Stmt]:
+        pushed, popped = _stacks(stmt, ir.Push), _stacks(stmt, ir.Pop)
+        if pushed and popped:
+            raise JaxLoweringError("a loop that both records and replays saves", stmt.loc)
+        if not isinstance(stmt.target, ir.Name):
+            raise JaxLoweringError("a loop over something other than a range", stmt.loc)
+        target = stmt.target.id
+        body, flag = _strip_break(stmt.body)
+        out: list[ir.Stmt] = []
+        if flag is not None:
+            # The flag is False whenever the loop starts (its initialisation may have been
+            # dropped as dead: Python reads it only after setting it).
+            out.append(ir.Assign((flag,), ir.Const(False), stmt.loc))
+            # `if broke: break` at the end of an iteration = skip the iterations after it.
+            go = ir.Name(self.names.fresh("go"))
+            body = (
+                ir.Assign(
+                    (go,), ir.Call(ir.Ref("operator.not_", operator.not_), (flag,)), stmt.loc
+                ),
+                ir.If(go, body, (), stmt.loc),
+            )
+        written = _block_writes(body) - {target} - set(pushed)
+        carried = written & (set(live) | _live_in(body, set()))
+        carried = _ordered(carried, body)
+        line = stmt.loc.line if stmt.loc else 0
+        if popped:
+            params = (target, *popped, *carried)
+            inner = [*self.block(body, frozenset(carried)), ir.Return(_tuple(carried), stmt.loc)]
+            body_def, body_name = self.local(f"loop_line{line}_back", params, inner, stmt.loc)
+            call = ir.Call(REPLAY, (stmt.iter, body_name, _tuple(popped), *_names(carried)))
+            return [*out, body_def, ir.Unpack(_names(carried), call, stmt.loc)]
+        if pushed:
+            result = ir.Seq("tuple", (_tuple(carried), _tuple(pushed)))
+            inner = [
+                *self.block(body, frozenset(carried) | set(pushed)),
+                ir.Return(result, stmt.loc),
+            ]
+            body_def, body_name = self.local(
+                f"loop_line{line}", (target, *carried), inner, stmt.loc
+            )
+            call = ir.Call(LOOP_RECORDING, (stmt.iter, body_name, *_names(carried)))
+            pattern = (_names(carried), _names(pushed))
+            return [*out, body_def, ir.Unpack(pattern, call, stmt.loc)]
+        if not carried:
+            return out  # a loop whose results nobody reads
+        inner = [*self.block(body, frozenset(carried)), ir.Return(_tuple(carried), stmt.loc)]
+        body_def, body_name = self.local(f"loop_line{line}", (target, *carried), inner, stmt.loc)
+        call = ir.Call(LOOP, (stmt.iter, body_name, *_names(carried)))
+        return [*out, body_def, ir.Unpack(_names(carried), call, stmt.loc)]
+
+    # ------------------------------------------------------------------ while
+
+    def while_(self, stmt: ir.While, live: frozenset[str]) -> list[ir.Stmt]:
+        pushed = _stacks(stmt, ir.Push)
+        if _stacks_in(stmt.test_block, ir.Push):
+            raise JaxLoweringError(
+                "a while test whose values the backward sweep needs",
+                stmt.loc,
+                hint="compute the test's operands in the loop body instead",
+            )
+        body, flag = _strip_break(stmt.body)
+        whole = stmt.test_block + body
+        written = _block_writes(whole) - set(pushed)
+        state = written & (set(live) | _live_in(whole, set(ir.atom_names(stmt.test))))
+        out: list[ir.Stmt] = []
+        if flag is not None:
+            state.add(flag.id)
+            out.append(ir.Assign((flag,), ir.Const(False), stmt.loc))
+        state = _ordered(state, whole)
+        line = stmt.loc.line if stmt.loc else 0
+        test_body = [
+            *self.block(stmt.test_block, frozenset(ir.atom_names(stmt.test))),
+            ir.Return(stmt.test, stmt.loc),
+        ]
+        test_def, test_name = self.local(f"test_line{line}", state, test_body, stmt.loc)
+        kwargs = (("stop", ir.Const(state.index(flag.id))),) if flag is not None else ()
+        if pushed:
+            result = ir.Seq("tuple", (_tuple(state), _tuple(pushed)))
+            inner = [*self.block(body, frozenset(state) | set(pushed)), ir.Return(result, stmt.loc)]
+            body_def, body_name = self.local(f"loop_line{line}", state, inner, stmt.loc)
+            call = ir.Call(WHILE_RECORDING, (test_name, body_name, *_names(state)), kwargs)
+            pattern = (_names(state), _names(pushed))
+            return [*out, test_def, body_def, ir.Unpack(pattern, call, stmt.loc)]
+        inner = [*self.block(body, frozenset(state)), ir.Return(_tuple(state), stmt.loc)]
+        body_def, body_name = self.local(f"loop_line{line}", state, inner, stmt.loc)
+        call = ir.Call(WHILE_LOOP, (test_name, body_name, *_names(state)), kwargs)
+        return [*out, test_def, body_def, ir.Unpack(_names(state), call, stmt.loc)]
+
+
+def _strip_break(body: tuple[ir.Stmt, ...]) -> tuple[tuple[ir.Stmt, ...], ir.Name | None]:
+    """A loop body without its final ``if <flag>: break``, and that flag (the only form of
+    ``break`` the structuring pass leaves)."""
+    if (
+        body
+        and isinstance(body[-1], ir.If)
+        and body[-1].body
+        and isinstance(body[-1].body[-1], ir.Break)
+        and not body[-1].orelse
+        and isinstance(body[-1].test, ir.Name)
+        and len(body[-1].body) == 1
+    ):
+        return body[:-1], body[-1].test
+    return body, None
+
+
+# --------------------------------------------------------------------------- after lowering
+
+
+def _define_before_use(body: tuple[ir.Stmt, ...], defined: set[str]) -> tuple[ir.Stmt, ...]:
+    """Start a function with ``x = None`` for each local ``x`` it hands to a combinator
+    before assigning it (a value set on some paths only, or only inside a loop); the
+    combinators give such values their type. Names the function never assigns are
+    read from the enclosing function and need nothing."""
+    assigned = {n for stmt in body for n in ir.stmt_writes(stmt)}
+    missing: dict[str, None] = {}
+    defined = set(defined)
+    out: list[ir.Stmt] = []
+    for stmt in body:
+        if isinstance(stmt, ir.LocalDef):
+            fn = stmt.function
+            inner = _define_before_use(fn.body, set(fn.param_names))
+            out.append(replace(stmt, function=replace(fn, body=inner)))
+            defined.add(fn.name)
+            continue
+        if isinstance(stmt, ir.Unpack):
+            for n in ir.atom_names(stmt.value):
+                if n in assigned and n not in defined:
+                    missing.setdefault(n, None)
+        defined.update(ir.stmt_writes(stmt))
+        out.append(stmt)
+    inits = [ir.Assign((ir.Name(n),), NONE) for n in missing]
+    return tuple(inits + out)
+
+
+def _rewrite_refs(stmt: ir.Stmt) -> ir.Stmt:
+    """``range``/``reversed`` -> ranges that may have traced bounds; ``not`` -> logical_not."""
+    if isinstance(stmt, ir.LocalDef):
+        fn = stmt.function
+        return replace(stmt, function=replace(fn, body=tuple(_rewrite_refs(s) for s in fn.body)))
+    if isinstance(stmt, (ir.Assign, ir.Unpack, ir.Return)):
+        return replace(stmt, value=_rewrite_expr(stmt.value))
+    if isinstance(stmt, ir.SetItem):
+        return replace(stmt, index=_rewrite_expr(stmt.index), value=_rewrite_expr(stmt.value))
+    return stmt
+
+
+_REPLACEMENTS = {builtins.range: RANGE_OF, builtins.reversed: REVERSED_RANGE}
+
+
+def _rewrite_expr(e: Any) -> Any:
+    if isinstance(e, ir.Call):
+        fn = e.fn
+        if isinstance(fn, ir.Ref):
+            if fn.value in _REPLACEMENTS:
+                fn = _REPLACEMENTS[fn.value]
+            elif fn.value is operator.not_:
+                fn = LOGICAL_NOT
+        return ir.Call(
+            fn,
+            tuple(_rewrite_expr(a) for a in e.args),
+            tuple((k, _rewrite_expr(v)) for k, v in e.kwargs),
+        )
+    if isinstance(e, ir.Seq):
+        return replace(e, elts=tuple(_rewrite_expr(x) for x in e.elts))
+    if isinstance(e, ir.Index):
+        return replace(e, items=tuple(_rewrite_expr(x) for x in e.items))
+    if isinstance(e, ir.Slice):
+        return ir.Slice(_rewrite_expr(e.lower), _rewrite_expr(e.upper), _rewrite_expr(e.step))
+    return e

@@ -1,0 +1,94 @@
+"""Calling a generated JAX-backend function: jitted, with recorded loops that cannot overflow.
+
+The generated function is pure ``jax.numpy``; this wraps it in ``jax.jit`` with
+the arguments that must be static made static: Python ints, bools, strings and
+other non-array objects (trip counts, axes, flags), so ``range(n)`` keeps a static
+length and lowers to a rolled ``lax.scan``. Floats and arrays are traced.
+
+Recorded loops (a ``while`` loop, or a range of traced length, in the forward
+sweep of reverse mode) write their saves into buffers of ``max_steps`` rows.
+Each traced loop reports whether it wanted to run past that bound; the jitted
+function returns the flag beside its result. With no ``max_steps`` given, a run
+that overflowed is repeated with the bound doubled (one more compilation); with
+an explicit ``max_steps`` it raises ``LoopBoundExceeded``. Called under a
+caller's own ``jax.jit`` the flag is traced, so a ``jax.debug.callback`` raises
+at run time instead: never a silently truncated gradient.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from s2sgrad import jax_control
+from s2sgrad.jax_control import LoopBoundExceeded
+
+LARGEST_AUTOMATIC_BOUND = 1 << 22
+
+_JITTED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _is_static(value: Any) -> bool:
+    """Arguments JAX must see as Python values: everything that is not array data."""
+    if isinstance(value, (bool, int, str, type(None))) and not isinstance(value, np.generic):
+        return True
+    if isinstance(value, (float, complex, np.ndarray, np.generic, jax.Array)):
+        return False
+    if isinstance(value, (tuple, list, dict)):
+        return False  # containers of arrays are pytrees
+    return not hasattr(value, "__jax_array__") and not isinstance(value, jax.core.Tracer)
+
+
+def _free_values(entry: Callable) -> tuple:
+    """Identities of the module globals the generated code reads: traced in as constants,
+    so a rebinding (a reassigned user global) must make a new jitted function."""
+    module = entry.__globals__
+    names = module.get("__s2sgrad_free_names__", ())
+    return tuple(id(module.get(n.split("=")[0])) for n in names)
+
+
+def _jitted(entry: Callable, static: tuple[int, ...], max_steps: int) -> Callable:
+    per_entry = _JITTED.setdefault(entry, {})
+    key = (static, max_steps, _free_values(entry))
+    fn = per_entry.get(key)
+    if fn is None:
+
+        def run(*args: Any) -> tuple[Any, Any]:
+            with jax_control.recording(max_steps) as overflows:
+                out = entry(*args)
+            overflow = jnp.any(jnp.stack(overflows)) if overflows else jnp.asarray(False)
+            return out, overflow
+
+        fn = jax.jit(run, static_argnums=static)
+        per_entry[key] = fn
+    return fn
+
+
+def call(entry: Callable, args: tuple, max_steps: int | None = None) -> Any:
+    """``entry(*args)`` jitted, re-run with a larger loop bound if a recorded loop overflowed."""
+    static = tuple(i for i, a in enumerate(args) if _is_static(a))
+    bound = int(max_steps) if max_steps is not None else jax_control.DEFAULT_MAX_STEPS
+    while True:
+        out, overflow = _jitted(entry, static, bound)(*args)
+        if isinstance(overflow, jax.core.Tracer):
+            jax.debug.callback(_raise_if, overflow, bound)
+            return out
+        if not bool(overflow):
+            return out
+        if max_steps is not None or bound >= LARGEST_AUTOMATIC_BOUND:
+            _raise_if(True, bound)
+        bound *= 2
+
+
+def _raise_if(overflowed: Any, bound: int) -> None:
+    if overflowed:
+        raise LoopBoundExceeded(
+            f"a recorded loop (a while loop, or a for loop over a traced range) ran more than "
+            f"max_steps={bound} iterations, the size of the buffer that keeps its values for "
+            "the backward sweep; pass a larger max_steps= to s2sgrad.grad/value_and_grad/vjp"
+        )

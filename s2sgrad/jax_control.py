@@ -1,0 +1,587 @@
+"""Control flow for generated JAX code: ``if`` -> ``lax.cond``, ``for`` -> ``lax.scan``,
+``while`` -> ``lax.while_loop``, with reverse mode through all three.
+
+The JAX lowering (``s2sgrad/backends/jax.py``) turns each compound statement of
+a generated function into small local functions over an explicit state and one
+call of a combinator defined here. The combinators decide what only trace time
+knows:
+
+* whether an ``if`` test is concrete (then it stays a Python ``if``: static
+  shapes, ``is None`` tests on adjoints) or traced (``lax.cond``);
+* whether a ``range`` has a static length (``lax.scan``: rolled, and the
+  per-iteration saves of the reverse sweep are its stacked outputs) or a
+  traced one (``lax.while_loop`` writing saves into a preallocated buffer);
+* the types of carried values. Generated code uses ``None`` for "not set yet"
+  (an adjoint nobody has accumulated into, a value defined only inside the
+  loop); JAX loops need one type per carried value, so the combinators
+  evaluate the body abstractly (``jax.eval_shape``) and start such values as
+  zeros of the type the body gives them, broadcasting and promoting until the
+  types are a fixed point.
+
+Saves of a loop come back as a ``Tape``: one stacked array per saved leaf
+(leading axis = iteration), the Python objects among them (ranges, ``None``)
+kept aside, so nested loops simply stack tapes of tapes. Backward loops
+(``replay``) read a tape last-in first-out, which is what the NumPy backend's
+``list.pop()`` does.
+
+A ``while`` loop that records saves needs a bound on its trip count, because
+XLA buffers have static sizes: ``max_steps`` (see ``recording``). Exceeding it
+is reported, never silently truncated: the API retries with a doubled bound, or
+raises where it cannot (under a caller's ``jax.jit``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+__all__ = [
+    "Range",
+    "Tape",
+    "LoopBoundExceeded",
+    "if_else",
+    "for_loop",
+    "for_loop_recording",
+    "replay",
+    "reversed_range",
+    "traced_range",
+    "recording",
+    "while_loop",
+    "while_recording",
+]
+
+DEFAULT_MAX_STEPS = 1024
+
+
+class LoopBoundExceeded(RuntimeError):
+    """A recorded ``while`` loop (or a range with a traced length) ran past ``max_steps``."""
+
+
+# --------------------------------------------------------------------------- settings
+
+
+@dataclass
+class _Recording:
+    max_steps: int
+    overflows: list = field(default_factory=list)
+
+
+_RECORDING: contextvars.ContextVar[_Recording | None] = contextvars.ContextVar(
+    "s2sgrad_jax_recording", default=None
+)
+
+
+@contextlib.contextmanager
+def recording(max_steps: int = DEFAULT_MAX_STEPS):
+    """Trace generated code with buffers of ``max_steps`` iterations for recorded loops.
+
+    Yields the list of (traced) overflow flags the loops traced inside report; the
+    caller returns ``any`` of them from its jitted function and checks it.
+    """
+    state = _Recording(int(max_steps))
+    token = _RECORDING.set(state)
+    try:
+        yield state.overflows
+    finally:
+        _RECORDING.reset(token)
+
+
+def _with_overflow(fn: Callable, seen: list) -> Callable:
+    """``fn`` returning also whether a recorded loop traced inside it overflowed.
+
+    A flag traced inside a loop body or branch must leave it as an output, not escape
+    as a side effect; ``seen`` learns (at trace time) whether there are any such loops.
+    """
+
+    def wrapped(*args: Any) -> tuple[Any, Any]:
+        inner = _Recording(_max_steps())
+        token = _RECORDING.set(inner)
+        try:
+            out = fn(*args)
+        finally:
+            _RECORDING.reset(token)
+        if inner.overflows:
+            seen.append(True)
+            return out, jnp.any(jnp.stack([jnp.asarray(f) for f in inner.overflows]))
+        return out, jnp.asarray(False)
+
+    return wrapped
+
+
+def _max_steps() -> int:
+    state = _RECORDING.get()
+    return DEFAULT_MAX_STEPS if state is None else state.max_steps
+
+
+def _report_overflow(flag: Any, what: str) -> None:
+    state = _RECORDING.get()
+    if state is not None:
+        state.overflows.append(flag)
+        return
+    message = (
+        f"{what} ran more than max_steps={_max_steps()} iterations, the size of the buffer "
+        "that records it for the backward sweep; raise max_steps (s2sgrad.grad(..., "
+        "backend='jax', max_steps=N))"
+    )
+
+    def check(overflowed):
+        if overflowed:
+            raise LoopBoundExceeded(message)
+
+    jax.debug.callback(check, flag)
+
+
+# --------------------------------------------------------------------------- ranges
+
+
+@jax.tree_util.register_pytree_node_class
+class Range:
+    """``range`` whose start and length may be traced: ``start + step * k`` for k < length."""
+
+    def __init__(self, start: Any, step: Any, length: Any):
+        if _is_traced(step):
+            raise TypeError("s2sgrad's JAX backend needs a range step known at trace time")
+        self.start, self.step, self.length = start, step, length
+
+    @classmethod
+    def of(cls, *args: Any) -> Range:
+        """Like ``range(stop)`` / ``range(start, stop[, step])``."""
+        start, stop, step = (0, args[0], 1) if len(args) == 1 else (*args, 1)[:3]
+        if not any(_is_traced(a) for a in (start, stop, step)):
+            return cls(int(start), int(step), len(range(int(start), int(stop), int(step))))
+        step = int(step)
+        span = stop - start
+        length = (span + step - 1) // step if step > 0 else (span + step + 1) // step
+        return cls(start, step, jnp.maximum(length, 0))
+
+    def __len__(self) -> int:
+        if _is_traced(self.length):
+            raise TypeError("the length of this range is traced")
+        return int(self.length)
+
+    @property
+    def static(self) -> bool:
+        """Bounds known at trace time (Python integers), so the length is static."""
+        return all(isinstance(v, (int, np.integer)) for v in (self.start, self.length))
+
+    def __getitem__(self, item: slice) -> Range:
+        if not (isinstance(item, slice) and item.start is None and item.step is None):
+            raise TypeError("only prefixes r[:k] of a range are supported")
+        k = item.stop
+        if not (_is_traced(k) or _is_traced(self.length)):
+            return Range(self.start, self.step, max(0, min(int(k), int(self.length))))
+        return Range(self.start, self.step, jnp.clip(k, 0, self.length))
+
+    def traced(self) -> Range:
+        """The same range with array bounds (its type then joins with traced ranges)."""
+        return Range(jnp.asarray(self.start), self.step, jnp.asarray(self.length))
+
+    def value(self, k: Any) -> Any:
+        return self.start + self.step * k
+
+    def tree_flatten(self):
+        flags = tuple(not isinstance(v, (int, np.integer)) for v in (self.start, self.length))
+        fields = (self.start, self.length)
+        children = [v for v, f in zip(fields, flags) if f]
+        static = [v for v, f in zip(fields, flags) if not f]
+        return tuple(children), (self.step, flags, tuple(static))
+
+    @classmethod
+    def tree_unflatten(cls, aux, children):
+        step, flags, static = aux
+        children, static = list(children), list(static)
+        start, length = (children.pop(0) if f else static.pop(0) for f in flags)
+        return cls(start, step, length)
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, Range)
+            and self.static
+            and other.static
+            and (self.start, self.step, self.length) == (other.start, other.step, other.length)
+        )
+
+    def __hash__(self) -> int:
+        return hash((Range, self.step))
+
+    def __repr__(self) -> str:
+        return f"Range(start={self.start}, step={self.step}, length={self.length})"
+
+
+def traced_range(*args: Any) -> Range:
+    """``range(...)`` in generated JAX code: its bounds may be traced."""
+    return Range.of(*args)
+
+
+def reversed_range(r: Any) -> Range:
+    """``reversed(r)`` for a range: the same values, last first."""
+    r = _as_range(r)
+    return Range(r.start + r.step * (r.length - 1), -r.step, r.length)
+
+
+def _as_range(r: Any) -> Range:
+    if isinstance(r, Range):
+        return r
+    if isinstance(r, range):
+        return Range(r.start, r.step, len(r))
+    raise TypeError(
+        f"s2sgrad's JAX backend loops over ranges; got {type(r).__name__}. Iterate over "
+        "range(len(...)) and index instead"
+    )
+
+
+# --------------------------------------------------------------------------- types
+#
+# The type of a value is the value with every array leaf replaced by its
+# ShapeDtypeStruct (what ``jax.eval_shape`` returns); None stays None, meaning
+# "not set yet": it joins with any type and becomes zeros of it.
+
+
+def _is_traced(x: Any) -> bool:
+    return isinstance(x, jax.core.Tracer)
+
+
+def _is_sds(x: Any) -> bool:
+    return isinstance(x, jax.ShapeDtypeStruct)
+
+
+def _type_of(value: Any) -> Any:
+    return jax.tree_util.tree_map(
+        lambda x: x if _is_sds(x) else jax.ShapeDtypeStruct(jnp.shape(x), jnp.result_type(x)),
+        value,
+    )
+
+
+def _children(x: Any):
+    """One level of a pytree node: its children (None kept) and its node structure."""
+    return jax.tree_util.tree_flatten(x, is_leaf=lambda y: y is not x)
+
+
+def _join(a: Any, b: Any, what: str) -> Any:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    if _is_sds(a) and _is_sds(b):
+        try:
+            shape = jnp.broadcast_shapes(a.shape, b.shape)
+        except ValueError:
+            raise TypeError(
+                f"{what}: a value of shape {a.shape} on one path has shape {b.shape} on "
+                "another; the JAX backend needs one shape per variable"
+            ) from None
+        return jax.ShapeDtypeStruct(shape, jnp.promote_types(a.dtype, b.dtype))
+    if isinstance(a, Range) and isinstance(b, Range) and a.step == b.step:
+        if a == b:
+            return a
+        return _type_of(a.traced())  # static on one path, other bounds on another
+    ca, ta = _children(a)
+    cb, tb = _children(b)
+    if _is_sds(a) or _is_sds(b) or ta != tb:
+        raise TypeError(
+            f"{what}: a value is {_describe(a)} on one path and {_describe(b)} on another; "
+            "the JAX backend needs one type per variable"
+        )
+    return ta.unflatten([_join(x, y, what) for x, y in zip(ca, cb)])
+
+
+def _describe(t: Any) -> str:
+    if _is_sds(t):
+        return f"an array {t.dtype}{list(t.shape)}"
+    return f"a {type(t).__name__}"
+
+
+def _zeros(t: Any) -> Any:
+    return jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), t)
+
+
+def _coerce(x: Any, t: Any) -> Any:
+    """``x`` as a value of type ``t``: None becomes zeros, arrays are promoted and broadcast."""
+    if t is None:
+        return x
+    if x is None:
+        return _zeros(t)
+    if _is_sds(t):
+        x = jnp.asarray(x, dtype=t.dtype)
+        return x if x.shape == t.shape else jnp.broadcast_to(x, t.shape)
+    if isinstance(x, Range) and isinstance(t, Range) and x.static and not t.static:
+        x = x.traced()
+    cx, tx = _children(x)
+    ct, tt = _children(t)
+    if tx != tt:
+        raise TypeError(f"a value is {_describe(x)} where {_describe(t)} was expected")
+    return tx.unflatten([_coerce(a, b) for a, b in zip(cx, ct)])
+
+
+def _abstract(fn: Callable, *args: Any) -> Any:
+    """The type of ``fn(*args)`` (args may be values or types), without running it."""
+    token = _RECORDING.set(_Recording(_max_steps()))  # overflow flags of this trace stay here
+    try:
+        return jax.eval_shape(fn, *args)
+    finally:
+        _RECORDING.reset(token)
+
+
+# --------------------------------------------------------------------------- if
+
+
+def if_else(test: Any, then_branch: Callable, else_branch: Callable | None, *state: Any) -> tuple:
+    """``if test: then_branch(*state) else: else_branch(*state)``, each returning the new state.
+
+    A concrete test runs one branch in Python; a traced one lowers to ``lax.cond``.
+    A missing ``else_branch`` keeps the state.
+    """
+    if else_branch is None:
+        else_branch = _keep
+    if not _is_traced(test):
+        return tuple(then_branch(*state) if bool(test) else else_branch(*state))
+    state_type = _type_of(state)
+    out = _join(
+        _abstract(lambda s: tuple(then_branch(*s)), state_type),
+        _abstract(lambda s: tuple(else_branch(*s)), state_type),
+        "if",
+    )
+
+    seen: list = []
+
+    def branch(fn):
+        return _with_overflow(lambda s: _coerce(tuple(fn(*s)), out), seen)
+
+    test = jnp.asarray(test)
+    if test.shape != ():
+        raise TypeError(f"an if test must be a scalar, got an array of shape {test.shape}")
+    result, overflow = lax.cond(test, branch(then_branch), branch(else_branch), state)
+    if seen:
+        _report_overflow(overflow, "a loop inside an if")
+    return tuple(result)
+
+
+def _keep(*state: Any) -> tuple:
+    return state
+
+
+# --------------------------------------------------------------------------- tapes
+
+
+@jax.tree_util.register_pytree_node_class
+class Tape:
+    """A loop's per-iteration saves: ``stacked`` has the structure of one iteration's
+    saves, each array with a leading iteration axis. Tapes of inner loops nest."""
+
+    def __init__(self, stacked: Any):
+        self.stacked = stacked
+
+    def at(self, k: Any) -> Any:
+        """The saves of iteration ``k`` (a traced or static index)."""
+        return jax.tree_util.tree_map(
+            lambda a: lax.dynamic_index_in_dim(a, k, axis=0, keepdims=False), self.stacked
+        )
+
+    def length(self) -> int | None:
+        leaves = jax.tree_util.tree_leaves(self.stacked)
+        return leaves[0].shape[0] if leaves else None
+
+    def tree_flatten(self):
+        return (self.stacked,), None
+
+    @classmethod
+    def tree_unflatten(cls, aux, children):
+        return cls(children[0])
+
+
+def _stacked_type(t: Any, n: int) -> Any:
+    return jax.tree_util.tree_map(lambda s: jax.ShapeDtypeStruct((n, *s.shape), s.dtype), t)
+
+
+def _infer_carry(step: Callable, carry: tuple, extra: tuple, what: str):
+    """The carry type at a fixed point of ``step`` (None -> zeros, broadcast, promote),
+    and the type of the saves ``step`` returns beside the carry."""
+    carry_type = _type_of(carry)
+    for _ in range(8):
+        new_type, saves_type = _abstract(lambda e, c: step(*e, *c), extra, carry_type)
+        joined = _join(carry_type, tuple(new_type), what)
+        if joined == carry_type:
+            return carry_type, saves_type
+        carry_type = joined
+    raise TypeError(f"{what}: the types of the loop state do not settle")
+
+
+# --------------------------------------------------------------------------- for
+
+
+def for_loop(iterable: Any, body: Callable, *carry: Any) -> tuple:
+    """``for i in iterable: carry = body(i, *carry)``, rolled (``lax.scan`` / ``while_loop``)."""
+    carry_out, _ = _for(iterable, lambda i, *c: (tuple(body(i, *c)), ()), carry, "for loop")
+    return carry_out
+
+
+def for_loop_recording(iterable: Any, body: Callable, *carry: Any) -> tuple[tuple, tuple]:
+    """Like ``for_loop``, for a body that returns ``(carry, saves)``: also returns the saves,
+    one ``Tape`` per saved value, for the backward sweep (``replay``)."""
+    return _for(iterable, body, carry, "for loop")
+
+
+_INDEX = jax.ShapeDtypeStruct((), jnp.result_type(int))
+
+
+def _for(iterable: Any, step: Callable, carry: tuple, what: str):
+    r = _as_range(iterable)
+    carry_type, saves_type = _infer_carry(step, carry, (_INDEX,), what)
+
+    seen: list = []
+
+    @functools.partial(_with_overflow, seen=seen)
+    def run(i, c):
+        new, saved = step(i, *c)
+        return _coerce(tuple(new), carry_type), _coerce(tuple(saved), saves_type)
+
+    def scan_step(state, i):
+        c, overflowed = state
+        (c, saved), overflow = run(i, c)
+        return (c, overflowed | overflow), saved
+
+    carry = _coerce(tuple(carry), carry_type)
+    if r.static:
+        values = r.start + r.step * jnp.arange(int(r.length), dtype=_INDEX.dtype)
+        (carry, inner), stacked = lax.scan(scan_step, (carry, jnp.asarray(False)), values)
+    else:
+        (carry, inner), stacked, overflow = _bounded_loop(
+            lambda k, c: jnp.asarray(True),
+            lambda k, state: scan_step(state, r.value(k)),
+            (carry, jnp.asarray(False)),
+            saves_type,
+            r.length,
+        )
+        if jax.tree_util.tree_leaves(saves_type):
+            _report_overflow(overflow, f"a {what} over a range of traced length")
+    if seen:
+        _report_overflow(inner, f"a loop inside a {what}")
+    return tuple(carry), tuple(Tape(s) for s in stacked)
+
+
+def _bounded_loop(keep_going, run, carry, saves_type, limit: Any):
+    """``while k < limit and keep_going(k, carry)``, saves written to buffers of ``max_steps``
+    rows. Returns the final carry, the buffers and whether the loop wanted to go on past
+    the bound. Without saves there is no buffer and no bound."""
+    recorded = bool(jax.tree_util.tree_leaves(saves_type))
+    bound = _max_steps()
+    buffers = _zeros(_stacked_type(saves_type, bound if recorded else 0))
+
+    def go_on(k, c):
+        go = jnp.asarray(keep_going(k, c), dtype=bool)
+        return go & (k < limit) if limit is not None else go
+
+    def test(state):
+        k, c, _ = state
+        return go_on(k, c) & (k < bound) if recorded else go_on(k, c)
+
+    def body(state):
+        k, c, bufs = state
+        c, saved = run(k, c)
+        if recorded:
+            bufs = jax.tree_util.tree_map(
+                lambda b, s: lax.dynamic_update_index_in_dim(b, s, k, axis=0), bufs, saved
+            )
+        return k + 1, c, bufs
+
+    k0 = jnp.asarray(0, dtype=_INDEX.dtype)
+    k, carry, buffers = lax.while_loop(test, body, (k0, carry, buffers))
+    overflow = (k >= bound) & go_on(k, carry) if recorded else jnp.asarray(False)
+    return carry, buffers, overflow
+
+
+# --------------------------------------------------------------------------- while
+
+
+def while_loop(test: Callable, body: Callable, *state: Any, stop: int | None = None) -> tuple:
+    """``while test(*state) [and not state[stop]]: state = body(*state)`` as ``lax.while_loop``."""
+    state_out, _ = _while(test, lambda *s: (tuple(body(*s)), ()), state, stop)
+    return state_out
+
+
+def while_recording(
+    test: Callable, body: Callable, *state: Any, stop: int | None = None
+) -> tuple[tuple, tuple]:
+    """Like ``while_loop`` for a body returning ``(state, saves)``: also returns the saves
+    (one ``Tape`` each), recorded into buffers of ``max_steps`` rows."""
+    return _while(test, body, state, stop)
+
+
+def _while(test: Callable, step: Callable, state: tuple, stop: int | None):
+    state_type, saves_type = _infer_carry(step, state, (), "while loop")
+
+    def keep_going(k, both):
+        s = both[0]
+        go = jnp.asarray(test(*s), dtype=bool)
+        if stop is not None:
+            go = go & ~jnp.asarray(s[stop], dtype=bool)
+        return go
+
+    seen: list = []
+
+    @functools.partial(_with_overflow, seen=seen)
+    def run(s):
+        new, saved = step(*s)
+        return _coerce(tuple(new), state_type), _coerce(tuple(saved), saves_type)
+
+    def loop_step(k, both):
+        s, overflowed = both
+        (s, saved), overflow = run(s)
+        return (s, overflowed | overflow), saved
+
+    start = (_coerce(tuple(state), state_type), jnp.asarray(False))
+    (state, inner), buffers, overflow = _bounded_loop(
+        keep_going, loop_step, start, saves_type, None
+    )
+    if jax.tree_util.tree_leaves(saves_type):
+        _report_overflow(overflow, "a while loop")
+    if seen:
+        _report_overflow(inner, "a loop inside a while loop")
+    return tuple(state), tuple(Tape(b) for b in buffers)
+
+
+# --------------------------------------------------------------------------- backward loops
+
+
+def replay(iterable: Any, body: Callable, tapes: tuple, *carry: Any) -> tuple:
+    """The backward sweep of a recorded loop: ``len(iterable)`` iterations, the k-th
+    running ``body(iterable[k], *saves, *carry)`` on the saves recorded last-in first-out."""
+    r = _as_range(iterable)
+    tapes = tuple(tapes)
+    for t in tapes:
+        if not isinstance(t, Tape):
+            raise TypeError(f"replay expects the tapes of a recorded loop, got {type(t).__name__}")
+    slices = tuple(
+        jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(a.shape[1:], a.dtype), t.stacked)
+        for t in tapes
+    )
+    carry_type, _ = _infer_carry(
+        lambda i, saved, *c: (tuple(body(i, *saved, *c)), ()), carry, (_INDEX, slices), "loop"
+    )
+
+    def run(i, saved, c):
+        return _coerce(tuple(body(i, *saved, *c)), carry_type)
+
+    m = r.length
+    carry = _coerce(tuple(carry), carry_type)
+    lengths = {t.length() for t in tapes} - {None}
+    if not _is_traced(m) and lengths <= {int(m)}:
+        values = r.start + r.step * jnp.arange(int(m), dtype=_INDEX.dtype)[::-1]
+        stacked = tuple(t.stacked for t in tapes)
+        carry, _ = lax.scan(
+            lambda c, xs: (run(xs[0], xs[1], c), None), carry, (values, stacked), reverse=True
+        )
+    else:
+        carry = lax.fori_loop(
+            0, m, lambda k, c: run(r.value(k), tuple(t.at(m - 1 - k) for t in tapes), c), carry
+        )
+    return tuple(carry)
