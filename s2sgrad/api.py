@@ -184,6 +184,10 @@ class _Derivative:
             grads.append(trees.unflatten(primals[i], leaf_grads))
         if out is None:
             out = self.fun(*primals)
+        if self.backend == "jax":
+            import jax.numpy as jnp
+
+            grads = [trees.unflatten(g, [jnp.asarray(v) for v in trees.leaves(g)]) for g in grads]
         return out, tuple(grads)
 
     def shape(self, grads: tuple) -> Any:
