@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from s2sgrad import cache, trees
+from s2sgrad.backends import BACKENDS
 from s2sgrad.errors import SourceUnavailableError, UsageError
 
 Wrt = int | str | tuple
@@ -321,9 +322,6 @@ def vjp(fun: Callable, *primals: Any, backend: str = "numpy", max_steps: int | N
         )
 
     return out, vjp_fn
-
-
-BACKENDS = ("numpy", "jax")
 
 
 def _check_backend(backend: str) -> None:

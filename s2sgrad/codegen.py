@@ -438,15 +438,16 @@ def fold_candidates(body: tuple[ir.Stmt, ...], temps: frozenset[str]) -> set[str
     re-assignment of anything they read in between."""
     defs: Counter[str] = Counter()
     uses: Counter[str] = Counter()
+    captured: set[str] = set()  # read by a local function: must stay a variable
     for stmt in ir.walk_stmts(body):
         if isinstance(stmt, ir.Assign):
             defs.update(t.id for t in stmt.targets)
         uses.update(_reads(stmt))
-        if isinstance(stmt, ir.LocalDef):  # read by a local function: must stay a variable
-            uses.update(_nested_reads(stmt.function.body) * 2)
+        if isinstance(stmt, ir.LocalDef):
+            captured.update(_nested_reads(stmt.function.body))
     folded: set[str] = set()
     for block in ir.blocks(body):
-        _fold_block(block, temps, defs, uses, folded)
+        _fold_block(block, temps - captured, defs, uses, folded)
     return folded
 
 

@@ -18,7 +18,7 @@ it into a comment, errors into a caret.
 from __future__ import annotations
 
 import operator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from s2sgrad.errors import SourceLocation
@@ -328,6 +328,20 @@ class FunctionDef:
         return tuple(p.name for p in self.params)
 
 
+class GeneratedFunction:
+    """The value of a Ref to another function of the same generated module (a callee's
+    derivative, or a JAX copy of a user function): codegen prints its bare name."""
+
+    __module__ = "s2sgrad.generated"
+
+    def __init__(self, name: str):
+        self.__name__ = name
+
+
+def generated_ref(name: str) -> Ref:
+    return Ref(name, GeneratedFunction(name))
+
+
 # --------------------------------------------------------------------------- helpers
 
 # The operator primitives of Python arithmetic: elementwise and broadcasting on arrays,
@@ -470,3 +484,42 @@ def all_local_names(fn: FunctionDef) -> set[str]:
         if isinstance(stmt, While):
             names.update(atom_names(stmt.test))
     return names
+
+
+def map_call_fns(body: tuple[Stmt, ...], change) -> tuple[Stmt, ...]:
+    """``body`` with the function Ref of every call replaced by ``change(ref)`` (which
+    returns the Ref unchanged to keep it), in every statement and nested function."""
+
+    def expr(e: Any) -> Any:
+        if isinstance(e, Call):
+            fn = change(e.fn) if isinstance(e.fn, Ref) else e.fn
+            args = tuple(expr(a) for a in e.args)
+            return Call(fn, args, tuple((k, expr(v)) for k, v in e.kwargs))
+        if isinstance(e, Seq):
+            keys = None if e.keys is None else tuple(expr(k) for k in e.keys)
+            return Seq(e.kind, tuple(expr(x) for x in e.elts), keys)
+        if isinstance(e, Index):
+            return Index(tuple(expr(x) for x in e.items))
+        if isinstance(e, Slice):
+            return Slice(expr(e.lower), expr(e.upper), expr(e.step))
+        return e
+
+    def stmt(s: Stmt) -> Stmt:
+        if isinstance(s, (Assign, Unpack, Return)):
+            return replace(s, value=expr(s.value))
+        if isinstance(s, SetItem):
+            return replace(s, index=expr(s.index), value=expr(s.value))
+        if isinstance(s, If):
+            return replace(s, test=expr(s.test), body=block(s.body), orelse=block(s.orelse))
+        if isinstance(s, For):
+            return replace(s, iter=expr(s.iter), body=block(s.body))
+        if isinstance(s, While):
+            return replace(s, test_block=block(s.test_block), body=block(s.body))
+        if isinstance(s, LocalDef):
+            return replace(s, function=replace(s.function, body=block(s.function.body)))
+        return s
+
+    def block(b: tuple[Stmt, ...]) -> tuple[Stmt, ...]:
+        return tuple(stmt(s) for s in b)
+
+    return block(body)

@@ -17,6 +17,7 @@ at run time instead: never a silently truncated gradient.
 
 from __future__ import annotations
 
+import functools
 import weakref
 from collections.abc import Callable
 from typing import Any
@@ -26,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from s2sgrad import jax_control
-from s2sgrad.jax_control import LoopBoundExceeded
+from s2sgrad.jax_control import raise_if_overflowed
 
 LARGEST_AUTOMATIC_BOUND = 1 << 22
 
@@ -76,19 +77,10 @@ def call(entry: Callable, args: tuple, max_steps: int | None = None) -> Any:
     while True:
         out, overflow = _jitted(entry, static, bound)(*args)
         if isinstance(overflow, jax.core.Tracer):
-            jax.debug.callback(_raise_if, overflow, bound)
+            jax.debug.callback(functools.partial(raise_if_overflowed, bound=bound), overflow)
             return out
         if not bool(overflow):
             return out
         if max_steps is not None or bound >= LARGEST_AUTOMATIC_BOUND:
-            _raise_if(True, bound)
+            raise_if_overflowed(True, bound)
         bound *= 2
-
-
-def _raise_if(overflowed: Any, bound: int) -> None:
-    if overflowed:
-        raise LoopBoundExceeded(
-            f"a recorded loop (a while loop, or a for loop over a traced range) ran more than "
-            f"max_steps={bound} iterations, the size of the buffer that keeps its values for "
-            "the backward sweep; pass a larger max_steps= to s2sgrad.grad/value_and_grad/vjp"
-        )

@@ -52,6 +52,7 @@ __all__ = [
     "for_loop",
     "for_loop_recording",
     "replay",
+    "raise_if_overflowed",
     "reversed_range",
     "traced_range",
     "recording",
@@ -127,17 +128,17 @@ def _report_overflow(flag: Any, what: str) -> None:
     if state is not None:
         state.overflows.append(flag)
         return
-    message = (
-        f"{what} ran more than max_steps={_max_steps()} iterations, the size of the buffer "
-        "that records it for the backward sweep; raise max_steps (s2sgrad.grad(..., "
-        "backend='jax', max_steps=N))"
-    )
+    jax.debug.callback(functools.partial(raise_if_overflowed, bound=_max_steps(), what=what), flag)
 
-    def check(overflowed):
-        if overflowed:
-            raise LoopBoundExceeded(message)
 
-    jax.debug.callback(check, flag)
+def raise_if_overflowed(overflowed: Any, bound: int, what: str = "a recorded loop") -> None:
+    """Raise ``LoopBoundExceeded`` for a (concrete) overflow flag."""
+    if overflowed:
+        raise LoopBoundExceeded(
+            f"{what} ran more than max_steps={bound} iterations, the size of the buffer that "
+            "keeps its values for the backward sweep; pass a larger max_steps= to "
+            "s2sgrad.grad / value_and_grad / vjp"
+        )
 
 
 # --------------------------------------------------------------------------- ranges

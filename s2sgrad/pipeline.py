@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 
 from s2sgrad import codegen, ir, jax_control, runtime
 from s2sgrad._version import __version__
+from s2sgrad.backends import BACKENDS
 from s2sgrad.errors import UsageError
 from s2sgrad.frontend import parse_function
 from s2sgrad.transforms.forward import forward
@@ -25,7 +26,6 @@ from s2sgrad.transforms.reverse import reverse
 from s2sgrad.transforms.structure import structure
 
 MODES = ("reverse", "forward")
-BACKENDS = ("numpy", "jax")
 
 
 @dataclass(frozen=True)
@@ -278,45 +278,17 @@ def _jax_functions(compilation: Compilation) -> list[tuple[ir.FunctionDef, str |
                 pending.append((replace(lower(target), name=name), module))
             return copies[target]
 
-        fn_ir = _replace_user_calls(fn_ir, is_user_function, primal_copy)
+        def to_copy(ref: ir.Ref) -> ir.Ref:
+            if callable(ref.value) and is_user_function(ref.value):
+                return ir.generated_ref(primal_copy(ref.value))
+            return ref
+
+        fn_ir = replace(fn_ir, body=ir.map_call_fns(fn_ir.body, to_copy))
         names = FreshNames(
             ir.all_local_names(fn_ir) | set(compilation.requests.values()) | set(copies.values())
         )
         out.append((lower_for_jax(fn_ir, names), foreign))
     return out
-
-
-def _replace_user_calls(
-    fn_ir: ir.FunctionDef, is_user: Callable, rename: Callable
-) -> ir.FunctionDef:
-    from s2sgrad.transforms.forward import _Generated
-
-    def expr(e):
-        if isinstance(e, ir.Call):
-            f = e.fn
-            if isinstance(f, ir.Ref) and callable(f.value) and is_user(f.value):
-                name = rename(f.value)
-                f = ir.Ref(name, _Generated(name))
-            return ir.Call(
-                f, tuple(expr(a) for a in e.args), tuple((k, expr(v)) for k, v in e.kwargs)
-            )
-        return e
-
-    def block(body):
-        out = []
-        for stmt in body:
-            if isinstance(stmt, (ir.Assign, ir.Return)):
-                stmt = replace(stmt, value=expr(stmt.value))
-            elif isinstance(stmt, ir.If):
-                stmt = replace(stmt, body=block(stmt.body), orelse=block(stmt.orelse))
-            elif isinstance(stmt, ir.For):
-                stmt = replace(stmt, body=block(stmt.body))
-            elif isinstance(stmt, ir.While):
-                stmt = replace(stmt, test_block=block(stmt.test_block), body=block(stmt.body))
-            out.append(stmt)
-        return tuple(out)
-
-    return replace(fn_ir, body=block(fn_ir.body))
 
 
 def parse_params(fn: Callable) -> list[inspect.Parameter]:

@@ -182,7 +182,7 @@ class _Forward(DerivativeBuilder):
         )
         out = []
         tangents = [self.tangent_atom(args[i], out, stmt.loc) for i in active]
-        call = ir.Call(ir.Ref(name, _Generated(name)), (*args, *tangents))
+        call = ir.Call(ir.generated_ref(name), (*args, *tangents))
         out.append(ir.Assign((stmt.target, self.tangent_of(stmt.target.id)), call, stmt.loc))
         return out
 
@@ -205,15 +205,6 @@ def _container_positions(args: list, containers: frozenset[str]) -> tuple[int, .
         for i, a in enumerate(args)
         if isinstance(a, ir.Seq) or (isinstance(a, ir.Name) and a.id in containers)
     )
-
-
-class _Generated:
-    """Stands for a derivative function defined in the same generated module."""
-
-    __module__ = "s2sgrad.generated"
-
-    def __init__(self, name: str):
-        self.__name__ = name
 
 
 def forward(

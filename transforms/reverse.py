@@ -42,7 +42,7 @@ from s2sgrad.transforms.analysis import (
     require_structured,
 )
 from s2sgrad.transforms.builder import DerivativeBuilder, split_aux
-from s2sgrad.transforms.forward import _container_positions, _Generated
+from s2sgrad.transforms.forward import _container_positions
 from s2sgrad.transforms.names import FreshNames
 from s2sgrad.transforms.prims import (
     ACCUMULATE,
@@ -227,7 +227,7 @@ class _Reverse(DerivativeBuilder):
         )
         result = self.temp()
         code: list[ir.Stmt] = [
-            ir.Assign((result,), ir.Call(ir.Ref(name, _Generated(name)), (*args, g)), stmt.loc)
+            ir.Assign((result,), ir.Call(ir.generated_ref(name), (*args, g)), stmt.loc)
         ]
         grads = self.temp()
         code.append(

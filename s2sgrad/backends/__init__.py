@@ -1,1 +1,4 @@
-"""Backends: how generated IR maps to an array library (NumPy now; JAX later)."""
+"""Backends: the array libraries generated code targets. NumPy code is printed as is;
+``jax`` lowers control flow first (``s2sgrad.backends.jax``)."""
+
+BACKENDS = ("numpy", "jax")

@@ -61,7 +61,7 @@ def lower_for_jax(fn: ir.FunctionDef, names: FreshNames) -> ir.FunctionDef:
     lowering = _Lowering(names, fn.temps)
     body = tuple(lowering.block(fn.body, frozenset()))
     body = _define_before_use(body, set(fn.param_names))
-    return replace(fn, body=tuple(_rewrite_refs(s) for s in body))
+    return replace(fn, body=ir.map_call_fns(body, _jax_ref))
 
 
 # --------------------------------------------------------------------------- stacks
@@ -389,38 +389,16 @@ def _define_before_use(body: tuple[ir.Stmt, ...], defined: set[str]) -> tuple[ir
     return tuple(inits + out)
 
 
-def _rewrite_refs(stmt: ir.Stmt) -> ir.Stmt:
-    """``range``/``reversed`` -> ranges that may have traced bounds; ``not`` -> logical_not."""
-    if isinstance(stmt, ir.LocalDef):
-        fn = stmt.function
-        return replace(stmt, function=replace(fn, body=tuple(_rewrite_refs(s) for s in fn.body)))
-    if isinstance(stmt, (ir.Assign, ir.Unpack, ir.Return)):
-        return replace(stmt, value=_rewrite_expr(stmt.value))
-    if isinstance(stmt, ir.SetItem):
-        return replace(stmt, index=_rewrite_expr(stmt.index), value=_rewrite_expr(stmt.value))
-    return stmt
+_REPLACEMENTS = {
+    builtins.range: RANGE_OF,
+    builtins.reversed: REVERSED_RANGE,
+    operator.not_: LOGICAL_NOT,
+}
 
 
-_REPLACEMENTS = {builtins.range: RANGE_OF, builtins.reversed: REVERSED_RANGE}
-
-
-def _rewrite_expr(e: Any) -> Any:
-    if isinstance(e, ir.Call):
-        fn = e.fn
-        if isinstance(fn, ir.Ref):
-            if fn.value in _REPLACEMENTS:
-                fn = _REPLACEMENTS[fn.value]
-            elif fn.value is operator.not_:
-                fn = LOGICAL_NOT
-        return ir.Call(
-            fn,
-            tuple(_rewrite_expr(a) for a in e.args),
-            tuple((k, _rewrite_expr(v)) for k, v in e.kwargs),
-        )
-    if isinstance(e, ir.Seq):
-        return replace(e, elts=tuple(_rewrite_expr(x) for x in e.elts))
-    if isinstance(e, ir.Index):
-        return replace(e, items=tuple(_rewrite_expr(x) for x in e.items))
-    if isinstance(e, ir.Slice):
-        return ir.Slice(_rewrite_expr(e.lower), _rewrite_expr(e.upper), _rewrite_expr(e.step))
-    return e
+def _jax_ref(ref: ir.Ref) -> ir.Ref:
+    """``range``/``reversed`` -> ranges whose bounds may be traced; ``not`` -> logical_not."""
+    try:
+        return _REPLACEMENTS.get(ref.value, ref)
+    except TypeError:  # an unhashable callable
+        return ref
