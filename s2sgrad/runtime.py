@@ -55,10 +55,12 @@ __all__ = [
     "matrix_power_tangent",
     "multi_dot_adjoint",
     "multi_dot_tangent",
+    "negated_shift",
     "norm_direction",
     "pad_tangent",
     "prod_of_others",
     "set_at",
+    "sort_order",
     "tensordot_adjoint_lhs",
     "tensordot_adjoint_rhs",
     "tie_shares",
@@ -802,6 +804,19 @@ def untake_along_axis(g: Any, arr: Any, indices: Any, axis: Any = -1) -> Any:
     grid = list(np.ogrid[tuple(slice(n) for n in indices.shape)])
     grid[ax] = indices
     return unindex(g, arr, tuple(grid))
+
+
+def sort_order(a: Any, axis: Any = -1) -> Any:
+    """The indices that sort ``a`` along ``axis``, ties in order (a stable sort), as
+    ``np.sort`` orders them: what its derivative gathers by."""
+    return np.argsort(a, axis=axis, kind="stable")
+
+
+def negated_shift(shift: Any) -> Any:
+    """The shift that undoes ``roll(x, shift)``: an int, or a tuple of ints, stays static."""
+    if isinstance(shift, (tuple, list)):
+        return tuple(-s for s in shift)
+    return -shift
 
 
 # --------------------------------------------------------------------------- more products

@@ -64,10 +64,12 @@ __all__ = [
     "matrix_power_tangent",
     "multi_dot_adjoint",
     "multi_dot_tangent",
+    "negated_shift",
     "norm_direction",
     "pad_tangent",
     "prod_of_others",
     "set_at",
+    "sort_order",
     "tensordot_adjoint_lhs",
     "tensordot_adjoint_rhs",
     "tie_shares",
@@ -914,3 +916,15 @@ def unconvolve(g: Any, a: Any, v: Any, mode: str = "full") -> Any:
     start = (full - size) // 2
     padded = jnp.zeros(full, dtype=_float_dtype(g)).at[start : start + size].set(jnp.ravel(g))
     return jnp.correlate(padded, jnp.asarray(v), mode="valid")
+
+
+def sort_order(a: Any, axis: Any = -1) -> Any:
+    """The indices that sort ``a`` along ``axis``, ties in order (see ``runtime.sort_order``)."""
+    return jnp.argsort(a, axis=axis, stable=True)
+
+
+def negated_shift(shift: Any) -> Any:
+    """The shift that undoes ``roll(x, shift)``: an int, or a tuple of ints, stays static."""
+    if isinstance(shift, (tuple, list)):
+        return tuple(-s for s in shift)
+    return -shift

@@ -14,7 +14,9 @@ import numpy as np
 
 from s2sgrad.rules.registry import defjvp, defvjp
 from s2sgrad.runtime import (
+    negated_shift,
     pad_tangent,
+    sort_order,
     undiag,
     undiagonal,
     unjoin,
@@ -140,7 +142,7 @@ def roll_jvp(ans, a, shift, axis=None, *, da):
 
 @defvjp(np.roll)
 def roll_vjp(g, ans, a, shift, axis=None):
-    return np.roll(g, np.negative(shift), axis)
+    return np.roll(g, negated_shift(shift), axis)
 
 
 # Constant padding (the fill values carry no derivative) and the copying modes
@@ -256,9 +258,9 @@ def take_along_axis_vjp(g, ans, arr, indices, axis=-1):
 
 @defjvp(np.sort)
 def sort_jvp(ans, a, axis=-1, kind=None, order=None, *, da):
-    return np.take_along_axis(da, np.argsort(a, axis=axis, kind="stable"), axis)
+    return np.take_along_axis(da, sort_order(a, axis), axis)
 
 
 @defvjp(np.sort)
 def sort_vjp(g, ans, a, axis=-1, kind=None, order=None):
-    return untake_along_axis(g, a, np.argsort(a, axis=axis, kind="stable"), axis)
+    return untake_along_axis(g, a, sort_order(a, axis), axis)
