@@ -8,6 +8,7 @@ importable module, and run it with NumPy.
 from s2sgrad._version import __version__
 from s2sgrad.api import grad, jvp, value_and_grad, vjp
 from s2sgrad.errors import (
+    NeedsConcreteValueError,
     NoDerivativeRuleError,
     NonDifferentiableError,
     S2SGradError,
@@ -29,6 +30,7 @@ __all__ = [
     "S2SGradError",
     "UnsupportedSyntaxError",
     "NoDerivativeRuleError",
+    "NeedsConcreteValueError",
     "NonDifferentiableError",
     "SourceUnavailableError",
     "UsageError",

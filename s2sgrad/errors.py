@@ -67,3 +67,8 @@ class SourceUnavailableError(S2SGradError):
 
 class UsageError(S2SGradError):
     """The API was called wrongly: bad wrt, non-scalar output given to grad, and so on."""
+
+
+class NeedsConcreteValueError(S2SGradError):
+    """Under ``backend="jax"`` the derivative runs jitted, and a line needs a value JAX only
+    knows at run time (``int(x)``, a boolean mask, a shape computed from data)."""

@@ -18,6 +18,9 @@ at run time instead: never a silently truncated gradient.
 from __future__ import annotations
 
 import functools
+import linecache
+import re
+import traceback
 import weakref
 from collections.abc import Callable
 from typing import Any
@@ -27,6 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from s2sgrad import jax_control
+from s2sgrad.errors import NeedsConcreteValueError, SourceLocation
 from s2sgrad.jax_control import raise_if_overflowed
 
 LARGEST_AUTOMATIC_BOUND = 1 << 22
@@ -75,7 +79,10 @@ def call(entry: Callable, args: tuple, max_steps: int | None = None) -> Any:
     static = tuple(i for i, a in enumerate(args) if _is_static(a))
     bound = int(max_steps) if max_steps is not None else jax_control.DEFAULT_MAX_STEPS
     while True:
-        out, overflow = _jitted(entry, static, bound)(*args)
+        try:
+            out, overflow = _jitted(entry, static, bound)(*args)
+        except (jax.errors.ConcretizationTypeError, jax.errors.NonConcreteBooleanIndexError) as exc:
+            raise _needs_concrete_value(exc, entry) from exc
         if isinstance(overflow, jax.core.Tracer):
             jax.debug.callback(functools.partial(raise_if_overflowed, bound=bound), overflow)
             return out
@@ -84,3 +91,52 @@ def call(entry: Callable, args: tuple, max_steps: int | None = None) -> Any:
         if max_steps is not None or bound >= LARGEST_AUTOMATIC_BOUND:
             raise_if_overflowed(True, bound)
         bound *= 2
+
+
+_LINE_COMMENT = re.compile(r"^\s*# line (\d+): (.*)$")
+_SOURCE = re.compile(r"^Source: (.*), line \d+\.$", re.MULTILINE)
+
+
+def _needs_concrete_value(exc: Exception, entry: Callable) -> NeedsConcreteValueError:
+    """JAX's complaint about a traced value, re-told at the user's line.
+
+    The deepest frame in the generated module says where tracing stopped; the nearest
+    ``# line N: <source>`` comment above it says which line of the user's code that is.
+    The user's file is the module header's ``Source:`` when that code is the entry
+    function's; for a function it calls, the generated file and line are given instead.
+    """
+    generated = entry.__code__.co_filename
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == generated]
+    what = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    hint = (
+        "the JAX backend always runs the derivative under jax.jit, where values computed "
+        "from the arguments are traced. Pass such numbers as Python ints (static arguments), "
+        "compute them without int()/float()/bool(), use np.where(mask, x, 0) instead of "
+        "boolean-mask indexing, or use backend='numpy'"
+    )
+    message = f"this line needs a concrete value, which JAX cannot give under jit ({what})"
+    if not frames:
+        return NeedsConcreteValueError(message, hint=hint)
+    frame = frames[-1]
+    lines = linecache.getlines(generated)
+    user_line, text, top = None, "", None
+    for number in range(frame.lineno - 1, -1, -1):
+        line = lines[number] if number < len(lines) else ""
+        match = _LINE_COMMENT.match(line)
+        if match and user_line is None:
+            user_line, text = int(match.group(1)), match.group(2)
+        if line.startswith("def "):
+            top = line[4:].split("(")[0]
+            break
+    source = _SOURCE.search(entry.__globals__.get("__doc__") or "")
+    if user_line is not None and source and top == entry.__name__:
+        file = source.group(1)
+        original = linecache.getline(file, user_line)
+        if original.strip() == text.strip():
+            text = original.rstrip("\n")
+        loc = SourceLocation(file, user_line, len(text) - len(text.lstrip()), text)
+        return NeedsConcreteValueError(message, loc, hint)
+    loc = SourceLocation(generated, frame.lineno, 0, frame.line or "")
+    if user_line is not None:
+        message += f"; generated from line {user_line} of the source of {top}: {text.strip()}"
+    return NeedsConcreteValueError(message, loc, hint)

@@ -161,6 +161,25 @@ def test_unknown_backend_is_a_usage_error():
         s2sgrad.grad(damped, backend="torch")
 
 
+def rounded_count(x):
+    k = int(np.floor(x[0] * 3))
+    return np.sum(x[:k] ** 2)
+
+
+def masked_sum(x):
+    return np.sum(x[x > 0.5] ** 2)
+
+
+@pytest.mark.parametrize("fun, line", [(rounded_count, "k = int("), (masked_sum, "x[x > 0.5]")])
+def test_traced_value_error_names_the_line(fun, line):
+    """JAX's concretization errors under jit are re-told at the user's line, with a way out."""
+    with pytest.raises(s2sgrad.NeedsConcreteValueError) as info:
+        s2sgrad.grad(fun, backend="jax")(np.array([0.6, 0.2, 0.9]))
+    message = str(info.value)
+    assert "test_jax_backend.py:" in message and line in message
+    assert "backend='numpy'" in message
+
+
 # --------------------------------------------------------------------------- inspect
 
 
