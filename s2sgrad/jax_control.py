@@ -44,21 +44,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-__all__ = [
-    "Range",
-    "Tape",
-    "LoopBoundExceeded",
-    "if_else",
-    "for_loop",
-    "for_loop_recording",
-    "replay",
-    "raise_if_overflowed",
-    "reversed_range",
-    "traced_range",
-    "recording",
-    "while_loop",
-    "while_recording",
-]
+from s2sgrad.backends import JAX_CONTROL_NAMES
+
+__all__ = list(JAX_CONTROL_NAMES)
 
 DEFAULT_MAX_STEPS = 1024
 

@@ -12,9 +12,9 @@ import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from s2sgrad import codegen, ir, jax_control, runtime
+from s2sgrad import codegen, ir, runtime
 from s2sgrad._version import __version__
-from s2sgrad.backends import BACKENDS
+from s2sgrad.backends import BACKENDS, JAX_CONTROL_NAMES
 from s2sgrad.errors import UsageError
 from s2sgrad.frontend import parse_function
 from s2sgrad.transforms.forward import forward
@@ -39,7 +39,7 @@ class GeneratedModule:
 _MODULE_LEVEL_NAMES = frozenset(
     {"np", "jnp", "jax"}
     | {n for n in dir(runtime) if not n.startswith("_")}
-    | set(jax_control.__all__)
+    | set(JAX_CONTROL_NAMES)
 )
 
 

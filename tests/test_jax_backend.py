@@ -180,6 +180,26 @@ def test_traced_value_error_names_the_line(fun, line):
     assert "backend='numpy'" in message
 
 
+def test_numpy_backend_never_imports_jax(tmp_path):
+    """JAX takes seconds to import: a NumPy-backend user must not pay for it."""
+    (tmp_path / "energy.py").write_text(
+        "import numpy as np\n\n\ndef f(x):\n    return np.sum(np.sin(x) ** 2)\n"
+    )
+    code = (
+        "import sys, numpy as np, s2sgrad, energy\n"
+        "s2sgrad.grad(energy.f)(np.ones(3))\n"
+        "assert 'jax' not in sys.modules, sorted(m for m in sys.modules if 'jax' in m)\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=tmp_path)
+
+
+def test_jax_control_exports_exist():
+    from s2sgrad import jax_control
+
+    missing = [n for n in jax_control.__all__ if not hasattr(jax_control, n)]
+    assert not missing
+
+
 # --------------------------------------------------------------------------- inspect
 
 
