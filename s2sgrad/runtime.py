@@ -99,6 +99,19 @@ def foldable(fn: Callable) -> Callable:
 # --------------------------------------------------------------------------- broadcasting
 
 
+def _refuse_sequence_arithmetic() -> None:
+    """``+`` or ``*`` joined Python lists or tuples at run time (values the compiler could
+    not tell were sequences): the array adjoint would be wrong, so stop."""
+    from s2sgrad.errors import UnsupportedSyntaxError
+
+    raise UnsupportedSyntaxError(
+        "`+` or `*` joined Python lists or tuples of differentiated values (see the line "
+        "comment above this frame in the generated code); that is not differentiated",
+        hint="write each row into an array made in the function, or use np.concatenate / "
+        "np.stack on arrays",
+    )
+
+
 def unbroadcast(g: Any, x: Any) -> Any:
     """Sum the cotangent ``g`` of a broadcast result down to the shape of the input ``x``.
 
@@ -112,6 +125,8 @@ def unbroadcast(g: Any, x: Any) -> Any:
     g_shape = np.shape(g)
     if g_shape == x_shape:
         return g
+    if isinstance(x, (list, tuple)):
+        _refuse_sequence_arithmetic()
     lead = len(g_shape) - len(x_shape)
     if lead > 0:
         g = np.sum(g, axis=tuple(range(lead)))
@@ -138,6 +153,8 @@ def broadcast_like(t: Any, ans: Any) -> Any:
     shape = np.shape(ans)
     if np.shape(t) == shape:
         return t
+    if isinstance(ans, (list, tuple)):
+        _refuse_sequence_arithmetic()
     return np.broadcast_to(t, shape)
 
 
@@ -607,7 +624,8 @@ def accumulate(acc: Any, c: Any) -> Any:
     if c is None:
         return acc
     if isinstance(acc, dict):
-        return {k: accumulate(acc.get(k), c.get(k)) for k in acc.keys() | c.keys()}
+        keys = list(acc) + [k for k in c if k not in acc]  # deterministic order
+        return {k: accumulate(acc.get(k), c.get(k)) for k in keys}
     if isinstance(acc, (tuple, list)):
         return type(acc)(accumulate(a, b) for a, b in zip(acc, c, strict=True))
     return acc + c

@@ -102,12 +102,27 @@ __all__ = [
 # --------------------------------------------------------------------------- broadcasting
 
 
+def _refuse_sequence_arithmetic() -> None:
+    """``+`` or ``*`` joined Python lists or tuples at run time (values the compiler could
+    not tell were sequences): the array adjoint would be wrong, so stop."""
+    from s2sgrad.errors import UnsupportedSyntaxError
+
+    raise UnsupportedSyntaxError(
+        "`+` or `*` joined Python lists or tuples of differentiated values (see the line "
+        "comment above this frame in the generated code); that is not differentiated",
+        hint="write each row into an array made in the function, or use np.concatenate / "
+        "np.stack on arrays",
+    )
+
+
 def unbroadcast(g: Any, x: Any) -> Any:
     """Sum ``g`` down to the shape of ``x`` (see ``runtime.unbroadcast``); ``g`` itself if it fits."""
     x_shape = jnp.shape(x)
     g_shape = jnp.shape(g)
     if g_shape == x_shape:
         return g
+    if isinstance(x, (list, tuple)):
+        _refuse_sequence_arithmetic()
     lead = len(g_shape) - len(x_shape)
     if lead > 0:
         g = jnp.sum(g, axis=tuple(range(lead)))
@@ -127,6 +142,8 @@ def broadcast_like(t: Any, ans: Any) -> Any:
     shape = jnp.shape(ans)
     if jnp.shape(t) == shape:
         return t
+    if isinstance(ans, (list, tuple)):
+        _refuse_sequence_arithmetic()
     return jnp.broadcast_to(t, shape)
 
 
@@ -532,7 +549,8 @@ def accumulate(acc: Any, c: Any) -> Any:
     if c is None:
         return acc
     if isinstance(acc, dict):
-        return {k: accumulate(acc.get(k), c.get(k)) for k in acc.keys() | c.keys()}
+        keys = list(acc) + [k for k in c if k not in acc]  # deterministic order
+        return {k: accumulate(acc.get(k), c.get(k)) for k in keys}
     if isinstance(acc, (tuple, list)):
         return type(acc)(accumulate(a, b) for a, b in zip(acc, c, strict=True))
     return acc + c

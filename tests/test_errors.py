@@ -28,6 +28,7 @@ CASES = [
     ("nested_as_value", s2sgrad.UnsupportedSyntaxError, "used as a value"),
     ("mutates_argument", s2sgrad.UnsupportedSyntaxError, "the caller's array"),
     ("mutates_a_view", s2sgrad.UnsupportedSyntaxError, "may share memory"),
+    ("joins_lists", s2sgrad.UnsupportedSyntaxError, "joining or repeating Python lists"),
 ]
 
 
@@ -56,6 +57,14 @@ def test_error_names_file_line_and_construct(name, error, words, mode):
     assert shown.strip() and caret.strip() == "^", message
     col = int(first.split(":")[2]) - 1
     assert caret.index("^") - 4 == col, message
+
+
+@pytest.mark.parametrize("mode", ["reverse", "forward"])
+def test_joining_sequences_at_run_time_is_refused(mode):
+    """Tuples the compiler cannot see (returned by a call) joined with `+`: the array rule
+    would give a wrong gradient, so the generated code stops instead."""
+    with pytest.raises(s2sgrad.UnsupportedSyntaxError, match="joined Python lists or tuples"):
+        s2sgrad.grad(unsupported.joins_returned_tuples, mode=mode)(np.ones(3))
 
 
 def test_source_unavailable_for_builtins_and_exec():

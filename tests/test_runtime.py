@@ -235,3 +235,12 @@ def test_helpers_never_write_into_their_arguments():
     rt.matmul_adjoint_lhs(g, x, randn(3, 3))
     rt.unreduce(np.sum(g, axis=0), x, 0)
     assert np.all(g == g0) and np.all(x == x0)
+
+
+def test_accumulate_keeps_key_order():
+    """Gradient dicts come back in a deterministic order (not hash order)."""
+    from s2sgrad.runtime import accumulate
+
+    acc = {"W2": np.ones(1), "b1": np.ones(1)}
+    out = accumulate(acc, {"W1": np.ones(1), "b2": np.ones(1), "b1": np.ones(1)})
+    assert list(out) == ["W2", "b1", "W1", "b2"]

@@ -216,6 +216,7 @@ def analyze(fn: ir.FunctionDef, wrt: tuple[str, ...]) -> Activity:
     activity = Activity(frozenset(varied), frozenset(useful))
     a.check(activity)
     check_inplace_updates(fn, activity)
+    check_sequence_arithmetic(fn, activity)
     return activity
 
 
@@ -301,6 +302,76 @@ def check_inplace_updates(fn: ir.FunctionDef, activity: Activity) -> None:
                 f"work on a copy made in the function, e.g. `{name} = {name}.copy()` "
                 "or `np.zeros(...)`, then update that",
             )
+
+
+_SEQUENCE_OPERATORS = {"add", "iadd", "mul", "imul", "rmul"}
+
+
+def _sequence_names(fn: ir.FunctionDef) -> set[str]:
+    """Names that surely hold a Python list or tuple: every assignment to them is a
+    list/tuple literal or ``+``/``*`` with such a name or literal."""
+    defs: dict[str, list] = {p: [None] for p in fn.param_names}
+    for stmt in ir.walk_stmts(fn.body):
+        if isinstance(stmt, ir.Assign):
+            for t in stmt.targets:
+                defs.setdefault(t.id, []).append(stmt.value if len(stmt.targets) == 1 else None)
+        else:
+            for n in ir.stmt_writes(stmt):
+                defs.setdefault(n, []).append(None)
+    names = set(defs)
+    while True:
+        keep = {n for n in names if all(_is_sequence_value(v, names) for v in defs[n])}
+        if keep == names:
+            return names
+        names = keep
+
+
+def _is_sequence_value(value, names: set[str]) -> bool:
+    if isinstance(value, ir.Seq):
+        return value.kind in ("list", "tuple")
+    if isinstance(value, ir.Call) and _is_sequence_operator(value):
+        return any(_is_sequence_operand(a, names) for a in value.args)
+    return False
+
+
+def _is_sequence_operator(value: ir.Call) -> bool:
+    fn = value.fn.value if isinstance(value.fn, ir.Ref) else None
+    return getattr(fn, "__module__", None) in ("operator", "_operator") and (
+        getattr(fn, "__name__", None) in _SEQUENCE_OPERATORS
+    )
+
+
+def _is_sequence_operand(atom, names: set[str]) -> bool:
+    if isinstance(atom, ir.Seq):
+        return atom.kind in ("list", "tuple")
+    return isinstance(atom, ir.Name) and atom.id in names
+
+
+def check_sequence_arithmetic(fn: ir.FunctionDef, activity: Activity) -> None:
+    """``rows + [h]`` joins lists; the array rules of ``+`` and ``*`` would differentiate it
+    as elementwise arithmetic and give a wrong gradient, so it is refused while it carries
+    differentiated values."""
+    names = _sequence_names(fn)
+    for stmt in ir.walk_stmts(fn.body):
+        if not (isinstance(stmt, ir.Assign) and isinstance(stmt.value, ir.Call)):
+            continue
+        value = stmt.value
+        if not _is_sequence_operator(value):
+            continue
+        operands = [a for a in value.args if _is_sequence_operand(a, names)]
+        if not operands:
+            continue
+        if not any(set(ir.atom_names(a)) & activity.varied for a in value.args) and not (
+            {t.id for t in stmt.targets} & activity.varied
+        ):
+            continue
+        raise UnsupportedSyntaxError(
+            "joining or repeating Python lists or tuples with `+` or `*` is not differentiated",
+            stmt.loc,
+            "collect the arrays some other way: write each row into an array made in the "
+            "function (`out = np.zeros((n, m))`, then `out[i] = row`), or use "
+            "np.concatenate / np.stack on arrays",
+        )
 
 
 def _makes_fresh_array(value) -> bool:

@@ -101,3 +101,19 @@ def mutates_a_view(x):
     v = y[1:]
     v[0] = 2.0  # <-
     return np.sum(y * x)
+
+
+def joins_lists(x):
+    rows = [x]
+    for i in range(2):
+        rows = rows + [x * i]  # <-
+    return np.sum(np.stack(rows) ** 2)
+
+
+def _pair(x):
+    return (x, 2.0 * x)
+
+
+def joins_returned_tuples(x):
+    rows = _pair(x) + _pair(3.0 * x)
+    return np.sum(np.stack(rows) ** 2)
