@@ -8,9 +8,11 @@ length and lowers to a rolled ``lax.scan``. Floats and arrays are traced.
 Recorded loops (a ``while`` loop, or a range of traced length, in the forward
 sweep of reverse mode) write their saves into buffers of ``max_steps`` rows.
 Each traced loop reports whether it wanted to run past that bound; the jitted
-function returns the flag beside its result. With no ``max_steps`` given, a run
-that overflowed is repeated with the bound doubled (one more compilation); with
-an explicit ``max_steps`` it raises ``LoopBoundExceeded``. Called under a
+function returns the flag beside its result (None when nothing records, so such
+calls never wait on the device). With no ``max_steps`` given, a run that
+overflowed is repeated with the bound doubled (one more compilation), starting
+from 128 rows or the bound an earlier call needed; with an explicit
+``max_steps`` it raises ``LoopBoundExceeded``. Called under a
 caller's own ``jax.jit`` the flag is traced, so a ``jax.debug.callback`` raises
 at run time instead: never a silently truncated gradient.
 """
@@ -34,6 +36,10 @@ from s2sgrad.errors import NeedsConcreteValueError, SourceLocation
 from s2sgrad.jax_control import raise_if_overflowed
 
 LARGEST_AUTOMATIC_BOUND = 1 << 22
+# Called directly, a derivative starts with buffers of this many rows (small buffers are
+# cheap to fill) and keeps the bound a run needed for its later calls.
+FIRST_AUTOMATIC_BOUND = 128
+_LEARNED_BOUNDS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 _JITTED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
@@ -66,8 +72,8 @@ def _jitted(entry: Callable, static: tuple[int, ...], max_steps: int) -> Callabl
         def run(*args: Any) -> tuple[Any, Any]:
             with jax_control.recording(max_steps) as overflows:
                 out = entry(*args)
-            overflow = jnp.any(jnp.stack(overflows)) if overflows else jnp.asarray(False)
-            return out, overflow
+            # None when nothing records: the caller then needs no device-to-host sync.
+            return out, (jnp.any(jnp.stack(overflows)) if overflows else None)
 
         fn = jax.jit(run, static_argnums=static)
         per_entry[key] = fn
@@ -77,16 +83,27 @@ def _jitted(entry: Callable, static: tuple[int, ...], max_steps: int) -> Callabl
 def call(entry: Callable, args: tuple, max_steps: int | None = None) -> Any:
     """``entry(*args)`` jitted, re-run with a larger loop bound if a recorded loop overflowed."""
     static = tuple(i for i, a in enumerate(args) if _is_static(a))
-    bound = int(max_steps) if max_steps is not None else jax_control.DEFAULT_MAX_STEPS
+    traced = any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves(args))
+    if max_steps is not None:
+        bound = int(max_steps)
+    elif traced:
+        # Under the caller's own jit an overflow can only raise, not re-run: be generous.
+        bound = max(_LEARNED_BOUNDS.get(entry, 0), jax_control.DEFAULT_MAX_STEPS)
+    else:
+        bound = _LEARNED_BOUNDS.get(entry, FIRST_AUTOMATIC_BOUND)
     while True:
         try:
             out, overflow = _jitted(entry, static, bound)(*args)
         except (jax.errors.ConcretizationTypeError, jax.errors.NonConcreteBooleanIndexError) as exc:
             raise _needs_concrete_value(exc, entry) from exc
+        if overflow is None:
+            return out
         if isinstance(overflow, jax.core.Tracer):
             jax.debug.callback(functools.partial(raise_if_overflowed, bound=bound), overflow)
             return out
         if not bool(overflow):
+            if max_steps is None and not traced:
+                _LEARNED_BOUNDS[entry] = bound
             return out
         if max_steps is not None or bound >= LARGEST_AUTOMATIC_BOUND:
             raise_if_overflowed(True, bound)
