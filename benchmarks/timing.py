@@ -1,0 +1,52 @@
+"""Timing helpers shared by the benchmarks: medians of repeated runs after a warm-up."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+
+def block(value: Any) -> Any:
+    """Wait for JAX's asynchronous dispatch (a no-op for NumPy results)."""
+    import jax
+
+    return jax.block_until_ready(value)
+
+
+def first_call(fn: Callable[[], Any]) -> tuple[float, Any]:
+    """Seconds for one call, including whatever tracing and compiling it triggers."""
+    start = time.perf_counter()
+    value = block(fn())
+    return time.perf_counter() - start, value
+
+
+def steady(fn: Callable[[], Any], *, min_time: float = 0.2, repeats: int = 7) -> float:
+    """Median seconds per call of a warmed-up ``fn``.
+
+    Each of ``repeats`` samples times a batch of calls long enough (about ``min_time``
+    seconds) for the clock's resolution not to matter.
+    """
+    block(fn())
+    start = time.perf_counter()
+    block(fn())
+    once = max(time.perf_counter() - start, 1e-7)
+    batch = max(1, int(min_time / once))
+    samples = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(batch):
+            value = fn()
+        block(value)
+        samples.append((time.perf_counter() - start) / batch)
+    return statistics.median(samples)
+
+
+def seconds(t: float) -> str:
+    """A duration in the unit that reads best."""
+    if t >= 1.0:
+        return f"{t:.2f} s"
+    if t >= 1e-3:
+        return f"{t * 1e3:.2f} ms"
+    return f"{t * 1e6:.1f} µs"

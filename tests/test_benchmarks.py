@@ -1,0 +1,20 @@
+"""The benchmarks' smoke runs: every tool's gradient checked against the others at tiny
+sizes (no timing claims), so the benchmark code cannot rot between full runs."""
+
+from __future__ import annotations
+
+from benchmarks import jax_loops
+
+
+def test_jax_loops_smoke(capsys):
+    assert jax_loops.main(["--smoke"]) == 0
+    assert "every gradient agrees" in capsys.readouterr().out
+
+
+def test_suite_smoke(tmp_path, capsys):
+    """Every problem, every tool: gradients agree at tiny sizes; the report and plot are written."""
+    from benchmarks.__main__ import main
+
+    assert main(["--smoke", "--output", str(tmp_path)]) == 0
+    assert "every gradient agrees" in capsys.readouterr().out
+    assert {"suite.md", "suite.json", "suite.png"} <= {p.name for p in tmp_path.iterdir()}
