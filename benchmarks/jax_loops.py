@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -36,6 +35,7 @@ import numpy as np
 
 from benchmarks import timing
 from benchmarks.problems import kepler, rk4
+from benchmarks.suite import machine
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -211,17 +211,6 @@ def newton_iterations(args: tuple) -> int:
 # --------------------------------------------------------------------------- report
 
 
-def _machine() -> str:
-    import jax
-
-    device = jax.devices()[0]
-    return (
-        f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, "
-        f"JAX {jax.__version__} on {device.platform.upper()} ({device.device_kind}), "
-        f"x64, Python {platform.python_version()}"
-    )
-
-
 def _t(row: dict | None, key: str) -> str:
     return timing.seconds(row[key]) if row and key in row else "—"
 
@@ -230,7 +219,7 @@ def report(transform: float, rk4_rows, unrolled, kepler_result, budget: float) -
     lines = [
         "# Loops on JAX/XLA: s2sgrad's JAX backend vs `jax.jit(jax.grad(f))`",
         "",
-        f"Machine: {_machine()}.",
+        f"Machine: {machine()}.",
         "First call = trace + compile + one run. Steady = median per call after warm-up.",
         f"s2sgrad wrote the RK4 derivative module in {timing.seconds(transform)} (cold cache,",
         "once for every trip count: `steps` is a static argument, not part of the code).",
