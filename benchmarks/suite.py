@@ -176,7 +176,8 @@ def plot(results: dict, path: Path) -> None:
     labels, series = [], {tool: [] for tool in tools.TOOLS}
     for p in results["problems"]:
         for row in p["cases"]:
-            labels.append(f"{p['name']}\n{row['case']}")
+            case = row["case"] if len(row["case"]) <= 14 else row["case"].split(",")[0][:14]
+            labels.append(f"{p['name']}\n{case}")
             for tool in tools.TOOLS:
                 base = row["f"].get("jax" if tool in ("jax", "s2sgrad-jax") else "numpy")
                 value = row["grad"].get(tool)
