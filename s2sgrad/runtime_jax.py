@@ -35,6 +35,7 @@ from s2sgrad.runtime import (
     _kron_shapes,
     _normalize_axes,
     _normalize_tensordot_axes,
+    _refuse_sequence_arithmetic,
     foldable,
     inverse_permutation,
 )
@@ -100,19 +101,6 @@ __all__ = [
 
 
 # --------------------------------------------------------------------------- broadcasting
-
-
-def _refuse_sequence_arithmetic() -> None:
-    """``+`` or ``*`` joined Python lists or tuples at run time (values the compiler could
-    not tell were sequences): the array adjoint would be wrong, so stop."""
-    from s2sgrad.errors import UnsupportedSyntaxError
-
-    raise UnsupportedSyntaxError(
-        "`+` or `*` joined Python lists or tuples of differentiated values (see the line "
-        "comment above this frame in the generated code); that is not differentiated",
-        hint="write each row into an array made in the function, or use np.concatenate / "
-        "np.stack on arrays",
-    )
 
 
 def unbroadcast(g: Any, x: Any) -> Any:
