@@ -28,13 +28,13 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
 from benchmarks import timing
 from benchmarks.problems import kepler, rk4
+from benchmarks.startup import transform_seconds
 from benchmarks.suite import machine
 
 RESULTS = Path(__file__).parent / "results"
@@ -59,16 +59,6 @@ def _check(what: str, value, reference, rtol: float) -> float:
 
 
 # --------------------------------------------------------------------------- RK4
-
-
-def transform_seconds(fun, args: tuple, wrt: tuple[int, ...]) -> float:
-    """Seconds s2sgrad takes to write (and cache) the JAX derivative module, cold."""
-    from s2sgrad import cache
-    from s2sgrad.api import _options
-
-    start = time.perf_counter()
-    cache.load_or_generate(fun, "reverse", wrt, "jax", _options(args, False))
-    return time.perf_counter() - start
 
 
 def rk4_s2sgrad(steps: int, smoke: bool) -> dict:
@@ -122,7 +112,7 @@ def rk4_unrolled_in_child(steps: int, budget: float, smoke: bool) -> dict | None
 
 
 def run_rk4(steps_list, unrolled_steps, budget: float, smoke: bool) -> tuple[float, list, list]:
-    transform = transform_seconds(rk4.loss, rk4.inputs(steps_list[0]), (0,))
+    transform = transform_seconds(rk4.loss, rk4.inputs(steps_list[0]), (0,), backend="jax")
     rows = []
     for steps in steps_list:
         reference = rk4_numpy_reference(steps)

@@ -16,16 +16,18 @@ from collections.abc import Callable
 from typing import Any
 
 
-def rebind(fn: Callable, numpy_module: Any, name: str = "np") -> Callable:
+def rebind(fn: Callable, numpy_module: Any, name: str = "np", **replace: Callable) -> Callable:
     """``fn`` with the global ``name`` of its module bound to ``numpy_module``.
 
     Every plain function of the same module is re-created against the new globals too,
-    so helpers called by ``fn`` use ``numpy_module`` as well.
+    so helpers called by ``fn`` use ``numpy_module`` as well. ``replace`` swaps module
+    functions for others of the same module (``predict=predict_immutable``), also rebound.
     """
     old = fn.__globals__
     new: dict[str, Any] = dict(old)
     new[name] = numpy_module
     for key, value in old.items():
+        value = replace.get(key, value)
         if isinstance(value, types.FunctionType) and value.__globals__ is old:
             new[key] = _copy(value, new)
     return new[fn.__name__] if new.get(fn.__name__) is not None else _copy(fn, new)

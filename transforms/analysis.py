@@ -267,6 +267,20 @@ FRESH_ARRAY_MAKERS = {
 }
 
 
+def _definitions(fn: ir.FunctionDef) -> dict[str, list]:
+    """Every value each name is bound to: ``"parameter"``, the right-hand side of a single
+    assignment, or None (a tuple unpacking, a loop target)."""
+    defs: dict[str, list] = {p: ["parameter"] for p in fn.param_names}
+    for stmt in ir.walk_stmts(fn.body):
+        if isinstance(stmt, ir.Assign):
+            for t in stmt.targets:
+                defs.setdefault(t.id, []).append(stmt.value if len(stmt.targets) == 1 else None)
+        elif isinstance(stmt, ir.For):
+            for n in ir.pattern_names(stmt.target):
+                defs.setdefault(n, []).append(None)
+    return defs
+
+
 def check_inplace_updates(fn: ir.FunctionDef, activity: Activity) -> None:
     """The aliasing rule: ``x[i] = v`` only on arrays the function made itself.
 
@@ -277,14 +291,7 @@ def check_inplace_updates(fn: ir.FunctionDef, activity: Activity) -> None:
     Creating the array with ``np.zeros``/``np.empty``/``x.copy()`` (or any
     arithmetic, which makes a new array) satisfies the rule.
     """
-    defs: dict[str, list] = {p: ["parameter"] for p in fn.param_names}
-    for stmt in ir.walk_stmts(fn.body):
-        if isinstance(stmt, ir.Assign):
-            for t in stmt.targets:
-                defs.setdefault(t.id, []).append(stmt.value if len(stmt.targets) == 1 else None)
-        elif isinstance(stmt, ir.For):
-            for n in ir.pattern_names(stmt.target):
-                defs.setdefault(n, []).append(None)
+    defs = _definitions(fn)
     for stmt in ir.walk_stmts(fn.body):
         if not isinstance(stmt, ir.SetItem):
             continue
@@ -310,14 +317,7 @@ _SEQUENCE_OPERATORS = {"add", "iadd", "mul", "imul", "rmul"}
 def _sequence_names(fn: ir.FunctionDef) -> set[str]:
     """Names that surely hold a Python list or tuple: every assignment to them is a
     list/tuple literal or ``+``/``*`` with such a name or literal."""
-    defs: dict[str, list] = {p: [None] for p in fn.param_names}
-    for stmt in ir.walk_stmts(fn.body):
-        if isinstance(stmt, ir.Assign):
-            for t in stmt.targets:
-                defs.setdefault(t.id, []).append(stmt.value if len(stmt.targets) == 1 else None)
-        else:
-            for n in ir.stmt_writes(stmt):
-                defs.setdefault(n, []).append(None)
+    defs = _definitions(fn)
     names = set(defs)
     while True:
         keep = {n for n in names if all(_is_sequence_value(v, names) for v in defs[n])}

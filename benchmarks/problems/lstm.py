@@ -26,13 +26,13 @@ of a text), so every gate's argument stays within about 2 of zero: nothing satur
 
 The objective updates the new state's rows in place (``new_state[2 * i] = hidden``), as
 ADBench's C++ and PyTorch versions do; s2sgrad differentiates that, but jnp arrays are
-immutable and autograd does not trace item assignment, so the peers rebind
-``lstm_loss_immutable``, the same loss with the rows gathered in a list and stacked
-(``rows.append``, which s2sgrad refuses). autograd gets that twin on ``autograd.numpy``.
-``jax.grad`` gets ``lstm_loss_scan``, a hand-rolled ``lax.scan`` over time steps around
-``predict_immutable`` on ``jax.numpy``: the rebound twin of the whole loss
-(``lstm_loss_jnp``) unrolls all l * (c - 1) = 98 cells, and ``jax.jit(jax.grad(...))`` of
-it took 43 s to compile at the full size on a loaded 2-core machine (the scan: 2 s), then
+immutable and autograd does not trace item assignment, so the peers rebind ``lstm_loss``
+with ``predict_immutable`` in place of ``predict`` (the rows gathered in a list and
+stacked, with ``rows.append``, which s2sgrad refuses). autograd gets that on
+``autograd.numpy``. ``jax.grad`` gets ``lstm_loss_scan``, a hand-rolled ``lax.scan`` over
+time steps around ``predict_immutable`` on ``jax.numpy``: the rebound twin of the whole
+loss unrolls all l * (c - 1) = 98 cells, and ``jax.jit(jax.grad(...))`` of it took 43 s to
+compile at the full size on a loaded 2-core machine (the scan: 2 s), then
 1.9 ms per gradient against the scan's 0.9 ms.
 """
 
@@ -104,18 +104,6 @@ def predict_immutable(main_params, extra_params, state, x):
     return x * extra_params[1] + extra_params[2], np.stack(rows)
 
 
-def lstm_loss_immutable(main_params, extra_params, state, sequence):
-    """``lstm_loss`` with ``predict_immutable``: the source the peers' twins rebind."""
-    total = 0.0
-    count = 0
-    for t in range(sequence.shape[0] - 1):
-        ypred, state = predict_immutable(main_params, extra_params, state, sequence[t])
-        ynorm = ypred - np.log(2.0 + np.sum(np.exp(ypred)))
-        total = total + np.sum(sequence[t + 1] * ynorm)
-        count = count + sequence.shape[1]
-    return -total / count
-
-
 @functools.cache
 def _predict_jnp():
     import jax.numpy as jnp
@@ -143,22 +131,15 @@ def lstm_loss_scan(main_params, extra_params, state, sequence):
     return -jnp.sum(terms) / ((sequence.shape[0] - 1) * sequence.shape[1])
 
 
-def lstm_loss_jnp(main_params, extra_params, state, sequence):
-    """The rebound jnp twin (``lstm_loss_immutable`` on ``jax.numpy``), loops unrolled."""
-    import jax.numpy as jnp
-
-    return rebind(lstm_loss_immutable, jnp)(main_params, extra_params, state, sequence)
-
-
 @functools.cache
 def _loss_autograd():
     import autograd.numpy as anp
 
-    return rebind(lstm_loss_immutable, anp)
+    return rebind(lstm_loss, anp, predict=predict_immutable)
 
 
 def lstm_loss_autograd(main_params, extra_params, state, sequence):
-    """The autograd twin: ``lstm_loss_immutable`` on ``autograd.numpy``."""
+    """The autograd twin: ``lstm_loss`` with ``predict_immutable``, on ``autograd.numpy``."""
     return _loss_autograd()(main_params, extra_params, state, sequence)
 
 
