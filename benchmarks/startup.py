@@ -23,7 +23,7 @@ def transform_seconds(fun, args: tuple, wrt: tuple[int, ...], backend: str = "nu
     from s2sgrad.api import _options
 
     start = time.perf_counter()
-    cache.load_or_generate(fun, "reverse", wrt, backend, _options(args, False))
+    cache.load_or_generate(fun, "reverse", wrt, backend, _options(args, False, "reverse"))
     return time.perf_counter() - start
 
 

@@ -128,7 +128,7 @@ class _Derivative:
         The in-process memo makes that a dictionary hit, and the lookup re-binds the
         free names of the generated module, so a reassigned global is seen.
         """
-        options = _options(primals, self.has_aux)
+        options = _options(primals, self.has_aux, self.mode)
         entry = cache.load_or_generate(self.fun, self.mode, self.wrt, self.backend, options)
         return _runner(entry, self.backend, self.max_steps)
 
@@ -284,7 +284,9 @@ def jvp(fun: Callable, primals: tuple | list, tangents: tuple | list, *, backend
                 f"{trees.shapes(p)}"
             )
     wrt = _float_positions(primals)
-    entry = cache.load_or_generate(fun, "forward", wrt, backend, _options(primals, False))
+    entry = cache.load_or_generate(
+        fun, "forward", wrt, backend, _options(primals, False, "forward")
+    )
     entry = _runner(entry, backend, None)
     return entry(*primals, *(tangents[i] for i in wrt))
 
@@ -298,7 +300,9 @@ def vjp(fun: Callable, *primals: Any, backend: str = "numpy", max_steps: int | N
     _check_backend(backend)
     _require_python_function(fun)
     wrt = _float_positions(primals)
-    entry = cache.load_or_generate(fun, "reverse", wrt, backend, _options(primals, False))
+    entry = cache.load_or_generate(
+        fun, "reverse", wrt, backend, _options(primals, False, "reverse")
+    )
     entry = _runner(entry, backend, max_steps)
     if backend == "jax":
         out = _jax_primal(fun, primals, wrt)
@@ -341,7 +345,7 @@ def _runner(entry: Callable, backend: str, max_steps: int | None) -> Callable:
 def _jax_primal(fun: Callable, primals: tuple, wrt: tuple[int, ...]) -> Any:
     """``fun(*primals)`` computed by the JAX backend's forward-mode code with zero tangents:
     works under a caller's ``jax.jit`` where the user's NumPy code would not."""
-    entry = cache.load_or_generate(fun, "forward", wrt, "jax", _options(primals, False))
+    entry = cache.load_or_generate(fun, "forward", wrt, "jax", _options(primals, False, "forward"))
     zeros = [
         trees.unflatten(primals[i], [np.zeros(np.shape(v)) for v in trees.leaves(primals[i])])
         for i in wrt
@@ -358,8 +362,10 @@ def _float_positions(primals: tuple) -> tuple[int, ...]:
     return tuple(i for i, p in enumerate(primals) if trees.is_inexact(p))
 
 
-def _options(primals: tuple, has_aux: bool) -> tuple:
-    """Compile options that depend on the call: which arguments are containers, has_aux.
+def _options(primals: tuple, has_aux: bool, mode: str) -> tuple:
+    """Compile options that depend on the call: which arguments are containers, has_aux,
+    and (reverse mode) which are scalars, which lets the shape analysis drop more
+    ``unbroadcast`` calls and saves.
 
     They are part of the cache key, so a function called once with arrays and once
     with a dict gets two derivative modules.
@@ -368,6 +374,9 @@ def _options(primals: tuple, has_aux: bool) -> tuple:
     options = []
     if containers:
         options.append(("containers", containers))
+    scalars = tuple(i for i, p in enumerate(primals) if trees.is_scalar(p))
+    if scalars and mode == "reverse":
+        options.append(("scalars", scalars))
     if has_aux:
         options.append(("has_aux", True))
     return tuple(options)

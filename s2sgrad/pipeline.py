@@ -104,11 +104,14 @@ class Compilation:
         wrt: tuple[int, ...],
         containers: tuple[int, ...] = (),
         has_aux: bool = False,
+        scalars: tuple[int, ...] = (),
     ) -> str:
         """The name the derivative of ``fn`` will have (``containers``: positions of
-        tuple/list/dict arguments; ``has_aux``: differentiate only ``result[0]``)."""
+        tuple/list/dict arguments; ``has_aux``: differentiate only ``result[0]``;
+        ``scalars``: positions of arguments known to be numbers, reverse mode only)."""
         fn = inspect.unwrap(fn)
-        key = (fn, mode, tuple(wrt), tuple(containers), has_aux)
+        scalars = tuple(scalars) if mode == "reverse" else ()
+        key = (fn, mode, tuple(wrt), tuple(containers), has_aux, scalars)
         if key not in self.requests:
             suffix = "vjp" if mode == "reverse" else "jvp"
             name = self.module_names.fresh(f"{fn.__name__}_{suffix}")
@@ -118,7 +121,7 @@ class Compilation:
 
     def run(self) -> None:
         while self.pending:
-            fn, mode, wrt, containers, has_aux, name = self.pending.pop(0)
+            fn, mode, wrt, containers, has_aux, scalars, name = self.pending.pop(0)
             deriv = derivative_ir(
                 fn,
                 mode=mode,
@@ -127,6 +130,7 @@ class Compilation:
                 compilation=self,
                 containers=containers,
                 has_aux=has_aux,
+                scalars=scalars,
             )
             foreign = None if fn.__module__ == self.root.__module__ else fn.__module__
             if foreign is not None and fn.__closure__:
@@ -153,8 +157,9 @@ def derivative_ir(
     compilation: Compilation | None = None,
     containers: tuple[int, ...] = (),
     has_aux: bool = False,
+    scalars: tuple[int, ...] = (),
 ) -> ir.FunctionDef:
-    """The optimized derivative function of ``fn`` as IR."""
+    """The optimized derivative function of ``fn`` as IR (``scalars``: reverse mode only)."""
     if mode not in MODES:
         raise UsageError(f"mode must be one of {MODES}, not {mode!r}")
     primal = lower(fn)
@@ -165,8 +170,10 @@ def derivative_ir(
     compilation = compilation or Compilation(fn)
     reserved = _reserved_names(primal) | set(compilation.requests.values())
     names = FreshNames(reserved)
-    transform = reverse if mode == "reverse" else forward
-    deriv = transform(primal, tuple(wrt), names, compilation, containers, has_aux)
+    if mode == "reverse":
+        deriv = reverse(primal, tuple(wrt), names, compilation, containers, has_aux, scalars)
+    else:
+        deriv = forward(primal, tuple(wrt), names, compilation, containers, has_aux)
     if name is not None:
         deriv = replace(deriv, name=name)
     return optimize(
@@ -224,7 +231,8 @@ def generate(
     """Compile the derivative of ``fn`` to module text (see GeneratedModule).
 
     ``options`` (pairs): ``("containers", positions)`` of tuple/list/dict
-    arguments, ``("has_aux", True)`` for functions returning ``(value, aux)``.
+    arguments, ``("has_aux", True)`` for functions returning ``(value, aux)``,
+    ``("scalars", positions)`` of arguments passed as numbers.
     """
     settings = dict(options)
     if backend not in BACKENDS:
@@ -239,6 +247,7 @@ def generate(
         wrt,
         tuple(settings.get("containers", ())),
         bool(settings.get("has_aux", False)),
+        tuple(settings.get("scalars", ())),
     )
     compilation.run()
     functions = compilation.functions

@@ -33,6 +33,7 @@ __all__ = [
     "undiff",
     "accumulate",
     "add_at",
+    "add_into",
     "average_weights",
     "broadcast_like",
     "clip_shares",
@@ -480,15 +481,45 @@ def _zeros_like_tree(x: Any) -> Any:
 
 
 def _unindex_container(g: Any, x: Any, idx: Any) -> Any:
+    # The other leaves are zero views: no memory, and `accumulate` skips them.
     if isinstance(x, dict):
-        out = {k: (g if k == idx else _zeros_like_tree(v)) for k, v in x.items()}
+        out = {k: (g if k == idx else _zero_view_tree(v)) for k, v in x.items()}
         return out
     positions = range(len(x))[idx]
     if isinstance(positions, int):
         chosen = {positions: g}
     else:
         chosen = dict(zip(positions, g, strict=True))
-    return type(x)(chosen[i] if i in chosen else _zeros_like_tree(v) for i, v in enumerate(x))
+    return type(x)(chosen[i] if i in chosen else _zero_view_tree(v) for i, v in enumerate(x))
+
+
+def _zero_view_tree(x: Any) -> Any:
+    """Zeros shaped like ``x`` as read-only views of one zero (``np.broadcast_to``).
+
+    The cotangent of ``params["b"]`` is ``params`` with zeros everywhere but at "b";
+    as real arrays those zeros cost an allocation and an add per read of a leaf
+    (the weight matrices of a network, once per bias read). ``accumulate`` knows
+    these views are zero and skips them; ``zeros_if_none`` turns what is left into
+    ordinary arrays before gradients reach the user.
+    """
+    if isinstance(x, dict):
+        return {k: _zero_view_tree(v) for k, v in x.items()}
+    if isinstance(x, (tuple, list)):
+        return type(x)(_zero_view_tree(v) for v in x)
+    zero = np.zeros((), dtype=np.result_type(x, 0.0))
+    return np.broadcast_to(zero, np.shape(x))
+
+
+def _is_zero_view(a: Any) -> bool:
+    """True for an array whose elements all share one memory cell holding 0: identically zero."""
+    return (
+        type(a) is np.ndarray
+        and a.ndim > 0
+        and not any(a.strides)
+        and a.size > 0
+        and not a.flags.writeable
+        and a.flat[0] == 0
+    )
 
 
 def add_at(a: Any, idx: Any, b: Any) -> Any:
@@ -499,6 +530,27 @@ def add_at(a: Any, idx: Any, b: Any) -> Any:
     else:
         np.add.at(out, idx, b)
     return out
+
+
+def add_into(acc: Any, g: Any, idx: Any) -> Any:
+    """``acc[idx] += g`` in place, returning ``acc``: a cotangent read ``x[idx]`` adds to ``dx``.
+
+    ``dx = dx + unindex(g, x, idx)`` would allocate zeros the size of ``x`` for every
+    read; the compiler writes ``dx = add_into(dx, g, idx)`` instead, but only where
+    it has proved that ``dx`` holds an array made by the derivative code itself that
+    nothing else refers to (``transforms/inplace.py``). Elsewhere it writes
+    ``add_at``, which copies first. Repeated integer indices add up.
+    """
+    dtype = acc.dtype
+    g_dtype = getattr(g, "dtype", None)
+    if type(g) is not float and (g_dtype is None or g_dtype != dtype):
+        if np.result_type(acc, g) != dtype:
+            return add_at(acc, idx, g)
+    if _is_basic_index(idx):
+        acc[idx] += g
+    else:
+        np.add.at(acc, idx, g)
+    return acc
 
 
 def set_at(a: Any, idx: Any, b: Any) -> Any:
@@ -628,6 +680,10 @@ def accumulate(acc: Any, c: Any) -> Any:
         return {k: accumulate(acc.get(k), c.get(k)) for k in keys}
     if isinstance(acc, (tuple, list)):
         return type(acc)(accumulate(a, b) for a, b in zip(acc, c, strict=True))
+    if _is_zero_view(c):
+        return acc
+    if _is_zero_view(acc):
+        return c
     return acc + c
 
 
@@ -637,8 +693,26 @@ def zeros_like_tree(x: Any) -> Any:
 
 
 def zeros_if_none(d: Any, x: Any) -> Any:
-    """The cotangent ``d`` of ``x``, or zeros shaped like ``x`` when nothing reached it."""
-    return _zeros_like_tree(x) if d is None else d
+    """The cotangent ``d`` of ``x``, or zeros shaped like ``x`` when nothing reached it.
+
+    In a tuple, list or dict, leaves that are None or zero views (see ``unindex``)
+    become ordinary zero arrays: gradients reach the user as arrays they can write.
+    """
+    if d is None:
+        return _zeros_like_tree(x)
+    if isinstance(d, (tuple, list, dict)):
+        return _completed(d, x)
+    return d
+
+
+def _completed(d: Any, x: Any) -> Any:
+    if isinstance(d, dict):
+        return {k: _completed(d.get(k), x[k]) for k in x}
+    if isinstance(d, (tuple, list)):
+        return type(d)(_completed(a, b) for a, b in zip(d, x, strict=True))
+    if d is None or _is_zero_view(d):
+        return _zeros_like_tree(x)
+    return d
 
 
 def zero_at(d: Any, idx: Any) -> Any:

@@ -43,6 +43,7 @@ from s2sgrad.runtime import (
 __all__ = [
     "accumulate",
     "add_at",
+    "add_into",
     "average_weights",
     "broadcast_like",
     "clip_shares",
@@ -431,6 +432,12 @@ def add_at(a: Any, idx: Any, b: Any) -> Any:
     if mask is not None:
         return (out + jnp.where(mask, b, 0)).astype(dtype)
     return out.at[idx].add(b)
+
+
+def add_into(acc: Any, g: Any, idx: Any) -> Any:
+    """``acc`` with ``g`` added at ``idx`` (``runtime.add_into``; jax arrays are immutable,
+    so this is ``.at[idx].add``, which XLA updates in place where it can)."""
+    return add_at(acc, idx, g)
 
 
 def set_at(a: Any, idx: Any, b: Any) -> Any:

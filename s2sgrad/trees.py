@@ -17,6 +17,11 @@ def is_container(x: Any) -> bool:
     return isinstance(x, (tuple, list, dict))
 
 
+def is_scalar(x: Any) -> bool:
+    """A number or 0-d array (also a traced one): its shape is ``()`` whatever it broadcasts with."""
+    return not is_container(x) and np.ndim(x) == 0
+
+
 def leaves(x: Any) -> list[Any]:
     """The arrays and scalars of a tree, in a deterministic order (dict keys sorted)."""
     if isinstance(x, dict):

@@ -53,7 +53,7 @@ def _numpy(tree):
 
 def _entry(f, mode, primals):
     wrt = _float_positions(primals)
-    return wrt, cache.load_or_generate(f, mode, wrt, "jax", _options(primals, False))
+    return wrt, cache.load_or_generate(f, mode, wrt, "jax", _options(primals, False, mode))
 
 
 @pytest.mark.parametrize("case", PARAMS)

@@ -11,6 +11,7 @@ non-array arguments, such as axes and modes, held static); all three must agree.
 from __future__ import annotations
 
 import ast
+import copy
 import inspect
 import pathlib
 
@@ -267,6 +268,9 @@ CASES = [
     case("add_at", _X, _X > 0, 1.0, id="add_at-traced-mask"),
     case("add_at", _X, np.array([True, False, True]), r(2, 2), static=(1,)),
     case("add_at", np.arange(3), np.int64(1), 0.5, id="add_at-traced-int"),
+    case("add_into", np.zeros(3), 1.0, np.array([0, 0, 2])),
+    case("add_into", r(2, 3), r(2), np.s_[:, 1], static=(2,)),
+    case("add_into", np.zeros(3), 1j, 1, id="add_into-complex"),
     case("set_at", _X, np.array([0, 2]), r(2, 2)),
     case("set_at", _X, np.s_[::2, 1], r(2), static=(1,)),
     case("set_at", _X, _X[:, 0] < 0, 0.0, id="set_at-traced-row-mask"),
@@ -454,7 +458,7 @@ def _jitted(fn, args, static):
 
 @pytest.mark.parametrize("name, args, static", CASES)
 def test_jax_twin_matches_numpy(name, args, static):
-    expected = getattr(rt, name)(*args)
+    expected = getattr(rt, name)(*copy.deepcopy(args))  # add_into writes into its argument
     jax_args = tuple(a if i in static else _to_jax(a) for i, a in enumerate(args))
     fn = getattr(rtj, name)
     assert_same(fn(*jax_args), expected, f"{name} (eager)")

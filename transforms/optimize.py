@@ -19,6 +19,7 @@ import operator
 from dataclasses import replace
 from typing import Any
 
+from s2sgrad.transforms.inplace import accumulate_in_place
 from s2sgrad.transforms.shapes import infer
 
 from s2sgrad import ir
@@ -354,6 +355,21 @@ def propagate_copies(
     for stmt in body:
         if isinstance(stmt, ir.Assign) and copies:
             stmt = replace(stmt, value=substitute(stmt.value, copies))
+        # A nested block starts with no copies known (a loop body runs again after itself).
+        if isinstance(stmt, ir.If):
+            stmt = replace(
+                stmt,
+                body=propagate_copies(stmt.body, protected, temps),
+                orelse=propagate_copies(stmt.orelse, protected, temps),
+            )
+        elif isinstance(stmt, ir.For):
+            stmt = replace(stmt, body=propagate_copies(stmt.body, protected, temps))
+        elif isinstance(stmt, ir.While):
+            stmt = replace(
+                stmt,
+                test_block=propagate_copies(stmt.test_block, protected, temps),
+                body=propagate_copies(stmt.body, protected, temps),
+            )
         if not isinstance(stmt, ir.Assign):
             # Anything a statement may write (in any nested block) ends the copies it touches.
             written = {n for s in ir.walk_stmts((stmt,)) for n in ir.stmt_writes(s)}
@@ -392,5 +408,6 @@ def optimize(
         new = drop_redundant_broadcasts(new, same_shape or {})
         new = replace(new, body=eliminate_dead_code(new.body))
         if new.body == fn.body:
-            return new
+            new = accumulate_in_place(new)
+            return replace(new, body=eliminate_dead_code(new.body))
         fn = new

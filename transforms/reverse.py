@@ -34,6 +34,7 @@ from collections import Counter
 from dataclasses import replace
 from typing import Any
 
+import numpy as np
 from s2sgrad.transforms.analysis import (
     analyze,
     bind_user_call,
@@ -58,6 +59,7 @@ from s2sgrad.transforms.prims import (
     ZEROS_LIKE,
     ZEROS_LIKE_TREE,
 )
+from s2sgrad.transforms.shapes import SCALAR, ShapeEnv, statement_shapes
 from s2sgrad.transforms.templates import bind_call, instantiate, lower_template, substitute
 
 from s2sgrad import ir, runtime
@@ -65,6 +67,10 @@ from s2sgrad.errors import NoDerivativeRuleError
 from s2sgrad.rules import lookup
 
 ZERO, SET, MAYBE = "zero", "set", "maybe"
+
+SUM = ir.Ref("np.sum", np.sum)
+# Runtime helpers that read their second argument only for its shape.
+_SHAPE_READERS = ("unbroadcast", "unreduce", "unindex")
 
 
 def _join(a: dict[str, str], b: dict[str, str]) -> dict[str, str]:
@@ -94,6 +100,8 @@ class _Reverse(DerivativeBuilder):
         # iteration ("this iteration's values"), instead of old-value saves at each definition.
         self.taped: dict[int, list[ir.Assign]] = {}
         self.taped_names: set[str] = set()
+        self.shape_envs: dict[int, ShapeEnv] = {}  # id(stmt) -> primal shapes before it
+        self.witnesses: tuple[str, ...] = ()  # names never overwritten, to read shapes from
 
     # ------------------------------------------------------------------ setup
 
@@ -212,7 +220,85 @@ class _Reverse(DerivativeBuilder):
                 continue
             if self.act.atom_active(bindings[param]):
                 pairs.append((bindings[param], substitute(entry, mapping)))
+        env = self.shape_env(stmt, {g: stmt.value, ans: stmt.value})
+        if env is not None and isinstance(ans, ir.Name) and ans.id in ir.atom_names(value):
+            # `y = f(y)` read the old y, which the backward sweep sees under the same name as
+            # the result (the old value was not saved): its shape is not known.
+            env.shapes[ans.id] = env.fresh()
+        if env is not None:
+            body = self.tighten_shapes(body, env)
         return body, pairs
+
+    # ------------------------------------------------------------------ shapes
+
+    def setup_shapes(self, fn: ir.FunctionDef, scalars: frozenset[str]) -> None:
+        """Primal shapes before every statement, and the names shapes may be read from."""
+        self.shape_envs = statement_shapes(fn, scalars)
+        kept = [
+            n
+            for n in (
+                *fn.param_names,
+                *(n for s in ir.walk_stmts(fn.body) for n in ir.stmt_writes(s)),
+            )
+            if self.defs[n] == 1 and n not in self.loop_defined and n not in self.containers
+        ]
+        self.witnesses = tuple(dict.fromkeys(kept))
+
+    def shape_env(self, stmt: Any, values: dict[Any, Any]) -> ShapeEnv | None:
+        """The primal shapes where ``stmt``'s adjoint runs, with ``values``: atom -> primal
+        expression whose shape the atom has (the cotangent has the shape of the result)."""
+        before = self.shape_envs.get(id(stmt))
+        if before is None:
+            return None
+        env = before.copy()
+        for atom, value in values.items():
+            if isinstance(atom, ir.Name):
+                shape = before.value_shape(value)
+                env.shapes[atom.id] = shape
+                env.shape_tuples.discard(atom.id)
+        return env
+
+    def tighten_shapes(self, body: list[ir.Stmt], env: ShapeEnv) -> list[ir.Stmt]:
+        """Use what the shape analysis proves in a rule's adjoint code.
+
+        ``unbroadcast(g, x)`` / ``unreduce(g, x)`` become ``g`` where ``g`` and ``x``
+        provably have the same shape. Where ``x`` is read only for its shape (those
+        two, and ``unindex(g, x, idx)``) and the backward sweep would need a saved
+        copy of it (it changes in a loop), the shape is read from a value that never
+        changes instead: a parameter or a once-defined name of that shape, or ``0.0``
+        for a scalar. Fewer reads of loop values mean fewer saves (TBR).
+        """
+        out = []
+        for stmt in body:
+            value = stmt.value
+            if (
+                isinstance(stmt, ir.Assign)
+                and isinstance(value, ir.Call)
+                and isinstance(value.fn, ir.Ref)
+                and getattr(value.fn.value, "__module__", None) == "s2sgrad.runtime"
+                and value.fn.value.__name__ in _SHAPE_READERS
+                and len(value.args) >= 2
+            ):
+                helper = value.fn.value.__name__
+                g, x = value.args[0], value.args[1]
+                if helper != "unindex" and env.of(g) == env.of(x):
+                    stmt = replace(stmt, value=g)
+                elif helper == "unbroadcast" and env.of(x) == SCALAR:
+                    stmt = replace(stmt, value=ir.Call(SUM, (g,)))  # a scalar's share: the total
+                elif isinstance(x, ir.Name) and self.may_hold_value(x.id):
+                    shape = env.of(x)
+                    if shape == SCALAR and helper != "unindex":
+                        witness: Any = ir.Const(0.0)
+                    else:
+                        name = env.witness(shape, self.witnesses)
+                        witness = ir.Name(name) if name is not None else None
+                    if witness is not None:
+                        args = (g, witness, *value.args[2:])
+                        stmt = replace(stmt, value=replace(value, args=args))
+            if isinstance(stmt, ir.Assign):
+                env.assign(stmt)
+            out.append(stmt)
+        return out
 
     def user_call_contributions(self, stmt: ir.Assign, g: Any) -> tuple[list[ir.Stmt], list]:
         """Cotangents of ``y = G(a, b)``'s arguments from the callee's generated vjp.
@@ -222,8 +308,14 @@ class _Reverse(DerivativeBuilder):
         """
         args = bind_user_call(stmt.value, stmt.loc)
         active = tuple(i for i, a in enumerate(args) if self.act.atom_active(a))
+        env = self.shape_envs.get(id(stmt))
+        scalars = tuple(i for i, a in enumerate(args) if env is not None and env.of(a) == SCALAR)
         name = self.compilation.request(
-            stmt.value.fn.value, "reverse", active, _container_positions(args, self.containers)
+            stmt.value.fn.value,
+            "reverse",
+            active,
+            _container_positions(args, self.containers),
+            scalars=scalars,
         )
         result = self.temp()
         code: list[ir.Stmt] = [
@@ -261,12 +353,16 @@ class _Reverse(DerivativeBuilder):
                 self.names, self.temps = scratch, set()
                 code, pairs = self.contributions(stmt, ir.Name("__g__"), stmt.target)
                 self.names, self.temps = saved_names, saved_temps
-                reads |= (
-                    self.primal_reads(code)
-                    | {n for _, c in pairs for n in ir.atom_names(c)} & self.primal
-                )
+                results = {n for _, c in pairs for n in ir.atom_names(c)}
+                reads |= self.primal_reads(_feeding(code, results)) | results & self.primal
             elif isinstance(stmt, ir.SetItem) and self.act.active(stmt.target.id):
-                reads |= set(ir.atom_names(stmt.index)) | set(ir.atom_names(stmt.value))
+                reads |= set(ir.atom_names(stmt.index))
+                if self.act.atom_active(stmt.value):
+                    saved_names, saved_temps = self.names, self.temps
+                    self.names, self.temps = scratch, set()
+                    code = self.setitem_value_adjoint(stmt, ir.Name("__d__"), self.temp())
+                    self.names, self.temps = saved_names, saved_temps
+                    reads |= self.primal_reads(code)
         while True:
             self.saved = {n for n in reads if any(name == n for _, name in self.prior)}
             more = set(reads)
@@ -345,11 +441,15 @@ class _Reverse(DerivativeBuilder):
 
     # ------------------------------------------------------------------ forward sweep
 
-    def stack(self, name: str, loop: str | None, stmt: Any) -> str:
-        """One stack per variable and loop; outside loops, one slot per saving statement."""
-        key = (name, loop, None if loop is not None else id(stmt))
+    def stack(self, name: str, loop: str | None, stmt: Any, part: bool = False) -> str:
+        """One stack per variable and loop; outside loops, one slot per saving statement.
+
+        ``part``: the stack of the parts ``x[idx] = v`` overwrote, apart from whole
+        values of ``x`` (JAX records each stack as one array, so its shape is fixed).
+        """
+        key = (name, loop, ("part" if part else None) if loop is not None else id(stmt))
         if key not in self.stacks:
-            base = f"{name}_stack" if loop is not None else f"{name}_saved"
+            base = f"{name}_{'part_' if part else ''}{'stack' if loop is not None else 'saved'}"
             self.stacks[key] = self.real_names.fresh(base)
         return self.stacks[key]
 
@@ -373,7 +473,9 @@ class _Reverse(DerivativeBuilder):
                 )
                 kept = self.temp()
                 out.append(ir.Assign((kept,), ir.Call(COPY, (part,)), stmt.loc))
-                out.append(ir.Push(self.stack(stmt.target.id, loop, stmt), kept, loop, stmt.loc))
+                out.append(
+                    ir.Push(self.stack(stmt.target.id, loop, stmt, part=True), kept, loop, stmt.loc)
+                )
                 out.append(stmt)
             elif isinstance(stmt, ir.If):
                 out.append(
@@ -544,16 +646,8 @@ class _Reverse(DerivativeBuilder):
             dx = self.adjoint_name(x)
             code: list[ir.Stmt] = []
             if self.act.atom_active(stmt.value):
-                part = self.temp()
-                code.append(ir.Assign((part,), ir.Call(GETITEM, (dx, stmt.index)), stmt.loc))
                 c = self.temp()
-                code.append(
-                    ir.Assign(
-                        (c,),
-                        ir.Call(ir.Ref("unbroadcast", runtime.unbroadcast), (part, stmt.value)),
-                        stmt.loc,
-                    )
-                )
+                code += self.setitem_value_adjoint(stmt, dx, c)
                 self.accumulate_atom(stmt.value, c, state, code, stmt.loc)
             code.append(ir.Assign((dx,), ir.Call(ZERO_AT, (dx, stmt.index)), stmt.loc))
             if before.get(x) == MAYBE:
@@ -561,9 +655,25 @@ class _Reverse(DerivativeBuilder):
             out += code
         if x in self.saved:
             old = self.temp()
-            out.append(ir.Pop(old, self.stack(x, self._loop, stmt), self._loop, stmt.loc))
+            out.append(
+                ir.Pop(old, self.stack(x, self._loop, stmt, part=True), self._loop, stmt.loc)
+            )
             out.append(ir.SetItem(stmt.target, stmt.index, old, stmt.loc))
         return out
+
+    def setitem_value_adjoint(self, stmt: ir.SetItem, dx: ir.Name, c: ir.Name) -> list[ir.Stmt]:
+        """``c = unbroadcast(dx[idx], value)``: the cotangent of the value ``x[idx] = value`` wrote."""
+        part = self.temp()
+        code = [
+            ir.Assign((part,), ir.Call(GETITEM, (dx, stmt.index)), stmt.loc),
+            ir.Assign(
+                (c,),
+                ir.Call(ir.Ref("unbroadcast", runtime.unbroadcast), (part, stmt.value)),
+                stmt.loc,
+            ),
+        ]
+        env = self.shape_env(stmt, {dx: stmt.target})
+        return self.tighten_shapes(code, env) if env is not None else code
 
     def backward(self, body: tuple[ir.Stmt, ...], state: dict[str, str]) -> list[ir.Stmt]:
         out: list[ir.Stmt] = []
@@ -588,18 +698,28 @@ class _Reverse(DerivativeBuilder):
         outer = self._loop
         self._loop = self.loop_label(loop)
         body = loop.body if isinstance(loop, ir.For) else loop.test_block + loop.body
-        # The state at the top of the backward body must hold for every iteration: iterate.
-        entry = dict(state)
-        while True:
-            kept = (self.names, self.temps, set(self.maybe_unset))
-            self.names, self.temps = copy.deepcopy(self.names), set()
-            trial = dict(entry)
-            self.backward(body, trial)
-            self.names, self.temps, self.maybe_unset = kept
-            joined = _join(entry, trial)
-            if joined == entry:
-                break
-            entry = joined
+        entry = self.loop_entry_state(body, state)
+        # An array only read in the loop (`x[i]`) gets its adjoint as zeros before it rather
+        # than None-or-array inside: one buffer the index reads add into, in place.
+        written = {n for s in ir.walk_stmts(body) for n in ir.stmt_writes(s)}
+        first_in_loop = sorted(
+            n
+            for n, s in entry.items()
+            if s == MAYBE
+            and state.get(n, ZERO) == ZERO
+            and n not in written
+            and n not in self.containers
+            and n in self.primal
+            and not self.may_hold_value(n)
+        )
+        zero_init: list[ir.Stmt] = []
+        for n in first_in_loop:
+            zero_init.append(
+                ir.Assign((self.adjoint_name(n),), ir.Call(ZEROS_LIKE, (ir.Name(n),)), loop.loc)
+            )
+            state[n] = SET
+        if first_in_loop:
+            entry = self.loop_entry_state(body, state)
         inner_state = dict(entry)
         inner = self.backward(body, inner_state)
         if id(loop) in self.taped:
@@ -611,7 +731,7 @@ class _Reverse(DerivativeBuilder):
         self._loop = outer
         state.clear()
         state.update(entry)
-        out: list[ir.Stmt] = []
+        out: list[ir.Stmt] = list(zero_init)
         targets = ir.pattern_names(loop.target) if isinstance(loop, ir.For) else []
         if inner:
             out += self.backward_loop_header(loop, tuple(inner))
@@ -619,6 +739,21 @@ class _Reverse(DerivativeBuilder):
             if n in self.saved and self.has_prior(loop, n):
                 out.append(ir.Pop(ir.Name(n), self.stack(n, outer, loop), outer, loop.loc))
         return out
+
+    def loop_entry_state(self, body: tuple[ir.Stmt, ...], state: dict[str, str]) -> dict[str, str]:
+        """The adjoint states at the top of a backward loop body: they must hold for every
+        iteration, so iterate the body (on scratch names) until they settle."""
+        entry = dict(state)
+        while True:
+            kept = (self.names, self.temps, set(self.maybe_unset))
+            self.names, self.temps = copy.deepcopy(self.names), set()
+            trial = dict(entry)
+            self.backward(body, trial)
+            self.names, self.temps, self.maybe_unset = kept
+            joined = _join(entry, trial)
+            if joined == entry:
+                return entry
+            entry = joined
 
     def backward_loop_header(self, loop, inner: tuple[ir.Stmt, ...]) -> list[ir.Stmt]:
         out: list[ir.Stmt] = []
@@ -650,12 +785,14 @@ def reverse(
     compilation=None,
     containers: tuple[int, ...] = (),
     has_aux: bool = False,
+    scalars: tuple[int, ...] = (),
 ) -> ir.FunctionDef:
     """The adjoint (vjp) function of a structured ANF function, w.r.t. the parameters ``wrt``.
 
     ``containers`` are the positions of parameters that hold tuples/lists/dicts;
     with ``has_aux`` the function returns ``(value, aux)`` and only ``value`` is
-    differentiated.
+    differentiated. ``scalars`` are the positions of parameters passed as
+    numbers (which sharpens the shape analysis).
     """
     require_structured(fn)
     fn = split_aux(fn, names) if has_aux else fn
@@ -667,6 +804,9 @@ def reverse(
     primal = rev.add_counters(tuple(primal))
     rev.count_definitions(primal, 0)
     rev.find_prior_values(primal, set(fn.param_names))
+    rev.setup_shapes(
+        replace(fn, body=(*primal, ret)), frozenset(fn.params[i].name for i in scalars)
+    )
     needed = rev.needed(primal)
     rev.find_iteration_values(primal, needed)
     out_atom = ret.value
@@ -682,6 +822,12 @@ def reverse(
     finish: list[ir.Stmt] = []
     for w in wrt_names:
         s = state.get(w, ZERO)
+        if s == SET and w in rev.containers:
+            # Leaves nothing reached are None or zero views: give the user arrays.
+            d = rev.adjoint_name(w)
+            finish.append(ir.Assign((d,), ir.Call(ZEROS_IF_NONE, (d, ir.Name(w))), ret.loc))
+            results.append(d)
+            continue
         if s == SET:
             results.append(rev.adjoint_name(w))
             continue
@@ -720,6 +866,18 @@ def reverse(
         body=tuple(body),
         temps=frozenset(rev.temps),
     )
+
+
+def _feeding(code: list[ir.Stmt], results: set[str]) -> list[ir.Stmt]:
+    """The statements of straight-line ``code`` that the names ``results`` depend on (a rule's
+    entries for inactive operands are computed too, and removed later as dead code)."""
+    wanted = set(results)
+    kept = []
+    for stmt in reversed(code):
+        if set(ir.stmt_writes(stmt)) & wanted:
+            kept.append(stmt)
+            wanted |= set(_reads(stmt))
+    return kept[::-1]
 
 
 def _breaks(body: tuple[ir.Stmt, ...]) -> bool:

@@ -69,16 +69,38 @@ _SHAPE_ONLY: dict[Any, tuple[int, ...]] = {
 
 
 class ShapeEnv:
-    """Walks straight-line IR, tracking each name's symbolic shape."""
+    """Walks straight-line IR, tracking each name's symbolic shape.
 
-    def __init__(self, same_shape: dict[str, str] | None = None):
+    ``scalars`` are names known to hold Python or 0-d scalars (parameters the
+    caller passed as numbers), whose shape is the empty broadcast.
+    """
+
+    def __init__(self, same_shape: dict[str, str] | None = None, scalars=frozenset()):
         self.same_shape = same_shape or {}
+        self.scalars = frozenset(scalars)
         self.shapes: dict[str, Shape] = {}
         self.shape_tuples: set[str] = set()  # names holding np.shape(...) results
+        self.ranges: set[str] = set()  # names holding range(...) objects
         self._fresh = itertools.count()
 
     def fresh(self) -> Shape:
         return frozenset({("fresh", next(self._fresh))})
+
+    def copy(self) -> ShapeEnv:
+        """An environment that starts where this one is; fresh symbols stay globally unique."""
+        other = ShapeEnv(self.same_shape, self.scalars)
+        other.shapes = dict(self.shapes)
+        other.shape_tuples = set(self.shape_tuples)
+        other.ranges = set(self.ranges)
+        other._fresh = self._fresh
+        return other
+
+    def witness(self, shape: Shape, candidates) -> str | None:
+        """A name among ``candidates`` (in order) known to have ``shape``."""
+        for name in candidates:
+            if self.shapes.get(name) == shape and name not in self.shape_tuples:
+                return name
+        return None
 
     def of(self, atom: Any) -> Shape:
         if isinstance(atom, ir.Name):
@@ -94,7 +116,7 @@ class ShapeEnv:
         return self.fresh()
 
     def _default(self, name: str) -> Shape:
-        shape = frozenset({("input", name)})
+        shape = SCALAR if name in self.scalars else frozenset({("input", name)})
         self.shapes[name] = shape
         return shape
 
@@ -112,6 +134,9 @@ class ShapeEnv:
         if fn is operator.getitem and isinstance(args[0], ir.Name):
             if args[0].id in self.shape_tuples:
                 return SCALAR
+            trim = _leading_trim(args[1])
+            if trim is not None:
+                return frozenset({("trim", self.of(args[0]), trim)})
             return frozenset({("getitem", self.of(args[0]), args[1])})
         if fn in _FULL_REDUCTIONS and len(args) == 1 and not value.kwargs:
             return SCALAR
@@ -136,9 +161,14 @@ class ShapeEnv:
         if len(stmt.targets) != 1:
             for t in stmt.targets:
                 self.shapes[t.id] = self.fresh()
+                self.shape_tuples.discard(t.id)
+                self.ranges.discard(t.id)
             return
         target = stmt.target.id
         self.shape_tuples.discard(target)
+        self.ranges.discard(target)
+        if _is_range(value):
+            self.ranges.add(target)
         if (
             isinstance(value, ir.Call)
             and isinstance(value.fn, ir.Ref)
@@ -146,6 +176,135 @@ class ShapeEnv:
         ):
             self.shape_tuples.add(target)
         self.shapes[target] = self.value_shape(value)
+
+
+def _leading_trim(index: Any) -> int | None:
+    """For ``x[a:-b]`` with literal ``a >= 0`` and ``b >= 0`` (either may be missing), ``a + b``.
+
+    Python gives such a slice ``max(0, n - a - b)`` elements of an axis of length
+    ``n``, so ``x[1:-1]``, ``x[2:]`` and ``x[:-2]`` all have the same shape:
+    the stencil reads of finite-difference code.
+    """
+    if not isinstance(index, ir.Index) or len(index.items) != 1:
+        return None
+    item = index.items[0]
+    if not isinstance(item, ir.Slice) or item.step is not None:
+        return None
+    start, stop = 0, 0
+    if item.lower is not None:
+        if not (isinstance(item.lower, ir.Const) and type(item.lower.value) is int):
+            return None
+        start = item.lower.value
+    if item.upper is not None:
+        if not (isinstance(item.upper, ir.Const) and type(item.upper.value) is int):
+            return None
+        stop = item.upper.value
+    if start < 0 or stop > 0 or (item.upper is not None and stop == 0):
+        return None
+    return start - stop
+
+
+def statement_shapes(fn: ir.FunctionDef, scalars=frozenset()) -> dict[int, ShapeEnv]:
+    """The shape environment just before each assignment and in-place update, at any depth.
+
+    Unlike ``infer`` this enters branches and loops. A branch joins its arms
+    (a name keeps a shape both arms agree on). A loop is walked until its
+    loop-carried names settle: a name whose shape the body may change gets a
+    symbol of its own at the top of the body ("its shape in this iteration"),
+    so equalities proven inside one iteration still hold, and the others keep
+    the shape they had before the loop. ``scalars`` are parameters the caller
+    passed as numbers.
+    """
+    walker = _LoopAwareWalker()
+    env = ShapeEnv(scalars=scalars)
+    for p in fn.param_names:
+        env.of(ir.Name(p))
+    walker.block(fn.body, env)
+    return walker.before
+
+
+class _LoopAwareWalker:
+    def __init__(self):
+        self.before: dict[int, ShapeEnv] = {}
+
+    def block(self, body: tuple[ir.Stmt, ...], env: ShapeEnv) -> None:
+        for stmt in body:
+            self.stmt(stmt, env)
+
+    def stmt(self, stmt: ir.Stmt, env: ShapeEnv) -> None:
+        if isinstance(stmt, ir.Assign):
+            self.before[id(stmt)] = env.copy()
+            env.assign(stmt)
+        elif isinstance(stmt, ir.SetItem):
+            self.before[id(stmt)] = env.copy()
+        elif isinstance(stmt, ir.If):
+            body_env, else_env = env.copy(), env.copy()
+            self.block(stmt.body, body_env)
+            self.block(stmt.orelse, else_env)
+            _join_into(env, body_env, else_env)
+        elif isinstance(stmt, (ir.For, ir.While)):
+            self.loop(stmt, env)
+        else:
+            for name in ir.stmt_writes(stmt):
+                env.shapes[name] = env.fresh()
+                env.shape_tuples.discard(name)
+                env.ranges.discard(name)
+
+    def loop(self, loop: ir.For | ir.While, env: ShapeEnv) -> None:
+        inner_stmts = loop.body if isinstance(loop, ir.For) else loop.test_block + loop.body
+        written = {n for s in ir.walk_stmts(inner_stmts) for n in ir.stmt_writes(s)}
+        for s in ir.walk_stmts(inner_stmts):
+            if isinstance(s, ir.For):
+                written.update(ir.pattern_names(s.target))
+        targets = ir.pattern_names(loop.target) if isinstance(loop, ir.For) else []
+        written.update(targets)
+        # Names first defined in the loop, and every name of a loop that can skip the end
+        # of its body, may have any shape at the top of an iteration.
+        varying = {n for n in written if n not in env.shapes}
+        if any(isinstance(s, (ir.Break, ir.Continue)) for s in ir.walk_stmts(inner_stmts)):
+            varying = set(written)
+        counted = isinstance(loop, ir.For) and (
+            _is_range(loop.iter) or isinstance(loop.iter, ir.Name) and loop.iter.id in env.ranges
+        )
+        while True:
+            inner = env.copy()
+            for n in varying:
+                inner.shapes[n] = inner.fresh()
+                inner.shape_tuples.discard(n)
+                inner.ranges.discard(n)
+            for n in targets:
+                inner.shapes[n] = SCALAR if counted else inner.fresh()
+                inner.shape_tuples.discard(n)
+                inner.ranges.discard(n)
+            self.block(inner_stmts, inner)
+            changed = {
+                n
+                for n in written - varying - set(targets)
+                if inner.shapes.get(n) != env.shapes.get(n)
+                or (n in inner.shape_tuples) != (n in env.shape_tuples)
+            }
+            if not changed:
+                break
+            varying |= changed
+        after = varying | set(targets)
+        if isinstance(loop, ir.While):
+            after |= {n for s in ir.walk_stmts(loop.test_block) for n in ir.stmt_writes(s)}
+        for n in after:
+            env.shapes[n] = env.fresh()
+            env.shape_tuples.discard(n)
+            env.ranges.discard(n)
+
+
+def _is_range(it: Any) -> bool:
+    return isinstance(it, ir.Call) and isinstance(it.fn, ir.Ref) and it.fn.value is range
+
+
+def _join_into(env: ShapeEnv, a: ShapeEnv, b: ShapeEnv) -> None:
+    for n in set(a.shapes) | set(b.shapes):
+        sa, sb = a.shapes.get(n), b.shapes.get(n)
+        env.shapes[n] = sa if sa is not None and sa == sb else env.fresh()
+    env.shape_tuples = a.shape_tuples & b.shape_tuples
+    env.ranges = a.ranges & b.ranges
 
 
 def infer(fn: ir.FunctionDef, same_shape: dict[str, str]) -> list[ShapeEnv]:
@@ -181,5 +340,6 @@ def _walk(fn: ir.FunctionDef, aliases: dict[str, Shape]) -> list[ShapeEnv]:
                 for name in ir.stmt_writes(inner):
                     env.shapes[name] = env.fresh()
                     env.shape_tuples.discard(name)
+                    env.ranges.discard(name)
     snapshots.append(env)
     return snapshots

@@ -1,0 +1,148 @@
+"""Index reads accumulate their cotangents in place, not through dense zeros.
+
+Every read ``x[idx]`` of a differentiated array contributes
+``dx = dx + unindex(g, x, idx)``: zeros the size of ``x``, ``g`` written at
+``idx``, and a full-size add. A stencil reads ``u`` three times per step, a
+scalar loop reads ``x[i]`` once per element (n reads of n zeros: quadratic).
+Hand-written adjoints do ``dx[idx] += g`` instead. That is only safe where the
+array ``dx`` holds was made by the derivative code and nothing else refers to
+it (no view, no alias, no saved copy), so this pass proves it:
+
+* a name is *owned* after an assignment of a fresh array (``unindex``,
+  ``zero_at``, ``add_at``, ``add_into``, ``np.zeros_like``) until anything reads it, other than the
+  accumulation itself;
+* ``d = d + t`` with ``t = unindex(g, x, idx)`` (read nowhere else) becomes
+  ``d = add_into(d, g, idx)`` where ``d`` is owned, else ``d = add_at(d, idx, g)``
+  (one copy, no zeros); either way ``d`` is owned afterwards;
+* a loop keeps a name owned across iterations when it is owned on entry and at
+  the end of the body (a fixpoint); a branch keeps what both arms keep.
+
+The unindex statements left unread are removed by dead-code elimination.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import replace
+
+from s2sgrad.transforms.prims import ADD, ZEROS_LIKE
+
+from s2sgrad import ir, runtime
+
+ADD_INTO = ir.Ref("add_into", runtime.add_into)
+ADD_AT = ir.Ref("add_at", runtime.add_at)
+# Runtime helpers that return a new array nothing else refers to.
+_FRESH = (runtime.unindex, runtime.zero_at, runtime.add_at, runtime.add_into, ZEROS_LIKE.value)
+
+
+def accumulate_in_place(fn: ir.FunctionDef) -> ir.FunctionDef:
+    """Rewrite ``d = d + unindex(g, x, idx)`` as an in-place (or one-copy) index add."""
+    reads = Counter(n for s in ir.walk_stmts(fn.body) for n in _all_reads(s))
+    body, _ = _Pass(reads, fn.temps).block(fn.body, frozenset())
+    return replace(fn, body=body)
+
+
+def _all_reads(stmt: ir.Stmt) -> list[str]:
+    if isinstance(stmt, ir.While):
+        return ir.atom_names(stmt.test)
+    return ir.stmt_reads(stmt)
+
+
+def _call_of(value, fns) -> bool:
+    return isinstance(value, ir.Call) and isinstance(value.fn, ir.Ref) and value.fn.value in fns
+
+
+class _Pass:
+    def __init__(self, reads: Counter, temps: frozenset[str]):
+        self.reads = reads
+        self.temps = temps
+
+    def block(
+        self, body: tuple[ir.Stmt, ...], owned: frozenset[str]
+    ) -> tuple[tuple[ir.Stmt, ...], frozenset[str]]:
+        owned = set(owned)
+        gathers: dict[str, ir.Call] = {}  # temp -> its `unindex(g, x, idx)`, in this block
+        out = []
+        for stmt in body:
+            if isinstance(stmt, ir.Assign) and len(stmt.targets) == 1:
+                stmt = self.assign(stmt, owned, gathers)
+            elif isinstance(stmt, ir.If):
+                owned -= set(ir.atom_names(stmt.test))
+                b, owned_b = self.block(stmt.body, frozenset(owned))
+                o, owned_o = self.block(stmt.orelse, frozenset(owned))
+                stmt = replace(stmt, body=b, orelse=o)
+                owned = set(owned_b & owned_o)
+            elif isinstance(stmt, (ir.For, ir.While)):
+                stmt, owned = self.loop(stmt, frozenset(owned))
+                owned = set(owned)
+            else:
+                owned -= set(ir.stmt_reads(stmt)) | set(ir.stmt_writes(stmt))
+            out.append(stmt)
+        return tuple(out), frozenset(owned)
+
+    def assign(self, stmt: ir.Assign, owned: set[str], gathers: dict[str, ir.Call]) -> ir.Stmt:
+        d = stmt.target.id
+        value = stmt.value
+        if (
+            _call_of(value, (ADD.value,))
+            and len(value.args) == 2
+            and all(isinstance(a, ir.Name) for a in value.args)
+            and value.args[0].id == d
+            and value.args[1].id in gathers
+            and value.args[1].id != d
+        ):
+            g, _, idx = gathers.pop(value.args[1].id).args
+            if d in owned:
+                stmt = replace(stmt, value=ir.Call(ADD_INTO, (value.args[0], g, idx)))
+            else:
+                stmt = replace(stmt, value=ir.Call(ADD_AT, (value.args[0], idx, g)))
+            owned -= set(ir.atom_names(g)) | set(ir.atom_names(idx))
+            owned.add(d)
+            return stmt
+        # `d = t`, the only read of an owned temporary `t`, hands the array over.
+        handed_over = isinstance(value, ir.Name) and value.id in owned and self.reads[value.id] == 1
+        owned -= set(ir.atom_names(value))
+        owned.discard(d)
+        if _call_of(value, _FRESH) or handed_over:
+            owned.add(d)
+        if (
+            _call_of(value, (runtime.unindex,))
+            and len(value.args) == 3
+            and not value.kwargs
+            and d in self.temps
+            and self.reads[d] == 1
+        ):
+            gathers[d] = value
+        return stmt
+
+    def loop(
+        self, loop: ir.For | ir.While, owned: frozenset[str]
+    ) -> tuple[ir.Stmt, frozenset[str]]:
+        header = set(ir.atom_names(loop.iter)) if isinstance(loop, ir.For) else set()
+        if isinstance(loop, ir.For):
+            header |= set(ir.pattern_names(loop.target))
+        entry = owned - header
+        inner = loop.body if isinstance(loop, ir.For) else loop.test_block + loop.body
+        if any(isinstance(s, (ir.Break, ir.Continue)) for s in ir.walk_stmts(inner)):
+            # Leaving or restarting the body midway: keep it simple, own nothing across it.
+            entry = frozenset()
+            if isinstance(loop, ir.While):
+                test, _ = self.block(loop.test_block, entry)
+                body, _ = self.block(loop.body, entry)
+                return replace(loop, test_block=test, body=body), frozenset()
+            body, _ = self.block(loop.body, entry)
+            return replace(loop, body=body), frozenset()
+        while True:
+            if isinstance(loop, ir.While):
+                test, after_test = self.block(loop.test_block, entry)
+                after_test -= set(ir.atom_names(loop.test))
+                body, end = self.block(loop.body, after_test)
+                new = replace(loop, test_block=test, body=body)
+                exit_owned = after_test
+            else:
+                body, end = self.block(loop.body, entry)
+                new = replace(loop, body=body)
+                exit_owned = entry
+            if entry <= end:
+                return new, exit_owned & end if isinstance(loop, ir.For) else exit_owned
+            entry = entry & end
