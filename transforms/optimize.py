@@ -6,7 +6,10 @@
 * arguments equal to the called NumPy function's default are dropped, so a
   template's ``np.sum(g, axis=None, keepdims=False)`` prints as ``np.sum(g)``;
 * dead-code elimination: a pure assignment nobody reads is removed, which is
-  how the entries of a rule for inactive arguments disappear.
+  how the entries of a rule for inactive arguments disappear;
+* copy propagation, in every block;
+* last, index reads accumulate in place where that is provably safe
+  (``transforms/inplace.py``).
 
 Each is a pure function over straight-line IR.
 """
