@@ -251,10 +251,12 @@ class _Reverse(DerivativeBuilder):
         if before is None:
             return None
         env = before.copy()
+        shapes: dict[int, Any] = {}  # one symbol per expression, even when it is a fresh one
         for atom, value in values.items():
             if isinstance(atom, ir.Name):
-                shape = before.value_shape(value)
-                env.shapes[atom.id] = shape
+                if id(value) not in shapes:
+                    shapes[id(value)] = env.value_shape(value)
+                env.shapes[atom.id] = shapes[id(value)]
                 env.shape_tuples.discard(atom.id)
         return env
 
