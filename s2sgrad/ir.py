@@ -433,6 +433,14 @@ def stmt_reads(stmt: Stmt) -> list[str]:
     return []
 
 
+def reads_here(stmt: Stmt) -> list[str]:
+    """Names a statement reads itself: ``stmt_reads``, plus the test of a ``while``
+    (its nested blocks are separate statements)."""
+    if isinstance(stmt, While):
+        return atom_names(stmt.test)
+    return stmt_reads(stmt)
+
+
 def stmt_writes(stmt: Stmt) -> list[str]:
     """Local names a (normalized, non-compound) statement binds or mutates."""
     if isinstance(stmt, Assign):

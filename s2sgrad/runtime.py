@@ -677,14 +677,19 @@ def accumulate(acc: Any, c: Any) -> Any:
         return acc
     if isinstance(acc, dict):
         keys = list(acc) + [k for k in c if k not in acc]  # deterministic order
-        return {k: accumulate(acc.get(k), c.get(k)) for k in keys}
+        return {k: _accumulate_leaf(acc.get(k), c.get(k)) for k in keys}
     if isinstance(acc, (tuple, list)):
-        return type(acc)(accumulate(a, b) for a, b in zip(acc, c, strict=True))
+        return type(acc)(_accumulate_leaf(a, b) for a, b in zip(acc, c, strict=True))
+    return acc + c
+
+
+def _accumulate_leaf(acc: Any, c: Any) -> Any:
+    """``accumulate`` inside a container, where leaves may be zero views (see ``unindex``)."""
     if _is_zero_view(c):
         return acc
     if _is_zero_view(acc):
         return c
-    return acc + c
+    return accumulate(acc, c)
 
 
 def zeros_like_tree(x: Any) -> Any:

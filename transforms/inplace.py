@@ -37,15 +37,9 @@ _FRESH = (runtime.unindex, runtime.zero_at, runtime.add_at, runtime.add_into, ZE
 
 def accumulate_in_place(fn: ir.FunctionDef) -> ir.FunctionDef:
     """Rewrite ``d = d + unindex(g, x, idx)`` as an in-place (or one-copy) index add."""
-    reads = Counter(n for s in ir.walk_stmts(fn.body) for n in _all_reads(s))
+    reads = Counter(n for s in ir.walk_stmts(fn.body) for n in ir.reads_here(s))
     body, _ = _Pass(reads, fn.temps).block(fn.body, frozenset())
     return replace(fn, body=body)
-
-
-def _all_reads(stmt: ir.Stmt) -> list[str]:
-    if isinstance(stmt, ir.While):
-        return ir.atom_names(stmt.test)
-    return ir.stmt_reads(stmt)
 
 
 def _call_of(value, fns) -> bool:
@@ -89,7 +83,6 @@ class _Pass:
             and all(isinstance(a, ir.Name) for a in value.args)
             and value.args[0].id == d
             and value.args[1].id in gathers
-            and value.args[1].id != d
         ):
             g, _, idx = gathers.pop(value.args[1].id).args
             if d in owned:
@@ -143,6 +136,6 @@ class _Pass:
                 body, end = self.block(loop.body, entry)
                 new = replace(loop, body=body)
                 exit_owned = entry
-            if entry <= end:
-                return new, exit_owned & end if isinstance(loop, ir.For) else exit_owned
+            if entry <= end:  # what every iteration starts with, it also ends with
+                return new, exit_owned
             entry = entry & end

@@ -23,6 +23,7 @@ from dataclasses import replace
 from typing import Any
 
 from s2sgrad.transforms.inplace import accumulate_in_place
+from s2sgrad.transforms.prims import runtime_helper
 from s2sgrad.transforms.shapes import infer
 
 from s2sgrad import ir
@@ -329,10 +330,7 @@ def drop_redundant_broadcasts(fn: ir.FunctionDef, same_shape: dict[str, str]) ->
         value = getattr(stmt, "value", None)
         if (
             isinstance(stmt, ir.Assign)
-            and isinstance(value, ir.Call)
-            and isinstance(value.fn, ir.Ref)
-            and getattr(value.fn.value, "__module__", None) == "s2sgrad.runtime"
-            and value.fn.value.__name__ in _SHAPE_ADAPTERS
+            and runtime_helper(value) in _SHAPE_ADAPTERS
             and len(value.args) >= 2
             and env.of(value.args[0]) == env.of(value.args[1])
         ):

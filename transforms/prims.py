@@ -26,4 +26,17 @@ ZEROS_LIKE_TREE = ir.Ref("zeros_like_tree", runtime.zeros_like_tree)
 ZEROS_IF_NONE = ir.Ref("zeros_if_none", runtime.zeros_if_none)
 ACCUMULATE = ir.Ref("accumulate", runtime.accumulate)
 ZERO_AT = ir.Ref("zero_at", runtime.zero_at)
+UNBROADCAST = ir.Ref("unbroadcast", runtime.unbroadcast)
+ADD_INTO = ir.Ref("add_into", runtime.add_into)
+ADD_AT = ir.Ref("add_at", runtime.add_at)
+SUM = ir.Ref("np.sum", np.sum)
 TRUE, FALSE, NONE = ir.Const(True), ir.Const(False), ir.Const(None)
+
+
+def runtime_helper(value: object) -> str | None:
+    """The name of the ``s2sgrad.runtime`` helper ``value`` calls, if it is such a call."""
+    if isinstance(value, ir.Call) and isinstance(value.fn, ir.Ref):
+        fn = value.fn.value
+        if getattr(fn, "__module__", None) == "s2sgrad.runtime":
+            return getattr(fn, "__name__", None)
+    return None

@@ -34,7 +34,6 @@ from collections import Counter
 from dataclasses import replace
 from typing import Any
 
-import numpy as np
 from s2sgrad.transforms.analysis import (
     analyze,
     bind_user_call,
@@ -45,6 +44,7 @@ from s2sgrad.transforms.analysis import (
 from s2sgrad.transforms.builder import DerivativeBuilder, split_aux
 from s2sgrad.transforms.forward import _container_positions
 from s2sgrad.transforms.names import FreshNames
+from s2sgrad.transforms.optimize import eliminate_dead_code
 from s2sgrad.transforms.prims import (
     ACCUMULATE,
     ADD,
@@ -54,21 +54,23 @@ from s2sgrad.transforms.prims import (
     NONE,
     RANGE,
     REVERSED,
+    SUM,
+    UNBROADCAST,
     ZERO_AT,
     ZEROS_IF_NONE,
     ZEROS_LIKE,
     ZEROS_LIKE_TREE,
+    runtime_helper,
 )
 from s2sgrad.transforms.shapes import SCALAR, ShapeEnv, statement_shapes
 from s2sgrad.transforms.templates import bind_call, instantiate, lower_template, substitute
 
-from s2sgrad import ir, runtime
+from s2sgrad import ir
 from s2sgrad.errors import NoDerivativeRuleError
 from s2sgrad.rules import lookup
 
 ZERO, SET, MAYBE = "zero", "set", "maybe"
 
-SUM = ir.Ref("np.sum", np.sum)
 # Runtime helpers that read their second argument only for its shape.
 _SHAPE_READERS = ("unbroadcast", "unreduce", "unindex")
 
@@ -273,15 +275,8 @@ class _Reverse(DerivativeBuilder):
         out = []
         for stmt in body:
             value = stmt.value
-            if (
-                isinstance(stmt, ir.Assign)
-                and isinstance(value, ir.Call)
-                and isinstance(value.fn, ir.Ref)
-                and getattr(value.fn.value, "__module__", None) == "s2sgrad.runtime"
-                and value.fn.value.__name__ in _SHAPE_READERS
-                and len(value.args) >= 2
-            ):
-                helper = value.fn.value.__name__
+            helper = runtime_helper(value)
+            if isinstance(stmt, ir.Assign) and helper in _SHAPE_READERS and len(value.args) >= 2:
                 g, x = value.args[0], value.args[1]
                 if helper != "unindex" and env.of(g) == env.of(x):
                     stmt = replace(stmt, value=g)
@@ -337,7 +332,7 @@ class _Reverse(DerivativeBuilder):
         return code, pairs
 
     def primal_reads(self, stmts: list[ir.Stmt]) -> set[str]:
-        return {n for s in ir.walk_stmts(tuple(stmts)) for n in _reads(s)} & self.primal
+        return {n for s in ir.walk_stmts(tuple(stmts)) for n in ir.reads_here(s)} & self.primal
 
     # ------------------------------------------------------------------ what the backward sweep reads
 
@@ -356,7 +351,10 @@ class _Reverse(DerivativeBuilder):
                 code, pairs = self.contributions(stmt, ir.Name("__g__"), stmt.target)
                 self.names, self.temps = saved_names, saved_temps
                 results = {n for _, c in pairs for n in ir.atom_names(c)}
-                reads |= self.primal_reads(_feeding(code, results)) | results & self.primal
+                # Only what feeds an active operand's cotangent: entries for inactive ones
+                # are computed by the template too, and removed later as dead code.
+                feeding = eliminate_dead_code(tuple(code), results)
+                reads |= self.primal_reads(list(feeding)) | results & self.primal
             elif isinstance(stmt, ir.SetItem) and self.act.active(stmt.target.id):
                 reads |= set(ir.atom_names(stmt.index))
                 if self.act.atom_active(stmt.value):
@@ -387,9 +385,9 @@ class _Reverse(DerivativeBuilder):
         for stmt in ir.walk_stmts(body):
             if not isinstance(stmt, (ir.For, ir.While)):
                 continue
-            seen_reads: set[str] = set(_reads(stmt))
+            seen_reads: set[str] = set(ir.reads_here(stmt))
             if isinstance(stmt, ir.While):
-                seen_reads |= {n for s in ir.walk_stmts(stmt.test_block) for n in _reads(s)}
+                seen_reads |= {n for s in ir.walk_stmts(stmt.test_block) for n in ir.reads_here(s)}
             chosen = []
             for inner in stmt.body:
                 if (
@@ -406,7 +404,7 @@ class _Reverse(DerivativeBuilder):
                         and name not in ir.atom_names(inner.value)
                     ):
                         chosen.append(inner)
-                seen_reads |= {n for s in ir.walk_stmts((inner,)) for n in _reads(s)}
+                seen_reads |= {n for s in ir.walk_stmts((inner,)) for n in ir.reads_here(s)}
             if chosen:
                 self.taped[id(stmt)] = chosen
                 self.taped_names.update(a.target.id for a in chosen)
@@ -449,9 +447,13 @@ class _Reverse(DerivativeBuilder):
         ``part``: the stack of the parts ``x[idx] = v`` overwrote, apart from whole
         values of ``x`` (JAX records each stack as one array, so its shape is fixed).
         """
-        key = (name, loop, ("part" if part else None) if loop is not None else id(stmt))
+        if loop is None:
+            key, base = (name, None, id(stmt)), f"{name}_saved"
+        elif part:
+            key, base = (name, loop, "part"), f"{name}_part_stack"
+        else:
+            key, base = (name, loop, None), f"{name}_stack"
         if key not in self.stacks:
-            base = f"{name}_{'part_' if part else ''}{'stack' if loop is not None else 'saved'}"
             self.stacks[key] = self.real_names.fresh(base)
         return self.stacks[key]
 
@@ -668,11 +670,7 @@ class _Reverse(DerivativeBuilder):
         part = self.temp()
         code = [
             ir.Assign((part,), ir.Call(GETITEM, (dx, stmt.index)), stmt.loc),
-            ir.Assign(
-                (c,),
-                ir.Call(ir.Ref("unbroadcast", runtime.unbroadcast), (part, stmt.value)),
-                stmt.loc,
-            ),
+            ir.Assign((c,), ir.Call(UNBROADCAST, (part, stmt.value)), stmt.loc),
         ]
         env = self.shape_env(stmt, {dx: stmt.target})
         return self.tighten_shapes(code, env) if env is not None else code
@@ -870,18 +868,6 @@ def reverse(
     )
 
 
-def _feeding(code: list[ir.Stmt], results: set[str]) -> list[ir.Stmt]:
-    """The statements of straight-line ``code`` that the names ``results`` depend on (a rule's
-    entries for inactive operands are computed too, and removed later as dead code)."""
-    wanted = set(results)
-    kept = []
-    for stmt in reversed(code):
-        if set(ir.stmt_writes(stmt)) & wanted:
-            kept.append(stmt)
-            wanted |= set(_reads(stmt))
-    return kept[::-1]
-
-
 def _breaks(body: tuple[ir.Stmt, ...]) -> bool:
     """Whether a loop body can leave its loop early (a break not inside a nested loop)."""
     for stmt in body:
@@ -890,11 +876,3 @@ def _breaks(body: tuple[ir.Stmt, ...]) -> bool:
         if isinstance(stmt, ir.If) and (_breaks(stmt.body) or _breaks(stmt.orelse)):
             return True
     return False
-
-
-def _reads(stmt: ir.Stmt) -> list[str]:
-    if isinstance(stmt, (ir.If, ir.While)):
-        return ir.atom_names(stmt.test)
-    if isinstance(stmt, ir.Return):
-        return ir.atom_names(stmt.value)
-    return ir.stmt_reads(stmt)

@@ -86,6 +86,16 @@ class ShapeEnv:
     def fresh(self) -> Shape:
         return frozenset({("fresh", next(self._fresh))})
 
+    def set(self, name: str, shape: Shape) -> None:
+        """``name`` now has ``shape`` and holds no shape tuple or range (until ``assign`` says)."""
+        self.shapes[name] = shape
+        self.shape_tuples.discard(name)
+        self.ranges.discard(name)
+
+    def forget(self, name: str) -> None:
+        """``name`` now has a shape known to nothing else."""
+        self.set(name, self.fresh())
+
     def copy(self) -> ShapeEnv:
         """An environment that starts where this one is; fresh symbols stay globally unique."""
         other = ShapeEnv(self.same_shape, self.scalars)
@@ -160,13 +170,10 @@ class ShapeEnv:
         value = stmt.value
         if len(stmt.targets) != 1:
             for t in stmt.targets:
-                self.shapes[t.id] = self.fresh()
-                self.shape_tuples.discard(t.id)
-                self.ranges.discard(t.id)
+                self.forget(t.id)
             return
         target = stmt.target.id
-        self.shape_tuples.discard(target)
-        self.ranges.discard(target)
+        self.set(target, self.value_shape(value))  # the old value's shape is read first
         if _is_range(value):
             self.ranges.add(target)
         if (
@@ -175,7 +182,6 @@ class ShapeEnv:
             and value.fn.value is np.shape
         ):
             self.shape_tuples.add(target)
-        self.shapes[target] = self.value_shape(value)
 
 
 def _leading_trim(index: Any) -> int | None:
@@ -246,9 +252,7 @@ class _LoopAwareWalker:
             self.loop(stmt, env)
         else:
             for name in ir.stmt_writes(stmt):
-                env.shapes[name] = env.fresh()
-                env.shape_tuples.discard(name)
-                env.ranges.discard(name)
+                env.forget(name)
 
     def loop(self, loop: ir.For | ir.While, env: ShapeEnv) -> None:
         inner_stmts = loop.body if isinstance(loop, ir.For) else loop.test_block + loop.body
@@ -269,13 +273,9 @@ class _LoopAwareWalker:
         while True:
             inner = env.copy()
             for n in varying:
-                inner.shapes[n] = inner.fresh()
-                inner.shape_tuples.discard(n)
-                inner.ranges.discard(n)
+                inner.forget(n)
             for n in targets:
-                inner.shapes[n] = SCALAR if counted else inner.fresh()
-                inner.shape_tuples.discard(n)
-                inner.ranges.discard(n)
+                inner.set(n, SCALAR if counted else inner.fresh())
             self.block(inner_stmts, inner)
             changed = {
                 n
@@ -290,9 +290,7 @@ class _LoopAwareWalker:
         if isinstance(loop, ir.While):
             after |= {n for s in ir.walk_stmts(loop.test_block) for n in ir.stmt_writes(s)}
         for n in after:
-            env.shapes[n] = env.fresh()
-            env.shape_tuples.discard(n)
-            env.ranges.discard(n)
+            env.forget(n)
 
 
 def _is_range(it: Any) -> bool:
@@ -338,8 +336,6 @@ def _walk(fn: ir.FunctionDef, aliases: dict[str, Shape]) -> list[ShapeEnv]:
             # Names written inside a branch or loop have whatever shape they end up with.
             for inner in ir.walk_stmts((stmt,)):
                 for name in ir.stmt_writes(inner):
-                    env.shapes[name] = env.fresh()
-                    env.shape_tuples.discard(name)
-                    env.ranges.discard(name)
+                    env.forget(name)
     snapshots.append(env)
     return snapshots
