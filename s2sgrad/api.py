@@ -370,13 +370,21 @@ def _options(primals: tuple, has_aux: bool, mode: str) -> tuple:
     They are part of the cache key, so a function called once with arrays and once
     with a dict gets two derivative modules.
     """
-    containers = tuple(i for i, p in enumerate(primals) if trees.is_container(p))
+    containers: list[int] = []
+    scalars: list[int] = []
+    for i, p in enumerate(primals):
+        if type(p) is np.ndarray:  # the common case, decided without a call
+            if p.ndim == 0:
+                scalars.append(i)
+        elif trees.is_container(p):
+            containers.append(i)
+        elif trees.is_scalar(p):
+            scalars.append(i)
     options = []
     if containers:
-        options.append(("containers", containers))
-    scalars = tuple(i for i, p in enumerate(primals) if trees.is_scalar(p))
+        options.append(("containers", tuple(containers)))
     if scalars and mode == "reverse":
-        options.append(("scalars", scalars))
+        options.append(("scalars", tuple(scalars)))
     if has_aux:
         options.append(("has_aux", True))
     return tuple(options)

@@ -164,6 +164,40 @@ def test_add_at_and_set_at_are_pure():
     assert np.all(a == 0)
 
 
+@pytest.mark.parametrize(
+    "table, rows, g_shape",
+    [
+        ((5, 3), [0, 0, 4, -1, 2], (5, 3)),  # repeats and a negative index
+        ((5, 3, 2), [[1, 1], [0, -5]], (2, 2, 3, 2)),  # a 2-D index array
+        ((4, 3), [1, 1], (3,)),  # g broadcast over the gathered rows
+        ((4, 3), [2], ()),
+    ],
+)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_row_gathers_accumulate_as_np_add_at_does(table, rows, g_shape, dtype):
+    """The bincount path of the gather adjoint (2-D tables) against np.add.at itself."""
+    rows, g = np.array(rows), randn(*g_shape).astype(dtype)
+    expected = np.zeros(table, dtype)
+    np.add.at(expected, rows, g)
+    assert_close(rt.unindex(g, np.zeros(table, dtype), rows), expected, rtol=1e-6)
+    assert_close(rt.add_at(np.zeros(table, dtype), (rows,), g), expected, rtol=1e-6)
+    acc = np.zeros(table, dtype)
+    assert rt.add_into(acc, g, rows) is acc
+    assert_close(acc, expected, rtol=1e-6)
+
+
+def test_row_gather_out_of_bounds_raises_numpys_index_error():
+    with pytest.raises(IndexError):
+        rt.unindex(np.ones((1, 2)), np.zeros((3, 2)), np.array([3]))
+
+
+@pytest.mark.parametrize("g", [2.5, np.float32(2.5), np.array(2.5), np.array([[2.5]])])
+def test_unreduce_spreads_one_value_as_a_read_only_view(g):
+    out = rt.unreduce(g, randn(3, 4))
+    assert out.shape == (3, 4) and out.dtype == np.asarray(g).dtype
+    assert np.all(out == 2.5) and not out.flags.writeable
+
+
 # --------------------------------------------------------------------------- products
 
 MATMUL_SHAPES = [
