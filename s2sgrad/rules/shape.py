@@ -207,7 +207,9 @@ def array_jvp(ans, object, dtype=None, copy=True, order="K", subok=False, ndmin=
 
 @defvjp(np.array)
 def array_vjp(g, ans, object, dtype=None, copy=True, order="K", subok=False, ndmin=0):
-    return np.reshape(g, np.shape(object))
+    # The shape of the array made from `object`, not of `object` itself: jnp.shape
+    # refuses Python lists.
+    return np.reshape(g, np.shape(np.asarray(object)))
 
 
 @defjvp(np.asarray)
