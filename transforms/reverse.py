@@ -853,6 +853,14 @@ def reverse(
     inits = [
         ir.Assign((rev.adjoint_name(n),), NONE) for n in sorted(rev.maybe_unset) if n != out_atom.id
     ]
+    if isinstance(returned, ir.Name) and returned.id in {
+        w for stmt in ir.walk_stmts(tuple(backward)) for w in ir.stmt_writes(stmt)
+    }:
+        # The backward sweep restores the returned name to earlier values (a loop's
+        # `y = y_stack.pop()`): keep the output under a name of its own.
+        kept = ir.Name(names.fresh("value"))
+        forward = forward + [ir.Assign((kept,), returned, ret.loc)]
+        returned = kept
     body: list[ir.Stmt] = setup + forward
     if backward or finish:
         body.append(ir.Comment("backward sweep"))
