@@ -187,15 +187,20 @@ class _Analyzer:
             active_in = [s for s in srcs if s in activity.varied]
             if active_in and not has_rule:
                 call = stmt.value
+                # A compiler temporary (`t1`) means nothing to the user: name only theirs.
+                what = (
+                    "a value computed from the inputs being differentiated"
+                    if active_in[0] in self.fn.temps
+                    else f"the differentiated value `{active_in[0]}`"
+                )
                 raise NoDerivativeRuleError(
-                    f"no derivative rule for `{call.fn.source}`, which receives the "
-                    f"differentiated value `{active_in[0]}`",
+                    f"no derivative rule for `{call.fn.source}`, which receives {what}",
                     stmt.loc,
                     f"register one with @s2sgrad.defvjp({call.fn.source}) / "
                     f"@s2sgrad.defjvp(...), or mark it with "
                     f"s2sgrad.nondifferentiable({call.fn.source}) if its derivative is zero",
                 )
-            _check_discrete_arguments(stmt, set(activity.varied))
+            _check_discrete_arguments(stmt, set(activity.varied), self.fn.temps)
 
 
 def analyze(fn: ir.FunctionDef, wrt: tuple[str, ...]) -> Activity:
@@ -220,7 +225,7 @@ def analyze(fn: ir.FunctionDef, wrt: tuple[str, ...]) -> Activity:
     return activity
 
 
-def _check_discrete_arguments(stmt: ir.Assign, varied: set[str]) -> None:
+def _check_discrete_arguments(stmt: ir.Assign, varied: set[str], temps: frozenset[str]) -> None:
     """A differentiated value used as an index, axis or shape has no derivative: say so."""
     call = stmt.value
     if not isinstance(call, ir.Call) or not isinstance(call.fn, ir.Ref):
@@ -235,9 +240,14 @@ def _check_discrete_arguments(stmt: ir.Assign, varied: set[str]) -> None:
             continue
         for name in ir.atom_names(atom):
             if name in varied:
+                what = (
+                    "a value computed from the inputs being differentiated is"
+                    if name in temps
+                    else f"`{name}` depends on the inputs being differentiated, but it is"
+                )
                 raise NonDifferentiableError(
-                    f"`{name}` depends on the inputs being differentiated, but it is used as the "
-                    f"`{param}` argument of `{call.fn.source}`, which has no derivative",
+                    f"{what} used as the `{param}` argument of `{call.fn.source}`, which has no "
+                    "derivative",
                     stmt.loc,
                     "compute it from values you do not differentiate, or leave the input it "
                     "comes from out of wrt",
