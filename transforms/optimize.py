@@ -23,7 +23,7 @@ from dataclasses import replace
 from typing import Any
 
 from s2sgrad.transforms.inplace import accumulate_in_place
-from s2sgrad.transforms.prims import runtime_helper
+from s2sgrad.transforms.prims import GETITEM, runtime_helper
 from s2sgrad.transforms.shapes import infer
 
 from s2sgrad import ir
@@ -255,12 +255,43 @@ def _reads(stmt: ir.Stmt) -> list[str]:
 def eliminate_dead_code(
     body: tuple[ir.Stmt, ...], live: set[str] | None = None
 ) -> tuple[ir.Stmt, ...]:
-    """Drop assignments whose targets are never read afterwards (liveness over structured code)."""
-    kept, _ = _dce_block(body, set() if live is None else set(live))
+    """Drop assignments whose targets are never read afterwards (liveness over structured code).
+
+    ``x[idx] = v`` is live while ``x`` or any name that may be a view of ``x`` is: the
+    backward sweep's restore of ``u[1:-1]`` is what a saved slice ``t = u[1:-1]`` of the
+    same step reads through.
+    """
+    kept, _ = _dce_block(body, set() if live is None else set(live), _views(body))
     return kept
 
 
-def _dce_block(body: tuple[ir.Stmt, ...], live: set[str]) -> tuple[tuple[ir.Stmt, ...], set[str]]:
+def _views(body: tuple[ir.Stmt, ...]) -> dict[str, set[str]]:
+    """For each name, the names that may share its memory: ``t = x[...]`` or ``t = x``,
+    transitively (an index read may be a copy; assuming a view is only conservative)."""
+    shares: dict[str, set[str]] = {}
+    for stmt in ir.walk_stmts(body):
+        if not (isinstance(stmt, ir.Assign) and len(stmt.targets) == 1):
+            continue
+        value = stmt.value
+        if isinstance(value, ir.Call) and value.fn == GETITEM and value.args:
+            value = value.args[0]
+        if isinstance(value, ir.Name):
+            shares.setdefault(value.id, set()).add(stmt.target.id)
+    closed: dict[str, set[str]] = {}
+    for root in shares:
+        seen, todo = set(), [root]
+        while todo:
+            for view in shares.get(todo.pop(), ()):
+                if view not in seen:
+                    seen.add(view)
+                    todo.append(view)
+        closed[root] = seen
+    return closed
+
+
+def _dce_block(
+    body: tuple[ir.Stmt, ...], live: set[str], views: dict[str, set[str]]
+) -> tuple[tuple[ir.Stmt, ...], set[str]]:
     """(the block without dead statements, names live at its start), given names live after it."""
     live = set(live)
     kept: list[ir.Stmt] = []
@@ -271,21 +302,21 @@ def _dce_block(body: tuple[ir.Stmt, ...], live: set[str]) -> tuple[tuple[ir.Stmt
             live.difference_update(t.id for t in stmt.targets)
             live.update(ir.atom_names(stmt.value))
         elif isinstance(stmt, ir.SetItem):
-            if stmt.target.id not in live:
+            if stmt.target.id not in live and not views.get(stmt.target.id, set()) & live:
                 continue
             live.update(ir.stmt_reads(stmt))
         elif isinstance(stmt, ir.Pop):
             live.discard(stmt.target.id)
             live.add(stmt.stack)
         elif isinstance(stmt, ir.If):
-            b, live_b = _dce_block(stmt.body, live)
-            o, live_o = _dce_block(stmt.orelse, live)
+            b, live_b = _dce_block(stmt.body, live, views)
+            o, live_o = _dce_block(stmt.orelse, live, views)
             if not b and not o:
                 continue
             stmt = replace(stmt, body=b, orelse=o)
             live = live_b | live_o | set(ir.atom_names(stmt.test))
         elif isinstance(stmt, (ir.For, ir.While)):
-            stmt, live = _dce_loop(stmt, live)
+            stmt, live = _dce_loop(stmt, live, views)
         elif isinstance(stmt, ir.Return):
             live = set(ir.atom_names(stmt.value))
         else:  # Push, NewStack, Break, Continue, Comment
@@ -294,7 +325,7 @@ def _dce_block(body: tuple[ir.Stmt, ...], live: set[str]) -> tuple[tuple[ir.Stmt
     return tuple(reversed(kept)), live
 
 
-def _dce_loop(loop, live_after: set[str]):
+def _dce_loop(loop, live_after: set[str], views: dict[str, set[str]]):
     """A loop's body sees, at its end, what is live after the loop and at its own start."""
     header = (
         set(ir.atom_names(loop.iter)) if isinstance(loop, ir.For) else set(ir.atom_names(loop.test))
@@ -304,11 +335,11 @@ def _dce_loop(loop, live_after: set[str]):
     while True:
         end = live_after | at_start
         if isinstance(loop, ir.While):
-            body, live_b = _dce_block(loop.body, end | header)
-            test_block, live_t = _dce_block(loop.test_block, live_b | live_after | header)
+            body, live_b = _dce_block(loop.body, end | header, views)
+            test_block, live_t = _dce_block(loop.test_block, live_b | live_after | header, views)
             new_start = live_t
         else:
-            body, live_b = _dce_block(loop.body, end)
+            body, live_b = _dce_block(loop.body, end, views)
             new_start = (live_b - targets) | header
         if new_start <= at_start:
             break

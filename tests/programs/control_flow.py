@@ -532,6 +532,22 @@ def slice_update(x):
     return np.sum(y**3)
 
 
+def nonlinear_stencil_in_place(x):
+    # The slices read on the right are views of u: the backward sweep must see them as
+    # they were in each step, before the update overwrote them.
+    u = x.copy()
+    for _ in range(3):
+        u[1:-1] = u[1:-1] * u[1:-1] + 0.1 * u[2:]
+    return np.sum(u * u)
+
+
+def view_read_before_update(x):
+    u = x.copy()
+    a = u[1:]
+    u[1:] = a * a
+    return np.sum(u * u)
+
+
 def euler_trajectory(y0, k, n):
     dt = 0.05
     traj = np.empty((n + 1, 2))
@@ -648,6 +664,8 @@ ARGS = {
     "cumulative_sum_in_place": [(5,)],
     "outer_product_accumulate": [(3,)],
     "slice_update": [(5,)],
+    "nonlinear_stencil_in_place": [(6,)],
+    "view_read_before_update": [(6,)],
     "euler_trajectory": [("array", [1.0, 0.3]), ("float", 2.0), ("int", 12)],
     "in_place_in_branch": [("array", [0.5, -0.4, 0.9, -0.2])],
     "loop_in_branch_in_loop": [("array", [[0.5, 0.2, -0.1], [-0.6, 0.3, -0.4], [0.9, -0.8, 0.7]])],
@@ -659,6 +677,8 @@ INPLACE = {
     "cumulative_sum_in_place",
     "outer_product_accumulate",
     "slice_update",
+    "nonlinear_stencil_in_place",
+    "view_read_before_update",
     "euler_trajectory",
     "in_place_in_branch",
 }
