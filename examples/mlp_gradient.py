@@ -16,8 +16,12 @@ What this example teaches:
 * How to trust a gradient: compare it with central finite differences,
   ``(f(p + eps) - f(p - eps)) / (2 eps)``, element by element.
 
-The differentiated function is straight-line code (no loops or ifs): that is
-what s2sgrad supports today.
+The differentiated function here is straight-line code, but it need not be:
+loops, ``if``/``while``, calls of your own functions and dicts of parameters
+are differentiated too. See ``ode_sensitivity.py`` and ``ode_fitting.py`` (a
+``for`` loop of RK4 steps), ``heat_inverse.py`` (in-place updates in a loop),
+``newton_solver.py`` (a ``while`` loop with a data-dependent trip count) and
+``mlp_training.py`` (a network whose parameters are a dict, on NumPy and JAX).
 
 Run it with ``python examples/mlp_gradient.py``. It prints the loss falling
 over a few steps of gradient descent, then the gradient check; the exit status
