@@ -39,7 +39,11 @@ from __future__ import annotations
 import sys
 
 import numpy as np
-from scipy.optimize import minimize
+
+try:
+    from scipy.optimize import minimize
+except ImportError:
+    sys.exit('this example needs SciPy: pip install -e ".[examples]"')
 
 import s2sgrad
 

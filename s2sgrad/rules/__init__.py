@@ -2,10 +2,12 @@
 
 Importing this package registers every built-in rule (the ``elementwise``,
 ``reductions``, ``shape``, ``linalg`` and ``nondiff`` modules register theirs
-when imported). ``RULESET_VERSION`` is part of every cache key: bump it
-whenever a built-in template changes, so cached derivative modules generated
-with the old template are not reused.
+when imported; ``special`` only where SciPy is installed). ``RULESET_VERSION``
+is part of every cache key: bump it whenever a built-in template changes, so
+cached derivative modules generated with the old template are not reused.
 """
+
+import importlib.util
 
 from s2sgrad.rules import (  # noqa: F401
     decompositions,
@@ -17,9 +19,13 @@ from s2sgrad.rules import (  # noqa: F401
     scans,
     sequences,
     shape,
-    special,
 )
 from s2sgrad.rules.registry import all_rules, defjvp, defvjp, lookup, nondifferentiable
+
+# SciPy is optional: its rules exist when it is installed (a function calling
+# scipy.special needs it anyway), and s2sgrad runs without it.
+if importlib.util.find_spec("scipy") is not None:
+    from s2sgrad.rules import special  # noqa: F401
 
 RULESET_VERSION = "4"
 
