@@ -7,8 +7,6 @@ is part of every cache key: bump it whenever a built-in template changes, so
 cached derivative modules generated with the old template are not reused.
 """
 
-import importlib.util
-
 from s2sgrad.rules import (  # noqa: F401
     decompositions,
     elementwise,
@@ -24,7 +22,11 @@ from s2sgrad.rules.registry import all_rules, defjvp, defvjp, lookup, nondiffere
 
 # SciPy is optional: its rules exist when it is installed (a function calling
 # scipy.special needs it anyway), and s2sgrad runs without it.
-if importlib.util.find_spec("scipy") is not None:
+try:
+    import scipy.special  # noqa: F401
+except ImportError:
+    pass
+else:
     from s2sgrad.rules import special  # noqa: F401
 
 RULESET_VERSION = "4"
