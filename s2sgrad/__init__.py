@@ -6,7 +6,7 @@ importable module, and run it with NumPy.
 """
 
 from s2sgrad._version import __version__
-from s2sgrad.api import grad, jvp, value_and_grad, vjp
+from s2sgrad.api import derivative_source, grad, jvp, value_and_grad, vjp
 from s2sgrad.errors import (
     NeedsConcreteValueError,
     NoDerivativeRuleError,
@@ -24,6 +24,7 @@ __all__ = [
     "value_and_grad",
     "jvp",
     "vjp",
+    "derivative_source",
     "defjvp",
     "defvjp",
     "nondifferentiable",

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import linecache
 from collections.abc import Callable
 from typing import Any
 
@@ -388,3 +389,28 @@ def _options(primals: tuple, has_aux: bool, mode: str) -> tuple:
     if has_aux:
         options.append(("has_aux", True))
     return tuple(options)
+
+
+def derivative_source(
+    fun: Callable,
+    *example_args: Any,
+    wrt: Wrt = 0,
+    mode: str = "reverse",
+    backend: str = "numpy",
+    has_aux: bool = False,
+) -> str:
+    """The source of the derivative module that ``grad(fun, wrt=..., mode=...)`` runs.
+
+    With example arguments it is exactly the module a call with arguments of that
+    structure uses (a dict, a Python float and an array can each change the code),
+    taken from the cache or compiled into it. Without them it is the module for
+    plain arrays, as ``s2sgrad inspect`` prints it. Reverse mode's function is the
+    vector-Jacobian product ``f_vjp(*args, dout) -> (out, grads)``, forward mode's
+    the Jacobian-vector product ``f_jvp(*args, *tangents) -> (out, tangent)``.
+    """
+    d = _Derivative(fun, wrt, mode, backend, has_aux)
+    options = _options(d.bind(example_args, {}), has_aux, mode) if example_args else ()
+    if has_aux and not example_args:
+        options = (("has_aux", True),)
+    entry = cache.load_or_generate(fun, mode, d.wrt, backend, options)
+    return "".join(linecache.getlines(entry.__code__.co_filename))

@@ -122,3 +122,29 @@ def test_loop_invariants_are_computed_once_and_never_recorded():
     ]
     for name in hoisted:
         assert f"{name}_stack" not in source, name
+
+
+def _scaled_power(a, x, n):
+    y = x
+    for _ in range(n):
+        y = y * a
+    return np.sum(y)
+
+
+def test_derivative_source_is_the_module_a_call_runs():
+    """With example arguments, the text is the code that runs for them: a Python float
+    `a` gets `np.sum` where an array `a` gets `unbroadcast`, and each text, executed,
+    gives jax's gradient."""
+    x = np.array([0.5, -1.0, 2.0])
+    for a in (1.5, np.array([1.5, 0.5, -0.5])):
+        text = s2sgrad.derivative_source(_scaled_power, a, x, 3)
+        assert ("unbroadcast" in text) == (np.ndim(a) > 0), text
+        namespace: dict = {}
+        exec(compile(text, "<derivative>", "exec"), namespace)
+        vjp = namespace[namespace["__s2sgrad_entry__"]]
+        value, (da,) = vjp(a, x, 3, 1.0)
+        assert_close(value, _scaled_power(a, x, 3))
+        want = jax.grad(jnp_twin(_scaled_power))(a if np.ndim(a) else float(a), x, 3)
+        assert_close(np.asarray(da), np.asarray(want))
+    forward = s2sgrad.derivative_source(_scaled_power, mode="forward")
+    assert "def _scaled_power_jvp(" in forward
