@@ -231,7 +231,8 @@ def grad(
     ``backend="jax"`` runs the derivative as jitted JAX (loops rolled into
     ``lax.scan``/``lax.while_loop``); it takes and returns jax arrays. ``max_steps``
     bounds the iterations of a ``while`` loop (or a range of traced length) that
-    reverse mode records; by default the bound starts at 1024 and doubles as needed.
+    reverse mode records; by default the bound starts at 128 and doubles as needed
+    (under your own ``jax.jit`` it is 1024, and a run past it raises).
     """
     d = _Derivative(fun, wrt, mode, backend, has_aux, max_steps)
 

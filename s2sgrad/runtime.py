@@ -523,11 +523,19 @@ def _scatter_add(out: np.ndarray, idx: Any, g: Any) -> None:
     out += np.bincount(flat, weights=g.reshape(-1), minlength=out.size).reshape(out.shape)
 
 
+def _sequence_like(x: Any, items: Any) -> Any:
+    """A list or tuple of the kind of ``x`` holding ``items``; a named tuple (the result of
+    ``np.linalg.slogdet``, say) is rebuilt by position, as its constructor wants."""
+    if isinstance(x, tuple) and hasattr(x, "_fields"):
+        return type(x)(*items)
+    return type(x)(items)
+
+
 def _zeros_like_tree(x: Any) -> Any:
     if isinstance(x, dict):
         return {k: _zeros_like_tree(v) for k, v in x.items()}
     if isinstance(x, (tuple, list)):
-        return type(x)(_zeros_like_tree(v) for v in x)
+        return _sequence_like(x, [_zeros_like_tree(v) for v in x])
     return np.zeros_like(x, dtype=np.result_type(x, 0.0))
 
 
@@ -541,7 +549,9 @@ def _unindex_container(g: Any, x: Any, idx: Any) -> Any:
         chosen = {positions: g}
     else:
         chosen = dict(zip(positions, g, strict=True))
-    return type(x)(chosen[i] if i in chosen else _zero_view_tree(v) for i, v in enumerate(x))
+    return _sequence_like(
+        x, [chosen[i] if i in chosen else _zero_view_tree(v) for i, v in enumerate(x)]
+    )
 
 
 def _zero_view_tree(x: Any) -> Any:
@@ -556,7 +566,7 @@ def _zero_view_tree(x: Any) -> Any:
     if isinstance(x, dict):
         return {k: _zero_view_tree(v) for k, v in x.items()}
     if isinstance(x, (tuple, list)):
-        return type(x)(_zero_view_tree(v) for v in x)
+        return _sequence_like(x, [_zero_view_tree(v) for v in x])
     zero = np.zeros((), dtype=np.result_type(x, 0.0))
     return np.broadcast_to(zero, np.shape(x))
 
@@ -730,7 +740,7 @@ def accumulate(acc: Any, c: Any) -> Any:
         keys = list(acc) + [k for k in c if k not in acc]  # deterministic order
         return {k: _accumulate_leaf(acc.get(k), c.get(k)) for k in keys}
     if isinstance(acc, (tuple, list)):
-        return type(acc)(_accumulate_leaf(a, b) for a, b in zip(acc, c, strict=True))
+        return _sequence_like(acc, [_accumulate_leaf(a, b) for a, b in zip(acc, c, strict=True)])
     return acc + c
 
 
@@ -765,7 +775,7 @@ def _completed(d: Any, x: Any) -> Any:
     if isinstance(d, dict):
         return {k: _completed(d.get(k), x[k]) for k in x}
     if isinstance(d, (tuple, list)):
-        return type(d)(_completed(a, b) for a, b in zip(d, x, strict=True))
+        return _sequence_like(d, [_completed(a, b) for a, b in zip(d, x, strict=True)])
     if d is None or _is_zero_view(d):
         return _zeros_like_tree(x)
     return d

@@ -36,6 +36,7 @@ from s2sgrad.runtime import (
     _normalize_axes,
     _normalize_tensordot_axes,
     _refuse_sequence_arithmetic,
+    _sequence_like,
     foldable,
     inverse_permutation,
 )
@@ -405,7 +406,7 @@ def _zeros_like_tree(x: Any) -> Any:
     if isinstance(x, dict):
         return {k: _zeros_like_tree(v) for k, v in x.items()}
     if isinstance(x, (tuple, list)):
-        return type(x)(_zeros_like_tree(v) for v in x)
+        return _sequence_like(x, [_zeros_like_tree(v) for v in x])
     return jnp.zeros(jnp.shape(x), dtype=jnp.result_type(x, 0.0))
 
 
@@ -417,7 +418,9 @@ def _unindex_container(g: Any, x: Any, idx: Any) -> Any:
         chosen = {positions: g}
     else:
         chosen = dict(zip(positions, g, strict=True))
-    return type(x)(chosen[i] if i in chosen else _zeros_like_tree(v) for i, v in enumerate(x))
+    return _sequence_like(
+        x, [chosen[i] if i in chosen else _zeros_like_tree(v) for i, v in enumerate(x)]
+    )
 
 
 def add_at(a: Any, idx: Any, b: Any) -> Any:
@@ -547,7 +550,7 @@ def accumulate(acc: Any, c: Any) -> Any:
         keys = list(acc) + [k for k in c if k not in acc]  # deterministic order
         return {k: accumulate(acc.get(k), c.get(k)) for k in keys}
     if isinstance(acc, (tuple, list)):
-        return type(acc)(accumulate(a, b) for a, b in zip(acc, c, strict=True))
+        return _sequence_like(acc, [accumulate(a, b) for a, b in zip(acc, c, strict=True)])
     return acc + c
 
 

@@ -116,3 +116,12 @@ def test_nested_defs_are_inlined_with_their_closures(mode):
     got = s2sgrad.grad(st.nested_defs, wrt=(0, 1), mode=mode)(x, w)
     for i in (0, 1):
         assert_close(got[i], central_difference_grad(st.nested_defs, [x, w], i), rtol=1e-6)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "jax"])
+@pytest.mark.parametrize("mode", ["reverse", "forward"])
+@pytest.mark.parametrize("program", [st.logdet_unpacked, st.logdet_indexed])
+def test_named_tuple_results(program, mode, backend):
+    A = np.array([[2.0, 0.3, 0.0], [0.1, 1.5, -0.2], [0.4, 0.0, 1.2]])
+    got = s2sgrad.grad(program, mode=mode, backend=backend)(A)
+    assert_close(np.asarray(got), np.asarray(jax.grad(jnp_twin(program))(A)), what="vs jax")

@@ -29,6 +29,6 @@ except ImportError:
 else:
     from s2sgrad.rules import special  # noqa: F401
 
-RULESET_VERSION = "4"
+RULESET_VERSION = "5"
 
 __all__ = ["RULESET_VERSION", "all_rules", "defjvp", "defvjp", "lookup", "nondifferentiable"]

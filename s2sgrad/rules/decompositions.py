@@ -29,7 +29,7 @@ def slogdet_jvp(ans, a, *, da):
 
 @defvjp(np.linalg.slogdet, outputs=2)
 def slogdet_vjp(g, ans, a):
-    return g[1][..., None, None] * np.swapaxes(np.linalg.inv(a), -1, -2)
+    return np.expand_dims(g[1], (-2, -1)) * np.swapaxes(np.linalg.inv(a), -1, -2)
 
 
 @defjvp(np.linalg.cholesky)

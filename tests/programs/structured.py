@@ -88,3 +88,14 @@ def nested_defs(x, w):
         return layer(layer(v), bias=0.1)
 
     return np.sum(twice(x) ** 2)
+
+
+def logdet_unpacked(A):
+    # A named-tuple result, unpacked: the seed reaches the rule as a plain float.
+    sign, logdet = np.linalg.slogdet(A)
+    return logdet
+
+
+def logdet_indexed(A):
+    # A named-tuple result, indexed: its cotangent is rebuilt as a named tuple.
+    return np.linalg.slogdet(A)[1]
