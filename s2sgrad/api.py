@@ -410,8 +410,6 @@ def derivative_source(
     the Jacobian-vector product ``f_jvp(*args, *tangents) -> (out, tangent)``.
     """
     d = _Derivative(fun, wrt, mode, backend, has_aux)
-    options = _options(d.bind(example_args, {}), has_aux, mode) if example_args else ()
-    if has_aux and not example_args:
-        options = (("has_aux", True),)
-    entry = cache.load_or_generate(fun, mode, d.wrt, backend, options)
+    primals = d.bind(example_args, {}) if example_args else ()
+    entry = cache.load_or_generate(fun, mode, d.wrt, backend, _options(primals, has_aux, mode))
     return "".join(linecache.getlines(entry.__code__.co_filename))

@@ -14,8 +14,8 @@ user modules, recursively), where each of those functions sits in its file
 name they use denotes (``act = np.tanh`` changed to ``act = np.sin`` leaves the
 function's source untouched but not its derivative), which primitives have
 which rules (with the source of every user-registered template), mode, wrt,
-backend, options, the rule-set version, the s2sgrad version and the Python
-version.
+backend, options, the rule-set version, the compiler's own source (hashed once
+per process from its files), the s2sgrad version and the Python version.
 
 What the key leaves out: the *values* of data the function reads (arrays,
 floats in globals or closures; only their types are hashed). Those are the
@@ -189,6 +189,7 @@ def _key_and_deps(fn, mode, wrt, backend, options) -> tuple[str, tuple]:
     feed("s2sgrad", __version__)
     feed("python", f"{sys.version_info.major}.{sys.version_info.minor}")
     feed("ruleset", str(RULESET_VERSION))
+    feed("compiler", _compiler_fingerprint())
     feed("mode", mode)
     feed("wrt", repr(tuple(int(i) for i in wrt)))
     feed("backend", backend)
@@ -393,6 +394,27 @@ def _is_library_file(filename: str) -> bool:
         return filename.startswith("<frozen")  # "<stdin>", "<string>": user code
     path = os.path.normcase(os.path.realpath(filename))
     return any(path.startswith(root) for root in _library_roots())
+
+
+@functools.cache
+def _compiler_fingerprint() -> str:
+    """A hash of the compiler's own source files, so a fixed or changed compiler never
+    reuses modules an earlier one wrote under the same s2sgrad version.
+
+    Read once per process, from the files, without importing the compiler (the hit
+    path stays free of libcst and black): the passes in ``s2sgrad.transforms`` and
+    the modules that parse, print and drive them.
+    """
+    package = Path(__file__).parent
+    spec = importlib.util.find_spec("s2sgrad.transforms")
+    passes = Path(next(iter(spec.submodule_search_locations)))
+    files = sorted(passes.glob("*.py")) + [
+        package / name for name in ("codegen.py", "frontend.py", "ir.py", "pipeline.py")
+    ]
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
 
 
 _rules_memo: dict[int, tuple[str, ...]] = {}

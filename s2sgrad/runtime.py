@@ -555,7 +555,7 @@ def _unindex_container(g: Any, x: Any, idx: Any) -> Any:
 
 
 def _zero_view_tree(x: Any) -> Any:
-    """Zeros shaped like ``x`` as read-only views of one zero (``np.broadcast_to``).
+    """Zeros shaped like ``x`` as read-only views of one zero (``_spread``).
 
     The cotangent of ``params["b"]`` is ``params`` with zeros everywhere but at "b";
     as real arrays those zeros cost an allocation and an add per read of a leaf
@@ -567,8 +567,7 @@ def _zero_view_tree(x: Any) -> Any:
         return {k: _zero_view_tree(v) for k, v in x.items()}
     if isinstance(x, (tuple, list)):
         return _sequence_like(x, [_zero_view_tree(v) for v in x])
-    zero = np.zeros((), dtype=np.result_type(x, 0.0))
-    return np.broadcast_to(zero, np.shape(x))
+    return _spread(np.zeros((), dtype=np.result_type(x, 0.0)), np.shape(x))
 
 
 def _is_zero_view(a: Any) -> bool:

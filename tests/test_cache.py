@@ -134,6 +134,24 @@ def test_key_changes_when_the_source_changes(user_module):
     assert before != after
 
 
+def test_key_changes_when_the_compiler_changes(user_module, monkeypatch):
+    """A fixed compiler must not reuse what an earlier one wrote under the same version."""
+    fn = user_module(USER_SOURCE).f
+    before = cache.cache_key(fn, "reverse", (0,))
+    monkeypatch.setattr(cache, "_compiler_fingerprint", lambda: "a different compiler")
+    assert cache.cache_key(fn, "reverse", (0,)) != before
+
+
+def test_the_compiler_fingerprint_covers_the_passes_without_importing_them():
+    script = (
+        "import sys; from s2sgrad import cache; f = cache._compiler_fingerprint(); "
+        "assert len(f) == 64; "
+        "assert not [m for m in sys.modules if m.startswith(('s2sgrad.transforms', 'libcst'))]"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
 def test_key_changes_with_mode_wrt_backend_and_options(user_module):
     fn = user_module("def f(x, y):\n    return x * y\n").f
     keys = {

@@ -8,6 +8,7 @@ against those oracles.
 
 from __future__ import annotations
 
+import copy
 import functools
 import inspect
 import textwrap
@@ -139,6 +140,22 @@ def test_grad_does_not_modify_its_inputs():
     for mode in ("reverse", "forward"):
         s2sgrad.grad(cf.slice_update, mode=mode)(*args)
         assert_close(args, before, rtol=0, atol=0, what=f"inputs after {mode} grad")
+
+
+@pytest.mark.parametrize("name", sorted(cf.INPLACE))
+def test_jvp_and_vjp_of_in_place_updates_leave_their_inputs_alone(name):
+    """Primals, tangents and cotangents come back unchanged, and the products still
+    match finite differences."""
+    fn, args = getattr(cf, name), cf.make_args(name)
+    tangents = _tangents(name, args)
+    before = copy.deepcopy((args, tangents))
+    _, tangent = s2sgrad.jvp(fn, args, tangents)
+    _, vjp_fn = s2sgrad.vjp(fn, *args)
+    vjp_fn(1.0)
+    assert_close((args, tangents), before, rtol=0, atol=0, what=f"{name} inputs")
+    grads = references(name)["finite differences"]
+    want = sum(np.sum(g * tangents[i]) for g, i in zip(grads, cf.float_positions(name)))
+    assert_close(tangent, want, rtol=FD_RTOL, atol=FD_ATOL, what=f"{name} jvp vs FD")
 
 
 JVP_PROGRAMS = [

@@ -309,7 +309,7 @@ def check_inplace_updates(fn: ir.FunctionDef, activity: Activity) -> None:
         for value in defs.get(name, ["parameter"]):
             if value == "parameter":
                 why = f"`{name}` is an argument: the update would change the caller's array"
-            elif _makes_fresh_array(value):
+            elif makes_fresh_array(value):
                 continue
             else:
                 why = f"`{name}` may share memory with another array (a view or an alias)"
@@ -384,7 +384,7 @@ def check_sequence_arithmetic(fn: ir.FunctionDef, activity: Activity) -> None:
         )
 
 
-def _makes_fresh_array(value) -> bool:
+def makes_fresh_array(value) -> bool:
     if not isinstance(value, ir.Call) or not isinstance(value.fn, ir.Ref):
         return False
     fn = value.fn.value

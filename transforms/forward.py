@@ -23,7 +23,7 @@ from s2sgrad.transforms.analysis import (
 )
 from s2sgrad.transforms.builder import DerivativeBuilder, split_aux
 from s2sgrad.transforms.names import FreshNames
-from s2sgrad.transforms.prims import ADD, ZEROS_LIKE, ZEROS_LIKE_TREE
+from s2sgrad.transforms.prims import ADD, COPY, ZEROS_LIKE, ZEROS_LIKE_TREE
 from s2sgrad.transforms.templates import bind_call, instantiate, lower_template, substitute
 
 from s2sgrad import ir
@@ -35,6 +35,12 @@ class _Forward(DerivativeBuilder):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.tangent: dict[str, str] = {}
+        # Arrays updated in place (`u[i] = v`): their tangents are updated the same way,
+        # so each must own its array, not alias the tangent it came from (`u = x + 1.0`
+        # has the tangent `dx`, the caller's array).
+        self.updated = frozenset(
+            s.target.id for s in ir.walk_stmts(self.fn.body) if isinstance(s, ir.SetItem)
+        )
 
     def tangent_of(self, name: str) -> ir.Name:
         if name not in self.tangent:
@@ -89,7 +95,13 @@ class _Forward(DerivativeBuilder):
         overwrites_operand = target.id in ir.atom_names(stmt.value)
         result = self.temp() if overwrites_operand else target
         out = [replace(stmt, targets=(result,))]
-        out += self.tangent_statements(stmt.value, result, self.tangent_of(target.id), stmt.loc)
+        tangent = self.tangent_of(target.id)
+        if target.id in self.updated:
+            shared = self.temp()
+            out += self.tangent_statements(stmt.value, result, shared, stmt.loc)
+            out.append(ir.Assign((tangent,), ir.Call(COPY, (shared,)), stmt.loc))
+        else:
+            out += self.tangent_statements(stmt.value, result, tangent, stmt.loc)
         if overwrites_operand:
             out.append(ir.Assign((target,), result, stmt.loc))
         return out

@@ -22,8 +22,9 @@ import operator
 from dataclasses import replace
 from typing import Any
 
+from s2sgrad.transforms.analysis import makes_fresh_array
 from s2sgrad.transforms.inplace import accumulate_in_place
-from s2sgrad.transforms.prims import GETITEM, runtime_helper
+from s2sgrad.transforms.prims import runtime_helper
 from s2sgrad.transforms.shapes import infer
 
 from s2sgrad import ir
@@ -151,17 +152,24 @@ def drop_default_arguments(value: Any) -> Any:
 
 
 def simplify(
-    body: tuple[ir.Stmt, ...], temps: frozenset[str], known: dict[str, Any] | None = None
+    body: tuple[ir.Stmt, ...],
+    temps: frozenset[str],
+    known: dict[str, Any] | None = None,
+    updated: frozenset[str] = frozenset(),
 ) -> tuple[ir.Stmt, ...]:
     """Fold each right-hand side; propagate temporaries that fold to a literal or a global.
 
     Only temporaries assigned exactly once are propagated, so replacing their
-    uses is safe; nested blocks see what is known where they start.
+    uses is safe; nested blocks see what is known where they start. A name later
+    updated in place (``u[0] = ...``) keeps its right-hand side as written: folding
+    ``u = x * 1.0`` to ``u = x`` would make ``u`` an alias of ``x``, and the update
+    would change ``x`` too.
     """
     if known is None:
         known = {}
         single = _single_definitions(body)
         temps = frozenset(t for t in temps if t in single)
+        updated = frozenset(s.target.id for s in ir.walk_stmts(body) if isinstance(s, ir.SetItem))
     negations: dict[str, Any] = {}  # temporaries holding `-y`, in this block
     out = []
     for stmt in body:
@@ -177,19 +185,20 @@ def simplify(
             stmt = replace(
                 stmt,
                 test=_substitute(stmt.test, known),
-                body=simplify(stmt.body, temps, dict(known)),
-                orelse=simplify(stmt.orelse, temps, dict(known)),
+                body=simplify(stmt.body, temps, dict(known), updated),
+                orelse=simplify(stmt.orelse, temps, dict(known), updated),
             )
         elif isinstance(stmt, ir.For):
-            stmt = replace(stmt, body=simplify(stmt.body, temps, dict(known)))
+            stmt = replace(stmt, body=simplify(stmt.body, temps, dict(known), updated))
         elif isinstance(stmt, ir.While):
             stmt = replace(
                 stmt,
-                test_block=simplify(stmt.test_block, temps, dict(known)),
-                body=simplify(stmt.body, temps, dict(known)),
+                test_block=simplify(stmt.test_block, temps, dict(known), updated),
+                body=simplify(stmt.body, temps, dict(known), updated),
             )
         if isinstance(stmt, ir.Assign):
-            value = drop_default_arguments(simplify_value(stmt.value))
+            keep = any(t.id in updated for t in stmt.targets)
+            value = drop_default_arguments(stmt.value if keep else simplify_value(stmt.value))
             value = _subtract_negations(value, negations)
             stmt = replace(stmt, value=value)
             if (
@@ -266,17 +275,23 @@ def eliminate_dead_code(
 
 
 def _views(body: tuple[ir.Stmt, ...]) -> dict[str, set[str]]:
-    """For each name, the names that may share its memory: ``t = x[...]`` or ``t = x``,
-    transitively (an index read may be a copy; assuming a view is only conservative)."""
+    """For each name, the names that may share its memory, transitively: ``t = x``, and
+    the result of any call that the aliasing rule does not know to make a fresh array
+    (``x[1:]``, ``x.T``, a reshape) with each name it reads (assuming a view is only
+    conservative)."""
     shares: dict[str, set[str]] = {}
     for stmt in ir.walk_stmts(body):
         if not (isinstance(stmt, ir.Assign) and len(stmt.targets) == 1):
             continue
         value = stmt.value
-        if isinstance(value, ir.Call) and value.fn == GETITEM and value.args:
-            value = value.args[0]
         if isinstance(value, ir.Name):
-            shares.setdefault(value.id, set()).add(stmt.target.id)
+            sources = [value]
+        elif isinstance(value, ir.Call) and not makes_fresh_array(value):
+            sources = [a for a in value.args if isinstance(a, ir.Name)]
+        else:
+            continue
+        for source in sources:
+            shares.setdefault(source.id, set()).add(stmt.target.id)
     closed: dict[str, set[str]] = {}
     for root in shares:
         seen, todo = set(), [root]

@@ -548,6 +548,23 @@ def view_read_before_update(x):
     return np.sum(u * u)
 
 
+def transpose_view_read_before_update(x):
+    # `a` is a view through `.T`, not an index: the same restore must stay.
+    u = np.reshape(x, (2, 3)) * 1.0
+    a = u.T
+    b = a * a
+    u[0] = u[0] * 2.0
+    return np.sum(b) + np.sum(u * u)
+
+
+def update_of_a_shifted_copy(x):
+    # `x + 1.0` is a new array, but its tangent is the tangent of x itself: updating
+    # the tangent in place must not reach the caller's tangent.
+    u = x + 1.0
+    u[0] = 0.0
+    return np.sum(u * u)
+
+
 def euler_trajectory(y0, k, n):
     dt = 0.05
     traj = np.empty((n + 1, 2))
@@ -666,6 +683,8 @@ ARGS = {
     "slice_update": [(5,)],
     "nonlinear_stencil_in_place": [(6,)],
     "view_read_before_update": [(6,)],
+    "transpose_view_read_before_update": [(6,)],
+    "update_of_a_shifted_copy": [(5,)],
     "euler_trajectory": [("array", [1.0, 0.3]), ("float", 2.0), ("int", 12)],
     "in_place_in_branch": [("array", [0.5, -0.4, 0.9, -0.2])],
     "loop_in_branch_in_loop": [("array", [[0.5, 0.2, -0.1], [-0.6, 0.3, -0.4], [0.9, -0.8, 0.7]])],
@@ -679,6 +698,8 @@ INPLACE = {
     "slice_update",
     "nonlinear_stencil_in_place",
     "view_read_before_update",
+    "transpose_view_read_before_update",
+    "update_of_a_shifted_copy",
     "euler_trajectory",
     "in_place_in_branch",
 }
