@@ -8,11 +8,14 @@ importable module, and run it with NumPy.
 from s2sgrad._version import __version__
 from s2sgrad.api import derivative_source, grad, jvp, value_and_grad, vjp
 from s2sgrad.errors import (
+    HigherOrderError,
     NeedsConcreteValueError,
     NoDerivativeRuleError,
     NonDifferentiableError,
+    RandomDrawError,
     S2SGradError,
     SourceUnavailableError,
+    StaleSourceError,
     UnsupportedSyntaxError,
     UsageError,
 )
@@ -34,5 +37,8 @@ __all__ = [
     "NeedsConcreteValueError",
     "NonDifferentiableError",
     "SourceUnavailableError",
+    "StaleSourceError",
     "UsageError",
+    "HigherOrderError",
+    "RandomDrawError",
 ]

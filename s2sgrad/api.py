@@ -21,25 +21,21 @@ from typing import Any
 
 import numpy as np
 
-from s2sgrad import cache, trees
+from s2sgrad import cache, running, trees
 from s2sgrad.backends import BACKENDS
-from s2sgrad.errors import SourceUnavailableError, UsageError
+from s2sgrad.errors import UsageError
 
 Wrt = int | str | tuple
 
 
 def _require_python_function(fun: Callable) -> None:
-    target = inspect.unwrap(fun)
-    if not inspect.isfunction(target):
-        raise SourceUnavailableError(
-            f"{target!r} is not a Python function, so it has no source to transform",
-            hint="differentiate a Python function that calls it; give it a rule with "
-            "s2sgrad.defvjp/defjvp if it has none",
-        )
+    """What runs when ``fun`` is called must be a Python function (a decorator's wrapper
+    included); a derivative s2sgrad produced is refused (higher order is not supported)."""
+    running.python_function_that_runs(fun)
 
 
 def _parameters(fun: Callable) -> list[inspect.Parameter]:
-    return list(inspect.signature(inspect.unwrap(fun)).parameters.values())
+    return list(running.signature(fun).parameters.values())
 
 
 def resolve_wrt(fun: Callable, wrt: Wrt) -> tuple[tuple[int, ...], bool]:
@@ -75,7 +71,7 @@ class _Bound:
     """Binds call arguments to the function's parameters, as positional values."""
 
     def __init__(self, fun: Callable):
-        self.signature = inspect.signature(inspect.unwrap(fun))
+        self.signature = running.signature(fun)
         self.simple = all(
             p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
             for p in self.signature.parameters.values()
@@ -91,12 +87,98 @@ class _Bound:
 
 
 def _check_scalar(out: Any, fun: Callable, what: str) -> None:
+    if trees.is_container(out):
+        raise UsageError(
+            f"{what} requires {fun.__name__} to return a scalar, but it returned a "
+            f"{type(out).__name__} of {len(out)} values",
+            hint="return one scalar; to return other values beside it, return (value, aux) "
+            "and pass has_aux=True; for several outputs use s2sgrad.vjp",
+        )
     if np.ndim(out) != 0:
         raise UsageError(
             f"{what} requires {fun.__name__} to return a scalar, but it returned an array of "
             f"shape {np.shape(out)}",
             hint="reduce the output (e.g. np.sum) or use s2sgrad.vjp / s2sgrad.jvp",
         )
+
+
+def _kinds(tree: Any) -> set[str]:
+    """The dtype kinds (``"f"``, ``"c"``, ``"i"``, ``"b"``, ...) of a tree's leaves."""
+    if type(tree) is np.ndarray:  # the common case, decided without a call
+        return {tree.dtype.kind}
+    return {_dtype(leaf).kind for leaf in trees.leaves(tree)}
+
+
+def _dtype(leaf: Any) -> np.dtype:
+    """The dtype of an array (a traced one too, without converting it) or of a Python value
+    (``"U"`` for a string, ``"O"`` for anything that is not data)."""
+    dtype = getattr(leaf, "dtype", None)
+    return dtype if dtype is not None else np.asarray(leaf).dtype
+
+
+def _parameter_name(fun: Callable, i: int) -> str:
+    try:
+        return repr(_parameters(fun)[i].name)
+    except (IndexError, TypeError, ValueError):
+        return str(i)
+
+
+def _check_argument_types(
+    fun: Callable, primals: tuple, wrt: tuple[int, ...], what: str, label: str = "argument"
+) -> None:
+    """Refuse what s2sgrad would get wrong: complex values anywhere (not supported yet),
+    and integer or boolean arguments in ``wrt`` (they have no derivative; JAX refuses
+    them too)."""
+    for i, p in enumerate(primals):
+        kinds = _kinds(p)
+        if "c" in kinds:
+            raise UsageError(
+                f"{what}: {label} {_parameter_name(fun, i)} of {fun.__name__} is complex; "
+                "s2sgrad differentiates real-valued functions only, complex support is not "
+                "there yet",
+                hint="pass the real and imaginary parts as two real arguments",
+            )
+        if i in wrt and not kinds <= {"f"}:
+            dtypes = sorted({str(_dtype(leaf)) for leaf in trees.leaves(p)})
+            raise UsageError(
+                f"{what}: wrt includes argument {_parameter_name(fun, i)} of {fun.__name__}, "
+                f"which holds {', '.join(dtypes)} values; only floating-point arguments can be "
+                "differentiated",
+                hint="pass it as floats (e.g. x.astype(float)), or leave it out of wrt",
+            )
+
+
+def _check_real_result(fun: Callable, *results: Any) -> None:
+    """A complex value computed inside ``fun`` from real inputs (a complex global, a
+    ``dtype=complex``): refused rather than returned as a derivative of the wrong type."""
+    for result in results:
+        if "c" in _kinds(result):
+            raise UsageError(
+                f"{fun.__name__} computes with complex numbers (its value or derivative came out "
+                "complex from real inputs); s2sgrad differentiates real-valued code only, "
+                "complex support is not there yet",
+                hint="keep the computation real, e.g. split complex values into real and "
+                "imaginary parts",
+            )
+
+
+def _with_dtypes_of(derivative: Any, primal: Any) -> Any:
+    """``derivative`` with each leaf in the floating dtype of ``primal``'s leaf, as in JAX
+    (a float32 input gets a float32 gradient, though the rules compute in float64)."""
+
+    def cast(d: Any, p: Any) -> Any:
+        dtype = getattr(p, "dtype", None)
+        if dtype is None or dtype.kind != "f":
+            return d
+        if not hasattr(d, "dtype"):  # a Python float from the derivative code
+            return dtype.type(d)
+        return d if d.dtype == dtype else d.astype(dtype)
+
+    if type(primal) is np.ndarray:  # the common case, decided without flattening
+        return cast(derivative, primal)
+    return trees.unflatten(
+        primal, [cast(d, p) for d, p in zip(trees.leaves(derivative), trees.leaves(primal))]
+    )
 
 
 class _Derivative:
@@ -123,14 +205,15 @@ class _Derivative:
         self.bind = _Bound(fun)
         self.has_aux = has_aux
 
-    def entry(self, primals: tuple) -> Callable:
+    def entry(self, primals: tuple, wrt: tuple[int, ...] | None = None) -> Callable:
         """The compiled derivative for these arguments' structure, looked up on every call.
 
         The in-process memo makes that a dictionary hit, and the lookup re-binds the
         free names of the generated module, so a reassigned global is seen.
         """
         options = _options(primals, self.has_aux, self.mode)
-        entry = cache.load_or_generate(self.fun, self.mode, self.wrt, self.backend, options)
+        wrt = self.wrt if wrt is None else wrt
+        entry = cache.load_or_generate(self.fun, self.mode, wrt, self.backend, options)
         return _runner(entry, self.backend, self.max_steps)
 
     def value_of(self, out: Any) -> Any:
@@ -138,6 +221,12 @@ class _Derivative:
 
     def value_and_grads(self, args: tuple, kwargs: dict, what: str) -> tuple[Any, tuple]:
         primals = self.bind(args, kwargs)
+        _check_argument_types(self.fun, primals, self.wrt, what)
+        out, grads = self._value_and_grads(primals, what)
+        _check_real_result(self.fun, self.value_of(out), grads)
+        return out, tuple(_with_dtypes_of(g, primals[i]) for g, i in zip(grads, self.wrt))
+
+    def _value_and_grads(self, primals: tuple, what: str) -> tuple[Any, tuple]:
         if self.mode == "reverse":
             entry = self.entry(primals)
             try:
@@ -158,29 +247,29 @@ class _Derivative:
     def _forward_grads(self, primals: tuple, what: str) -> tuple[Any, tuple]:
         """Gradient by forward mode: one tangent pass per input element (fine for few inputs).
 
-        Works leaf by leaf, so tuple/list/dict arguments get gradients of the same structure.
+        Each argument in ``wrt`` gets a derivative compiled for it alone, so the other
+        arguments' tangents are absent from the code rather than numerical zeros: a
+        NaN on another argument's path (``0 * inf`` at a singular point) cannot leak
+        into this argument's gradient, as it cannot in reverse mode. Works leaf by
+        leaf, so tuple/list/dict arguments get gradients of the same structure.
         """
-        entry = self.entry(primals)
-        zeros = [
-            trees.unflatten(primals[i], [np.zeros(np.shape(v)) for v in trees.leaves(primals[i])])
-            for i in self.wrt
-        ]
         out = None
         grads = []
-        for k, i in enumerate(self.wrt):
+        for i in self.wrt:
+            entry = self.entry(primals, (i,))
+            arg_leaves = trees.leaves(primals[i])
             leaf_grads = []
-            for j, leaf in enumerate(trees.leaves(primals[i])):
+            for j, leaf in enumerate(arg_leaves):
                 shape = np.shape(leaf)
                 g = np.zeros(shape)
                 for idx in np.ndindex(shape):
                     e = np.zeros(shape)
                     e[idx] = 1.0
-                    arg_leaves = [np.zeros(np.shape(v)) for v in trees.leaves(primals[i])]
-                    arg_leaves[j] = e if shape else 1.0
-                    tangents = list(zeros)
-                    tangents[k] = trees.unflatten(primals[i], arg_leaves)
-                    out, tangent = entry(*primals, *tangents)
+                    seed = [np.zeros(np.shape(v)) for v in arg_leaves]
+                    seed[j] = e if shape else 1.0
+                    out, tangent = entry(*primals, trees.unflatten(primals[i], seed))
                     _check_scalar(self.value_of(out), self.fun, what)
+                    _check_real_result(self.fun, tangent)
                     g[idx] = tangent
                 leaf_grads.append(g if shape else g[()])
             grads.append(trees.unflatten(primals[i], leaf_grads))
@@ -242,6 +331,7 @@ def grad(
         return (d.shape(grads), out[1]) if has_aux else d.shape(grads)
 
     gradient.__s2sgrad__ = d
+    running.mark_produced(gradient, "grad", fun)
     return gradient
 
 
@@ -267,6 +357,7 @@ def value_and_grad(
         return out, d.shape(grads)
 
     value_and_gradient.__s2sgrad__ = d
+    running.mark_produced(value_and_gradient, "value_and_grad", fun)
     return value_and_gradient
 
 
@@ -285,12 +376,18 @@ def jvp(fun: Callable, primals: tuple | list, tangents: tuple | list, *, backend
                 f"jvp: tangent {i} has shape {trees.shapes(t)} but its primal has shape "
                 f"{trees.shapes(p)}"
             )
+    _check_argument_types(fun, primals, (), "jvp")
+    _check_argument_types(fun, tangents, (), "jvp", label="the tangent of argument")
     wrt = _float_positions(primals)
+    # Parameters left out take their defaults, as in ``fun(*primals)``: constants, no tangent.
+    primals = _Bound(fun)(primals, {})
     entry = cache.load_or_generate(
         fun, "forward", wrt, backend, _options(primals, False, "forward")
     )
     entry = _runner(entry, backend, None)
-    return entry(*primals, *(tangents[i] for i in wrt))
+    out, tangent_out = entry(*primals, *(tangents[i] for i in wrt))
+    _check_real_result(fun, out, tangent_out)
+    return out, _with_dtypes_of(tangent_out, out)
 
 
 def vjp(fun: Callable, *primals: Any, backend: str = "numpy", max_steps: int | None = None):
@@ -301,7 +398,11 @@ def vjp(fun: Callable, *primals: Any, backend: str = "numpy", max_steps: int | N
     """
     _check_backend(backend)
     _require_python_function(fun)
+    _check_argument_types(fun, primals, (), "vjp")
     wrt = _float_positions(primals)
+    given = primals
+    # Parameters left out take their defaults, as in ``fun(*primals)``: constants.
+    primals = _Bound(fun)(primals, {})
     entry = cache.load_or_generate(
         fun, "reverse", wrt, backend, _options(primals, False, "reverse")
     )
@@ -309,7 +410,7 @@ def vjp(fun: Callable, *primals: Any, backend: str = "numpy", max_steps: int | N
     if backend == "jax":
         out = _jax_primal(fun, primals, wrt)
     else:
-        out = fun(*primals)
+        out = fun(*given)
 
     def vjp_fn(cotangent: Any) -> tuple:
         if trees.shapes(cotangent) != trees.shapes(out):
@@ -317,16 +418,24 @@ def vjp(fun: Callable, *primals: Any, backend: str = "numpy", max_steps: int | N
                 f"vjp_fn: cotangent has shape {trees.shapes(cotangent)} but the output has shape "
                 f"{trees.shapes(out)}"
             )
-        cotangents = iter(entry(*primals, cotangent)[1])
+        if "c" in _kinds(cotangent):
+            raise UsageError(
+                "vjp_fn: the cotangent is complex; complex support is not there yet",
+                hint="pass a real cotangent",
+            )
+        cotangents = entry(*primals, cotangent)[1]
+        _check_real_result(fun, cotangents)
+        cotangents = iter(cotangents)
         return tuple(
             (
-                next(cotangents)
+                _with_dtypes_of(next(cotangents), p)
                 if i in wrt
                 else trees.unflatten(p, [np.zeros(np.shape(v)) for v in trees.leaves(p)])
             )
-            for i, p in enumerate(primals)
+            for i, p in enumerate(given)
         )
 
+    running.mark_produced(vjp_fn, "vjp_fn", fun)
     return out, vjp_fn
 
 
@@ -409,7 +518,14 @@ def derivative_source(
     vector-Jacobian product ``f_vjp(*args, dout) -> (out, grads)``, forward mode's
     the Jacobian-vector product ``f_jvp(*args, *tangents) -> (out, tangent)``.
     """
+    fun = running.primal_of(fun)  # the function under @s2sgrad.grad is the target here
     d = _Derivative(fun, wrt, mode, backend, has_aux)
     primals = d.bind(example_args, {}) if example_args else ()
     entry = cache.load_or_generate(fun, mode, d.wrt, backend, _options(primals, has_aux, mode))
     return "".join(linecache.getlines(entry.__code__.co_filename))
+
+
+# s2sgrad's transformations: calling one inside a differentiated function is higher order.
+for _transformation in (grad, value_and_grad, jvp, vjp, derivative_source):
+    running.mark_produced(_transformation, _transformation.__name__, None)
+del _transformation

@@ -3,8 +3,8 @@
 Generating a derivative parses the user's source with libcst and formats the
 result with black: tens to hundreds of milliseconds, and heavy imports. The
 result depends only on things we can hash cheaply, so it is written once as a
-plain, importable Python file, and every later process imports that file
-instead. The hit path imports neither the compiler (``s2sgrad.pipeline``,
+plain, readable Python file, and every later process runs that file instead.
+The hit path imports neither the compiler (``s2sgrad.pipeline``,
 ``s2sgrad.transforms``) nor libcst nor black.
 
 What the key covers (see ``cache_key``): the dedented source of the function
@@ -14,42 +14,66 @@ user modules, recursively), where each of those functions sits in its file
 name they use denotes (``act = np.tanh`` changed to ``act = np.sin`` leaves the
 function's source untouched but not its derivative), which primitives have
 which rules (with the source of every user-registered template), mode, wrt,
-backend, options, the rule-set version, the compiler's own source (hashed once
-per process from its files), the s2sgrad version and the Python version.
+backend, options, every ``.py`` file of the installed s2sgrad package (found by
+walking the package directories, never listed by hand, hashed once per
+process: built-in rules, passes, backends and runtime alike), the versions of
+s2sgrad, NumPy (and JAX and jaxlib for ``backend="jax"``) and Python.
 
 What the key leaves out: the *values* of data the function reads (arrays,
 floats in globals or closures; only their types are hashed). Those are the
-module's free names
-(``__s2sgrad_free_names__``), bound from the function's closure and globals
-each time ``load_or_generate`` returns, so one file serves every process and
-every closure instance.
+module's free names (``__s2sgrad_free_names__``), bound from the function's
+closure and globals each time ``load_or_generate`` returns, so one file serves
+every process and every closure instance.
 
-Safety: the directory is created ``0o700``. A cache directory (or a cached
-file) that another user owns or that group/others can write would let someone
-else choose the code we run, so we never import from it. An unsafe directory
-(``UnsafeCacheDirError``) or one that cannot be created makes
-``load_or_generate`` fall back to generating in memory, with one
-``S2SGradCacheWarning`` naming the directory and the fix; an unsafe or
-corrupt *file* is a miss and is atomically overwritten.
+Safety (docs/caching.md states the threat model). Files in the cache are code
+we run, so nobody but the user may be able to choose them:
+
+* The directory is reached by walking its path from ``/`` one component at a
+  time with ``O_NOFOLLOW`` directory descriptors (``openat``), checking each
+  with ``fstat``: every component must belong to the user or root, and none may
+  be writable by another user unless it is sticky (``/tmp``); the cache
+  directory itself must belong to the user and be private. Missing components
+  are created ``0o700``. A symlink on the way is followed only out of a
+  directory nobody else can write (and, unless root made it, with one warning
+  naming its target); its target is checked the same way. An unsafe path
+  raises ``UnsafeCacheDirError``: the compiler then works in memory, with one
+  ``S2SGradCacheWarning``.
+* Every entry is opened relative to that checked descriptor with
+  ``O_NOFOLLOW | O_NONBLOCK`` (a symlink is refused, a FIFO cannot block),
+  must be a regular file of the user's that group/others cannot write, and
+  ends with a seal line holding the full key and the SHA-256 of the bytes
+  above it. Those exact bytes are compiled and run (no ``.pyc``, no second
+  read by path), with ``__file__`` set and ``linecache`` filled so tracebacks
+  and pdb show them.
+* Anything else (missing, odd, unreadable, unsealed, corrupt, raising) is a
+  miss: the module is generated in memory and the entry atomically replaced.
+  A filesystem fault never escapes ``load_or_generate``: at most one warning
+  per directory, and a correct derivative.
+* One compilation per key per process (a lock per key); across processes an
+  atomic ``rename`` is enough, since every writer of a key writes the same
+  bytes.
 """
 
 from __future__ import annotations
 
 import builtins
+import dataclasses
+import errno
 import functools
 import hashlib
 import importlib
 import importlib.util
-import inspect
 import linecache
 import marshal
 import os
 import re
 import site
+import stat
 import sys
 import sysconfig
-import tempfile
 import textwrap
+import threading
+import time
 import types
 import warnings
 import weakref
@@ -58,6 +82,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from s2sgrad import running
 from s2sgrad._version import __version__
 from s2sgrad.errors import S2SGradError, SourceUnavailableError
 
@@ -73,11 +98,39 @@ stats = {"generated": 0, "loaded": 0, "memo": 0}
 _LIBRARY_PACKAGES = frozenset({"s2sgrad", "numpy", "jax", "jaxlib", "scipy", "autograd"})
 _ENTRY_RE = re.compile(r"^(?P<label>.+)_(?P<mode>[A-Za-z0-9]+)_(?P<key>[0-9a-f]{12})\.py$")
 _TMP_PREFIX = ".s2sgrad-tmp-"
+#: A temporary file older than this (seconds) belongs to a writer that died: a live
+#: one writes a few kilobytes and renames them within milliseconds.
+_STALE_TMP_AGE = 600.0
+#: Larger "entries" are not ours (generated modules are kilobytes): a miss.
+_MAX_ENTRY_BYTES = 64 * 2**20
 _MISSING = object()
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+_O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_O_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
+_O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_O_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
+_O_NOCTTY = getattr(os, "O_NOCTTY", 0)
+#: POSIX: directories are walked and entries opened through descriptors (openat and
+#: friends). Elsewhere (Windows: per-user profile directories, no POSIX modes) by path.
+_FD_OPS = bool(
+    _O_NOFOLLOW
+    and _O_DIRECTORY
+    and hasattr(os, "geteuid")
+    and {os.open, os.mkdir, os.rmdir, os.stat, os.readlink, os.unlink, os.rename}
+    <= os.supports_dir_fd
+    and os.listdir in os.supports_fd
+)
+_DIR_FLAGS = os.O_RDONLY | _O_DIRECTORY | _O_NOFOLLOW | _O_CLOEXEC
+_O_BINARY = getattr(os, "O_BINARY", 0)  # Windows: no newline translation
+_READ_FLAGS = os.O_RDONLY | _O_NOFOLLOW | _O_NONBLOCK | _O_NOCTTY | _O_CLOEXEC | _O_BINARY
+_WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_NOFOLLOW | _O_CLOEXEC | _O_BINARY
+_MAX_SYMLINKS = 40
 
 
 class UnsafeCacheDirError(S2SGradError):
-    """The cache directory is owned by another user or writable by group/others."""
+    """Another user could choose what is in the cache directory: it, or a directory
+    above it, is owned by another user or writable by one."""
 
 
 class S2SGradCacheWarning(UserWarning):
@@ -101,41 +154,234 @@ def configured_cache_dir() -> Path:
 
 
 def cache_dir() -> Path:
-    """The cache directory, created ``0o700`` if missing and checked to be private.
+    """The cache directory, created (missing parents too) ``0o700`` and checked.
 
-    Raises ``UnsafeCacheDirError`` if it is owned by another user or writable by
-    group or others, and ``OSError`` if it cannot be created.
+    Returns the directory really used (a symlink on the way resolved). Raises
+    ``UnsafeCacheDirError`` if another user could choose its contents, and
+    ``OSError`` if it cannot be created or opened.
     """
-    path = configured_cache_dir()
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    _check_private(path, what="cache directory")
-    # Create __pycache__ ourselves: the import system would make it with the
-    # umask's mode (0o775 under umask 002), and the bytecode in it is run too.
-    pycache = path / "__pycache__"
-    pycache.mkdir(mode=0o700, exist_ok=True)
-    _check_private(pycache, what="cache bytecode directory")
-    return path
+    with _open_cache_dir(create=True) as directory:
+        return Path(directory.path)
 
 
-def _unsafe_reason(path: Path) -> str | None:
-    """Why another user could control the contents of ``path``, or None if they cannot."""
-    if not hasattr(os, "getuid"):  # Windows: per-user profile directories, no POSIX modes.
-        return None
-    st = path.stat()
-    if st.st_uid != os.getuid():
-        return f"it is owned by uid {st.st_uid}, not by you (uid {os.getuid()})"
-    if st.st_mode & 0o022:
-        return f"it is writable by group or others (mode {st.st_mode & 0o777:#o})"
-    return None
+class _Dir:
+    """An open, checked cache directory: a descriptor (POSIX) and the path it was found at."""
+
+    def __init__(self, fd: int | None, path: str):
+        self.fd = fd
+        self.path = path
+
+    def at(self, name: str) -> tuple[str, dict]:
+        """``(path, kwargs)`` for an ``os`` call on entry ``name``, relative to the descriptor."""
+        if self.fd is None:
+            return os.path.join(self.path, name), {}
+        return name, {"dir_fd": self.fd}
+
+    def names(self) -> list[str]:
+        return os.listdir(self.path if self.fd is None else self.fd)
+
+    def lstat(self, name: str) -> os.stat_result:
+        path, kw = self.at(name)
+        return os.stat(path, follow_symlinks=False, **kw)
+
+    def unlink(self, name: str) -> None:
+        path, kw = self.at(name)
+        os.unlink(path, **kw)
+
+    def replace(self, src: str, dst: str) -> None:
+        if self.fd is None:
+            os.replace(os.path.join(self.path, src), os.path.join(self.path, dst))
+        else:
+            os.replace(src, dst, src_dir_fd=self.fd, dst_dir_fd=self.fd)
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+    def __enter__(self) -> _Dir:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
-def _check_private(path: Path, *, what: str) -> None:
-    reason = _unsafe_reason(path)
-    if reason is not None:
-        raise UnsafeCacheDirError(
-            f"refusing to use {what} {path}: {reason}",
-            hint=f"run `chmod 700 {path}`, or set {ENV_VAR} to a directory only you can write",
+def _open_cache_dir(*, create: bool, strict: bool = True) -> _Dir | None:
+    """Open the configured cache directory, walking its path from ``/``.
+
+    Each component is opened with ``O_NOFOLLOW`` relative to the one above and
+    checked with ``fstat`` (``_dir_problem``), so what is checked is what is used:
+    swapping a path component afterwards changes nothing for this descriptor.
+    ``create``: make missing components ``0o700`` (else return None if one is
+    missing). ``strict``: raise ``UnsafeCacheDirError`` for an unsafe component
+    (``list_entries`` and ``clear`` only read names and delete our own entries).
+    """
+    configured = os.path.abspath(os.fspath(configured_cache_dir()))
+    if not _FD_OPS:
+        if create:
+            os.makedirs(configured, mode=0o700, exist_ok=True)
+        elif not os.path.isdir(configured):
+            return None
+        return _Dir(None, configured)
+
+    me = os.geteuid()
+
+    def refuse(problem: tuple[str, str] | None) -> None:
+        if problem is not None and strict:
+            reason, hint = problem
+            if reason.startswith(configured + " "):
+                reason = "it" + reason[len(configured) :]
+            raise UnsafeCacheDirError(
+                f"refusing to use the cache directory {configured}: {reason}", hint=hint
+            )
+
+    pending = _components(configured)
+    fd = os.open("/", _DIR_FLAGS)
+    here = "/"
+    hops = 0  # symlinks followed and creations raced: bounded, like the kernel's ELOOP
+    just_made = None
+    keep = False
+    try:
+        refuse(_dir_problem(here, os.fstat(fd), me, final=not pending))
+        while pending:
+            name = pending.pop(0)
+            try:
+                child = os.open(name, _DIR_FLAGS, dir_fd=fd)
+            except FileNotFoundError:
+                if not create:
+                    return None
+                try:
+                    os.mkdir(name, 0o700, dir_fd=fd)
+                    just_made = name
+                except FileExistsError:  # made meanwhile by someone else: check what it is
+                    pass
+                hops += 1
+                if hops > _MAX_SYMLINKS:
+                    raise
+                pending.insert(0, name)
+                continue
+            except OSError as exc:
+                if exc.errno not in (errno.ELOOP, errno.ENOTDIR, errno.EMLINK):
+                    raise
+                link = os.path.join(here, name)
+                lst = os.stat(name, dir_fd=fd, follow_symlinks=False)
+                if not stat.S_ISLNK(lst.st_mode):
+                    raise NotADirectoryError(
+                        errno.ENOTDIR, os.strerror(errno.ENOTDIR), link
+                    ) from None
+                hops += 1
+                if hops > _MAX_SYMLINKS:
+                    raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), link) from None
+                if lst.st_uid not in (me, 0):
+                    # Only possible in a sticky shared directory (another user could not
+                    # write here otherwise): a link planted for us to follow.
+                    refuse(
+                        (
+                            f"{link} is a symlink owned by {_user(lst.st_uid)}, not by you",
+                            f"set {ENV_VAR} to a directory that you own",
+                        )
+                    )
+                target = os.readlink(name, dir_fd=fd)
+                resolved = os.path.normpath(os.path.join(here, target))
+                # Said once; root's links are the system's layout (/var -> private/var) for
+                # everyone else.
+                if lst.st_uid != 0 or me == 0:
+                    _warn_once(
+                        f"symlink {link}",
+                        f"s2sgrad: cache path {link} is a symlink to {target}; "
+                        f"using {os.path.join(resolved, *pending)}",
+                    )
+                pending = _components(resolved) + pending
+                os.close(fd)
+                fd = os.open("/", _DIR_FLAGS)
+                here = "/"
+                refuse(_dir_problem(here, os.fstat(fd), me, final=not pending))
+                continue
+            os.close(fd)
+            fd = child
+            here = os.path.join(here, name)
+            st = os.fstat(fd)
+            if just_made == name and st.st_uid == me and stat.S_IMODE(st.st_mode) != 0o700:
+                os.fchmod(fd, 0o700)  # the umask may have taken bits away: u=rwx exactly
+                st = os.fstat(fd)
+            just_made = None
+            refuse(_dir_problem(here, st, me, final=not pending))
+        keep = True
+        return _Dir(fd, here)
+    finally:
+        if not keep:
+            os.close(fd)
+
+
+def _components(path: str) -> list[str]:
+    return [part for part in path.split(os.sep) if part not in ("", ".")]
+
+
+def _dir_problem(path: str, st: os.stat_result, me: int, *, final: bool) -> tuple[str, str] | None:
+    """``(reason, hint)`` if another user could change what ``path`` holds, else None.
+
+    A directory on the way must belong to the user or root, and be writable by no
+    one else, unless it is sticky like ``/tmp`` (then nobody else can rename or
+    delete what we own in it, and everything below is checked to be ours or
+    root's). The cache directory itself must be the user's and private.
+    """
+    if not stat.S_ISDIR(st.st_mode):
+        return (f"{path} is not a directory", f"set {ENV_VAR} to a directory that you own")
+    owner = st.st_uid
+    if owner != me and (final or owner != 0):
+        return (
+            f"{path} is owned by {_user(owner)}, not by you",
+            # Never `chmod`: the user cannot change another user's directory, and
+            # its owner could change it back any time.
+            f"set {ENV_VAR} to a directory that you own, for example one in your home directory",
         )
+    mode = stat.S_IMODE(st.st_mode)
+    if mode & 0o002:
+        who = "others"
+    elif mode & 0o020 and not _private_group(st.st_gid):
+        who = f"group {_group(st.st_gid)}"
+    else:
+        return None
+    if not final and mode & stat.S_ISVTX:
+        return None
+    if owner == me:
+        hint = f"run `chmod go-w {path}`, or set {ENV_VAR} to a directory only you can write"
+    else:
+        hint = f"set {ENV_VAR} to a directory that you own, for example one in your home directory"
+    sticky = "" if final else " and is not sticky"
+    return (f"{path} is writable by {who} (mode {mode:#o}){sticky}", hint)
+
+
+@functools.cache
+def _private_group(gid: int) -> bool:
+    """Whether group ``gid`` is the user's own (user-private group: same name, no one else)."""
+    try:
+        import grp
+        import pwd
+
+        me = pwd.getpwuid(os.geteuid()).pw_name
+        group = grp.getgrgid(gid)
+    except (ImportError, KeyError):
+        return False
+    return gid == os.getegid() and group.gr_name == me and set(group.gr_mem) <= {me}
+
+
+def _user(uid: int) -> str:
+    try:
+        import pwd
+
+        return f"{pwd.getpwuid(uid).pw_name} (uid {uid})"
+    except (ImportError, KeyError):
+        return f"uid {uid}"
+
+
+def _group(gid: int) -> str:
+    try:
+        import grp
+
+        return f"{grp.getgrgid(gid).gr_name} (gid {gid})"
+    except (ImportError, KeyError):
+        return f"gid {gid}"
 
 
 # --------------------------------------------------------------------------- key
@@ -154,11 +400,9 @@ def cache_key(
 
 
 def _python_function(fn: Callable) -> types.FunctionType:
-    """The plain function under any decorators: what the compiler reads, keys and binds."""
-    try:
-        target = inspect.unwrap(fn)
-    except ValueError:  # a __wrapped__ cycle
-        target = fn
+    """The function that runs when ``fn`` is called (a decorator's wrapper is itself; a
+    derivative s2sgrad produced is refused): what the compiler reads, keys and binds."""
+    target = running.function_that_runs(fn)
     if not isinstance(target, types.FunctionType):
         raise SourceUnavailableError(
             f"{target!r} is not a Python function, so it has no source to transform",
@@ -177,8 +421,6 @@ def _canonical_options(options: Any) -> tuple:
 
 def _key_and_deps(fn, mode, wrt, backend, options) -> tuple[str, tuple]:
     """The key, and the bindings it assumed (checked on every in-process memo hit)."""
-    from s2sgrad.rules import RULESET_VERSION
-
     digest = hashlib.sha256()
 
     def feed(label: str, text: str) -> None:
@@ -188,8 +430,8 @@ def _key_and_deps(fn, mode, wrt, backend, options) -> tuple[str, tuple]:
 
     feed("s2sgrad", __version__)
     feed("python", f"{sys.version_info.major}.{sys.version_info.minor}")
-    feed("ruleset", str(RULESET_VERSION))
-    feed("compiler", _compiler_fingerprint())
+    feed("libraries", _library_versions(backend))
+    feed("package", _compiler_fingerprint())
     feed("mode", mode)
     feed("wrt", repr(tuple(int(i) for i in wrt)))
     feed("backend", backend)
@@ -214,7 +456,7 @@ def _describe(f: types.FunctionType) -> str:
 def _function_source(f: types.FunctionType, *, required: bool) -> str:
     """The dedented source of ``f``; for a callee without source, its bytecode instead."""
     try:
-        source = inspect.getsource(f)
+        lines = running.source_lines(f)[0]
     except (OSError, TypeError) as exc:
         if required:
             raise SourceUnavailableError(
@@ -222,7 +464,8 @@ def _function_source(f: types.FunctionType, *, required: bool) -> str:
                 hint="s2sgrad compiles source code: define the function in a .py file",
             ) from None
         return "bytecode:" + marshal.dumps(f.__code__).hex()
-    return textwrap.dedent(source.replace("\r\n", "\n"))
+    running.check_source_current(f, lines)  # an edited file is not the code that runs
+    return textwrap.dedent("".join(lines).replace("\r\n", "\n"))
 
 
 def _code_names(code: types.CodeType) -> list[str]:
@@ -353,11 +596,9 @@ def _denotations(f: types.FunctionType) -> list[tuple[str, str]]:
 
 
 def _as_user_function(value: Any) -> types.FunctionType | None:
-    try:
-        value = inspect.unwrap(value)
-    except ValueError:  # a __wrapped__ cycle
-        return None
-    if not isinstance(value, types.FunctionType):
+    # What runs: a decorator's wrapper is itself, never its __wrapped__; a derivative
+    # s2sgrad produced is not a user function (the frontend refuses calls of it).
+    if running.produced(value) is not None or not isinstance(value, types.FunctionType):
         return None
     top = (value.__module__ or "").split(".")[0]
     if top in _LIBRARY_PACKAGES or _is_library_file(value.__code__.co_filename):
@@ -398,23 +639,87 @@ def _is_library_file(filename: str) -> bool:
 
 @functools.cache
 def _compiler_fingerprint() -> str:
-    """A hash of the compiler's own source files, so a fixed or changed compiler never
-    reuses modules an earlier one wrote under the same s2sgrad version.
-
-    Read once per process, from the files, without importing the compiler (the hit
-    path stays free of libcst and black): the passes in ``s2sgrad.transforms`` and
-    the modules that parse, print and drive them.
+    """A hash of every ``.py`` file of the installed s2sgrad package (``_package_files``),
+    so a changed or fixed compiler, rule, backend or runtime never reuses modules an
+    earlier one wrote under the same s2sgrad version. Read once per process, without
+    importing anything (the hit path stays free of libcst and black).
     """
-    package = Path(__file__).parent
-    spec = importlib.util.find_spec("s2sgrad.transforms")
-    passes = Path(next(iter(spec.submodule_search_locations)))
-    files = sorted(passes.glob("*.py")) + [
-        package / name for name in ("codegen.py", "frontend.py", "ir.py", "pipeline.py")
-    ]
     digest = hashlib.sha256()
-    for path in files:
-        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    for label, path in _package_files():
+        with open(path, "rb") as handle:
+            data = handle.read()
+        digest.update(f"{label}:{len(data)}:".encode())
+        digest.update(data)
     return digest.hexdigest()
+
+
+def _package_files() -> list[tuple[str, str]]:
+    """``(label, path)`` for every ``.py`` file of the installed s2sgrad package, by label.
+
+    Structural, never a hand-kept list: the package directory is walked, and with
+    it every directory a subpackage is installed from (``s2sgrad.transforms``
+    lives in ``transforms/`` in the source tree), found through the import
+    system's specs without importing it.
+    """
+    roots = {"s2sgrad": _PACKAGE_DIR}
+    for name in _subpackages():
+        try:
+            spec = importlib.util.find_spec(name)
+        except (ImportError, ValueError):
+            continue
+        for location in (spec and spec.submodule_search_locations) or ():
+            roots.setdefault(name, os.path.abspath(location))
+    files: dict[str, str] = {}  # real path -> label
+    for package, root in sorted(roots.items()):
+        for dirpath, dirnames, filenames in os.walk(root):
+            dirnames[:] = sorted(d for d in dirnames if d != "__pycache__")
+            real = os.path.realpath(dirpath)  # once per directory: a root may hold another
+            relative = os.path.relpath(dirpath, root).replace(os.sep, "/")
+            prefix = package if relative == "." else f"{package}/{relative}"
+            for filename in sorted(filenames):
+                if filename.endswith(".py"):
+                    files.setdefault(os.path.join(real, filename), f"{prefix}/{filename}")
+    return sorted((label, path) for path, label in files.items())
+
+
+def _subpackages() -> list[str]:
+    """Subpackages of s2sgrad that may be installed from outside the package directory:
+    those an editable install maps (its finder's ``MAPPING``), plus ``s2sgrad.transforms``
+    (mapped to ``transforms/`` by ``pyproject.toml``), plus any imported already."""
+    names = {"s2sgrad.transforms"}
+    names.update(m for m in sys.modules if m.startswith("s2sgrad.") and m.count(".") == 1)
+    for finder in sys.meta_path:
+        mapping = getattr(sys.modules.get(type(finder).__module__), "MAPPING", None)
+        if isinstance(mapping, dict):
+            names.update(str(n) for n in mapping if str(n).startswith("s2sgrad."))
+    return sorted(names)
+
+
+@functools.cache
+def _library_versions(backend: str) -> str:
+    """The NumPy version (and JAX's and jaxlib's for ``backend="jax"``) code is made for.
+
+    JAX is never imported for this: its version comes from the module if it is
+    imported already, else from the installed package's metadata.
+    """
+    import numpy
+
+    parts = [f"numpy={numpy.__version__}"]
+    if backend == "jax":
+        parts += [f"{name}={_installed_version(name)}" for name in ("jax", "jaxlib")]
+    return " ".join(parts)
+
+
+def _installed_version(name: str) -> str:
+    version = getattr(sys.modules.get(name), "__version__", None)
+    if isinstance(version, str):
+        return version
+    try:
+        from importlib import metadata
+
+        return metadata.version(name)
+    except Exception:  # not installed, or broken metadata: still a deterministic key
+        return "unknown"
 
 
 _rules_memo: dict[int, tuple[str, ...]] = {}
@@ -432,9 +737,9 @@ def _rules_fingerprint() -> tuple[str, ...]:
 def _describe_rules() -> tuple[str, ...]:
     """Which primitives have which rules, with the source of every user-registered template.
 
-    Built-in templates are covered by ``RULESET_VERSION``; a rule a user
-    registers (or marks non-differentiable) is inlined into generated code just
-    the same, so it must move the key too.
+    Built-in templates are covered by the package fingerprint (their source files
+    are hashed); a rule a user registers (or marks non-differentiable) is inlined
+    into generated code just the same, so it must move the key too.
     """
     from s2sgrad.rules import all_rules
 
@@ -479,27 +784,121 @@ def _identifier(text: str, limit: int = 60) -> str:
     return re.sub(r"\W", "_", text, flags=re.ASCII)[:limit] or "_"
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` so readers see the old file or the new one, never a part.
+_SEAL_RE = re.compile(rb"# s2sgrad-cache key=([0-9a-f]{64}) sha256=([0-9a-f]{64})\n\Z")
 
-    Any bytecode of a previous file there is removed: the import system
-    validates it by mtime in whole seconds and size, which a corrupt file
-    replaced within the same second could match.
-    """
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_TMP_PREFIX, suffix=".tmp")
+
+def _seal(key: str, source: str) -> bytes:
+    """The bytes of a cache entry: the generated source, then a last comment line with
+    the full key and the SHA-256 of everything above it."""
+    body = source.encode("utf-8")
+    if body and not body.endswith(b"\n"):
+        body += b"\n"
+    digest = hashlib.sha256(body).hexdigest()
+    return body + f"# s2sgrad-cache key={key} sha256={digest}\n".encode()
+
+
+def _unseal(key: str, data: bytes) -> str | None:
+    """The text of a cache entry if its seal matches ``key`` and its bytes, else None."""
+    cut = data.rfind(b"\n", 0, len(data) - 1) + 1
+    seal = _SEAL_RE.match(data, cut)
+    if seal is None or seal[1] != key.encode() or seal[2] != _sha256(data[:cut]).encode():
+        return None
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-            handle.write(text)
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _read_entry(directory: _Dir, name: str) -> bytes | None:
+    """The bytes of entry ``name`` if it is a regular file only the user can write.
+
+    Opened relative to the checked directory, never through a symlink, without
+    blocking (a FIFO would wait forever for a writer), then checked on the open
+    descriptor; read once, so what is checked is what runs.
+    """
+    path, kw = directory.at(name)
+    try:
+        fd = os.open(path, _READ_FLAGS, **kw)
+    except OSError:  # missing, a symlink (ELOOP), a socket (ENXIO), unreadable, EIO...
+        return None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > _MAX_ENTRY_BYTES:
+            return None
+        if _FD_OPS and (st.st_uid != os.geteuid() or st.st_mode & 0o022):
+            return None  # never run a file someone else could have written
+        chunks = []
+        size = 0
+        while True:
+            chunk = os.read(fd, max(st.st_size - size, 0) + 1)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > _MAX_ENTRY_BYTES:
+                return None
+        return b"".join(chunks)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def _write_entry(directory: _Dir, name: str, data: bytes) -> None:
+    """Write entry ``name`` so readers see the old file or the new one, never a part.
+
+    A private temporary file (``O_EXCL | O_NOFOLLOW``, mode ``0o600``) in the same
+    directory, then ``rename`` over the name: whatever was there (a corrupt file, a
+    FIFO, a symlink) is replaced, never written through.
+    """
+    tmp = f"{_TMP_PREFIX}{os.getpid()}-{os.urandom(6).hex()}.tmp"
+    path, kw = directory.at(tmp)
+    fd = os.open(path, _WRITE_FLAGS, 0o600, **kw)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(tmp, path)
-        Path(importlib.util.cache_from_source(str(path))).unlink(missing_ok=True)
+        directory.replace(tmp, name)
     except BaseException:
         try:
-            os.unlink(tmp)
+            directory.unlink(tmp)
         except OSError:
             pass
         raise
+
+
+_swept: set[str] = set()
+
+
+def _sweep_stale_temporaries(directory: _Dir, *, age: float = _STALE_TMP_AGE) -> int:
+    """Remove temporary files that writers killed mid-write left behind; return how many.
+
+    Only files older than ``age`` seconds go: a live writer renames its file
+    within milliseconds (and one whose file vanished anyway only warns and
+    keeps its derivative in memory).
+    """
+    removed = 0
+    now = time.time()
+    try:
+        names = directory.names()
+    except OSError:
+        return 0
+    for name in names:
+        if not name.startswith(_TMP_PREFIX):
+            continue
+        try:
+            st = directory.lstat(name)
+            if not stat.S_ISDIR(st.st_mode) and now - st.st_mtime > age:
+                directory.unlink(name)
+                removed += 1
+        except OSError:
+            pass
+    return removed
 
 
 @dataclass(frozen=True)
@@ -517,55 +916,94 @@ class CacheEntry:
 def list_entries() -> list[CacheEntry]:
     """The derivative modules in the cache directory, sorted by file name.
 
-    Reads file names and sizes only: listing neither imports nor creates anything.
+    Reads file names and sizes only: listing neither runs nor creates anything.
     """
-    directory = configured_cache_dir()
-    if not directory.is_dir():
+    try:
+        directory = _open_cache_dir(create=False, strict=False)
+    except OSError:  # a component is not a directory, or cannot be searched: nothing there
+        return []
+    if directory is None:
         return []
     entries = []
-    for path in sorted(directory.iterdir()):
-        match = _ENTRY_RE.match(path.name)
-        if match is None or not path.is_file():
-            continue
-        st = path.stat()
-        entries.append(
-            CacheEntry(path, match["label"], match["mode"], match["key"], st.st_size, st.st_mtime)
-        )
+    with directory:
+        for name in sorted(directory.names()):
+            match = _ENTRY_RE.match(name)
+            if match is None:
+                continue
+            try:
+                st = directory.lstat(name)
+            except OSError:
+                continue
+            if stat.S_ISREG(st.st_mode):
+                entries.append(
+                    CacheEntry(
+                        Path(directory.path, name),
+                        match["label"],
+                        match["mode"],
+                        match["key"],
+                        st.st_size,
+                        st.st_mtime,
+                    )
+                )
     return entries
 
 
 def clear() -> int:
-    """Delete the cached modules (their bytecode and stale temp files too); return how many.
+    """Delete the cached modules (stale temporary files and old bytecode too); return
+    how many modules.
 
     Only files this cache writes are removed, so pointing ``S2SGRAD_CACHE_DIR``
     at a directory holding other files is harmless. The in-process memo is
     emptied as well.
     """
     _MEMO.clear()
-    directory = configured_cache_dir()
-    if not directory.is_dir():
+    _SOURCES.clear()
+    try:
+        directory = _open_cache_dir(create=False, strict=False)
+    except OSError:  # a component is not a directory, or cannot be searched: nothing there
+        return 0
+    if directory is None:
         return 0
     removed = 0
-    for path in directory.iterdir():
-        if path.is_file() and (_ENTRY_RE.match(path.name) or path.name.startswith(_TMP_PREFIX)):
-            path.unlink(missing_ok=True)
-            removed += 1
-    pycache = directory / "__pycache__"
-    if pycache.is_dir():
-        for path in pycache.iterdir():
-            stem = path.name.split(".", 1)[0]
-            if path.suffix == ".pyc" and _ENTRY_RE.match(stem + ".py"):
-                path.unlink(missing_ok=True)
-        if not any(pycache.iterdir()):
-            pycache.rmdir()
+    with directory:
+        for name in directory.names():
+            if _ENTRY_RE.match(name) is None:
+                continue
+            try:
+                if not stat.S_ISDIR(directory.lstat(name).st_mode):
+                    directory.unlink(name)
+                    removed += 1
+            except OSError:
+                pass
+        _sweep_stale_temporaries(directory)
+        _clear_bytecode(directory)
     return removed
+
+
+def _clear_bytecode(directory: _Dir) -> None:
+    """Remove ``__pycache__`` bytecode an earlier s2sgrad (which imported entries) left."""
+    path, kw = directory.at("__pycache__")
+    try:
+        fd = os.open(path, _DIR_FLAGS, **kw)
+    except OSError:
+        return
+    with _Dir(fd, os.path.join(directory.path, "__pycache__")) as pycache:
+        try:
+            for name in pycache.names():
+                stem = name.split(".", 1)[0]
+                if name.endswith(".pyc") and _ENTRY_RE.match(stem + ".py"):
+                    pycache.unlink(name)
+            if not pycache.names():
+                os.rmdir(path, **kw)
+        except OSError:
+            pass
 
 
 # --------------------------------------------------------------------------- loading
 
 
 class _CorruptModule(Exception):
-    """A cache file that imports but is not a derivative module."""
+    """A cache file that runs but is not a derivative module."""
 
 
 @dataclass
@@ -575,12 +1013,29 @@ class _Loaded:
     free_names: tuple[str, ...]
     deps: tuple
     rules_generation: int
+    key: str
 
 
 # fn -> {(mode, wrt, backend, options): _Loaded}; weak, so closures made in a loop
 # do not pile up here after their caller drops them.
 _MEMO: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+# key -> generated source, for this process: one compilation per key even when the
+# disk cache is unusable, or for a second closure of the same function.
+_SOURCES: dict[str, str] = {}
 _warned: set[str] = set()
+_LOCKS: dict[str, threading.Lock] = {}
+_LOCKS_LOCK = threading.Lock()
+
+
+def _forget_locks() -> None:
+    """In a forked child: locks other threads of the parent held stay held forever."""
+    global _LOCKS_LOCK
+    _LOCKS_LOCK = threading.Lock()
+    _LOCKS.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_locks)
 
 
 def load_or_generate(
@@ -591,14 +1046,17 @@ def load_or_generate(
     1. In-process memo: a dict lookup plus a check that every name ``fn`` (and
        its user callees) reads still denotes what it did, and that no rule was
        registered since.
-    2. Cache file named by ``cache_key``: imported as a module.
+    2. Cache file named by ``cache_key``: read through the checked directory,
+       its seal verified, its bytes run as a fresh module.
     3. Otherwise ``s2sgrad.pipeline.generate`` (imported only now), written
-       atomically, then imported from the file like a hit.
+       atomically, and run from the same bytes.
 
-    Each time, the module's free names are (re)bound from ``fn``'s closure and
-    globals, so the derivative reads the data ``fn`` would read right now.
-    A decorated ``fn`` stands for the function under its decorators
-    (``inspect.unwrap``), as everywhere in the compiler.
+    Concurrent first calls of one key in one process wait for a single
+    compilation (a lock per key). Each time, the module's free names are
+    (re)bound from ``fn``'s closure and globals, so the derivative reads the
+    data ``fn`` would read right now. A decorated ``fn`` stands for what
+    runs when it is called, its decorator's wrapper (``running.function_that_runs``),
+    as everywhere in the compiler.
     """
     fn = _python_function(fn)
     wrt = tuple(int(i) for i in wrt)
@@ -608,47 +1066,160 @@ def load_or_generate(
         per_fn = _MEMO.setdefault(fn, {})
     except TypeError:  # not weak-referenceable: no memo, still correct
         per_fn = {}
-    loaded = per_fn.get(memo_key)
+    loaded = _memo_hit(per_fn.get(memo_key))
+    if loaded is None:
+        generation = _rules_generation()
+        key, deps = _key_and_deps(fn, mode, wrt, backend, options)
+        with _lock_for(key):
+            loaded = per_fn.get(memo_key)
+            if loaded is None or loaded.key != key:  # nobody made it while we waited
+                module = _module_for(fn, mode, wrt, backend, options, key)
+                entry, free_names = _entry_of(module)
+                loaded = _Loaded(entry, module, free_names, deps, generation, key)
+            else:  # another thread did, or the bindings changed but not the key
+                loaded = dataclasses.replace(loaded, deps=deps, rules_generation=generation)
+                stats["memo"] += 1
+            per_fn[memo_key] = loaded
+    else:
+        stats["memo"] += 1
+    _bind_free_names(loaded.module, fn, loaded.free_names)
+    return loaded.entry
+
+
+def _memo_hit(loaded: _Loaded | None) -> _Loaded | None:
     if (
         loaded is not None
         and loaded.rules_generation == _rules_generation()
         and _deps_hold(loaded.deps)
     ):
-        stats["memo"] += 1
-    else:
-        key, deps = _key_and_deps(fn, mode, wrt, backend, options)
-        module = _module_for(fn, mode, wrt, backend, options, key)
-        entry, free_names = _entry_of(module)
-        loaded = _Loaded(entry, module, free_names, deps, _rules_generation())
-        per_fn[memo_key] = loaded
-    _bind_free_names(loaded.module, fn, loaded.free_names)
-    return loaded.entry
+        return loaded
+    return None
+
+
+def _lock_for(key: str) -> threading.Lock:
+    with _LOCKS_LOCK:
+        return _LOCKS.setdefault(key, threading.Lock())
 
 
 def _module_for(fn, mode, wrt, backend, options, key) -> types.ModuleType:
-    stem = cache_filename(fn, mode, key)[: -len(".py")]
+    """The derivative module for ``key``: from the disk cache, this process, or the compiler.
+
+    No filesystem fault escapes: an unusable directory or entry means generating
+    (or reusing this process's source) in memory, with at most one warning per
+    directory.
+    """
+    name = cache_filename(fn, mode, key)
+    module_name = _module_name(name[: -len(".py")])
+    directory = None
     try:
-        path: Path | None = cache_dir() / f"{stem}.py"
+        directory = _open_cache_dir(create=True)
     except (UnsafeCacheDirError, OSError) as exc:
         _warn_once(str(configured_cache_dir()), f"s2sgrad: not using the disk cache: {exc}")
-        path = None
 
-    if path is not None:
-        module = _try_load(path)
-        if module is not None:
-            stats["loaded"] += 1
-            return module
+    generated = None
+    filename = f"<s2sgrad generated {module_name}>"
+    try:
+        if directory is not None:
+            module = _load_entry(directory, name, key, module_name)
+            if module is not None:
+                stats["loaded"] += 1
+                return module
+        source = _SOURCES.get(key)
+        if source is None:
+            generated = _generate(fn, mode, wrt, backend, options)
+            stats["generated"] += 1
+            source = generated.source
+        data = _seal(key, source)
+        if directory is not None:
+            try:
+                _write_entry(directory, name, data)
+            except OSError as exc:
+                _warn_once(directory.path, f"s2sgrad: cannot write to the disk cache: {exc}")
+            else:
+                filename = os.path.join(directory.path, name)
+            if directory.path not in _swept:
+                _swept.add(directory.path)
+                _sweep_stale_temporaries(directory)
+    finally:
+        if directory is not None:
+            directory.close()
+    # Run the bytes just written, not a re-read of the file: nothing on disk can
+    # fail or change between the write and the load.
+    module = _run_module(data.decode("utf-8"), module_name, filename)
+    if generated is not None:
+        _checked(module, generated, where=filename)
+        _SOURCES[key] = source
+    return module
 
-    generated = _generate(fn, mode, wrt, backend, options)
-    stats["generated"] += 1
-    if path is not None:
-        try:
-            _atomic_write(path, generated.source)
-        except OSError as exc:
-            _warn_once(str(path.parent), f"s2sgrad: cannot write to the disk cache: {exc}")
-        else:
-            return _checked(_load_file(path), generated, where=str(path))
-    return _checked(_load_source(generated.source, stem), generated, where="<memory>")
+
+def _load_entry(directory: _Dir, name: str, key: str, module_name: str) -> types.ModuleType | None:
+    """Run cache entry ``name`` as a module, or None if it is not a sound entry for ``key``."""
+    data = _read_entry(directory, name)
+    text = None if data is None else _unseal(key, data)
+    if text is None:
+        return None
+    filename = os.path.join(directory.path, name)
+    try:
+        module = _run_module(text, module_name, filename)
+        _entry_of(module)
+    except Exception:  # corrupt: a miss, repaired by the caller
+        linecache.cache.pop(filename, None)
+        return None
+    except BaseException as exc:
+        if not _raised_by_module(exc, filename):
+            raise  # a real Ctrl-C, or a signal handler's SystemExit: the user's, not the entry's
+        linecache.cache.pop(filename, None)
+        return None
+    return module
+
+
+def _raised_by_module(exc: BaseException, filename: str) -> bool:
+    """Whether the entry's own top-level code raised ``exc`` (SystemExit, KeyboardInterrupt...).
+
+    Generated modules only import, define and assign, so one that raises these
+    is corrupt. A *real* Ctrl-C can land while the module runs; it shows as a
+    KeyboardInterrupt at an instruction that is not a ``raise`` (the interpreter
+    checks for signals at calls and jumps), or in a signal handler's own frame,
+    and propagates. So does a SystemExit from a handler or from anything the
+    module called.
+    """
+    tb = exc.__traceback__
+    if tb is None:
+        return False
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    code = tb.tb_frame.f_code
+    if code.co_filename != filename:
+        return False
+    if isinstance(exc, KeyboardInterrupt):
+        import opcode
+
+        lasti = tb.tb_lasti
+        return 0 <= lasti < len(code.co_code) and code.co_code[lasti] == opcode.opmap.get(
+            "RAISE_VARARGS"
+        )
+    return True
+
+
+def _module_name(stem: str) -> str:
+    return f"_s2sgrad_cache_{_identifier(stem, limit=200)}"
+
+
+def _run_module(text: str, name: str, filename: str) -> types.ModuleType:
+    """Compile and run ``text`` as a fresh module named ``name`` with ``__file__ = filename``.
+
+    ``linecache`` gets these very lines (not a later re-read of the file), so
+    tracebacks, ``inspect.getsource`` and pdb show the code that runs. No
+    bytecode is written or read. The module is deliberately not added to
+    ``sys.modules``: several closures of one function share a file, but each
+    needs its own module to hold its bindings.
+    """
+    linecache.cache[filename] = (len(text), None, text.splitlines(True), filename)
+    module = types.ModuleType(name)
+    module.__file__ = filename
+    code = compile(text, filename, "exec", dont_inherit=True)
+    exec(code, module.__dict__)
+    return module
 
 
 def _generate(fn, mode, wrt, backend, options):
@@ -671,47 +1242,6 @@ def _checked(module: types.ModuleType, generated: Any, *, where: str) -> types.M
             f"s2sgrad bug: generated module {where} declares (entry, free names) {found}, "
             f"but the pipeline returned {said}"
         )
-    return module
-
-
-def _try_load(path: Path) -> types.ModuleType | None:
-    """Import a cache file, or None if it is missing, unsafe or not a derivative module."""
-    try:
-        if _unsafe_reason(path) is not None:
-            return None  # never run a file someone else could have written
-        module = _load_file(path)
-        _entry_of(module)
-    except Exception:  # missing, unreadable, corrupt, truncated: a miss, overwritten below
-        return None
-    return module
-
-
-def _module_name(stem: str) -> str:
-    return f"_s2sgrad_cache_{_identifier(stem, limit=200)}"
-
-
-def _load_file(path: Path) -> types.ModuleType:
-    """Import ``path`` as a real module (with ``__file__``, so tracebacks show its lines).
-
-    It is deliberately not added to ``sys.modules``: several closures of one
-    function share a file but each needs its own module to hold its bindings.
-    """
-    spec = importlib.util.spec_from_file_location(_module_name(path.stem), path)
-    if spec is None or spec.loader is None:
-        raise ImportError(f"cannot import {path}")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def _load_source(source: str, stem: str) -> types.ModuleType:
-    """Import generated source without a file (the disk cache is unusable)."""
-    name = _module_name(stem)
-    filename = f"<s2sgrad generated {name}>"
-    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
-    module = types.ModuleType(name)
-    module.__file__ = filename
-    exec(compile(source, filename, "exec"), module.__dict__)
     return module
 
 
@@ -750,6 +1280,13 @@ def _bind_free_names(module: types.ModuleType, fn: Callable, names: tuple[str, .
 
 
 def _warn_once(topic: str, message: str) -> None:
-    if topic not in _warned:
-        _warned.add(topic)
-        warnings.warn(message, S2SGradCacheWarning, stacklevel=4)
+    """One ``S2SGradCacheWarning`` per topic per process, shown at the user's line."""
+    if topic in _warned:
+        return
+    _warned.add(topic)
+    frame = sys._getframe(0)
+    level = 1
+    while frame.f_back is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR + os.sep):
+        frame = frame.f_back
+        level += 1
+    warnings.warn(message, S2SGradCacheWarning, stacklevel=level)

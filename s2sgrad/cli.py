@@ -15,12 +15,12 @@ from __future__ import annotations
 import argparse
 import difflib
 import importlib.util
-import inspect
 import os
 import sys
 import types
 from pathlib import Path
 
+from s2sgrad import running
 from s2sgrad._version import __version__
 from s2sgrad.errors import S2SGradError
 
@@ -214,13 +214,12 @@ def load_function(target: str) -> types.FunctionType:
             hint = _did_you_mean(part, obj) if depth == 0 else ""
             raise CommandError(f"no function {qualname!r} in {path_text}{hint}")
         obj = getattr(obj, part)
-    try:
-        fn = inspect.unwrap(obj)  # the function under an s2sgrad (or functools) decorator
-        settings = getattr(obj, "__s2sgrad__", None)
-        if settings is not None:
-            fn.__s2sgrad_defaults__ = {"wrt": settings.wrt, "mode": settings.mode}
-    except ValueError:
-        fn = obj
+    # The function under @s2sgrad.grad is the one to inspect; under a user's decorator it is
+    # the decorator's wrapper, which is what runs.
+    fn = running.primal_of(obj)
+    settings = getattr(obj, "__s2sgrad__", None) if running.produced(obj) else None
+    if settings is not None and isinstance(fn, types.FunctionType):
+        fn.__s2sgrad_defaults__ = {"wrt": settings.wrt, "mode": settings.mode}
     if not isinstance(fn, types.FunctionType):
         raise CommandError(f"{qualname} in {path_text} is a {type(obj).__name__}, not a function")
     return fn
@@ -268,7 +267,7 @@ def parse_wrt(text: str | None, fn: types.FunctionType) -> tuple[int, ...]:
     """``"W,b"`` or ``"0,1"`` (or a mix) -> positions of ``fn``'s positional parameters."""
     params = [
         p.name
-        for p in inspect.signature(fn).parameters.values()
+        for p in running.signature(fn).parameters.values()
         if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
     ]
     listing = f"parameters of {fn.__name__}: {', '.join(params) or 'none'}"

@@ -72,3 +72,19 @@ class UsageError(S2SGradError):
 class NeedsConcreteValueError(S2SGradError):
     """Under ``backend="jax"`` the derivative runs jitted, and a line needs a value JAX only
     knows at run time (``int(x)``, a boolean mask, a shape computed from data)."""
+
+
+class HigherOrderError(UsageError):
+    """A derivative s2sgrad produced (``grad(f)``, a ``vjp_fn``...) is being differentiated:
+    that needs higher-order differentiation, which s2sgrad does not support yet."""
+
+
+class StaleSourceError(SourceUnavailableError):
+    """The function's source file was edited after the function was defined, so the text
+    s2sgrad would compile is not the code that runs."""
+
+
+class RandomDrawError(UnsupportedSyntaxError):
+    """A differentiated function draws random numbers: its derivative code reruns parts of
+    it (forward mode once per input element, reverse mode in the backward sweep and in
+    ``vjp_fn``), and each rerun would draw again."""

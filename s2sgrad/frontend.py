@@ -31,10 +31,16 @@ from dataclasses import dataclass
 from typing import Any
 
 import libcst as cst
+import numpy as np
 from libcst.metadata import MetadataWrapper, PositionProvider
 
-from s2sgrad import ir
-from s2sgrad.errors import SourceLocation, SourceUnavailableError, UnsupportedSyntaxError
+from s2sgrad import ir, running
+from s2sgrad.errors import (
+    RandomDrawError,
+    SourceLocation,
+    SourceUnavailableError,
+    UnsupportedSyntaxError,
+)
 
 BINARY_OPERATORS: dict[type, Callable] = {
     cst.Add: operator.add,
@@ -107,10 +113,19 @@ class SourceInfo:
 
 
 def get_source(fn: Callable) -> tuple[str, SourceInfo]:
-    """The dedented source of ``fn`` and where it came from, or SourceUnavailableError."""
-    target = inspect.unwrap(fn)
+    """The dedented source of ``fn`` and where it came from, or SourceUnavailableError.
+
+    The source of what runs: read through the code object, so a decorator's wrapper
+    gives its own source (``inspect`` would follow ``__wrapped__``), and checked
+    against that code object, so an edit to the file after import is refused
+    (``running.check_source_current``).
+    """
+    target = running.function_that_runs(fn)
     try:
-        lines, first_line = inspect.getsourcelines(target)
+        if isinstance(target, types.FunctionType):
+            lines, first_line = running.source_lines(target)
+        else:
+            lines, first_line = inspect.getsourcelines(target)
         filename = inspect.getsourcefile(target) or inspect.getfile(target)
     except (OSError, TypeError) as exc:
         name = getattr(target, "__qualname__", repr(target))
@@ -119,6 +134,8 @@ def get_source(fn: Callable) -> tuple[str, SourceInfo]:
             hint="define the function with `def` in a .py file (or a notebook cell); "
             "builtins and C extensions cannot be transformed, register a rule for them instead",
         ) from None
+    if isinstance(target, types.FunctionType):
+        running.check_source_current(target, lines)
     raw = "".join(lines)
     dedented = textwrap.dedent(raw)
     first = next((ln for ln in lines if ln.strip()), "")
@@ -154,6 +171,11 @@ class _Lowering:
         self.positions = wrapper.resolve(PositionProvider)
         self.info = info
         self.locals: set[str] = set()
+        # A decorator's forwarding wrapper, ``def wrapper(*args, **kwargs)``: its star
+        # parameters' names, and the parameters of the function it wraps, which stand in
+        # for them (name in the IR, name in the wrapped signature, keyword-only?).
+        self.star_names: dict[str, str] = {}
+        self.forwarded: list[tuple[str, str, bool]] = []
 
     # ---------------------------------------------------------------- positions
 
@@ -175,7 +197,11 @@ class _Lowering:
     # ---------------------------------------------------------------- function
 
     def function(self, node: cst.FunctionDef) -> ir.FunctionDef:
-        params = self.parameters(node.params)
+        forwarding = running.forwarding_parameters(self.fn)
+        if forwarding is not None:
+            params = self.forwarding_parameters(node, forwarding)
+        else:
+            params = self.parameters(node.params)
         self.locals = {p.name for p in params} | _assigned_names(node.body)
         body = self.block(node.body)
         docstring = node.get_docstring()
@@ -212,14 +238,55 @@ class _Lowering:
         )
         return ir.LocalDef(inner, self.loc(node))
 
+    def forwarding_parameters(
+        self, node: cst.FunctionDef, names: tuple[str | None, str | None]
+    ) -> tuple[ir.Param, ...]:
+        """A decorator's ``wrapper(*args, **kwargs)`` takes the wrapped function's parameters
+        (what ``inspect.signature`` reports for it); ``fn(*args, **kwargs)`` in its body
+        passes them on (see ``call``). Any other use of ``args``/``kwargs`` is refused."""
+        star, starstar = names
+        self.star_names = {star: "*"}
+        if starstar is not None:
+            self.star_names[starstar] = "**"
+        taken = _all_names(node) | set(self.star_names)
+        params = []
+        for p in running.signature(self.fn).parameters.values():
+            if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+                raise self.unsupported(
+                    node,
+                    f"the decorator wrapper {running.describe_wrapper(self.fn)} forwarding to a "
+                    f"function that itself takes *{p.name}",
+                    "give the decorated function explicit parameters",
+                )
+            name = p.name
+            while name in taken:
+                name += "_"
+            taken.add(name)
+            keyword_only = p.kind is p.KEYWORD_ONLY
+            default = None if p.default is p.empty else ir.Const(p.default)
+            params.append(
+                ir.Param(name, default, kind="keyword_only" if keyword_only else "positional")
+            )
+            self.forwarded.append((name, p.name, keyword_only))
+        return tuple(params)
+
     def parameters(self, params: cst.Parameters) -> tuple[ir.Param, ...]:
+        wrapper = running.decorator_wrapper(self.fn)
+        where = (
+            f" in the wrapper of a decorator, {running.describe_wrapper(wrapper)}, other than "
+            "exactly (*args, **kwargs) forwarded to the decorated function"
+            if wrapper is not None
+            else ""
+        )
         if isinstance(params.star_arg, cst.Param):
             raise self.unsupported(
-                params.star_arg, "*args", "list the parameters explicitly or pass a tuple"
+                params.star_arg, "*args" + where, "list the parameters explicitly or pass a tuple"
             )
         if params.star_kwarg is not None:
             raise self.unsupported(
-                params.star_kwarg, "**kwargs", "list the parameters explicitly or pass a dict"
+                params.star_kwarg,
+                "**kwargs" + where,
+                "list the parameters explicitly or pass a dict",
             )
         out = []
         for p in (*params.posonly_params, *params.params):
@@ -378,7 +445,13 @@ class _Lowering:
     def expr(self, node: cst.BaseExpression):
         if isinstance(node, cst.Name):
             return self.name(node)
-        if isinstance(node, (cst.Integer, cst.Float, cst.Imaginary)):
+        if isinstance(node, cst.Imaginary):
+            raise self.unsupported(
+                node,
+                "a complex number literal",
+                "s2sgrad differentiates real-valued code only; complex support is not there yet",
+            )
+        if isinstance(node, (cst.Integer, cst.Float)):
             return ir.Const(node.evaluated_value)
         if isinstance(node, (cst.SimpleString, cst.ConcatenatedString)):
             return ir.Const(node.evaluated_value)
@@ -400,7 +473,10 @@ class _Lowering:
         if isinstance(node, cst.Attribute):
             return self.attribute(node)
         if isinstance(node, cst.Subscript):
-            return ir.Call(_op_ref(operator.getitem), (self.expr(node.value), self.index(node)))
+            base = self.expr(node.value)
+            if isinstance(base, ir.Ref) and (base.value is np.r_ or base.value is np.c_):
+                return self.index_concatenation(node, base)
+            return ir.Call(_op_ref(operator.getitem), (base, self.index(node)))
         if isinstance(node, (cst.Tuple, cst.List)):
             elts = []
             for el in node.elements:
@@ -445,12 +521,29 @@ class _Lowering:
             return ir.Const({"True": True, "False": False, "None": None}[n])
         if n in self.locals:
             return ir.Name(n)
+        if n in self.star_names:
+            raise self.unsupported(
+                node,
+                f"using `{n}` other than to forward it whole, as in fn(*args, **kwargs), in the "
+                f"wrapper of a decorator, {running.describe_wrapper(self.fn)},",
+                "forward the arguments unchanged, or give the wrapper explicit parameters",
+            )
         found, value = resolve_free_name(self.fn, n)
         if not found:
             raise UnsupportedSyntaxError(
                 f"name `{n}` is not defined", self.loc(node), "define it before differentiating"
             )
-        return ir.Ref(n, value)
+        return self.ref(node, n, value)
+
+    def ref(self, node: cst.CSTNode, source: str, value: Any) -> ir.Ref:
+        """A resolved name; a complex type (``dtype=complex``) is refused where it is named."""
+        if isinstance(value, type) and issubclass(value, (complex, np.complexfloating)):
+            raise self.unsupported(
+                node,
+                f"the complex type `{source}`",
+                "s2sgrad differentiates real-valued code only; complex support is not there yet",
+            )
+        return ir.Ref(source, value)
 
     def attribute(self, node: cst.Attribute):
         base = self.expr(node.value)
@@ -460,25 +553,82 @@ class _Lowering:
                 raise UnsupportedSyntaxError(
                     f"module `{base.source}` has no attribute `{attr}`", self.loc(node)
                 )
-            return ir.Ref(f"{base.source}.{attr}", getattr(base.value, attr))
+            return self.ref(node, f"{base.source}.{attr}", getattr(base.value, attr))
         return ir.Attribute(base, attr)
 
     def call(self, node: cst.Call):
+        func = self.expr(node.func)
+        self.check_callee(node, func)
         args, kwargs = [], []
         for arg in node.args:
+            if arg.star and self.forwards(arg):
+                if arg.star == "*":
+                    if kwargs:
+                        raise self.unsupported(arg, "*args after keywords", "reorder")
+                    args += [ir.Name(n) for n, _, kw_only in self.forwarded if not kw_only]
+                else:
+                    kwargs += [(orig, ir.Name(n)) for n, orig, kw_only in self.forwarded if kw_only]
+                continue
             if arg.star:
                 raise self.unsupported(arg, "*args/**kwargs in calls", "pass arguments explicitly")
             value = self.expr(arg.value)
+            if isinstance(value, ir.Ref) and running.is_generator(value.value):
+                raise self.random_draw(
+                    arg, f"passing the random number generator `{value.source}` to a call"
+                )
             if arg.keyword is not None:
                 kwargs.append((arg.keyword.value, value))
             elif kwargs:
                 raise self.unsupported(arg, "a positional argument after keywords", "reorder")
             else:
                 args.append(value)
-        func = self.expr(node.func)
         if isinstance(func, ir.Attribute):
             return ir.MethodCall(func.value, func.attr, tuple(args), tuple(kwargs))
-        return ir.Call(func, tuple(args), tuple(kwargs))
+        from s2sgrad.transforms.templates import with_array_arguments
+
+        return with_array_arguments(ir.Call(func, tuple(args), tuple(kwargs)))
+
+    def forwards(self, arg: cst.Arg) -> bool:
+        """``*args`` / ``**kwargs`` passed on whole by a decorator's forwarding wrapper."""
+        return isinstance(arg.value, cst.Name) and self.star_names.get(arg.value.value) == arg.star
+
+    def check_callee(self, node: cst.Call, func) -> None:
+        """Refuse calls whose derivative would be wrong: of a derivative s2sgrad produced
+        (higher order), and of anything that draws random numbers."""
+        if isinstance(func, ir.Ref):
+            if running.produced(func.value) is not None:
+                raise running.higher_order_error(func.value, self.loc(node), func.source)
+            where = running.random_draw(func.value)
+            if where is not None:
+                raise self.random_draw(node, f"`{func.source}` ({where})")
+            if isinstance(func.value, types.FunctionType):
+                from s2sgrad.cache import _as_user_function
+
+                if _as_user_function(func.value) is not None:
+                    where = running.draws_in(func.value, lambda f: _as_user_function(f) is not None)
+                    if where is not None:
+                        _raise_draw_in(func.value)  # at the draw itself, where it can
+                        raise self.random_draw(node, f"`{func.source}` ({where})")
+        elif isinstance(func, ir.Attribute):
+            base = func.value
+            if isinstance(base, ir.Ref) and running.is_generator(base.value):
+                raise self.random_draw(
+                    node, f"`{base.source}.{func.attr}` (a method of {type(base.value).__name__})"
+                )
+            if func.attr in _DRAWING_METHODS and not isinstance(base, ir.Ref):
+                raise self.random_draw(
+                    node, f"`.{func.attr}()` (a method of random number generators)"
+                )
+
+    def random_draw(self, node: cst.CSTNode, what: str) -> RandomDrawError:
+        return RandomDrawError(
+            f"{what} may draw random numbers in a differentiated function: its derivative code "
+            "runs parts of the function again (forward mode once per input element, reverse "
+            "mode in the backward sweep of called functions and when vjp_fn is called), and "
+            "each run would draw different numbers, so value and derivative would not match",
+            self.loc(node),
+            running.RANDOM_HINT,
+        )
 
     def comparison(self, node: cst.Comparison):
         left = self.expr(node.left)
@@ -495,6 +645,42 @@ class _Lowering:
                 node, "chained comparisons", "split them: (a < b) & (b < c) or nested ifs"
             )
         return parts[0]
+
+    def index_concatenation(self, node: cst.Subscript, base: ir.Ref) -> ir.Call:
+        """``np.r_[a, 0:3, b]`` / ``np.c_[...]``: ``concatenate_items([a, np.arange(0, 3, 1), b],
+        "r_", directive)``, a call with a derivative rule (see ``runtime.concatenate_items``).
+        A slice item is the constant ``np.arange`` it stands for; a leading string is the
+        directive (``"0,2"``); the matrix directives ``"r"``/``"c"`` are refused."""
+        from s2sgrad import runtime
+
+        how = "r_" if base.value is np.r_ else "c_"
+        items, directive = [], None
+        for k, element in enumerate(node.slice):
+            s = element.slice
+            if isinstance(s, cst.Slice):
+                bounds = ((s.lower, 0), (s.upper, None), (s.step, 1))
+                parts = tuple(ir.Const(d) if p is None else self.expr(p) for p, d in bounds)
+                items.append(ir.Call(ir.Ref("np.arange", np.arange), parts))
+                continue
+            if s.star is not None:
+                raise self.unsupported(s, "starred index", "list the items explicitly")
+            value = self.expr(s.value)
+            if k == 0 and isinstance(value, ir.Const) and isinstance(value.value, str):
+                if value.value in ("r", "c"):
+                    raise self.unsupported(
+                        element,
+                        f"the matrix directive {value.value!r} of `{base.source}[...]`",
+                        "np.matrix results are not differentiated: use the directive "
+                        "'0,2' (rows) or '1,2,0' (columns), or np.stack",
+                    )
+                directive = value.value
+                continue
+            items.append(value)
+        if not items:
+            raise self.unsupported(node, f"`{base.source}[...]` without items", "list the items")
+        helper = ir.Ref("concatenate_items", runtime.concatenate_items)
+        options = (("how", ir.Const(how)), ("directive", ir.Const(directive)))
+        return ir.Call(helper, (ir.Seq("list", tuple(items)),), options)
 
     def index(self, node: cst.Subscript) -> ir.Index:
         items = []
@@ -513,6 +699,33 @@ class _Lowering:
                     )
                 )
         return ir.Index(tuple(items))
+
+
+def _raise_draw_in(fn: types.FunctionType) -> None:
+    """Lower ``fn`` to raise its own RandomDrawError, at the line that draws; nothing if
+    lowering stops elsewhere first."""
+    try:
+        parse_function(fn)
+    except RandomDrawError:
+        raise
+    except Exception:  # noqa: BLE001 - any other refusal: report the draw at the call
+        pass
+
+
+# Generator methods that draw (a local variable's method of these names is refused as a draw).
+_DRAWING_METHODS = running.RNG_METHODS - {"VERSION", "bit_generator", "f", "power"}
+
+
+def _all_names(node: cst.CSTNode) -> set[str]:
+    """Every identifier in ``node``."""
+    names: set[str] = set()
+
+    class Collect(cst.CSTVisitor):
+        def visit_Name(self, name: cst.Name) -> None:
+            names.add(name.value)
+
+    node.visit(Collect())
+    return names
 
 
 def _op_ref(op: Callable) -> ir.Ref:
@@ -600,7 +813,7 @@ def _parse(source: str, info: SourceInfo, fn: Callable) -> tuple[MetadataWrapper
 
 def parse_function(fn: Callable) -> ir.FunctionDef:
     """Lower a Python function to surface IR (nested expressions; see transforms.normalize)."""
-    target = inspect.unwrap(fn)
+    target = running.function_that_runs(fn)
     if not isinstance(target, types.FunctionType):
         raise SourceUnavailableError(
             f"{target!r} is not a Python function",

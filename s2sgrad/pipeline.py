@@ -9,13 +9,15 @@ a miss, so loading a cached derivative never pays for the compiler.
 from __future__ import annotations
 
 import inspect
+import linecache
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from s2sgrad import codegen, ir, runtime
+from s2sgrad import codegen, ir, running, runtime
 from s2sgrad._version import __version__
 from s2sgrad.backends import BACKENDS, JAX_CONTROL_NAMES
-from s2sgrad.errors import UsageError
+from s2sgrad.errors import SourceLocation, UsageError
 from s2sgrad.frontend import parse_function
 from s2sgrad.transforms.forward import forward
 from s2sgrad.transforms.hoist import hoist_invariants
@@ -91,7 +93,7 @@ class Compilation:
     """
 
     def __init__(self, root: Callable):
-        self.root = inspect.unwrap(root)
+        self.root = running.function_that_runs(root)
         self.module_names = FreshNames(set(_MODULE_LEVEL_NAMES))
         self.requests: dict[tuple, str] = {}
         self.pending: list[tuple] = []
@@ -109,7 +111,7 @@ class Compilation:
         """The name the derivative of ``fn`` will have (``containers``: positions of
         tuple/list/dict arguments; ``has_aux``: differentiate only ``result[0]``;
         ``scalars``: positions of arguments known to be numbers, reverse mode only)."""
-        fn = inspect.unwrap(fn)
+        fn = running.function_that_runs(fn)
         scalars = tuple(scalars) if mode == "reverse" else ()
         key = (fn, mode, tuple(wrt), tuple(containers), has_aux, scalars)
         if key not in self.requests:
@@ -122,6 +124,8 @@ class Compilation:
     def run(self) -> None:
         while self.pending:
             fn, mode, wrt, containers, has_aux, scalars, name = self.pending.pop(0)
+            foreign = self.foreign(fn)
+            self.check_closure(fn, foreign)
             deriv = derivative_ir(
                 fn,
                 mode=mode,
@@ -132,20 +136,67 @@ class Compilation:
                 has_aux=has_aux,
                 scalars=scalars,
             )
-            foreign = None if fn.__module__ == self.root.__module__ else fn.__module__
-            if foreign is not None and fn.__closure__:
-                raise UsageError(
-                    f"{fn.__qualname__} is a closure from another module; s2sgrad cannot bind "
-                    "its captured variables yet",
-                    hint="define it at module level, or pass the captured values as arguments",
-                )
-            if fn is not self.root and fn.__closure__:
-                raise UsageError(
-                    f"{fn.__qualname__} captures variables of an enclosing function "
-                    f"({', '.join(fn.__code__.co_freevars)}); called functions may not be closures yet",
-                    hint="pass the captured values as arguments, or define it at module level",
-                )
             self.functions.append((deriv, foreign))
+
+    def check_closure(self, fn: Callable, foreign: str | None) -> None:
+        """Called functions may not be closures yet (their cells cannot be bound)."""
+        if fn is self.root or not fn.__closure__:
+            return
+        wrapper = running.decorator_wrapper(fn)
+        if wrapper is not None:
+            code = wrapper.__code__
+            raise UsageError(
+                f"{fn.__qualname__} is decorated: what runs when it is called is the "
+                f"decorator's wrapper, {running.describe_wrapper(wrapper)}, which captures "
+                f"variables of the decorator ({', '.join(code.co_freevars)}); a called "
+                "function may not be a closure yet",
+                loc=SourceLocation(
+                    code.co_filename,
+                    code.co_firstlineno,
+                    0,
+                    linecache.getline(code.co_filename, code.co_firstlineno),
+                ),
+                hint="differentiate the decorated function itself (its wrapper is "
+                "differentiated then), or call the undecorated function here",
+            )
+        if foreign is not None:
+            raise UsageError(
+                f"{fn.__qualname__} is a closure from another module; s2sgrad cannot bind "
+                "its captured variables yet",
+                hint="define it at module level, or pass the captured values as arguments",
+            )
+        raise UsageError(
+            f"{fn.__qualname__} captures variables of an enclosing function "
+            f"({', '.join(fn.__code__.co_freevars)}); called functions may not be closures yet",
+            hint="pass the captured values as arguments, or define it at module level",
+        )
+
+    def foreign(self, fn: Callable) -> str | None:
+        """The module through which ``fn``'s free names are read, when they cannot be read
+        as the root's are (None): ``fn`` has other globals (a decorator's wrapper lives in
+        the decorator's module, though ``functools.wraps`` gives it the decorated function's
+        ``__module__``), or the root's closure cells would shadow globals ``fn`` reads."""
+        if fn is self.root:
+            return None
+        cells = set(self.root.__code__.co_freevars)
+        shadowed = cells and cells & set(_names_read(fn.__code__))
+        if fn.__globals__ is self.root.__globals__ and not shadowed:
+            return None
+        name = fn.__globals__.get("__name__")
+        module = sys.modules.get(name) if isinstance(name, str) else None
+        if module is not None and getattr(module, "__dict__", None) is fn.__globals__:
+            return name
+        if fn.__module__ != self.root.__module__ or shadowed:
+            return fn.__module__  # imported by that name when the derivative module loads
+        return None
+
+
+def _names_read(code) -> set[str]:
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if hasattr(const, "co_names"):
+            names |= _names_read(const)
+    return names
 
 
 def derivative_ir(
@@ -197,9 +248,9 @@ def _same_shape_hints(
 def _header(
     fn: Callable, primal_name: str, mode: str, wrt_names: tuple[str, ...], backend: str = "numpy"
 ) -> str:
-    target = inspect.unwrap(fn)
+    target = running.function_that_runs(fn)
     try:
-        where = f"{inspect.getsourcefile(target)}, line {inspect.getsourcelines(target)[1]}"
+        where = f"{inspect.getsourcefile(target)}, line {running.source_lines(target)[1]}"
     except (OSError, TypeError):
         where = "<unknown source>"
     kind = (
@@ -258,7 +309,7 @@ def generate(
     source, free = codegen.module_source(
         functions,
         entry=entry,
-        header=_header(fn, inspect.unwrap(fn).__name__, mode, wrt_names, backend),
+        header=_header(fn, fn.__name__, mode, wrt_names, backend),
         backend=backend,
     )
     return GeneratedModule(source=source, entry=entry, free_names=free)
@@ -277,13 +328,11 @@ def _jax_functions(compilation: Compilation) -> list[tuple[ir.FunctionDef, str |
         fn_ir, foreign = pending.pop(0)
 
         def primal_copy(value: Callable) -> str:
-            target = inspect.unwrap(value)
+            target = running.function_that_runs(value)
             if target not in copies:
                 name = compilation.module_names.fresh(target.__name__)
                 copies[target] = name
-                module = (
-                    None if target.__module__ == compilation.root.__module__ else target.__module__
-                )
+                module = compilation.foreign(target)
                 pending.append((replace(lower(target), name=name), module))
             return copies[target]
 
@@ -301,7 +350,7 @@ def _jax_functions(compilation: Compilation) -> list[tuple[ir.FunctionDef, str |
 
 
 def parse_params(fn: Callable) -> list[inspect.Parameter]:
-    return list(inspect.signature(inspect.unwrap(fn)).parameters.values())
+    return list(running.signature(fn).parameters.values())
 
 
 def lowered_source(fn: Callable) -> str:

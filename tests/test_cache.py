@@ -7,18 +7,35 @@ the in-process memo. Two tests run fresh Python processes to prove the point
 of the cache: the second process loads the file without importing the
 compiler, libcst or black. One of them uses the fake compiler (always runs),
 the other the real one through the public API (runs once the core exists).
+
+The "faults" and "the key" sections (issue 14) each reproduce a fault of the
+cache before that issue: a FIFO entry that hung, entries raising SystemExit or
+KeyboardInterrupt that escaped, temporary files nothing removed, a load right
+after a write that could fail, 8 compilations for 8 threads, and a key that
+missed most of the package's files and the NumPy/JAX versions. The security
+tests (symlink races, ownership, modes) are in test_cache_security.py.
 """
 
 from __future__ import annotations
 
+import _io
+import errno
 import importlib.util
+import io
 import json
 import linecache
 import os
+import shutil
+import signal
+import stat
 import subprocess
 import sys
 import textwrap
+import threading
+import time
+import traceback
 import types
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,6 +102,7 @@ def cache_dir(tmp_path, monkeypatch) -> Path:
     directory = tmp_path / "cache"
     monkeypatch.setenv(cache.ENV_VAR, str(directory))
     cache._MEMO.clear()
+    cache._SOURCES.clear()
     cache._warned.clear()
     monkeypatch.setattr(cache, "stats", {"generated": 0, "loaded": 0, "memo": 0})
     return directory
@@ -250,14 +268,14 @@ def test_source_unavailable_is_a_clear_error():
         cache.cache_key(namespace["f"], "reverse", (0,))
 
 
-def test_decorated_function_stands_for_the_function_underneath(
-    cache_dir, fake_pipeline, user_module
-):
+def test_decorated_function_stands_for_the_wrapper_that_runs(cache_dir, fake_pipeline, user_module):
+    """Issue 14: what runs is what is differentiated, so a ``functools.wraps`` decorator's
+    wrapper is the function keyed, compiled and bound (``running.function_that_runs``)."""
     user_module(
         """\
         import functools
 
-        scale = 100.0  # not the `scale` the decorated function reads
+        scale = 100.0  # the `scale` the wrapper's module holds
 
 
         def deco(fn):
@@ -270,11 +288,11 @@ def test_decorated_function_stands_for_the_function_underneath(
         name="decos",
     )
     mod = user_module("from decos import deco\n\nscale = 3.0\n\n@deco\ndef f(x):\n    return x\n")
-    assert cache.cache_key(mod.f, "reverse", (0,)) == cache.cache_key(
+    assert cache.cache_key(mod.f, "reverse", (0,)) != cache.cache_key(
         mod.f.__wrapped__, "reverse", (0,)
     )
-    assert cache.load_or_generate(mod.f, "reverse", (0,))(1.0, 1.0)[1] == (6.0,)
-    assert fake_pipeline.calls[0][0] == "f"
+    assert cache.load_or_generate(mod.f, "reverse", (0,))(1.0, 1.0)[1] == (200.0,)
+    # The wrapper carries f's names (functools.wraps): the file is still named after f.
     assert [e.label for e in cache.list_entries()] == ["usermod_f"]
 
 
@@ -301,20 +319,21 @@ def test_cache_dir_is_created_private(cache_dir):
     assert cache_dir.stat().st_mode & 0o777 == 0o700
 
 
-def test_atomic_write_leaves_old_file_or_new_file(tmp_path, monkeypatch):
-    target = tmp_path / "m.py"
-    cache._atomic_write(target, "x = 1\n")
-    assert target.read_text() == "x = 1\n"
-    assert target.stat().st_mode & 0o077 == 0  # private, like the directory
+def test_atomic_write_leaves_old_file_or_new_file(cache_dir, monkeypatch):
+    with cache._open_cache_dir(create=True) as directory:
+        cache._write_entry(directory, "m.py", b"x = 1\n")
+        target = cache_dir / "m.py"
+        assert target.read_text() == "x = 1\n"
+        assert target.stat().st_mode & 0o077 == 0  # private, like the directory
 
-    def crash(src, dst):
-        raise OSError("disk full")
+        def crash(*args, **kwargs):
+            raise OSError("disk full")
 
-    monkeypatch.setattr(os, "replace", crash)
-    with pytest.raises(OSError, match="disk full"):
-        cache._atomic_write(target, "x = 2\n")
+        monkeypatch.setattr(os, "replace", crash)
+        with pytest.raises(OSError, match="disk full"):
+            cache._write_entry(directory, "m.py", b"x = 2\n")
     assert target.read_text() == "x = 1\n"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.py"]  # no temp file left
+    assert sorted(p.name for p in cache_dir.iterdir()) == ["m.py"]  # no temp file left
 
 
 # ----------------------------------------------------------------------------- loading
@@ -408,16 +427,17 @@ def test_bytecode_of_a_replaced_file_is_not_reused(
     path.write_text("#" * (len(expected) - 1) + "\n")
     os.chmod(path, 0o600)
     assert cache.load_or_generate(mod.f, "reverse", (0,))(1.0, 1.0)[1] == (6.0,)
-    assert path.read_text() == expected
+    assert path.read_bytes() == cache._seal(key, expected)
+    assert not (cache_dir / "__pycache__").exists()  # no bytecode is written, or read
 
 
 def test_unsafe_directory_is_refused(cache_dir, fake_pipeline, user_module):
     cache_dir.mkdir(mode=0o700)
     os.chmod(cache_dir, 0o777)
-    with pytest.raises(cache.UnsafeCacheDirError, match="writable by group or others") as info:
+    with pytest.raises(cache.UnsafeCacheDirError, match="writable by others") as info:
         cache.cache_dir()
     assert isinstance(info.value, S2SGradError)
-    assert "chmod 700" in str(info.value)
+    assert "chmod go-w" in str(info.value)  # the user's own directory: chmod is the fix
 
     # A file planted there is never imported; the derivative is made in memory.
     mod = user_module(USER_SOURCE)
@@ -436,8 +456,11 @@ def test_unsafe_directory_is_refused(cache_dir, fake_pipeline, user_module):
 def test_directory_owned_by_another_user_is_refused(cache_dir):
     cache_dir.mkdir(mode=0o700)
     os.chown(cache_dir, 65534, -1)
-    with pytest.raises(cache.UnsafeCacheDirError, match="owned by uid 65534"):
+    with pytest.raises(cache.UnsafeCacheDirError, match=r"owned by .*uid 65534") as info:
         cache.cache_dir()
+    # Another user's directory: the user cannot chmod it, so the hint must not say so.
+    assert "chmod" not in str(info.value)
+    assert cache.ENV_VAR in info.value.hint
 
 
 def test_file_writable_by_others_is_not_imported(cache_dir, fake_pipeline, user_module):
@@ -447,7 +470,9 @@ def test_file_writable_by_others_is_not_imported(cache_dir, fake_pipeline, user_
     os.chmod(entry.path, 0o666)
     cache._MEMO.clear()
     cache.load_or_generate(mod.f, "reverse", (0,))
-    assert cache.stats["loaded"] == 0 and cache.stats["generated"] == 2
+    # Not loaded; rewritten from this process's source (one compilation per key).
+    assert cache.stats["loaded"] == 0 and cache.stats["generated"] == 1
+    assert len(fake_pipeline.calls) == 1
     assert entry.path.stat().st_mode & 0o077 == 0  # replaced by a private file
 
 
@@ -555,3 +580,358 @@ def test_second_process_loads_the_file_without_the_compiler(tmp_path):
     W = np.array([[1.0, -2.0], [0.5, 3.0]])
     h = np.tanh(x @ W)
     np.testing.assert_allclose(second["grad"], W @ (2 * h * (1 - h**2)), rtol=1e-12)
+
+
+# ----------------------------------------------------------------------------- faults
+#
+# Every fault below gives a correct derivative (generated in memory, the entry
+# repaired) or a clear error, and nothing hangs. Each test failed on the cache
+# before issue 14 (noted per test).
+
+
+def _entry_path(mod, mode="reverse") -> Path:
+    key = cache.cache_key(mod.f, mode, (0,))
+    return cache.cache_dir() / cache.cache_filename(mod.f, mode, key)
+
+
+def _call_with_timeout(fn, seconds=30.0):
+    """Run ``fn()`` in a daemon thread; fail (not hang) if it does not return in time."""
+    outcome: dict = {}
+
+    def run():
+        try:
+            outcome["value"] = fn()
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), f"still running after {seconds} s: it hangs"
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
+def test_fifo_entry_is_a_miss_and_does_not_hang(cache_dir, fake_pipeline, user_module):
+    """Before: the import opened the FIFO for reading and waited forever for a writer."""
+    mod = user_module(USER_SOURCE)
+    path = _entry_path(mod)
+    os.mkfifo(path, 0o600)
+    vjp = _call_with_timeout(lambda: cache.load_or_generate(mod.f, "reverse", (0,)))
+    assert vjp(1.0, 1.0)[1] == (6.0,)
+    assert stat.S_ISREG(os.lstat(path).st_mode)  # replaced by the real entry
+
+
+def test_other_odd_entries_are_misses(cache_dir, fake_pipeline, user_module):
+    mod = user_module(USER_SOURCE)
+    path = _entry_path(mod)
+    path.mkdir()  # a directory where the entry should be: cannot be replaced, still right
+    with pytest.warns(cache.S2SGradCacheWarning, match="cannot write"):
+        assert cache.load_or_generate(mod.f, "reverse", (0,))(1.0, 1.0)[1] == (6.0,)
+
+
+SEALABLE_RAISES = [
+    "raise SystemExit('planted')\n",
+    "import sys\nsys.exit(3)\n",
+    "raise KeyboardInterrupt\n",
+    "raise GeneratorExit\n",
+]
+
+
+@pytest.mark.parametrize("sealed", [False, True], ids=["unsealed", "sealed"])
+@pytest.mark.parametrize("body", SEALABLE_RAISES)
+def test_entry_raising_base_exceptions_is_corrupt_and_repaired(
+    cache_dir, fake_pipeline, user_module, body, sealed
+):
+    """Before: SystemExit/KeyboardInterrupt from an entry escaped grad, and the entry
+    stayed. Sealed: even an entry with a valid seal (bytes we did not write) that
+    raises them is corrupt: generated modules only import, define and assign."""
+    mod = user_module(USER_SOURCE)
+    key = cache.cache_key(mod.f, "reverse", (0,))
+    path = _entry_path(mod)
+    content = FAKE_DERIVATIVE.format(qualname="f", entry="f_vjp") + body
+    path.write_bytes(cache._seal(key, content) if sealed else content.encode())
+    os.chmod(path, 0o600)
+    vjp = cache.load_or_generate(mod.f, "reverse", (0,))
+    assert vjp(1.0, 1.0)[1] == (6.0,)
+    assert cache.stats["generated"] == 1 and cache.stats["loaded"] == 0
+    assert body not in path.read_text()  # repaired
+    cache._MEMO.clear()
+    assert cache.load_or_generate(mod.f, "reverse", (0,))(1.0, 1.0)[1] == (6.0,)
+    assert cache.stats["loaded"] == 1
+
+
+def test_a_real_ctrl_c_during_a_load_still_propagates(cache_dir, fake_pipeline, user_module):
+    """A SIGINT that lands while an entry runs is the user's, not the entry's."""
+    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        pytest.skip("SIGINT is not handled by Python's default handler here")
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signals are delivered to the main thread")
+    mod = user_module(USER_SOURCE)
+    key = cache.cache_key(mod.f, "reverse", (0,))
+    path = _entry_path(mod)
+    body = "import signal\nsignal.raise_signal(signal.SIGINT)\n"
+    path.write_bytes(cache._seal(key, body + FAKE_DERIVATIVE.format(qualname="f", entry="f_vjp")))
+    os.chmod(path, 0o600)
+    with pytest.raises(KeyboardInterrupt):
+        cache.load_or_generate(mod.f, "reverse", (0,))
+
+
+def test_stale_temporary_files_are_removed_fresh_ones_kept(cache_dir, fake_pipeline, user_module):
+    """Before: killed writers' .s2sgrad-tmp-* files stayed forever (clear() removed even
+    a live writer's)."""
+    cache_dir.mkdir(mode=0o700)
+    stale = cache_dir / ".s2sgrad-tmp-4242-dead.tmp"
+    fresh = cache_dir / ".s2sgrad-tmp-4243-live.tmp"
+    for path in (stale, fresh):
+        path.write_text("half a modu")
+    old = time.time() - 2 * cache._STALE_TMP_AGE
+    os.utime(stale, (old, old))
+    mod = user_module(USER_SOURCE)
+    cache.load_or_generate(mod.f, "reverse", (0,))  # a write sweeps the directory
+    assert not stale.exists()
+    assert fresh.exists()
+
+    os.utime(fresh, (old, old))
+    live = cache_dir / ".s2sgrad-tmp-4244-live.tmp"
+    live.write_text("being written")
+    assert cache.clear() == 1  # modules only: the temporaries are not counted
+    assert not fresh.exists() and live.exists()
+
+
+def _fail_reads_of_entries(monkeypatch, error: OSError):
+    """Every read of a cache entry fails with ``error`` (the new code opens with os.open,
+    the import system with io.open_code): a disk fault, or a file made unreadable."""
+    real_os_open, real_open_code = os.open, io.open_code
+
+    def os_open(path, flags, *args, **kwargs):
+        is_read = flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT) == 0
+        if is_read and cache._ENTRY_RE.match(os.path.basename(os.fspath(path))):
+            raise error
+        return real_os_open(path, flags, *args, **kwargs)
+
+    def open_code(path):
+        if cache._ENTRY_RE.match(os.path.basename(os.fspath(path))):
+            raise error
+        return real_open_code(path)
+
+    monkeypatch.setattr(os, "open", os_open)
+    monkeypatch.setattr(io, "open_code", open_code)
+    monkeypatch.setattr(_io, "open_code", open_code)  # what the import system calls
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        PermissionError(errno.EACCES, "Permission denied"),
+        OSError(errno.EIO, "Input/output error"),
+    ],
+    ids=["EACCES", "EIO"],
+)
+def test_unreadable_entries_give_the_right_result(
+    cache_dir, fake_pipeline, user_module, monkeypatch, error
+):
+    """Before: the load right after a fresh write re-read the file, and the
+    PermissionError escaped grad."""
+    mod = user_module(USER_SOURCE)
+    _fail_reads_of_entries(monkeypatch, error)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(3):
+            cache._MEMO.clear()
+            assert cache.load_or_generate(mod.f, "reverse", (0,))(1.0, 1.0)[1] == (6.0,)
+    assert len(fake_pipeline.calls) == 1  # one compilation, then this process's copy
+    assert len(caught) <= 1
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        OSError(errno.ENOSPC, "No space left on device"),
+        OSError(errno.EROFS, "Read-only file system"),
+        PermissionError(errno.EACCES, "Permission denied"),
+        OSError(errno.EIO, "Input/output error"),
+    ],
+    ids=["ENOSPC", "EROFS", "EACCES", "EIO"],
+)
+@pytest.mark.parametrize("where", ["write", "rename", "mkdir"])
+def test_write_faults_give_the_right_result_and_one_warning(
+    cache_dir, fake_pipeline, user_module, monkeypatch, error, where
+):
+    mod = user_module(USER_SOURCE)
+    if where == "write":
+        real = os.fdopen
+
+        def broken(fd, *args, **kwargs):
+            handle = real(fd, *args, **kwargs)
+            handle.write = lambda data: (_ for _ in ()).throw(error)
+            return handle
+
+        monkeypatch.setattr(os, "fdopen", broken)
+    elif where == "rename":
+        monkeypatch.setattr(os, "replace", lambda *a, **k: (_ for _ in ()).throw(error))
+    else:
+
+        def mkdir(*args, **kwargs):
+            raise error
+
+        monkeypatch.setattr(os, "mkdir", mkdir)
+        monkeypatch.setattr(os, "makedirs", mkdir)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for mode in ("reverse", "forward", "reverse"):
+            cache._MEMO.clear()
+            assert cache.load_or_generate(mod.f, mode, (0,))(1.0, 1.0)[1] == (6.0,)
+    assert [w.category for w in caught] == [cache.S2SGradCacheWarning]
+    assert error.strerror in str(caught[0].message)
+    if cache_dir.exists():
+        assert [p.name for p in cache_dir.iterdir()] == []  # no entry, no temporary file
+    assert len(fake_pipeline.calls) == 2  # one per key
+
+
+def test_concurrent_first_calls_compile_once(cache_dir, fake_pipeline, user_module, monkeypatch):
+    """Before: 8 threads calling a new function at once compiled it 8 times."""
+    mod = user_module(USER_SOURCE)
+    slow_generate = fake_pipeline.generate
+
+    def generate(*args, **kwargs):
+        time.sleep(0.2)  # a real compilation takes this long: the threads overlap
+        return slow_generate(*args, **kwargs)
+
+    monkeypatch.setattr(fake_pipeline, "generate", generate)
+    barrier = threading.Barrier(8)
+    results: list = []
+
+    def first_call():
+        barrier.wait()
+        results.append(cache.load_or_generate(mod.f, "reverse", (0,))(2.0, 1.0))
+
+    threads = [threading.Thread(target=first_call) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert results == [(12.0, (12.0,))] * 8
+    assert len(fake_pipeline.calls) == 1
+    assert cache.stats["generated"] == 1
+
+
+def test_one_compilation_per_key_even_without_a_disk_cache(
+    cache_dir, fake_pipeline, user_module, monkeypatch
+):
+    mod = user_module(USER_SOURCE)
+    monkeypatch.setattr(
+        os, "mkdir", lambda *a, **k: (_ for _ in ()).throw(PermissionError(13, "no"))
+    )
+    with pytest.warns(cache.S2SGradCacheWarning):
+        for _ in range(3):
+            cache._MEMO.clear()
+            cache.load_or_generate(mod.f, "reverse", (0,))
+    assert len(fake_pipeline.calls) == 1
+
+
+# ----------------------------------------------------------------------------- the key
+
+
+def _copy_package(tmp_path: Path) -> Path:
+    """A copy of the s2sgrad package tree (with transforms/) to edit."""
+    target = tmp_path / "pkg"
+    shutil.copytree(Path(cache._PACKAGE_DIR), target / "s2sgrad", ignore=_no_bytecode)
+    return target
+
+
+def _no_bytecode(directory, names):
+    return [n for n in names if n == "__pycache__"]
+
+
+def test_the_key_covers_every_package_file():
+    """Before: only transforms/*.py and four named files (not backends/jax.py, not the
+    rules, not the runtime), with the rules only through a hand-bumped version."""
+    listed = {os.path.realpath(path) for _label, path in cache._package_files()}
+    package = Path(s2sgrad.__file__).parent
+    expected = {os.path.realpath(p) for p in package.rglob("*.py") if "__pycache__" not in p.parts}
+    spec = importlib.util.find_spec("s2sgrad.transforms")
+    for location in spec.submodule_search_locations:
+        expected |= {os.path.realpath(p) for p in Path(location).rglob("*.py")}
+    assert expected <= listed
+    for name in ("backends/jax.py", "rules/elementwise.py", "runtime.py", "codegen.py"):
+        assert os.path.realpath(package / name) in listed
+
+
+@pytest.mark.parametrize(
+    "edited", ["backends/jax.py", "rules/elementwise.py", "runtime_jax.py", "rules/__init__.py"]
+)
+def test_an_edit_to_any_package_file_changes_the_key(tmp_path, monkeypatch, user_module, edited):
+    fn = user_module(USER_SOURCE).f
+    copy = _copy_package(tmp_path) / "s2sgrad"
+    monkeypatch.setattr(cache, "_PACKAGE_DIR", str(copy))
+    cache._compiler_fingerprint.cache_clear()
+    monkeypatch.setattr(cache, "_compiler_fingerprint", cache._compiler_fingerprint)
+    try:
+        before = cache.cache_key(fn, "reverse", (0,))
+        with open(copy / edited, "a") as handle:
+            handle.write("\n# a one-line change\n")
+        cache._compiler_fingerprint.cache_clear()
+        assert cache.cache_key(fn, "reverse", (0,)) != before
+    finally:
+        cache._compiler_fingerprint.cache_clear()
+
+
+def test_key_follows_the_numpy_and_jax_versions(user_module, monkeypatch):
+    fn = user_module(USER_SOURCE).f
+    keys = {backend: cache.cache_key(fn, "reverse", (0,), backend) for backend in ("numpy", "jax")}
+    monkeypatch.setattr(np, "__version__", "0.0.1-other")
+    cache._library_versions.cache_clear()
+    try:
+        assert cache.cache_key(fn, "reverse", (0,)) != keys["numpy"]
+        monkeypatch.undo()
+        cache._library_versions.cache_clear()
+        monkeypatch.setattr(cache, "_installed_version", lambda name: f"{name}-other")
+        assert cache.cache_key(fn, "reverse", (0,), "jax") != keys["jax"]
+        assert cache.cache_key(fn, "reverse", (0,)) == keys["numpy"]  # NumPy code: no JAX in it
+    finally:
+        cache._library_versions.cache_clear()
+
+
+def test_the_jax_version_is_read_without_importing_jax():
+    script = (
+        "import sys; from s2sgrad import cache; "
+        "v = cache._library_versions('jax'); "
+        "assert 'jax=' in v and 'jaxlib=' in v, v; "
+        "assert 'jax' not in sys.modules and 'jaxlib' not in sys.modules"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+def test_a_loaded_module_shows_its_own_lines(cache_dir, fake_pipeline, user_module):
+    """Entries run from the bytes read (no import by path), yet tracebacks, inspect and
+    pdb see the file: ``__file__`` is set and linecache holds exactly those lines."""
+    import inspect
+
+    mod = user_module(USER_SOURCE)
+    cache.load_or_generate(mod.f, "reverse", (0,))
+    cache._MEMO.clear()
+    vjp = cache.load_or_generate(mod.f, "reverse", (0,))
+    assert cache.stats["loaded"] == 1
+    [entry] = cache.list_entries()
+    assert vjp.__code__.co_filename == str(entry.path)
+    assert sys.modules.get(vjp.__module__) is None  # a fresh module per closure, unregistered
+    assert "def f_vjp(x, g):" in inspect.getsource(vjp)
+    with pytest.raises(TypeError) as info:
+        vjp(None, 1.0)
+    assert "out = scale * x * x" in "".join(traceback.format_tb(info.tb))
+
+
+def test_a_cache_path_through_a_file_is_a_warning_not_an_error(
+    tmp_path, fake_pipeline, user_module, cache_dir, monkeypatch
+):
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    monkeypatch.setenv(cache.ENV_VAR, str(blocker / "cache"))
+    mod = user_module(USER_SOURCE)
+    with pytest.warns(cache.S2SGradCacheWarning, match="Not a directory"):
+        assert cache.load_or_generate(mod.f, "reverse", (0,))(1.0, 1.0)[1] == (6.0,)
+    assert cache.list_entries() == [] and cache.clear() == 0

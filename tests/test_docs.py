@@ -247,3 +247,23 @@ def test_relative_link_points_to_something(page, number, target):
             f"{where}: link to {target!r}, but {destination.name} has no heading with anchor "
             f"#{fragment} (it has: {', '.join(sorted(anchors(destination)))})"
         )
+
+
+def test_the_errors_page_lists_every_error_class():
+    """docs/errors.md names every error s2sgrad raises, wherever the class is defined."""
+    import s2sgrad
+    import s2sgrad.backends.jax  # noqa: F401  (defines JaxLoweringError)
+    import s2sgrad.cache  # noqa: F401  (defines UnsafeCacheDirError)
+    import s2sgrad.codegen  # noqa: F401  (defines NoJaxEquivalentError)
+    import s2sgrad.rules.checking  # noqa: F401  (defines RuleCheckError)
+
+    def subclasses(cls):
+        for sub in cls.__subclasses__():
+            yield sub
+            yield from subclasses(sub)
+
+    page = (DOCS / "errors.md").read_text(encoding="utf-8")
+    ours = {c for c in subclasses(s2sgrad.S2SGradError) if c.__module__.startswith("s2sgrad.")}
+    missing = sorted(c.__name__ for c in ours if f"`{c.__name__}`" not in page)
+    assert not missing, f"docs/errors.md does not list: {missing}"
+    assert "`LoopBoundExceeded`" in page and "`S2SGradCacheWarning`" in page

@@ -1,0 +1,132 @@
+"""Differentiating through a callable s2sgrad produced is higher order: refused until it exists.
+
+``grad(f)``, ``value_and_grad(f)``, a ``vjp_fn`` and a ``@s2sgrad.grad``-decorated
+function are derivatives. The compiler used to look through them to ``f`` (their
+``__wrapped__``) and silently return first-order numbers. Now every way in is a
+``HigherOrderError`` at the user's line: called inside a differentiated function
+(at that call), or passed to ``grad``/``value_and_grad``/``jvp``/``vjp`` (at the
+API call). Where the decorated function itself is wanted (``derivative_source``,
+``s2sgrad inspect``) it still is.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import numpy as np
+import pytest
+
+import s2sgrad
+from s2sgrad.errors import HigherOrderError
+from tests.oracles import assert_close, central_difference_grad
+from tests.programs import composition
+
+X = np.array([0.5, -1.3, 2.1])
+
+CALLERS = [
+    "calls_grad",
+    "calls_forward_grad",
+    "calls_value_and_grad",
+    "calls_decorated",
+    "calls_through_helper",
+    "calls_vjp_fn",
+    "calls_grad_transformation",
+    "inactive_call_of_grad",
+]
+
+
+def marked_line(fn) -> int:
+    lines, start = inspect.getsourcelines(fn)
+    for offset, text in enumerate(lines):
+        if "# <-" in text:
+            return start + offset
+    raise AssertionError(f"no marker in {fn.__name__}")
+
+
+def _check_message(message: str, where: str) -> None:
+    first = message.splitlines()[0]
+    assert where in first, message
+    assert "higher order" in first and "not supported yet" in first, message
+    assert "hint:" in message, message
+
+
+@pytest.mark.parametrize("backend", ["numpy", "jax"])
+@pytest.mark.parametrize("mode", ["reverse", "forward"])
+@pytest.mark.parametrize("name", CALLERS)
+def test_calling_a_derivative_inside_is_refused_at_that_call(name, mode, backend):
+    fn = getattr(composition, name)
+    callee = fn if name != "calls_through_helper" else composition.helper_calling_grad
+    with pytest.raises(HigherOrderError) as info:
+        s2sgrad.grad(fn, mode=mode, backend=backend)(X)
+    _check_message(str(info.value), f"composition.py:{marked_line(callee)}:")
+
+
+@pytest.mark.parametrize("name", ["calls_grad", "calls_vjp_fn", "calls_decorated"])
+def test_calling_a_derivative_inside_is_refused_by_jvp_vjp_and_value_and_grad(name):
+    fn = getattr(composition, name)
+    where = f"composition.py:{marked_line(fn)}:"
+    for attempt in (
+        lambda: s2sgrad.jvp(fn, (X,), (np.ones(3),)),
+        lambda: s2sgrad.vjp(fn, X)[1](1.0),
+        lambda: s2sgrad.value_and_grad(fn)(X),
+    ):
+        with pytest.raises(HigherOrderError) as info:
+            attempt()
+        _check_message(str(info.value), where)
+
+
+PRODUCED = {
+    "grad": lambda: composition.g,
+    "grad_forward": lambda: composition.g_forward,
+    "value_and_grad": lambda: composition.vg,
+    "decorated": lambda: composition.decorated,
+    "vjp_fn": lambda: composition.vjp_fn,
+    "transformation": lambda: s2sgrad.grad,
+}
+
+API = {
+    "grad": lambda fn: s2sgrad.grad(fn)(X),
+    "grad_forward": lambda fn: s2sgrad.grad(fn, mode="forward")(X),
+    "value_and_grad": lambda fn: s2sgrad.value_and_grad(fn)(X),
+    "jvp": lambda fn: s2sgrad.jvp(fn, (X,), (np.ones(3),)),
+    "vjp": lambda fn: s2sgrad.vjp(fn, X),
+    "jax": lambda fn: s2sgrad.grad(fn, backend="jax")(X),
+}
+
+
+@pytest.mark.parametrize("api", list(API))
+@pytest.mark.parametrize("produced", list(PRODUCED))
+def test_passing_a_derivative_to_the_api_is_refused_at_the_users_line(produced, api):
+    fn = PRODUCED[produced]()
+    with pytest.raises(HigherOrderError) as info:
+        API[api](fn)
+    message = str(info.value)
+    # The location is this file's line that called the API (inside the API lambda).
+    line = inspect.getsourcelines(API[api])[1]
+    _check_message(message, f"test_composition.py:{line}:")
+
+
+def test_the_refusal_names_the_derivative_and_what_it_came_from():
+    with pytest.raises(HigherOrderError) as info:
+        s2sgrad.grad(composition.calls_vjp_fn)(X)
+    assert "`vjp_fn` is the vjp_fn that s2sgrad.vjp returned for `f`" in str(info.value)
+    with pytest.raises(HigherOrderError) as info:
+        s2sgrad.grad(composition.calls_grad)(X)
+    assert "`g` is s2sgrad.grad(`f`)" in str(info.value)
+
+
+def test_produced_callables_still_compute_first_derivatives():
+    expected = central_difference_grad(composition.f, [X], 0)
+    assert_close(composition.g(X), expected, rtol=1e-6)
+    assert_close(composition.decorated(X), expected, rtol=1e-6)
+    value, gradient = composition.vg(X)
+    assert_close(gradient, expected, rtol=1e-6)
+    assert_close(
+        composition.vjp_fn(1.0)[0], central_difference_grad(composition.f, [np.arange(1.0, 4.0)], 0)
+    )
+
+
+def test_derivative_source_of_a_decorated_function_is_its_primals():
+    # The decorated function itself is the target here: its derivative, not a higher one.
+    source = s2sgrad.derivative_source(composition.decorated)
+    assert "def decorated_vjp(" in source and "np.cos" in source
