@@ -82,7 +82,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from s2sgrad import running
+from s2sgrad import running, sources
 from s2sgrad._version import __version__
 from s2sgrad.errors import S2SGradError, SourceUnavailableError
 
@@ -456,7 +456,7 @@ def _describe(f: types.FunctionType) -> str:
 def _function_source(f: types.FunctionType, *, required: bool) -> str:
     """The dedented source of ``f``; for a callee without source, its bytecode instead."""
     try:
-        lines = running.source_lines(f)[0]
+        lines = sources.source_lines(f)[0]
     except (OSError, TypeError) as exc:
         if required:
             raise SourceUnavailableError(
@@ -464,7 +464,7 @@ def _function_source(f: types.FunctionType, *, required: bool) -> str:
                 hint="s2sgrad compiles source code: define the function in a .py file",
             ) from None
         return "bytecode:" + marshal.dumps(f.__code__).hex()
-    running.check_source_current(f, lines)  # an edited file is not the code that runs
+    sources.check_source_current(f, lines)  # an edited file is not the code that runs
     return textwrap.dedent("".join(lines).replace("\r\n", "\n"))
 
 

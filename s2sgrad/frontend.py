@@ -34,7 +34,7 @@ import libcst as cst
 import numpy as np
 from libcst.metadata import MetadataWrapper, PositionProvider
 
-from s2sgrad import ir, running
+from s2sgrad import ir, randomness, running, sources
 from s2sgrad.errors import (
     RandomDrawError,
     SourceLocation,
@@ -118,12 +118,12 @@ def get_source(fn: Callable) -> tuple[str, SourceInfo]:
     The source of what runs: read through the code object, so a decorator's wrapper
     gives its own source (``inspect`` would follow ``__wrapped__``), and checked
     against that code object, so an edit to the file after import is refused
-    (``running.check_source_current``).
+    (``sources.check_source_current``).
     """
     target = running.function_that_runs(fn)
     try:
         if isinstance(target, types.FunctionType):
-            lines, first_line = running.source_lines(target)
+            lines, first_line = sources.source_lines(target)
         else:
             lines, first_line = inspect.getsourcelines(target)
         filename = inspect.getsourcefile(target) or inspect.getfile(target)
@@ -135,7 +135,7 @@ def get_source(fn: Callable) -> tuple[str, SourceInfo]:
             "builtins and C extensions cannot be transformed, register a rule for them instead",
         ) from None
     if isinstance(target, types.FunctionType):
-        running.check_source_current(target, lines)
+        sources.check_source_current(target, lines)
     raw = "".join(lines)
     dedented = textwrap.dedent(raw)
     first = next((ln for ln in lines if ln.strip()), "")
@@ -572,7 +572,7 @@ class _Lowering:
             if arg.star:
                 raise self.unsupported(arg, "*args/**kwargs in calls", "pass arguments explicitly")
             value = self.expr(arg.value)
-            if isinstance(value, ir.Ref) and running.is_generator(value.value):
+            if isinstance(value, ir.Ref) and randomness.is_generator(value.value):
                 raise self.random_draw(
                     arg, f"passing the random number generator `{value.source}` to a call"
                 )
@@ -598,20 +598,20 @@ class _Lowering:
         if isinstance(func, ir.Ref):
             if running.produced(func.value) is not None:
                 raise running.higher_order_error(func.value, self.loc(node), func.source)
-            where = running.random_draw(func.value)
+            where = randomness.random_draw(func.value)
             if where is not None:
                 raise self.random_draw(node, f"`{func.source}` ({where})")
             if isinstance(func.value, types.FunctionType):
                 from s2sgrad.cache import _as_user_function
 
                 if _as_user_function(func.value) is not None:
-                    where = running.draws_in(func.value, lambda f: _as_user_function(f) is not None)
+                    where = randomness.draws_in(func.value, lambda f: _as_user_function(f) is not None)
                     if where is not None:
                         _raise_draw_in(func.value)  # at the draw itself, where it can
                         raise self.random_draw(node, f"`{func.source}` ({where})")
         elif isinstance(func, ir.Attribute):
             base = func.value
-            if isinstance(base, ir.Ref) and running.is_generator(base.value):
+            if isinstance(base, ir.Ref) and randomness.is_generator(base.value):
                 raise self.random_draw(
                     node, f"`{base.source}.{func.attr}` (a method of {type(base.value).__name__})"
                 )
@@ -627,7 +627,7 @@ class _Lowering:
             "mode in the backward sweep of called functions and when vjp_fn is called), and "
             "each run would draw different numbers, so value and derivative would not match",
             self.loc(node),
-            running.RANDOM_HINT,
+            randomness.RANDOM_HINT,
         )
 
     def comparison(self, node: cst.Comparison):
@@ -713,7 +713,7 @@ def _raise_draw_in(fn: types.FunctionType) -> None:
 
 
 # Generator methods that draw (a local variable's method of these names is refused as a draw).
-_DRAWING_METHODS = running.RNG_METHODS - {"VERSION", "bit_generator", "f", "power"}
+_DRAWING_METHODS = randomness.RNG_METHODS - {"VERSION", "bit_generator", "f", "power"}
 
 
 def _all_names(node: cst.CSTNode) -> set[str]:

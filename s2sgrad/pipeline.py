@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from s2sgrad import codegen, ir, running, runtime
+from s2sgrad import codegen, ir, running, runtime, sources
 from s2sgrad._version import __version__
 from s2sgrad.backends import BACKENDS, JAX_CONTROL_NAMES
 from s2sgrad.errors import SourceLocation, UsageError
@@ -250,7 +250,7 @@ def _header(
 ) -> str:
     target = running.function_that_runs(fn)
     try:
-        where = f"{inspect.getsourcefile(target)}, line {running.source_lines(target)[1]}"
+        where = f"{inspect.getsourcefile(target)}, line {sources.source_lines(target)[1]}"
     except (OSError, TypeError):
         where = "<unknown source>"
     kind = (
