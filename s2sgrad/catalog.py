@@ -42,7 +42,11 @@ class Entry:
 
 
 def _spelling(rule: Rule) -> tuple[str, str]:
+    from s2sgrad import runtime
+
     value = rule.primitive
+    if value is runtime.concatenate_items:  # what the frontend lowers np.r_[...] to
+        return "np.r_[...], np.c_[...]", "NumPy"
     if value in _OPERATOR_SYMBOLS:
         return _OPERATOR_SYMBOLS[value], "Python"
     if (

@@ -37,6 +37,7 @@ __all__ = [
     "average_weights",
     "broadcast_like",
     "clip_shares",
+    "concatenate_items",
     "cumprod_tangent",
     "dot_adjoint_lhs",
     "dot_adjoint_rhs",
@@ -59,15 +60,18 @@ __all__ = [
     "negated_shift",
     "norm_direction",
     "pad_tangent",
+    "power_slope_exponent",
     "prod_of_others",
     "set_at",
     "sort_order",
     "tensordot_adjoint_lhs",
     "tensordot_adjoint_rhs",
+    "thin_svd_factor",
     "tie_shares",
     "unaverage_weights",
     "unbroadcast",
     "unconcatenate",
+    "unconcatenate_items",
     "uncumprod",
     "undiag",
     "undiagonal",
@@ -393,18 +397,18 @@ def _matrix_norm_direction(x: np.ndarray, ord: Any, axis: tuple[int, int]) -> An
     """The derivative of a matrix norm over the axis pair ``axis`` (rows, columns) by ``x``.
 
     ``"nuc"``: ``U @ Vh`` of the thin SVD; ``2`` and ``-2``: ``u v^T`` of the
-    largest or smallest singular value (assumed simple, as jax's SVD rule
-    does); ``1``/``-1`` (largest/smallest column sum of magnitudes) and
+    largest or smallest singular value, tied values sharing equally as in jax
+    (``jnp.max`` of the singular values: the 2-norm of the identity has the
+    derivative ``I / n``); ``1``/``-1`` (largest/smallest column sum of magnitudes) and
     ``inf``/``-inf`` (row sum): the slope of ``abs`` on the chosen columns or
     rows, ties sharing equally as in jax.
     """
     row, col = _normalize_axes(axis, x.ndim)
     if ord in ("nuc", 2, -2):
-        u, _, vh = np.linalg.svd(np.moveaxis(x, (row, col), (-2, -1)), full_matrices=False)
-        if ord == 2:
-            u, vh = u[..., :, :1], vh[..., :1, :]
-        elif ord == -2:
-            u, vh = u[..., :, -1:], vh[..., -1:, :]
+        u, s, vh = np.linalg.svd(np.moveaxis(x, (row, col), (-2, -1)), full_matrices=False)
+        if ord in (2, -2):
+            extreme = s[..., :1] if ord == 2 else s[..., -1:]
+            u = u * tie_shares(s, extreme, -1, True)[..., None, :]
         return np.moveaxis(u @ vh, (-2, -1), (row, col))
     if ord in (1, -1):
         summed, across = row, col
@@ -424,6 +428,17 @@ def _matrix_norm_direction(x: np.ndarray, ord: Any, axis: tuple[int, int]) -> An
 def _float_dtype(*values: Any) -> Any:
     """The floating dtype derivatives of ``values`` carry (float32 stays float32)."""
     return np.result_type(*values, 1.0)
+
+
+@foldable
+def power_slope_exponent(y: Any) -> Any:
+    """The exponent ``e`` of ``d/dx x**y = y * x**e``: ``y - 1``, but 0 where ``y == 0``.
+
+    ``x**0`` is the constant 1, and ``y * x**(y - 1)`` would be ``0 * inf`` at ``x == 0``
+    (jax's ``integer_pow`` gives 0 there too). Written with operators only, so it runs
+    on Python numbers (and folds while generating code), arrays and jax tracers alike.
+    """
+    return y - 1 + (y == 0)
 
 
 def greater_share(x: Any, y: Any) -> Any:
@@ -708,14 +723,31 @@ def unconcatenate(g: Any, arrays: Any, axis: Any = 0) -> list[Any]:
     if axis is None:
         sizes = [np.size(e) for e in arrays]
         pieces = np.split(np.ravel(g), np.cumsum(sizes)[:-1])
-        return [np.reshape(p, np.shape(e)) for p, e in zip(pieces, arrays, strict=True)]
+        pieces = [np.reshape(p, np.shape(e)) for p, e in zip(pieces, arrays, strict=True)]
+        return _per_element(pieces, arrays)
     lengths = [np.shape(e)[axis] for e in arrays]
-    return list(np.split(g, np.cumsum(lengths)[:-1], axis=axis))
+    return _per_element(list(np.split(g, np.cumsum(lengths)[:-1], axis=axis)), arrays)
 
 
-def unstack(g: Any, axis: int = 0) -> list[Any]:
-    """Split the cotangent of ``np.stack(arrays, axis)`` into one cotangent per stacked array."""
-    return list(np.moveaxis(np.asarray(g), axis, 0))
+def unstack(g: Any, axis: int = 0, arrays: Any = None) -> list[Any]:
+    """Split the cotangent of ``np.stack(arrays, axis)`` into one cotangent per stacked array.
+
+    When ``arrays`` is one array (``np.stack(x)`` stacks its rows) the result is one
+    array shaped like it, not a list.
+    """
+    moved = np.moveaxis(np.asarray(g), axis, 0)
+    if arrays is not None and not isinstance(arrays, (list, tuple)):
+        return np.reshape(moved, np.shape(arrays))
+    return list(moved)
+
+
+def _per_element(pieces: list[Any], arrays: Any) -> Any:
+    """The cotangent of a sequence argument: a list of pieces for a list or tuple, and one
+    array shaped like ``arrays`` when a joining function received an array (whose elements
+    along the first axis are the joined items: ``np.vstack(x)`` of a 1-D ``x``)."""
+    if isinstance(arrays, (list, tuple)):
+        return pieces
+    return np.reshape(np.stack([np.asarray(p) for p in pieces]), np.shape(arrays))
 
 
 # --------------------------------------------------------------------------- control flow
@@ -824,7 +856,53 @@ def unjoin(g: Any, arrays: Any, how: str) -> list[Any]:
     axis = promoted[0][1]
     lengths = [shape[axis] for shape, _ in promoted]
     pieces = np.split(g, np.cumsum(lengths)[:-1], axis=axis)
-    return [np.reshape(p, np.shape(e)) for p, e in zip(pieces, arrays, strict=True)]
+    pieces = [np.reshape(p, np.shape(e)) for p, e in zip(pieces, arrays, strict=True)]
+    return _per_element(pieces, arrays)
+
+
+def concatenate_items(items: Any, how: str = "r_", directive: str | None = None) -> Any:
+    """``np.r_[items]`` (``how="r_"``) or ``np.c_[items]``, as a function of the list of items.
+
+    The frontend lowers ``np.r_[a, 0:3, b]`` to ``concatenate_items([a, np.arange(0, 3, 1),
+    b], "r_", None)``: a slice is the ``np.arange`` it stands for, and a leading string
+    (``np.r_["0,2", a, b]``) is ``directive``.
+    """
+    key = tuple(items) if directive is None else (directive, *items)
+    return (np.r_ if how == "r_" else np.c_)[key]
+
+
+def _items_layout(items: Any, how: str, directive: str | None) -> tuple[np.ndarray, list]:
+    """Where each element of ``items`` lands in ``concatenate_items(items, how, directive)``.
+
+    The index trick is applied to arrays of element numbers shaped like the items
+    (shapes are static, also under jax.jit): the result holds, at each position, the
+    number of the element copied there. Returns it and the items' shapes.
+    """
+    if any(isinstance(item, str) for item in items):
+        from s2sgrad.errors import UnsupportedSyntaxError
+
+        raise UnsupportedSyntaxError(
+            "a string item of np.r_[...] / np.c_[...] that is not a literal first item "
+            "(a directive held in a variable) is not differentiated",
+            hint='write the directive literally, first: np.r_["0,2", a, b]',
+        )
+    shapes = [np.shape(item) for item in items]
+    sizes = [int(np.prod(s)) for s in shapes]
+    offsets = np.cumsum([0] + sizes)
+    numbers = [np.arange(o, o + n).reshape(s) for o, n, s in zip(offsets, sizes, shapes)]
+    return concatenate_items(numbers, how, directive), shapes
+
+
+def unconcatenate_items(g: Any, items: Any, how: str = "r_", directive: str | None = None) -> list:
+    """The cotangent of each item of ``concatenate_items(items, how, directive)``.
+
+    Every element of the result is a copy of one element of one item, so the
+    cotangent is ``g`` read back in element-number order, cut and shaped per item.
+    """
+    layout, shapes = _items_layout(items, how, directive)
+    flat = np.ravel(g)[np.argsort(np.ravel(layout), kind="stable")]
+    pieces = np.split(flat, np.cumsum([int(np.prod(s)) for s in shapes])[:-1])
+    return [np.reshape(p, s) for p, s in zip(pieces, shapes, strict=True)]
 
 
 def unsplit(g: Any, ans: Any, axis: int = 0) -> Any:
@@ -1094,16 +1172,65 @@ def _einsum_terms(subscripts: str, operands: list[Any]) -> tuple[list[str], str]
     return expanded, output
 
 
-def einsum_tangent(subscripts: str, operands: Any, k: int, t: Any) -> Any:
+def _einsum_sublists(arguments: list[Any]) -> tuple[str, list[Any]]:
+    """The subscripts string and operands of ``np.einsum``'s sublist form.
+
+    ``np.einsum(a, [0, 1], b, [1, 2], [0, 2])`` alternates operands and lists of
+    axis labels (integers, or Ellipsis), with an optional output list last; it is
+    ``np.einsum("ab,bc->ac", a, b)``.
+    """
+
+    def letters(sublist: Any) -> str:
+        return "".join(
+            "..." if s is Ellipsis else _EINSUM_LETTERS[operator.index(s)] for s in sublist
+        )
+
+    operands = list(arguments[0::2])
+    inputs = [letters(s) for s in arguments[1::2]]
+    spec = ",".join(inputs[: len(operands)])
+    if len(arguments) % 2:  # an output sublist
+        operands = operands[:-1]
+        spec = ",".join(inputs) + "->" + letters(arguments[-1])
+    return spec, operands
+
+
+def _einsum_form(subscripts: Any, operands: Any, k: int) -> tuple[str, list[Any], int]:
+    """(subscripts string, operands, index of the operand ``k`` names) for either einsum form.
+
+    In the sublist form the rule's ``subscripts`` parameter holds the first operand:
+    ``k == -1`` names it, and ``k`` the rule's ``op<k>`` parameter otherwise.
+    """
+    ops = [op for op in operands if op is not None]
+    if isinstance(subscripts, str):
+        return subscripts, ops, k
+    spec, sub_ops = _einsum_sublists([subscripts, *ops])
+    return spec, sub_ops, (k + 1) // 2
+
+
+def _einsum_operand(subscripts: Any, operands: Any, k: int) -> bool:
+    """Whether the rule's parameter ``k`` (-1: ``subscripts``) holds an operand of the call
+    (not the subscripts string, a sublist, or the output sublist that ends the sublist form)."""
+    if isinstance(subscripts, str):
+        return k >= 0
+    count = 1 + sum(op is not None for op in operands)  # arguments of the call
+    position = k + 1
+    return position % 2 == 0 and not (count % 2 and position == count - 1)
+
+
+def einsum_tangent(subscripts: Any, operands: Any, k: int, t: Any) -> Any:
     """``np.einsum(subscripts, *operands)`` with the ``k``-th operand replaced by the tangent ``t``.
 
     Entries of ``operands`` that are None (operands the call did not pass) are dropped.
+    In the sublist form (``subscripts`` is the first operand) ``k == -1`` names it.
     """
-    ops = [t if i == k else op for i, op in enumerate(operands) if op is not None]
-    return np.einsum(subscripts, *ops)
+    if not _einsum_operand(subscripts, operands, k):
+        return None  # the subscripts string, or a sublist: no tangent
+    spec, ops, k = _einsum_form(subscripts, operands, k)
+    ops = [t if i == k else op for i, op in enumerate(ops)]
+    return np.einsum(spec, *ops)
 
 
-def einsum_adjoint(g: Any, subscripts: str, operands: Any, k: int) -> Any:
+def einsum_adjoint(g: Any, subscripts: Any, operands: Any, k: int) -> Any:
     """The cotangent of the ``k``-th operand of ``np.einsum(subscripts, *operands)``.
 
     It is an einsum of ``g`` with the other operands, whose output is the
@@ -1112,10 +1239,12 @@ def einsum_adjoint(g: Any, subscripts: str, operands: Any, k: int) -> Any:
     ``"ii->"``) gets an identity matrix, a letter only it carries (summed
     away) a vector of ones, and ``...`` axes it broadcast are summed back.
     Entries of ``operands`` that are None are dropped; for them the result is None.
+    In the sublist form (``subscripts`` is the first operand) ``k == -1`` names it.
     """
-    if operands[k] is None:
+    passed = subscripts if k == -1 else operands[k]
+    if passed is None or not _einsum_operand(subscripts, operands, k):
         return None
-    ops = [op for op in operands if op is not None]
+    subscripts, ops, k = _einsum_form(subscripts, operands, k)
     terms, output = _einsum_terms(subscripts, ops)
     target = terms[k]
     others = [(t, op) for i, (t, op) in enumerate(zip(terms, ops)) if i != k]
@@ -1169,7 +1298,7 @@ def multi_dot_adjoint(g: Any, arrays: Any) -> list[Any]:
         if k < len(mats) - 1:
             left = left @ np.swapaxes(_chain(mats[k + 1 :]), -1, -2)
         out.append(np.reshape(left, np.shape(arrays[k])))
-    return out
+    return _per_element(out, arrays)
 
 
 def _chain(mats: list[Any]) -> Any:
@@ -1179,6 +1308,29 @@ def _chain(mats: list[Any]) -> Any:
 def _power_factors(a: Any, n: int) -> tuple[Any, int]:
     """The base and exponent of ``matrix_power(a, n)`` as a non-negative power (``inv(a)`` for n < 0)."""
     return (np.linalg.inv(a), -n) if n < 0 else (a, n)
+
+
+def thin_svd_factor(u: Any, a: Any, full_matrices: Any = True) -> Any:
+    """``u`` of ``np.linalg.svd(a, full_matrices)``, checked to be the thin factor.
+
+    The svd rules (jax's formulas) differentiate the thin SVD; with ``full_matrices=True``
+    a non-square ``a`` has a square ``u`` or ``vt`` whose extra columns are not unique,
+    and jax refuses it too. Raises a clear error there instead of a shape mismatch.
+    """
+    _check_thin_svd(np.shape(a), full_matrices)
+    return u
+
+
+def _check_thin_svd(shape: tuple[int, ...], full_matrices: Any) -> None:
+    m, n = shape[-2:]
+    if full_matrices and m != n:
+        from s2sgrad.errors import NonDifferentiableError
+
+        raise NonDifferentiableError(
+            f"np.linalg.svd of a non-square {m}x{n} matrix with full_matrices=True has no "
+            "derivative: the extra singular vectors are not unique",
+            hint="pass full_matrices=False (the thin SVD), which s2sgrad differentiates",
+        )
 
 
 def matrix_power_tangent(a: Any, n: int, t: Any) -> Any:

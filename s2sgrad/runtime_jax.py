@@ -29,8 +29,12 @@ from jax import lax
 
 from s2sgrad.runtime import (
     _EINSUM_LETTERS,
+    _check_thin_svd,
     _diagonal_positions,
+    _einsum_form,
+    _einsum_operand,
     _einsum_terms,
+    _items_layout,
     _joined_shape,
     _kron_shapes,
     _normalize_axes,
@@ -39,6 +43,7 @@ from s2sgrad.runtime import (
     _sequence_like,
     foldable,
     inverse_permutation,
+    power_slope_exponent,
 )
 
 __all__ = [
@@ -48,6 +53,7 @@ __all__ = [
     "average_weights",
     "broadcast_like",
     "clip_shares",
+    "concatenate_items",
     "cumprod_tangent",
     "dot_adjoint_lhs",
     "dot_adjoint_rhs",
@@ -70,16 +76,19 @@ __all__ = [
     "negated_shift",
     "norm_direction",
     "pad_tangent",
+    "power_slope_exponent",
     "prod_of_others",
     "set_at",
     "sort_order",
     "tensordot_adjoint_lhs",
     "tensordot_adjoint_rhs",
+    "thin_svd_factor",
     "tie_shares",
     "trapezoid_weights",
     "unaverage_weights",
     "unbroadcast",
     "unconcatenate",
+    "unconcatenate_items",
     "unconvolve",
     "uncumprod",
     "uncumulative_sum",
@@ -310,11 +319,10 @@ def _matrix_norm_direction(x: Any, ord: Any, axis: tuple[int, int]) -> Any:
     """The derivative of a matrix norm over the axis pair ``axis`` (see ``runtime``)."""
     row, col = _normalize_axes(axis, x.ndim)
     if ord in ("nuc", 2, -2):
-        u, _, vh = jnp.linalg.svd(jnp.moveaxis(x, (row, col), (-2, -1)), full_matrices=False)
-        if ord == 2:
-            u, vh = u[..., :, :1], vh[..., :1, :]
-        elif ord == -2:
-            u, vh = u[..., :, -1:], vh[..., -1:, :]
+        u, s, vh = jnp.linalg.svd(jnp.moveaxis(x, (row, col), (-2, -1)), full_matrices=False)
+        if ord in (2, -2):  # tied extreme singular values share equally (see ``runtime``)
+            extreme = s[..., :1] if ord == 2 else s[..., -1:]
+            u = u * tie_shares(s, extreme, -1, True)[..., None, :]
         return jnp.moveaxis(u @ vh, (-2, -1), (row, col))
     if ord in (1, -1):
         summed, across = row, col
@@ -526,15 +534,25 @@ def unconcatenate(g: Any, arrays: Any, axis: Any = 0) -> list[Any]:
     if axis is None:
         sizes = [math.prod(jnp.shape(e)) for e in arrays]
         pieces = jnp.split(jnp.ravel(g), _split_points(sizes))
-        return [jnp.reshape(p, jnp.shape(e)) for p, e in zip(pieces, arrays, strict=True)]
+        pieces = [jnp.reshape(p, jnp.shape(e)) for p, e in zip(pieces, arrays, strict=True)]
+        return _per_element(pieces, arrays)
     lengths = [jnp.shape(e)[axis] for e in arrays]
-    return list(jnp.split(g, _split_points(lengths), axis=axis))
+    return _per_element(list(jnp.split(g, _split_points(lengths), axis=axis)), arrays)
 
 
-def unstack(g: Any, axis: int = 0) -> list[Any]:
+def unstack(g: Any, axis: int = 0, arrays: Any = None) -> list[Any]:
     """Split the cotangent of ``stack(arrays, axis)`` per stacked array (see ``runtime.unstack``)."""
     moved = jnp.moveaxis(jnp.asarray(g), axis, 0)
+    if arrays is not None and not isinstance(arrays, (list, tuple)):
+        return jnp.reshape(moved, jnp.shape(arrays))
     return [moved[i] for i in range(moved.shape[0])]
+
+
+def _per_element(pieces: list[Any], arrays: Any) -> Any:
+    """A list for a list or tuple argument, one array shaped like an array argument."""
+    if isinstance(arrays, (list, tuple)):
+        return pieces
+    return jnp.reshape(jnp.stack([jnp.asarray(p) for p in pieces]), jnp.shape(arrays))
 
 
 # --------------------------------------------------------------------------- control flow
@@ -586,7 +604,26 @@ def unjoin(g: Any, arrays: Any, how: str) -> list[Any]:
     axis = promoted[0][1]
     lengths = [shape[axis] for shape, _ in promoted]
     pieces = jnp.split(g, _split_points(lengths), axis=axis)
-    return [jnp.reshape(p, jnp.shape(e)) for p, e in zip(pieces, arrays, strict=True)]
+    pieces = [jnp.reshape(p, jnp.shape(e)) for p, e in zip(pieces, arrays, strict=True)]
+    return _per_element(pieces, arrays)
+
+
+def concatenate_items(items: Any, how: str = "r_", directive: str | None = None) -> Any:
+    """``np.r_[items]`` / ``np.c_[items]`` (see ``runtime.concatenate_items``): the items'
+    elements gathered in the order the index trick puts them, a layout computed from the
+    static shapes, so it traces under jax.jit."""
+    layout, _ = _items_layout(items, how, directive)
+    flat = jnp.concatenate([jnp.ravel(jnp.asarray(item)) for item in items])
+    return jnp.reshape(flat[np.ravel(layout)], np.shape(layout))
+
+
+def unconcatenate_items(g: Any, items: Any, how: str = "r_", directive: str | None = None) -> list:
+    """The cotangent of each item of ``concatenate_items`` (see ``runtime``)."""
+    layout, shapes = _items_layout(items, how, directive)
+    flat = jnp.ravel(g)[np.argsort(np.ravel(layout), kind="stable")]
+    sizes = [math.prod(s) for s in shapes]
+    pieces = jnp.split(flat, _split_points(sizes))
+    return [jnp.reshape(p, s) for p, s in zip(pieces, shapes, strict=True)]
 
 
 def unsplit(g: Any, ans: Any, axis: int = 0) -> Any:
@@ -771,20 +808,25 @@ def kron_adjoint_rhs(g: Any, a: Any, b: Any) -> Any:
     return jnp.reshape(db, jnp.shape(b))
 
 
-def einsum_tangent(subscripts: str, operands: Any, k: int, t: Any) -> Any:
-    """``einsum(subscripts, *operands)`` with operand ``k`` replaced by ``t`` (None entries dropped)."""
-    ops = [t if i == k else op for i, op in enumerate(operands) if op is not None]
-    return jnp.einsum(subscripts, *ops)
+def einsum_tangent(subscripts: Any, operands: Any, k: int, t: Any) -> Any:
+    """``einsum(subscripts, *operands)`` with operand ``k`` replaced by ``t`` (None entries dropped;
+    ``k == -1``: the first operand of the sublist form)."""
+    if not _einsum_operand(subscripts, operands, k):
+        return None
+    spec, ops, k = _einsum_form(subscripts, operands, k)
+    ops = [t if i == k else op for i, op in enumerate(ops)]
+    return jnp.einsum(spec, *ops)
 
 
-def einsum_adjoint(g: Any, subscripts: str, operands: Any, k: int) -> Any:
+def einsum_adjoint(g: Any, subscripts: Any, operands: Any, k: int) -> Any:
     """The cotangent of operand ``k`` of ``einsum(subscripts, *operands)`` (see ``runtime``).
 
     The identity and ones factors it adds take ``g``'s floating dtype (NumPy's are float64).
     """
-    if operands[k] is None:
+    passed = subscripts if k == -1 else operands[k]
+    if passed is None or not _einsum_operand(subscripts, operands, k):
         return None
-    ops = [op for op in operands if op is not None]
+    subscripts, ops, k = _einsum_form(subscripts, operands, k)
     terms, output = _einsum_terms(subscripts, ops)
     target = terms[k]
     others = [(t, op) for i, (t, op) in enumerate(zip(terms, ops)) if i != k]
@@ -835,7 +877,7 @@ def multi_dot_adjoint(g: Any, arrays: Any) -> list[Any]:
         if k < len(mats) - 1:
             left = left @ jnp.swapaxes(_chain(mats[k + 1 :]), -1, -2)
         out.append(jnp.reshape(left, jnp.shape(arrays[k])))
-    return out
+    return _per_element(out, arrays)
 
 
 def _chain(mats: list[Any]) -> Any:
@@ -845,6 +887,12 @@ def _chain(mats: list[Any]) -> Any:
 def _power_factors(a: Any, n: int) -> tuple[Any, int]:
     """The base and exponent of ``matrix_power(a, n)`` as a non-negative power."""
     return (jnp.linalg.inv(a), -n) if n < 0 else (a, n)
+
+
+def thin_svd_factor(u: Any, a: Any, full_matrices: Any = True) -> Any:
+    """``u`` of ``svd(a, full_matrices)``, checked to be the thin factor (see ``runtime``)."""
+    _check_thin_svd(jnp.shape(a), full_matrices)
+    return u
 
 
 def matrix_power_tangent(a: Any, n: int, t: Any) -> Any:

@@ -55,5 +55,18 @@ def shapes(x: Any) -> Any:
 
 
 def is_inexact(x: Any) -> bool:
-    """Whether a value (or any leaf of a tree) is float or complex: something to differentiate."""
-    return any(np.issubdtype(np.result_type(leaf), np.inexact) for leaf in leaves(x))
+    """Whether a value (or any leaf of a tree) is float or complex: something to differentiate.
+
+    Strings, None and other non-numeric leaves (einsum subscripts, a pad mode passed
+    positionally) are not: ``np.result_type("i,i->")`` would parse the string as a dtype.
+    """
+    return any(_leaf_is_inexact(leaf) for leaf in leaves(x))
+
+
+def _leaf_is_inexact(leaf: Any) -> bool:
+    if leaf is None or isinstance(leaf, (str, bytes)):
+        return False
+    try:
+        return bool(np.issubdtype(np.result_type(leaf), np.inexact))
+    except (TypeError, ValueError):
+        return False

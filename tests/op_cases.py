@@ -23,6 +23,13 @@ is exercised by a case whose function unpacks the tuple and returns the
 outputs listed in ``keep`` (all by default), as a tuple, or the output
 itself when ``keep`` names one; its scalar wrapper sums ``np.sin`` of each
 kept output. Outputs left out test the zero cotangents of unused outputs.
+``np.r_[...]`` and ``np.c_[...]`` exercise ``runtime.concatenate_items``, what the
+frontend lowers them to (a slice item is ``np.arange(lo, hi, step)``, a leading
+string the ``directive``). The "signature forms" section covers each rule's other
+ways of being called: positional vs keyword arguments, einsum's sublist form, one
+array as the sequence of a joining function, 0-d and 1-D items, length-1 axes,
+and singular points where jax defines the derivative.
+
 A primitive returning a list (``np.split``) gives ``pieces``, the list's
 length: its function returns the list, its scalar wrapper sums ``np.sin`` of
 the pieces in ``keep`` (all by default).
@@ -148,6 +155,10 @@ class Case:
             return BINARY_SYNTAX[type(node.op)]
         if isinstance(node, ast.UnaryOp):
             return UNARY_SYNTAX[type(node.op)]
+        if isinstance(node, ast.Subscript) and _is_index_trick(node):
+            from s2sgrad.runtime import concatenate_items
+
+            return concatenate_items  # np.r_[...] / np.c_[...], as the frontend lowers them
         if isinstance(node, ast.Subscript):
             return operator.getitem
         raise ValueError(f"case {self.expr!r}: not a single primitive call")
@@ -166,6 +177,8 @@ class Case:
             return [ast.unparse(node.left), ast.unparse(node.right)], {}
         if isinstance(node, ast.UnaryOp):
             return [ast.unparse(node.operand)], {}
+        if isinstance(node, ast.Subscript) and _is_index_trick(node):
+            return _index_trick_sources(node)
         if isinstance(node, ast.Subscript):
             index = ast.get_source_segment(self.expr, node.slice)
             return [ast.unparse(node.value), f"np.s_[{index}]"], {}
@@ -193,6 +206,30 @@ class Case:
                 value = (value + np.swapaxes(value, -1, -2)) / 2
             out.append(value)
         return out
+
+
+def _is_index_trick(node: ast.Subscript) -> bool:
+    return ast.unparse(node.value) in ("np.r_", "np.c_")
+
+
+def _index_trick_sources(node: ast.Subscript) -> tuple[list[str], dict[str, str]]:
+    """``np.r_[a, 0:3, b]`` as the frontend lowers it: the list of items (a slice is
+    ``np.arange(lo, hi, step)``), ``how`` and the leading directive string."""
+    elts = node.slice.elts if isinstance(node.slice, ast.Tuple) else [node.slice]
+    items, directive = [], None
+    for k, e in enumerate(elts):
+        if isinstance(e, ast.Slice):
+            lo, hi, step = (
+                ast.unparse(p) if p is not None else d
+                for p, d in ((e.lower, "0"), (e.upper, "None"), (e.step, "1"))
+            )
+            items.append(f"np.arange({lo}, {hi}, {step})")
+        elif k == 0 and isinstance(e, ast.Constant) and isinstance(e.value, str):
+            directive = repr(e.value)
+        else:
+            items.append(ast.unparse(e))
+    how = repr(ast.unparse(node.value)[3:])
+    return [f"[{', '.join(items)}]"], {"how": how, "directive": directive or "None"}
 
 
 def C(
@@ -561,6 +598,88 @@ CASES: list[Case] = [
     C("np.linalg.svd(x, full_matrices=False)", x=(2, 3, 2), keep=(1,)),
     C("np.linalg.lstsq(a, b, rcond=None)", a=(4, 2), b=(4,), keep=(0,)),
     C("np.linalg.lstsq(a, b, rcond=None)", a=wellcond(3, 3), b=(3, 2), keep=(0,)),
+    # ---- signature forms: positional vs keyword, sublist/string forms, one array as the
+    # sequence of a joining function, 0-d and 1-D items, length-1 axes, singular points
+    C("np.vstack(x)", x=(3,)),
+    C("np.hstack(x)", x=(3,)),
+    C("np.column_stack(x)", x=(3,)),
+    C("np.dstack(x)", x=(2, 3)),
+    C("np.stack(x)", x=(2, 3)),
+    C("np.stack(x, 1)", x=(2, 3)),
+    C("np.concatenate(x)", x=(2, 3)),
+    C("np.concatenate(x, axis=None)", x=(2, 3)),
+    C("np.linalg.multi_dot(x)", x=(3, 2, 2)),
+    C("np.hstack([x, y])", x=(), y=(2,)),
+    C("np.stack([x, y])", x=(), y=()),
+    C("np.stack((x, y), -1)", x=(2,), y=(2,)),
+    C("np.column_stack([x, y])", x=(), y=()),
+    C("np.dstack((x, y))", x=(), y=()),
+    C("np.vstack((x, y))", x=(2,), y=(2,)),
+    C("np.vstack([x, y])", x=(), y=()),
+    C("np.concatenate((x, y), 0)", x=(2,), y=(3,)),
+    C("np.append(x, y)", x=(2, 2), y=(3,)),
+    C("np.append(x, y, axis=0)", x=(2, 3), y=(1, 3)),
+    C("np.append(x, 1.5)", x=(2,)),
+    C("np.atleast_3d(x)", x=()),
+    C("np.atleast_3d(x)", x=(3,)),
+    C("np.atleast_3d(x)", x=(2, 3)),
+    C("np.r_[x, y]", x=(2,), y=(3,)),
+    C("np.r_[x, 1.5, y]", x=(), y=(2,)),
+    C("np.r_[x, 0:3, y]", x=(2,), y=()),
+    C("np.r_[x]", x=(2, 3)),
+    C("np.r_['0,2', x, y]", x=(3,), y=(3,)),
+    C("np.r_['-1', x, y]", x=(2, 2), y=(2, 1)),
+    C("np.r_['1,2,0', x, y]", x=(3,), y=(3,)),
+    C("np.c_[x, y]", x=(3,), y=(3,)),
+    C("np.c_[x, y, x]", x=(2, 2), y=(2,)),
+    C("np.c_[x, 1:4]", x=(3,)),
+    C("np.einsum(x, [0, 1], [1, 0])", x=(2, 3)),
+    C("np.einsum(x, [0, 1], y, [1, 2], [0, 2])", x=(2, 3), y=(3, 2)),
+    C("np.einsum(x, [0, 1], y, [1, 2])", x=(2, 3), y=(3, 2)),
+    C("np.einsum(x, [Ellipsis, 0], [Ellipsis])", x=(2, 3)),
+    C("np.einsum(x, [0, 0])", x=(3, 3)),
+    C("np.einsum('ij,j->i', x, y, optimize=True)", x=(2, 3), y=(3,)),
+    C("np.sum(x, 0, None, None, True)", x=(2, 3)),
+    C("np.mean(x, 1, None, None, True)", x=(2, 3)),
+    C("np.sum(x, dtype=np.float64)", x=(3,)),
+    C("np.mean(x, axis=0, dtype=float)", x=(2, 2)),
+    C("np.cumsum(x, 0, np.float64)", x=(2, 2)),
+    C("np.var(x, 0, None, None, 1, True)", x=(3, 2)),
+    C("np.std(x, 1, None, None, 0)", x=(2, 3)),
+    C("np.linalg.norm(x, 2, 0)", x=(3, 2)),
+    C("np.linalg.norm(x, None, 1, True)", x=(2, 3)),
+    C("np.take(x, np.array([1, 0]), 1)", x=(2, 3)),
+    C("np.repeat(x, 2, 0)", x=(2, 3)),
+    C("np.diff(x, 1, 0)", x=(3, 2)),
+    C("np.pad(x, (1, 2), 'symmetric')", x=(3,)),
+    C("np.pad(x, 1, 'constant')", x=(2, 2)),
+    C("np.sort(x, 0)", x=(3, 2)),
+    C("np.linalg.svdvals(x)", x=(3, 2)),
+    C("np.linalg.svdvals(x)", x=(2, 2, 3)),
+    # length-1 axes: std and nanstd over one element are constant (jax says nan: FD judges)
+    C("np.std(x, axis=0)", x=(1, 3), jax=False),
+    C("np.std(x)", x=(), jax=False),
+    C("np.std(x, axis=1, keepdims=True)", x=(2, 1), jax=False),
+    C("np.nanstd(x, axis=1)", x=(3, 1), jax=False),
+    C("np.var(x, axis=0)", x=(1, 3)),
+    C("np.nanvar(x, 0)", x=(1, 2)),
+    C("np.mean(x, axis=1)", x=(2, 1)),
+    C("np.ptp(x, axis=0)", x=(1, 3)),
+    C("np.max(x, axis=0)", x=(1, 3)),
+    C("np.linalg.norm(x, axis=0)", x=(1, 3)),
+    # singular points where jax defines the derivative
+    C("np.hypot(x, y)", x=np.array([0.0, 0.0, 3.0]), y=np.array([0.0, -1.0, 4.0]), smooth=False),
+    C("np.hypot(x, 0.0)", x=np.array([0.0, 2.0]), smooth=False),
+    C("x ** 0", x=np.array([0.0, 1.0, -2.0]), smooth=False),
+    C("np.power(x, 0.0)", x=np.array([0.0, 2.0]), jax=False),
+    C("x ** 1", x=np.array([0.0, 2.0]), smooth=False),
+    C("np.linalg.norm(x, 1)", x=np.array([0.0, -1.0, 2.0]), smooth=False),
+    C("np.linalg.norm(x, 2)", x=np.eye(2), smooth=False),
+    C("np.linalg.norm(x, -2)", x=np.diag([2.0, 0.5, 0.5]), smooth=False),
+    C("np.linalg.norm(x, np.inf)", x=np.array([1.0, -1.0, 0.5]), smooth=False),
+    C("np.where(x > 0, x, y)", x=np.array([0.0, 1.0, -1.0]), y=(3,), smooth=False),
+    C("np.maximum(x, 0.0)", x=np.array([0.0, 1.0, -1.0]), smooth=False),
+    C("np.clip(x, y, 1.0)", x=np.array([0.0, 1.0, 0.5]), y=np.array([0.0, 0.0, 0.5]), smooth=False),
     # ---- scipy.special
     C("scipy.special.logsumexp(x)", x=(2, 3)),
     C("scipy.special.logsumexp(x, axis=-1, keepdims=True)", x=(2, 3)),

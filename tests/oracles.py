@@ -189,13 +189,23 @@ def _structure(tree: Any) -> Any:
     return "leaf"
 
 
+def _check_dtype(name: str, actual: Any, expected: Any) -> None:
+    """A derivative from JAX fixes the dtype too: float32 in, float32 out. Only where the
+    expected leaf is a jax array (from the jnp twin) and the actual leaf has a dtype."""
+    if not isinstance(expected, jax.Array) or not hasattr(actual, "dtype"):
+        return
+    if np.dtype(actual.dtype) != np.dtype(expected.dtype):
+        raise AssertionError(f"{name}: dtype {actual.dtype}, expected {expected.dtype} (as JAX)")
+
+
 def assert_close(
     actual: Any, expected: Any, *, rtol: float = RTOL, atol: float = ATOL, what: str = "value"
 ) -> None:
     """Assert that two results (arrays, scalars, or nested tuples/lists/dicts of them) agree.
 
     Shapes must match exactly (a 0-d array and a Python float both have shape
-    ``()``), then values within ``|a - e| <= atol + rtol * |e|``. The failure
+    ``()``), dtypes too where the expected leaf is a jax array (JAX's derivative of a
+    float32 input is float32), then values within ``|a - e| <= atol + rtol * |e|``. The failure
     message names the differing leaf, its shapes, the worst element and the
     largest absolute and relative errors.
     """
@@ -215,6 +225,7 @@ def assert_close(
             if a is not e:
                 raise AssertionError(f"{name}: got {a!r}, expected {e!r}")
             continue
+        _check_dtype(name, a, e)
         a_arr = np.asarray(a, dtype=np.float64)
         e_arr = np.asarray(e, dtype=np.float64)
         if a_arr.shape != e_arr.shape:

@@ -318,6 +318,22 @@ CASES = [
     case("unstack", r(2, 3), 0, static=(1,)),
     case("unstack", r(2, 3, 2), -1, static=(1,)),
     case("unstack", r(2, 3, 2), 1, static=(1,)),
+    # one array as the sequence of a joining function: one array as its cotangent
+    case("unconcatenate", r(6), r(2, 3), 0, static=(2,)),
+    case("unconcatenate", r(6), r(2, 3), None, static=(2,)),
+    case("unstack", r(3, 2), 1, r(2, 3), static=(1,)),
+    case("power_slope_exponent", np.array([0.0, 1.0, 2.5, -1.0])),
+    case("thin_svd_factor", r(3, 3), r(3, 3), True, static=(2,)),
+    case("thin_svd_factor", r(3, 2), r(3, 2), False, static=(2,)),
+    # np.r_[...] / np.c_[...]
+    case("concatenate_items", [r(2), r(3)], "r_", None, static=(1, 2)),
+    case("concatenate_items", [r(3), 1.5, np.arange(2)], "r_", None, static=(1, 2)),
+    case("concatenate_items", [r(3), r(3)], "r_", "0,2", static=(1, 2)),
+    case("concatenate_items", [r(2, 2), r(2)], "c_", None, static=(1, 2)),
+    case("unconcatenate_items", r(5), [r(2), r(3)], "r_", None, static=(2, 3)),
+    case("unconcatenate_items", r(2, 3), [r(3), r(3)], "r_", "0,2", static=(2, 3)),
+    case("unconcatenate_items", r(3, 2), [r(3), r(3)], "r_", "1,2,0", static=(2, 3)),
+    case("unconcatenate_items", r(2, 3), [r(2, 2), r(2)], "c_", None, static=(2, 3)),
     # control flow
     case("accumulate", None, r(2)),
     case("accumulate", r(2), None),

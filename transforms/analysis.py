@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 from s2sgrad.transforms.templates import any_template, bind_call, differentiable_params
 
-from s2sgrad import ir
+from s2sgrad import ir, running
 from s2sgrad.errors import NoDerivativeRuleError, NonDifferentiableError, UnsupportedSyntaxError
 from s2sgrad.rules import lookup
 
@@ -73,10 +73,7 @@ def is_user_function(value) -> bool:
 
 def bind_user_call(call: ir.Call, loc) -> list:
     """The arguments of a call of a user function, in its parameters' order."""
-    import inspect
-
-    callee = inspect.unwrap(call.fn.value)
-    sig = inspect.signature(callee)
+    sig = running.signature(call.fn.value)
     try:
         bound = sig.bind(*call.args, **dict(call.kwargs))
     except TypeError as exc:
@@ -182,6 +179,11 @@ class _Analyzer:
             if not isinstance(stmt, ir.Assign):
                 continue
             if not any(activity.active(t.id) for t in stmt.targets):
+                # Not varied, yet feeding the result: a differentiated value may have gone
+                # into an argument the rule does not differentiate (np.einsum(a, [0, 1])
+                # binds `a` to the subscripts). Refuse that: it would be a silent zero.
+                if any(t.id in activity.useful for t in stmt.targets):
+                    _check_discrete_arguments(stmt, set(activity.varied), self.fn.temps)
                 continue
             srcs, has_rule = self.sources_of(stmt)
             active_in = [s for s in srcs if s in activity.varied]

@@ -241,7 +241,21 @@ def forward(
     container_names = may_be_containers(fn, frozenset(fn.params[i].name for i in containers))
     fwd = _Forward(fn, activity, names, compilation, container_names)
     tangent_params = tuple(ir.Param(fwd.tangent_of(p).id) for p in wrt_names)
-    body = fwd.block(fn.body)
+    # A parameter outside `wrt` that a later statement makes varied (`x = 0.5 * x + y`
+    # where SSA renaming is off, in functions with control flow) has a tangent name
+    # that statements read before any statement writes it: it starts as zeros.
+    prologue = tuple(
+        ir.Assign(
+            (fwd.tangent_of(p.name),),
+            ir.Call(
+                ZEROS_LIKE_TREE if p.name in container_names else ZEROS_LIKE, (ir.Name(p.name),)
+            ),
+            fn.loc,
+        )
+        for p in fn.params
+        if p.name not in wrt_names and activity.active(p.name)
+    )
+    body = prologue + fwd.block(fn.body)
     if has_aux:  # return the whole (value, aux) result, with value's tangent
         ret = body[-1]
         body = (*body[:-1], replace(ret, value=ir.Seq("tuple", (result, ret.value.elts[1]))))

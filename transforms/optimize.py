@@ -163,7 +163,8 @@ def simplify(
     uses is safe; nested blocks see what is known where they start. A name later
     updated in place (``u[0] = ...``) keeps its right-hand side as written: folding
     ``u = x * 1.0`` to ``u = x`` would make ``u`` an alias of ``x``, and the update
-    would change ``x`` too.
+    would change ``x`` too. Likewise nothing folds to a bare name that is updated in
+    place (``v = w * 1.0`` then ``w[1:] = ...``: ``v`` must not see the update).
     """
     if known is None:
         known = {}
@@ -198,7 +199,12 @@ def simplify(
             )
         if isinstance(stmt, ir.Assign):
             keep = any(t.id in updated for t in stmt.targets)
-            value = drop_default_arguments(stmt.value if keep else simplify_value(stmt.value))
+            value = stmt.value if keep else simplify_value(stmt.value)
+            if isinstance(value, ir.Name) and value.id in updated and value is not stmt.value:
+                # `v = w * 1.0` -> `v = w` would make `v` an alias of `w`, and a later
+                # update of `w` in place (`w[1:] = ...`) would change `v` too.
+                value = stmt.value
+            value = drop_default_arguments(value)
             value = _subtract_negations(value, negations)
             stmt = replace(stmt, value=value)
             if (

@@ -540,7 +540,11 @@ class _Reverse(DerivativeBuilder):
                     self.accumulate_atom(elt, part, state, out, loc)
         elif isinstance(atom, ir.Seq) and self.act.atom_active(atom):
             parts = [self.temp() for _ in atom.elts]
-            out.append(ir.Assign(tuple(parts), c, loc))
+            if len(parts) == 1:  # `(t,) = c` would print as `t = c`: index instead
+                first = ir.Call(GETITEM, (c, ir.Index((ir.Const(0),))))
+                out.append(ir.Assign((parts[0],), first, loc))
+            else:
+                out.append(ir.Assign(tuple(parts), c, loc))
             for elt, part in zip(atom.elts, parts):
                 self.accumulate_atom(elt, part, state, out, loc)
 

@@ -150,6 +150,156 @@ def bind_call(
     }
 
 
+def check_argument_forms(template: Template, bindings: dict[str, Any], loc) -> None:
+    """Refuse argument values a rule accepts in its signature but does not differentiate.
+
+    Every rule: ``out=`` must be None (a write into another array), ``dtype=`` None or a
+    floating type (an integer dtype truncates the result: its derivative is not the
+    rule's). Per rule, ``registry.restrict`` lists the values a parameter may take.
+    Called for differentiated calls only: a constant call may use any form.
+    """
+    name, restrictions = getattr(template.fn, "__s2sgrad_restrictions__", (None, {}))
+    name = name or _primitive_name(template)
+    for param in template.primal_params:
+        atom = bindings.get(param)
+        if param == "out" and not _is_const(atom, None):
+            raise NoDerivativeRuleError(
+                f"`{name}(..., out=...)` writes its result into another array, which s2sgrad "
+                "does not differentiate",
+                loc,
+                "assign the result instead: y = f(...) rather than f(..., out=y)",
+            )
+        if param == "dtype" and not (_is_const(atom, None) or _is_float_dtype(atom)):
+            raise NoDerivativeRuleError(
+                f"`{name}(..., dtype=...)` with a dtype that is not a floating type (or not a "
+                "constant) is not differentiated: the result would be cast, and its derivative "
+                "is not the rule's",
+                loc,
+                "leave dtype out (or pass a float dtype such as np.float64), and convert the "
+                "result afterwards outside the differentiated code",
+            )
+        if param in restrictions:
+            allowed, hint = restrictions[param]
+            value = _constant_value(atom)
+            if value is _NOT_CONSTANT and Ellipsis in allowed:
+                continue  # a value known at run time, which the runtime helper checks
+            if value is _NOT_CONSTANT or not any(_same(value, a) for a in allowed):
+                shown = " or ".join(f"{param}={a!r}" for a in allowed if a is not Ellipsis)
+                given = "a value known only at run time" if value is _NOT_CONSTANT else repr(value)
+                raise NoDerivativeRuleError(
+                    f"`{name}` is differentiated only with {shown}; this call passes "
+                    f"{param}={given}",
+                    loc,
+                    hint or f"call it with {shown}, or register a rule of your own for it",
+                )
+
+
+_NOT_CONSTANT = object()
+
+
+def _constant_value(atom: Any) -> Any:
+    if isinstance(atom, ir.Const):
+        return atom.value
+    if isinstance(atom, ir.Ref):
+        return atom.value
+    return _NOT_CONSTANT
+
+
+def _same(value: Any, allowed: Any) -> bool:
+    try:
+        return type(value) is type(allowed) and bool(value == allowed)
+    except (TypeError, ValueError):
+        return False
+
+
+def _is_const(atom: Any, value: Any) -> bool:
+    return isinstance(atom, ir.Const) and atom.value is value
+
+
+def _is_float_dtype(atom: Any) -> bool:
+    import numpy as np
+
+    value = _constant_value(atom)
+    if value is _NOT_CONSTANT:
+        return False
+    try:
+        return np.dtype(value).kind == "f"
+    except TypeError:
+        return False
+
+
+def _primitive_name(template: Template) -> str:
+    name = getattr(template.fn, "__s2sgrad_primitive__", "")
+    return name or template.fn.__qualname__.rsplit("_", 1)[0]
+
+
+def _sequence_primitives() -> set[int]:
+    """Primitives whose rules take a list or tuple of arrays as such (not as one array)."""
+    import numpy as np
+
+    from s2sgrad import runtime
+
+    prims = (
+        np.concatenate,
+        np.stack,
+        np.hstack,
+        np.vstack,
+        np.dstack,
+        np.column_stack,
+        np.append,
+        np.array,
+        np.asarray,
+        np.einsum,
+        np.linalg.multi_dot,
+        runtime.concatenate_items,
+    )
+    return {id(p) for p in prims}
+
+
+def with_array_arguments(call: ir.Call) -> ir.Call:
+    """A list or tuple literal passed where a NumPy function expects *one* array,
+    ``np.sum([1.0, a * a, 2.0])``, becomes ``np.asarray([...])``.
+
+    NumPy converts it anyway; jax.numpy refuses lists, and the derivative rules see the
+    array they are written for (``np.asarray``'s rule hands each element its share).
+    Only arguments bound to differentiable parameters of NumPy/SciPy functions with
+    rules change; joining functions and other rules taking sequences keep theirs.
+    """
+    import numpy as np
+
+    from s2sgrad.rules import lookup
+
+    fn = call.fn.value if isinstance(call.fn, ir.Ref) else None
+    rule = lookup(fn) if fn is not None else None
+    module = getattr(fn, "__module__", None) or ""
+    if (
+        rule is None
+        or rule.nondifferentiable
+        or not (module.startswith("numpy") or module.startswith("scipy"))
+        or id(fn) in _sequence_primitives()
+        or not any(_is_sequence(a) for a in (*call.args, *(v for _, v in call.kwargs)))
+    ):
+        return call
+    try:
+        bound = any_template(rule).signature.bind(*call.args, **dict(call.kwargs))
+    except TypeError:
+        return call  # the compiler reports the mismatch where it matters
+    wrap = {p for p in differentiable_params(rule) if _is_sequence(bound.arguments.get(p))}
+    if not wrap:
+        return call
+    asarray = ir.Ref("np.asarray", np.asarray)
+    for p in wrap:
+        bound.arguments[p] = ir.Call(asarray, (bound.arguments[p],))
+    positional = any_template(rule).primal_params[: len(call.args)]
+    args = tuple(bound.arguments[n] for n in positional)
+    kwargs = tuple((k, bound.arguments[k]) for k, _ in call.kwargs)
+    return ir.Call(call.fn, args, kwargs)
+
+
+def _is_sequence(atom: Any) -> bool:
+    return isinstance(atom, ir.Seq) and atom.kind in ("list", "tuple")
+
+
 def _is_atom(value: Any) -> bool:
     return isinstance(value, (ir.Name, ir.Const, ir.Ref, ir.Seq, ir.Index))
 
@@ -215,6 +365,7 @@ def instantiate(
     Returns the statements and the renaming used, so the caller can map the
     template's ``result`` / ``entries`` through ``substitute``.
     """
+    check_argument_forms(template, bindings, loc)
     mapping = dict(bindings)
     stmts: list[ir.Stmt] = []
     for stmt in template.body:

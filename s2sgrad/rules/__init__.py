@@ -2,9 +2,9 @@
 
 Importing this package registers every built-in rule (the ``elementwise``,
 ``reductions``, ``shape``, ``linalg`` and ``nondiff`` modules register theirs
-when imported; ``special`` only where SciPy is installed). ``RULESET_VERSION``
-is part of every cache key: bump it whenever a built-in template changes, so
-cached derivative modules generated with the old template are not reused.
+when imported; ``special`` only where SciPy is installed). The cache key hashes
+every file of the package, these included, so a changed built-in template never
+reuses a module generated with the old one; nothing needs bumping by hand.
 """
 
 from s2sgrad.rules import (  # noqa: F401
@@ -18,7 +18,14 @@ from s2sgrad.rules import (  # noqa: F401
     sequences,
     shape,
 )
-from s2sgrad.rules.registry import all_rules, defjvp, defvjp, lookup, nondifferentiable
+from s2sgrad.rules.registry import (
+    all_rules,
+    defjvp,
+    defvjp,
+    lookup,
+    nondifferentiable,
+    restrict,
+)
 
 # SciPy is optional: its rules exist when it is installed (a function calling
 # scipy.special needs it anyway), and s2sgrad runs without it.
@@ -29,6 +36,11 @@ except ImportError:
 else:
     from s2sgrad.rules import special  # noqa: F401
 
-RULESET_VERSION = "5"
-
-__all__ = ["RULESET_VERSION", "all_rules", "defjvp", "defvjp", "lookup", "nondifferentiable"]
+__all__ = [
+    "all_rules",
+    "defjvp",
+    "defvjp",
+    "lookup",
+    "nondifferentiable",
+    "restrict",
+]

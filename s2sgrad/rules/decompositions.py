@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from s2sgrad.rules.registry import defjvp, defvjp
-from s2sgrad.runtime import matrix_power_adjoint, matrix_power_tangent
+from s2sgrad.rules.registry import defjvp, defvjp, restrict
+from s2sgrad.runtime import matrix_power_adjoint, matrix_power_tangent, thin_svd_factor
 
 
 @defjvp(np.linalg.slogdet, outputs=2)
@@ -95,7 +95,7 @@ def qr_vjp(g, ans, a, mode="reduced"):
 
 @defjvp(np.linalg.svd, outputs=3)
 def svd_jvp(ans, a, full_matrices=True, compute_uv=True, hermitian=False, *, da):
-    u, s, vt = ans[0], ans[1], ans[2]
+    u, s, vt = thin_svd_factor(ans[0], a, full_matrices), ans[1], ans[2]
     v = np.swapaxes(vt, -1, -2)
     ut = np.swapaxes(u, -1, -2)
     dp = ut @ da @ v
@@ -118,7 +118,7 @@ def svd_jvp(ans, a, full_matrices=True, compute_uv=True, hermitian=False, *, da)
 
 @defvjp(np.linalg.svd, outputs=3)
 def svd_vjp(g, ans, a, full_matrices=True, compute_uv=True, hermitian=False):
-    u, s, vt = ans[0], ans[1], ans[2]
+    u, s, vt = thin_svd_factor(ans[0], a, full_matrices), ans[1], ans[2]
     gu, gs, gv = g[0], g[1], np.swapaxes(g[2], -1, -2)
     v = np.swapaxes(vt, -1, -2)
     ut = np.swapaxes(u, -1, -2)
@@ -134,6 +134,49 @@ def svd_vjp(g, ans, a, full_matrices=True, compute_uv=True, hermitian=False):
     gu_outside = (gu - u @ (ut @ gu)) / s_row
     gv_outside = (gv - v @ (vt @ gv)) / s_row
     return core + gu_outside @ vt + u @ np.swapaxes(gv_outside, -1, -2)
+
+
+# The singular values alone (np.linalg.svdvals(a), which is svd(a, compute_uv=False)):
+# ds = diag(u^T da v), as for svd's second output; distinct nonzero values assumed.
+@defjvp(np.linalg.svdvals)
+def svdvals_jvp(ans, x, *, dx):
+    usv = np.linalg.svd(x, full_matrices=False)
+    u = usv[0]
+    vt = usv[2]
+    return np.diagonal(np.swapaxes(u, -1, -2) @ dx @ np.swapaxes(vt, -1, -2), 0, -2, -1)
+
+
+@defvjp(np.linalg.svdvals)
+def svdvals_vjp(g, ans, x):
+    usv = np.linalg.svd(x, full_matrices=False)
+    return (usv[0] * g[..., None, :]) @ usv[2]
+
+
+# svd's rules need all three outputs: compute_uv=False returns s alone (svdvals).
+restrict(
+    np.linalg.svd,
+    compute_uv=(True,),
+    hint="for the singular values alone call np.linalg.svdvals(a), which s2sgrad "
+    "differentiates (or take np.linalg.svd(a, full_matrices=False)[1])",
+)
+# hermitian=True reads one triangle of a matrix assumed symmetric: another function.
+restrict(
+    np.linalg.svd,
+    np.linalg.pinv,
+    hermitian=(False,),
+    hint="leave hermitian out (hermitian=False), or symmetrize the matrix yourself",
+)
+restrict(
+    np.linalg.qr,
+    mode=("reduced",),
+    hint="call np.linalg.qr(a) (mode='reduced'), the only mode s2sgrad differentiates",
+)
+restrict(
+    np.linalg.cholesky,
+    upper=(False,),
+    hint="take the lower factor l = np.linalg.cholesky(a) and transpose it: "
+    "np.swapaxes(l, -1, -2)",
+)
 
 
 # Only the solution x of (x, residuals, rank, s) is differentiated; the others get zero

@@ -19,8 +19,8 @@ import operator
 
 import numpy as np
 
-from s2sgrad.rules.registry import defjvp, defvjp, nondifferentiable
-from s2sgrad.runtime import broadcast_like, greater_share, unbroadcast
+from s2sgrad.rules.registry import defjvp, defvjp, nondifferentiable, restrict
+from s2sgrad.runtime import broadcast_like, greater_share, power_slope_exponent, unbroadcast
 
 # --------------------------------------------------------------------------- arithmetic
 
@@ -69,13 +69,15 @@ def divide_vjp(g, ans, x, y):
 @defjvp(np.power, np.float_power, operator.pow)
 def power_jvp(ans, x, y, *, dx, dy):
     # d/dy x**y = x**y * log(x); at x == 0 jax takes log(1) = 0 instead of -inf, and so do we.
-    # d/dx at x == 0 with y == 0 is nan here (0 * inf) where jax says 0.
-    return dx * y * x ** (y - 1), dy * ans * np.log(np.where(x == 0, 1, x))
+    # d/dx = y * x**(y - 1), with the exponent 0 where y == 0 (x**0 is the constant 1, and
+    # 0 * x**-1 would be 0 * inf at x == 0): jax's integer_pow agrees, central differences too.
+    # For a literal y the exponent folds while generating code: x ** 2 -> 2 * x.
+    return dx * y * x ** power_slope_exponent(y), dy * ans * np.log(np.where(x == 0, 1, x))
 
 
 @defvjp(np.power, np.float_power, operator.pow)
 def power_vjp(g, ans, x, y):
-    dx = unbroadcast(g * y * x ** (y - 1), x)
+    dx = unbroadcast(g * y * x ** power_slope_exponent(y), x)
     dy = unbroadcast(g * ans * np.log(np.where(x == 0, 1, x)), y)
     return dx, dy
 
@@ -234,6 +236,14 @@ def nan_to_num_jvp(ans, x, copy=True, nan=0.0, posinf=None, neginf=None, *, dx):
 @defvjp(np.nan_to_num)
 def nan_to_num_vjp(g, ans, x, copy=True, nan=0.0, posinf=None, neginf=None):
     return np.where(np.isfinite(x), g, 0.0)
+
+
+# copy=False writes the result into x itself: an update of an input s2sgrad does not see.
+restrict(
+    np.nan_to_num,
+    copy=(True,),
+    hint="leave copy out (copy=True) and assign the result: x = np.nan_to_num(x)",
+)
 
 
 # Step functions and sign tests: derivative zero wherever it exists (jax agrees).
@@ -457,14 +467,23 @@ def arctan2_vjp(g, ans, x, y):
     return unbroadcast(g * y / (x**2 + y**2), x), unbroadcast(-g * x / (x**2 + y**2), y)
 
 
+# hypot at (0, 0) is not differentiable; jax (max(|x|, |y|) * sqrt(1 + r**2), with ties of
+# max shared) gives each input the slope 1/2 there, and so do we (x / ans would be 0 / 0).
 @defjvp(np.hypot)
 def hypot_jvp(ans, x, y, *, dx, dy):
-    return dx * x / ans, dy * y / ans
+    zero = ans == 0
+    safe = np.where(zero, 1.0, ans)
+    return dx * np.where(zero, 0.5, x / safe), dy * np.where(zero, 0.5, y / safe)
 
 
 @defvjp(np.hypot)
 def hypot_vjp(g, ans, x, y):
-    return unbroadcast(g * x / ans, x), unbroadcast(g * y / ans, y)
+    zero = ans == 0
+    safe = np.where(zero, 1.0, ans)
+    return (
+        unbroadcast(g * np.where(zero, 0.5, x / safe), x),
+        unbroadcast(g * np.where(zero, 0.5, y / safe), y),
+    )
 
 
 @defjvp(np.deg2rad, np.radians)

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from s2sgrad.rules.registry import defjvp, defvjp
+from s2sgrad.rules.registry import defjvp, defvjp, restrict
 from s2sgrad.runtime import (
     negated_shift,
     pad_tangent,
     sort_order,
+    unconcatenate,
     undiag,
     undiagonal,
     unjoin,
@@ -157,6 +158,14 @@ def pad_vjp(g, ans, array, pad_width, mode="constant", constant_values=0):
     return unpad(g, array, pad_width, mode)
 
 
+restrict(
+    np.pad,
+    mode=("constant", "empty", "edge", "reflect", "symmetric", "wrap", ...),
+    hint="s2sgrad differentiates np.pad with mode 'constant', 'edge', 'reflect', "
+    "'symmetric' or 'wrap'",
+)
+
+
 @defjvp(np.atleast_1d)
 def atleast_1d_jvp(ans, arys, *, darys):
     return np.atleast_1d(darys)
@@ -175,6 +184,31 @@ def atleast_2d_jvp(ans, arys, *, darys):
 @defvjp(np.atleast_2d)
 def atleast_2d_vjp(g, ans, arys):
     return np.reshape(g, np.shape(arys))
+
+
+@defjvp(np.atleast_3d)
+def atleast_3d_jvp(ans, arys, *, darys):
+    return np.atleast_3d(darys)
+
+
+@defvjp(np.atleast_3d)
+def atleast_3d_vjp(g, ans, arys):
+    return np.reshape(g, np.shape(arys))
+
+
+# np.append(arr, values) joins the flattened arrays; with an axis, concatenate along it.
+@defjvp(np.append)
+def append_jvp(ans, arr, values, axis=None, *, darr, dvalues):
+    return (
+        np.append(darr, np.zeros_like(values, dtype=float), axis),
+        np.append(np.zeros_like(arr, dtype=float), dvalues, axis),
+    )
+
+
+@defvjp(np.append)
+def append_vjp(g, ans, arr, values, axis=None):
+    pieces = unconcatenate(g, [arr, values], axis)
+    return pieces[0], pieces[1]
 
 
 # --------------------------------------------------------------------------- diagonals and triangles

@@ -105,13 +105,32 @@ def kron_vjp(g, ans, a, b):
 
 # np.einsum(subscripts, *operands): templates take at most five operands, by position
 # (the missing ones are None). Each operand's contribution is the einsum with its tangent
-# in its place; its cotangent an einsum of g with the other operands.
+# in its place; its cotangent an einsum of g with the other operands. In the sublist form
+# (np.einsum(a, [0, 1], b, [1, 2], [0, 2])) `subscripts` holds the first operand and the
+# op<k> parameters the sublists and the other operands: so `subscripts` is differentiable
+# too (a string never is active), and the helpers read the form off its type.
+# `optimize` only changes the order of the contractions.
 @defjvp(np.einsum)
 def einsum_jvp(
-    ans, subscripts, op0, op1=None, op2=None, op3=None, op4=None, *, dop0, dop1, dop2, dop3, dop4
+    ans,
+    subscripts,
+    op0,
+    op1=None,
+    op2=None,
+    op3=None,
+    op4=None,
+    optimize=False,
+    *,
+    dsubscripts,
+    dop0,
+    dop1,
+    dop2,
+    dop3,
+    dop4,
 ):
     ops = (op0, op1, op2, op3, op4)
     return (
+        einsum_tangent(subscripts, ops, -1, dsubscripts),
         einsum_tangent(subscripts, ops, 0, dop0),
         einsum_tangent(subscripts, ops, 1, dop1),
         einsum_tangent(subscripts, ops, 2, dop2),
@@ -121,10 +140,10 @@ def einsum_jvp(
 
 
 @defvjp(np.einsum)
-def einsum_vjp(g, ans, subscripts, op0, op1=None, op2=None, op3=None, op4=None):
+def einsum_vjp(g, ans, subscripts, op0, op1=None, op2=None, op3=None, op4=None, optimize=False):
     ops = (op0, op1, op2, op3, op4)
     return (
-        None,
+        einsum_adjoint(g, subscripts, ops, -1),
         einsum_adjoint(g, subscripts, ops, 0),
         einsum_adjoint(g, subscripts, ops, 1),
         einsum_adjoint(g, subscripts, ops, 2),

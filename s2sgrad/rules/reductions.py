@@ -3,10 +3,11 @@ norm and cumsum.
 
 Parameters mirror NumPy's signatures (``a, axis=None, dtype=None, out=None,
 keepdims=False``) so that positional and keyword arguments bind as they do in
-NumPy. ``dtype`` and ``out`` are accepted and ignored: derivatives follow the
-dtype of the tangent or cotangent. ``initial=`` and ``where=`` are not
-parameters of these rules, so the compiler rejects calls that pass them
-rather than differentiating them wrongly.
+NumPy. A differentiated call may pass ``dtype`` only as a floating type and
+``out`` only as None (``transforms.templates.check_argument_forms`` refuses the
+rest at the call's line); derivatives follow the dtype of the tangent or
+cotangent. ``initial=`` and ``where=`` are not parameters of these rules, so the
+compiler rejects calls that pass them rather than differentiating them wrongly.
 
 The reverse rules broadcast the cotangent back over the reduced axes with
 ``unreduce``.
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from s2sgrad.rules.registry import defjvp, defvjp
+from s2sgrad.rules.registry import defjvp, defvjp, restrict
 from s2sgrad.runtime import (
     average_weights,
     norm_direction,
@@ -131,7 +132,7 @@ def nanvar_jvp(ans, a, axis=None, dtype=None, out=None, ddof=0, keepdims=False, 
     present = np.logical_not(np.isnan(a))
     n = np.sum(present, axis=axis, keepdims=True)
     centered = np.where(present, a - np.nanmean(a, axis=axis, keepdims=True), 0.0)
-    return np.sum(centered * da * 2 / (n - ddof), axis=axis, keepdims=keepdims)
+    return np.sum(centered * da * 2 / np.maximum(n - ddof, 0), axis=axis, keepdims=keepdims)
 
 
 @defvjp(np.nanvar)
@@ -139,15 +140,19 @@ def nanvar_vjp(g, ans, a, axis=None, dtype=None, out=None, ddof=0, keepdims=Fals
     present = np.logical_not(np.isnan(a))
     n = np.sum(present, axis=axis, keepdims=True)
     centered = np.where(present, a - np.nanmean(a, axis=axis, keepdims=True), 0.0)
-    return unreduce(g, a, axis, keepdims) * centered * 2 / (n - ddof)
+    return unreduce(g, a, axis, keepdims) * centered * 2 / np.maximum(n - ddof, 0)
 
 
+# A slice with one entry that is not NaN has a constant std (0): its derivative is 0, where
+# centered / ans would be 0 / 0 (the denominator is made infinite there). NaN entries get 0.
 @defjvp(np.nanstd)
 def nanstd_jvp(ans, a, axis=None, dtype=None, out=None, ddof=0, keepdims=False, *, da):
     present = np.logical_not(np.isnan(a))
     n = np.sum(present, axis=axis, keepdims=True)
     centered = np.where(present, a - np.nanmean(a, axis=axis, keepdims=True), 0.0)
-    return np.sum(centered * da / (n - ddof), axis=axis, keepdims=keepdims) / ans
+    spread = np.where(n == 1, np.inf, unreduce(ans, a, axis, keepdims))
+    share = np.where(present, centered * da / (np.maximum(n - ddof, 0) * spread), 0.0)
+    return np.sum(share, axis=axis, keepdims=keepdims)
 
 
 @defvjp(np.nanstd)
@@ -155,7 +160,9 @@ def nanstd_vjp(g, ans, a, axis=None, dtype=None, out=None, ddof=0, keepdims=Fals
     present = np.logical_not(np.isnan(a))
     n = np.sum(present, axis=axis, keepdims=True)
     centered = np.where(present, a - np.nanmean(a, axis=axis, keepdims=True), 0.0)
-    return unreduce(g / ans, a, axis, keepdims) * centered / (n - ddof)
+    spread = np.where(n == 1, np.inf, unreduce(ans, a, axis, keepdims))
+    scale = unreduce(g, a, axis, keepdims) / (np.maximum(n - ddof, 0) * spread)
+    return np.where(present, scale * centered, 0.0)
 
 
 # average = sum(w * a) / sum(w): d/da = w / sum(w), d/dw = (a - average) / sum(w). numpy's
@@ -179,33 +186,46 @@ def average_vjp(g, ans, a, axis=None, weights=None, returned=False, keepdims=Fal
     return spread * w, None, unaverage_weights(spread * centered, weights, a, axis)
 
 
+restrict(
+    np.average,
+    returned=(False,),
+    hint="differentiate np.average(a, axis, weights) and compute the sum of the weights "
+    "separately",
+)
+
+
 # var = sum((a - mean)**2) / (n - ddof); the mean's own derivative cancels, as sum(a - mean) = 0.
 @defjvp(np.var)
 def var_jvp(ans, a, axis=None, dtype=None, out=None, ddof=0, keepdims=False, *, da):
     centered = a - np.mean(a, axis=axis, keepdims=True)
     n = np.size(a) / np.size(ans)
-    return np.sum(centered * da, axis=axis, keepdims=keepdims) * 2 / (n - ddof)
+    return np.sum(centered * da, axis=axis, keepdims=keepdims) * 2 / np.maximum(n - ddof, 0)
 
 
 @defvjp(np.var)
 def var_vjp(g, ans, a, axis=None, dtype=None, out=None, ddof=0, keepdims=False):
     centered = a - np.mean(a, axis=axis, keepdims=True)
     n = np.size(a) / np.size(ans)
-    return unreduce(g * 2 / (n - ddof), a, axis, keepdims) * centered
+    return unreduce(g * 2 / np.maximum(n - ddof, 0), a, axis, keepdims) * centered
 
 
+# std over one element (a length-1 axis, a 0-d array) is constant: derivative 0, where
+# centered / ans would be 0 / 0 (jax gives nan there); the denominator is made infinite.
+# With n - ddof <= 0 NumPy divides by zero (the value is nan or inf), and so does the rule.
 @defjvp(np.std)
 def std_jvp(ans, a, axis=None, dtype=None, out=None, ddof=0, keepdims=False, *, da):
     centered = a - np.mean(a, axis=axis, keepdims=True)
     n = np.size(a) / np.size(ans)
-    return np.sum(centered * da, axis=axis, keepdims=keepdims) / ((n - ddof) * ans)
+    denominator = np.maximum(n - ddof, 0) * np.where(n == 1, np.inf, ans)
+    return np.sum(centered * da, axis=axis, keepdims=keepdims) / denominator
 
 
 @defvjp(np.std)
 def std_vjp(g, ans, a, axis=None, dtype=None, out=None, ddof=0, keepdims=False):
     centered = a - np.mean(a, axis=axis, keepdims=True)
     n = np.size(a) / np.size(ans)
-    return unreduce(g / ((n - ddof) * ans), a, axis, keepdims) * centered
+    denominator = np.maximum(n - ddof, 0) * np.where(n == 1, np.inf, ans)
+    return unreduce(g / denominator, a, axis, keepdims) * centered
 
 
 @defjvp(np.linalg.norm)

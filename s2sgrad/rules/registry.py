@@ -39,6 +39,12 @@ that are not differentiable, trailing ones omitted; a single expression means
 the first parameter's. For a sequence parameter the entry is an expression
 evaluating to a sequence of cotangents, one per element.
 
+A parameter whose values a template handles only in part (``compute_uv`` of
+``np.linalg.svd``) is declared with ``restrict(primitive, param=(values...),
+hint=...)``: a differentiated call passing another value is refused at its
+line. ``out=`` (which must be None) and ``dtype=`` (None or a floating type)
+are checked for every rule that has them.
+
 Both templates may assign local names before the return; the compiler renames
 them hygienically and dead-code elimination drops those an active subset does
 not need. Templates are backend-neutral: they call ``np.*`` and the helpers of
@@ -72,6 +78,9 @@ class Rule:
     outputs: int = 1
     # The module that registered the rule: built-in rules come from s2sgrad.rules.*.
     origin: str = ""
+    # Parameters whose values the templates handle only partly (see ``restrict``):
+    # parameter name -> (the values accepted, a hint for the calls refused).
+    restrictions: dict[str, tuple[tuple, str]] = field(default_factory=dict)
 
     @property
     def builtin(self) -> bool:
@@ -149,6 +158,7 @@ def defjvp(
 
     def register(template: Callable) -> Callable:
         template.__s2sgrad_outputs__ = outputs
+        template.__s2sgrad_primitive__ = _name_of(primitives[0]) if primitives else ""
         if check is not False:
             from s2sgrad.rules.checking import check_rule
 
@@ -162,6 +172,7 @@ def defjvp(
             rule.diff_params = diff
             rule.outputs = outputs
             rule.origin = template.__module__
+            _mark_restrictions(rule)
         _GENERATION[0] += 1
         return template
 
@@ -181,6 +192,7 @@ def defvjp(
     def register(template: Callable) -> Callable:
         _check_vjp_signature(template)
         template.__s2sgrad_outputs__ = outputs
+        template.__s2sgrad_primitive__ = _name_of(primitives[0]) if primitives else ""
         if check is not False:
             from s2sgrad.rules.checking import check_rule
 
@@ -192,6 +204,7 @@ def defvjp(
             rule.nondifferentiable = False
             rule.outputs = outputs
             rule.origin = template.__module__
+            _mark_restrictions(rule)
         _GENERATION[0] += 1
         return template
 
@@ -212,6 +225,32 @@ def nondifferentiable(*primitives: Any) -> None:
         rule.jvp = rule.vjp = None
         rule.diff_params = ()
     _GENERATION[0] += 1
+
+
+def restrict(*primitives: Any, hint: str = "", **allowed: Any) -> None:
+    """Declare the only values some parameters of a primitive's rules support.
+
+    ``restrict(np.linalg.svd, compute_uv=(True,), hint=...)``: a differentiated call
+    that passes another value (or a value only known at run time) is refused at its
+    line with a NoDerivativeRuleError carrying ``hint``, instead of being differentiated
+    as if the parameter had a supported value. Register the templates first.
+    """
+    for prim in primitives:
+        rule = _entry(prim)
+        for param, values in allowed.items():
+            rule.restrictions[param] = (tuple(values), hint)
+        _mark_restrictions(rule)
+    _GENERATION[0] += 1
+
+
+def _mark_restrictions(rule: Rule) -> None:
+    """Templates carry their rule's restrictions: the compiler checks them when it inlines
+    a template (templates are what it has then), whichever was registered first."""
+    if not rule.restrictions:
+        return
+    for template in (rule.jvp, rule.vjp):
+        if template is not None:
+            template.__s2sgrad_restrictions__ = (rule.name, dict(rule.restrictions))
 
 
 def lookup(primitive: Any) -> Rule | None:

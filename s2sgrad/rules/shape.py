@@ -17,9 +17,11 @@ from s2sgrad.rules.registry import defjvp, defvjp
 from s2sgrad.runtime import (
     broadcast_like,
     clip_shares,
+    concatenate_items,
     inverse_permutation,
     unbroadcast,
     unconcatenate,
+    unconcatenate_items,
     unindex,
     unstack,
 )
@@ -182,7 +184,19 @@ def stack_jvp(ans, arrays, axis=0, out=None, *, darrays):
 
 @defvjp(np.stack)
 def stack_vjp(g, ans, arrays, axis=0, out=None):
-    return unstack(g, axis)
+    return unstack(g, axis, arrays)
+
+
+# np.r_[...] and np.c_[...] (index tricks: a subscript of an object), which the frontend
+# lowers to concatenate_items(items, how, directive); a slice item is a constant np.arange.
+@defjvp(concatenate_items)
+def concatenate_items_jvp(ans, items, how="r_", directive=None, *, ditems):
+    return concatenate_items(ditems, how, directive)
+
+
+@defvjp(concatenate_items)
+def concatenate_items_vjp(g, ans, items, how="r_", directive=None):
+    return unconcatenate_items(g, items, how, directive)
 
 
 # --------------------------------------------------------------------------- copies and creation
