@@ -430,13 +430,22 @@ def vjp(fun: Callable, *primals: Any, backend: str = "numpy", max_steps: int | N
             (
                 _with_dtypes_of(next(cotangents), p)
                 if i in wrt
-                else trees.unflatten(p, [np.zeros(np.shape(v)) for v in trees.leaves(p)])
+                else _constant_cotangent(p)
             )
             for i, p in enumerate(given)
         )
 
     running.mark_produced(vjp_fn, "vjp_fn", fun)
     return out, vjp_fn
+
+
+def _constant_cotangent(primal: Any) -> Any:
+    """The cotangent of an argument that is not differentiated: zeros shaped like a
+    numeric one (integers, booleans), None for what is not numbers (a string such as
+    einsum's subscripts, None)."""
+    if not _kinds(primal) <= set("biuf"):
+        return None
+    return trees.unflatten(primal, [np.zeros(np.shape(v)) for v in trees.leaves(primal)])
 
 
 def _check_backend(backend: str) -> None:
