@@ -18,6 +18,7 @@ import pytest
 
 import s2sgrad
 from s2sgrad.errors import HigherOrderError
+from tests.entry_points import entry_points
 from tests.oracles import assert_close, central_difference_grad
 from tests.programs import composition
 
@@ -84,14 +85,7 @@ PRODUCED = {
     "transformation": lambda: s2sgrad.grad,
 }
 
-API = {
-    "grad": lambda fn: s2sgrad.grad(fn)(X),
-    "grad_forward": lambda fn: s2sgrad.grad(fn, mode="forward")(X),
-    "value_and_grad": lambda fn: s2sgrad.value_and_grad(fn)(X),
-    "jvp": lambda fn: s2sgrad.jvp(fn, (X,), (np.ones(3),)),
-    "vjp": lambda fn: s2sgrad.vjp(fn, X),
-    "jax": lambda fn: s2sgrad.grad(fn, backend="jax")(X),
-}
+API = entry_points(X)
 
 
 @pytest.mark.parametrize("api", list(API))
@@ -101,9 +95,9 @@ def test_passing_a_derivative_to_the_api_is_refused_at_the_users_line(produced, 
     with pytest.raises(HigherOrderError) as info:
         API[api](fn)
     message = str(info.value)
-    # The location is this file's line that called the API (inside the API lambda).
+    # The location is the user's line that called the API (inside the entry point's lambda).
     line = inspect.getsourcelines(API[api])[1]
-    _check_message(message, f"test_composition.py:{line}:")
+    _check_message(message, f"tests/entry_points.py:{line}:")
 
 
 def test_the_refusal_names_the_derivative_and_what_it_came_from():

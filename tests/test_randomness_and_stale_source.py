@@ -27,6 +27,7 @@ import pytest
 import s2sgrad
 from s2sgrad import cache
 from s2sgrad.errors import RandomDrawError, StaleSourceError
+from tests.entry_points import entry_points
 from tests.oracles import assert_close, central_difference_grad
 from tests.programs import randomness
 
@@ -155,14 +156,7 @@ def _check_stale(message: str, path, qualname: str) -> None:
     assert "hint: reload the module" in message, message
 
 
-API = {
-    "grad": lambda fn: s2sgrad.grad(fn)(X),
-    "grad_forward": lambda fn: s2sgrad.grad(fn, mode="forward")(X),
-    "value_and_grad": lambda fn: s2sgrad.value_and_grad(fn)(X),
-    "jvp": lambda fn: s2sgrad.jvp(fn, (X,), (np.ones(3),)),
-    "vjp": lambda fn: s2sgrad.vjp(fn, X),
-    "jax": lambda fn: s2sgrad.grad(fn, backend="jax")(X),
-}
+API = entry_points(X)
 
 
 @pytest.mark.parametrize("api", list(API))
