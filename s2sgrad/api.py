@@ -410,7 +410,9 @@ def vjp(fun: Callable, *primals: Any, backend: str = "numpy", max_steps: int | N
     if backend == "jax":
         out = _jax_primal(fun, primals, wrt)
     else:
-        out = fun(*given)
+        # On copies: a function that updates an argument in place (``x *= 2.0``, which
+        # NumPy does in place) must not change the point vjp_fn differentiates at.
+        out = fun(*(_copy_arrays(p) for p in given))
 
     def vjp_fn(cotangent: Any) -> tuple:
         if trees.shapes(cotangent) != trees.shapes(out):
@@ -427,16 +429,23 @@ def vjp(fun: Callable, *primals: Any, backend: str = "numpy", max_steps: int | N
         _check_real_result(fun, cotangents)
         cotangents = iter(cotangents)
         return tuple(
-            (
-                _with_dtypes_of(next(cotangents), p)
-                if i in wrt
-                else _constant_cotangent(p)
-            )
+            (_with_dtypes_of(next(cotangents), p) if i in wrt else _constant_cotangent(p))
             for i, p in enumerate(given)
         )
 
     running.mark_produced(vjp_fn, "vjp_fn", fun)
     return out, vjp_fn
+
+
+def _copy_arrays(tree: Any) -> Any:
+    """``tree`` with every NumPy array leaf copied."""
+    if type(tree) is np.ndarray:
+        return tree.copy()
+    if not trees.is_container(tree):
+        return tree
+    return trees.unflatten(
+        tree, [v.copy() if isinstance(v, np.ndarray) else v for v in trees.leaves(tree)]
+    )
 
 
 def _constant_cotangent(primal: Any) -> Any:

@@ -605,7 +605,9 @@ class _Lowering:
                 from s2sgrad.cache import _as_user_function
 
                 if _as_user_function(func.value) is not None:
-                    where = randomness.draws_in(func.value, lambda f: _as_user_function(f) is not None)
+                    where = randomness.draws_in(
+                        func.value, lambda f: _as_user_function(f) is not None
+                    )
                     if where is not None:
                         _raise_draw_in(func.value)  # at the draw itself, where it can
                         raise self.random_draw(node, f"`{func.source}` ({where})")

@@ -19,6 +19,7 @@ from s2sgrad._version import __version__
 from s2sgrad.backends import BACKENDS, JAX_CONTROL_NAMES
 from s2sgrad.errors import SourceLocation, UsageError
 from s2sgrad.frontend import parse_function
+from s2sgrad.transforms.aliasing import check_updates_seen_through_aliases
 from s2sgrad.transforms.forward import forward
 from s2sgrad.transforms.hoist import hoist_invariants
 from s2sgrad.transforms.names import FreshNames
@@ -80,7 +81,9 @@ def _ref_roots(atom) -> set[str]:
 
 def lower(fn: Callable) -> ir.FunctionDef:
     """The user's function as IR: A-normal form, structured (counted loops, one return)."""
-    return hoist_invariants(structure(normalize(parse_function(fn))))
+    surface = parse_function(fn)
+    check_updates_seen_through_aliases(surface)
+    return hoist_invariants(structure(normalize(surface)))
 
 
 class Compilation:

@@ -28,6 +28,14 @@ CASES = [
     ("nested_as_value", s2sgrad.UnsupportedSyntaxError, "used as a value"),
     ("mutates_argument", s2sgrad.UnsupportedSyntaxError, "the caller's array"),
     ("mutates_a_view", s2sgrad.UnsupportedSyntaxError, "may share memory"),
+    ("augments_a_view", s2sgrad.UnsupportedSyntaxError, "`y` may share memory with it"),
+    ("augments_a_viewed_array", s2sgrad.UnsupportedSyntaxError, "`v` may share memory with it"),
+    ("updates_through_an_alias", s2sgrad.UnsupportedSyntaxError, "`v` may share memory with it"),
+    (
+        "updates_a_transposed_alias_in_a_loop",
+        s2sgrad.UnsupportedSyntaxError,
+        "`t` may share memory with it",
+    ),
     ("joins_lists", s2sgrad.UnsupportedSyntaxError, "joining or repeating Python lists"),
 ]
 

@@ -445,12 +445,14 @@ class _Reverse(DerivativeBuilder):
         """One stack per variable and loop; outside loops, one slot per saving statement.
 
         ``part``: the stack of the parts ``x[idx] = v`` overwrote, apart from whole
-        values of ``x`` (JAX records each stack as one array, so its shape is fixed).
+        values of ``x``, one per update statement: JAX records each stack as one array,
+        so its shape is fixed, and two updates (``x[i] = ...`` in one branch, ``x[:1] *= ...``
+        in the other) overwrite parts of different shapes.
         """
         if loop is None:
             key, base = (name, None, id(stmt)), f"{name}_saved"
         elif part:
-            key, base = (name, loop, "part"), f"{name}_part_stack"
+            key, base = (name, loop, ("part", id(stmt))), f"{name}_part_stack"
         else:
             key, base = (name, loop, None), f"{name}_stack"
         if key not in self.stacks:

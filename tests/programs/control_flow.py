@@ -621,6 +621,33 @@ def for_in_while_with_return(x):
     return s
 
 
+def accumulate_into_an_element(x):
+    """``acc = x[0]`` is a number (x is 1-D): ``acc += ...`` is not an update of ``x``."""
+    acc = x[0]
+    for i in range(1, 4):
+        acc += x[i] * x[i - 1]
+    return acc + np.sum(x)
+
+
+def row_view_read_before_the_next_row_is_written(x):
+    """``prev = path[i]`` is a view, but only read before row i + 1 is written, and bound
+    afresh on each iteration: the alias check must not refuse it."""
+    path = np.zeros((4, 2))
+    path[0] = x
+    for i in range(3):
+        prev = path[i]
+        path[i + 1] = prev + 0.1 * np.sin(prev)
+    return np.sum(path**2)
+
+
+def alias_rebound_after_the_update(x):
+    w = np.ones(3)
+    v = w
+    w *= x
+    v = np.cos(x)
+    return np.sum(v * w)
+
+
 # --------------------------------------------------------------------------- argument specs
 
 ARGS = {
@@ -690,6 +717,9 @@ ARGS = {
     "loop_in_branch_in_loop": [("array", [[0.5, 0.2, -0.1], [-0.6, 0.3, -0.4], [0.9, -0.8, 0.7]])],
     "while_in_for": [("array", [0.3, -0.9, 1.5, 0.1])],
     "for_in_while_with_return": [("array", [0.4, -0.3, 0.2])],
+    "accumulate_into_an_element": [(4,)],
+    "row_view_read_before_the_next_row_is_written": [(2,)],
+    "alias_rebound_after_the_update": [(3,)],
 }
 
 INPLACE = {
@@ -702,6 +732,8 @@ INPLACE = {
     "update_of_a_shifted_copy",
     "euler_trajectory",
     "in_place_in_branch",
+    "row_view_read_before_the_next_row_is_written",
+    "alias_rebound_after_the_update",
 }
 
 # Programs the jnp twin and the autograd twin can differentiate: all but the in-place ones.

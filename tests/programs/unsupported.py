@@ -103,6 +103,38 @@ def mutates_a_view(x):
     return np.sum(y * x)
 
 
+def augments_a_view(x):
+    """Found by the fuzzer: NumPy's ``v += 1.0`` writes into ``y`` through the view."""
+    y = x * 1.0
+    v = y[1:]
+    v += 1.0  # <-
+    return np.sum(y * y)
+
+
+def augments_a_viewed_array(x):
+    """Found by the fuzzer (seed 17-795): ``w *= t`` changes the row ``v`` reads too."""
+    w = np.ones((2, 3))
+    v = w[-1]
+    w *= np.tanh(x)  # <-
+    return np.sum(v * x) + np.sum(w)
+
+
+def updates_through_an_alias(x):
+    w = np.ones(3)
+    v = w
+    w[0] = x[0] * 2.0  # <-
+    return np.sum(v * x)
+
+
+def updates_a_transposed_alias_in_a_loop(x):
+    m = np.zeros((3, 3))
+    t = m.T
+    for i in range(3):
+        m[i] = x * i  # <-
+        x = x + np.sum(t[i])
+    return np.sum(x)
+
+
 def joins_lists(x):
     rows = [x]
     for i in range(2):

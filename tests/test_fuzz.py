@@ -1,0 +1,154 @@
+"""The differential fuzzer in the suite: a fixed-seed sample, and the programs it found.
+
+``test_fixed_seed_sample`` generates programs with ``tests.fuzz`` and checks each
+with ``grad`` (both modes), ``value_and_grad``, ``jvp`` and ``vjp`` against
+autograd on the program's twin or float64 central differences; a wrong result
+or an internal traceback fails the test with the program. The long run is
+``python -m tests.fuzz --count 10000 --seed S``.
+
+``test_fuzz_found_*`` run the minimised programs of ``tests/programs/fuzz_found.py``
+(every bug the fuzzer found) in both modes on both backends.
+"""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+import pytest
+
+import s2sgrad
+from tests.fuzz import generator, run
+from tests.oracles import assert_close, central_difference_grad, central_difference_jvp, jnp_twin
+from tests.programs import fuzz_found as ff
+
+# (backend, first program, count): the JAX backend compiles every derivative with XLA,
+# so it gets fewer programs; chunks let pytest-xdist spread them over workers.
+SAMPLES = [("numpy", start, 40) for start in range(0, 120, 40)] + [
+    ("jax", start, 10) for start in range(0, 20, 10)
+]
+SEED = "suite"
+
+
+@pytest.mark.filterwarnings("ignore")
+@pytest.mark.parametrize("backend,start,count", SAMPLES, ids=[f"{b}-{s}" for b, s, _ in SAMPLES])
+def test_fixed_seed_sample(backend, start, count):
+    summary = run(count, SEED, (backend,), minimise=False, start=start)
+    checked = count - sum(summary.rejected.values())
+    assert checked >= 0.8 * count, summary.report()
+    assert summary.total("wrong") == 0 and summary.total("crash") == 0, (
+        summary.report()
+        + f"\nreproduce and minimise: python -m tests.fuzz --seed {SEED} --start <i> --count 1"
+    )
+    assert summary.total("ok") >= 3 * checked, summary.report()
+
+
+def test_programs_are_deterministic_and_compile():
+    for i in range(30):
+        a, b = generator.generate(f"det-{i}"), generator.generate(f"det-{i}")
+        assert a.source == b.source
+        compile(a.source, f"det-{i}", "exec")
+
+
+def test_refusal_probes_are_refused_cleanly():
+    summary = run(12, "probes", ("numpy",), minimise=False, probe_rate=1.0)
+    assert summary.total("crash") == 0 and summary.total("wrong") == 0, summary.report()
+    assert summary.total("accepted-probe") == 0, summary.report()
+    assert summary.total("refused") > 0, summary.report()
+
+
+# --------------------------------------------------------------------------- the corpus
+
+FD_RTOL, FD_ATOL = 1e-5, 1e-6
+NAMES = list(ff.ARGS)
+
+
+def _known(name, check, backend, mode=None):
+    why = ff.KNOWN_BUGS.get((name, check, backend))
+    if mode is not None:
+        why = why or ff.KNOWN_BUGS.get((name, f"{check}-{mode}", backend))
+    return [pytest.mark.xfail(reason=why, strict=True)] if why else []
+
+
+CASES = [
+    pytest.param(n, m, b, marks=_known(n, "grad", b, m), id=f"{n}-{m}-{b}")
+    for n in NAMES
+    for m in ("reverse", "forward")
+    for b in ("numpy", "jax")
+]
+
+
+def _references(name):
+    fn, args = getattr(ff, name), ff.make_args(name)
+    wrt = ff.float_positions(name)
+    refs = {"finite differences": tuple(central_difference_grad(fn, args, i) for i in wrt)}
+    if name not in ff.NO_JNP_TWIN:
+        twin = jnp_twin(fn)
+        refs["jax"] = tuple(np.asarray(g) for g in jax.grad(twin, argnums=wrt)(*args))
+    return refs
+
+
+def _value(fn, args):
+    """``fn(*args)`` on copies: a program may write into its arguments."""
+    return fn(*[np.copy(a) if isinstance(a, np.ndarray) else a for a in args])
+
+
+def _check(got, refs, what):
+    for oracle, want in refs.items():
+        fd = oracle == "finite differences"
+        assert_close(
+            tuple(np.asarray(g) for g in got),
+            want,
+            rtol=FD_RTOL if fd else 1e-6,
+            atol=FD_ATOL if fd else 1e-8,
+            what=f"{what} vs {oracle}",
+        )
+
+
+@pytest.mark.parametrize("name,mode,backend", CASES)
+def test_fuzz_found_grad(name, mode, backend):
+    fn, args = getattr(ff, name), ff.make_args(name)
+    wrt = ff.float_positions(name)
+    got = s2sgrad.grad(fn, wrt=wrt, mode=mode, backend=backend)(*args)
+    _check(got, _references(name), f"{name} {mode} {backend}")
+    value, got = s2sgrad.value_and_grad(fn, wrt=wrt, mode=mode, backend=backend)(*args)
+    assert_close(float(value), float(_value(fn, args)), what=f"{name} value")
+    _check(got, _references(name), f"{name} value_and_grad {mode} {backend}")
+
+
+JVP_VJP = [
+    pytest.param(n, b, marks=_known(n, "vjp", b), id=f"{n}-{b}")
+    for n in NAMES
+    for b in ("numpy", "jax")
+]
+
+
+@pytest.mark.parametrize("name,backend", JVP_VJP)
+def test_fuzz_found_jvp_vjp(name, backend):
+    fn, args = getattr(ff, name), ff.make_args(name)
+    wrt = ff.float_positions(name)
+    rng = np.random.default_rng(3)
+    tangents = [
+        (
+            (rng.uniform(-1, 1, np.shape(a)) if np.ndim(a) else float(rng.uniform(-1, 1)))
+            if i in wrt
+            else 0
+        )
+        for i, a in enumerate(args)
+    ]
+    out, tangent = s2sgrad.jvp(fn, args, tangents, backend=backend)
+    assert_close(float(out), float(_value(fn, args)), what=f"{name} jvp primal")
+    fd_tangents = [t if i in wrt else None for i, t in enumerate(tangents)]
+    want = central_difference_jvp(fn, args, fd_tangents)
+    assert_close(float(tangent), float(want), rtol=FD_RTOL, atol=FD_ATOL, what=f"{name} jvp")
+    before = [np.copy(a) for a in args]
+    out, vjp_fn = s2sgrad.vjp(fn, *args, backend=backend)
+    cts = vjp_fn(1.5)
+    assert_close(args, before, rtol=0, atol=0, what=f"{name} inputs after vjp")
+    fd = _references(name)["finite differences"]
+    assert_close(
+        tuple(np.asarray(cts[i]) for i in wrt),
+        tuple(1.5 * g for g in fd),
+        rtol=FD_RTOL,
+        atol=FD_ATOL,
+        what=f"{name} vjp",
+    )
