@@ -256,14 +256,20 @@ def _sequence_primitives() -> set[int]:
     return {id(p) for p in prims}
 
 
+# Parameters that carry no derivative but still take an array, which jax.numpy wants as
+# an array: ``np.take(x, [0, 2])``, ``np.where([True, False], a, b)``.
+_ARRAY_PARAMETERS = ("indices", "condition")
+
+
 def with_array_arguments(call: ir.Call) -> ir.Call:
     """A list or tuple literal passed where a NumPy function expects *one* array,
     ``np.sum([1.0, a * a, 2.0])``, becomes ``np.asarray([...])``.
 
     NumPy converts it anyway; jax.numpy refuses lists, and the derivative rules see the
     array they are written for (``np.asarray``'s rule hands each element its share).
-    Only arguments bound to differentiable parameters of NumPy/SciPy functions with
-    rules change; joining functions and other rules taking sequences keep theirs.
+    Only arguments bound to differentiable parameters (and to the index and condition
+    arrays of ``take``/``where``-like functions) of NumPy/SciPy functions with rules
+    change; joining functions and other rules taking sequences keep theirs.
     """
     import numpy as np
 
@@ -284,7 +290,8 @@ def with_array_arguments(call: ir.Call) -> ir.Call:
         bound = any_template(rule).signature.bind(*call.args, **dict(call.kwargs))
     except TypeError:
         return call  # the compiler reports the mismatch where it matters
-    wrap = {p for p in differentiable_params(rule) if _is_sequence(bound.arguments.get(p))}
+    arrays = (*differentiable_params(rule), *_ARRAY_PARAMETERS)
+    wrap = {p for p in arrays if _is_sequence(bound.arguments.get(p))}
     if not wrap:
         return call
     asarray = ir.Ref("np.asarray", np.asarray)

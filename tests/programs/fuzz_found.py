@@ -126,8 +126,8 @@ def branches_around_a_loop_on_jax(x):
 
 def list_of_indices_into_take(x):
     """``np.take`` with a Python list of indices: on ``backend="jax"`` the generated
-    module calls ``jnp.take(x, [0, 2])`` and JAX raises TypeError (it takes no lists).
-    Open: see ``KNOWN_BUGS``."""
+    module called ``jnp.take(x, [0, 2])`` and JAX raised TypeError (it takes no lists).
+    Fixed: such literals become ``np.asarray([...])`` (``templates.with_array_arguments``)."""
     v = np.take(x, [0, 2], axis=0)
     return np.sum(v * v) + np.sum(np.sin(x))
 
@@ -171,13 +171,6 @@ KNOWN_BUGS = {
     ("enumerate_an_array_the_loop_rebinds", "vjp", "jax"): (
         "JAX backend reverse mode: a loop over enumerate(v) whose body rebinds v"
     ),
-    **{
-        ("list_of_indices_into_take", check, "jax"): (
-            "a Python list passed to a NumPy function reaches jax.numpy as a list "
-            "(issue 14 section 4's np.sum([...]) class; np.sum is fixed, np.take is not)"
-        )
-        for check in ("grad", "vjp")
-    },
 }
 
 
