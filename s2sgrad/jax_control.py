@@ -334,16 +334,24 @@ def if_else(test: Any, then_branch: Callable, else_branch: Callable | None, *sta
     if not _is_traced(test):
         return tuple(then_branch(*state) if bool(test) else else_branch(*state))
     state_type = _type_of(state)
+    raw_then: list = []
+    raw_else: list = []
     out = _join(
-        _abstract(lambda s: tuple(then_branch(*s)), state_type),
-        _abstract(lambda s: tuple(else_branch(*s)), state_type),
+        _abstract(lambda s: _noted(raw_then, then_branch(*s)), state_type),
+        _abstract(lambda s: _noted(raw_else, else_branch(*s)), state_type),
         "if",
     )
+    static = _path_constants(raw_then[0], raw_else[0])
+    out = tuple(None if i in static else t for i, t in enumerate(out))
 
     seen: list = []
 
     def branch(fn):
-        return _with_overflow(lambda s: _coerce(tuple(fn(*s)), out), seen)
+        def run(s):
+            values = tuple(None if i in static else v for i, v in enumerate(fn(*s)))
+            return _coerce(values, out)
+
+        return _with_overflow(run, seen)
 
     test = jnp.asarray(test)
     if test.shape != ():
@@ -351,7 +359,35 @@ def if_else(test: Any, then_branch: Callable, else_branch: Callable | None, *sta
     result, overflow = lax.cond(test, branch(then_branch), branch(else_branch), state)
     if seen:
         _report_overflow(overflow, "a loop inside an if")
-    return tuple(result)
+    return tuple(static.get(i, v) for i, v in enumerate(result))
+
+
+def _noted(into: list, values: Any) -> tuple:
+    values = tuple(values)
+    into.append(values)
+    return values
+
+
+def _path_constants(then_values: tuple, else_values: tuple) -> dict[int, Any]:
+    """State entries that stay concrete through a traced ``if``: a Python number or bool
+    that one path sets while the other sets the same or leaves it unset (None).
+
+    Passing them through ``lax.cond`` would make them traced, and a later ``if`` on
+    such a value (``cond_1 = -0.1 > 0.05`` on one path) would be lowered to a traced
+    ``lax.cond`` in the backward sweep, tracing a branch whose saves the forward sweep
+    never made (None). Kept concrete, that ``if`` runs in Python on both sweeps.
+    """
+
+    def constant(v: Any) -> bool:
+        return isinstance(v, (bool, int, float)) and not isinstance(v, jax.core.Tracer)
+
+    static = {}
+    for i, (a, b) in enumerate(zip(then_values, else_values)):
+        values = [v for v in (a, b) if v is not None]
+        if values and all(constant(v) for v in values) and all(v == values[0] for v in values):
+            if all(type(v) is type(values[0]) for v in values):
+                static[i] = values[0]
+    return static
 
 
 def _keep(*state: Any) -> tuple:

@@ -95,10 +95,11 @@ def enumerate_an_array_the_loop_rebinds(x, n):
 
 def branches_around_a_loop_on_jax(x):
     """JAX backend, reverse mode (fuzzer seed 18-73, minimised): the generated module
-    raises ``TypeError: cos requires ndarray or scalar arguments, got NoneType`` inside
-    the lowered second ``if`` (an internal traceback). NumPy backend and forward mode
-    are right; removing the erf line or the first ``if`` hides it. Open: see
-    ``KNOWN_BUGS``."""
+    raised ``TypeError: cos requires ndarray or scalar arguments, got NoneType``. The
+    inner test ``-0.1 > 0.05`` is a Python constant on its path, but came out of the
+    outer traced ``if`` traced, so the backward sweep traced the inner branch whose
+    saves the forward sweep never made. Fixed: ``jax_control.if_else`` keeps such
+    path constants concrete."""
     if np.sum(np.negative(x)) > -0.41:
         w1 = np.full((4,), 0.5)
         w1 += w1
@@ -159,12 +160,6 @@ NO_JNP_TWIN = INPLACE | {"list_of_indices_into_take"}
 # (program, check, backend) -> why it still fails: bugs found here whose fix belongs to
 # another part of s2sgrad. The tests mark these xfail(strict=True), so a fix shows up.
 KNOWN_BUGS = {
-    **{
-        ("branches_around_a_loop_on_jax", check, "jax"): (
-            "JAX backend reverse mode: an internal TypeError (cos of None) in the lowered if"
-        )
-        for check in ("grad-reverse", "vjp")
-    },
     ("enumerate_an_array_the_loop_rebinds", "grad-reverse", "jax"): (
         "JAX backend reverse mode: a loop over enumerate(v) whose body rebinds v"
     ),
