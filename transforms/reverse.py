@@ -442,7 +442,8 @@ class _Reverse(DerivativeBuilder):
     # ------------------------------------------------------------------ forward sweep
 
     def stack(self, name: str, loop: str | None, stmt: Any, part: bool = False) -> str:
-        """One stack per variable and loop; outside loops, one slot per saving statement.
+        """One stack per variable, loop and saving statement; outside loops, one slot per
+        saving statement.
 
         ``part``: the stack of the parts ``x[idx] = v`` overwrote, apart from whole
         values of ``x``, one per update statement: JAX records each stack as one array,
@@ -454,7 +455,10 @@ class _Reverse(DerivativeBuilder):
         elif part:
             key, base = (name, loop, ("part", id(stmt))), f"{name}_part_stack"
         else:
-            key, base = (name, loop, None), f"{name}_stack"
+            # One per saving statement too (``stmt`` None: the loop's taped assignments):
+            # JAX records one value per stack and iteration, so two saves of ``v`` in one
+            # iteration (``v = np.sin(v); v = v * 2``) need two stacks.
+            key, base = (name, loop, None if stmt is None else id(stmt)), f"{name}_stack"
         if key not in self.stacks:
             self.stacks[key] = self.real_names.fresh(base)
         return self.stacks[key]

@@ -84,8 +84,10 @@ def augmented_assignment_on_an_argument(x):
 
 def enumerate_an_array_the_loop_rebinds(x, n):
     """JAX backend, reverse mode (fuzzer seed 18-36): iterating ``enumerate(v)`` while the
-    body rebinds ``v`` (and a self-assignment ``v = v``) gives a wrong gradient; NumPy
-    backend and forward mode are right. Open: see ``KNOWN_BUGS``."""
+    body rebinds ``v`` (and a self-assignment ``v = v``) gave a wrong gradient; NumPy
+    backend and forward mode were right. Both saves of ``v`` in one iteration went to
+    one stack, and JAX records one value per stack and iteration. Fixed: one stack per
+    saving statement (``transforms/reverse.py``)."""
     v = x
     for _i, _r in enumerate(v):
         v = np.sin(v)
@@ -159,14 +161,7 @@ NO_JNP_TWIN = INPLACE | {"list_of_indices_into_take"}
 
 # (program, check, backend) -> why it still fails: bugs found here whose fix belongs to
 # another part of s2sgrad. The tests mark these xfail(strict=True), so a fix shows up.
-KNOWN_BUGS = {
-    ("enumerate_an_array_the_loop_rebinds", "grad-reverse", "jax"): (
-        "JAX backend reverse mode: a loop over enumerate(v) whose body rebinds v"
-    ),
-    ("enumerate_an_array_the_loop_rebinds", "vjp", "jax"): (
-        "JAX backend reverse mode: a loop over enumerate(v) whose body rebinds v"
-    ),
-}
+KNOWN_BUGS: dict[tuple[str, str, str], str] = {}
 
 
 def make_args(name, seed=0):
