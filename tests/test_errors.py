@@ -32,6 +32,11 @@ CASES = [
     ("augments_a_viewed_array", s2sgrad.UnsupportedSyntaxError, "`v` may share memory with it"),
     ("updates_through_an_alias", s2sgrad.UnsupportedSyntaxError, "`v` may share memory with it"),
     (
+        "alias_rebound_on_one_path_only",
+        s2sgrad.UnsupportedSyntaxError,
+        "`v` may share memory with it",
+    ),
+    (
         "updates_a_transposed_alias_in_a_loop",
         s2sgrad.UnsupportedSyntaxError,
         "`t` may share memory with it",

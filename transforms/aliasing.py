@@ -61,20 +61,29 @@ class _Program:
 
     order: list[tuple[ir.Stmt, tuple[int, ...]]] = field(default_factory=list)
     loop_spans: dict[int, tuple[int, int]] = field(default_factory=dict)
+    # The compound statements (branches and loops) around each statement.
+    enclosing: list[tuple[int, ...]] = field(default_factory=list)
 
-    def add(self, body: tuple[ir.Stmt, ...], loops: tuple[int, ...]) -> None:
+    def add(self, body: tuple[ir.Stmt, ...], loops: tuple[int, ...], around=()) -> None:
         for stmt in body:
             position = len(self.order)
             self.order.append((stmt, loops))
+            self.enclosing.append(around)
             if isinstance(stmt, ir.If):
-                self.add(stmt.body, loops)
-                self.add(stmt.orelse, loops)
+                self.add(stmt.body, loops, (*around, position))
+                self.add(stmt.orelse, loops, (*around, -position - 1))
             elif isinstance(stmt, (ir.For, ir.While)):
                 inner = (*loops, position)
                 if isinstance(stmt, ir.While):
-                    self.add(stmt.test_block, inner)
-                self.add(stmt.body, inner)
+                    self.add(stmt.test_block, inner, (*around, position))
+                self.add(stmt.body, inner, (*around, position))
                 self.loop_spans[position] = (position, len(self.order) - 1)
+
+    def runs_before(self, first: int, then: int) -> bool:
+        """Whether the statement at ``first`` surely runs before the one at ``then`` (it
+        comes earlier, outside any branch or loop that ``then`` is not also in)."""
+        outer = self.enclosing[first]
+        return first < then and self.enclosing[then][: len(outer)] == outer
 
 
 def _reads(stmt: ir.Stmt) -> list[str]:
@@ -215,7 +224,7 @@ def _read_after(
     as it was then: later in the function, or in a loop around it that does not rebind it."""
     later = [r for r in reads.get(name, ()) if r > position]
     for r in later:
-        rebound = any(position < b < r for b in binds.get(name, ()))
+        rebound = any(position < b and program.runs_before(b, r) for b in binds.get(name, ()))
         if not rebound:
             return True
     for loop in loops:

@@ -149,3 +149,12 @@ def _pair(x):
 def joins_returned_tuples(x):
     rows = _pair(x) + _pair(3.0 * x)
     return np.sum(np.stack(rows) ** 2)
+
+
+def alias_rebound_on_one_path_only(x):
+    w = np.ones(3)
+    v = w
+    w *= x  # <-
+    if x[0] > 0.0:
+        v = np.cos(x)
+    return np.sum(v * w)
