@@ -10,8 +10,6 @@ does not differentiate must be refused at the user's line, with a hint.
 
 from __future__ import annotations
 
-import inspect
-
 import jax
 import numpy as np
 import pytest
@@ -19,6 +17,7 @@ from oracles import assert_close, central_difference_grad, jnp_twin
 
 import s2sgrad
 from s2sgrad.errors import S2SGradError
+from tests.markers import marked_line
 from tests.programs import argument_forms as P
 
 BACKENDS = ["numpy", "jax"]
@@ -179,11 +178,6 @@ def test_full_svd_of_a_non_square_matrix_is_refused(mode, backend):
     assert "full_matrices=False" in info.value.hint
 
 
-def _marked_line(f) -> int:
-    lines, start = inspect.getsourcelines(f)
-    return start + next(i for i, text in enumerate(lines) if "# <-" in text)
-
-
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("name, args, error, what, hint", REFUSED, ids=[c[0] for c in REFUSED])
@@ -194,7 +188,7 @@ def test_refused_forms_name_the_line(name, args, error, what, hint, mode, backen
     exc = info.value
     assert isinstance(exc, S2SGradError)
     assert exc.loc is not None and exc.loc.file.endswith("argument_forms.py")
-    assert exc.loc.line == _marked_line(f), str(exc)
+    assert exc.loc.line == marked_line(f), str(exc)
     assert what in exc.message, str(exc)
     assert exc.hint and hint in exc.hint, str(exc)
 

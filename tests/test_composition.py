@@ -19,6 +19,7 @@ import pytest
 import s2sgrad
 from s2sgrad.errors import HigherOrderError
 from tests.entry_points import entry_points
+from tests.markers import marked_line
 from tests.oracles import assert_close, central_difference_grad
 from tests.programs import composition
 
@@ -34,14 +35,6 @@ CALLERS = [
     "calls_grad_transformation",
     "inactive_call_of_grad",
 ]
-
-
-def marked_line(fn) -> int:
-    lines, start = inspect.getsourcelines(fn)
-    for offset, text in enumerate(lines):
-        if "# <-" in text:
-            return start + offset
-    raise AssertionError(f"no marker in {fn.__name__}")
 
 
 def _check_message(message: str, where: str) -> None:

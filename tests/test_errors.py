@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import inspect
-
 import numpy as np
 import pytest
 
 import s2sgrad
 from s2sgrad.errors import S2SGradError
+from tests.markers import marked_line
 from tests.programs import unsupported
 
 CASES = [
@@ -45,15 +44,6 @@ CASES = [
 ]
 
 
-def marked_line(name: str) -> int:
-    """The line of ``unsupported.py`` carrying the `# <-` marker inside function ``name``."""
-    lines, start = inspect.getsourcelines(getattr(unsupported, name))
-    for offset, text in enumerate(lines):
-        if "# <-" in text:
-            return start + offset
-    raise AssertionError(f"no marker in {name}")
-
-
 @pytest.mark.parametrize("mode", ["reverse", "forward"])
 @pytest.mark.parametrize("name,error,words", CASES, ids=[c[0] for c in CASES])
 def test_error_names_file_line_and_construct(name, error, words, mode):
@@ -62,7 +52,7 @@ def test_error_names_file_line_and_construct(name, error, words, mode):
         s2sgrad.grad(fn, mode=mode)(np.ones(3))
     message = str(info.value)
     first = message.splitlines()[0]
-    assert f"unsupported.py:{marked_line(name)}:" in first, message
+    assert f"unsupported.py:{marked_line(getattr(unsupported, name))}:" in first, message
     assert words in message, message
     assert "hint:" in message, message
     # The offending line is shown, with a caret under the construct.

@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import importlib.util
-import inspect
 import linecache
 import os
 import sys
@@ -28,6 +27,7 @@ import s2sgrad
 from s2sgrad import cache
 from s2sgrad.errors import RandomDrawError, StaleSourceError
 from tests.entry_points import entry_points
+from tests.markers import marked_line
 from tests.oracles import assert_close, central_difference_grad
 from tests.programs import randomness
 
@@ -48,14 +48,6 @@ DRAWS = [
     ("inactive_helper_draws", randomness.make_noise),
     ("inactive_helper_of_helper_draws", randomness.make_noise),
 ]
-
-
-def marked_line(fn) -> int:
-    lines, start = inspect.getsourcelines(fn)
-    for offset, text in enumerate(lines):
-        if "# <-" in text:
-            return start + offset
-    raise AssertionError(f"no marker in {fn.__name__}")
 
 
 def _args(name):
