@@ -79,6 +79,12 @@ class _Program:
                 self.add(stmt.body, inner, (*around, position))
                 self.loop_spans[position] = (position, len(self.order) - 1)
 
+    def surely_runs_after(self, first: int, then: int) -> bool:
+        """Whether the statement at ``then`` surely runs once the one at ``first`` has (it
+        comes later, in no branch or loop that ``first`` is not also in)."""
+        outer = self.enclosing[then]
+        return first < then and self.enclosing[first][: len(outer)] == outer
+
     def runs_before(self, first: int, then: int) -> bool:
         """Whether the statement at ``first`` surely runs before the one at ``then`` (it
         comes earlier, outside any branch or loop that ``then`` is not also in)."""
@@ -224,7 +230,11 @@ def _read_after(
     as it was then: later in the function, or in a loop around it that does not rebind it."""
     later = [r for r in reads.get(name, ()) if r > position]
     for r in later:
-        rebound = any(position < b and program.runs_before(b, r) for b in binds.get(name, ()))
+        rebound = any(
+            position < b < r
+            and (program.runs_before(b, r) or program.surely_runs_after(position, b))
+            for b in binds.get(name, ())
+        )
         if not rebound:
             return True
     for loop in loops:
