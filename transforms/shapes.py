@@ -135,7 +135,7 @@ class ShapeEnv:
             return self.of(value)
         fn = value.fn.value if isinstance(value.fn, ir.Ref) else None
         args = value.args
-        if fn in _ELEMENTWISE_OPERATORS or fn in _ELEMENTWISE_FUNCTIONS or isinstance(fn, np.ufunc):
+        if fn in _ELEMENTWISE_OPERATORS or fn in _ELEMENTWISE_FUNCTIONS or _elementwise_ufunc(fn):
             if value.kwargs:
                 return self.fresh()
             return frozenset().union(*(self.of(a) for a in args)) if args else self.fresh()
@@ -182,6 +182,12 @@ class ShapeEnv:
             and value.fn.value is np.shape
         ):
             self.shape_tuples.add(target)
+
+
+def _elementwise_ufunc(fn: Any) -> bool:
+    """A ufunc that works element by element: not a generalized one such as ``np.matmul``
+    (signature ``(n?,k),(k,m?)->(n?,m?)``), whose result is not the broadcast of its inputs."""
+    return isinstance(fn, np.ufunc) and fn.signature is None
 
 
 def _leading_trim(index: Any) -> int | None:

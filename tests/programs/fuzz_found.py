@@ -127,6 +127,16 @@ def branches_around_a_loop_on_jax(x):
     return np.mean(v2) + 0.5 * np.sum(v10)
 
 
+def matmul_of_a_row_then_broadcast(x):
+    """Reverse mode (fuzzer seed 41-1361, minimised): ``y = np.matmul(x, x[-1])`` has shape
+    (1,) for x of shape (1, 3), and ``np.arctan2(x, y)`` broadcasts it to (1, 3). The shape
+    analysis took ``np.matmul`` (a generalized ufunc) for an elementwise one, so it dropped
+    ``y``'s unbroadcast and the matmul adjoint crashed on a (1, 3) cotangent. Fixed:
+    ``shapes._elementwise_ufunc`` leaves out ufuncs with a signature."""
+    y = np.matmul(x, x[-1])
+    return np.sum(np.arctan2(x, y))
+
+
 def list_of_indices_into_take(x):
     """``np.take`` with a Python list of indices: on ``backend="jax"`` the generated
     module called ``jnp.take(x, [0, 2])`` and JAX raised TypeError (it takes no lists).
@@ -143,6 +153,7 @@ ARGS = {
     "augmented_assignment_on_an_argument": [(2,)],
     "updates_of_different_shapes_in_branches": [("array", [0.5, 0.1, 0.6, -0.4]), ("int", 4)],
     "list_of_indices_into_take": [(3,)],
+    "matmul_of_a_row_then_broadcast": [("array", [[0.36607489, 0.34082188, 0.67178835]])],
     "branches_around_a_loop_on_jax": [("array", [0.44735945, 0.17728057, 0.74308099, -0.39053187])],
     "enumerate_an_array_the_loop_rebinds": [(2, 3), ("int", 2)],
 }
