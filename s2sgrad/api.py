@@ -102,20 +102,6 @@ def _check_scalar(out: Any, fun: Callable, what: str) -> None:
         )
 
 
-def _kinds(tree: Any) -> set[str]:
-    """The dtype kinds (``"f"``, ``"c"``, ``"i"``, ``"b"``, ...) of a tree's leaves."""
-    if type(tree) is np.ndarray:  # the common case, decided without a call
-        return {tree.dtype.kind}
-    return {_dtype(leaf).kind for leaf in trees.leaves(tree)}
-
-
-def _dtype(leaf: Any) -> np.dtype:
-    """The dtype of an array (a traced one too, without converting it) or of a Python value
-    (``"U"`` for a string, ``"O"`` for anything that is not data)."""
-    dtype = getattr(leaf, "dtype", None)
-    return dtype if dtype is not None else np.asarray(leaf).dtype
-
-
 def _parameter_name(fun: Callable, i: int) -> str:
     try:
         return repr(_parameters(fun)[i].name)
@@ -130,7 +116,7 @@ def _check_argument_types(
     and integer or boolean arguments in ``wrt`` (they have no derivative; JAX refuses
     them too)."""
     for i, p in enumerate(primals):
-        kinds = _kinds(p)
+        kinds = trees.kinds(p)
         if "c" in kinds:
             raise UsageError(
                 f"{what}: {label} {_parameter_name(fun, i)} of {fun.__name__} is complex; "
@@ -139,7 +125,7 @@ def _check_argument_types(
                 hint="pass the real and imaginary parts as two real arguments",
             )
         if i in wrt and not kinds <= {"f"}:
-            dtypes = sorted({str(_dtype(leaf)) for leaf in trees.leaves(p)})
+            dtypes = sorted({str(trees.dtype_of(leaf)) for leaf in trees.leaves(p)})
             raise UsageError(
                 f"{what}: wrt includes argument {_parameter_name(fun, i)} of {fun.__name__}, "
                 f"which holds {', '.join(dtypes)} values; only floating-point arguments can be "
@@ -152,7 +138,7 @@ def _check_real_result(fun: Callable, *results: Any) -> None:
     """A complex value computed inside ``fun`` from real inputs (a complex global, a
     ``dtype=complex``): refused rather than returned as a derivative of the wrong type."""
     for result in results:
-        if "c" in _kinds(result):
+        if "c" in trees.kinds(result):
             raise UsageError(
                 f"{fun.__name__} computes with complex numbers (its value or derivative came out "
                 "complex from real inputs); s2sgrad differentiates real-valued code only, "
@@ -420,7 +406,7 @@ def vjp(fun: Callable, *primals: Any, backend: str = "numpy", max_steps: int | N
                 f"vjp_fn: cotangent has shape {trees.shapes(cotangent)} but the output has shape "
                 f"{trees.shapes(out)}"
             )
-        if "c" in _kinds(cotangent):
+        if "c" in trees.kinds(cotangent):
             raise UsageError(
                 "vjp_fn: the cotangent is complex; complex support is not there yet",
                 hint="pass a real cotangent",
@@ -452,7 +438,7 @@ def _constant_cotangent(primal: Any) -> Any:
     """The cotangent of an argument that is not differentiated: zeros shaped like a
     numeric one (integers, booleans), None for what is not numbers (a string such as
     einsum's subscripts, None)."""
-    if not _kinds(primal) <= set("biuf"):
+    if not trees.kinds(primal) <= set("biuf"):
         return None
     return trees.unflatten(primal, [np.zeros(np.shape(v)) for v in trees.leaves(primal)])
 

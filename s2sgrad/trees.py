@@ -54,19 +54,20 @@ def shapes(x: Any) -> Any:
     return np.shape(x)
 
 
+def dtype_of(leaf: Any) -> np.dtype:
+    """The dtype of an array (a traced one too, without converting it) or of a Python value
+    (``"U"`` for a string such as einsum's subscripts, ``"O"`` for None and other objects)."""
+    dtype = getattr(leaf, "dtype", None)
+    return dtype if dtype is not None else np.asarray(leaf).dtype
+
+
+def kinds(x: Any) -> set[str]:
+    """The dtype kinds (``"f"``, ``"c"``, ``"i"``, ``"b"``, ``"U"``...) of a tree's leaves."""
+    if type(x) is np.ndarray:  # the common case, decided without flattening
+        return {x.dtype.kind}
+    return {dtype_of(leaf).kind for leaf in leaves(x)}
+
+
 def is_inexact(x: Any) -> bool:
-    """Whether a value (or any leaf of a tree) is float or complex: something to differentiate.
-
-    Strings, None and other non-numeric leaves (einsum subscripts, a pad mode passed
-    positionally) are not: ``np.result_type("i,i->")`` would parse the string as a dtype.
-    """
-    return any(_leaf_is_inexact(leaf) for leaf in leaves(x))
-
-
-def _leaf_is_inexact(leaf: Any) -> bool:
-    if leaf is None or isinstance(leaf, (str, bytes)):
-        return False
-    try:
-        return bool(np.issubdtype(np.result_type(leaf), np.inexact))
-    except (TypeError, ValueError):
-        return False
+    """Whether a value (or any leaf of a tree) is float or complex: something to differentiate."""
+    return bool(kinds(x) & {"f", "c"})
