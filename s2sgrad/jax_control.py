@@ -14,9 +14,10 @@ knows:
 * the types of carried values. Generated code uses ``None`` for "not set yet"
   (an adjoint nobody has accumulated into, a value defined only inside the
   loop); JAX loops need one type per carried value, so the combinators
-  evaluate the body abstractly (``jax.eval_shape``) and start such values as
-  zeros of the type the body gives them, broadcasting and promoting until the
-  types are a fixed point.
+  trace the body (``jax.make_jaxpr``) and start such values as zeros of the
+  type the body gives them, broadcasting and promoting until the types are a
+  fixed point. The last trace is what ``lax`` runs (``_trace``): a body is
+  traced once per fixed-point step, never again for the loop itself.
 
 Saves of a loop come back as a ``Tape``: one stacked array per saved leaf
 (leading axis = iteration), the Python objects among them (ranges, ``None``)
@@ -311,13 +312,27 @@ def _coerce(x: Any, t: Any) -> Any:
     return tx.unflatten([_coerce(a, b) for a, b in zip(cx, ct)])
 
 
-def _abstract(fn: Callable, *args: Any) -> Any:
-    """The type of ``fn(*args)`` (args may be values or types), without running it."""
-    token = _RECORDING.set(_Recording(_max_steps()))  # overflow flags of this trace stay here
-    try:
-        return jax.eval_shape(fn, *args)
-    finally:
-        _RECORDING.reset(token)
+def _trace(fn: Callable, *arg_types: Any) -> tuple[Any, bool, Callable]:
+    """Trace ``fn`` once at ``arg_types`` (types, or values standing for theirs).
+
+    Returns the type of its result, whether a recorded loop inside it reports an
+    overflow flag, and ``replay(*args)``: the traced computation evaluated on values
+    of those types, giving ``(result, overflow flag)`` without running ``fn``'s Python
+    again. Combinators learn a body's types from the trace and hand ``replay`` to
+    ``lax``: traced twice instead, a body nested d deep would be traced 2**d times.
+    """
+    seen: list = []
+    closed, shape = jax.make_jaxpr(_with_overflow(fn, seen), return_shape=True)(*arg_types)
+    tree = jax.tree_util.tree_structure(shape)
+    avals = closed.in_avals
+
+    def replay(*args: Any) -> tuple[Any, Any]:
+        leaves = jax.tree_util.tree_leaves(args)
+        leaves = [jnp.asarray(x, dtype=a.dtype) for x, a in zip(leaves, avals, strict=True)]
+        out = jax.core.eval_jaxpr(closed.jaxpr, closed.consts, *leaves)
+        return jax.tree_util.tree_unflatten(tree, out)
+
+    return shape[0], bool(seen), replay
 
 
 # --------------------------------------------------------------------------- if
@@ -336,28 +351,29 @@ def if_else(test: Any, then_branch: Callable, else_branch: Callable | None, *sta
     state_type = _type_of(state)
     raw_then: list = []
     raw_else: list = []
-    out = _join(
-        _abstract(lambda s: _noted(raw_then, then_branch(*s)), state_type),
-        _abstract(lambda s: _noted(raw_else, else_branch(*s)), state_type),
-        "if",
+    then_type, then_loops, then_replay = _trace(
+        lambda s: _noted(raw_then, then_branch(*s)), state_type
     )
+    else_type, else_loops, else_replay = _trace(
+        lambda s: _noted(raw_else, else_branch(*s)), state_type
+    )
+    out = _join(then_type, else_type, "if")
     static = _path_constants(raw_then[0], raw_else[0])
     out = tuple(None if i in static else t for i, t in enumerate(out))
 
-    seen: list = []
-
-    def branch(fn):
+    def branch(replay):
         def run(s):
-            values = tuple(None if i in static else v for i, v in enumerate(fn(*s)))
-            return _coerce(values, out)
+            values, overflow = replay(s)
+            values = tuple(None if i in static else v for i, v in enumerate(values))
+            return _coerce(values, out), overflow
 
-        return _with_overflow(run, seen)
+        return run
 
     test = jnp.asarray(test)
     if test.shape != ():
         raise TypeError(f"an if test must be a scalar, got an array of shape {test.shape}")
-    result, overflow = lax.cond(test, branch(then_branch), branch(else_branch), state)
-    if seen:
+    result, overflow = lax.cond(test, branch(then_replay), branch(else_replay), state)
+    if then_loops or else_loops:
         _report_overflow(overflow, "a loop inside an if")
     return tuple(static.get(i, v) for i, v in enumerate(result))
 
@@ -429,15 +445,24 @@ def _stacked_type(t: Any, n: int) -> Any:
 
 def _infer_carry(step: Callable, carry: tuple, extra: tuple, what: str):
     """The carry type at a fixed point of ``step`` (None -> zeros, broadcast, promote),
-    and the type of the saves ``step`` returns beside the carry."""
+    and ``run(extra, carry) -> ((carry, saves), overflow flag)``, the step's trace at
+    that type with its results coerced to it; also the type of the saves and whether
+    a recorded loop inside the step reports overflow."""
     carry_type = _type_of(carry)
     for _ in range(8):
-        new_type, saves_type = _abstract(lambda e, c: step(*e, *c), extra, carry_type)
+        (new_type, saves_type), loops, replay = _trace(lambda e, c: step(*e, *c), extra, carry_type)
         joined = _join(carry_type, tuple(new_type), what)
         if joined == carry_type:
-            return carry_type, saves_type
+            break
         carry_type = joined
-    raise TypeError(f"{what}: the types of the loop state do not settle")
+    else:
+        raise TypeError(f"{what}: the types of the loop state do not settle")
+
+    def run(e: tuple, c: tuple) -> tuple:
+        (new, saved), overflow = replay(e, c)
+        return (_coerce(tuple(new), carry_type), _coerce(tuple(saved), saves_type)), overflow
+
+    return carry_type, saves_type, loops, run
 
 
 # --------------------------------------------------------------------------- for
@@ -460,18 +485,11 @@ _INDEX = jax.ShapeDtypeStruct((), jnp.result_type(int))
 
 def _for(iterable: Any, step: Callable, carry: tuple, what: str):
     r = _as_range(iterable)
-    carry_type, saves_type = _infer_carry(step, carry, (_INDEX,), what)
-
-    seen: list = []
-
-    @functools.partial(_with_overflow, seen=seen)
-    def run(i, c):
-        new, saved = step(i, *c)
-        return _coerce(tuple(new), carry_type), _coerce(tuple(saved), saves_type)
+    carry_type, saves_type, loops, run = _infer_carry(step, carry, (_INDEX,), what)
 
     def scan_step(state, i):
         c, overflowed = state
-        (c, saved), overflow = run(i, c)
+        (c, saved), overflow = run((i,), c)
         return (c, overflowed | overflow), saved
 
     carry = _coerce(tuple(carry), carry_type)
@@ -488,7 +506,7 @@ def _for(iterable: Any, step: Callable, carry: tuple, what: str):
         )
         if jax.tree_util.tree_leaves(saves_type):
             _report_overflow(overflow, f"a {what} over a range of traced length")
-    if seen:
+    if loops:
         _report_overflow(inner, f"a loop inside a {what}")
     return tuple(carry), tuple(Tape(s) for s in stacked)
 
@@ -542,7 +560,7 @@ def while_recording(
 
 
 def _while(test: Callable, step: Callable, state: tuple, stop: int | None):
-    state_type, saves_type = _infer_carry(step, state, (), "while loop")
+    state_type, saves_type, loops, run = _infer_carry(step, state, (), "while loop")
 
     def keep_going(k, both):
         s = both[0]
@@ -551,16 +569,9 @@ def _while(test: Callable, step: Callable, state: tuple, stop: int | None):
             go = go & ~jnp.asarray(s[stop], dtype=bool)
         return go
 
-    seen: list = []
-
-    @functools.partial(_with_overflow, seen=seen)
-    def run(s):
-        new, saved = step(*s)
-        return _coerce(tuple(new), state_type), _coerce(tuple(saved), saves_type)
-
     def loop_step(k, both):
         s, overflowed = both
-        (s, saved), overflow = run(s)
+        (s, saved), overflow = run((), s)
         return (s, overflowed | overflow), saved
 
     start = (_coerce(tuple(state), state_type), jnp.asarray(False))
@@ -569,7 +580,7 @@ def _while(test: Callable, step: Callable, state: tuple, stop: int | None):
     )
     if jax.tree_util.tree_leaves(saves_type):
         _report_overflow(overflow, "a while loop")
-    if seen:
+    if loops:
         _report_overflow(inner, "a loop inside a while loop")
     return tuple(state), tuple(Tape(b) for b in buffers)
 
@@ -589,24 +600,29 @@ def replay(iterable: Any, body: Callable, tapes: tuple, *carry: Any) -> tuple:
         jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(a.shape[1:], a.dtype), t.stacked)
         for t in tapes
     )
-    carry_type, _ = _infer_carry(
+    carry_type, _, loops, step = _infer_carry(
         lambda i, saved, *c: (tuple(body(i, *saved, *c)), ()), carry, (_INDEX, slices), "loop"
     )
 
-    def run(i, saved, c):
-        return _coerce(tuple(body(i, *saved, *c)), carry_type)
+    def run(i, saved, state):
+        c, overflowed = state
+        (c, _), overflow = step((i, saved), c)
+        return c, overflowed | overflow
 
     m = r.length
-    carry = _coerce(tuple(carry), carry_type)
+    state = (_coerce(tuple(carry), carry_type), jnp.asarray(False))
     lengths = {t.length() for t in tapes} - {None}
     if not _is_traced(m) and lengths <= {int(m)}:
         values = r.start + r.step * jnp.arange(int(m), dtype=_INDEX.dtype)[::-1]
         stacked = tuple(t.stacked for t in tapes)
-        carry, _ = lax.scan(
-            lambda c, xs: (run(xs[0], xs[1], c), None), carry, (values, stacked), reverse=True
+        state, _ = lax.scan(
+            lambda s, xs: (run(xs[0], xs[1], s), None), state, (values, stacked), reverse=True
         )
     else:
-        carry = lax.fori_loop(
-            0, m, lambda k, c: run(r.value(k), tuple(t.at(m - 1 - k) for t in tapes), c), carry
+        state = lax.fori_loop(
+            0, m, lambda k, s: run(r.value(k), tuple(t.at(m - 1 - k) for t in tapes), s), state
         )
+    carry, inner = state
+    if loops:
+        _report_overflow(inner, "a loop inside a backward loop")
     return tuple(carry)
