@@ -532,26 +532,39 @@ def _reachable_functions(fn: types.FunctionType) -> tuple[list[types.FunctionTyp
     stack = [fn]
     while stack:
         f = stack.pop()
-        names = _code_names(f.__code__)
-        for _name, value, container, key in _referenced(f):
-            deps.append(_dep(value, container, key))
-            candidates = [value]
-            if isinstance(value, types.ModuleType) and _is_user_module(value):
-                for attr in names:
-                    member = value.__dict__.get(attr, _MISSING)
-                    if member is not _MISSING:
-                        deps.append(_dep(member, value.__dict__, attr))
-                        candidates.append(member)
-            for candidate in candidates:
-                target = _as_user_function(candidate)
-                if target is not None and id(target) not in found:
-                    found[id(target)] = target
-                    stack.append(target)
+        for dep, value in _reads(f):
+            deps.append(dep)
+            target = _as_user_function(value)
+            if target is not None and id(target) not in found:
+                found[id(target)] = target
+                stack.append(target)
     ordered = [fn] + sorted(
         (f for f in found.values() if f is not fn),
         key=lambda f: (f.__module__ or "", f.__qualname__, _describe(f)),
     )
     return ordered, tuple(deps)
+
+
+def _reads(f: types.FunctionType) -> list[tuple[tuple, Any]]:
+    """``(binding, value)`` for every bound name ``f`` reads, and every attribute of a
+    user module it may read through one (``helpers.f``)."""
+    names = _code_names(f.__code__)
+    out = []
+    for _name, value, container, key in _referenced(f):
+        out.append((_dep(value, container, key), value))
+        if isinstance(value, types.ModuleType) and _is_user_module(value):
+            for attr in names:
+                member = value.__dict__.get(attr, _MISSING)
+                if member is not _MISSING:
+                    out.append((_dep(member, value.__dict__, attr), member))
+    return out
+
+
+def bindings_of(f: types.FunctionType) -> tuple:
+    """The bindings ``f``'s own code reads, as the key counts them (code by identity,
+    data by type): whatever is derived from ``f`` alone stays valid while
+    ``bindings_hold`` says they do."""
+    return tuple(dep for dep, _value in _reads(f))
 
 
 def _dep(value: Any, container: Any, key: Any) -> tuple:
@@ -561,7 +574,9 @@ def _dep(value: Any, container: Any, key: Any) -> tuple:
     return (container, key, "type", type(value))
 
 
-def _deps_hold(deps: tuple) -> bool:
+def bindings_hold(deps: tuple) -> bool:
+    """Whether every binding of ``deps`` (``bindings_of``, ``_key_and_deps``) still
+    denotes what it did."""
     for container, key, how, expected in deps:
         now = _current(container, key)
         if how == "is":
@@ -1090,7 +1105,7 @@ def _memo_hit(loaded: _Loaded | None) -> _Loaded | None:
     if (
         loaded is not None
         and loaded.rules_generation == _rules_generation()
-        and _deps_hold(loaded.deps)
+        and bindings_hold(loaded.deps)
     ):
         return loaded
     return None

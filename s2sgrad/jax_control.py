@@ -312,17 +312,27 @@ def _coerce(x: Any, t: Any) -> Any:
     return tx.unflatten([_coerce(a, b) for a, b in zip(cx, ct)])
 
 
-def _trace(fn: Callable, *arg_types: Any) -> tuple[Any, bool, Callable]:
+@dataclass
+class _Traced:
+    """One trace of a branch or loop body (see ``_trace``)."""
+
+    type: Any  # the type of its result
+    raw: Any  # its result as the trace saw it: Python constants stay constants
+    loops: bool  # a recorded loop inside it reports an overflow flag
+    replay: Callable  # (*args) -> (result, overflow flag), without running its Python again
+
+
+def _trace(fn: Callable, *arg_types: Any) -> _Traced:
     """Trace ``fn`` once at ``arg_types`` (types, or values standing for theirs).
 
-    Returns the type of its result, whether a recorded loop inside it reports an
-    overflow flag, and ``replay(*args)``: the traced computation evaluated on values
-    of those types, giving ``(result, overflow flag)`` without running ``fn``'s Python
-    again. Combinators learn a body's types from the trace and hand ``replay`` to
+    Combinators learn a body's types from the trace and hand its ``replay`` to
     ``lax``: traced twice instead, a body nested d deep would be traced 2**d times.
     """
     seen: list = []
-    closed, shape = jax.make_jaxpr(_with_overflow(fn, seen), return_shape=True)(*arg_types)
+    raw: list = []
+    closed, shape = jax.make_jaxpr(
+        _with_overflow(lambda *a: _noted(raw, fn(*a)), seen), return_shape=True
+    )(*arg_types)
     tree = jax.tree_util.tree_structure(shape)
     avals = closed.in_avals
 
@@ -332,7 +342,7 @@ def _trace(fn: Callable, *arg_types: Any) -> tuple[Any, bool, Callable]:
         out = jax.core.eval_jaxpr(closed.jaxpr, closed.consts, *leaves)
         return jax.tree_util.tree_unflatten(tree, out)
 
-    return shape[0], bool(seen), replay
+    return _Traced(shape[0], raw[0], bool(seen), replay)
 
 
 # --------------------------------------------------------------------------- if
@@ -349,16 +359,10 @@ def if_else(test: Any, then_branch: Callable, else_branch: Callable | None, *sta
     if not _is_traced(test):
         return tuple(then_branch(*state) if bool(test) else else_branch(*state))
     state_type = _type_of(state)
-    raw_then: list = []
-    raw_else: list = []
-    then_type, then_loops, then_replay = _trace(
-        lambda s: _noted(raw_then, then_branch(*s)), state_type
-    )
-    else_type, else_loops, else_replay = _trace(
-        lambda s: _noted(raw_else, else_branch(*s)), state_type
-    )
-    out = _join(then_type, else_type, "if")
-    static = _path_constants(raw_then[0], raw_else[0])
+    then_ = _trace(lambda s: tuple(then_branch(*s)), state_type)
+    else_ = _trace(lambda s: tuple(else_branch(*s)), state_type)
+    out = _join(then_.type, else_.type, "if")
+    static = _path_constants(then_.raw, else_.raw)
     out = tuple(None if i in static else t for i, t in enumerate(out))
 
     def branch(replay):
@@ -372,14 +376,13 @@ def if_else(test: Any, then_branch: Callable, else_branch: Callable | None, *sta
     test = jnp.asarray(test)
     if test.shape != ():
         raise TypeError(f"an if test must be a scalar, got an array of shape {test.shape}")
-    result, overflow = lax.cond(test, branch(then_replay), branch(else_replay), state)
-    if then_loops or else_loops:
+    result, overflow = lax.cond(test, branch(then_.replay), branch(else_.replay), state)
+    if then_.loops or else_.loops:
         _report_overflow(overflow, "a loop inside an if")
     return tuple(static.get(i, v) for i, v in enumerate(result))
 
 
-def _noted(into: list, values: Any) -> tuple:
-    values = tuple(values)
+def _noted(into: list, values: Any) -> Any:
     into.append(values)
     return values
 
@@ -394,16 +397,18 @@ def _path_constants(then_values: tuple, else_values: tuple) -> dict[int, Any]:
     never made (None). Kept concrete, that ``if`` runs in Python on both sweeps.
     """
 
-    def constant(v: Any) -> bool:
-        return isinstance(v, (bool, int, float)) and not isinstance(v, jax.core.Tracer)
-
     static = {}
     for i, (a, b) in enumerate(zip(then_values, else_values)):
         values = [v for v in (a, b) if v is not None]
-        if values and all(constant(v) for v in values) and all(v == values[0] for v in values):
+        if values and all(map(_is_constant, values)) and all(v == values[0] for v in values):
             if all(type(v) is type(values[0]) for v in values):
                 static[i] = values[0]
     return static
+
+
+def _is_constant(v: Any) -> bool:
+    """A Python number or bool (not traced): known at trace time."""
+    return isinstance(v, (bool, int, float)) and not isinstance(v, jax.core.Tracer)
 
 
 def _keep(*state: Any) -> tuple:
@@ -439,30 +444,77 @@ class Tape:
         return cls(children[0])
 
 
+@jax.tree_util.register_pytree_node_class
+class ConstantTape:
+    """The saves of a value that was the same Python number or bool on every iteration
+    (a path constant): kept as it is, so the backward sweep sees it concrete."""
+
+    def __init__(self, value: Any):
+        self.value = value
+
+    def at(self, k: Any) -> Any:
+        return self.value
+
+    def length(self) -> None:
+        return None
+
+    def tree_flatten(self):
+        return (), (type(self.value), self.value)
+
+    @classmethod
+    def tree_unflatten(cls, aux, children):
+        return cls(aux[1])
+
+
 def _stacked_type(t: Any, n: int) -> Any:
     return jax.tree_util.tree_map(lambda s: jax.ShapeDtypeStruct((n, *s.shape), s.dtype), t)
 
 
-def _infer_carry(step: Callable, carry: tuple, extra: tuple, what: str):
+@dataclass
+class _Step:
+    """A loop body at the fixed point of its carry type (see ``_infer_carry``)."""
+
+    carry_type: tuple
+    saves_type: tuple  # None where the save is a constant
+    constant_saves: dict  # position -> the Python number or bool saved every iteration
+    loops: bool  # a recorded loop inside the body reports an overflow flag
+    run: Callable  # (extra, carry) -> ((carry, saves), overflow flag), coerced to the types
+
+    def tapes(self, stacked: tuple) -> tuple:
+        """One tape per save: the stacked rows, or the constant."""
+        return tuple(
+            ConstantTape(self.constant_saves[i]) if i in self.constant_saves else Tape(rows)
+            for i, rows in enumerate(stacked)
+        )
+
+
+def _infer_carry(step: Callable, carry: tuple, extra: tuple, what: str) -> _Step:
     """The carry type at a fixed point of ``step`` (None -> zeros, broadcast, promote),
-    and ``run(extra, carry) -> ((carry, saves), overflow flag)``, the step's trace at
-    that type with its results coerced to it; also the type of the saves and whether
-    a recorded loop inside the step reports overflow."""
+    with the step's trace at that type.
+
+    A save that is a Python number or bool in the trace is the same constant on every
+    iteration: it stays out of the tape, so the backward sweep sees it concrete (an
+    ``if`` on a path constant stays a Python ``if`` there, as in ``if_else``).
+    """
     carry_type = _type_of(carry)
     for _ in range(8):
-        (new_type, saves_type), loops, replay = _trace(lambda e, c: step(*e, *c), extra, carry_type)
+        traced = _trace(lambda e, c: step(*e, *c), extra, carry_type)
+        new_type, saves_type = traced.type
         joined = _join(carry_type, tuple(new_type), what)
         if joined == carry_type:
             break
         carry_type = joined
     else:
         raise TypeError(f"{what}: the types of the loop state do not settle")
+    constants = {i: v for i, v in enumerate(traced.raw[1]) if _is_constant(v)}
+    saves_type = tuple(None if i in constants else t for i, t in enumerate(saves_type))
 
     def run(e: tuple, c: tuple) -> tuple:
-        (new, saved), overflow = replay(e, c)
-        return (_coerce(tuple(new), carry_type), _coerce(tuple(saved), saves_type)), overflow
+        (new, saved), overflow = traced.replay(e, c)
+        saved = tuple(None if i in constants else v for i, v in enumerate(saved))
+        return (_coerce(tuple(new), carry_type), _coerce(saved, saves_type)), overflow
 
-    return carry_type, saves_type, loops, run
+    return _Step(carry_type, saves_type, constants, traced.loops, run)
 
 
 # --------------------------------------------------------------------------- for
@@ -485,14 +537,14 @@ _INDEX = jax.ShapeDtypeStruct((), jnp.result_type(int))
 
 def _for(iterable: Any, step: Callable, carry: tuple, what: str):
     r = _as_range(iterable)
-    carry_type, saves_type, loops, run = _infer_carry(step, carry, (_INDEX,), what)
+    body = _infer_carry(step, carry, (_INDEX,), what)
 
     def scan_step(state, i):
         c, overflowed = state
-        (c, saved), overflow = run((i,), c)
+        (c, saved), overflow = body.run((i,), c)
         return (c, overflowed | overflow), saved
 
-    carry = _coerce(tuple(carry), carry_type)
+    carry = _coerce(tuple(carry), body.carry_type)
     if r.static:
         values = r.start + r.step * jnp.arange(int(r.length), dtype=_INDEX.dtype)
         (carry, inner), stacked = lax.scan(scan_step, (carry, jnp.asarray(False)), values)
@@ -501,14 +553,14 @@ def _for(iterable: Any, step: Callable, carry: tuple, what: str):
             lambda k, c: jnp.asarray(True),
             lambda k, state: scan_step(state, r.value(k)),
             (carry, jnp.asarray(False)),
-            saves_type,
+            body.saves_type,
             r.length,
         )
-        if jax.tree_util.tree_leaves(saves_type):
+        if jax.tree_util.tree_leaves(body.saves_type):
             _report_overflow(overflow, f"a {what} over a range of traced length")
-    if loops:
+    if body.loops:
         _report_overflow(inner, f"a loop inside a {what}")
-    return tuple(carry), tuple(Tape(s) for s in stacked)
+    return tuple(carry), body.tapes(stacked)
 
 
 def _bounded_loop(keep_going, run, carry, saves_type, limit: Any):
@@ -560,7 +612,7 @@ def while_recording(
 
 
 def _while(test: Callable, step: Callable, state: tuple, stop: int | None):
-    state_type, saves_type, loops, run = _infer_carry(step, state, (), "while loop")
+    body = _infer_carry(step, state, (), "while loop")
 
     def keep_going(k, both):
         s = both[0]
@@ -571,18 +623,18 @@ def _while(test: Callable, step: Callable, state: tuple, stop: int | None):
 
     def loop_step(k, both):
         s, overflowed = both
-        (s, saved), overflow = run((), s)
+        (s, saved), overflow = body.run((), s)
         return (s, overflowed | overflow), saved
 
-    start = (_coerce(tuple(state), state_type), jnp.asarray(False))
+    start = (_coerce(tuple(state), body.carry_type), jnp.asarray(False))
     (state, inner), buffers, overflow = _bounded_loop(
-        keep_going, loop_step, start, saves_type, None
+        keep_going, loop_step, start, body.saves_type, None
     )
-    if jax.tree_util.tree_leaves(saves_type):
+    if jax.tree_util.tree_leaves(body.saves_type):
         _report_overflow(overflow, "a while loop")
-    if loops:
+    if body.loops:
         _report_overflow(inner, "a loop inside a while loop")
-    return tuple(state), tuple(Tape(b) for b in buffers)
+    return tuple(state), body.tapes(buffers)
 
 
 # --------------------------------------------------------------------------- backward loops
@@ -592,25 +644,35 @@ def replay(iterable: Any, body: Callable, tapes: tuple, *carry: Any) -> tuple:
     """The backward sweep of a recorded loop: ``len(iterable)`` iterations, the k-th
     running ``body(iterable[k], *saves, *carry)`` on the saves recorded last-in first-out."""
     r = _as_range(iterable)
-    tapes = tuple(tapes)
     for t in tapes:
-        if not isinstance(t, Tape):
+        if not isinstance(t, (Tape, ConstantTape)):
             raise TypeError(f"replay expects the tapes of a recorded loop, got {type(t).__name__}")
+    constants = {j: t.value for j, t in enumerate(tapes) if isinstance(t, ConstantTape)}
+    n_saves = len(tapes)
+    tapes = tuple(t for t in tapes if isinstance(t, Tape))  # the constants are bound as such
     slices = tuple(
         jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(a.shape[1:], a.dtype), t.stacked)
         for t in tapes
     )
-    carry_type, _, loops, step = _infer_carry(
-        lambda i, saved, *c: (tuple(body(i, *saved, *c)), ()), carry, (_INDEX, slices), "loop"
+
+    def all_saves(saved: tuple) -> tuple:
+        rows = iter(saved)
+        return tuple(constants[j] if j in constants else next(rows) for j in range(n_saves))
+
+    step = _infer_carry(
+        lambda i, saved, *c: (tuple(body(i, *all_saves(saved), *c)), ()),
+        carry,
+        (_INDEX, slices),
+        "loop",
     )
 
     def run(i, saved, state):
         c, overflowed = state
-        (c, _), overflow = step((i, saved), c)
+        (c, _), overflow = step.run((i, saved), c)
         return c, overflowed | overflow
 
     m = r.length
-    state = (_coerce(tuple(carry), carry_type), jnp.asarray(False))
+    state = (_coerce(tuple(carry), step.carry_type), jnp.asarray(False))
     lengths = {t.length() for t in tapes} - {None}
     if not _is_traced(m) and lengths <= {int(m)}:
         values = r.start + r.step * jnp.arange(int(m), dtype=_INDEX.dtype)[::-1]
@@ -623,6 +685,6 @@ def replay(iterable: Any, body: Callable, tapes: tuple, *carry: Any) -> tuple:
             0, m, lambda k, s: run(r.value(k), tuple(t.at(m - 1 - k) for t in tapes), s), state
         )
     carry, inner = state
-    if loops:
+    if step.loops:
         _report_overflow(inner, "a loop inside a backward loop")
     return tuple(carry)

@@ -11,14 +11,17 @@ from __future__ import annotations
 import inspect
 import linecache
 import sys
+import types
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from s2sgrad import codegen, ir, running, runtime, sources
+from s2sgrad import cache, codegen, ir, running, runtime, sources
 from s2sgrad._version import __version__
 from s2sgrad.backends import BACKENDS, JAX_CONTROL_NAMES
 from s2sgrad.errors import SourceLocation, UsageError
-from s2sgrad.frontend import parse_function
+from s2sgrad.frontend import get_source, parse_function
+from s2sgrad.rules.registry import generation as rules_generation
 from s2sgrad.transforms.aliasing import check_updates_seen_through_aliases
 from s2sgrad.transforms.forward import forward
 from s2sgrad.transforms.hoist import hoist_invariants
@@ -79,11 +82,42 @@ def _ref_roots(atom) -> set[str]:
     return set()
 
 
+@dataclass(frozen=True)
+class _Lowered:
+    source: str
+    bindings: tuple  # cache.bindings_of: what the function's names denoted
+    rules: int  # the rule registry's generation
+    ir: ir.FunctionDef
+
+
+# Each function's IR, lowered once per process while its source, the bindings of the
+# names it reads and the rules stay as they were (the cache key counts the same
+# things): one gradient in forward mode compiles a module per argument, and each
+# would otherwise parse the function and its callees again. Weak: the IR goes with
+# the function. IR is immutable, so sharing it between compilations is safe.
+_LOWERED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 def lower(fn: Callable) -> ir.FunctionDef:
     """The user's function as IR: A-normal form, structured (counted loops, one return)."""
-    surface = parse_function(fn)
+    target = running.function_that_runs(fn)
+    memo = _LOWERED.get(target) if isinstance(target, types.FunctionType) else None
+    if memo is not None:
+        source, _ = get_source(target)  # a stale source is refused here, as on a miss
+        if (
+            memo.source == source
+            and memo.rules == rules_generation()
+            and cache.bindings_hold(memo.bindings)
+        ):
+            return memo.ir
+    surface = parse_function(target)
     check_updates_seen_through_aliases(surface)
-    return hoist_invariants(structure(normalize(surface)))
+    lowered = hoist_invariants(structure(normalize(surface)))
+    if isinstance(target, types.FunctionType):
+        _LOWERED[target] = _Lowered(
+            get_source(target)[0], cache.bindings_of(target), rules_generation(), lowered
+        )
+    return lowered
 
 
 class Compilation:

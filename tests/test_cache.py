@@ -39,12 +39,15 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 import s2sgrad
 from s2sgrad import cache
 from s2sgrad.errors import S2SGradError, SourceUnavailableError
+from tests.oracles import assert_close
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -390,6 +393,50 @@ def test_memo_notices_a_redefined_helper(cache_dir, fake_pipeline, user_module):
     cache.load_or_generate(mod.f, "reverse", (0,))
     assert cache.stats["memo"] == 0
     assert len(fake_pipeline.calls) == 2  # different key: the old file does not match
+
+
+_LOWERED_SOURCE = """
+import numpy as np
+
+scale = 2.0
+
+def h(x):
+    return np.sin(x)
+
+def cube(x):
+    return x ** 3
+
+def f(x, y, z):
+    return np.sum(h(x) * y * z) * scale
+"""
+
+
+def test_lowering_is_reused_only_while_what_it_read_holds(cache_dir, user_module, monkeypatch):
+    """Forward mode compiles one module per argument; the function and its callees are
+    lowered once for all of them (pipeline._LOWERED), and lowered again when a name they
+    read is rebound, a rule is registered, or their source changes."""
+    from s2sgrad import frontend, pipeline
+
+    parsed = []
+    real = frontend.parse_function
+    monkeypatch.setattr(pipeline, "parse_function", lambda fn: parsed.append(fn) or real(fn))
+    mod = user_module(_LOWERED_SOURCE, "lowered_memo")
+    x, y, z = np.array([0.3, -0.4]), np.array([1.5, 0.5]), np.array([0.2, 0.7])
+    grads = s2sgrad.grad(mod.f, wrt=(0, 1, 2), mode="forward")(x, y, z)
+    want = jax.grad(lambda x, y, z: jnp.sum(jnp.sin(x) * y * z) * 2.0, argnums=(0, 1, 2))
+    assert_close(grads, want(x, y, z))
+    assert sorted(f.__name__ for f in parsed) == ["f", "h"]  # three modules, one lowering each
+
+    mod.h = mod.cube  # a notebook cell rebinding the helper
+    grads = s2sgrad.grad(mod.f, wrt=(0, 1, 2), mode="forward")(x, y, z)
+    want = jax.grad(lambda x, y, z: jnp.sum(x**3 * y * z) * 2.0, argnums=(0, 1, 2))
+    assert_close(grads, want(x, y, z))
+    assert sorted(f.__name__ for f in parsed) == ["cube", "f", "f", "h"]
+
+    mod.scale = 3.0  # data: read when the module runs, not compiled in
+    grads = s2sgrad.grad(mod.f, wrt=0, mode="forward")(x, y, z)
+    assert_close(grads, 3.0 * 3 * x**2 * y * z)
+    assert len(parsed) == 4
 
 
 @pytest.mark.parametrize(

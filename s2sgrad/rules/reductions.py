@@ -143,14 +143,16 @@ def nanvar_vjp(g, ans, a, axis=None, dtype=None, out=None, ddof=0, keepdims=Fals
     return unreduce(g, a, axis, keepdims) * centered * 2 / np.maximum(n - ddof, 0)
 
 
-# A slice with one entry that is not NaN has a constant std (0): its derivative is 0, where
-# centered / ans would be 0 / 0 (the denominator is made infinite there). NaN entries get 0.
+# Where nanstd is 0 (one entry that is not NaN, or all equal) its derivative is 0, as for
+# std, where centered / ans would be 0 / 0 (the denominator is made infinite there). NaN
+# entries get 0.
 @defjvp(np.nanstd)
 def nanstd_jvp(ans, a, axis=None, dtype=None, out=None, ddof=0, keepdims=False, *, da):
     present = np.logical_not(np.isnan(a))
     n = np.sum(present, axis=axis, keepdims=True)
     centered = np.where(present, a - np.nanmean(a, axis=axis, keepdims=True), 0.0)
-    spread = np.where(n == 1, np.inf, unreduce(ans, a, axis, keepdims))
+    spread = unreduce(ans, a, axis, keepdims)
+    spread = np.where(spread == 0, np.inf, spread)
     share = np.where(present, centered * da / (np.maximum(n - ddof, 0) * spread), 0.0)
     return np.sum(share, axis=axis, keepdims=keepdims)
 
@@ -160,7 +162,8 @@ def nanstd_vjp(g, ans, a, axis=None, dtype=None, out=None, ddof=0, keepdims=Fals
     present = np.logical_not(np.isnan(a))
     n = np.sum(present, axis=axis, keepdims=True)
     centered = np.where(present, a - np.nanmean(a, axis=axis, keepdims=True), 0.0)
-    spread = np.where(n == 1, np.inf, unreduce(ans, a, axis, keepdims))
+    spread = unreduce(ans, a, axis, keepdims)
+    spread = np.where(spread == 0, np.inf, spread)
     scale = unreduce(g, a, axis, keepdims) / (np.maximum(n - ddof, 0) * spread)
     return np.where(present, scale * centered, 0.0)
 
@@ -209,14 +212,18 @@ def var_vjp(g, ans, a, axis=None, dtype=None, out=None, ddof=0, keepdims=False):
     return unreduce(g * 2 / np.maximum(n - ddof, 0), a, axis, keepdims) * centered
 
 
-# std over one element (a length-1 axis, a 0-d array) is constant: derivative 0, where
-# centered / ans would be 0 / 0 (jax gives nan there); the denominator is made infinite.
-# With n - ddof <= 0 NumPy divides by zero (the value is nan or inf), and so does the rule.
+# Where std is 0 (all entries equal; always over one element: a length-1 axis, a 0-d
+# array) centered / ans is 0 / 0. Over one element std is constant, derivative 0; over
+# equal entries it has none (jax gives nan), and the rule gives 0 there too: the
+# derivative along every direction that keeps them equal, and the right answer for a
+# constant that reaches std with a zero tangent (an inactive branch's value). The
+# denominator is made infinite. With n - ddof <= 0 NumPy divides by zero (the value is
+# nan or inf), and so does the rule.
 @defjvp(np.std)
 def std_jvp(ans, a, axis=None, dtype=None, out=None, ddof=0, keepdims=False, *, da):
     centered = a - np.mean(a, axis=axis, keepdims=True)
     n = np.size(a) / np.size(ans)
-    denominator = np.maximum(n - ddof, 0) * np.where(n == 1, np.inf, ans)
+    denominator = np.maximum(n - ddof, 0) * np.where(ans == 0, np.inf, ans)
     return np.sum(centered * da, axis=axis, keepdims=keepdims) / denominator
 
 
@@ -224,7 +231,7 @@ def std_jvp(ans, a, axis=None, dtype=None, out=None, ddof=0, keepdims=False, *, 
 def std_vjp(g, ans, a, axis=None, dtype=None, out=None, ddof=0, keepdims=False):
     centered = a - np.mean(a, axis=axis, keepdims=True)
     n = np.size(a) / np.size(ans)
-    denominator = np.maximum(n - ddof, 0) * np.where(n == 1, np.inf, ans)
+    denominator = np.maximum(n - ddof, 0) * np.where(ans == 0, np.inf, ans)
     return unreduce(g / denominator, a, axis, keepdims) * centered
 
 

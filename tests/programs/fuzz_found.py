@@ -127,6 +127,35 @@ def branches_around_a_loop_on_jax(x):
     return np.mean(v2) + 0.5 * np.sum(v10)
 
 
+def constant_test_inside_a_loop_on_jax(x, y, n):
+    """JAX backend, reverse mode (fuzzer seed 31-44, minimised): ``0.24 > 0.33 and ...``
+    is a Python constant (False) on every iteration, so the forward sweep never ran the
+    branch nor made its saves; but the loop stacked the test onto its tape, the backward
+    sweep read it back traced and lowered the ``if`` to ``lax.cond``, whose branch read
+    the missing saves: ``TypeError: '>' not supported between NoneType and a tracer``.
+    Fixed: ``jax_control`` keeps a save that is a Python constant in the trace out of
+    the tape (``ConstantTape``), so the backward ``if`` stays a Python ``if``."""
+    w6 = np.ones((2, 3))
+    for _i, r7 in enumerate(y):
+        if 0.24 > 0.33 and np.sum(np.cos(x)) < 0.8:
+            w6 += np.minimum(y, np.fmin(y, r7[0]))
+        else:
+            pass
+    v13 = np.expand_dims(np.positive((np.square(y) + 0.5) ** np.tanh(w6)), 0)
+    return np.sum(w6) + np.sum(v13) + np.sum(x)
+
+
+def std_of_a_constant_from_a_branch(x, y):
+    """Forward mode (fuzzer seed 31-2132, minimised): the branch taken returns a constant,
+    so ``v``'s tangent is zeros, and ``np.std`` of its equal entries is 0. The std rule's
+    ``centered * dv / std`` was 0 / 0: NaN gradients, where jax (whose tangent of a
+    constant is a symbolic zero) gives the finite answer. Fixed: the std and nanstd rules
+    give 0 where std is 0 (tests/op_cases.py: rows of equal entries)."""
+    w = np.zeros(3)
+    v = np.ones((1, 3)) if np.max(w) <= 0.41 else y[:1] * w
+    return np.mean(np.std(v, axis=1)) + np.sum(np.sin(x) * y)
+
+
 def matmul_of_a_row_then_broadcast(x):
     """Reverse mode (fuzzer seed 41-1361, minimised): ``y = np.matmul(x, x[-1])`` has shape
     (1,) for x of shape (1, 3), and ``np.arctan2(x, y)`` broadcasts it to (1, 3). The shape
@@ -154,6 +183,8 @@ ARGS = {
     "updates_of_different_shapes_in_branches": [("array", [0.5, 0.1, 0.6, -0.4]), ("int", 4)],
     "list_of_indices_into_take": [(3,)],
     "matmul_of_a_row_then_broadcast": [("array", [[0.36607489, 0.34082188, 0.67178835]])],
+    "std_of_a_constant_from_a_branch": [(3,), (3,)],
+    "constant_test_inside_a_loop_on_jax": [(3,), (2, 3), ("int", 2)],
     "branches_around_a_loop_on_jax": [("array", [0.44735945, 0.17728057, 0.74308099, -0.39053187])],
     "enumerate_an_array_the_loop_rebinds": [(2, 3), ("int", 2)],
 }
