@@ -358,9 +358,20 @@ def if_else(test: Any, then_branch: Callable, else_branch: Callable | None, *sta
         else_branch = _keep
     if not _is_traced(test):
         return tuple(then_branch(*state) if bool(test) else else_branch(*state))
-    state_type = _type_of(state)
-    then_ = _trace(lambda s: tuple(then_branch(*s)), state_type)
-    else_ = _trace(lambda s: tuple(else_branch(*s)), state_type)
+    # Constants of the state (Python numbers, bools, None) are bound into the traces, not
+    # passed through lax.cond: a branch that leaves one unchanged gives it back concrete.
+    state = tuple(state)
+    fixed = {i: v for i, v in enumerate(state) if v is None or _is_constant(v)}
+    varying = tuple(v for i, v in enumerate(state) if i not in fixed)
+    varying_type = _type_of(varying)
+
+    def traced(branch: Callable) -> _Traced:
+        return _trace(
+            lambda s: tuple(_with_constants(branch, fixed, len(state), (), s)), varying_type
+        )
+
+    then_ = traced(then_branch)
+    else_ = traced(else_branch)
     out = _join(then_.type, else_.type, "if")
     static = _path_constants(then_.raw, else_.raw)
     out = tuple(None if i in static else t for i, t in enumerate(out))
@@ -376,7 +387,7 @@ def if_else(test: Any, then_branch: Callable, else_branch: Callable | None, *sta
     test = jnp.asarray(test)
     if test.shape != ():
         raise TypeError(f"an if test must be a scalar, got an array of shape {test.shape}")
-    result, overflow = lax.cond(test, branch(then_.replay), branch(else_.replay), state)
+    result, overflow = lax.cond(test, branch(then_.replay), branch(else_.replay), varying)
     if then_.loops or else_.loops:
         _report_overflow(overflow, "a loop inside an if")
     return tuple(static.get(i, v) for i, v in enumerate(result))
@@ -474,11 +485,20 @@ def _stacked_type(t: Any, n: int) -> Any:
 class _Step:
     """A loop body at the fixed point of its carry type (see ``_infer_carry``)."""
 
-    carry_type: tuple
+    carry_type: tuple  # of the carried values that are not constants
+    constant_carry: dict  # position -> the Python number, bool or None carried unchanged
     saves_type: tuple  # None where the save is a constant
     constant_saves: dict  # position -> the Python number or bool saved every iteration
     loops: bool  # a recorded loop inside the body reports an overflow flag
     run: Callable  # (extra, carry) -> ((carry, saves), overflow flag), coerced to the types
+
+    def varying(self, carry: tuple) -> tuple:
+        """The carried values that are not constants (what ``lax`` carries)."""
+        return tuple(v for i, v in enumerate(carry) if i not in self.constant_carry)
+
+    def whole(self, varying: tuple) -> tuple:
+        """The whole carry: ``varying`` with the constants put back."""
+        return _merged(varying, self.constant_carry, len(varying) + len(self.constant_carry))
 
     def tapes(self, stacked: tuple) -> tuple:
         """One tape per save: the stacked rows, or the constant."""
@@ -488,33 +508,78 @@ class _Step:
         )
 
 
+def _merged(varying: tuple, constants: dict, n: int) -> tuple:
+    rest = iter(varying)
+    return tuple(constants[i] if i in constants else next(rest) for i in range(n))
+
+
+def _with_constants(step: Callable, constants: dict, n: int, extra: tuple, varying: tuple):
+    """``step`` on the whole carry: ``varying`` with ``constants`` put back."""
+    return step(*extra, *_merged(varying, constants, n))
+
+
+def _same_constant(a: Any, b: Any) -> bool:
+    return (a is None and b is None) or (
+        _is_constant(a) and _is_constant(b) and type(a) is type(b) and a == b
+    )
+
+
 def _infer_carry(step: Callable, carry: tuple, extra: tuple, what: str) -> _Step:
     """The carry type at a fixed point of ``step`` (None -> zeros, broadcast, promote),
     with the step's trace at that type.
 
-    A save that is a Python number or bool in the trace is the same constant on every
-    iteration: it stays out of the tape, so the backward sweep sees it concrete (an
-    ``if`` on a path constant stays a Python ``if`` there, as in ``if_else``).
+    Path constants stay concrete, as in ``if_else``: a carried Python number or bool
+    (or None, "not set") that the body gives back unchanged is bound into the trace
+    instead of carried, and a save that is a Python number or bool in the trace, the
+    same on every iteration, stays out of the tape. A test on such a value is then a
+    Python ``if`` in both sweeps, never a ``lax.cond`` tracing a branch whose saves the
+    forward sweep never made. A None the body turns into a zero constant (False, 0,
+    0.0) is that constant from the start, as None would become zeros of its type.
     """
-    carry_type = _type_of(carry)
-    for _ in range(8):
-        traced = _trace(lambda e, c: step(*e, *c), extra, carry_type)
-        new_type, saves_type = traced.type
-        joined = _join(carry_type, tuple(new_type), what)
-        if joined == carry_type:
+    carry = tuple(carry)
+    n = len(carry)
+    constant = {i: v for i, v in enumerate(carry) if v is None or _is_constant(v)}
+    carry_type = list(_type_of(carry))
+    for _ in range(16):
+        fixed = dict(constant)
+        varying_type = tuple(t for i, t in enumerate(carry_type) if i not in fixed)
+        traced = _trace(functools.partial(_with_constants, step, fixed, n), extra, varying_type)
+        new_raw = tuple(traced.raw[0])
+        new_type = tuple(traced.type[0])
+        settled = True
+        for i, value in fixed.items():
+            out = new_raw[i]
+            if _same_constant(out, value):
+                continue
+            settled = False
+            if value is None and _is_constant(out) and not out:
+                constant[i] = out  # None is zeros of the type: here, that constant
+                carry_type[i] = _type_of(out)
+                continue
+            del constant[i]  # varies: carried, typed by what it is before and after
+            carry_type[i] = _join(_type_of(value), new_type[i], what)
+        for i in range(n):
+            if i not in fixed and i not in constant:
+                joined = _join(carry_type[i], new_type[i], what)
+                if joined != carry_type[i]:
+                    carry_type[i] = joined
+                    settled = False
+        if settled:
             break
-        carry_type = joined
     else:
         raise TypeError(f"{what}: the types of the loop state do not settle")
-    constants = {i: v for i, v in enumerate(traced.raw[1]) if _is_constant(v)}
-    saves_type = tuple(None if i in constants else t for i, t in enumerate(saves_type))
+    varying_type = tuple(t for i, t in enumerate(carry_type) if i not in constant)
+    saves_type = traced.type[1]
+    saves = {i: v for i, v in enumerate(traced.raw[1]) if _is_constant(v)}
+    saves_type = tuple(None if i in saves else t for i, t in enumerate(saves_type))
 
     def run(e: tuple, c: tuple) -> tuple:
         (new, saved), overflow = traced.replay(e, c)
-        saved = tuple(None if i in constants else v for i, v in enumerate(saved))
-        return (_coerce(tuple(new), carry_type), _coerce(saved, saves_type)), overflow
+        new = tuple(v for i, v in enumerate(new) if i not in constant)
+        saved = tuple(None if i in saves else v for i, v in enumerate(saved))
+        return (_coerce(new, varying_type), _coerce(saved, saves_type)), overflow
 
-    return _Step(carry_type, saves_type, constants, traced.loops, run)
+    return _Step(varying_type, dict(constant), saves_type, saves, traced.loops, run)
 
 
 # --------------------------------------------------------------------------- for
@@ -544,7 +609,7 @@ def _for(iterable: Any, step: Callable, carry: tuple, what: str):
         (c, saved), overflow = body.run((i,), c)
         return (c, overflowed | overflow), saved
 
-    carry = _coerce(tuple(carry), body.carry_type)
+    carry = _coerce(body.varying(tuple(carry)), body.carry_type)
     if r.static:
         values = r.start + r.step * jnp.arange(int(r.length), dtype=_INDEX.dtype)
         (carry, inner), stacked = lax.scan(scan_step, (carry, jnp.asarray(False)), values)
@@ -560,7 +625,7 @@ def _for(iterable: Any, step: Callable, carry: tuple, what: str):
             _report_overflow(overflow, f"a {what} over a range of traced length")
     if body.loops:
         _report_overflow(inner, f"a loop inside a {what}")
-    return tuple(carry), body.tapes(stacked)
+    return body.whole(tuple(carry)), body.tapes(stacked)
 
 
 def _bounded_loop(keep_going, run, carry, saves_type, limit: Any):
@@ -615,7 +680,7 @@ def _while(test: Callable, step: Callable, state: tuple, stop: int | None):
     body = _infer_carry(step, state, (), "while loop")
 
     def keep_going(k, both):
-        s = both[0]
+        s = body.whole(tuple(both[0]))
         go = jnp.asarray(test(*s), dtype=bool)
         if stop is not None:
             go = go & ~jnp.asarray(s[stop], dtype=bool)
@@ -626,7 +691,7 @@ def _while(test: Callable, step: Callable, state: tuple, stop: int | None):
         (s, saved), overflow = body.run((), s)
         return (s, overflowed | overflow), saved
 
-    start = (_coerce(tuple(state), body.carry_type), jnp.asarray(False))
+    start = (_coerce(body.varying(tuple(state)), body.carry_type), jnp.asarray(False))
     (state, inner), buffers, overflow = _bounded_loop(
         keep_going, loop_step, start, body.saves_type, None
     )
@@ -634,7 +699,7 @@ def _while(test: Callable, step: Callable, state: tuple, stop: int | None):
         _report_overflow(overflow, "a while loop")
     if body.loops:
         _report_overflow(inner, "a loop inside a while loop")
-    return tuple(state), body.tapes(buffers)
+    return body.whole(tuple(state)), body.tapes(buffers)
 
 
 # --------------------------------------------------------------------------- backward loops
@@ -655,12 +720,8 @@ def replay(iterable: Any, body: Callable, tapes: tuple, *carry: Any) -> tuple:
         for t in tapes
     )
 
-    def all_saves(saved: tuple) -> tuple:
-        rows = iter(saved)
-        return tuple(constants[j] if j in constants else next(rows) for j in range(n_saves))
-
     step = _infer_carry(
-        lambda i, saved, *c: (tuple(body(i, *all_saves(saved), *c)), ()),
+        lambda i, saved, *c: (tuple(body(i, *_merged(saved, constants, n_saves), *c)), ()),
         carry,
         (_INDEX, slices),
         "loop",
@@ -672,7 +733,7 @@ def replay(iterable: Any, body: Callable, tapes: tuple, *carry: Any) -> tuple:
         return c, overflowed | overflow
 
     m = r.length
-    state = (_coerce(tuple(carry), step.carry_type), jnp.asarray(False))
+    state = (_coerce(step.varying(tuple(carry)), step.carry_type), jnp.asarray(False))
     lengths = {t.length() for t in tapes} - {None}
     if not _is_traced(m) and lengths <= {int(m)}:
         values = r.start + r.step * jnp.arange(int(m), dtype=_INDEX.dtype)[::-1]
@@ -687,4 +748,4 @@ def replay(iterable: Any, body: Callable, tapes: tuple, *carry: Any) -> tuple:
     carry, inner = state
     if step.loops:
         _report_overflow(inner, "a loop inside a backward loop")
-    return tuple(carry)
+    return step.whole(tuple(carry))

@@ -28,6 +28,7 @@ import types
 from collections.abc import Callable
 from typing import Any
 
+from s2sgrad import sources
 from s2sgrad.errors import (
     HigherOrderError,
     SourceLocation,
@@ -181,7 +182,7 @@ def describe_wrapper(fn: types.FunctionType) -> str:
     """``deco.<locals>.wrapper (file.py:12)``: the wrapper's real name and place (functools.wraps
     copies the decorated function's ``__name__`` and ``__qualname__`` onto it)."""
     code = fn.__code__
-    return f"{code.co_qualname} ({code.co_filename}:{code.co_firstlineno})"
+    return f"{sources.code_qualname(fn)} ({code.co_filename}:{code.co_firstlineno})"
 
 
 def forwarding_parameters(fn: types.FunctionType) -> tuple[str | None, str | None] | None:

@@ -33,6 +33,45 @@ def source_lines(fn: types.FunctionType) -> tuple[list[str], int]:
     return inspect.getsourcelines(fn)
 
 
+def code_qualname(fn: types.FunctionType) -> str:
+    """The qualified name of the code ``fn`` runs.
+
+    Not ``fn.__qualname__``: ``functools.wraps`` copies the wrapped function's onto a
+    decorator's wrapper. Python 3.11 keeps the code's own on ``co_qualname``; 3.10 has
+    none, so there a wrapper is named by its code's bare name (``wrapper``).
+    """
+    code = fn.__code__
+    qualname = getattr(code, "co_qualname", None)  # Python 3.11+
+    if qualname is not None:
+        return qualname
+    if "__wrapped__" not in fn.__dict__:
+        return fn.__qualname__
+    return _nested_qualname(code, fn.__globals__) or code.co_name
+
+
+def _nested_qualname(code: types.CodeType, namespace: dict) -> str | None:
+    """Python 3.10: the qualified name of ``code`` as a function nested in one of the
+    namespace's functions (a decorator's wrapper: ``deco.<locals>.wrapper``), found by
+    looking for ``code`` among their nested code objects."""
+
+    def path_to(parent: types.CodeType) -> list[str] | None:
+        for const in parent.co_consts:
+            if const is code:
+                return [code.co_name]
+            if isinstance(const, types.CodeType):
+                inner = path_to(const)
+                if inner is not None:
+                    return [const.co_name, *inner]
+        return None
+
+    for value in list(namespace.values()):
+        if isinstance(value, types.FunctionType) and value.__globals__ is namespace:
+            path = path_to(value.__code__)
+            if path is not None:
+                return ".<locals>.".join([value.__qualname__, *path])
+    return None
+
+
 _FUTURE_FLAGS = functools.reduce(
     lambda acc, name: acc | getattr(__future__, name).compiler_flag, __future__.all_feature_names, 0
 )
@@ -50,12 +89,15 @@ def check_source_current(fn: types.FunctionType, lines: list[str] | tuple[str, .
     """
     code = fn.__code__
     source = "".join(lines)
+    qualname = code_qualname(fn)
     top, anywhere = _imported_names(code.co_filename)
     used = _used_names(code)
-    if not _matches(code, source, top & used) and not _matches(code, source, anywhere & used):
+    if not _matches(code, qualname, source, top & used) and not _matches(
+        code, qualname, source, anywhere & used
+    ):
         filename = fn.__code__.co_filename
         raise StaleSourceError(
-            f"the source of {fn.__code__.co_qualname} in {filename} was edited after it was "
+            f"the source of {qualname} in {filename} was edited after it was "
             "imported: the file no longer holds the code that runs, and s2sgrad differentiates "
             "the source text",
             SourceLocation(filename, fn.__code__.co_firstlineno, 0),
@@ -65,22 +107,24 @@ def check_source_current(fn: types.FunctionType, lines: list[str] | tuple[str, .
 
 
 @functools.lru_cache(maxsize=1024)
-def _matches(code: types.CodeType, source: str, imported: frozenset[str] = frozenset()) -> bool:
+def _matches(
+    code: types.CodeType, qualname: str, source: str, imported: frozenset[str] = frozenset()
+) -> bool:
     if code.co_name == "<lambda>":
         return True  # several lambdas may share a line; the frontend refuses lambdas anyway
-    compiled = _compile_in_place(code, source, imported)
+    compiled = _compile_in_place(code, qualname, source, imported)
     if compiled is None:
         return False
     return _shape(compiled) == _shape(code)
 
 
 def _compile_in_place(
-    code: types.CodeType, source: str, imported: frozenset[str]
+    code: types.CodeType, qualname: str, source: str, imported: frozenset[str]
 ) -> types.CodeType | None:
     lines = source.splitlines(True)
     first = next((ln for ln in lines if ln.strip()), "")
     indent = first[: len(first) - len(first.lstrip())]
-    parts = code.co_qualname.split(".")
+    parts = qualname.split(".")
     cls = parts[-2] if len(parts) > 1 and parts[-2] != "<locals>" else None
     cells = [v for v in code.co_freevars if not (cls and v == "__class__")]
     headers: list[str] = []

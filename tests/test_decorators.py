@@ -109,7 +109,8 @@ def test_wrt_names_and_indices_follow_the_signature_of_what_runs():
 
 def _wrapper_where(decorator) -> str:
     code = decorator(lambda x: x).__code__
-    return f"{code.co_qualname} ({code.co_filename}:{code.co_firstlineno})"
+    qualname = getattr(code, "co_qualname", code.co_name)  # Python 3.10: no co_qualname
+    return f"{qualname} ({code.co_filename}:{code.co_firstlineno})"
 
 
 @pytest.mark.parametrize("mode", ["reverse", "forward"])

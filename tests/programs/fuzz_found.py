@@ -156,6 +156,24 @@ def std_of_a_constant_from_a_branch(x, y):
     return np.mean(np.std(v, axis=1)) + np.sum(np.sin(x) * y)
 
 
+def constant_test_in_a_traced_branch_of_a_loop_on_jax(x, y):
+    """JAX backend, reverse mode (fuzzer seed 31-44, the whole program): as above, but the
+    constant test sits in the else branch of a traced ``if``, so its value is carried
+    from one iteration to the next (None, then False): the loop carried it traced, and
+    the ``if`` passed the state's constants through ``lax.cond`` traced. Fixed: loops
+    and ifs bind the Python constants of their state into the trace instead of carrying
+    them (``jax_control._infer_carry``, ``if_else``)."""
+    w = np.ones((2, 3))
+    for i, r in enumerate(y):
+        if np.mean(x) > 0.02:
+            pass
+        elif 0.24 > 0.33 and np.sum(np.cos(x)) < 0.8:
+            w += np.minimum(y, np.fmin(y, r[0]))
+        elif np.max(y[i]) >= -0.36:
+            w = w * 2
+    return np.sum(w) + np.sum(x * y[0])
+
+
 def matmul_of_a_row_then_broadcast(x):
     """Reverse mode (fuzzer seed 41-1361, minimised): ``y = np.matmul(x, x[-1])`` has shape
     (1,) for x of shape (1, 3), and ``np.arctan2(x, y)`` broadcasts it to (1, 3). The shape
@@ -184,6 +202,13 @@ ARGS = {
     "list_of_indices_into_take": [(3,)],
     "matmul_of_a_row_then_broadcast": [("array", [[0.36607489, 0.34082188, 0.67178835]])],
     "std_of_a_constant_from_a_branch": [(3,), (3,)],
+    "constant_test_in_a_traced_branch_of_a_loop_on_jax": [
+        ("array", [-0.81229141, -0.05225753, 0.93505326]),
+        (
+            "array",
+            [[-0.29963278, 0.38817078, -0.82867608], [-0.90591833, -0.69368226, -0.37772021]],
+        ),
+    ],
     "constant_test_inside_a_loop_on_jax": [(3,), (2, 3), ("int", 2)],
     "branches_around_a_loop_on_jax": [("array", [0.44735945, 0.17728057, 0.74308099, -0.39053187])],
     "enumerate_an_array_the_loop_rebinds": [(2, 3), ("int", 2)],
