@@ -34,6 +34,7 @@ import numpy as np
 
 from s2sgrad import ir
 from s2sgrad.errors import S2SGradError
+from s2sgrad.transforms import dataflow
 
 BINARY = {
     operator.add: ("+", 10),
@@ -442,30 +443,23 @@ def fold_candidates(body: tuple[ir.Stmt, ...], temps: frozenset[str]) -> set[str
     for stmt in ir.walk_stmts(body):
         if isinstance(stmt, ir.Assign):
             defs.update(t.id for t in stmt.targets)
-        uses.update(_reads(stmt))
+        uses.update(dataflow.reads(stmt))
         if isinstance(stmt, ir.LocalDef):
-            captured.update(_nested_reads(stmt.function.body))
+            captured.update(_closure_reads(stmt.function.body))
     folded: set[str] = set()
     for block in ir.blocks(body):
         _fold_block(block, temps - captured, defs, uses, folded)
     return folded
 
 
-def _nested_reads(body: tuple[ir.Stmt, ...]) -> list[str]:
-    out: list[str] = []
+def _closure_reads(body: tuple[ir.Stmt, ...]) -> set[str]:
+    """Names a local function's body reads, its own local functions' included: the
+    enclosing names it captures (dataflow stops at a ``def``; a closure is codegen's case)."""
+    out = dataflow.deep_reads(body)
     for stmt in ir.walk_stmts(body):
-        out += _reads(stmt)
         if isinstance(stmt, ir.LocalDef):
-            out += _nested_reads(stmt.function.body)
+            out |= _closure_reads(stmt.function.body)
     return out
-
-
-def _reads(stmt: ir.Stmt) -> list[str]:
-    if isinstance(stmt, ir.Return):
-        return ir.atom_names(stmt.value)
-    if isinstance(stmt, (ir.If, ir.While)):
-        return ir.atom_names(stmt.test)
-    return ir.stmt_reads(stmt)
 
 
 def _fold_block(block, temps, defs, uses, folded) -> None:
@@ -480,7 +474,7 @@ def _fold_block(block, temps, defs, uses, folded) -> None:
         for r in ir.atom_names(stmt.value):
             reads |= closure.get(r, {r}) if r in folded else {r}
         for later in block[i + 1 :]:
-            if t in _reads(later):
+            if t in dataflow.reads(later):
                 if not isinstance(later, ir.While):  # a while test is re-evaluated
                     folded.add(t)
                     closure[t] = reads
@@ -489,7 +483,7 @@ def _fold_block(block, temps, defs, uses, folded) -> None:
                 later, (ir.If, ir.For, ir.While, ir.Push, ir.Pop, ir.SetItem, ir.LocalDef)
             ):
                 break
-            if reads & set(ir.stmt_writes(later)):
+            if reads & set(dataflow.writes(later)):
                 break
 
 

@@ -343,6 +343,7 @@ def generated_ref(name: str) -> Ref:
 
 
 # --------------------------------------------------------------------------- helpers
+# (What statements read, write and keep live is transforms/dataflow.py's business.)
 
 # The operator primitives of Python arithmetic: elementwise and broadcasting on arrays,
 # foldable on literals.
@@ -410,63 +411,6 @@ def atom_names(atom: Any) -> list[str]:
     raise TypeError(f"not an IR expression: {atom!r}")
 
 
-def stmt_reads(stmt: Stmt) -> list[str]:
-    """Local names a (normalized, non-compound) statement reads."""
-    if isinstance(stmt, Assign):
-        return atom_names(stmt.value)
-    if isinstance(stmt, SetItem):
-        return [stmt.target.id] + atom_names(stmt.index) + atom_names(stmt.value)
-    if isinstance(stmt, Return):
-        return atom_names(stmt.value)
-    if isinstance(stmt, If):
-        return atom_names(stmt.test)
-    if isinstance(stmt, While):
-        return []
-    if isinstance(stmt, For):
-        return atom_names(stmt.iter)
-    if isinstance(stmt, Push):
-        return atom_names(stmt.value) + [stmt.stack]
-    if isinstance(stmt, Pop):
-        return [stmt.stack]
-    if isinstance(stmt, Unpack):
-        return atom_names(stmt.value)
-    return []
-
-
-def reads_here(stmt: Stmt) -> list[str]:
-    """Names a statement reads itself: ``stmt_reads``, plus the test of a ``while``
-    (its nested blocks are separate statements)."""
-    if isinstance(stmt, While):
-        return atom_names(stmt.test)
-    return stmt_reads(stmt)
-
-
-def stmt_writes(stmt: Stmt) -> list[str]:
-    """Local names a (normalized, non-compound) statement binds or mutates."""
-    if isinstance(stmt, Assign):
-        return [t.id for t in stmt.targets]
-    if isinstance(stmt, SetItem):
-        return [stmt.target.id]
-    if isinstance(stmt, Pop):
-        return [stmt.target.id]
-    if isinstance(stmt, NewStack):
-        return [stmt.stack]
-    if isinstance(stmt, For):
-        return pattern_names(stmt.target)
-    if isinstance(stmt, Unpack):
-        return pattern_names(stmt.pattern)
-    return []
-
-
-def pattern_names(pattern: Any) -> list[str]:
-    """Names bound by an assignment or loop target pattern (a Name or nested tuples)."""
-    if isinstance(pattern, Name):
-        return [pattern.id]
-    if isinstance(pattern, tuple):
-        return [n for p in pattern for n in pattern_names(p)]
-    return []
-
-
 def walk_stmts(body: tuple[Stmt, ...]):
     """Every statement of a block, depth first, compound statements before their children."""
     for stmt in body:
@@ -479,19 +423,6 @@ def walk_stmts(body: tuple[Stmt, ...]):
         elif isinstance(stmt, While):
             yield from walk_stmts(stmt.test_block)
             yield from walk_stmts(stmt.body)
-
-
-def all_local_names(fn: FunctionDef) -> set[str]:
-    """Every local name a function binds or reads: the set fresh names must avoid."""
-    names = set(fn.param_names)
-    for stmt in walk_stmts(fn.body):
-        names.update(stmt_reads(stmt))
-        names.update(stmt_writes(stmt))
-        if isinstance(stmt, If):
-            names.update(atom_names(stmt.test))
-        if isinstance(stmt, While):
-            names.update(atom_names(stmt.test))
-    return names
 
 
 def map_call_fns(body: tuple[Stmt, ...], change) -> tuple[Stmt, ...]:

@@ -22,6 +22,7 @@ from s2sgrad.backends import BACKENDS, JAX_CONTROL_NAMES
 from s2sgrad.errors import SourceLocation, UsageError
 from s2sgrad.frontend import get_source, parse_function
 from s2sgrad.rules.registry import generation as rules_generation
+from s2sgrad.transforms import dataflow
 from s2sgrad.transforms.aliasing import check_updates_seen_through_aliases
 from s2sgrad.transforms.forward import forward
 from s2sgrad.transforms.hoist import hoist_invariants
@@ -51,7 +52,7 @@ _MODULE_LEVEL_NAMES = frozenset(
 
 def _reserved_names(fn: ir.FunctionDef) -> set[str]:
     """Names generated locals must not shadow: the user's, module globals, helpers."""
-    taken = ir.all_local_names(fn) | _MODULE_LEVEL_NAMES
+    taken = dataflow.all_local_names(fn) | _MODULE_LEVEL_NAMES
     for stmt in ir.walk_stmts(fn.body):
         for atom in _stmt_atoms(stmt):
             taken |= _ref_roots(atom)
@@ -267,7 +268,7 @@ def derivative_ir(
     return optimize(
         deriv,
         _same_shape_hints(deriv, primal, mode, wrt),
-        protected=frozenset(ir.all_local_names(primal)),
+        protected=frozenset(dataflow.all_local_names(primal)),
     )
 
 
@@ -380,7 +381,9 @@ def _jax_functions(compilation: Compilation) -> list[tuple[ir.FunctionDef, str |
 
         fn_ir = replace(fn_ir, body=ir.map_call_fns(fn_ir.body, to_copy))
         names = FreshNames(
-            ir.all_local_names(fn_ir) | set(compilation.requests.values()) | set(copies.values())
+            dataflow.all_local_names(fn_ir)
+            | set(compilation.requests.values())
+            | set(copies.values())
         )
         out.append((lower_for_jax(fn_ir, names), foreign))
     return out

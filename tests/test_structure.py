@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from s2sgrad.transforms import dataflow
 from s2sgrad.transforms.normalize import normalize
 from s2sgrad.transforms.structure import structure
 
@@ -205,7 +206,7 @@ def check_structured(fn: ir.FunctionDef, user_names: set[str]) -> None:
 
 
 def _names(fn):
-    return ir.all_local_names(normalize(parse_function(fn)))
+    return dataflow.all_local_names(normalize(parse_function(fn)))
 
 
 @pytest.mark.parametrize("fn,arg_lists", CASES)

@@ -26,6 +26,7 @@ import operator
 from dataclasses import dataclass, field
 
 import numpy as np
+from s2sgrad.transforms import dataflow
 
 from s2sgrad import ir
 from s2sgrad.errors import UnsupportedSyntaxError
@@ -92,20 +93,10 @@ class _Program:
         return first < then and self.enclosing[then][: len(outer)] == outer
 
 
-def _reads(stmt: ir.Stmt) -> list[str]:
-    """Names a surface statement reads itself (nested blocks are statements of their own)."""
-    if isinstance(stmt, ir.AugAssign):
-        target = stmt.target if isinstance(stmt.target, ir.Name) else stmt.target[0]
-        index = [] if isinstance(stmt.target, ir.Name) else ir.atom_names(stmt.target[1])
-        return [target.id, *index, *ir.atom_names(stmt.value)]
-    if isinstance(stmt, ir.While):
-        return ir.atom_names(stmt.test)
-    return ir.stmt_reads(stmt)
-
-
 def _bound(stmt: ir.Stmt) -> list[str]:
+    """Names a statement binds afresh (an update in place binds nothing new)."""
     if isinstance(stmt, (ir.Assign, ir.Unpack, ir.For)):
-        return ir.stmt_writes(stmt)
+        return dataflow.writes(stmt)
     return []
 
 
@@ -184,7 +175,7 @@ def check_updates_seen_through_aliases(fn: ir.FunctionDef) -> None:
     reads: dict[str, list[int]] = {}
     binds: dict[str, list[int]] = {}
     for position, (stmt, _) in enumerate(program.order):
-        for name in _reads(stmt):
+        for name in dataflow.reads(stmt):
             reads.setdefault(name, []).append(position)
         for name in _bound(stmt):
             binds.setdefault(name, []).append(position)

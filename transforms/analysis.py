@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from s2sgrad.transforms import dataflow
 from s2sgrad.transforms.templates import any_template, bind_call, differentiable_params
 
 from s2sgrad import ir, running
@@ -288,7 +289,7 @@ def _definitions(fn: ir.FunctionDef) -> dict[str, list]:
             for t in stmt.targets:
                 defs.setdefault(t.id, []).append(stmt.value if len(stmt.targets) == 1 else None)
         elif isinstance(stmt, ir.For):
-            for n in ir.pattern_names(stmt.target):
+            for n in dataflow.pattern_names(stmt.target):
                 defs.setdefault(n, []).append(None)
     return defs
 

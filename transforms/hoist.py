@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from s2sgrad.transforms import dataflow
+
 from s2sgrad import ir
 
 
@@ -42,7 +44,7 @@ def _block(body: tuple[ir.Stmt, ...], temps: frozenset[str]) -> tuple[ir.Stmt, .
 
 
 def _hoist_from(loop, temps: frozenset[str]):
-    written = {n for s in ir.walk_stmts((loop,)) for n in ir.stmt_writes(s)}
+    written = dataflow.deep_writes((loop,))
     hoisted: list[ir.Stmt] = []
     kept: list[ir.Stmt] = []
     for stmt in loop.body:

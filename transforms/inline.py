@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
+from s2sgrad.transforms import dataflow
 from s2sgrad.transforms.names import FreshNames
 from s2sgrad.transforms.templates import substitute
 
@@ -22,10 +23,7 @@ from s2sgrad.errors import SourceLocation, UnsupportedSyntaxError
 
 def own_names(fn: ir.FunctionDef) -> set[str]:
     """The names a function binds itself: parameters and everything it assigns."""
-    names = set(fn.param_names)
-    for stmt in ir.walk_stmts(fn.body):
-        names.update(ir.stmt_writes(stmt))
-    return names
+    return set(fn.param_names) | dataflow.deep_writes(fn.body)
 
 
 def inline_call(
@@ -55,7 +53,7 @@ def inline_call(
     for name in sorted(own_names(inner)):
         mapping[name] = ir.Name(names.fresh(f"{inner.name}_{name}"))
     for stmt in ir.walk_stmts(inner.body):
-        for name in ir.stmt_reads(stmt) + _test_names(stmt):
+        for name in dataflow.reads(stmt):
             if name not in mapping:
                 mapping[name] = captured(name)
     stmts: list[ir.Stmt] = [ir.Assign((mapping[p],), bound[p], loc) for p in params]
@@ -65,12 +63,6 @@ def inline_call(
     stmts.append(ir.Assign((result,), substitute(ret.value, mapping), ret.loc))
     temps = {mapping[t].id for t in inner.temps if t in mapping}
     return stmts, result, temps
-
-
-def _test_names(stmt: ir.Stmt) -> list[str]:
-    if isinstance(stmt, (ir.If, ir.While)):
-        return ir.atom_names(stmt.test)
-    return []
 
 
 def rename(stmt: ir.Stmt, m: dict[str, Any]) -> ir.Stmt:

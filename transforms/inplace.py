@@ -25,6 +25,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import replace
 
+from s2sgrad.transforms import dataflow
 from s2sgrad.transforms.prims import ADD, ZEROS_LIKE
 
 from s2sgrad import ir, runtime
@@ -37,7 +38,7 @@ _FRESH = (runtime.unindex, runtime.zero_at, runtime.add_at, runtime.add_into, ZE
 
 def accumulate_in_place(fn: ir.FunctionDef) -> ir.FunctionDef:
     """Rewrite ``d = d + unindex(g, x, idx)`` as an in-place (or one-copy) index add."""
-    reads = Counter(n for s in ir.walk_stmts(fn.body) for n in ir.reads_here(s))
+    reads = Counter(n for s in ir.walk_stmts(fn.body) for n in dataflow.reads(s))
     body, _ = _Pass(reads, fn.temps).block(fn.body, frozenset())
     return replace(fn, body=body)
 
@@ -70,7 +71,7 @@ class _Pass:
                 stmt, owned = self.loop(stmt, frozenset(owned))
                 owned = set(owned)
             else:
-                owned -= set(ir.stmt_reads(stmt)) | set(ir.stmt_writes(stmt))
+                owned -= set(dataflow.reads(stmt)) | set(dataflow.writes(stmt))
             out.append(stmt)
         return tuple(out), frozenset(owned)
 
@@ -113,7 +114,7 @@ class _Pass:
     ) -> tuple[ir.Stmt, frozenset[str]]:
         header = set(ir.atom_names(loop.iter)) if isinstance(loop, ir.For) else set()
         if isinstance(loop, ir.For):
-            header |= set(ir.pattern_names(loop.target))
+            header |= set(dataflow.pattern_names(loop.target))
         entry = owned - header
         inner = loop.body if isinstance(loop, ir.For) else loop.test_block + loop.body
         if any(isinstance(s, (ir.Break, ir.Continue)) for s in ir.walk_stmts(inner)):

@@ -23,6 +23,7 @@ from dataclasses import replace
 from typing import Any
 
 import numpy as np
+from s2sgrad.transforms import dataflow
 from s2sgrad.transforms.names import FreshNames
 
 from s2sgrad import ir
@@ -90,7 +91,7 @@ class _Normalizer:
     def __init__(self, fn: ir.FunctionDef, ssa: bool):
         self.fn = fn
         self.ssa = ssa
-        self.names = FreshNames(ir.all_local_names(fn) | _surface_names(fn.body))
+        self.names = FreshNames(dataflow.all_local_names(fn))
         self.temps: set[str] = set()
         self.version: dict[str, str] = {p: p for p in fn.param_names}
         self.loc: SourceLocation | None = fn.loc
@@ -383,32 +384,6 @@ class _Normalizer:
 
 def _op(fn: Any) -> ir.Ref:
     return ir.Ref(f"operator.{fn.__name__}", fn)
-
-
-def _surface_names(body: tuple[ir.Stmt, ...]) -> set[str]:
-    """Names appearing in surface-IR statements that ir.all_local_names cannot see yet."""
-    names: set[str] = set()
-
-    def pattern(p):
-        if isinstance(p, ir.Name):
-            names.add(p.id)
-        elif isinstance(p, tuple):
-            for q in p:
-                pattern(q)
-
-    for stmt in ir.walk_stmts(body):
-        if isinstance(stmt, ir.Unpack):
-            pattern(stmt.pattern)
-            names.update(ir.atom_names(stmt.value))
-        elif isinstance(stmt, ir.AugAssign):
-            target = stmt.target if isinstance(stmt.target, ir.Name) else stmt.target[0]
-            names.add(target.id)
-            names.update(ir.atom_names(stmt.value))
-        elif isinstance(stmt, ir.For):
-            pattern(stmt.target)
-        elif isinstance(stmt, ir.While):
-            names.update(ir.atom_names(stmt.test))
-    return names
 
 
 def is_straight_line(body: tuple[ir.Stmt, ...]) -> bool:

@@ -22,6 +22,7 @@ import operator
 from dataclasses import replace
 from typing import Any
 
+from s2sgrad.transforms import dataflow
 from s2sgrad.transforms.analysis import makes_fresh_array
 from s2sgrad.transforms.inplace import accumulate_in_place
 from s2sgrad.transforms.prims import runtime_helper
@@ -248,7 +249,7 @@ def _subtract_negations(value: Any, negations: dict[str, Any]) -> Any:
 def _single_definitions(body: tuple[ir.Stmt, ...]) -> set[str]:
     counts: dict[str, int] = {}
     for stmt in ir.walk_stmts(body):
-        for name in ir.stmt_writes(stmt):
+        for name in dataflow.writes(stmt):
             counts[name] = counts.get(name, 0) + 1
     return {n for n, c in counts.items() if c == 1}
 
@@ -261,12 +262,6 @@ def _substitute(atom: Any, known: dict[str, Any]) -> Any:
     return substitute(atom, known)
 
 
-def _reads(stmt: ir.Stmt) -> list[str]:
-    if isinstance(stmt, ir.Return):
-        return ir.atom_names(stmt.value)
-    return ir.stmt_reads(stmt)
-
-
 def eliminate_dead_code(
     body: tuple[ir.Stmt, ...], live: set[str] | None = None
 ) -> tuple[ir.Stmt, ...]:
@@ -276,38 +271,9 @@ def eliminate_dead_code(
     backward sweep's restore of ``u[1:-1]`` is what a saved slice ``t = u[1:-1]`` of the
     same step reads through.
     """
-    kept, _ = _dce_block(body, set() if live is None else set(live), _views(body))
+    views = dataflow.views(body, makes_fresh_array)
+    kept, _ = _dce_block(body, set() if live is None else set(live), views)
     return kept
-
-
-def _views(body: tuple[ir.Stmt, ...]) -> dict[str, set[str]]:
-    """For each name, the names that may share its memory, transitively: ``t = x``, and
-    the result of any call that the aliasing rule does not know to make a fresh array
-    (``x[1:]``, ``x.T``, a reshape) with each name it reads (assuming a view is only
-    conservative)."""
-    shares: dict[str, set[str]] = {}
-    for stmt in ir.walk_stmts(body):
-        if not (isinstance(stmt, ir.Assign) and len(stmt.targets) == 1):
-            continue
-        value = stmt.value
-        if isinstance(value, ir.Name):
-            sources = [value]
-        elif isinstance(value, ir.Call) and not makes_fresh_array(value):
-            sources = [a for a in value.args if isinstance(a, ir.Name)]
-        else:
-            continue
-        for source in sources:
-            shares.setdefault(source.id, set()).add(stmt.target.id)
-    closed: dict[str, set[str]] = {}
-    for root in shares:
-        seen, todo = set(), [root]
-        while todo:
-            for view in shares.get(todo.pop(), ()):
-                if view not in seen:
-                    seen.add(view)
-                    todo.append(view)
-        closed[root] = seen
-    return closed
 
 
 def _dce_block(
@@ -317,19 +283,15 @@ def _dce_block(
     live = set(live)
     kept: list[ir.Stmt] = []
     for stmt in reversed(body):
-        if isinstance(stmt, ir.Assign):
-            if not any(t.id in live for t in stmt.targets):
-                continue
-            live.difference_update(t.id for t in stmt.targets)
-            live.update(ir.atom_names(stmt.value))
-        elif isinstance(stmt, ir.SetItem):
-            if stmt.target.id not in live and not views.get(stmt.target.id, set()) & live:
-                continue
-            live.update(ir.stmt_reads(stmt))
-        elif isinstance(stmt, ir.Pop):
-            live.discard(stmt.target.id)
-            live.add(stmt.stack)
-        elif isinstance(stmt, ir.If):
+        if isinstance(stmt, ir.Assign) and not any(t.id in live for t in stmt.targets):
+            continue
+        if (
+            isinstance(stmt, ir.SetItem)
+            and stmt.target.id not in live
+            and not views.get(stmt.target.id, set()) & live
+        ):
+            continue
+        if isinstance(stmt, ir.If):
             b, live_b = _dce_block(stmt.body, live, views)
             o, live_o = _dce_block(stmt.orelse, live, views)
             if not b and not o:
@@ -338,10 +300,8 @@ def _dce_block(
             live = live_b | live_o | set(ir.atom_names(stmt.test))
         elif isinstance(stmt, (ir.For, ir.While)):
             stmt, live = _dce_loop(stmt, live, views)
-        elif isinstance(stmt, ir.Return):
-            live = set(ir.atom_names(stmt.value))
-        else:  # Push, NewStack, Break, Continue, Comment
-            live.update(ir.stmt_reads(stmt))
+        else:  # a statement kept, or one dead code elimination never drops (Push, Pop, ...)
+            live = dataflow.live_before(stmt, live)
         kept.append(stmt)
     return tuple(reversed(kept)), live
 
@@ -351,7 +311,7 @@ def _dce_loop(loop, live_after: set[str], views: dict[str, set[str]]):
     header = (
         set(ir.atom_names(loop.iter)) if isinstance(loop, ir.For) else set(ir.atom_names(loop.test))
     )
-    targets = set(ir.pattern_names(loop.target)) if isinstance(loop, ir.For) else set()
+    targets = set(dataflow.pattern_names(loop.target)) if isinstance(loop, ir.For) else set()
     at_start = set(live_after) | header
     while True:
         end = live_after | at_start
@@ -425,7 +385,7 @@ def propagate_copies(
             )
         if not isinstance(stmt, ir.Assign):
             # Anything a statement may write (in any nested block) ends the copies it touches.
-            written = {n for s in ir.walk_stmts((stmt,)) for n in ir.stmt_writes(s)}
+            written = dataflow.deep_writes((stmt,))
             copies = {a: b for a, b in copies.items() if a not in written and b.id not in written}
         if isinstance(stmt, ir.Assign):
             written = {t.id for t in stmt.targets}

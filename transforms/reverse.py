@@ -34,6 +34,7 @@ from collections import Counter
 from dataclasses import replace
 from typing import Any
 
+from s2sgrad.transforms import dataflow
 from s2sgrad.transforms.analysis import (
     analyze,
     bind_user_call,
@@ -92,7 +93,7 @@ class _Reverse(DerivativeBuilder):
         self.counters: dict[int, str] = {}  # id(loop) -> trip-count variable
         self.bookkeeping: set[int] = set()  # ids of trip-count increments
         self.maybe_unset: set[str] = set()  # adjoints that need `= None` up front
-        self.primal = ir.all_local_names(self.fn)
+        self.primal = dataflow.all_local_names(self.fn)
         self.defs: Counter[str] = Counter(self.fn.param_names)
         self.loop_defined: set[str] = set()
         self.saved: set[str] = set()
@@ -135,7 +136,7 @@ class _Reverse(DerivativeBuilder):
             if isinstance(stmt, ir.Assign) and id(stmt) not in self.bookkeeping:
                 names = [t.id for t in stmt.targets]
             elif isinstance(stmt, ir.For):
-                names = ir.pattern_names(stmt.target)
+                names = dataflow.pattern_names(stmt.target)
             self.defs.update(names)
             if depth:
                 self.loop_defined.update(names)
@@ -171,8 +172,8 @@ class _Reverse(DerivativeBuilder):
                     stmt.orelse, defined
                 )
             elif isinstance(stmt, (ir.For, ir.While)):
-                inside = {n for s in ir.walk_stmts((stmt,)) for n in ir.stmt_writes(s)}
-                for n in ir.pattern_names(stmt.target) if isinstance(stmt, ir.For) else ():
+                inside = dataflow.deep_writes((stmt,))
+                for n in dataflow.pattern_names(stmt.target) if isinstance(stmt, ir.For) else ():
                     if n in defined:
                         self.prior.add((id(stmt), n))
                 entry = defined | inside
@@ -240,7 +241,7 @@ class _Reverse(DerivativeBuilder):
             n
             for n in (
                 *fn.param_names,
-                *(n for s in ir.walk_stmts(fn.body) for n in ir.stmt_writes(s)),
+                *(n for s in ir.walk_stmts(fn.body) for n in dataflow.writes(s)),
             )
             if self.defs[n] == 1 and n not in self.loop_defined and n not in self.containers
         ]
@@ -332,7 +333,7 @@ class _Reverse(DerivativeBuilder):
         return code, pairs
 
     def primal_reads(self, stmts: list[ir.Stmt]) -> set[str]:
-        return {n for s in ir.walk_stmts(tuple(stmts)) for n in ir.reads_here(s)} & self.primal
+        return dataflow.deep_reads(stmts) & self.primal
 
     # ------------------------------------------------------------------ what the backward sweep reads
 
@@ -380,14 +381,14 @@ class _Reverse(DerivativeBuilder):
             n
             for st in ir.walk_stmts(body)
             if id(st) in self.bookkeeping or isinstance(st, ir.SetItem)
-            for n in ir.stmt_writes(st)
+            for n in dataflow.writes(st)
         }
         for stmt in ir.walk_stmts(body):
             if not isinstance(stmt, (ir.For, ir.While)):
                 continue
-            seen_reads: set[str] = set(ir.reads_here(stmt))
+            seen_reads: set[str] = set(dataflow.reads(stmt))
             if isinstance(stmt, ir.While):
-                seen_reads |= {n for s in ir.walk_stmts(stmt.test_block) for n in ir.reads_here(s)}
+                seen_reads |= dataflow.deep_reads(stmt.test_block)
             chosen = []
             for inner in stmt.body:
                 if (
@@ -404,7 +405,7 @@ class _Reverse(DerivativeBuilder):
                         and name not in ir.atom_names(inner.value)
                     ):
                         chosen.append(inner)
-                seen_reads |= {n for s in ir.walk_stmts((inner,)) for n in ir.reads_here(s)}
+                seen_reads |= dataflow.deep_reads((inner,))
             if chosen:
                 self.taped[id(stmt)] = chosen
                 self.taped_names.update(a.target.id for a in chosen)
@@ -497,7 +498,7 @@ class _Reverse(DerivativeBuilder):
                 )
             elif isinstance(stmt, ir.For):
                 label = self.loop_label(stmt)
-                for n in ir.pattern_names(stmt.target):
+                for n in dataflow.pattern_names(stmt.target):
                     if n in self.saved and self.has_prior(stmt, n):
                         out.append(ir.Push(self.stack(n, loop, stmt), ir.Name(n), loop, stmt.loc))
                 out.append(replace(stmt, body=tuple(self.forward_sweep(stmt.body, label))))
@@ -711,7 +712,7 @@ class _Reverse(DerivativeBuilder):
         entry = self.loop_entry_state(body, state)
         # An array only read in the loop (`x[i]`) gets its adjoint as zeros before it rather
         # than None-or-array inside: one buffer the index reads add into, in place.
-        written = {n for s in ir.walk_stmts(body) for n in ir.stmt_writes(s)}
+        written = dataflow.deep_writes(body)
         first_in_loop = sorted(
             n
             for n, s in entry.items()
@@ -742,7 +743,7 @@ class _Reverse(DerivativeBuilder):
         state.clear()
         state.update(entry)
         out: list[ir.Stmt] = list(zero_init)
-        targets = ir.pattern_names(loop.target) if isinstance(loop, ir.For) else []
+        targets = dataflow.pattern_names(loop.target) if isinstance(loop, ir.For) else []
         if inner:
             out += self.backward_loop_header(loop, tuple(inner))
         for n in reversed(targets):
@@ -863,9 +864,7 @@ def reverse(
     inits = [
         ir.Assign((rev.adjoint_name(n),), NONE) for n in sorted(rev.maybe_unset) if n != out_atom.id
     ]
-    if isinstance(returned, ir.Name) and returned.id in {
-        w for stmt in ir.walk_stmts(tuple(backward)) for w in ir.stmt_writes(stmt)
-    }:
+    if isinstance(returned, ir.Name) and returned.id in dataflow.deep_writes(backward):
         # The backward sweep restores the returned name to earlier values (a loop's
         # `y = y_stack.pop()`): keep the output under a name of its own.
         kept = ir.Name(names.fresh("value"))

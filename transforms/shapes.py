@@ -24,6 +24,7 @@ import operator
 from typing import Any
 
 import numpy as np
+from s2sgrad.transforms import dataflow
 
 from s2sgrad import ir
 
@@ -257,16 +258,13 @@ class _LoopAwareWalker:
         elif isinstance(stmt, (ir.For, ir.While)):
             self.loop(stmt, env)
         else:
-            for name in ir.stmt_writes(stmt):
+            for name in dataflow.writes(stmt):
                 env.forget(name)
 
     def loop(self, loop: ir.For | ir.While, env: ShapeEnv) -> None:
         inner_stmts = loop.body if isinstance(loop, ir.For) else loop.test_block + loop.body
-        written = {n for s in ir.walk_stmts(inner_stmts) for n in ir.stmt_writes(s)}
-        for s in ir.walk_stmts(inner_stmts):
-            if isinstance(s, ir.For):
-                written.update(ir.pattern_names(s.target))
-        targets = ir.pattern_names(loop.target) if isinstance(loop, ir.For) else []
+        written = dataflow.deep_writes(inner_stmts)  # nested loops' targets included
+        targets = dataflow.pattern_names(loop.target) if isinstance(loop, ir.For) else []
         written.update(targets)
         # Names first defined in the loop, and every name of a loop that can skip the end
         # of its body, may have any shape at the top of an iteration.
@@ -294,7 +292,7 @@ class _LoopAwareWalker:
             varying |= changed
         after = varying | set(targets)
         if isinstance(loop, ir.While):
-            after |= {n for s in ir.walk_stmts(loop.test_block) for n in ir.stmt_writes(s)}
+            after |= dataflow.deep_writes(loop.test_block)
         for n in after:
             env.forget(n)
 
@@ -341,7 +339,7 @@ def _walk(fn: ir.FunctionDef, aliases: dict[str, Shape]) -> list[ShapeEnv]:
         else:
             # Names written inside a branch or loop have whatever shape they end up with.
             for inner in ir.walk_stmts((stmt,)):
-                for name in ir.stmt_writes(inner):
+                for name in dataflow.writes(inner):
                     env.forget(name)
     snapshots.append(env)
     return snapshots

@@ -44,6 +44,7 @@ import builtins
 from dataclasses import dataclass, replace
 from typing import Any
 
+from s2sgrad.transforms import dataflow
 from s2sgrad.transforms.names import FreshNames
 from s2sgrad.transforms.prims import ADD, FALSE, GETITEM, LEN, MIN, NONE, NOT, RANGE, TRUE
 
@@ -168,7 +169,7 @@ def _is_zero(atom: Any) -> bool:
 class _Structurer:
     def __init__(self, fn: ir.FunctionDef):
         self.fn = fn
-        self.user_names = ir.all_local_names(fn)
+        self.user_names = dataflow.all_local_names(fn)
         # A new local must not shadow a global the function reads either (`result`, `seq`...).
         self.names = FreshNames(self.user_names | _global_roots(fn.body))
         self.temps = set(fn.temps)
@@ -507,7 +508,7 @@ def _rebinds(stmt: ir.Stmt) -> list[str]:
     if isinstance(stmt, ir.Assign):
         return [t.id for t in stmt.targets]
     if isinstance(stmt, ir.For):
-        return ir.pattern_names(stmt.target)
+        return dataflow.pattern_names(stmt.target)
     return []
 
 
@@ -540,12 +541,7 @@ def _global_roots(body: tuple[ir.Stmt, ...]) -> set[str]:
 
 def _drop_unread_flags(body: tuple[ir.Stmt, ...], flags: set[str]) -> tuple[ir.Stmt, ...]:
     """Remove assignments of flags nothing reads (e.g. ``returned`` set in a function's last loop)."""
-    read: set[str] = set()
-    for stmt in ir.walk_stmts(body):
-        read.update(ir.stmt_reads(stmt))
-        if isinstance(stmt, ir.While):
-            read.update(ir.atom_names(stmt.test))
-    unread = flags - read
+    unread = flags - dataflow.deep_reads(body)
     if not unread:
         return body
 

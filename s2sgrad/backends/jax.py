@@ -37,6 +37,7 @@ import numpy as np
 
 from s2sgrad import ir, jax_control
 from s2sgrad.errors import S2SGradError
+from s2sgrad.transforms import dataflow
 from s2sgrad.transforms.names import FreshNames
 
 COND = ir.Ref("if_else", jax_control.if_else)
@@ -57,7 +58,7 @@ class JaxLoweringError(S2SGradError):
 
 def lower_for_jax(fn: ir.FunctionDef, names: FreshNames) -> ir.FunctionDef:
     """``fn`` with every If/For/While rewritten into ``jax_control`` combinator calls."""
-    names.reserve(*ir.all_local_names(fn))
+    names.reserve(*dataflow.all_local_names(fn))
     lowering = _Lowering(names, fn.temps)
     body = tuple(lowering.block(fn.body, frozenset()))
     body = _define_before_use(body, set(fn.param_names))
@@ -93,83 +94,19 @@ def _plain(stmt: ir.Stmt) -> list[ir.Stmt]:
     return [stmt]
 
 
-# --------------------------------------------------------------------------- reads and writes
-
-
-def _reads(stmt: ir.Stmt) -> set[str]:
-    """Every name a statement (with everything nested in it) reads."""
-    if isinstance(stmt, ir.If):
-        return set(ir.atom_names(stmt.test)) | _block_reads(stmt.body) | _block_reads(stmt.orelse)
-    if isinstance(stmt, ir.For):
-        return set(ir.atom_names(stmt.iter)) | _block_reads(stmt.body)
-    if isinstance(stmt, ir.While):
-        return set(ir.atom_names(stmt.test)) | _block_reads(stmt.test_block + stmt.body)
-    if isinstance(stmt, ir.Return):
-        return set(ir.atom_names(stmt.value))
-    if isinstance(stmt, ir.Push):
-        return set(ir.atom_names(stmt.value))
-    return set(ir.stmt_reads(stmt))
-
-
-def _block_reads(body: tuple[ir.Stmt, ...]) -> set[str]:
-    return set().union(*(_reads(s) for s in body)) if body else set()
-
-
-def _writes(stmt: ir.Stmt) -> set[str]:
-    if isinstance(stmt, ir.If):
-        return _block_writes(stmt.body) | _block_writes(stmt.orelse)
-    if isinstance(stmt, ir.For):
-        return set(ir.pattern_names(stmt.target)) | _block_writes(stmt.body)
-    if isinstance(stmt, ir.While):
-        return _block_writes(stmt.test_block + stmt.body)
-    if isinstance(stmt, ir.Push):
-        return {stmt.stack}
-    return set(ir.stmt_writes(stmt))
-
-
-def _block_writes(body: tuple[ir.Stmt, ...]) -> set[str]:
-    return set().union(*(_writes(s) for s in body)) if body else set()
-
-
-def _kills(stmt: ir.Stmt) -> set[str]:
-    """Names a statement certainly overwrites (so they are dead just before it)."""
-    if isinstance(stmt, ir.Assign):
-        return {t.id for t in stmt.targets}
-    if isinstance(stmt, ir.Push):
-        return {stmt.stack}
-    if isinstance(stmt, ir.Pop):
-        return {stmt.target.id}
-    return set()
-
-
-def _live_in(body: tuple[ir.Stmt, ...], live_out: set[str]) -> set[str]:
-    live = set(live_out)
-    for stmt in reversed(body):
-        live = (live - _kills(stmt)) | _upward_exposed(stmt)
-    return live
-
-
-def _upward_exposed(stmt: ir.Stmt) -> set[str]:
-    if isinstance(stmt, ir.If):
-        return (
-            set(ir.atom_names(stmt.test))
-            | _live_in(stmt.body, set())
-            | _live_in(stmt.orelse, set())
-        )
-    if isinstance(stmt, ir.For):
-        return set(ir.atom_names(stmt.iter)) | (
-            _live_in(stmt.body, set()) - set(ir.pattern_names(stmt.target))
-        )
-    if isinstance(stmt, ir.While):
-        return _live_in(stmt.test_block + stmt.body, set(ir.atom_names(stmt.test)))
-    return _reads(stmt)
+# --------------------------------------------------------------------------- state
 
 
 def _ordered(names: set[str], body: tuple[ir.Stmt, ...]) -> tuple[str, ...]:
-    """``names`` in order of first appearance in ``body`` (deterministic output)."""
+    """``names`` in order of first appearance in ``body``: deterministic output (the state
+    of a combinator is a tuple, and a set's order would change with the hash seed)."""
     order: dict[str, None] = {}
     for stmt in ir.walk_stmts(body):
-        for n in [*ir.stmt_writes(stmt), *_reads(stmt)]:
+        # Its writes as the NumPy code has them (a Push binds nothing), then its reads as
+        # the lowering has them, nested blocks' included: the order this has always used,
+        # so only the ties a set used to break (by hash seed) come out differently.
+        reads = [n for s in ir.walk_stmts((stmt,)) for n in dataflow.reads(s, slots=True)]
+        for n in [*dataflow.writes(stmt), *reads]:
             if n in names:
                 order.setdefault(n, None)
     return tuple(order) + tuple(sorted(names - set(order)))
@@ -196,7 +133,7 @@ class _Lowering:
         live = set(live_after)
         for stmt in reversed(body):
             out[:0] = self.statement(stmt, frozenset(live))
-            live = (live - _kills(stmt)) | _upward_exposed(stmt)
+            live = dataflow.live_before(stmt, live, slots=True)
         return out
 
     def statement(self, stmt: ir.Stmt, live: frozenset[str]) -> list[ir.Stmt]:
@@ -228,8 +165,10 @@ class _Lowering:
 
     def if_(self, stmt: ir.If, live: frozenset[str]) -> list[ir.Stmt]:
         branches = stmt.body + stmt.orelse
-        written = _writes(stmt)
-        exposed = _live_in(stmt.body, set()) | _live_in(stmt.orelse, set())
+        written = dataflow.deep_writes((stmt,), slots=True)
+        exposed = dataflow.live_in(stmt.body, set(), slots=True) | dataflow.live_in(
+            stmt.orelse, set(), slots=True
+        )
         state = _ordered(written & (live | exposed), branches)
         if not state:
             return []  # assigns nothing anyone reads: dead
@@ -276,8 +215,8 @@ class _Lowering:
                 ),
                 ir.If(go, body, (), stmt.loc),
             )
-        written = _block_writes(body) - {target} - set(pushed)
-        carried = written & (set(live) | _live_in(body, set()))
+        written = dataflow.deep_writes(body, slots=True) - {target} - set(pushed)
+        carried = written & (set(live) | dataflow.live_in(body, set(), slots=True))
         carried = _ordered(carried, body)
         line = stmt.loc.line if stmt.loc else 0
         if popped:
@@ -317,8 +256,9 @@ class _Lowering:
             )
         body, flag = _strip_break(stmt.body)
         whole = stmt.test_block + body
-        written = _block_writes(whole) - set(pushed)
-        state = written & (set(live) | _live_in(whole, set(ir.atom_names(stmt.test))))
+        written = dataflow.deep_writes(whole, slots=True) - set(pushed)
+        test = set(ir.atom_names(stmt.test))
+        state = written & (set(live) | dataflow.live_in(whole, test, slots=True))
         out: list[ir.Stmt] = []
         if flag is not None:
             state.add(flag.id)
@@ -368,7 +308,7 @@ def _define_before_use(body: tuple[ir.Stmt, ...], defined: set[str]) -> tuple[ir
     before assigning it (a value set on some paths only, or only inside a loop); the
     combinators give such values their type. Names the function never assigns are
     read from the enclosing function and need nothing."""
-    assigned = {n for stmt in body for n in ir.stmt_writes(stmt)}
+    assigned = {n for stmt in body for n in dataflow.writes(stmt)}
     missing: dict[str, None] = {}
     defined = set(defined)
     out: list[ir.Stmt] = []
@@ -383,7 +323,7 @@ def _define_before_use(body: tuple[ir.Stmt, ...], defined: set[str]) -> tuple[ir
             for n in ir.atom_names(stmt.value):
                 if n in assigned and n not in defined:
                     missing.setdefault(n, None)
-        defined.update(ir.stmt_writes(stmt))
+        defined.update(dataflow.writes(stmt))
         out.append(stmt)
     inits = [ir.Assign((ir.Name(n),), NONE) for n in missing]
     return tuple(inits + out)
