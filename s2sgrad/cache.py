@@ -76,13 +76,12 @@ import threading
 import time
 import types
 import warnings
-import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from s2sgrad import running, sources
+from s2sgrad import memos, running, sources
 from s2sgrad._version import __version__
 from s2sgrad.errors import S2SGradError, SourceUnavailableError
 
@@ -971,7 +970,7 @@ def clear() -> int:
     at a directory holding other files is harmless. The in-process memo is
     emptied as well.
     """
-    _MEMO.clear()
+    memos.clear_all()
     _SOURCES.clear()
     try:
         directory = _open_cache_dir(create=False, strict=False)
@@ -1031,9 +1030,8 @@ class _Loaded:
     key: str
 
 
-# fn -> {(mode, wrt, backend, options): _Loaded}; weak, so closures made in a loop
-# do not pile up here after their caller drops them.
-_MEMO: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+# Each function's loaded derivatives, {(mode, wrt, backend, options): _Loaded}, are kept
+# on the function (s2sgrad.memos): freed with it, closures made in a loop included.
 # key -> generated source, for this process: one compilation per key even when the
 # disk cache is unusable, or for a second closure of the same function.
 _SOURCES: dict[str, str] = {}
@@ -1077,10 +1075,7 @@ def load_or_generate(
     wrt = tuple(int(i) for i in wrt)
     options = _canonical_options(options)
     memo_key = (mode, wrt, backend, options)
-    try:
-        per_fn = _MEMO.setdefault(fn, {})
-    except TypeError:  # not weak-referenceable: no memo, still correct
-        per_fn = {}
+    per_fn = memos.table_of(fn, "derivatives")
     loaded = _memo_hit(per_fn.get(memo_key))
     if loaded is None:
         generation = _rules_generation()

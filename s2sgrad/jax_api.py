@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from s2sgrad import jax_control
+from s2sgrad import jax_control, memos
 from s2sgrad.errors import NeedsConcreteValueError, SourceLocation
 from s2sgrad.jax_control import raise_if_overflowed
 
@@ -40,8 +40,6 @@ LARGEST_AUTOMATIC_BOUND = 1 << 22
 # cheap to fill) and keeps the bound a run needed for its later calls.
 FIRST_AUTOMATIC_BOUND = 128
 _LEARNED_BOUNDS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-_JITTED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _is_static(value: Any) -> bool:
@@ -64,7 +62,7 @@ def _free_values(entry: Callable) -> tuple:
 
 
 def _jitted(entry: Callable, static: tuple[int, ...], max_steps: int) -> Callable:
-    per_entry = _JITTED.setdefault(entry, {})
+    per_entry = memos.table_of(entry, "jitted")  # on the entry: freed with it (s2sgrad.memos)
     key = (static, max_steps, _free_values(entry))
     fn = per_entry.get(key)
     if fn is None:

@@ -12,11 +12,10 @@ import inspect
 import linecache
 import sys
 import types
-import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from s2sgrad import cache, codegen, ir, running, runtime, sources
+from s2sgrad import cache, codegen, ir, memos, running, runtime, sources
 from s2sgrad._version import __version__
 from s2sgrad.backends import BACKENDS, JAX_CONTROL_NAMES
 from s2sgrad.errors import SourceLocation, UsageError
@@ -91,18 +90,18 @@ class _Lowered:
     ir: ir.FunctionDef
 
 
-# Each function's IR, lowered once per process while its source, the bindings of the
+# Each function's IR is lowered once per process while its source, the bindings of the
 # names it reads and the rules stay as they were (the cache key counts the same
 # things): one gradient in forward mode compiles a module per argument, and each
-# would otherwise parse the function and its callees again. Weak: the IR goes with
-# the function. IR is immutable, so sharing it between compilations is safe.
-_LOWERED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+# would otherwise parse the function and its callees again. Kept on the function
+# (s2sgrad.memos), so the IR goes with it. IR is immutable: sharing it is safe.
 
 
 def lower(fn: Callable) -> ir.FunctionDef:
     """The user's function as IR: A-normal form, structured (counted loops, one return)."""
     target = running.function_that_runs(fn)
-    memo = _LOWERED.get(target) if isinstance(target, types.FunctionType) else None
+    table = memos.table_of(target, "lowered") if isinstance(target, types.FunctionType) else {}
+    memo = table.get("ir")
     if memo is not None:
         source, _ = get_source(target)  # a stale source is refused here, as on a miss
         if (
@@ -115,7 +114,7 @@ def lower(fn: Callable) -> ir.FunctionDef:
     check_updates_seen_through_aliases(surface)
     lowered = hoist_invariants(structure(normalize(surface)))
     if isinstance(target, types.FunctionType):
-        _LOWERED[target] = _Lowered(
+        table["ir"] = _Lowered(
             get_source(target)[0], cache.bindings_of(target), rules_generation(), lowered
         )
     return lowered

@@ -45,7 +45,7 @@ import numpy as np
 import pytest
 
 import s2sgrad
-from s2sgrad import cache
+from s2sgrad import cache, memos
 from s2sgrad.errors import S2SGradError, SourceUnavailableError
 from tests.oracles import assert_close
 
@@ -104,7 +104,7 @@ def cache_dir(tmp_path, monkeypatch) -> Path:
     """A fresh, private cache directory and a clean in-process state."""
     directory = tmp_path / "cache"
     monkeypatch.setenv(cache.ENV_VAR, str(directory))
-    cache._MEMO.clear()
+    memos.clear_all()
     cache._SOURCES.clear()
     cache._warned.clear()
     monkeypatch.setattr(cache, "stats", {"generated": 0, "loaded": 0, "memo": 0})
@@ -358,7 +358,7 @@ def test_miss_then_memo_then_disk_hit(cache_dir, fake_pipeline, user_module):
     assert cache.load_or_generate(mod.f, "reverse", (0,)) is vjp
     assert cache.stats["memo"] == 1
 
-    cache._MEMO.clear()  # as in a new process
+    memos.clear_all()  # as in a new process
     again = cache.load_or_generate(mod.f, "reverse", (0,))
     assert again is not vjp and again.__code__.co_filename == str(entry.path)
     assert cache.stats == {"generated": 1, "loaded": 1, "memo": 1}
@@ -413,7 +413,7 @@ def f(x, y, z):
 
 def test_lowering_is_reused_only_while_what_it_read_holds(cache_dir, user_module, monkeypatch):
     """Forward mode compiles one module per argument; the function and its callees are
-    lowered once for all of them (pipeline._LOWERED), and lowered again when a name they
+    lowered once for all of them (the "lowered" memo), and lowered again when a name they
     read is rebound, a rule is registered, or their source changes."""
     from s2sgrad import frontend, pipeline
 
@@ -437,6 +437,26 @@ def test_lowering_is_reused_only_while_what_it_read_holds(cache_dir, user_module
     grads = s2sgrad.grad(mod.f, wrt=0, mode="forward")(x, y, z)
     assert_close(grads, 3.0 * 3 * x**2 * y * z)
     assert len(parsed) == 4
+
+
+@pytest.mark.parametrize("backend", ["numpy", "jax"])
+def test_a_dropped_function_and_its_derivative_are_freed(cache_dir, tmp_path, backend):
+    """A notebook redefining a function, or a program making many, must not keep every old
+    function, its module and its compiled derivative (XLA executables) alive."""
+    import gc
+    import weakref
+
+    path = tmp_path / "dropped_module.py"
+    path.write_text(_LOWERED_SOURCE)
+    spec = importlib.util.spec_from_file_location("dropped_module", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    x = np.array([0.3, -0.4])
+    s2sgrad.grad(module.f, backend=backend)(x, x, x)
+    alive = weakref.ref(module.f)
+    del module, spec
+    gc.collect()
+    assert alive() is None
 
 
 @pytest.mark.parametrize(
@@ -515,7 +535,7 @@ def test_file_writable_by_others_is_not_imported(cache_dir, fake_pipeline, user_
     cache.load_or_generate(mod.f, "reverse", (0,))
     [entry] = cache.list_entries()
     os.chmod(entry.path, 0o666)
-    cache._MEMO.clear()
+    memos.clear_all()
     cache.load_or_generate(mod.f, "reverse", (0,))
     # Not loaded; rewritten from this process's source (one compilation per key).
     assert cache.stats["loaded"] == 0 and cache.stats["generated"] == 1
@@ -705,7 +725,7 @@ def test_entry_raising_base_exceptions_is_corrupt_and_repaired(
     assert vjp(1.0, 1.0)[1] == (6.0,)
     assert cache.stats["generated"] == 1 and cache.stats["loaded"] == 0
     assert body not in path.read_text()  # repaired
-    cache._MEMO.clear()
+    memos.clear_all()
     assert cache.load_or_generate(mod.f, "reverse", (0,))(1.0, 1.0)[1] == (6.0,)
     assert cache.stats["loaded"] == 1
 
@@ -787,7 +807,7 @@ def test_unreadable_entries_give_the_right_result(
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         for _ in range(3):
-            cache._MEMO.clear()
+            memos.clear_all()
             assert cache.load_or_generate(mod.f, "reverse", (0,))(1.0, 1.0)[1] == (6.0,)
     assert len(fake_pipeline.calls) == 1  # one compilation, then this process's copy
     assert len(caught) <= 1
@@ -829,7 +849,7 @@ def test_write_faults_give_the_right_result_and_one_warning(
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         for mode in ("reverse", "forward", "reverse"):
-            cache._MEMO.clear()
+            memos.clear_all()
             assert cache.load_or_generate(mod.f, mode, (0,))(1.0, 1.0)[1] == (6.0,)
     assert [w.category for w in caught] == [cache.S2SGradCacheWarning]
     assert error.strerror in str(caught[0].message)
@@ -874,7 +894,7 @@ def test_one_compilation_per_key_even_without_a_disk_cache(
     )
     with pytest.warns(cache.S2SGradCacheWarning):
         for _ in range(3):
-            cache._MEMO.clear()
+            memos.clear_all()
             cache.load_or_generate(mod.f, "reverse", (0,))
     assert len(fake_pipeline.calls) == 1
 
@@ -960,7 +980,7 @@ def test_a_loaded_module_shows_its_own_lines(cache_dir, fake_pipeline, user_modu
 
     mod = user_module(USER_SOURCE)
     cache.load_or_generate(mod.f, "reverse", (0,))
-    cache._MEMO.clear()
+    memos.clear_all()
     vjp = cache.load_or_generate(mod.f, "reverse", (0,))
     assert cache.stats["loaded"] == 1
     [entry] = cache.list_entries()

@@ -34,7 +34,7 @@ import numpy as np
 import pytest
 
 import s2sgrad
-from s2sgrad import cache
+from s2sgrad import cache, memos
 
 POSIX = hasattr(os, "geteuid") and hasattr(os, "O_NOFOLLOW")
 ROOT = POSIX and os.geteuid() == 0
@@ -97,21 +97,21 @@ def base(monkeypatch):
     clean in-process cache state."""
     directory = Path(tempfile.mkdtemp(prefix="s2sgrad-sec-")).resolve()
     os.chmod(directory, 0o755)
-    cache._MEMO.clear()
+    memos.clear_all()
     cache._warned.clear()
     monkeypatch.setattr(cache, "stats", {"generated": 0, "loaded": 0, "memo": 0})
     yield directory
-    cache._MEMO.clear()
+    memos.clear_all()
     shutil.rmtree(directory, ignore_errors=True)
 
 
 def _use(monkeypatch, path: Path) -> None:
     monkeypatch.setenv(cache.ENV_VAR, str(path))
-    cache._MEMO.clear()
+    memos.clear_all()
 
 
 def _grad(loss):
-    cache._MEMO.clear()  # as a fresh process would: go to the disk cache
+    memos.clear_all()  # as a fresh process would: go to the disk cache
     g = s2sgrad.grad(loss)(X)
     np.testing.assert_allclose(g, expected_grad(X), rtol=1e-12)
     return g

@@ -96,12 +96,16 @@ def simplify_value(value: Any) -> Any:
 _SENTINEL_MEANS = {"keepdims": False}
 
 
-@functools.cache
 def _defaults(fn: Any) -> tuple[tuple[str, ...], dict[str, Any]] | None:
     """Parameter names and defaults of a NumPy function or runtime helper, when it has a signature."""
     module = getattr(fn, "__module__", "") or ""
     if not (module.startswith("numpy") or module == "s2sgrad.runtime"):
-        return None
+        return None  # checked before the memo: it must never hold a user's function
+    return _library_defaults(fn)
+
+
+@functools.cache
+def _library_defaults(fn: Any) -> tuple[tuple[str, ...], dict[str, Any]] | None:
     try:
         sig = inspect.signature(fn)
     except (TypeError, ValueError):

@@ -164,6 +164,14 @@ class Summary:
         return "\n".join(lines) + "\n"
 
 
+# Each checked JAX program compiles a few XLA executables (about 200 memory maps). Until
+# s2sgrad's memos stopped keeping dropped functions alive, none was ever freed, and a
+# one-process run passed Linux's vm.max_map_count (65,530) near program 400: LLVM failed
+# to allocate and the process segfaulted. Workers are still replaced this often, so
+# whatever JAX's own caches keep can never build up to that.
+PROGRAMS_PER_PROCESS = 150
+_CHUNK = 2  # programs handed to a worker at a time
+
 _DIR: str | None = None
 
 
@@ -201,15 +209,19 @@ def run(
         for i in range(start, start + count)
     ]
     try:
-        if jobs <= 1:
+        if jobs <= 1 and count <= PROGRAMS_PER_PROCESS:
             global _DIR
             _DIR = work_dir
             results = map(_work, jobs_list)
             _report_progress(results, summary, count, t0, progress)
         else:
             ctx = multiprocessing.get_context("spawn")
-            with ctx.Pool(jobs, initializer=_init_worker, maxtasksperchild=300) as pool:
-                results = pool.imap_unordered(_work, jobs_list, chunksize=2)
+            with ctx.Pool(
+                max(jobs, 1),
+                initializer=_init_worker,
+                maxtasksperchild=PROGRAMS_PER_PROCESS // _CHUNK,
+            ) as pool:
+                results = pool.imap_unordered(_work, jobs_list, chunksize=_CHUNK)
                 _report_progress(results, summary, count, t0, progress)
     finally:
         if old is None:
