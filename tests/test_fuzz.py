@@ -13,11 +13,14 @@ or an internal traceback fails the test with the program. The long run is
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 import s2sgrad
+from tests.fuzz import check as fuzz_check
 from tests.fuzz import generator, run
+from tests.fuzz.generator import Program
 from tests.oracles import assert_close, central_difference_grad, central_difference_jvp, jnp_twin
 from tests.programs import fuzz_found as ff
 
@@ -152,3 +155,30 @@ def test_fuzz_found_jvp_vjp(name, backend):
         atol=FD_ATOL,
         what=f"{name} vjp",
     )
+
+
+_XLA_ROUNDING = """import numpy as np
+
+
+def f(x, n):
+    x = x + 0.3 * np.inner(x, x)
+    return np.ptp(x[1:], axis=0)
+"""
+
+
+def test_a_difference_jitted_jax_shares_is_counted_as_xla(tmp_path):
+    """Seed 31-1010, minimised: XLA computes ``x + 0.3 * np.inner(x, x)`` in two fusions that
+    round differently, so ``x == min(x)`` fails where the cotangent is scattered. jax.jit of
+    jax.grad of the jnp twin gives the same wrong number: the runner reports "xla", not
+    "wrong". A twin with Python control flow on values cannot be jitted: no such excuse."""
+    args = [np.array([0.97080862, 0.60610717, -0.76946129]), 3]
+    program = Program("31-1010-minimised", _XLA_ROUNDING, args, ["array", "int"])
+    jitted_jax = jax.jit(jax.grad(lambda x: jnp.ptp((x + 0.3 * jnp.inner(x, x))[1:])))(args[0])
+    got = s2sgrad.grad(fuzz_check.load(_XLA_ROUNDING, str(tmp_path)).f, backend="jax")(*args)
+    assert_close(got, jitted_jax, what="s2sgrad's JAX backend vs jitted JAX")
+    assert fuzz_check.as_jitted_jax_computes_it(program, "grad-reverse", str(tmp_path))
+    branching = _XLA_ROUNDING.replace(
+        "    return", "    if np.sum(x) > 0:\n        x = 2 * x\n    return"
+    )
+    program = Program("branching", branching, args, ["array", "int"])
+    assert not fuzz_check.as_jitted_jax_computes_it(program, "grad-reverse", str(tmp_path))

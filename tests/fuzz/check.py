@@ -65,7 +65,7 @@ class Rejected(Exception):
 class Outcome:
     backend: str
     check: str
-    status: str  # ok, wrong, refused, crash
+    status: str  # ok, wrong, refused, crash; xla: wrong just as jitted JAX is (runner)
     detail: str = ""
     key: str = ""  # groups refusals by message kind and crashes by exception and place
 
@@ -568,3 +568,59 @@ def run_checks(prep: Prepared, backends: tuple, checks: tuple = CHECKS) -> list[
             if outcome is not None:
                 out.append(outcome)
     return out
+
+
+def as_jitted_jax_computes_it(program: Program, check: str, directory: str) -> bool:
+    """Whether the JAX backend's ``check`` of ``program`` (a minimised failure) gives what
+    ``jax.jit`` of ``jax.grad``/``jvp``/``vjp`` of its jnp twin gives.
+
+    XLA on the CPU may compute one expression in several fusions and round it differently
+    in each (seed 31-1010: ``np.ptp`` of ``x + 0.3 * np.inner(x, x)``, where ``x == min``
+    fails in the fusion that scatters the cotangent). Jitted JAX then gives the same
+    result, and s2sgrad, whose JAX backend always runs jitted, can only agree. Asked of
+    the minimised program only: a twin with Python control flow on values cannot be
+    jitted whole (False), so such a failure stays "wrong".
+    """
+    try:
+        prep = prepare(program, directory)
+    except Rejected:
+        return False
+    try:
+        refs = _jitted_references(prep)
+        if refs is None:
+            return False
+        prep = Prepared(**{**prep.__dict__, "oracle": "jax"})
+        prep.grads, prep.jvp_out, prep.vjp_cts = refs
+        outcome = run_check(check, prep, "jax")
+        return outcome is not None and outcome.status == "ok"
+    finally:
+        unload(prep.modules)
+
+
+def _jitted_references(prep: Prepared) -> tuple | None:
+    """(grads, jvp, vjp cotangents) of the jnp twin, each under ``jax.jit``; None when the
+    twin cannot be made or run."""
+    program, args, wrt = prep.program, prep.args, prep.wrt
+    try:
+        directory = os.path.dirname(prep.modules[0].__file__)
+        twin_module = load(twin_source(program.source), directory, "fzj")
+        prep.modules.append(twin_module)
+        twin = jnp_twin(twin_module.f)
+
+        def g(*fl):
+            full = list(args)
+            for i, v in zip(wrt, fl):
+                full[i] = v
+            return twin(*full)
+
+        floats = tuple(jnp.asarray(args[i], dtype=jnp.float64) for i in wrt)
+        tangents = tuple(jnp.asarray(prep.tangents[i], dtype=jnp.float64) for i in wrt)
+        scalar_out = np.ndim(prep.value) == 0
+        argnums = tuple(range(len(wrt)))
+        grads = tuple(jax.jit(jax.grad(g, argnums=argnums))(*floats)) if scalar_out else None
+        jvp_out = jax.jit(lambda fl, t: jax.jvp(g, fl, t)[1])(floats, tangents)
+        cotangent = jnp.asarray(prep.cotangent, dtype=jnp.float64)
+        vjp_cts = tuple(jax.jit(lambda fl, c: jax.vjp(g, *fl)[1](c))(floats, cotangent))
+        return jax.tree_util.tree_map(np.asarray, (grads, jvp_out, vjp_cts))
+    except Exception:
+        return None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing
 import os
 import shutil
@@ -53,17 +54,29 @@ def fuzz_program(
         for o in outcomes:
             if o.status == "ok":
                 o.status, o.key = "accepted-probe", f"accepted: {program.expect_refusal}"
-    result["outcomes"] = [(o.backend, o.check, o.status, o.key) for o in outcomes]
     seen = set()
     for o in outcomes:
         if o.status not in ("wrong", "crash") or (o.backend, o.key) in seen:
             continue
+        shrunk = None
+        if minimise and o.backend == "jax" and o.status == "wrong":
+            # Always minimised: only a small program can show it is XLA's doing.
+            shrunk = minimize(program, o, directory, budget_s, oracle=oracle)
+            minimised = dataclasses.replace(program, source=shrunk[0])
+            if chk.as_jitted_jax_computes_it(minimised, o.check, directory):
+                for other in outcomes:  # the program's other checks show the same thing
+                    if other.backend == "jax" and other.status == "wrong":
+                        other.status, other.key = "xla", f"as jax.jit computes it: {other.check}"
+                result["xla"] = shrunk[0]
+                continue
         seen.add((o.backend, o.key))
         failure = {"backend": o.backend, "check": o.check, "status": o.status, "key": o.key}
         failure["detail"] = o.detail
         failure["source"] = program.source
         failure["args"] = repr(program.args)
-        if minimise and result["failures"]:  # one minimisation per program is enough
+        if shrunk is not None:
+            failure["minimised"], failure["tries"] = shrunk
+        elif minimise and result["failures"]:  # one minimisation per program is enough
             failure["note"] = f"not minimised: see this program's {result['failures'][0]['check']}"
         elif minimise and (o.backend, o.check, o.key) in _MINIMISED:
             failure["note"] = (
@@ -75,6 +88,7 @@ def fuzz_program(
                 program, o, directory, budget_s, oracle=oracle
             )
         result["failures"].append(failure)
+    result["outcomes"] = [(o.backend, o.check, o.status, o.key) for o in outcomes]
     return result
 
 
@@ -89,6 +103,7 @@ class Summary:
     features: Counter = field(default_factory=Counter)
     failures: list = field(default_factory=list)
     probes: Counter = field(default_factory=Counter)
+    xla_programs: dict = field(default_factory=dict)  # seed -> minimised program ("xla")
     seconds: float = 0.0
     interrupted: bool = False
     partial_report: str | None = None  # rewritten every 100 programs while the run goes on
@@ -109,6 +124,8 @@ class Summary:
                 self.refusals[(backend, key, expected)] += 1
                 self.refusal_examples.setdefault((backend, key), result["seed"])
         self.failures += [dict(f, seed=result["seed"]) for f in result["failures"]]
+        if "xla" in result:
+            self.xla_programs[result["seed"]] = result["xla"]
 
     def total(self, status: str) -> int:
         return sum(n for (_, _, s), n in self.counts.items() if s == status)
@@ -122,17 +139,18 @@ class Summary:
             f"oracles: {dict(self.oracles)}",
             "",
             f"{'backend':8} {'check':15} {'ok':>7} {'wrong':>6} {'refused':>8} {'crash':>6} "
-            f"{'accepted-probe':>15}",
+            f"{'accepted-probe':>15} {'xla':>4}",
         ]
         keys = sorted({(b, c) for b, c, _ in self.counts})
         for b, c in keys:
             n = [self.counts[(b, c, s)] for s in ("ok", "wrong", "refused", "crash")]
-            n.append(self.counts[(b, c, "accepted-probe")])
-            lines.append(f"{b:8} {c:15} {n[0]:7} {n[1]:6} {n[2]:8} {n[3]:6} {n[4]:15}")
+            n += [self.counts[(b, c, "accepted-probe")], self.counts[(b, c, "xla")]]
+            lines.append(f"{b:8} {c:15} {n[0]:7} {n[1]:6} {n[2]:8} {n[3]:6} {n[4]:15} {n[5]:4}")
         lines.append(
             f"total checks: {sum(self.counts.values())}; ok {self.total('ok')}, "
             f"wrong {self.total('wrong')}, refused {self.total('refused')}, "
-            f"crash {self.total('crash')}"
+            f"crash {self.total('crash')}, xla {self.total('xla')} (differs from the eager "
+            "oracle exactly as jax.jit of jax.grad/jvp/vjp of the jnp twin does)"
         )
         lines += ["", "rejected programs, by reason:"]
         lines += [f"  {n:6}  {r}" for r, n in self.rejected.most_common()]
@@ -146,6 +164,13 @@ class Summary:
             example = self.refusal_examples.get((b, key))
             lines.append(f"  {n:6}  {b:5}  {key}   [{tag}; e.g. seed {example}]")
         lines += ["", f"refusal probes generated: {dict(self.probes)}"]
+        lines += [
+            "",
+            "programs where the JAX backend differs from the eager oracle exactly as jax.jit of "
+            f"the jnp twin does (xla), minimised: {len(self.xla_programs)}",
+        ]
+        for seed, source in self.xla_programs.items():
+            lines += ["", f"xla  seed={seed}", source.rstrip()]
         lines += ["", "features exercised (programs):"]
         lines += [f"  {n:6}  {f}" for f, n in self.features.most_common()]
         lines += ["", f"failures (wrong or crash), minimised: {len(self.failures)}"]
