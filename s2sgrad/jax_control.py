@@ -411,9 +411,8 @@ def _path_constants(then_values: tuple, else_values: tuple) -> dict[int, Any]:
     static = {}
     for i, (a, b) in enumerate(zip(then_values, else_values)):
         values = [v for v in (a, b) if v is not None]
-        if values and all(map(_is_constant, values)) and all(v == values[0] for v in values):
-            if all(type(v) is type(values[0]) for v in values):
-                static[i] = values[0]
+        if values and all(_same_constant(v, values[0]) for v in values):
+            static[i] = values[0]
     return static
 
 

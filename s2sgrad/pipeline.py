@@ -100,24 +100,29 @@ class _Lowered:
 def lower(fn: Callable) -> ir.FunctionDef:
     """The user's function as IR: A-normal form, structured (counted loops, one return)."""
     target = running.function_that_runs(fn)
-    table = memos.table_of(target, "lowered") if isinstance(target, types.FunctionType) else {}
+    if not isinstance(target, types.FunctionType):
+        return _lower(target)  # refused by the frontend, with its own message
+    source, _ = get_source(target)  # a stale source is refused here, memo or not
+    rules = rules_generation()
+    table = memos.table_of(target, "lowered")
     memo = table.get("ir")
-    if memo is not None:
-        source, _ = get_source(target)  # a stale source is refused here, as on a miss
-        if (
-            memo.source == source
-            and memo.rules == rules_generation()
-            and cache.bindings_hold(memo.bindings)
-        ):
-            return memo.ir
-    surface = parse_function(target)
-    check_updates_seen_through_aliases(surface)
-    lowered = hoist_invariants(structure(normalize(surface)))
-    if isinstance(target, types.FunctionType):
-        table["ir"] = _Lowered(
-            get_source(target)[0], cache.bindings_of(target), rules_generation(), lowered
-        )
+    if (
+        memo is not None
+        and memo.source == source
+        and memo.rules == rules
+        and cache.bindings_hold(memo.bindings)
+    ):
+        return memo.ir
+    bindings = cache.bindings_of(target)
+    lowered = _lower(target)
+    table["ir"] = _Lowered(source, bindings, rules, lowered)
     return lowered
+
+
+def _lower(fn: Callable) -> ir.FunctionDef:
+    surface = parse_function(fn)
+    check_updates_seen_through_aliases(surface)
+    return hoist_invariants(structure(normalize(surface)))
 
 
 class Compilation:

@@ -339,22 +339,14 @@ def _twin_references(program, oracle, value, wrt, tangents, cotangent, modules, 
     scalar_out = np.ndim(value) == 0
     try:
         if oracle == "jax":
-            twin_module = load(twin_source(program.source), directory, "fzt")
-            modules.append(twin_module)
-            twin = jnp_twin(twin_module.f)
+            twin = _jnp_twin_of(program, modules, directory)
         else:
             lines = program.source.splitlines(keepends=True)
             body = "".join(ln for ln in lines if not ln.startswith(("import ", "from ")))
             twin_module = load(_AUTOGRAD_HEADER + body, directory, "fza")
             modules.append(twin_module)
             twin = twin_module.f
-
-        def g(*fl):
-            full = list(args)
-            for i, v in zip(wrt, fl):
-                full[i] = v
-            return twin(*full)
-
+        g = _of_floats(twin, args, wrt)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             twin_value = g(*_copy(floats))
@@ -365,6 +357,25 @@ def _twin_references(program, oracle, value, wrt, tangents, cotangent, modules, 
             return _autograd_refs(g, floats, tangents, wrt, cotangent, scalar_out)
     except Exception:
         return None
+
+
+def _jnp_twin_of(program: Program, modules: list, directory: str) -> Any:
+    """The program's ``f`` as jax.numpy code (in-place updates as ``.at[...]``)."""
+    twin_module = load(twin_source(program.source), directory, "fzt")
+    modules.append(twin_module)
+    return jnp_twin(twin_module.f)
+
+
+def _of_floats(fn: Any, args: list, wrt: tuple) -> Any:
+    """``fn`` as a function of the arguments in ``wrt`` alone, the others fixed."""
+
+    def g(*fl):
+        full = list(args)
+        for i, v in zip(wrt, fl):
+            full[i] = v
+        return fn(*full)
+
+    return g
 
 
 def _jax_refs(g, floats, tangents, wrt, cotangent, scalar_out):
@@ -603,16 +614,7 @@ def _jitted_references(prep: Prepared) -> tuple | None:
     program, args, wrt = prep.program, prep.args, prep.wrt
     try:
         directory = os.path.dirname(prep.modules[0].__file__)
-        twin_module = load(twin_source(program.source), directory, "fzj")
-        prep.modules.append(twin_module)
-        twin = jnp_twin(twin_module.f)
-
-        def g(*fl):
-            full = list(args)
-            for i, v in zip(wrt, fl):
-                full[i] = v
-            return twin(*full)
-
+        g = _of_floats(_jnp_twin_of(program, prep.modules, directory), args, wrt)
         floats = tuple(jnp.asarray(args[i], dtype=jnp.float64) for i in wrt)
         tangents = tuple(jnp.asarray(prep.tangents[i], dtype=jnp.float64) for i in wrt)
         scalar_out = np.ndim(prep.value) == 0
