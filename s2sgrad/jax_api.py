@@ -32,7 +32,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from s2sgrad import jax_control, memos
-from s2sgrad.errors import NeedsConcreteValueError, SourceLocation
+from s2sgrad.errors import (
+    NeedsConcreteValueError,
+    S2SGradError,
+    SourceLocation,
+    UnsupportedSyntaxError,
+)
 from s2sgrad.jax_control import raise_if_overflowed
 
 LARGEST_AUTOMATIC_BOUND = 1 << 22
@@ -94,6 +99,8 @@ def call(entry: Callable, args: tuple, max_steps: int | None = None) -> Any:
             out, overflow = _jitted(entry, static, bound)(*args)
         except (jax.errors.ConcretizationTypeError, jax.errors.NonConcreteBooleanIndexError) as exc:
             raise _needs_concrete_value(exc, entry) from exc
+        except jax_control.NoneLoopState as exc:
+            raise _none_loop_state(exc, entry) from exc
         if overflow is None:
             return out
         if isinstance(overflow, jax.core.Tracer):
@@ -113,15 +120,7 @@ _SOURCE = re.compile(r"^Source: (.*), line \d+\.$", re.MULTILINE)
 
 
 def _needs_concrete_value(exc: Exception, entry: Callable) -> NeedsConcreteValueError:
-    """JAX's complaint about a traced value, re-told at the user's line.
-
-    The deepest frame in the generated module says where tracing stopped; the nearest
-    ``# line N: <source>`` comment above it says which line of the user's code that is.
-    The user's file is the module header's ``Source:`` when that code is the entry
-    function's; for a function it calls, the generated file and line are given instead.
-    """
-    generated = entry.__code__.co_filename
-    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == generated]
+    """JAX's complaint about a traced value, re-told at the user's line."""
     what = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     hint = (
         "the JAX backend always runs the derivative under jax.jit, where values computed "
@@ -130,8 +129,39 @@ def _needs_concrete_value(exc: Exception, entry: Callable) -> NeedsConcreteValue
         "boolean-mask indexing, or use backend='numpy'"
     )
     message = f"this line needs a concrete value, which JAX cannot give under jit ({what})"
+    return _at_user_line(NeedsConcreteValueError, message, hint, exc, entry)
+
+
+def _none_loop_state(exc: jax_control.NoneLoopState, entry: Callable) -> UnsupportedSyntaxError:
+    """A loop whose body tells a None in its state from a value, re-told at the loop's line."""
+    names = ", ".join(f"`{n}`" for n in exc.names)
+    message = (
+        f"{names} {'is' if len(exc.names) == 1 else 'are'} None when this {exc.what} starts "
+        "and the loop body tells None from a value (an `is None` test); the JAX backend "
+        "runs the loop as one lax loop, whose every iteration sees the same type"
+    )
+    hint = (
+        "start the variable as a value of the type the loop gives it and keep a separate "
+        "flag (`have_prev = False`), run the first iteration before the loop, or use "
+        "backend='numpy'"
+    )
+    return _at_user_line(UnsupportedSyntaxError, message, hint, exc, entry)
+
+
+def _at_user_line(
+    error: type[S2SGradError], message: str, hint: str, exc: Exception, entry: Callable
+) -> S2SGradError:
+    """``error`` with ``message``, placed where tracing the generated code raised ``exc``.
+
+    The deepest frame in the generated module says where tracing stopped; the nearest
+    ``# line N: <source>`` comment above it says which line of the user's code that is.
+    The user's file is the module header's ``Source:`` when that code is the entry
+    function's; for a function it calls, the generated file and line are given instead.
+    """
+    generated = entry.__code__.co_filename
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == generated]
     if not frames:
-        return NeedsConcreteValueError(message, hint=hint)
+        return error(message, hint=hint)
     frame = frames[-1]
     lines = linecache.getlines(generated)
     user_line, text, top = None, "", None
@@ -150,7 +180,11 @@ def _needs_concrete_value(exc: Exception, entry: Callable) -> NeedsConcreteValue
         if original.strip() == text.strip():
             text = original.rstrip("\n")
         loc = SourceLocation(file, user_line, len(text) - len(text.lstrip()), text)
-        return NeedsConcreteValueError(message, loc, hint)
+        return error(message, loc, hint)
+    loc = SourceLocation(generated, frame.lineno, 0, frame.line or "")
+    if user_line is not None:
+        message += f"; generated from line {user_line} of the source of {top}: {text.strip()}"
+    return error(message, loc, hint)
     loc = SourceLocation(generated, frame.lineno, 0, frame.line or "")
     if user_line is not None:
         message += f"; generated from line {user_line} of the source of {top}: {text.strip()}"

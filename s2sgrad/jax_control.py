@@ -36,6 +36,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import functools
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -54,6 +55,17 @@ DEFAULT_MAX_STEPS = 1024
 
 class LoopBoundExceeded(RuntimeError):
     """A recorded ``while`` loop (or a range with a traced length) ran past ``max_steps``."""
+
+
+class NoneLoopState(TypeError):
+    """A loop starts with a variable that is None and its body tells None from a value
+    (``if prev is None:``). A JAX loop carries one type per variable, so the first
+    iteration cannot see None and the others a value; ``s2sgrad.jax_api`` re-tells this
+    at the user's line. ``names`` are the variables, ``what`` the kind of loop."""
+
+    def __init__(self, what: str, names: tuple[str, ...]):
+        self.what, self.names = what, names
+        super().__init__(f"{what}: {', '.join(names)} is None when the loop starts")
 
 
 # --------------------------------------------------------------------------- settings
@@ -233,7 +245,27 @@ def _as_range(r: Any) -> Range:
 #
 # The type of a value is the value with every array leaf replaced by its
 # ShapeDtypeStruct (what ``jax.eval_shape`` returns); None stays None, meaning
-# "not set yet": it joins with any type and becomes zeros of it.
+# "not set yet": it joins with any type and becomes zeros of it. ``_UNSET`` is
+# None's stand-in in the second trace that checks a loop body never tells None
+# from a value (``_none_is_unread``); everything here treats the two alike.
+
+
+class _Unset:
+    """None, for a trace that must notice a body testing ``is None`` (a pytree without leaves)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<unset>"
+
+
+_UNSET = _Unset()
+jax.tree_util.register_pytree_node(_Unset, lambda u: ((), None), lambda aux, children: _UNSET)
+
+
+def is_unset(x: Any) -> bool:
+    """Whether ``x`` is "not set yet": None, or its stand-in ``_UNSET``."""
+    return x is None or x is _UNSET
 
 
 def _is_traced(x: Any) -> bool:
@@ -257,9 +289,9 @@ def _children(x: Any):
 
 
 def _join(a: Any, b: Any, what: str) -> Any:
-    if a is None:
+    if is_unset(a):
         return b
-    if b is None:
+    if is_unset(b):
         return a
     if _is_sds(a) and _is_sds(b):
         try:
@@ -296,9 +328,9 @@ def _zeros(t: Any) -> Any:
 
 def _coerce(x: Any, t: Any) -> Any:
     """``x`` as a value of type ``t``: None becomes zeros, arrays are promoted and broadcast."""
-    if t is None:
-        return x
-    if x is None:
+    if is_unset(t):
+        return t if is_unset(x) else x  # one "not set" for both paths of a lax.cond
+    if is_unset(x):
         return _zeros(t)
     if _is_sds(t):
         x = jnp.asarray(x, dtype=t.dtype)
@@ -320,6 +352,7 @@ class _Traced:
     raw: Any  # its result as the trace saw it: Python constants stay constants
     loops: bool  # a recorded loop inside it reports an overflow flag
     replay: Callable  # (*args) -> (result, overflow flag), without running its Python again
+    jaxpr: Any  # the computation traced: two traces that took the same path print alike
 
 
 def _trace(fn: Callable, *arg_types: Any) -> _Traced:
@@ -342,7 +375,7 @@ def _trace(fn: Callable, *arg_types: Any) -> _Traced:
         out = jax.core.eval_jaxpr(closed.jaxpr, closed.consts, *leaves)
         return jax.tree_util.tree_unflatten(tree, out)
 
-    return _Traced(shape[0], raw[0], bool(seen), replay)
+    return _Traced(shape[0], raw[0], bool(seen), replay, closed.jaxpr)
 
 
 # --------------------------------------------------------------------------- if
@@ -361,7 +394,7 @@ def if_else(test: Any, then_branch: Callable, else_branch: Callable | None, *sta
     # Constants of the state (Python numbers, bools, None) are bound into the traces, not
     # passed through lax.cond: a branch that leaves one unchanged gives it back concrete.
     state = tuple(state)
-    fixed = {i: v for i, v in enumerate(state) if v is None or _is_constant(v)}
+    fixed = {i: v for i, v in enumerate(state) if is_unset(v) or _is_constant(v)}
     varying = tuple(v for i, v in enumerate(state) if i not in fixed)
     varying_type = _type_of(varying)
 
@@ -410,7 +443,7 @@ def _path_constants(then_values: tuple, else_values: tuple) -> dict[int, Any]:
 
     static = {}
     for i, (a, b) in enumerate(zip(then_values, else_values)):
-        values = [v for v in (a, b) if v is not None]
+        values = [v for v in (a, b) if not is_unset(v)]
         if values and all(_same_constant(v, values[0]) for v in values):
             static[i] = values[0]
     return static
@@ -518,12 +551,74 @@ def _with_constants(step: Callable, constants: dict, n: int, extra: tuple, varyi
 
 
 def _same_constant(a: Any, b: Any) -> bool:
-    return (a is None and b is None) or (
+    return (is_unset(a) and is_unset(b)) or (
         _is_constant(a) and _is_constant(b) and type(a) is type(b) and a == b
     )
 
 
-def _infer_carry(step: Callable, carry: tuple, extra: tuple, what: str) -> _Step:
+_CHECKING_NONE: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "s2sgrad_jax_checking_none", default=False
+)
+
+
+def _same_path(a: _Traced, b: _Traced) -> bool:
+    """Whether two traces of one body computed the same thing: the same jaxpr, and the
+    same Python results, "not set" (None or ``_UNSET``) in the same places."""
+    leaves_a, tree_a = jax.tree_util.tree_flatten(a.raw, is_leaf=is_unset)
+    leaves_b, tree_b = jax.tree_util.tree_flatten(b.raw, is_leaf=is_unset)
+    if str(tree_a).replace("<unset>", "None") != str(tree_b).replace("<unset>", "None"):
+        return False
+    for x, y in zip(leaves_a, leaves_b, strict=True):
+        if is_unset(x) != is_unset(y):
+            return False
+        if (_is_constant(x) or _is_constant(y)) and not _same_constant(x, y):
+            return False
+    return str(a.jaxpr) == str(b.jaxpr)
+
+
+def _none_is_unread(traced: _Traced, retrace: Callable, fixed: dict, positions: list) -> bool:
+    """Whether the body, traced as ``traced`` with None bound at ``positions``, computes the
+    same with ``_UNSET`` there instead: whether it only passes those Nones along (saves,
+    adjoints not yet accumulated into) and never tells None from a value."""
+    token = _CHECKING_NONE.set(True)  # loops inside are checked by this trace as a whole
+    try:
+        again = retrace({**fixed, **dict.fromkeys(positions, _UNSET)})
+    except Exception:  # the body acts on None only because it is None
+        return False
+    finally:
+        _CHECKING_NONE.reset(token)
+    return _same_path(traced, again)
+
+
+def _check_none_unread(
+    traced: _Traced, retrace: Callable, fixed: dict, what: str, names: tuple | None
+) -> None:
+    """Raise ``NoneLoopState`` if the loop's body tells a None in its state from a value.
+
+    The body is traced once with None for "not set" and the carry then becomes zeros of
+    its type (or a constant): right only if no iteration can tell. A user's ``prev =
+    None`` before ``for ...: if prev is None: ...`` can; generated saves and adjoints
+    cannot. ``retrace(fixed)`` traces the body with ``fixed`` bound.
+    """
+    nones = [i for i, v in fixed.items() if v is None]
+    if not nones or _CHECKING_NONE.get() or _none_is_unread(traced, retrace, fixed, nones):
+        return
+    told = [i for i in nones if not _none_is_unread(traced, retrace, fixed, [i])]
+    raise NoneLoopState(what, tuple(names[i] for i in told or nones))
+
+
+def _carried_names(fn: Callable, skip: int, n: int) -> tuple[str, ...]:
+    """The names of a generated body's carried variables: its parameters after ``skip``."""
+    try:
+        names = tuple(inspect.signature(fn).parameters)[skip:]
+    except (TypeError, ValueError):
+        names = ()
+    return names if len(names) == n else tuple(f"loop variable {i + 1}" for i in range(n))
+
+
+def _infer_carry(
+    step: Callable, carry: tuple, extra: tuple, what: str, names: tuple | None = None
+) -> _Step:
     """The carry type at a fixed point of ``step`` (None -> zeros, broadcast, promote),
     with the step's trace at that type.
 
@@ -532,17 +627,31 @@ def _infer_carry(step: Callable, carry: tuple, extra: tuple, what: str) -> _Step
     instead of carried, and a save that is a Python number or bool in the trace, the
     same on every iteration, stays out of the tape. A test on such a value is then a
     Python ``if`` in both sweeps, never a ``lax.cond`` tracing a branch whose saves the
-    forward sweep never made. A None the body turns into a zero constant (False, 0,
-    0.0) is that constant from the start, as None would become zeros of its type.
+    forward sweep never made.
+
+    A None ("not set") the body turns into an array is zeros of its type, and one it
+    turns into a Python constant (``cond_1 = 0.83 > 0.3``) is that constant from the
+    start. Both are right only if no iteration tells None from a value, which the
+    first trace checks when ``names`` (the carried variables, for the error) are given:
+    where it does, ``NoneLoopState``. Backward loops are not checked: their Nones are
+    adjoints, which generated code tests (``drow is not None``) only to skip adding
+    zeros, and saves; there only a falsy constant (False, 0, 0.0) is taken from the
+    start, as None would become zeros of its type.
     """
     carry = tuple(carry)
     n = len(carry)
-    constant = {i: v for i, v in enumerate(carry) if v is None or _is_constant(v)}
+    constant = {i: v for i, v in enumerate(carry) if is_unset(v) or _is_constant(v)}
     carry_type = list(_type_of(carry))
-    for _ in range(16):
+    for round_ in range(16):
         fixed = dict(constant)
         varying_type = tuple(t for i, t in enumerate(carry_type) if i not in fixed)
-        traced = _trace(functools.partial(_with_constants, step, fixed, n), extra, varying_type)
+
+        def retrace(fixed: dict, varying_type: tuple = varying_type) -> _Traced:
+            return _trace(functools.partial(_with_constants, step, fixed, n), extra, varying_type)
+
+        traced = retrace(fixed)
+        if round_ == 0 and names is not None:
+            _check_none_unread(traced, retrace, fixed, what, names)
         new_raw = tuple(traced.raw[0])
         new_type = tuple(traced.type[0])
         settled = True
@@ -551,8 +660,8 @@ def _infer_carry(step: Callable, carry: tuple, extra: tuple, what: str) -> _Step
             if _same_constant(out, value):
                 continue
             settled = False
-            if value is None and _is_constant(out) and not out:
-                constant[i] = out  # None is zeros of the type: here, that constant
+            if is_unset(value) and _is_constant(out) and (names is not None or not out):
+                constant[i] = out  # "not set", never read as such: that constant
                 carry_type[i] = _type_of(out)
                 continue
             del constant[i]  # varies: carried, typed by what it is before and after
@@ -586,22 +695,23 @@ def _infer_carry(step: Callable, carry: tuple, extra: tuple, what: str) -> _Step
 
 def for_loop(iterable: Any, body: Callable, *carry: Any) -> tuple:
     """``for i in iterable: carry = body(i, *carry)``, rolled (``lax.scan`` / ``while_loop``)."""
-    carry_out, _ = _for(iterable, lambda i, *c: (tuple(body(i, *c)), ()), carry, "for loop")
+    names = _carried_names(body, 1, len(carry))
+    carry_out, _ = _for(iterable, lambda i, *c: (tuple(body(i, *c)), ()), carry, names)
     return carry_out
 
 
 def for_loop_recording(iterable: Any, body: Callable, *carry: Any) -> tuple[tuple, tuple]:
     """Like ``for_loop``, for a body that returns ``(carry, saves)``: also returns the saves,
     one ``Tape`` per saved value, for the backward sweep (``replay``)."""
-    return _for(iterable, body, carry, "for loop")
+    return _for(iterable, body, carry, _carried_names(body, 1, len(carry)))
 
 
 _INDEX = jax.ShapeDtypeStruct((), jnp.result_type(int))
 
 
-def _for(iterable: Any, step: Callable, carry: tuple, what: str):
+def _for(iterable: Any, step: Callable, carry: tuple, names: tuple, what: str = "for loop"):
     r = _as_range(iterable)
-    body = _infer_carry(step, carry, (_INDEX,), what)
+    body = _infer_carry(step, carry, (_INDEX,), what, names)
 
     def scan_step(state, i):
         c, overflowed = state
@@ -663,7 +773,8 @@ def _bounded_loop(keep_going, run, carry, saves_type, limit: Any):
 
 def while_loop(test: Callable, body: Callable, *state: Any, stop: int | None = None) -> tuple:
     """``while test(*state) [and not state[stop]]: state = body(*state)`` as ``lax.while_loop``."""
-    state_out, _ = _while(test, lambda *s: (tuple(body(*s)), ()), state, stop)
+    names = _carried_names(body, 0, len(state))
+    state_out, _ = _while(test, lambda *s: (tuple(body(*s)), ()), state, stop, names)
     return state_out
 
 
@@ -672,11 +783,11 @@ def while_recording(
 ) -> tuple[tuple, tuple]:
     """Like ``while_loop`` for a body returning ``(state, saves)``: also returns the saves
     (one ``Tape`` each), recorded into buffers of ``max_steps`` rows."""
-    return _while(test, body, state, stop)
+    return _while(test, body, state, stop, _carried_names(body, 0, len(state)))
 
 
-def _while(test: Callable, step: Callable, state: tuple, stop: int | None):
-    body = _infer_carry(step, state, (), "while loop")
+def _while(test: Callable, step: Callable, state: tuple, stop: int | None, names: tuple):
+    body = _infer_carry(step, state, (), "while loop", names)
 
     def keep_going(k, both):
         s = body.whole(tuple(both[0]))

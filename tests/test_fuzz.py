@@ -12,6 +12,8 @@ or an internal traceback fails the test with the program. The long run is
 
 from __future__ import annotations
 
+import ast
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -182,3 +184,22 @@ def test_a_difference_jitted_jax_shares_is_counted_as_xla(tmp_path):
     )
     program = Program("branching", branching, args, ["array", "int"])
     assert not fuzz_check.as_jitted_jax_computes_it(program, "grad-reverse", str(tmp_path))
+
+
+def test_the_minimiser_never_runs_a_while_loop_that_lost_its_bound():
+    """An edit that drops ``k = k + 1`` or the ``k < limit`` test would hang the minimiser for
+    good (seed 31-1399 ran past ten minutes): such a candidate is skipped, not run."""
+    from tests.fuzz.minimize import loops_are_bounded
+
+    bounded = [
+        "k = 0\nwhile k < 3 and x > 0:\n    k = k + 1\n    x = x - 1\n",
+        "k = 0\nwhile True:\n    k = k + 1\n    if k >= 2:\n        break\n",
+    ]
+    unbounded = [
+        "k = 0\nwhile k < 3:\n    x = x - 1\n",  # counter deleted
+        "k = 0\nwhile x > 0:\n    k = k + 1\n",  # cap replaced by its operand
+        "k = 0\nwhile True:\n    k = k + 1\n",  # break deleted
+        "k = 0\nwhile k < 3:\n    k = 1.0\n",  # ``k + 1`` replaced by a constant
+    ]
+    assert all(loops_are_bounded(ast.parse(s)) for s in bounded)
+    assert not any(loops_are_bounded(ast.parse(s)) for s in unbounded)

@@ -180,6 +180,69 @@ def test_traced_value_error_names_the_line(fun, line):
     assert "backend='numpy'" in message
 
 
+def first_is_special(x, n):
+    prev = None
+    s = 0.0
+    for i in range(n):
+        if prev is None:
+            s = s + 10.0 * x[i]
+        else:
+            s = s + prev * x[i]
+        prev = np.sin(x[i])
+    return s + np.sum(x)
+
+
+def first_is_special_while(x):
+    prev = None
+    s = 0.0
+    k = 0
+    while k < 3 and s < 100.0:
+        s = s + (10.0 * x[k] if prev is None else prev * x[k])
+        prev = np.cos(x[k])
+        k = k + 1
+    return s
+
+
+def set_before_read(x, n):
+    prev = None
+    s = 0.0
+    for i in range(n):
+        prev = np.sin(x[i])
+        s = s + prev * x[i]
+    return s
+
+
+@pytest.mark.parametrize(
+    "fun, args, line",
+    [
+        (first_is_special, (np.array([0.8, -0.1, -0.5, -0.3]), 3), "for i in range(n):"),
+        (first_is_special_while, (np.array([0.8, -0.1, -0.5]),), "while k < 3 and s < 100.0:"),
+    ],
+)
+def test_a_loop_telling_none_from_a_value_is_refused_on_jax_at_its_line(fun, args, line):
+    """A variable that is None when a loop starts and that the loop tests with ``is None``
+    cannot be one lax loop carry: JAX gave its first iteration zeros, so ``prev is None``
+    was False and the gradient silently wrong (1 where 11 is right). It is refused at the
+    loop's line; the NumPy backend runs it, checked against central differences."""
+    for derivative in (s2sgrad.grad, s2sgrad.value_and_grad):
+        with pytest.raises(s2sgrad.UnsupportedSyntaxError) as info:
+            derivative(fun, backend="jax")(*args)
+        message = str(info.value)
+        assert "test_jax_backend.py:" in message and line in message and "`prev`" in message
+    with pytest.raises(s2sgrad.UnsupportedSyntaxError, match="`prev`"):
+        s2sgrad.jvp(fun, args, (np.ones_like(args[0]),) + args[1:], backend="jax")
+    expected = central_difference_grad(fun, args, 0)
+    assert_close(s2sgrad.grad(fun)(*args), expected, rtol=FD_RTOL, atol=FD_ATOL)
+
+
+def test_none_before_a_loop_that_sets_it_before_reading_runs_on_jax():
+    """``prev = None`` before a loop is fine when the loop never tests it: the check that
+    refuses ``is None`` tests must not refuse this."""
+    x = np.array([0.8, -0.1, -0.5, -0.3])
+    expected = jax.grad(lambda x: sum(jnp.sin(x[i]) * x[i] for i in range(3)))(jnp.asarray(x))
+    assert_close(s2sgrad.grad(set_before_read, backend="jax")(x, 3), expected)
+
+
 def test_numpy_backend_never_imports_jax(tmp_path):
     """JAX takes seconds to import: a NumPy-backend user must not pay for it."""
     (tmp_path / "energy.py").write_text(

@@ -47,7 +47,11 @@ class _Forward(DerivativeBuilder):
             self.tangent[name] = self.names.fresh("d" + name)
         return ir.Name(self.tangent[name])
 
-    def zeros(self, atom, out: list[ir.Stmt], loc) -> ir.Name:
+    def zeros(self, atom, out: list[ir.Stmt], loc) -> ir.Name | ir.Const:
+        """``zeros_like(atom)``, bound to a temporary: the tangent of an inactive atom.
+        None has no zeros (JAX's ``zeros_like(None)`` raises): its tangent is None."""
+        if isinstance(atom, ir.Const) and atom.value is None:
+            return atom
         zero = self.temp()
         container = isinstance(atom, ir.Name) and atom.id in self.containers
         out.append(

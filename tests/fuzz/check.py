@@ -511,8 +511,9 @@ def _crash_key(exc: BaseException) -> tuple[str, str]:
         last = ours[-1]
         if S2SGRAD_DIR in os.path.abspath(last.filename):
             where = f"{os.path.relpath(last.filename, S2SGRAD_DIR)}:{last.lineno}"
-        else:  # a generated module in the cache: its name changes with the program
-            where = f"generated code ({last.name})"
+        else:  # a generated module in the cache: its name changes with the program,
+            # its functions' with the user's line numbers (``else_line21``)
+            where = f"generated code ({re.sub(r'[0-9]+', '…', last.name)})"
     first = (str(exc).splitlines() or [""])[0][:160]
     message = re.sub(r"\b[a-z_]+\d+\b|\d+", "…", (str(exc).splitlines() or [""])[0])[:60]
     key = f"{type(exc).__name__} at {where}: {message}"

@@ -6,7 +6,10 @@ replace an expression by one of its operands or by a constant, drop a function
 parameter's use. A candidate counts only if it is still well defined
 (``check.prepare`` accepts it) and the same check on the same backend still
 ends in the same class (``wrong``, or ``crash`` with the same exception and
-place, or the same refusal).
+place, or the same refusal). A candidate whose ``while`` loop lost its bound
+(the counter's ``k = k + 1``, or the ``k < limit`` test or ``if k >= limit:
+break`` that ends it) is never run: it would spin for ever, and neither the
+budget nor a signal can stop a loop that XLA is running.
 """
 
 from __future__ import annotations
@@ -114,6 +117,64 @@ def _swap(tree: ast.AST, old: ast.expr, new: ast.expr) -> None:
                         return
 
 
+def _counts_up(statement: ast.stmt) -> str | None:
+    """``k`` when ``statement`` is ``k = k + 1``: the generator's loop counter."""
+    if (
+        isinstance(statement, ast.Assign)
+        and len(statement.targets) == 1
+        and isinstance(statement.targets[0], ast.Name)
+        and isinstance(statement.value, ast.BinOp)
+        and isinstance(statement.value.op, ast.Add)
+        and isinstance(statement.value.left, ast.Name)
+        and statement.value.left.id == statement.targets[0].id
+        and isinstance(statement.value.right, ast.Constant)
+        and statement.value.right.value == 1
+    ):
+        return statement.targets[0].id
+    return None
+
+
+def _caps(test: ast.expr, k: str) -> bool:
+    """Whether ``test`` is, or is a conjunction holding, ``k < limit``."""
+    if isinstance(test, ast.BoolOp) and isinstance(test.op, ast.And):
+        return any(_caps(value, k) for value in test.values)
+    return (
+        isinstance(test, ast.Compare)
+        and isinstance(test.left, ast.Name)
+        and test.left.id == k
+        and len(test.ops) == 1
+        and isinstance(test.ops[0], ast.Lt)
+        and isinstance(test.comparators[0], ast.Constant)
+    )
+
+
+def _breaks_at_limit(statement: ast.stmt, k: str) -> bool:
+    """Whether ``statement`` is ``if k >= limit: break``."""
+    return (
+        isinstance(statement, ast.If)
+        and isinstance(statement.test, ast.Compare)
+        and isinstance(statement.test.left, ast.Name)
+        and statement.test.left.id == k
+        and isinstance(statement.test.ops[0], ast.GtE)
+        and isinstance(statement.test.comparators[0], ast.Constant)
+        and len(statement.body) == 1
+        and isinstance(statement.body[0], ast.Break)
+    )
+
+
+def loops_are_bounded(tree: ast.AST) -> bool:
+    """Whether every ``while`` in ``tree`` still counts up to its limit, as generated."""
+    for loop in ast.walk(tree):
+        if not isinstance(loop, ast.While):
+            continue
+        k = _counts_up(loop.body[0])
+        if k is None:
+            return False
+        if not (_caps(loop.test, k) or any(_breaks_at_limit(s, k) for s in loop.body[1:2])):
+            return False
+    return True
+
+
 def minimize(
     program: Program,
     outcome: chk.Outcome,
@@ -163,6 +224,9 @@ def minimize(
                     list(edits(candidate))[k](candidate)
                     source = ast.unparse(ast.fix_missing_locations(candidate))
                 except Exception:
+                    k += 1
+                    continue
+                if not loops_are_bounded(candidate):
                     k += 1
                     continue
                 if still_fails(source):

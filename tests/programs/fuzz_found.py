@@ -174,6 +174,22 @@ def constant_test_in_a_traced_branch_of_a_loop_on_jax(x, y):
     return np.sum(w) + np.sum(x * y[0])
 
 
+def constant_conditional_expression_in_a_loop_that_breaks_on_jax(x, y, n):
+    """JAX backend, reverse mode (fuzzer seed 31-1399, minimised by hand): the test of the
+    conditional expression is a Python constant, but its temporary ``cond_1`` is None
+    before the loop and True after each iteration, so the loop carried it traced (None
+    became zeros of its type), the backward sweep's ``if`` on it became a ``lax.cond``,
+    and tracing the branch never taken read saves the forward sweep never made (None *
+    tracer). Fixed: a loop binds a None its body turns into a Python constant as that
+    constant from the start, once a second trace shows the body never tells None from a
+    value (``jax_control._check_none_unread``; a user's ``is None`` test is refused)."""
+    for i in range(n):
+        if np.mean(y) > 0.12:
+            break
+        x = 0.5 * x + np.tanh(x[i] if 0.83 >= -0.36 else np.sum(np.arctan2(x, 1.0 + x[i] ** 2)))
+    return np.sum(x)
+
+
 def matmul_of_a_row_then_broadcast(x):
     """Reverse mode (fuzzer seed 41-1361, minimised): ``y = np.matmul(x, x[-1])`` has shape
     (1,) for x of shape (1, 3), and ``np.arctan2(x, y)`` broadcasts it to (1, 3). The shape
@@ -212,6 +228,11 @@ ARGS = {
     "constant_test_inside_a_loop_on_jax": [(3,), (2, 3), ("int", 2)],
     "branches_around_a_loop_on_jax": [("array", [0.44735945, 0.17728057, 0.74308099, -0.39053187])],
     "enumerate_an_array_the_loop_rebinds": [(2, 3), ("int", 2)],
+    "constant_conditional_expression_in_a_loop_that_breaks_on_jax": [
+        (4,),
+        ("array", [[0.04], [0.01]]),
+        ("int", 2),
+    ],
 }
 
 INPLACE = {
