@@ -361,8 +361,11 @@ def _jax_functions(compilation: Compilation) -> list[tuple[ir.FunctionDef, str |
     """The compilation's functions lowered for JAX, plus a JAX copy of every user function
     they call as a primal (the user's own would run NumPy on traced values)."""
     from s2sgrad.backends.jax import lower_for_jax
+    from s2sgrad.backends.none_tests import refuse_ambiguous_none_tests
     from s2sgrad.transforms.analysis import is_user_function
 
+    for fn in dict.fromkeys(key[0] for key in compilation.requests):
+        refuse_ambiguous_none_tests(lower(fn))
     copies: dict[Callable, str] = {}
     pending: list[tuple[ir.FunctionDef, str | None]] = list(compilation.functions)
     out: list[tuple[ir.FunctionDef, str | None]] = []
@@ -375,7 +378,9 @@ def _jax_functions(compilation: Compilation) -> list[tuple[ir.FunctionDef, str |
                 name = compilation.module_names.fresh(target.__name__)
                 copies[target] = name
                 module = compilation.foreign(target)
-                pending.append((replace(lower(target), name=name), module))
+                primal = lower(target)
+                refuse_ambiguous_none_tests(primal)
+                pending.append((replace(primal, name=name), module))
             return copies[target]
 
         def to_copy(ref: ir.Ref) -> ir.Ref:

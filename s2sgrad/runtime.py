@@ -547,6 +547,8 @@ def _sequence_like(x: Any, items: Any) -> Any:
 
 
 def _zeros_like_tree(x: Any) -> Any:
+    if x is None:  # a None argument (`prev=None`): no tangent
+        return None
     if isinstance(x, dict):
         return {k: _zeros_like_tree(v) for k, v in x.items()}
     if isinstance(x, (tuple, list)):

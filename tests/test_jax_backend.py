@@ -203,6 +203,36 @@ def first_is_special_while(x):
     return s
 
 
+def none_unless_the_loop_runs(x, n):
+    c = None
+    for _ in range(n):
+        c = 2.0
+    if c is None:
+        return np.sum(x**2)
+    return np.sum(x)
+
+
+def none_on_one_branch(x):
+    if np.sum(x) > 0:
+        c = None
+    else:
+        c = 2.0
+    if c is None:
+        return np.sum(x**2)
+    return np.sum(x)
+
+
+def first_is_special_given(x, n, prev=None):
+    s = 0.0
+    for i in range(n):
+        if prev is None:
+            s = s + 10.0 * x[i]
+        else:
+            s = s + prev * x[i]
+        prev = np.sin(x[i])
+    return s + np.sum(x)
+
+
 def set_before_read(x, n):
     prev = None
     s = 0.0
@@ -212,35 +242,60 @@ def set_before_read(x, n):
     return s
 
 
+X4 = np.array([0.8, -0.1, -0.5, -0.3])
+
+
 @pytest.mark.parametrize(
     "fun, args, line",
     [
-        (first_is_special, (np.array([0.8, -0.1, -0.5, -0.3]), 3), "for i in range(n):"),
-        (first_is_special_while, (np.array([0.8, -0.1, -0.5]),), "while k < 3 and s < 100.0:"),
+        (first_is_special, (X4, 3), "if prev is None:"),
+        (first_is_special_while, (X4,), "if prev is None else"),
+        (none_unless_the_loop_runs, (X4, 0), "if c is None:"),
+        (none_on_one_branch, (X4,), "if c is None:"),
+        (first_is_special_given, (X4, 3), "for i in range(n):"),  # None comes as an argument
+        (first_is_special_given, (X4, 3, None), "for i in range(n):"),
     ],
 )
-def test_a_loop_telling_none_from_a_value_is_refused_on_jax_at_its_line(fun, args, line):
-    """A variable that is None when a loop starts and that the loop tests with ``is None``
-    cannot be one lax loop carry: JAX gave its first iteration zeros, so ``prev is None``
-    was False and the gradient silently wrong (1 where 11 is right). It is refused at the
-    loop's line; the NumPy backend runs it, checked against central differences."""
+def test_an_is_none_test_jax_cannot_answer_is_refused_at_its_line(fun, args, line):
+    """JAX runs each loop and traced branch with one type per variable, None being zeros
+    (or another path's constant): ``prev is None`` was False in the first iteration and
+    the gradient silently wrong (1 where 11 is right). A test of a variable that may be
+    None or a value is refused at its line (``backends.none_tests``); a None that comes
+    in as an argument is caught when the loop is traced (``jax_control``), at the loop.
+    The NumPy backend runs them all, checked against central differences."""
     for derivative in (s2sgrad.grad, s2sgrad.value_and_grad):
         with pytest.raises(s2sgrad.UnsupportedSyntaxError) as info:
             derivative(fun, backend="jax")(*args)
         message = str(info.value)
-        assert "test_jax_backend.py:" in message and line in message and "`prev`" in message
-    with pytest.raises(s2sgrad.UnsupportedSyntaxError, match="`prev`"):
+        assert "test_jax_backend.py:" in message and line in message
+        assert ("`prev`" in message or "`c`" in message) and "backend='numpy'" in message
+    with pytest.raises(s2sgrad.UnsupportedSyntaxError, match="`prev`|`c`"):
         s2sgrad.jvp(fun, args, (np.ones_like(args[0]),) + args[1:], backend="jax")
     expected = central_difference_grad(fun, args, 0)
     assert_close(s2sgrad.grad(fun)(*args), expected, rtol=FD_RTOL, atol=FD_ATOL)
 
 
+def test_an_is_none_test_jax_answers_at_trace_time_runs_on_jax():
+    """A None argument tested before any loop, or a value given for it, is known when
+    JAX traces: no refusal, and the gradient of the path taken (jax.grad oracle)."""
+
+    def twin(x, prev):
+        s = 0.0
+        for i in range(3):
+            s = s + (10.0 * x[i] if prev is None else prev * x[i])
+            prev = jnp.sin(x[i])
+        return s + jnp.sum(x)
+
+    expected = jax.grad(twin)(jnp.asarray(X4), 1.5)
+    got = s2sgrad.grad(first_is_special_given, backend="jax")(X4, 3, 1.5)
+    assert_close(got, expected)
+
+
 def test_none_before_a_loop_that_sets_it_before_reading_runs_on_jax():
     """``prev = None`` before a loop is fine when the loop never tests it: the check that
     refuses ``is None`` tests must not refuse this."""
-    x = np.array([0.8, -0.1, -0.5, -0.3])
-    expected = jax.grad(lambda x: sum(jnp.sin(x[i]) * x[i] for i in range(3)))(jnp.asarray(x))
-    assert_close(s2sgrad.grad(set_before_read, backend="jax")(x, 3), expected)
+    expected = jax.grad(lambda x: sum(jnp.sin(x[i]) * x[i] for i in range(3)))(jnp.asarray(X4))
+    assert_close(s2sgrad.grad(set_before_read, backend="jax")(X4, 3), expected)
 
 
 def test_numpy_backend_never_imports_jax(tmp_path):

@@ -247,12 +247,18 @@ def forward(
     tangent_params = tuple(ir.Param(fwd.tangent_of(p).id) for p in wrt_names)
     # A parameter outside `wrt` that a later statement makes varied (`x = 0.5 * x + y`
     # where SSA renaming is off, in functions with control flow) has a tangent name
-    # that statements read before any statement writes it: it starts as zeros.
+    # that statements read before any statement writes it: it starts as zeros (None
+    # for a None: `zeros_like_tree` where the default is None, `prev=None`).
     prologue = tuple(
         ir.Assign(
             (fwd.tangent_of(p.name),),
             ir.Call(
-                ZEROS_LIKE_TREE if p.name in container_names else ZEROS_LIKE, (ir.Name(p.name),)
+                (
+                    ZEROS_LIKE_TREE
+                    if p.name in container_names or p.default == ir.Const(None)
+                    else ZEROS_LIKE
+                ),
+                (ir.Name(p.name),),
             ),
             fn.loc,
         )
