@@ -310,25 +310,37 @@ class Printer:
         """Lines of a block; ``last_line`` is the source line already named by a comment above."""
         lines: list[str] = []
         for stmt in stmts:
-            if isinstance(stmt, ir.Comment):
-                lines += ["", f"{indent}# {stmt.text}"]
-                last_line = None
-                continue
-            if (
-                isinstance(stmt, ir.Assign)
-                and len(stmt.targets) == 1
-                and stmt.target.id in self.fold
-            ):
-                self.folded[stmt.target.id] = self.atom(stmt.value)
-                continue
-            loc = getattr(stmt, "loc", None)
-            if loc is not None and loc.line != last_line:
-                lines.append(f"{indent}# {_source_comment(loc)}")
-                last_line = loc.line
-            lines += self.statement(stmt, indent, last_line)
+            try:
+                last_line = self._statement_lines(stmt, indent, last_line, lines)
+            except NoJaxEquivalentError as exc:
+                loc = getattr(stmt, "loc", None)
+                if exc.loc is not None or loc is None:
+                    raise
+                raise NoJaxEquivalentError(exc.message, loc, exc.hint) from None
         if not lines or all(not ln.strip() or ln.strip().startswith("#") for ln in lines):
             lines.append(f"{indent}pass")
         return lines
+
+    def _statement_lines(
+        self, stmt: ir.Stmt, indent: str, last_line: int | None, lines: list[str]
+    ) -> int | None:
+        """Append ``stmt``'s lines (after its source comment) to ``lines``; the new last line."""
+        if isinstance(stmt, ir.Comment):
+            lines += ["", f"{indent}# {stmt.text}"]
+            return None
+        if (
+            isinstance(stmt, ir.Assign)
+            and len(stmt.targets) == 1
+            and stmt.target.id in self.fold
+        ):
+            self.folded[stmt.target.id] = self.atom(stmt.value)
+            return last_line
+        loc = getattr(stmt, "loc", None)
+        if loc is not None and loc.line != last_line:
+            lines.append(f"{indent}# {_source_comment(loc)}")
+            last_line = loc.line
+        lines += self.statement(stmt, indent, last_line)
+        return last_line
 
     def _folds_away(self, stmts: tuple[ir.Stmt, ...]) -> bool:
         """Whether every statement is a temporary printed inside a later expression."""

@@ -298,6 +298,23 @@ def test_none_before_a_loop_that_sets_it_before_reading_runs_on_jax():
     assert_close(s2sgrad.grad(set_before_read, backend="jax")(X4, 3), expected)
 
 
+def rounds_toward_zero(x):
+    y = np.sin(x)
+    return np.sum(np.fix(y * 3.0) + y)
+
+
+def test_a_function_jax_lacks_is_refused_at_its_line():
+    """``np.fix`` has no jax.numpy twin: the error names the user's file and line (it
+    named neither), and offers the NumPy backend."""
+    from s2sgrad.codegen import NoJaxEquivalentError
+
+    with pytest.raises(NoJaxEquivalentError) as info:
+        s2sgrad.grad(rounds_toward_zero, backend="jax")(np.ones(3))
+    message = str(info.value)
+    assert "test_jax_backend.py:" in message and "np.fix(y * 3.0)" in message
+    assert "backend='numpy'" in message
+
+
 def test_numpy_backend_never_imports_jax(tmp_path):
     """JAX takes seconds to import: a NumPy-backend user must not pay for it."""
     (tmp_path / "energy.py").write_text(
