@@ -21,8 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from s2sgrad import cache, running, trees
-from s2sgrad.backends import BACKENDS
+from s2sgrad import backends, cache, running, trees
 from s2sgrad.errors import UsageError
 
 Wrt = int | str | tuple
@@ -261,10 +260,7 @@ class _Derivative:
             grads.append(trees.unflatten(primals[i], leaf_grads))
         if out is None:
             out = self.fun(*primals)
-        if self.backend == "jax":
-            import jax.numpy as jnp
-
-            grads = [trees.unflatten(g, [jnp.asarray(v) for v in trees.leaves(g)]) for g in grads]
+        grads = [backends.get(self.backend).as_arrays(g) for g in grads]
         return out, tuple(grads)
 
     def shape(self, grads: tuple) -> Any:
@@ -393,8 +389,8 @@ def vjp(fun: Callable, *primals: Any, backend: str = "numpy", max_steps: int | N
         fun, "reverse", wrt, backend, _options(primals, False, "reverse")
     )
     entry = _runner(entry, backend, max_steps)
-    if backend == "jax":
-        out = _jax_primal(fun, primals, wrt)
+    if backends.get(backend).primal_from_generated_code:
+        out = _primal_from_generated_code(fun, primals, wrt, backend)
     else:
         # On copies: a function that updates an argument in place (``x *= 2.0``, which
         # NumPy does in place) must not change the point vjp_fn differentiates at.
@@ -444,28 +440,26 @@ def _constant_cotangent(primal: Any) -> Any:
 
 
 def _check_backend(backend: str) -> None:
-    if backend not in BACKENDS:
-        raise UsageError(f"backend must be one of {BACKENDS}, not {backend!r}")
+    backends.get(backend)  # a UsageError naming the backends there are
 
 
 def _runner(entry: Callable, backend: str, max_steps: int | None) -> Callable:
     """The generated function as the API calls it: as is for NumPy, jitted for JAX."""
-    if backend == "numpy":
-        return entry
-    from s2sgrad import jax_api
-
-    return lambda *args: jax_api.call(entry, args, max_steps)
+    return backends.get(backend).runner(entry, max_steps)
 
 
-def _jax_primal(fun: Callable, primals: tuple, wrt: tuple[int, ...]) -> Any:
-    """``fun(*primals)`` computed by the JAX backend's forward-mode code with zero tangents:
-    works under a caller's ``jax.jit`` where the user's NumPy code would not."""
-    entry = cache.load_or_generate(fun, "forward", wrt, "jax", _options(primals, False, "forward"))
+def _primal_from_generated_code(
+    fun: Callable, primals: tuple, wrt: tuple[int, ...], backend: str
+) -> Any:
+    """``fun(*primals)`` computed by the backend's forward-mode code with zero tangents:
+    under a caller's ``jax.jit`` this works where the user's NumPy code would not."""
+    options = _options(primals, False, "forward")
+    entry = cache.load_or_generate(fun, "forward", wrt, backend, options)
     zeros = [
         trees.unflatten(primals[i], [np.zeros(np.shape(v)) for v in trees.leaves(primals[i])])
         for i in wrt
     ]
-    return _runner(entry, "jax", None)(*primals, *zeros)[0]
+    return _runner(entry, backend, None)(*primals, *zeros)[0]
 
 
 def _float_positions(primals: tuple) -> tuple[int, ...]:

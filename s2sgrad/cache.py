@@ -711,17 +711,16 @@ def _subpackages() -> list[str]:
 
 @functools.cache
 def _library_versions(backend: str) -> str:
-    """The NumPy version (and JAX's and jaxlib's for ``backend="jax"``) code is made for.
+    """The versions of the libraries (``Backend.libraries``) ``backend``'s code is made for.
 
     JAX is never imported for this: its version comes from the module if it is
     imported already, else from the installed package's metadata.
     """
-    import numpy
+    from s2sgrad import backends
 
-    parts = [f"numpy={numpy.__version__}"]
-    if backend == "jax":
-        parts += [f"{name}={_installed_version(name)}" for name in ("jax", "jaxlib")]
-    return " ".join(parts)
+    return " ".join(
+        f"{name}={_installed_version(name)}" for name in backends.get(backend).libraries
+    )
 
 
 def _installed_version(name: str) -> str:

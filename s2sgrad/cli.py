@@ -20,7 +20,7 @@ import sys
 import types
 from pathlib import Path
 
-from s2sgrad import running
+from s2sgrad import backends, running
 from s2sgrad._version import __version__
 from s2sgrad.errors import S2SGradError
 
@@ -108,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     inspect_cmd.add_argument(
         "--backend",
-        choices=("numpy", "jax"),
+        choices=tuple(backends.BACKENDS),
         default="numpy",
         help="array library the generated code targets (default: numpy)",
     )

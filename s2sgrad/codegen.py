@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from s2sgrad import ir
+from s2sgrad import backends, ir
 from s2sgrad.errors import S2SGradError
 from s2sgrad.transforms import dataflow
 
@@ -72,19 +72,8 @@ ATOM_PREC = 16
 MODULE_ALIASES: dict[str, str] = {}
 
 _NUMPY_NAMESPACES = (("np", np), ("np.linalg", np.linalg), ("np.fft", np.fft))
-RUNTIME_MODULE = "s2sgrad.runtime"
-# Where each backend's generated code imports its helpers from: the NumPy helpers'
-# JAX twins have the same names (runtime_jax), and control flow lowered for JAX
-# calls the combinators of jax_control.
-RUNTIME_MODULES = {
-    "numpy": {RUNTIME_MODULE: RUNTIME_MODULE},
-    "jax": {
-        RUNTIME_MODULE: "s2sgrad.runtime_jax",
-        "s2sgrad.jax_control": "s2sgrad.jax_control",
-        "s2sgrad.runtime_jax": "s2sgrad.runtime_jax",
-    },
-}
-BACKEND_NUMPY_ALIAS = {"numpy": "np", "jax": "jnp"}
+# Where generated code imports its helpers from, per backend: see s2sgrad.backends.
+RUNTIME_MODULE = backends.RUNTIME_MODULE
 
 
 @dataclass(frozen=True)
@@ -100,51 +89,21 @@ class NoJaxEquivalentError(S2SGradError):
     """A NumPy/SciPy function the JAX backend cannot spell with jax.numpy / jax.scipy."""
 
 
-def spell_ref(ref: ir.Ref, backend: str = "numpy") -> Spelling:
+def spell_ref(ref: ir.Ref, backend: str | backends.Backend = "numpy") -> Spelling:
     """How a resolved object is written in generated code for ``backend``.
 
-    For JAX, NumPy functions become their ``jax.numpy`` namesakes (``np.sin`` ->
-    ``jnp.sin``), ``scipy.special`` becomes ``jax.scipy.special`` and runtime
-    helpers come from their JAX twins: rules stay backend-neutral.
+    Rules stay backend-neutral: they name NumPy functions and the NumPy runtime's
+    helpers. A backend imports its own twins of the helpers (same names, its
+    ``runtime_modules``) and respells NumPy's names (JAX: ``np.sin`` -> ``jnp.sin``).
     """
+    backend = backends.get(backend)
     sp = _spell_numpy(ref)
-    if backend == "numpy":
-        return sp
     if sp.runtime_import:
-        module = RUNTIME_MODULES[backend].get(sp.runtime_module)
+        module = backend.runtime_modules.get(sp.runtime_module)
         if module is None:
-            raise NoJaxEquivalentError(f"{sp.text} has no {backend} version")
+            raise NoJaxEquivalentError(f"{sp.text} has no {backend.name} version")
         return Spelling(sp.text, runtime_import=sp.text, runtime_module=module)
-    if sp.text.startswith("np."):
-        return _jax_numpy_spelling(sp.text)
-    if sp.text.startswith("scipy.special."):
-        import jax.scipy.special
-
-        name = sp.text.rsplit(".", 1)[1]
-        if not hasattr(jax.scipy.special, name):
-            raise NoJaxEquivalentError(
-                f"scipy.special.{name} has no jax.scipy.special equivalent",
-                hint="use backend='numpy' for this function, or register a rule for a "
-                "function of your own that wraps a JAX implementation",
-            )
-        return Spelling(f"jax.scipy.special.{name}", module_import="jax.scipy.special")
-    return sp
-
-
-def _jax_numpy_spelling(text: str) -> Spelling:
-    import jax.numpy as jnp
-
-    namespace: Any = jnp
-    *path, name = text.split(".")[1:]
-    for part in path:
-        namespace = getattr(namespace, part, None)
-    if namespace is None or not hasattr(namespace, name):
-        raise NoJaxEquivalentError(
-            f"{text} has no jax.numpy equivalent, so the JAX backend cannot lower it",
-            hint="use backend='numpy' for this function, or rewrite it with functions that "
-            "jax.numpy provides",
-        )
-    return Spelling("jnp." + text[3:])
+    return backend.spelling(sp)
 
 
 def _spell_numpy(ref: ir.Ref) -> Spelling:
@@ -164,7 +123,7 @@ def _spell_numpy(ref: ir.Ref) -> Spelling:
     if getattr(value, "__module__", None) == "s2sgrad.generated":
         return Spelling(value.__name__)  # another function of the same generated module
     module = getattr(value, "__module__", None)
-    if module == RUNTIME_MODULE or module in RUNTIME_MODULES["jax"]:
+    if module in backends.helper_modules():
         return Spelling(value.__name__, runtime_import=value.__name__, runtime_module=module)
     if "." not in ref.source and getattr(builtins, ref.source, _MISSING) is value:
         return Spelling(ref.source)
@@ -199,11 +158,16 @@ def _const_prec(value: Any) -> int:
 class Printer:
     """Prints one function; collects imports and free names as it goes."""
 
-    def __init__(self, fn: ir.FunctionDef, module_alias: str | None = None, backend: str = "numpy"):
+    def __init__(
+        self,
+        fn: ir.FunctionDef,
+        module_alias: str | None = None,
+        backend: str | backends.Backend = "numpy",
+    ):
         self.fn = fn
         self.module_alias = module_alias
-        self.backend = backend
-        self.np = BACKEND_NUMPY_ALIAS[backend]
+        self.backend = backends.get(backend)
+        self.np = self.backend.array_alias
         self.runtime_imports: set[tuple[str, str]] = set()  # (module, name)
         self.module_imports: set[str] = set()
         self.free_roots: set[str] = set()
@@ -328,11 +292,7 @@ class Printer:
         if isinstance(stmt, ir.Comment):
             lines += ["", f"{indent}# {stmt.text}"]
             return None
-        if (
-            isinstance(stmt, ir.Assign)
-            and len(stmt.targets) == 1
-            and stmt.target.id in self.fold
-        ):
+        if isinstance(stmt, ir.Assign) and len(stmt.targets) == 1 and stmt.target.id in self.fold:
             self.folded[stmt.target.id] = self.atom(stmt.value)
             return last_line
         loc = getattr(stmt, "loc", None)
@@ -361,7 +321,7 @@ class Printer:
             return [f"{indent}return {self.text(v)}"]
         if isinstance(stmt, ir.SetItem):
             base = self.text(stmt.target)
-            if self.backend == "jax":  # JAX arrays are immutable: a functional update
+            if self.backend.functional_updates:  # immutable arrays (JAX): `.at[i].set(v)`
                 return [
                     f"{indent}{base} = {base}.at[{self.index(stmt.index)}]"
                     f".set({self.text(stmt.value)})"
@@ -504,7 +464,7 @@ def module_source(
     *,
     entry: str,
     header: str,
-    backend: str = "numpy",
+    backend: str | backends.Backend = "numpy",
 ) -> tuple[str, tuple[str, ...]]:
     """The black-formatted module text defining ``functions``, and the free names it reads.
 
@@ -538,10 +498,10 @@ def module_source(
         line for text in texts for line in text.splitlines() if not line.lstrip().startswith("#")
     )
     parts = [f'"""{header}"""', ""]
-    if backend == "numpy" or re.search(r"(?<![\w.])np\.", body_text):
-        parts.append("import numpy as np")
-    if backend == "jax":
-        parts.append("import jax.numpy as jnp")
+    backend = backends.get(backend)
+    if backend.array_alias != "np" and re.search(r"(?<![\w.])np\.", body_text):
+        parts.append("import numpy as np")  # NumPy next to the backend's arrays
+    parts.append(backend.array_import)
     parts += [f"import {module}" for module in sorted(module_imports)]
     for module in sorted({m for m, _ in runtime_imports}):
         names = sorted(n for m, n in runtime_imports if m == module)

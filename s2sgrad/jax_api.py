@@ -119,6 +119,13 @@ _LINE_COMMENT = re.compile(r"^\s*# line (\d+): (.*)$")
 _SOURCE = re.compile(r"^Source: (.*), line \d+\.$", re.MULTILINE)
 
 
+def as_arrays(value: Any) -> Any:
+    """``value`` (a gradient) with every leaf a JAX array, as ``jax.grad`` returns it."""
+    from s2sgrad import trees
+
+    return trees.unflatten(value, [jnp.asarray(v) for v in trees.leaves(value)])
+
+
 def _needs_concrete_value(exc: Exception, entry: Callable) -> NeedsConcreteValueError:
     """JAX's complaint about a traced value, re-told at the user's line."""
     what = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -15,9 +15,9 @@ import types
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from s2sgrad import cache, codegen, ir, memos, running, runtime, sources
+from s2sgrad import backends, cache, codegen, ir, memos, running, runtime, sources
 from s2sgrad._version import __version__
-from s2sgrad.backends import BACKENDS, JAX_CONTROL_NAMES
+from s2sgrad.backends import JAX_CONTROL_NAMES
 from s2sgrad.errors import SourceLocation, UsageError
 from s2sgrad.frontend import get_source, parse_function
 from s2sgrad.rules.registry import generation as rules_generation
@@ -288,7 +288,11 @@ def _same_shape_hints(
 
 
 def _header(
-    fn: Callable, primal_name: str, mode: str, wrt_names: tuple[str, ...], backend: str = "numpy"
+    fn: Callable,
+    primal_name: str,
+    mode: str,
+    wrt_names: tuple[str, ...],
+    backend: backends.Backend = backends.NUMPY,
 ) -> str:
     target = running.function_that_runs(fn)
     try:
@@ -300,12 +304,7 @@ def _header(
         if mode == "reverse"
         else "Forward-mode derivative (Jacobian-vector product)"
     )
-    lowered = (
-        "\nLowered for JAX: loops are lax.scan / lax.while_loop, traced ifs lax.cond "
-        "(s2sgrad.jax_control).\n"
-        if backend == "jax"
-        else ""
-    )
+    lowered = f"\n{backend.header_note}\n" if backend.header_note else ""
     return (
         f"{kind} of `{primal_name}` with respect to {', '.join(wrt_names)}.\n{lowered}\n"
         f"Source: {where}.\n"
@@ -328,10 +327,7 @@ def generate(
     ``("scalars", positions)`` of arguments passed as numbers.
     """
     settings = dict(options)
-    if backend not in BACKENDS:
-        raise UsageError(
-            f"backend {backend!r} is not available; choose one of {BACKENDS}",
-        )
+    target = backends.get(backend)
     wrt = tuple(wrt)
     compilation = Compilation(fn)
     entry = compilation.request(
@@ -343,59 +339,16 @@ def generate(
         tuple(settings.get("scalars", ())),
     )
     compilation.run()
-    functions = compilation.functions
-    if backend == "jax":
-        functions = _jax_functions(compilation)
+    functions = target.lower(compilation)
     primal_params = [p.name for p in parse_params(fn)]
     wrt_names = tuple(primal_params[i] for i in wrt)
     source, free = codegen.module_source(
         functions,
         entry=entry,
-        header=_header(fn, fn.__name__, mode, wrt_names, backend),
-        backend=backend,
+        header=_header(fn, fn.__name__, mode, wrt_names, target),
+        backend=target,
     )
     return GeneratedModule(source=source, entry=entry, free_names=free)
-
-
-def _jax_functions(compilation: Compilation) -> list[tuple[ir.FunctionDef, str | None]]:
-    """The compilation's functions lowered for JAX, plus a JAX copy of every user function
-    they call as a primal (the user's own would run NumPy on traced values)."""
-    from s2sgrad.backends.jax import lower_for_jax
-    from s2sgrad.backends.none_tests import refuse_ambiguous_none_tests
-    from s2sgrad.transforms.analysis import is_user_function
-
-    for fn in dict.fromkeys(key[0] for key in compilation.requests):
-        refuse_ambiguous_none_tests(lower(fn))
-    copies: dict[Callable, str] = {}
-    pending: list[tuple[ir.FunctionDef, str | None]] = list(compilation.functions)
-    out: list[tuple[ir.FunctionDef, str | None]] = []
-    while pending:
-        fn_ir, foreign = pending.pop(0)
-
-        def primal_copy(value: Callable) -> str:
-            target = running.function_that_runs(value)
-            if target not in copies:
-                name = compilation.module_names.fresh(target.__name__)
-                copies[target] = name
-                module = compilation.foreign(target)
-                primal = lower(target)
-                refuse_ambiguous_none_tests(primal)
-                pending.append((replace(primal, name=name), module))
-            return copies[target]
-
-        def to_copy(ref: ir.Ref) -> ir.Ref:
-            if callable(ref.value) and is_user_function(ref.value):
-                return ir.generated_ref(primal_copy(ref.value))
-            return ref
-
-        fn_ir = replace(fn_ir, body=ir.map_call_fns(fn_ir.body, to_copy))
-        names = FreshNames(
-            dataflow.all_local_names(fn_ir)
-            | set(compilation.requests.values())
-            | set(copies.values())
-        )
-        out.append((lower_for_jax(fn_ir, names), foreign))
-    return out
 
 
 def parse_params(fn: Callable) -> list[inspect.Parameter]:

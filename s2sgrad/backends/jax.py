@@ -65,6 +65,50 @@ def lower_for_jax(fn: ir.FunctionDef, names: FreshNames) -> ir.FunctionDef:
     return replace(fn, body=ir.map_call_fns(body, _jax_ref))
 
 
+def lower_compilation(compilation: Any) -> list[tuple[ir.FunctionDef, str | None]]:
+    """A compilation's functions lowered for JAX (``lower_for_jax``), plus a JAX copy of
+    every user function they call as a primal (the user's own would run NumPy on traced
+    values). Each user function is first checked for ``is None`` tests JAX would answer
+    wrongly (``none_tests``)."""
+    from s2sgrad import running
+    from s2sgrad.backends.none_tests import refuse_ambiguous_none_tests
+    from s2sgrad.pipeline import lower
+    from s2sgrad.transforms.analysis import is_user_function
+
+    for fn in dict.fromkeys(key[0] for key in compilation.requests):
+        refuse_ambiguous_none_tests(lower(fn))
+    copies: dict[Any, str] = {}
+    pending: list[tuple[ir.FunctionDef, str | None]] = list(compilation.functions)
+    out: list[tuple[ir.FunctionDef, str | None]] = []
+    while pending:
+        fn_ir, foreign = pending.pop(0)
+
+        def primal_copy(value: Any) -> str:
+            target = running.function_that_runs(value)
+            if target not in copies:
+                name = compilation.module_names.fresh(target.__name__)
+                copies[target] = name
+                module = compilation.foreign(target)
+                primal = lower(target)
+                refuse_ambiguous_none_tests(primal)
+                pending.append((replace(primal, name=name), module))
+            return copies[target]
+
+        def to_copy(ref: ir.Ref) -> ir.Ref:
+            if callable(ref.value) and is_user_function(ref.value):
+                return ir.generated_ref(primal_copy(ref.value))
+            return ref
+
+        fn_ir = replace(fn_ir, body=ir.map_call_fns(fn_ir.body, to_copy))
+        names = FreshNames(
+            dataflow.all_local_names(fn_ir)
+            | set(compilation.requests.values())
+            | set(copies.values())
+        )
+        out.append((lower_for_jax(fn_ir, names), foreign))
+    return out
+
+
 # --------------------------------------------------------------------------- stacks
 
 
