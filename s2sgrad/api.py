@@ -14,7 +14,6 @@ compiler.
 from __future__ import annotations
 
 import functools
-import inspect
 import linecache
 from collections.abc import Callable
 from typing import Any
@@ -33,13 +32,9 @@ def _require_python_function(fun: Callable) -> None:
     running.python_function_that_runs(fun)
 
 
-def _parameters(fun: Callable) -> list[inspect.Parameter]:
-    return list(running.signature(fun).parameters.values())
-
-
 def resolve_wrt(fun: Callable, wrt: Wrt) -> tuple[tuple[int, ...], bool]:
     """``wrt`` as a tuple of parameter indices, and whether the caller wants a tuple back."""
-    params = _parameters(fun)
+    params = running.parameters(fun)
     names = [p.name for p in params]
     single = not isinstance(wrt, (tuple, list))
     items = (wrt,) if single else tuple(wrt)
@@ -103,7 +98,7 @@ def _check_scalar(out: Any, fun: Callable, what: str) -> None:
 
 def _parameter_name(fun: Callable, i: int) -> str:
     try:
-        return repr(_parameters(fun)[i].name)
+        return repr(running.parameters(fun)[i].name)
     except (IndexError, TypeError, ValueError):
         return str(i)
 

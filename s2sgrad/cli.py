@@ -19,6 +19,7 @@ import os
 import sys
 import types
 from pathlib import Path
+from typing import Any
 
 from s2sgrad import backends, running
 from s2sgrad._version import __version__
@@ -83,7 +84,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"s2sgrad {__version__}")
     commands = parser.add_subparsers(title="commands", dest="command", metavar="COMMAND")
     commands.required = True
+    _add_inspect(commands)
+    _add_cache(commands)
+    _add_rules(commands)
+    return parser
 
+
+def _add_inspect(commands: Any) -> None:
     inspect_cmd = commands.add_parser(
         "inspect",
         help="print the derivative code generated for a function",
@@ -121,6 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     inspect_cmd.set_defaults(handler=run_inspect)
 
+
+def _add_cache(commands: Any) -> None:
     cache_cmd = commands.add_parser(
         "cache",
         help="show, list or clear the cache of generated modules",
@@ -129,15 +138,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     actions = cache_cmd.add_subparsers(title="actions", dest="action", metavar="ACTION")
     actions.required = True
-    actions.add_parser("path", help="print the cache directory").set_defaults(
-        handler=run_cache_path
-    )
-    actions.add_parser("list", help="list the cached derivative modules").set_defaults(
-        handler=run_cache_list
-    )
-    actions.add_parser("clear", help="delete the cached derivative modules").set_defaults(
-        handler=run_cache_clear
-    )
+    for action, help_text, handler in (
+        ("path", "print the cache directory", run_cache_path),
+        ("list", "list the cached derivative modules", run_cache_list),
+        ("clear", "delete the cached derivative modules", run_cache_clear),
+    ):
+        actions.add_parser(action, help=help_text).set_defaults(handler=handler)
+
+
+def _add_rules(commands: Any) -> None:
     rules_cmd = commands.add_parser(
         "rules",
         help="list the functions s2sgrad can differentiate",
@@ -153,7 +162,6 @@ def build_parser() -> argparse.ArgumentParser:
         "--markdown", action="store_true", help="print the docs/operators.md page"
     )
     rules_cmd.set_defaults(handler=run_rules)
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -330,42 +330,15 @@ class Printer:
         if isinstance(stmt, ir.Unpack):
             return [f"{indent}{_pattern_text(stmt.pattern, top=True)} = {self.text(stmt.value)}"]
         if isinstance(stmt, ir.LocalDef):
-            nested = Printer(stmt.function, self.module_alias, self.backend)
-            text = nested.function(indent=indent)
-            self.runtime_imports |= nested.runtime_imports
-            self.module_imports |= nested.module_imports
-            self.free_roots |= nested.free_roots
-            return text.rstrip("\n").split("\n")
+            return self.local_def(stmt, indent)
         if isinstance(stmt, ir.If):
-            lines = [f"{indent}if {self.text(stmt.test)}:"] + self.body(stmt.body, inner, line)
-            orelse = stmt.orelse
-            while orelse and isinstance(orelse[-1], ir.If) and self._folds_away(orelse[:-1]):
-                for pending in orelse[:-1]:  # the test's own temporaries, printed inside it
-                    self.folded[pending.target.id] = self.atom(pending.value)
-                nested = orelse[-1]
-                lines += [f"{indent}elif {self.text(nested.test)}:"] + self.body(
-                    nested.body, inner, line
-                )
-                orelse = nested.orelse
-            if orelse:
-                lines += [f"{indent}else:"] + self.body(orelse, inner, line)
-            return lines
+            return self.if_statement(stmt, indent, line)
         if isinstance(stmt, ir.For):
             target = _pattern_text(stmt.target)
             header = f"{indent}for {target} in {self.text(stmt.iter)}:"
             return [header] + self.body(stmt.body, inner, line)
         if isinstance(stmt, ir.While):
-            if not stmt.test_block:
-                return [f"{indent}while {self.text(stmt.test)}:"] + self.body(
-                    stmt.body, inner, line
-                )
-            # The test needs statements of its own: evaluate them at the top of every pass.
-            test = self.body(stmt.test_block, inner, line)
-            check = [
-                f"{inner}if not {self.wrap(stmt.test, lambda p: p < NOT_PREC + 1)}:",
-                f"{inner}    break",
-            ]
-            return [f"{indent}while True:"] + test + check + self.body(stmt.body, inner, line)
+            return self.while_statement(stmt, indent, line)
         if isinstance(stmt, ir.Break):
             return [f"{indent}break"]
         if isinstance(stmt, ir.Continue):
@@ -381,6 +354,45 @@ class Printer:
                 return [f"{indent}{stmt.target.id} = {stmt.stack}"]
             return [f"{indent}{stmt.target.id} = {stmt.stack}.pop()"]
         raise TypeError(f"cannot print statement {stmt!r}")
+
+    def local_def(self, stmt: ir.LocalDef, indent: str) -> list[str]:
+        """A nested function (the JAX lowering's branches and loop bodies)."""
+        nested = Printer(stmt.function, self.module_alias, self.backend)
+        text = nested.function(indent=indent)
+        self.runtime_imports |= nested.runtime_imports
+        self.module_imports |= nested.module_imports
+        self.free_roots |= nested.free_roots
+        return text.rstrip("\n").split("\n")
+
+    def if_statement(self, stmt: ir.If, indent: str, line: int | None) -> list[str]:
+        """``if``/``elif``/``else``: an else block that is one ``if`` (after the temporaries
+        its test folds into) prints as ``elif``."""
+        inner = indent + "    "
+        lines = [f"{indent}if {self.text(stmt.test)}:"] + self.body(stmt.body, inner, line)
+        orelse = stmt.orelse
+        while orelse and isinstance(orelse[-1], ir.If) and self._folds_away(orelse[:-1]):
+            for pending in orelse[:-1]:  # the test's own temporaries, printed inside it
+                self.folded[pending.target.id] = self.atom(pending.value)
+            nested = orelse[-1]
+            lines += [f"{indent}elif {self.text(nested.test)}:"] + self.body(
+                nested.body, inner, line
+            )
+            orelse = nested.orelse
+        if orelse:
+            lines += [f"{indent}else:"] + self.body(orelse, inner, line)
+        return lines
+
+    def while_statement(self, stmt: ir.While, indent: str, line: int | None) -> list[str]:
+        inner = indent + "    "
+        if not stmt.test_block:
+            return [f"{indent}while {self.text(stmt.test)}:"] + self.body(stmt.body, inner, line)
+        # The test needs statements of its own: evaluate them at the top of every pass.
+        test = self.body(stmt.test_block, inner, line)
+        check = [
+            f"{inner}if not {self.wrap(stmt.test, lambda p: p < NOT_PREC + 1)}:",
+            f"{inner}    break",
+        ]
+        return [f"{indent}while True:"] + test + check + self.body(stmt.body, inner, line)
 
     def function(self, docstring: str | None = None, indent: str = "") -> str:
         params = ", ".join(p.name for p in self.fn.params)

@@ -616,6 +616,34 @@ def _carried_names(fn: Callable, skip: int, n: int) -> tuple[str, ...]:
     return names if len(names) == n else tuple(f"loop variable {i + 1}" for i in range(n))
 
 
+def _next_round(
+    traced: _Traced, fixed: dict, constant: dict, carry_type: list, checked: bool, what: str
+) -> bool:
+    """Update ``constant`` and ``carry_type`` (in place) from one trace of a loop body
+    run with ``fixed`` bound; whether they have settled. See ``_infer_carry``."""
+    new_raw = tuple(traced.raw[0])
+    new_type = tuple(traced.type[0])
+    settled = True
+    for i, value in fixed.items():
+        out = new_raw[i]
+        if _same_constant(out, value):
+            continue
+        settled = False
+        if is_unset(value) and _is_constant(out) and (checked or not out):
+            constant[i] = out  # "not set", never read as such: that constant
+            carry_type[i] = _type_of(out)
+            continue
+        del constant[i]  # varies: carried, typed by what it is before and after
+        carry_type[i] = _join(_type_of(value), new_type[i], what)
+    for i in range(len(carry_type)):
+        if i not in fixed and i not in constant:
+            joined = _join(carry_type[i], new_type[i], what)
+            if joined != carry_type[i]:
+                carry_type[i] = joined
+                settled = False
+    return settled
+
+
 def _infer_carry(
     step: Callable, carry: tuple, extra: tuple, what: str, names: tuple | None = None
 ) -> _Step:
@@ -652,27 +680,7 @@ def _infer_carry(
         traced = retrace(fixed)
         if round_ == 0 and names is not None:
             _check_none_unread(traced, retrace, fixed, what, names)
-        new_raw = tuple(traced.raw[0])
-        new_type = tuple(traced.type[0])
-        settled = True
-        for i, value in fixed.items():
-            out = new_raw[i]
-            if _same_constant(out, value):
-                continue
-            settled = False
-            if is_unset(value) and _is_constant(out) and (names is not None or not out):
-                constant[i] = out  # "not set", never read as such: that constant
-                carry_type[i] = _type_of(out)
-                continue
-            del constant[i]  # varies: carried, typed by what it is before and after
-            carry_type[i] = _join(_type_of(value), new_type[i], what)
-        for i in range(n):
-            if i not in fixed and i not in constant:
-                joined = _join(carry_type[i], new_type[i], what)
-                if joined != carry_type[i]:
-                    carry_type[i] = joined
-                    settled = False
-        if settled:
+        if _next_round(traced, fixed, constant, carry_type, names is not None, what):
             break
     else:
         raise TypeError(f"{what}: the types of the loop state do not settle")

@@ -340,7 +340,7 @@ def generate(
     )
     compilation.run()
     functions = target.lower(compilation)
-    primal_params = [p.name for p in parse_params(fn)]
+    primal_params = [p.name for p in running.parameters(fn)]
     wrt_names = tuple(primal_params[i] for i in wrt)
     source, free = codegen.module_source(
         functions,
@@ -349,10 +349,6 @@ def generate(
         backend=target,
     )
     return GeneratedModule(source=source, entry=entry, free_names=free)
-
-
-def parse_params(fn: Callable) -> list[inspect.Parameter]:
-    return list(running.signature(fn).parameters.values())
 
 
 def lowered_source(fn: Callable) -> str:

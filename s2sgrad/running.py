@@ -209,3 +209,8 @@ def signature(fn: Callable) -> inspect.Signature:
     if isinstance(fn, types.FunctionType) and forwarding_parameters(fn) is not None:
         return signature(fn.__dict__["__wrapped__"])
     return inspect.signature(fn, follow_wrapped=False)
+
+
+def parameters(fn: Callable) -> list[inspect.Parameter]:
+    """The parameters of what runs when ``fn`` is called (see ``signature``)."""
+    return list(signature(fn).parameters.values())

@@ -446,3 +446,12 @@ def may_be_containers(fn: ir.FunctionDef, container_params: frozenset[str]) -> f
                         names.update(targets)  # e.g. `t = np.linalg.qr(a)`, unpacked later
         if len(names) == before:
             return frozenset(names)
+
+
+def container_positions(args: list, containers: frozenset[str]) -> tuple[int, ...]:
+    """Which arguments of a call may be tuples/lists/dicts (so the callee treats them so)."""
+    return tuple(
+        i
+        for i, a in enumerate(args)
+        if isinstance(a, ir.Seq) or (isinstance(a, ir.Name) and a.id in containers)
+    )

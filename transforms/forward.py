@@ -17,6 +17,7 @@ from dataclasses import replace
 from s2sgrad.transforms.analysis import (
     analyze,
     bind_user_call,
+    container_positions,
     is_user_function,
     may_be_containers,
     require_structured,
@@ -194,7 +195,7 @@ class _Forward(DerivativeBuilder):
             )
             return out
         name = self.compilation.request(
-            stmt.value.fn.value, "forward", active, _container_positions(args, self.containers)
+            stmt.value.fn.value, "forward", active, container_positions(args, self.containers)
         )
         out = []
         tangents = [self.tangent_atom(args[i], out, stmt.loc) for i in active]
@@ -212,15 +213,6 @@ class _Forward(DerivativeBuilder):
         )
         out.append(ir.SetItem(self.tangent_of(stmt.target.id), stmt.index, value, stmt.loc))
         return out
-
-
-def _container_positions(args: list, containers: frozenset[str]) -> tuple[int, ...]:
-    """Which arguments of a call may be tuples/lists/dicts (so the callee treats them so)."""
-    return tuple(
-        i
-        for i, a in enumerate(args)
-        if isinstance(a, ir.Seq) or (isinstance(a, ir.Name) and a.id in containers)
-    )
 
 
 def forward(

@@ -179,55 +179,70 @@ def simplify(
     negations: dict[str, Any] = {}  # temporaries holding `-y`, in this block
     out = []
     for stmt in body:
-        if isinstance(stmt, (ir.Assign, ir.Return, ir.Push)):
-            stmt = replace(stmt, value=_substitute(stmt.value, known))
-        elif isinstance(stmt, ir.SetItem):
-            stmt = replace(
-                stmt,
-                index=_substitute(stmt.index, known),
-                value=_substitute(stmt.value, known),
-            )
-        elif isinstance(stmt, ir.If):
-            stmt = replace(
-                stmt,
-                test=_substitute(stmt.test, known),
-                body=simplify(stmt.body, temps, dict(known), updated),
-                orelse=simplify(stmt.orelse, temps, dict(known), updated),
-            )
-        elif isinstance(stmt, ir.For):
-            stmt = replace(stmt, body=simplify(stmt.body, temps, dict(known), updated))
-        elif isinstance(stmt, ir.While):
-            stmt = replace(
-                stmt,
-                test_block=simplify(stmt.test_block, temps, dict(known), updated),
-                body=simplify(stmt.body, temps, dict(known), updated),
-            )
+        stmt = _substituted(stmt, temps, known, updated)
         if isinstance(stmt, ir.Assign):
-            keep = any(t.id in updated for t in stmt.targets)
-            value = stmt.value if keep else simplify_value(stmt.value)
-            if isinstance(value, ir.Name) and value.id in updated and value is not stmt.value:
-                # `v = w * 1.0` -> `v = w` would make `v` an alias of `w`, and a later
-                # update of `w` in place (`w[1:] = ...`) would change `v` too.
-                value = stmt.value
-            value = drop_default_arguments(value)
-            value = _subtract_negations(value, negations)
-            stmt = replace(stmt, value=value)
-            if (
-                len(stmt.targets) == 1
-                and stmt.target.id in temps
-                and isinstance(value, ir.Call)
-                and isinstance(value.fn, ir.Ref)
-                and value.fn.value is operator.neg
-            ):
-                negations[stmt.target.id] = value.args[0]
-            if (
-                len(stmt.targets) == 1
-                and stmt.target.id in temps
-                and isinstance(value, (ir.Const, ir.Ref))
-            ):
-                known[stmt.target.id] = value
+            stmt = _folded(stmt, temps, known, updated, negations)
         out.append(stmt)
     return tuple(out)
+
+
+def _substituted(
+    stmt: ir.Stmt, temps: frozenset[str], known: dict[str, Any], updated: frozenset[str]
+) -> ir.Stmt:
+    """``stmt`` with the known temporaries replaced, nested blocks simplified."""
+    if isinstance(stmt, (ir.Assign, ir.Return, ir.Push)):
+        return replace(stmt, value=_substitute(stmt.value, known))
+    if isinstance(stmt, ir.SetItem):
+        return replace(
+            stmt, index=_substitute(stmt.index, known), value=_substitute(stmt.value, known)
+        )
+    if isinstance(stmt, ir.If):
+        return replace(
+            stmt,
+            test=_substitute(stmt.test, known),
+            body=simplify(stmt.body, temps, dict(known), updated),
+            orelse=simplify(stmt.orelse, temps, dict(known), updated),
+        )
+    if isinstance(stmt, ir.For):
+        return replace(stmt, body=simplify(stmt.body, temps, dict(known), updated))
+    if isinstance(stmt, ir.While):
+        return replace(
+            stmt,
+            test_block=simplify(stmt.test_block, temps, dict(known), updated),
+            body=simplify(stmt.body, temps, dict(known), updated),
+        )
+    return stmt
+
+
+def _folded(
+    stmt: ir.Assign,
+    temps: frozenset[str],
+    known: dict[str, Any],
+    updated: frozenset[str],
+    negations: dict[str, Any],
+) -> ir.Assign:
+    """``stmt`` with its value folded; records in ``known`` a temporary that folds to a
+    literal or a global, and in ``negations`` one that holds ``-y``."""
+    keep = any(t.id in updated for t in stmt.targets)
+    value = stmt.value if keep else simplify_value(stmt.value)
+    if isinstance(value, ir.Name) and value.id in updated and value is not stmt.value:
+        # `v = w * 1.0` -> `v = w` would make `v` an alias of `w`, and a later
+        # update of `w` in place (`w[1:] = ...`) would change `v` too.
+        value = stmt.value
+    value = drop_default_arguments(value)
+    value = _subtract_negations(value, negations)
+    stmt = replace(stmt, value=value)
+    temp = stmt.target.id if len(stmt.targets) == 1 and stmt.target.id in temps else None
+    if (
+        temp is not None
+        and isinstance(value, ir.Call)
+        and isinstance(value.fn, ir.Ref)
+        and value.fn.value is operator.neg
+    ):
+        negations[temp] = value.args[0]
+    if temp is not None and isinstance(value, (ir.Const, ir.Ref)):
+        known[temp] = value
+    return stmt
 
 
 def _subtract_negations(value: Any, negations: dict[str, Any]) -> Any:

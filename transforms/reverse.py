@@ -38,12 +38,12 @@ from s2sgrad.transforms import dataflow
 from s2sgrad.transforms.analysis import (
     analyze,
     bind_user_call,
+    container_positions,
     is_user_function,
     may_be_containers,
     require_structured,
 )
 from s2sgrad.transforms.builder import DerivativeBuilder, split_aux
-from s2sgrad.transforms.forward import _container_positions
 from s2sgrad.transforms.names import FreshNames
 from s2sgrad.transforms.optimize import eliminate_dead_code
 from s2sgrad.transforms.prims import (
@@ -312,7 +312,7 @@ class _Reverse(DerivativeBuilder):
             stmt.value.fn.value,
             "reverse",
             active,
-            _container_positions(args, self.containers),
+            container_positions(args, self.containers),
             scalars=scalars,
         )
         result = self.temp()
@@ -829,41 +829,8 @@ def reverse(
     state = {out_atom.id: SET}
     forward = rev.forward_sweep(primal, None)
     backward = rev.backward(primal, state)
-    results = []
-    finish: list[ir.Stmt] = []
-    for w in wrt_names:
-        s = state.get(w, ZERO)
-        if s == SET and w in rev.containers:
-            # Leaves nothing reached are None or zero views: give the user arrays.
-            d = rev.adjoint_name(w)
-            finish.append(ir.Assign((d,), ir.Call(ZEROS_IF_NONE, (d, ir.Name(w))), ret.loc))
-            results.append(d)
-            continue
-        if s == SET:
-            results.append(rev.adjoint_name(w))
-            continue
-        if s == MAYBE:
-            rev.maybe_unset.add(w)  # read by zeros_if_none: must exist on every path
-        zero = ir.Name(names.fresh("d" + w)) if w not in rev.adjoint else rev.adjoint_name(w)
-        call = (
-            ir.Call(ZEROS_LIKE, (ir.Name(w),))
-            if s == ZERO
-            else ir.Call(ZEROS_IF_NONE, (zero, ir.Name(w)))
-        )
-        finish.append(ir.Assign((zero,), call, ret.loc))
-        results.append(zero)
-    setup: list[ir.Stmt] = []
-    for (_name, loop, _), stack in rev.stacks.items():
-        if loop is not None:
-            setup.append(ir.NewStack(stack, loop))
-    pushed = {name for (name, _, _) in rev.stacks} - rev.taped_names
-    for name in sorted(pushed - set(fn.param_names)):
-        # A first push may come before the first definition (first loop iteration).
-        setup.append(ir.Assign((ir.Name(name),), NONE))
-    # The output's adjoint is the seed parameter: it is set on entry, never initialised.
-    inits = [
-        ir.Assign((rev.adjoint_name(n),), NONE) for n in sorted(rev.maybe_unset) if n != out_atom.id
-    ]
+    results, finish = _gradients(rev, wrt_names, state, names, ret.loc)
+    setup, inits = _initialisations(rev, fn, out_atom.id)
     if isinstance(returned, ir.Name) and returned.id in dataflow.deep_writes(backward):
         # The backward sweep restores the returned name to earlier values (a loop's
         # `y = y_stack.pop()`): keep the output under a name of its own.
@@ -883,6 +850,57 @@ def reverse(
         body=tuple(body),
         temps=frozenset(rev.temps),
     )
+
+
+def _gradients(
+    rev: _Reverse, wrt_names: tuple[str, ...], state: dict[str, str], names: FreshNames, loc
+) -> tuple[list[ir.Name], list[ir.Stmt]]:
+    """The adjoint of each parameter in ``wrt``, and the statements that give the user
+    arrays: zeros for what nothing reached, zeros for the None leaves of containers."""
+    results = []
+    finish: list[ir.Stmt] = []
+    for w in wrt_names:
+        s = state.get(w, ZERO)
+        if s == SET and w in rev.containers:
+            # Leaves nothing reached are None or zero views: give the user arrays.
+            d = rev.adjoint_name(w)
+            finish.append(ir.Assign((d,), ir.Call(ZEROS_IF_NONE, (d, ir.Name(w))), loc))
+            results.append(d)
+            continue
+        if s == SET:
+            results.append(rev.adjoint_name(w))
+            continue
+        if s == MAYBE:
+            rev.maybe_unset.add(w)  # read by zeros_if_none: must exist on every path
+        zero = ir.Name(names.fresh("d" + w)) if w not in rev.adjoint else rev.adjoint_name(w)
+        call = (
+            ir.Call(ZEROS_LIKE, (ir.Name(w),))
+            if s == ZERO
+            else ir.Call(ZEROS_IF_NONE, (zero, ir.Name(w)))
+        )
+        finish.append(ir.Assign((zero,), call, loc))
+        results.append(zero)
+    return results, finish
+
+
+def _initialisations(
+    rev: _Reverse, fn: ir.FunctionDef, seed_of: str
+) -> tuple[list[ir.Stmt], list[ir.Stmt]]:
+    """What the adjoint function sets up first: the loops' stacks, and None for each
+    saved name pushed before its first definition; and, before the backward sweep,
+    None for each adjoint that may be unset (not the output's: that is the seed)."""
+    setup: list[ir.Stmt] = []
+    for (_name, loop, _), stack in rev.stacks.items():
+        if loop is not None:
+            setup.append(ir.NewStack(stack, loop))
+    pushed = {name for (name, _, _) in rev.stacks} - rev.taped_names
+    for name in sorted(pushed - set(fn.param_names)):
+        # A first push may come before the first definition (first loop iteration).
+        setup.append(ir.Assign((ir.Name(name),), NONE))
+    inits = [
+        ir.Assign((rev.adjoint_name(n),), NONE) for n in sorted(rev.maybe_unset) if n != seed_of
+    ]
+    return setup, inits
 
 
 def _breaks(body: tuple[ir.Stmt, ...]) -> bool:
