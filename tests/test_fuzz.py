@@ -13,6 +13,10 @@ or an internal traceback fails the test with the program. The long run is
 from __future__ import annotations
 
 import ast
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -25,6 +29,8 @@ from tests.fuzz import generator, run
 from tests.fuzz.generator import Program
 from tests.oracles import assert_close, central_difference_grad, central_difference_jvp, jnp_twin
 from tests.programs import fuzz_found as ff
+
+ROOT = Path(__file__).resolve().parent.parent
 
 # (backend, first program, count): the JAX backend compiles every derivative with XLA,
 # so it gets fewer programs; chunks let pytest-xdist spread them over workers.
@@ -52,6 +58,29 @@ def test_programs_are_deterministic_and_compile():
         a, b = generator.generate(f"det-{i}"), generator.generate(f"det-{i}")
         assert a.source == b.source
         compile(a.source, f"det-{i}", "exec")
+
+
+def test_a_seed_names_one_program_under_any_hash_seed():
+    """A report's ``seed 31-1004`` must reproduce in another process: the generator picked
+    an owned array from a set, whose order follows PYTHONHASHSEED, so 31-1004 was one
+    program under hash seed 8 and another under 1."""
+    script = (
+        "import hashlib; from tests.fuzz.generator import generate; "
+        "print(hashlib.sha256(''.join(generate(f'31-{i}').source "
+        "for i in range(1000, 1100)).encode()).hexdigest())"
+    )
+    digests = {
+        subprocess.run(
+            [sys.executable, "-c", script],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=ROOT,
+            env={**os.environ, "PYTHONHASHSEED": seed},
+        ).stdout
+        for seed in ("1", "8")
+    }
+    assert len(digests) == 1
 
 
 def test_refusal_probes_are_refused_cleanly():

@@ -425,7 +425,7 @@ class _Gen:
         if self.array_out or not ind.startswith("     "):
             weights[11] = 0  # an early return: only of a scalar, and inside a block
         kind = self.rng.choices(kinds, weights=weights)[0]
-        if kind == "inplace" and not [n for n in owned if n in scope]:
+        if kind == "inplace" and not [n for n in scope if n in owned]:
             kind = "owned"
         if kind == "new":
             e, s = self.expr(scope, 3)
@@ -577,7 +577,7 @@ class _Gen:
 
     def inplace(self, scope: dict, owned: set, loops: list, ind: str) -> list[str]:
         self.features.add("inplace")
-        name = self.rng.choice([n for n in owned if n in scope])
+        name = self.rng.choice([n for n in scope if n in owned])  # not set order: hash seeds
         s = scope[name]
         n0 = s[0]
         idx_opts = [str(self.rng.randrange(n0))]
