@@ -222,6 +222,21 @@ def none_on_one_branch(x):
     return np.sum(x)
 
 
+def none_after_a_continue(x, n):
+    prev = 1.0
+    s = 0.0
+    for i in range(n):
+        if prev is None:
+            s = s + 10.0 * x[i]
+        else:
+            s = s + prev * x[i]
+        if x[i] > 0.5:
+            prev = None
+            continue
+        prev = np.sin(x[i])
+    return s
+
+
 def first_is_special_given(x, n, prev=None):
     s = 0.0
     for i in range(n):
@@ -252,6 +267,7 @@ X4 = np.array([0.8, -0.1, -0.5, -0.3])
         (first_is_special_while, (X4,), "if prev is None else"),
         (none_unless_the_loop_runs, (X4, 0), "if c is None:"),
         (none_on_one_branch, (X4,), "if c is None:"),
+        (none_after_a_continue, (np.array([0.8, -0.1, 0.6, 0.2]), 4), "if prev is None:"),
         (first_is_special_given, (X4, 3), "for i in range(n):"),  # None comes as an argument
         (first_is_special_given, (X4, 3, None), "for i in range(n):"),
     ],

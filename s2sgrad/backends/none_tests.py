@@ -51,7 +51,8 @@ def _merge(*states: State) -> State:
 
 class _Flow:
     def __init__(self) -> None:
-        self.breaks: list[list[State]] = []  # one list per enclosing loop
+        # Per enclosing loop: the states at its `break`s and at its `continue`s.
+        self.jumps: list[tuple[list[State], list[State]]] = []
 
     def block(self, body: tuple[ir.Stmt, ...], state: State) -> State:
         for stmt in body:
@@ -70,25 +71,27 @@ class _Flow:
             return _merge(self.block(stmt.body, dict(state)), self.block(stmt.orelse, dict(state)))
         if isinstance(stmt, (ir.For, ir.While)):
             return self.loop(stmt, state)
-        if isinstance(stmt, ir.Break) and self.breaks:
-            self.breaks[-1].append(dict(state))
+        if isinstance(stmt, (ir.Break, ir.Continue)) and self.jumps:
+            self.jumps[-1][isinstance(stmt, ir.Continue)].append(dict(state))
         return state
 
     def loop(self, loop: ir.For | ir.While, state: State) -> State:
-        """The state after any number of iterations (zero included), or at a ``break``."""
+        """The state after any number of iterations (zero included), or at a ``break``:
+        the fixed point of the state at the loop's head (entry, and the end of the body
+        or a ``continue``), merged with the state at every ``break``."""
         targets = _pattern_names(loop.target) if isinstance(loop, ir.For) else []
-        entry = dict(state)
+        head = dict(state)
         while True:
-            self.breaks.append([])
-            start = {**entry, **dict.fromkeys(targets, frozenset({_VALUE}))}
+            self.jumps.append(([], []))
+            start = {**head, **dict.fromkeys(targets, frozenset({_VALUE}))}
             if isinstance(loop, ir.While):
-                start = self.block(loop.test_block, start)
+                start = self.block(loop.test_block, start)  # it also runs before leaving
             end = self.block(loop.body, start)
-            broke = self.breaks.pop()
-            merged = _merge(entry, end)
-            if merged == entry:
-                return _merge(entry, *broke)
-            entry = merged
+            broke, continued = self.jumps.pop()
+            merged = _merge(head, end, *continued)
+            if merged == head:
+                return _merge(head, start, *broke)
+            head = merged
 
 
 def _pattern_names(pattern) -> list[str]:
