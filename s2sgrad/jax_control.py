@@ -853,6 +853,10 @@ def replay(iterable: Any, body: Callable, tapes: tuple, *carry: Any) -> tuple:
     m = r.length
     state = (_coerce(step.varying(tuple(carry)), step.carry_type), jnp.asarray(False))
     lengths = {t.length() for t in tapes} - {None}
+    if lengths == {0}:
+        # The forward loop recorded no iteration (`range(1, len(y))` of a 1-row y), so
+        # none runs back, whatever `m` is; indexing the empty tapes would not even trace.
+        return step.whole(tuple(state[0]))
     if not _is_traced(m) and lengths <= {int(m)}:
         values = r.start + r.step * jnp.arange(int(m), dtype=_INDEX.dtype)[::-1]
         stacked = tuple(t.stacked for t in tapes)

@@ -789,6 +789,11 @@ class _Reverse(DerivativeBuilder):
     _loop: str | None = None
 
 
+#: The comment that starts the backward sweep of a generated adjoint function (what
+#: follows it only reads saves and accumulates adjoints: see backends.jax).
+BACKWARD_SWEEP = "backward sweep"
+
+
 def reverse(
     fn: ir.FunctionDef,
     wrt: tuple[int, ...],
@@ -839,7 +844,7 @@ def reverse(
         returned = kept
     body: list[ir.Stmt] = setup + forward
     if backward or finish:
-        body.append(ir.Comment("backward sweep"))
+        body.append(ir.Comment(BACKWARD_SWEEP))
     body += inits + backward + finish
     body.append(ir.Return(ir.Seq("tuple", (returned, ir.Seq("tuple", tuple(results))))))
     return replace(

@@ -59,7 +59,7 @@ class JaxLoweringError(S2SGradError):
 def lower_for_jax(fn: ir.FunctionDef, names: FreshNames) -> ir.FunctionDef:
     """``fn`` with every If/For/While rewritten into ``jax_control`` combinator calls."""
     names.reserve(*dataflow.all_local_names(fn))
-    lowering = _Lowering(names, fn.temps)
+    lowering = _Lowering(names, fn.temps, _backward_sweep(fn.body))
     body = tuple(lowering.block(fn.body, frozenset()))
     body = _define_before_use(body, set(fn.param_names))
     return replace(fn, body=ir.map_call_fns(body, _jax_ref))
@@ -167,10 +167,24 @@ def _tuple(ids: tuple[str, ...]) -> ir.Seq:
 # --------------------------------------------------------------------------- the pass
 
 
+def _backward_sweep(body: tuple[ir.Stmt, ...]) -> frozenset[int]:
+    """The ids of the top-level statements of an adjoint function's backward sweep."""
+    from s2sgrad.transforms.reverse import BACKWARD_SWEEP
+
+    starts = [
+        i for i, s in enumerate(body) if isinstance(s, ir.Comment) and s.text == BACKWARD_SWEEP
+    ]
+    return frozenset(id(s) for s in body[starts[0] + 1 :]) if starts else frozenset()
+
+
 class _Lowering:
-    def __init__(self, names: FreshNames, temps: frozenset[str]):
+    def __init__(self, names: FreshNames, temps: frozenset[str], backward: frozenset[int]):
         self.names = names
         self.temps = temps  # foldable compiler temporaries, also inside the local functions
+        # Statements of the backward sweep: its loops are ``replay``s, saves or none, whose
+        # Nones are adjoints not yet accumulated into (see jax_control._infer_carry).
+        self.backward = backward
+        self.in_backward = False
 
     def block(self, body: tuple[ir.Stmt, ...], live_after: frozenset[str]) -> list[ir.Stmt]:
         out: list[ir.Stmt] = []
@@ -181,6 +195,12 @@ class _Lowering:
         return out
 
     def statement(self, stmt: ir.Stmt, live: frozenset[str]) -> list[ir.Stmt]:
+        if id(stmt) in self.backward and not self.in_backward:
+            self.in_backward = True
+            try:
+                return self.statement(stmt, live)
+            finally:
+                self.in_backward = False
         if isinstance(stmt, ir.If):
             return self.if_(stmt, live)
         if isinstance(stmt, ir.For):
@@ -263,7 +283,7 @@ class _Lowering:
         carried = written & (set(live) | dataflow.live_in(body, set(), slots=True))
         carried = _ordered(carried, body)
         line = stmt.loc.line if stmt.loc else 0
-        if popped:
+        if popped or (self.in_backward and not pushed and carried):
             params = (target, *popped, *carried)
             inner = [*self.block(body, frozenset(carried)), ir.Return(_tuple(carried), stmt.loc)]
             body_def, body_name = self.local(f"loop_line{line}_back", params, inner, stmt.loc)

@@ -190,6 +190,33 @@ def constant_conditional_expression_in_a_loop_that_breaks_on_jax(x, y, n):
     return np.sum(x)
 
 
+def a_loop_that_runs_no_time_and_returns_from_inside_on_jax(x, y):
+    """JAX backend, reverse mode (fuzzer seed 31-6234, and 31-7142, minimised):
+    ``range(1, len(y))`` with one row runs no iteration, so its tapes have no rows, but
+    the early return makes the backward loop's trip count traced, and ``replay`` indexed
+    the empty tapes at a traced position, which JAX refuses while tracing. Fixed: tapes
+    with no rows replay no iteration (``jax_control.replay``)."""
+    v = 0.5 * np.sum(x)
+    for _ in range(1, len(y)):
+        w = 0.5
+        return np.sum(np.cos(y - w))
+    return v
+
+
+def an_early_return_from_a_loop_in_a_traced_branch_on_jax(x, y):
+    """JAX backend, reverse mode (fuzzer seed 31-2351, 60 programs of its run, minimised by
+    hand): the backward loop of ``for r in y: ... return r`` pops no saves, so it was
+    lowered as a plain ``for_loop``, whose first trace checks that no None of its state is
+    told from a value; but its Nones are adjoints (``dr``), which generated code tests
+    (``dr is not None``) only to skip adding zeros: a false refusal. Fixed: every loop of
+    the backward sweep is a ``replay``, saves or none (``backends.jax``)."""
+    if np.sum(x) > 10.0:
+        for r in y:
+            if np.max(x) >= -0.46:
+                return r
+    return np.sum(x * x) + np.sum(y)
+
+
 def matmul_of_a_row_then_broadcast(x):
     """Reverse mode (fuzzer seed 41-1361, minimised): ``y = np.matmul(x, x[-1])`` has shape
     (1,) for x of shape (1, 3), and ``np.arctan2(x, y)`` broadcasts it to (1, 3). The shape
@@ -228,6 +255,8 @@ ARGS = {
     "constant_test_inside_a_loop_on_jax": [(3,), (2, 3), ("int", 2)],
     "branches_around_a_loop_on_jax": [("array", [0.44735945, 0.17728057, 0.74308099, -0.39053187])],
     "enumerate_an_array_the_loop_rebinds": [(2, 3), ("int", 2)],
+    "a_loop_that_runs_no_time_and_returns_from_inside_on_jax": [(2, 1), (1, 3)],
+    "an_early_return_from_a_loop_in_a_traced_branch_on_jax": [(2, 1), (3,)],
     "constant_conditional_expression_in_a_loop_that_breaks_on_jax": [
         (4,),
         ("array", [[0.04], [0.01]]),
