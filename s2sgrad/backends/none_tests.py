@@ -65,8 +65,7 @@ class _Flow:
             kinds = _kinds_of(stmt.value, state) if len(stmt.targets) == 1 else {_VALUE}
             return {**state, **{t.id: frozenset(kinds) for t in stmt.targets}}
         if isinstance(stmt, ir.Unpack):
-            names = [n for n in _pattern_names(stmt.pattern)]
-            return {**state, **dict.fromkeys(names, frozenset({_VALUE}))}
+            return {**state, **dict.fromkeys(_pattern_names(stmt.pattern), frozenset({_VALUE}))}
         if isinstance(stmt, ir.If):
             return _merge(self.block(stmt.body, dict(state)), self.block(stmt.orelse, dict(state)))
         if isinstance(stmt, (ir.For, ir.While)):
@@ -114,7 +113,7 @@ def _check(stmt: ir.Assign, state: State) -> None:
     call = stmt.value
     if not (isinstance(call, ir.Call) and isinstance(call.fn, ir.Ref) and len(call.args) == 2):
         return
-    if not any(call.fn.value is test for test in _IS_TESTS):
+    if not any(call.fn.value is test for test in _IS_TESTS):  # identity: any callable
         return
     a, b = call.args
     if isinstance(a, ir.Const) and a.value is None:
