@@ -62,6 +62,7 @@ __all__ = [
     "pad_tangent",
     "power_slope_exponent",
     "prod_of_others",
+    "resolved_spread",
     "set_at",
     "sort_order",
     "tensordot_adjoint_lhs",
@@ -249,6 +250,24 @@ def tie_shares(a: Any, ans: Any, axis: Any = None, keepdims: bool = False) -> An
     winners = a == unreduce(ans, a, axis, keepdims)
     counts = np.sum(winners, axis=axis, keepdims=True)
     return np.asarray(winners / counts, dtype=_float_dtype(a))
+
+
+def resolved_spread(ans: Any, a: Any, axis: Any = None, keepdims: bool = False) -> Any:
+    """The standard deviation ``ans`` of ``a`` along ``axis``, inf where it is rounding noise.
+
+    The derivative of std is ``centered / ans``, 0 / 0 where a slice's entries are
+    equal. Entries equal by construction (``np.std(np.broadcast_to(s, (3,)))``) need
+    not give a std of exactly 0: their mean may round away from them (XLA sums in
+    another order than NumPy), and ``centered / ans`` is then O(1) noise where the
+    function is constant (fuzz seed 31-4619). A spread within ``n * eps * max|a|`` (the
+    rounding of the mean of ``n`` entries) cannot be told from 0 and counts as 0: the
+    rules divide by inf there, a derivative of 0, as over a single entry. NaN entries
+    (``np.nanstd``) are left out of the maximum.
+    """
+    n = np.size(a) / max(np.size(ans), 1)
+    biggest = np.max(np.where(np.isnan(a), 0.0, np.abs(a)), axis=axis, keepdims=keepdims)
+    rounding = n * np.finfo(_float_dtype(ans)).eps * biggest
+    return np.where(ans <= rounding, np.inf, ans)
 
 
 def average_weights(a: Any, axis: Any = None, weights: Any = None, returned: bool = False) -> Any:

@@ -78,6 +78,7 @@ __all__ = [
     "pad_tangent",
     "power_slope_exponent",
     "prod_of_others",
+    "resolved_spread",
     "set_at",
     "sort_order",
     "tensordot_adjoint_lhs",
@@ -186,6 +187,14 @@ def tie_shares(a: Any, ans: Any, axis: Any = None, keepdims: bool = False) -> An
     winners = a == unreduce(ans, a, axis, keepdims)
     counts = jnp.sum(winners, axis=axis, keepdims=True)
     return jnp.asarray(winners / counts, dtype=_float_dtype(a))
+
+
+def resolved_spread(ans: Any, a: Any, axis: Any = None, keepdims: bool = False) -> Any:
+    """A std ``ans`` of ``a``, inf where it is rounding noise (see ``runtime.resolved_spread``)."""
+    n = jnp.size(a) / max(jnp.size(ans), 1)
+    biggest = jnp.max(jnp.where(jnp.isnan(a), 0.0, jnp.abs(a)), axis=axis, keepdims=keepdims)
+    rounding = n * jnp.finfo(_float_dtype(ans)).eps * biggest
+    return jnp.where(ans <= rounding, jnp.inf, ans)
 
 
 def average_weights(a: Any, axis: Any = None, weights: Any = None, returned: bool = False) -> Any:

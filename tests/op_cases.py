@@ -666,6 +666,21 @@ CASES: list[Case] = [
     # exact in binary, so every summation order gives a mean equal to them
     C("np.std(x, axis=1)", x=np.array([[0.5, 0.5, 0.5], [0.1, -0.4, 0.8]]), jax=False),
     C("np.nanstd(x, axis=0)", x=np.array([[0.25, 0.1], [0.25, np.nan], [0.25, 0.5]]), jax=False),
+    # equal entries whose mean rounds away from them (NumPy's std of the first row is 4e-16,
+    # seed 31-4619): the rules took centered / std of that noise for a slope of 1/3
+    C("np.std(x, axis=1)", x=np.array([[2.9223463588536864] * 3, [0.1, -0.4, 0.8]]), jax=False),
+    C(
+        "np.nanstd(x, axis=0)",
+        x=np.array(
+            [
+                [2.9223463588536864, 0.1],
+                [np.nan] * 2,
+                [2.9223463588536864, 0.5],
+                [2.9223463588536864, 0.2],
+            ]
+        ),
+        jax=False,
+    ),
     C("np.var(x, axis=0)", x=(1, 3)),
     C("np.nanvar(x, 0)", x=(1, 2)),
     C("np.mean(x, axis=1)", x=(2, 1)),

@@ -106,6 +106,11 @@ def _tie_case(a, reduce, axis=None, keepdims=False):
     )
 
 
+def _spread_case(a, std, axis=None, keepdims=False):
+    ans = std(a, axis=axis, keepdims=keepdims)
+    return case("resolved_spread", ans, a, axis, keepdims, static=(2, 3))
+
+
 def _lse_case(a, axis=None, keepdims=False, b=None):
     ans = np.log(np.sum(np.exp(a) * (1.0 if b is None else b), axis=axis, keepdims=keepdims))
     return case("logsumexp_shares", a, ans, axis, keepdims, b, static=(2, 3))
@@ -208,6 +213,9 @@ CASES = [
     *[case("prod_of_others", _ZEROS, axis, static=(1,)) for axis in [None, (0, 2), ()]],
     _tie_case(_TIES, np.max, 1),
     _tie_case(_TIES, np.min, None, True),
+    _spread_case(np.array([[2.9223463588536864] * 3, [0.1, -0.4, 0.8]]), np.std, 1),
+    _spread_case(np.array([[0.5, np.nan], [0.5, 0.2], [0.5, 0.7]]), np.nanstd, 0, True),
+    _spread_case(np.zeros((2, 3)), np.std),
     _tie_case(np.array([[1.0, 1.0], [0.0, 2.0], [2.0, 2.0]]), np.max, (0,)),
     case("average_weights", _A, None, None, False, static=(1, 3)),
     case("average_weights", _A, 1, r(2, 3, 2), False, static=(1, 3)),

@@ -22,6 +22,7 @@ from s2sgrad.runtime import (
     average_weights,
     norm_direction,
     prod_of_others,
+    resolved_spread,
     tie_shares,
     unaverage_weights,
     unreduce,
@@ -143,16 +144,14 @@ def nanvar_vjp(g, ans, a, axis=None, dtype=None, out=None, ddof=0, keepdims=Fals
     return unreduce(g, a, axis, keepdims) * centered * 2 / np.maximum(n - ddof, 0)
 
 
-# Where nanstd is 0 (one entry that is not NaN, or all equal) its derivative is 0, as for
-# std, where centered / ans would be 0 / 0 (the denominator is made infinite there). NaN
-# entries get 0.
+# Where nanstd is 0 (one entry that is not NaN, or all equal) or rounding noise, its
+# derivative is 0, as for std (see there). NaN entries get 0.
 @defjvp(np.nanstd)
 def nanstd_jvp(ans, a, axis=None, dtype=None, out=None, ddof=0, keepdims=False, *, da):
     present = np.logical_not(np.isnan(a))
     n = np.sum(present, axis=axis, keepdims=True)
     centered = np.where(present, a - np.nanmean(a, axis=axis, keepdims=True), 0.0)
-    spread = unreduce(ans, a, axis, keepdims)
-    spread = np.where(spread == 0, np.inf, spread)
+    spread = unreduce(resolved_spread(ans, a, axis, keepdims), a, axis, keepdims)
     share = np.where(present, centered * da / (np.maximum(n - ddof, 0) * spread), 0.0)
     return np.sum(share, axis=axis, keepdims=keepdims)
 
@@ -162,8 +161,7 @@ def nanstd_vjp(g, ans, a, axis=None, dtype=None, out=None, ddof=0, keepdims=Fals
     present = np.logical_not(np.isnan(a))
     n = np.sum(present, axis=axis, keepdims=True)
     centered = np.where(present, a - np.nanmean(a, axis=axis, keepdims=True), 0.0)
-    spread = unreduce(ans, a, axis, keepdims)
-    spread = np.where(spread == 0, np.inf, spread)
+    spread = unreduce(resolved_spread(ans, a, axis, keepdims), a, axis, keepdims)
     scale = unreduce(g, a, axis, keepdims) / (np.maximum(n - ddof, 0) * spread)
     return np.where(present, scale * centered, 0.0)
 
@@ -213,17 +211,18 @@ def var_vjp(g, ans, a, axis=None, dtype=None, out=None, ddof=0, keepdims=False):
 
 
 # Where std is 0 (all entries equal; always over one element: a length-1 axis, a 0-d
-# array) centered / ans is 0 / 0. Over one element std is constant, derivative 0; over
-# equal entries it has none (jax gives nan), and the rule gives 0 there too: the
-# derivative along every direction that keeps them equal, and the right answer for a
-# constant that reaches std with a zero tangent (an inactive branch's value). The
-# denominator is made infinite. With n - ddof <= 0 NumPy divides by zero (the value is
-# nan or inf), and so does the rule.
+# array) centered / ans is 0 / 0; where entries equal by construction give a std of
+# rounding noise it is noise over noise (runtime.resolved_spread). Over one element std
+# is constant, derivative 0; over equal entries it has none (jax gives nan), and the
+# rule gives 0 there too: the derivative along every direction that keeps them equal,
+# and the right answer for a constant that reaches std with a zero tangent (an inactive
+# branch's value). The denominator is made infinite there. With n - ddof <= 0 NumPy
+# divides by zero (the value is nan or inf), and so does the rule.
 @defjvp(np.std)
 def std_jvp(ans, a, axis=None, dtype=None, out=None, ddof=0, keepdims=False, *, da):
     centered = a - np.mean(a, axis=axis, keepdims=True)
     n = np.size(a) / np.size(ans)
-    denominator = np.maximum(n - ddof, 0) * np.where(ans == 0, np.inf, ans)
+    denominator = np.maximum(n - ddof, 0) * resolved_spread(ans, a, axis, keepdims)
     return np.sum(centered * da, axis=axis, keepdims=keepdims) / denominator
 
 
@@ -231,7 +230,7 @@ def std_jvp(ans, a, axis=None, dtype=None, out=None, ddof=0, keepdims=False, *, 
 def std_vjp(g, ans, a, axis=None, dtype=None, out=None, ddof=0, keepdims=False):
     centered = a - np.mean(a, axis=axis, keepdims=True)
     n = np.size(a) / np.size(ans)
-    denominator = np.maximum(n - ddof, 0) * np.where(ans == 0, np.inf, ans)
+    denominator = np.maximum(n - ddof, 0) * resolved_spread(ans, a, axis, keepdims)
     return unreduce(g / denominator, a, axis, keepdims) * centered
 
 
