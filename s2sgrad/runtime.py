@@ -12,6 +12,13 @@ Every helper is pure: it never mutates its arguments (a result may be ``g``
 itself or a read-only view of it, never a write into it), so a JAX version with
 the same names and signatures can replace this module in the JAX backend.
 
+One runtime, written once: array computations call ``xp``, the array namespace
+(NumPy here), and ``np`` only does host-side work (shapes, axes, Python values).
+The JAX runtime (``s2sgrad.runtime_jax``) runs these same functions with ``xp``
+bound to ``jax.numpy`` (``backends.rebinding``) and defines only the helpers whose
+JAX version differs: in-place updates, scatters, what NumPy does with views. A
+helper that uses ``np`` on arrays is NumPy-only, and the JAX runtime must have its own.
+
 Helpers decorated with ``@foldable`` depend only on compile-time constants
 (axes, permutations); the compiler evaluates them while generating code when
 all their arguments are constants, so ``x.T`` differentiates to
@@ -20,11 +27,13 @@ all their arguments are constants, so ``x.T`` differentiates to
 
 from __future__ import annotations
 
+import math
 import operator
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+import numpy as xp
 
 __all__ = [
     "trapezoid_weights",
@@ -92,19 +101,33 @@ __all__ = [
 ]
 
 
+def _host(fn: Callable) -> Callable:
+    """Mark ``fn`` as host-side: it computes with shapes, axes and Python values through
+    NumPy, never with a backend's arrays, so every backend's runtime uses it as it is
+    (``backends.rebinding`` gives the other backends no copy of it)."""
+    fn.__s2sgrad_host__ = True
+    return fn
+
+
+@_host
 def foldable(fn: Callable) -> Callable:
     """Mark ``fn`` as a pure function of its arguments, safe to evaluate at compile time.
 
     The compiler calls a foldable helper while generating code when every
-    argument is a constant, and prints the result instead of the call.
+    argument is a constant, and prints the result instead of the call. A function of
+    constants is host-side too.
     """
     fn.__s2sgrad_foldable__ = True
-    return fn
+    return _host(fn)
+
+
+_host(_host)
 
 
 # --------------------------------------------------------------------------- broadcasting
 
 
+@_host
 def _refuse_sequence_arithmetic() -> None:
     """``+`` or ``*`` joined Python lists or tuples at run time (values the compiler could
     not tell were sequences): the array adjoint would be wrong, so stop."""
@@ -127,22 +150,22 @@ def unbroadcast(g: Any, x: Any) -> Any:
     common case, so it costs one shape comparison). ``x`` may be a Python
     scalar or 0-d; the result's dtype follows ``g``.
     """
-    x_shape = np.shape(x)
-    g_shape = np.shape(g)
+    x_shape = xp.shape(x)
+    g_shape = xp.shape(g)
     if g_shape == x_shape:
         return g
     if isinstance(x, (list, tuple)):
         _refuse_sequence_arithmetic()
     lead = len(g_shape) - len(x_shape)
     if lead > 0:
-        g = np.sum(g, axis=tuple(range(lead)))
+        g = xp.sum(g, axis=tuple(range(lead)))
         g_shape = g_shape[lead:]
     stretched = tuple(
         i for i, n in enumerate(x_shape) if n == 1 and i < len(g_shape) and g_shape[i] != 1
     )
     if stretched:
-        g = np.sum(g, axis=stretched, keepdims=True)
-    if np.shape(g) != x_shape:
+        g = xp.sum(g, axis=stretched, keepdims=True)
+    if xp.shape(g) != x_shape:
         # g is smaller than x (a cotangent that was never broadcast): spread it out.
         g = _spread(g, x_shape)
     return g
@@ -176,8 +199,8 @@ def broadcast_like(t: Any, ans: Any) -> Any:
     ``x + y`` with only a scalar ``x`` active is ``dx`` spread over ``y``'s shape.
     The result may be a read-only view.
     """
-    shape = np.shape(ans)
-    if np.shape(t) == shape:
+    shape = xp.shape(ans)
+    if xp.shape(t) == shape:
         return t
     if isinstance(ans, (list, tuple)):
         _refuse_sequence_arithmetic()
@@ -196,14 +219,14 @@ def unreduce(g: Any, x: Any, axis: Any = None, keepdims: bool = False) -> Any:
     view of ``g`` when it is bigger than ``g``; derivative code never writes
     into it.
     """
-    x_shape = np.shape(x)
-    if np.shape(g) == x_shape:
+    x_shape = xp.shape(x)
+    if xp.shape(g) == x_shape:
         return g
-    if axis is None or np.size(g) == 1:
+    if axis is None or xp.size(g) == 1:
         return _spread(g, x_shape)
     if not keepdims:
-        g = np.expand_dims(g, axis)
-    return np.broadcast_to(g, x_shape)
+        g = xp.expand_dims(g, axis)
+    return xp.broadcast_to(g, x_shape)
 
 
 def prod_of_others(a: Any, axis: Any = None) -> Any:
@@ -214,27 +237,25 @@ def prod_of_others(a: Any, axis: Any = None) -> Any:
     jax): it multiplies the exclusive cumulative products from the left and
     from the right, about three times the work of the product itself.
     """
-    a = np.asarray(a)
+    a = xp.asarray(a)
     if a.ndim == 0:
-        return np.ones_like(a)
-    if axis is None:
-        axes = tuple(range(a.ndim))
-    else:
-        axes = _normalize_axes(axis, a.ndim)
+        return xp.ones_like(a)
+    axes = tuple(range(a.ndim)) if axis is None else _normalize_axes(axis, a.ndim)
     if not axes:
-        return np.ones_like(a)
+        return xp.ones_like(a)
     kept = [i for i in range(a.ndim) if i not in axes]
     # Reduced axes last, flattened into one.
-    moved = np.transpose(a, kept + list(axes))
+    moved = xp.transpose(a, kept + list(axes))
     group_shape = moved.shape[len(kept) :]
-    flat = np.reshape(moved, moved.shape[: len(kept)] + (-1,))
-    ones = np.ones_like(flat[..., :1])
-    left = np.cumprod(np.concatenate([ones, flat[..., :-1]], axis=-1), axis=-1)
-    right = np.cumprod(np.concatenate([ones, flat[..., :0:-1]], axis=-1), axis=-1)[..., ::-1]
-    others = np.reshape(left * right, moved.shape[: len(kept)] + group_shape)
-    return np.transpose(others, inverse_permutation(kept + list(axes)))
+    flat = xp.reshape(moved, moved.shape[: len(kept)] + (-1,))
+    ones = xp.ones_like(flat[..., :1])
+    left = xp.cumprod(xp.concatenate([ones, flat[..., :-1]], axis=-1), axis=-1)
+    right = xp.cumprod(xp.concatenate([ones, flat[..., :0:-1]], axis=-1), axis=-1)[..., ::-1]
+    others = xp.reshape(left * right, moved.shape[: len(kept)] + group_shape)
+    return xp.transpose(others, inverse_permutation(kept + list(axes)))
 
 
+@_host
 def _normalize_axes(axis: Any, ndim: int) -> tuple[int, ...]:
     axes = axis if isinstance(axis, (tuple, list)) else (axis,)
     return tuple(operator.index(ax) % ndim for ax in axes)
@@ -248,8 +269,8 @@ def tie_shares(a: Any, ans: Any, axis: Any = None, keepdims: bool = False) -> An
     as jax does (``jax.grad(jnp.max)(jnp.array([1., 2., 2.])) == [0, .5, .5]``).
     """
     winners = a == unreduce(ans, a, axis, keepdims)
-    counts = np.sum(winners, axis=axis, keepdims=True)
-    return np.asarray(winners / counts, dtype=_float_dtype(a))
+    counts = xp.sum(winners, axis=axis, keepdims=True)
+    return xp.asarray(winners / counts, dtype=_float_dtype(a))
 
 
 def resolved_spread(ans: Any, a: Any, axis: Any = None, keepdims: bool = False) -> Any:
@@ -264,10 +285,10 @@ def resolved_spread(ans: Any, a: Any, axis: Any = None, keepdims: bool = False) 
     rules divide by inf there, a derivative of 0, as over a single entry. NaN entries
     (``np.nanstd``) are left out of the maximum.
     """
-    n = np.size(a) / max(np.size(ans), 1)
-    biggest = np.max(np.where(np.isnan(a), 0.0, np.abs(a)), axis=axis, keepdims=keepdims)
-    rounding = n * np.finfo(_float_dtype(ans)).eps * biggest
-    return np.where(ans <= rounding, np.inf, ans)
+    n = xp.size(a) / max(xp.size(ans), 1)
+    biggest = xp.max(xp.where(xp.isnan(a), 0.0, xp.abs(a)), axis=axis, keepdims=keepdims)
+    rounding = n * xp.finfo(_float_dtype(ans)).eps * biggest
+    return xp.where(ans <= rounding, xp.inf, ans)
 
 
 def average_weights(a: Any, axis: Any = None, weights: Any = None, returned: bool = False) -> Any:
@@ -280,15 +301,15 @@ def average_weights(a: Any, axis: Any = None, weights: Any = None, returned: boo
     """
     if returned:
         raise NotImplementedError("s2sgrad has no derivative for np.average(..., returned=True)")
-    shape = np.shape(a)
+    shape = xp.shape(a)
     if weights is None:
-        return np.ones(shape, dtype=_float_dtype(a))
-    w = np.asarray(weights)
+        return xp.ones(shape, dtype=_float_dtype(a))
+    w = xp.asarray(weights)
     if w.ndim and w.shape != shape:
         axes = _normalize_axes(axis, len(shape))
-        w = np.transpose(w, np.argsort(axes))
-        w = np.reshape(w, tuple(n if i in axes else 1 for i, n in enumerate(shape)))
-    return np.broadcast_to(w, shape)
+        w = xp.transpose(w, tuple(np.argsort(axes).tolist()))
+        w = xp.reshape(w, tuple(n if i in axes else 1 for i, n in enumerate(shape)))
+    return xp.broadcast_to(w, shape)
 
 
 def unaverage_weights(g: Any, weights: Any, a: Any, axis: Any = None) -> Any:
@@ -297,26 +318,26 @@ def unaverage_weights(g: Any, weights: Any, a: Any, axis: Any = None) -> Any:
     The adjoint of that spreading: ``g`` summed over the axes the weights were
     broadcast along and laid out in the weights' own axis order.
     """
-    shape = np.shape(a)
-    if np.shape(weights) == shape:
+    shape = xp.shape(a)
+    if xp.shape(weights) == shape:
         return g
-    if np.ndim(weights) == 0:
-        return np.sum(g)
+    if xp.ndim(weights) == 0:
+        return xp.sum(g)
     axes = _normalize_axes(axis, len(shape))
-    g = np.sum(g, axis=tuple(i for i in range(len(shape)) if i not in axes))
-    return np.transpose(g, np.argsort(np.argsort(axes)))
+    g = xp.sum(g, axis=tuple(i for i in range(len(shape)) if i not in axes))
+    return xp.transpose(g, tuple(np.argsort(np.argsort(axes)).tolist()))
 
 
-def _scan_last(a: Any, axis: Any) -> tuple[np.ndarray, int]:
+def _scan_last(a: Any, axis: Any) -> tuple[Any, int]:
     """``a`` with the scanned ``axis`` moved last (flattened when ``axis`` is None), and that axis."""
-    a = np.asarray(a)
+    a = xp.asarray(a)
     if axis is None:
-        return np.ravel(a), 0
+        return xp.ravel(a), 0
     axis = operator.index(axis) % a.ndim
-    return np.moveaxis(a, axis, -1), axis
+    return xp.moveaxis(a, axis, -1), axis
 
 
-def _cumprod_partials(a: np.ndarray) -> np.ndarray:
+def _cumprod_partials(a: Any) -> Any:
     """``P[..., j, i] = d cumprod(a)[i] / d a[j]`` along the last axis, exact when ``a`` has zeros.
 
     That is the product of ``a[k]`` over ``k <= i, k != j`` for ``j <= i`` (0
@@ -324,11 +345,11 @@ def _cumprod_partials(a: np.ndarray) -> np.ndarray:
     ``a[j+1..i]``. It takes ``n**2`` memory per scanned row.
     """
     n = a.shape[-1]
-    ones = np.ones_like(a[..., :1])
-    left = np.cumprod(np.concatenate([ones, a[..., :-1]], axis=-1), axis=-1)
-    after = np.triu(np.ones((n, n), dtype=bool), 1)  # after[j, k]: k > j
-    between = np.cumprod(np.where(after, a[..., None, :], 1.0), axis=-1)
-    return np.where(~after.T, left[..., :, None] * between, 0.0)
+    ones = xp.ones_like(a[..., :1])
+    left = xp.cumprod(xp.concatenate([ones, a[..., :-1]], axis=-1), axis=-1)
+    after = np.triu(np.ones((n, n), dtype=bool), 1)  # after[j, k]: k > j (static)
+    between = xp.cumprod(xp.where(after, a[..., None, :], 1.0), axis=-1)
+    return xp.where(~after.T, left[..., :, None] * between, 0.0)
 
 
 def cumprod_tangent(da: Any, a: Any, axis: Any = None) -> Any:
@@ -372,10 +393,10 @@ def logsumexp_shares(
     ans)``, the softmax of ``a`` over ``axis``). ``ans`` is re-expanded over the
     reduced axes, so the result has the broadcast shape of ``a`` and ``b``.
     """
-    ans = np.asarray(ans)
+    ans = xp.asarray(ans)
     if not keepdims and axis is not None:
-        ans = np.expand_dims(ans, axis)
-    shares = np.exp(a - ans)
+        ans = xp.expand_dims(ans, axis)
+    shares = xp.exp(a - ans)
     return shares if b is None else shares * b
 
 
@@ -391,28 +412,28 @@ def norm_direction(
     Matrix norms (``axis`` a pair, or None for a 2-D ``x``): see
     ``_matrix_norm_direction``.
     """
-    ndim = np.ndim(x)
+    ndim = xp.ndim(x)
     matrix = (axis is None and ndim == 2) or (isinstance(axis, tuple) and len(axis) == 2)
     if ord is None or ord == "fro" or (ord == 2 and not matrix):
         return x / unreduce(ans, x, axis, keepdims)
     if matrix:
-        return _matrix_norm_direction(np.asarray(x), ord, (0, 1) if axis is None else axis)
+        return _matrix_norm_direction(xp.asarray(x), ord, (0, 1) if axis is None else axis)
     if ord == 0:
-        return np.zeros(np.shape(x), dtype=_float_dtype(x))
+        return xp.zeros(xp.shape(x), dtype=_float_dtype(x))
     if ord == 1:
         return _abs_slope(x)
-    if ord in (np.inf, -np.inf):
-        return _abs_slope(x) * tie_shares(np.abs(x), ans, axis, keepdims)
+    if ord in (xp.inf, -xp.inf):
+        return _abs_slope(x) * tie_shares(xp.abs(x), ans, axis, keepdims)
     p = float(ord)
-    return np.sign(x) * np.abs(x) ** (p - 1) / unreduce(ans, x, axis, keepdims) ** (p - 1)
+    return xp.sign(x) * xp.abs(x) ** (p - 1) / unreduce(ans, x, axis, keepdims) ** (p - 1)
 
 
 def _abs_slope(x: Any) -> Any:
     """The derivative of ``abs`` at ``x``: the sign of ``x``, with slope 1 at 0 as in jax."""
-    return np.where(x >= 0, 1.0, -1.0).astype(_float_dtype(x))
+    return xp.where(x >= 0, 1.0, -1.0).astype(_float_dtype(x))
 
 
-def _matrix_norm_direction(x: np.ndarray, ord: Any, axis: tuple[int, int]) -> Any:
+def _matrix_norm_direction(x: Any, ord: Any, axis: tuple[int, int]) -> Any:
     """The derivative of a matrix norm over the axis pair ``axis`` (rows, columns) by ``x``.
 
     ``"nuc"``: ``U @ Vh`` of the thin SVD; ``2`` and ``-2``: ``u v^T`` of the
@@ -424,19 +445,19 @@ def _matrix_norm_direction(x: np.ndarray, ord: Any, axis: tuple[int, int]) -> An
     """
     row, col = _normalize_axes(axis, x.ndim)
     if ord in ("nuc", 2, -2):
-        u, s, vh = np.linalg.svd(np.moveaxis(x, (row, col), (-2, -1)), full_matrices=False)
+        u, s, vh = xp.linalg.svd(xp.moveaxis(x, (row, col), (-2, -1)), full_matrices=False)
         if ord in (2, -2):
             extreme = s[..., :1] if ord == 2 else s[..., -1:]
             u = u * tie_shares(s, extreme, -1, True)[..., None, :]
-        return np.moveaxis(u @ vh, (-2, -1), (row, col))
+        return xp.moveaxis(u @ vh, (-2, -1), (row, col))
     if ord in (1, -1):
         summed, across = row, col
-    elif ord in (np.inf, -np.inf):
+    elif ord in (xp.inf, -xp.inf):
         summed, across = col, row
     else:
         raise ValueError(f"invalid norm order {ord!r} for matrices")
-    sums = np.sum(np.abs(x), axis=summed, keepdims=True)
-    pick = np.max if ord > 0 else np.min
+    sums = xp.sum(xp.abs(x), axis=summed, keepdims=True)
+    pick = xp.max if ord > 0 else xp.min
     extreme = pick(sums, axis=across, keepdims=True)
     return _abs_slope(x) * tie_shares(sums, extreme, across, True)
 
@@ -446,7 +467,7 @@ def _matrix_norm_direction(x: np.ndarray, ord: Any, axis: tuple[int, int]) -> An
 
 def _float_dtype(*values: Any) -> Any:
     """The floating dtype derivatives of ``values`` carry (float32 stays float32)."""
-    return np.result_type(*values, 1.0)
+    return xp.result_type(*values, 1.0)
 
 
 @foldable
@@ -467,8 +488,8 @@ def greater_share(x: Any, y: Any) -> Any:
     jnp.maximum(x, 1.0))(1.0) == 0.5``); ``np.minimum(x, y)`` gives ``x`` the
     share ``greater_share(y, x)``.
     """
-    share = np.where(x > y, 1.0, np.where(x == y, 0.5, 0.0))
-    return np.asarray(share, dtype=_float_dtype(x, y))
+    share = xp.where(x > y, 1.0, xp.where(x == y, 0.5, 0.0))
+    return xp.asarray(share, dtype=_float_dtype(x, y))
 
 
 def clip_shares(a: Any, a_min: Any, a_max: Any) -> tuple[Any, Any, Any]:
@@ -479,12 +500,12 @@ def clip_shares(a: Any, a_min: Any, a_max: Any) -> tuple[Any, Any, Any]:
     0.0, 1.0))(0.0) == 0.5``); we follow that. A bound of None is absent.
     """
     if a_min is None:
-        lower, a_lower_share = a, np.ones(np.shape(a), dtype=_float_dtype(a))
+        lower, a_lower_share = a, xp.ones(xp.shape(a), dtype=_float_dtype(a))
     else:
-        lower = np.maximum(a, a_min)
+        lower = xp.maximum(a, a_min)
         a_lower_share = greater_share(a, a_min)
     if a_max is None:
-        upper_share = np.ones(np.shape(lower), dtype=_float_dtype(lower))
+        upper_share = xp.ones(xp.shape(lower), dtype=_float_dtype(lower))
     else:
         upper_share = greater_share(a_max, lower)
     return a_lower_share * upper_share, (1.0 - a_lower_share) * upper_share, 1.0 - upper_share
@@ -557,6 +578,7 @@ def _scatter_add(out: np.ndarray, idx: Any, g: Any) -> None:
     out += np.bincount(flat, weights=g.reshape(-1), minlength=out.size).reshape(out.shape)
 
 
+@_host
 def _sequence_like(x: Any, items: Any) -> Any:
     """A list or tuple of the kind of ``x`` holding ``items``; a named tuple (the result of
     ``np.linalg.slogdet``, say) is rebuilt by position, as its constructor wants."""
@@ -572,7 +594,7 @@ def _zeros_like_tree(x: Any) -> Any:
         return {k: _zeros_like_tree(v) for k, v in x.items()}
     if isinstance(x, (tuple, list)):
         return _sequence_like(x, [_zeros_like_tree(v) for v in x])
-    return np.zeros_like(x, dtype=np.result_type(x, 0.0))
+    return xp.zeros(xp.shape(x), dtype=xp.result_type(x, 0.0))
 
 
 def _unindex_container(g: Any, x: Any, idx: Any) -> Any:
@@ -661,7 +683,7 @@ def set_at(a: Any, idx: Any, b: Any) -> Any:
 
 def _matmul_operands(g: Any, a: Any, b: Any) -> tuple[Any, Any, Any]:
     """Promote 1-D operands as matmul does: ``a`` to a row, ``b`` to a column, ``g`` to match."""
-    a, b, g = np.asarray(a), np.asarray(b), np.asarray(g)
+    a, b, g = xp.asarray(a), xp.asarray(b), xp.asarray(g)
     if b.ndim == 1:
         b = b[:, None]
         g = g[..., None]
@@ -678,15 +700,15 @@ def matmul_adjoint_lhs(g: Any, a: Any, b: Any) -> Any:
     vector @ vector) and batched operands of different ranks.
     """
     g2, a2, b2 = _matmul_operands(g, a, b)
-    da = unbroadcast(np.matmul(g2, np.swapaxes(b2, -1, -2)), a2)
-    return np.reshape(da, np.shape(a))
+    da = unbroadcast(xp.matmul(g2, xp.swapaxes(b2, -1, -2)), a2)
+    return xp.reshape(da, xp.shape(a))
 
 
 def matmul_adjoint_rhs(g: Any, a: Any, b: Any) -> Any:
     """The cotangent of ``b`` in ``a @ b``: ``a.T @ g``, summed over broadcast batch axes."""
     g2, a2, b2 = _matmul_operands(g, a, b)
-    db = unbroadcast(np.matmul(np.swapaxes(a2, -1, -2), g2), b2)
-    return np.reshape(db, np.shape(b))
+    db = unbroadcast(xp.matmul(xp.swapaxes(a2, -1, -2), g2), b2)
+    return xp.reshape(db, xp.shape(b))
 
 
 def dot_adjoint_lhs(g: Any, a: Any, b: Any) -> Any:
@@ -709,15 +731,15 @@ def dot_adjoint_lhs(g: Any, a: Any, b: Any) -> Any:
 
 def dot_adjoint_rhs(g: Any, a: Any, b: Any) -> Any:
     """The cotangent of ``b`` in ``np.dot(a, b)`` (see ``dot_adjoint_lhs``)."""
-    a_nd, b_nd = np.ndim(a), np.ndim(b)
+    a_nd, b_nd = xp.ndim(a), xp.ndim(b)
     if a_nd == 0 or b_nd == 0:
-        return unbroadcast(np.multiply(g, a), b)
-    g = np.asarray(g)
+        return unbroadcast(xp.multiply(g, a), b)
+    g = xp.asarray(g)
     lead = list(range(a_nd - 1))
-    db = np.tensordot(a, g, axes=(lead, lead))  # axes: (contracted,) + b's free axes
+    db = xp.tensordot(a, g, axes=(lead, lead))  # axes: (contracted,) + b's free axes
     if b_nd == 1:
         return db
-    return np.moveaxis(db, 0, -2)
+    return xp.moveaxis(db, 0, -2)
 
 
 # --------------------------------------------------------------------------- shapes
@@ -743,11 +765,11 @@ def unconcatenate(g: Any, arrays: Any, axis: Any = 0) -> list[Any]:
     """
     if axis is None:
         sizes = [np.size(e) for e in arrays]
-        pieces = np.split(np.ravel(g), np.cumsum(sizes)[:-1])
-        pieces = [np.reshape(p, np.shape(e)) for p, e in zip(pieces, arrays, strict=True)]
+        pieces = xp.split(xp.ravel(g), _split_points(sizes))
+        pieces = [xp.reshape(p, xp.shape(e)) for p, e in zip(pieces, arrays, strict=True)]
         return _per_element(pieces, arrays)
-    lengths = [np.shape(e)[axis] for e in arrays]
-    return _per_element(list(np.split(g, np.cumsum(lengths)[:-1], axis=axis)), arrays)
+    lengths = [xp.shape(e)[axis] for e in arrays]
+    return _per_element(list(xp.split(g, _split_points(lengths), axis=axis)), arrays)
 
 
 def unstack(g: Any, axis: int = 0, arrays: Any = None) -> list[Any]:
@@ -756,10 +778,10 @@ def unstack(g: Any, axis: int = 0, arrays: Any = None) -> list[Any]:
     When ``arrays`` is one array (``np.stack(x)`` stacks its rows) the result is one
     array shaped like it, not a list.
     """
-    moved = np.moveaxis(np.asarray(g), axis, 0)
+    moved = xp.moveaxis(xp.asarray(g), axis, 0)
     if arrays is not None and not isinstance(arrays, (list, tuple)):
-        return np.reshape(moved, np.shape(arrays))
-    return list(moved)
+        return xp.reshape(moved, xp.shape(arrays))
+    return [moved[i] for i in range(moved.shape[0])]
 
 
 def _per_element(pieces: list[Any], arrays: Any) -> Any:
@@ -768,7 +790,7 @@ def _per_element(pieces: list[Any], arrays: Any) -> Any:
     along the first axis are the joined items: ``np.vstack(x)`` of a 1-D ``x``)."""
     if isinstance(arrays, (list, tuple)):
         return pieces
-    return np.reshape(np.stack([np.asarray(p) for p in pieces]), np.shape(arrays))
+    return xp.reshape(xp.stack([xp.asarray(p) for p in pieces]), xp.shape(arrays))
 
 
 # --------------------------------------------------------------------------- control flow
@@ -847,6 +869,13 @@ def zero_at(d: Any, idx: Any) -> Any:
 # --------------------------------------------------------------------------- joining and splitting
 
 
+@_host
+def _split_points(lengths: list[int]) -> list[int]:
+    """Where ``split`` cuts pieces of ``lengths`` (static Python ints) apart."""
+    return np.cumsum(lengths)[:-1].tolist()
+
+
+@_host
 def _joined_shape(shape: tuple[int, ...], how: str) -> tuple[tuple[int, ...], int]:
     """The shape an array takes inside ``np.<how>`` (after its atleast_Nd promotion) and the axis."""
     nd = len(shape)
@@ -873,11 +902,11 @@ def unjoin(g: Any, arrays: Any, how: str) -> list[Any]:
     ``vstack``, a column for a 1-D array in ``column_stack``...); the piece of
     ``g`` it occupies is reshaped back to the array's own shape.
     """
-    promoted = [_joined_shape(np.shape(e), how) for e in arrays]
+    promoted = [_joined_shape(xp.shape(e), how) for e in arrays]
     axis = promoted[0][1]
     lengths = [shape[axis] for shape, _ in promoted]
-    pieces = np.split(g, np.cumsum(lengths)[:-1], axis=axis)
-    pieces = [np.reshape(p, np.shape(e)) for p, e in zip(pieces, arrays, strict=True)]
+    pieces = xp.split(g, _split_points(lengths), axis=axis)
+    pieces = [xp.reshape(p, xp.shape(e)) for p, e in zip(pieces, arrays, strict=True)]
     return _per_element(pieces, arrays)
 
 
@@ -892,6 +921,7 @@ def concatenate_items(items: Any, how: str = "r_", directive: str | None = None)
     return (np.r_ if how == "r_" else np.c_)[key]
 
 
+@_host
 def _items_layout(items: Any, how: str, directive: str | None) -> tuple[np.ndarray, list]:
     """Where each element of ``items`` lands in ``concatenate_items(items, how, directive)``.
 
@@ -921,9 +951,9 @@ def unconcatenate_items(g: Any, items: Any, how: str = "r_", directive: str | No
     cotangent is ``g`` read back in element-number order, cut and shaped per item.
     """
     layout, shapes = _items_layout(items, how, directive)
-    flat = np.ravel(g)[np.argsort(np.ravel(layout), kind="stable")]
-    pieces = np.split(flat, np.cumsum([int(np.prod(s)) for s in shapes])[:-1])
-    return [np.reshape(p, s) for p, s in zip(pieces, shapes, strict=True)]
+    flat = xp.ravel(g)[np.argsort(np.ravel(layout), kind="stable")]
+    pieces = xp.split(flat, _split_points([int(np.prod(s)) for s in shapes]))
+    return [xp.reshape(p, s) for p, s in zip(pieces, shapes, strict=True)]
 
 
 def unsplit(g: Any, ans: Any, axis: int = 0) -> Any:
@@ -932,8 +962,10 @@ def unsplit(g: Any, ans: Any, axis: int = 0) -> Any:
     ``g`` is the list of the pieces' cotangents; None or zeros stand for pieces
     the program did not use. The pieces are concatenated back along ``axis``.
     """
-    parts = [np.zeros_like(a, dtype=_float_dtype(a)) if c is None else c for c, a in zip(g, ans)]
-    return np.concatenate(parts, axis=axis)
+    parts = [
+        xp.zeros(xp.shape(a), dtype=_float_dtype(a)) if c is None else c for c, a in zip(g, ans)
+    ]
+    return xp.concatenate(parts, axis=axis)
 
 
 # --------------------------------------------------------------------------- copies of elements
@@ -941,14 +973,14 @@ def unsplit(g: Any, ans: Any, axis: int = 0) -> Any:
 
 def untile(g: Any, a: Any, reps: Any) -> Any:
     """The cotangent of ``a`` in ``np.tile(a, reps)``: the sum of ``g`` over the tiles."""
-    shape = np.shape(a)
+    shape = xp.shape(a)
     reps = tuple(np.atleast_1d(reps).tolist())
     d = max(len(shape), len(reps))
     a_shape = (1,) * (d - len(shape)) + tuple(shape)
     reps = (1,) * (d - len(reps)) + reps
     interleaved = [n for pair in zip(reps, a_shape) for n in pair]
-    summed = np.sum(np.reshape(g, interleaved), axis=tuple(range(0, 2 * d, 2)))
-    return np.reshape(summed, shape)
+    summed = xp.sum(xp.reshape(g, interleaved), axis=tuple(range(0, 2 * d, 2)))
+    return xp.reshape(summed, shape)
 
 
 def unrepeat(g: Any, a: Any, repeats: Any, axis: Any = None) -> Any:
@@ -997,12 +1029,13 @@ def pad_tangent(t: Any, pad_width: Any, mode: str = "constant") -> Any:
     the copying modes pad the tangent the same way.
     """
     if mode in ("constant", "empty"):
-        return np.pad(t, pad_width)
+        return xp.pad(t, pad_width)
     if mode in ("edge", "reflect", "symmetric", "wrap"):
-        return np.pad(t, pad_width, mode=mode)
+        return xp.pad(t, pad_width, mode=mode)
     raise NotImplementedError(f"s2sgrad has no derivative for np.pad(..., mode={mode!r})")
 
 
+@_host
 def _diagonal_positions(n: int, offset: int) -> tuple[Any, Any]:
     return np.arange(n) + max(-offset, 0), np.arange(n) + max(offset, 0)
 
@@ -1023,8 +1056,8 @@ def undiagonal(g: Any, a: Any, offset: int = 0, axis1: int = 0, axis2: int = 1) 
 def undiag(g: Any, v: Any, k: int = 0) -> Any:
     """The cotangent of ``v`` in ``np.diag(v, k)``: the k-th diagonal of ``g`` for a 1-D ``v``,
     ``g`` placed on the k-th diagonal of a matrix shaped like ``v`` for a 2-D one."""
-    if np.ndim(v) == 1:
-        return np.diag(g, k)
+    if xp.ndim(v) == 1:
+        return xp.diag(g, k)
     return undiagonal(g, v, k, 0, 1)
 
 
@@ -1078,6 +1111,7 @@ def negated_shift(shift: Any) -> Any:
 # --------------------------------------------------------------------------- more products
 
 
+@_host
 def _normalize_tensordot_axes(axes: Any, a_nd: int, b_nd: int) -> tuple[list[int], list[int]]:
     if isinstance(axes, (int, np.integer)):
         n = int(axes)
@@ -1096,42 +1130,43 @@ def tensordot_adjoint_lhs(g: Any, a: Any, b: Any, axes: Any = 2) -> Any:
     the contracted ones (in ``b``'s order), which a transpose puts back in
     ``a``'s order.
     """
-    a_nd, b_nd = np.ndim(a), np.ndim(b)
+    a_nd, b_nd = xp.ndim(a), xp.ndim(b)
     a_axes, b_axes = _normalize_tensordot_axes(axes, a_nd, b_nd)
     a_free = [i for i in range(a_nd) if i not in a_axes]
     b_free = [i for i in range(b_nd) if i not in b_axes]
     g_b = list(range(len(a_free), len(a_free) + len(b_free)))
-    da = np.tensordot(g, b, axes=(g_b, b_free))
+    da = xp.tensordot(g, b, axes=(g_b, b_free))
     # The contracted axes come out in b's order; name each by the axis of a it pairs with.
     paired = [a_axes[b_axes.index(j)] for j in sorted(b_axes)]
-    return np.transpose(da, inverse_permutation(a_free + paired))
+    return xp.transpose(da, inverse_permutation(a_free + paired))
 
 
 def tensordot_adjoint_rhs(g: Any, a: Any, b: Any, axes: Any = 2) -> Any:
     """The cotangent of ``b`` in ``np.tensordot(a, b, axes)`` (see ``tensordot_adjoint_lhs``)."""
-    a_nd, b_nd = np.ndim(a), np.ndim(b)
+    a_nd, b_nd = xp.ndim(a), xp.ndim(b)
     a_axes, b_axes = _normalize_tensordot_axes(axes, a_nd, b_nd)
     a_free = [i for i in range(a_nd) if i not in a_axes]
-    db = np.tensordot(a, g, axes=(a_free, list(range(len(a_free)))))
+    db = xp.tensordot(a, g, axes=(a_free, list(range(len(a_free)))))
     b_free = [i for i in range(b_nd) if i not in b_axes]
     paired = [b_axes[a_axes.index(i)] for i in sorted(a_axes)]
-    return np.transpose(db, inverse_permutation(paired + b_free))
+    return xp.transpose(db, inverse_permutation(paired + b_free))
 
 
 def inner_adjoint_lhs(g: Any, a: Any, b: Any) -> Any:
     """The cotangent of ``a`` in ``np.inner(a, b)`` (a product when either is a scalar)."""
-    if np.ndim(a) == 0 or np.ndim(b) == 0:
-        return unbroadcast(np.multiply(g, b), a)
+    if xp.ndim(a) == 0 or xp.ndim(b) == 0:
+        return unbroadcast(xp.multiply(g, b), a)
     return tensordot_adjoint_lhs(g, a, b, ([-1], [-1]))
 
 
 def inner_adjoint_rhs(g: Any, a: Any, b: Any) -> Any:
     """The cotangent of ``b`` in ``np.inner(a, b)``."""
-    if np.ndim(a) == 0 or np.ndim(b) == 0:
-        return unbroadcast(np.multiply(g, a), b)
+    if xp.ndim(a) == 0 or xp.ndim(b) == 0:
+        return unbroadcast(xp.multiply(g, a), b)
     return tensordot_adjoint_rhs(g, a, b, ([-1], [-1]))
 
 
+@_host
 def _kron_shapes(a: Any, b: Any) -> tuple[tuple[int, ...], tuple[int, ...]]:
     a_shape, b_shape = np.shape(a), np.shape(b)
     d = max(len(a_shape), len(b_shape))
@@ -1142,27 +1177,28 @@ def kron_adjoint_lhs(g: Any, a: Any, b: Any) -> Any:
     """The cotangent of ``a`` in ``np.kron(a, b)``: each block of ``g`` contracted with ``b``."""
     a_shape, b_shape = _kron_shapes(a, b)
     d = len(a_shape)
-    blocks = np.reshape(g, [n for pair in zip(a_shape, b_shape) for n in pair])
-    da = np.tensordot(
-        blocks, np.reshape(b, b_shape), axes=(list(range(1, 2 * d, 2)), list(range(d)))
+    blocks = xp.reshape(g, [n for pair in zip(a_shape, b_shape) for n in pair])
+    da = xp.tensordot(
+        blocks, xp.reshape(b, b_shape), axes=(list(range(1, 2 * d, 2)), list(range(d)))
     )
-    return np.reshape(da, np.shape(a))
+    return xp.reshape(da, xp.shape(a))
 
 
 def kron_adjoint_rhs(g: Any, a: Any, b: Any) -> Any:
     """The cotangent of ``b`` in ``np.kron(a, b)``: the blocks of ``g`` weighted by ``a``."""
     a_shape, b_shape = _kron_shapes(a, b)
     d = len(a_shape)
-    blocks = np.reshape(g, [n for pair in zip(a_shape, b_shape) for n in pair])
-    db = np.tensordot(
-        blocks, np.reshape(a, a_shape), axes=(list(range(0, 2 * d, 2)), list(range(d)))
+    blocks = xp.reshape(g, [n for pair in zip(a_shape, b_shape) for n in pair])
+    db = xp.tensordot(
+        blocks, xp.reshape(a, a_shape), axes=(list(range(0, 2 * d, 2)), list(range(d)))
     )
-    return np.reshape(db, np.shape(b))
+    return xp.reshape(db, xp.shape(b))
 
 
 _EINSUM_LETTERS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 
+@_host
 def _einsum_terms(subscripts: str, operands: list[Any]) -> tuple[list[str], str]:
     """Explicit subscripts per operand and for the output, with every ``...`` spelled out."""
     subscripts = subscripts.replace(" ", "")
@@ -1193,6 +1229,7 @@ def _einsum_terms(subscripts: str, operands: list[Any]) -> tuple[list[str], str]
     return expanded, output
 
 
+@_host
 def _einsum_sublists(arguments: list[Any]) -> tuple[str, list[Any]]:
     """The subscripts string and operands of ``np.einsum``'s sublist form.
 
@@ -1215,6 +1252,7 @@ def _einsum_sublists(arguments: list[Any]) -> tuple[str, list[Any]]:
     return spec, operands
 
 
+@_host
 def _einsum_form(subscripts: Any, operands: Any, k: int) -> tuple[str, list[Any], int]:
     """(subscripts string, operands, index of the operand ``k`` names) for either einsum form.
 
@@ -1228,6 +1266,7 @@ def _einsum_form(subscripts: Any, operands: Any, k: int) -> tuple[str, list[Any]
     return spec, sub_ops, (k + 1) // 2
 
 
+@_host
 def _einsum_operand(subscripts: Any, operands: Any, k: int) -> bool:
     """Whether the rule's parameter ``k`` (-1: ``subscripts``) holds an operand of the call
     (not the subscripts string, a sublist, or the output sublist that ends the sublist form)."""
@@ -1248,7 +1287,7 @@ def einsum_tangent(subscripts: Any, operands: Any, k: int, t: Any) -> Any:
         return None  # the subscripts string, or a sublist: no tangent
     spec, ops, k = _einsum_form(subscripts, operands, k)
     ops = [t if i == k else op for i, op in enumerate(ops)]
-    return np.einsum(spec, *ops)
+    return xp.einsum(spec, *ops)
 
 
 def einsum_adjoint(g: Any, subscripts: Any, operands: Any, k: int) -> Any:
@@ -1271,23 +1310,23 @@ def einsum_adjoint(g: Any, subscripts: Any, operands: Any, k: int) -> Any:
     others = [(t, op) for i, (t, op) in enumerate(zip(terms, ops)) if i != k]
     known = set(output).union(*[set(t) for t, _ in others])
     spare = [c for c in _EINSUM_LETTERS if c not in set(output).union(*map(set, terms))]
-    shape = np.shape(ops[k])
+    shape = xp.shape(ops[k])
     extra_terms, extra_ops, result = [], [], ""
     seen: set[str] = set()
     for c, n in zip(target, shape):
         if c in seen:  # a repeated letter: a diagonal of this operand
             fresh = spare.pop(0)
             extra_terms.append(c + fresh)
-            extra_ops.append(np.eye(n))
+            extra_ops.append(xp.eye(n, dtype=_float_dtype(g)))
             result += fresh
             continue
         seen.add(c)
         if c not in known:  # summed away from this operand alone
             extra_terms.append(c)
-            extra_ops.append(np.ones(n))
+            extra_ops.append(xp.ones(n, dtype=_float_dtype(g)))
         result += c
     spec = ",".join([output] + [t for t, _ in others] + extra_terms) + "->" + result
-    adjoint = np.einsum(spec, g, *[op for _, op in others], *extra_ops)
+    adjoint = xp.einsum(spec, g, *[op for _, op in others], *extra_ops)
     return unbroadcast(adjoint, ops[k])
 
 
@@ -1295,7 +1334,7 @@ def multi_dot_tangent(arrays: Any, tangents: Any) -> Any:
     """The tangent of ``np.linalg.multi_dot(arrays)``: one product per factor, with its tangent."""
     total = 0
     for i, t in enumerate(tangents):
-        total = total + np.linalg.multi_dot([t if j == i else a for j, a in enumerate(arrays)])
+        total = total + xp.linalg.multi_dot([t if j == i else a for j, a in enumerate(arrays)])
     return total
 
 
@@ -1305,30 +1344,30 @@ def multi_dot_adjoint(g: Any, arrays: Any) -> list[Any]:
     A 1-D first factor is a row and a 1-D last factor a column, as in
     ``multi_dot``; the cotangent of factor ``k`` is ``(A_0..A_{k-1})^T g (A_{k+1}..)^T``.
     """
-    mats = [np.asarray(a) for a in arrays]
+    mats = [xp.asarray(a) for a in arrays]
     if mats[0].ndim == 1:
         mats[0] = mats[0][None, :]
     if mats[-1].ndim == 1:
         mats[-1] = mats[-1][:, None]
-    g = np.reshape(g, (mats[0].shape[0], mats[-1].shape[1]))
+    g = xp.reshape(g, (mats[0].shape[0], mats[-1].shape[1]))
     out = []
     for k in range(len(mats)):
         left = g
         if k > 0:
-            left = np.swapaxes(_chain(mats[:k]), -1, -2) @ g
+            left = xp.swapaxes(_chain(mats[:k]), -1, -2) @ g
         if k < len(mats) - 1:
-            left = left @ np.swapaxes(_chain(mats[k + 1 :]), -1, -2)
-        out.append(np.reshape(left, np.shape(arrays[k])))
+            left = left @ xp.swapaxes(_chain(mats[k + 1 :]), -1, -2)
+        out.append(xp.reshape(left, xp.shape(arrays[k])))
     return _per_element(out, arrays)
 
 
 def _chain(mats: list[Any]) -> Any:
-    return mats[0] if len(mats) == 1 else np.linalg.multi_dot(mats)
+    return mats[0] if len(mats) == 1 else xp.linalg.multi_dot(mats)
 
 
 def _power_factors(a: Any, n: int) -> tuple[Any, int]:
     """The base and exponent of ``matrix_power(a, n)`` as a non-negative power (``inv(a)`` for n < 0)."""
-    return (np.linalg.inv(a), -n) if n < 0 else (a, n)
+    return (xp.linalg.inv(a), -n) if n < 0 else (a, n)
 
 
 def thin_svd_factor(u: Any, a: Any, full_matrices: Any = True) -> Any:
@@ -1338,10 +1377,11 @@ def thin_svd_factor(u: Any, a: Any, full_matrices: Any = True) -> Any:
     a non-square ``a`` has a square ``u`` or ``vt`` whose extra columns are not unique,
     and jax refuses it too. Raises a clear error there instead of a shape mismatch.
     """
-    _check_thin_svd(np.shape(a), full_matrices)
+    _check_thin_svd(xp.shape(a), full_matrices)
     return u
 
 
+@_host
 def _check_thin_svd(shape: tuple[int, ...], full_matrices: Any) -> None:
     m, n = shape[-2:]
     if full_matrices and m != n:
@@ -1362,10 +1402,10 @@ def matrix_power_tangent(a: Any, n: int, t: Any) -> Any:
     """
     m_, m = _power_factors(a, operator.index(n))
     dm = -m_ @ t @ m_ if n < 0 else t
-    powers = [np.broadcast_to(np.eye(np.shape(a)[-1]), np.shape(a))]
+    powers = [xp.broadcast_to(xp.eye(xp.shape(a)[-1]), xp.shape(a))]
     for _ in range(m - 1):
         powers.append(powers[-1] @ m_)
-    total = np.zeros(np.shape(a), dtype=np.result_type(a, t, 1.0))
+    total = xp.zeros(xp.shape(a), dtype=xp.result_type(a, t, 1.0))
     for k in range(m):
         total = total + powers[k] @ dm @ powers[m - 1 - k]
     return total
@@ -1374,11 +1414,11 @@ def matrix_power_tangent(a: Any, n: int, t: Any) -> Any:
 def matrix_power_adjoint(g: Any, a: Any, n: int) -> Any:
     """The cotangent of ``a`` in ``np.linalg.matrix_power(a, n)`` (the transpose of the tangent map)."""
     m_, m = _power_factors(a, operator.index(n))
-    mt = np.swapaxes(m_, -1, -2)
-    powers = [np.broadcast_to(np.eye(np.shape(a)[-1]), np.shape(a))]
+    mt = xp.swapaxes(m_, -1, -2)
+    powers = [xp.broadcast_to(xp.eye(xp.shape(a)[-1]), xp.shape(a))]
     for _ in range(m - 1):
         powers.append(powers[-1] @ mt)
-    total = np.zeros(np.shape(a), dtype=np.result_type(a, g, 1.0))
+    total = xp.zeros(xp.shape(a), dtype=xp.result_type(a, g, 1.0))
     for k in range(m):
         total = total + powers[k] @ g @ powers[m - 1 - k]
     if n < 0:
@@ -1397,18 +1437,19 @@ def undiff(g: Any, n: int = 1, axis: int = -1) -> Any:
     differences are undone ``n`` times.
     """
     for _ in range(n):
-        pad = [(0, 0)] * np.ndim(g)
+        pad = [(0, 0)] * xp.ndim(g)
         pad[axis] = (1, 1)
-        g = -np.diff(np.pad(g, pad), axis=axis)
+        g = -xp.diff(xp.pad(g, pad), axis=axis)
     return g
 
 
 def uncumulative_sum(g: Any, x: Any, axis: Any = None, include_initial: bool = False) -> Any:
     """The cotangent of ``np.cumulative_sum(x, axis, include_initial)`` mapped back to ``x``."""
     axis = 0 if axis is None else axis
-    if include_initial:
-        g = np.take(g, np.arange(1, np.shape(g)[axis]), axis=axis)
-    return np.flip(np.cumsum(np.flip(g, axis), axis=axis), axis)
+    if include_initial:  # the initial 0 depends on nothing
+        g = xp.asarray(g)
+        g = g[(slice(None),) * (operator.index(axis) % g.ndim) + (slice(1, None),)]
+    return xp.flip(xp.cumsum(xp.flip(g, axis), axis=axis), axis)
 
 
 def trapezoid_weights(y: Any, x: Any = None, dx: float = 1.0, axis: int = -1) -> Any:
@@ -1446,8 +1487,8 @@ def unconvolve(g: Any, a: Any, v: Any, mode: str = "full") -> Any:
     'same' and 'valid' outputs are the centred part of the full one, so ``g`` is
     first placed back at that offset in a zero full-length cotangent.
     """
-    full = np.size(a) + np.size(v) - 1
-    start = (full - np.size(g)) // 2
-    padded = np.zeros(full, dtype=np.result_type(g, float))
-    padded[start : start + np.size(g)] = g
-    return np.correlate(padded, v, mode="valid")
+    full = math.prod(np.shape(a)) + math.prod(np.shape(v)) - 1
+    size = math.prod(np.shape(g))
+    start = (full - size) // 2
+    padded = xp.pad(xp.ravel(xp.asarray(g, dtype=_float_dtype(g))), (start, full - start - size))
+    return xp.correlate(padded, xp.asarray(v), mode="valid")

@@ -64,6 +64,42 @@ def test_foldable_helpers_are_the_numpy_ones():
     assert rtj.foldable is rt.foldable
 
 
+def _normalized_body(fn) -> str:
+    """``fn``'s code without its docstring and annotations, ``jnp.``/``xp.`` spelled ``np.``."""
+    tree = ast.parse(inspect.getsource(fn)).body[0]
+    if isinstance(tree.body[0], ast.Expr) and isinstance(tree.body[0].value, ast.Constant):
+        tree.body = tree.body[1:]
+    tree.returns = None
+    for arg in ast.walk(tree.args):
+        if isinstance(arg, ast.arg):
+            arg.annotation = None
+    return ast.unparse(tree).replace("jnp.", "np.").replace("xp.", "np.")
+
+
+def test_no_helper_is_written_twice():
+    """One runtime, written once: a helper the JAX runtime defines itself must differ from
+    the NumPy one by more than the namespace; every other helper is the NumPy one's code,
+    run with ``xp = jax.numpy``."""
+    own = [
+        name
+        for name, value in vars(rtj).items()
+        if inspect.isfunction(value) and value.__code__.co_filename == rtj.__file__
+    ]
+    assert own, "the JAX runtime defines the helpers that differ"
+    for name in own:
+        if hasattr(rt, name):
+            assert _normalized_body(getattr(rtj, name)) != _normalized_body(
+                getattr(rt, name)
+            ), f"{name} is the NumPy helper again: delete it from runtime_jax"
+    for name in rt.__all__:
+        helper = getattr(rtj, name)
+        if name not in own:
+            assert helper.__code__ is getattr(rt, name).__code__
+            if helper is not getattr(rt, name):  # an adopted copy, not a host-side helper
+                assert helper.__globals__ is vars(rtj) and rtj.xp is jnp
+                assert helper.__module__ == rtj.__name__
+
+
 def test_imports_stay_light():
     """Generated code imports this module: nothing of the compiler (libcst, black, transforms)."""
     tree = ast.parse(pathlib.Path(rtj.__file__).read_text())
@@ -74,7 +110,8 @@ def test_imports_stay_light():
         elif isinstance(node, ast.ImportFrom):
             modules.add(node.module)
     allowed = {"__future__", "math", "operator", "typing", "jax", "jax.numpy", "numpy"}
-    assert modules <= allowed | {"s2sgrad.runtime"}, modules - allowed
+    ours = {"s2sgrad", "s2sgrad.runtime", "s2sgrad.backends"}  # the last only for rebinding
+    assert modules <= allowed | ours, modules - allowed
 
 
 # --------------------------------------------------------------------------- the table
