@@ -9,6 +9,7 @@ from s2sgrad._version import __version__
 from s2sgrad.api import derivative_source, grad, jvp, value_and_grad, vjp
 from s2sgrad.errors import (
     HigherOrderError,
+    LoopBoundExceeded,
     NeedsConcreteValueError,
     NoDerivativeRuleError,
     NonDifferentiableError,
@@ -41,4 +42,5 @@ __all__ = [
     "UsageError",
     "HigherOrderError",
     "RandomDrawError",
+    "LoopBoundExceeded",
 ]

@@ -88,3 +88,9 @@ class RandomDrawError(UnsupportedSyntaxError):
     """A differentiated function draws random numbers: its derivative code reruns parts of
     it (forward mode once per input element, reverse mode in the backward sweep and in
     ``vjp_fn``), and each rerun would draw again."""
+
+
+class LoopBoundExceeded(RuntimeError):
+    """A recorded ``while`` loop (or a range with a traced length) ran past ``max_steps``
+    (``backend="jax"``, reverse mode: the backward sweep replays a tape of that many rows).
+    A ``RuntimeError``, not an ``S2SGradError``: the program is fine, the bound too small."""

@@ -14,7 +14,7 @@ the same names and signatures can replace this module in the JAX backend.
 
 One runtime, written once: array computations call ``xp``, the array namespace
 (NumPy here), and ``np`` only does host-side work (shapes, axes, Python values).
-The JAX runtime (``s2sgrad.runtime_jax``) runs these same functions with ``xp``
+The JAX runtime (``s2sgrad.backends.jax.runtime``) runs these same functions with ``xp``
 bound to ``jax.numpy`` (``backends.rebinding``) and defines only the helpers whose
 JAX version differs: in-place updates, scatters, what NumPy does with views. A
 helper that uses ``np`` on arrays is NumPy-only, and the JAX runtime must have its own.

@@ -17,8 +17,7 @@ import numpy as np
 import pytest
 
 import s2sgrad
-from s2sgrad import cache
-from s2sgrad.jax_control import LoopBoundExceeded
+from s2sgrad import LoopBoundExceeded, cache
 from tests.oracles import assert_close, central_difference_grad
 from tests.programs import control_flow as cf
 from tests.test_control_flow import FD_ATOL, FD_RTOL, NAMES, references
@@ -276,8 +275,8 @@ def test_an_is_none_test_jax_cannot_answer_is_refused_at_its_line(fun, args, lin
     """JAX runs each loop and traced branch with one type per variable, None being zeros
     (or another path's constant): ``prev is None`` was False in the first iteration and
     the gradient silently wrong (1 where 11 is right). A test of a variable that may be
-    None or a value is refused at its line (``backends.none_tests``); a None that comes
-    in as an argument is caught when the loop is traced (``jax_control``), at the loop.
+    None or a value is refused at its line (``backends.jax.none_tests``); a None that comes
+    in as an argument is caught when the loop is traced (``backends.jax.control``), at the loop.
     The NumPy backend runs them all, checked against central differences."""
     for derivative in (s2sgrad.grad, s2sgrad.value_and_grad):
         with pytest.raises(s2sgrad.UnsupportedSyntaxError) as info:
@@ -345,7 +344,7 @@ def test_numpy_backend_never_imports_jax(tmp_path):
 
 
 def test_jax_control_exports_exist():
-    from s2sgrad import jax_control
+    from s2sgrad.backends.jax import control as jax_control
 
     missing = [n for n in jax_control.__all__ if not hasattr(jax_control, n)]
     assert not missing

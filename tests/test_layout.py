@@ -39,3 +39,27 @@ def test_every_backend_is_one_object_the_api_and_cli_accept(capsys):
     with pytest.raises(SystemExit):
         cli.main(["inspect", "--help"])
     assert "--backend {" + ",".join(backends.BACKENDS) + "}" in capsys.readouterr().out
+
+
+def test_everything_of_the_jax_backend_lives_in_its_package():
+    """Only ``s2sgrad/backends/jax/`` imports JAX: runtime, lowering, control, call path."""
+    importing = re.compile(r"^\s*(import jax\b|from jax\b)", re.MULTILINE)
+    outside = [
+        str(path.relative_to(ROOT))
+        for package in ("s2sgrad", "transforms")
+        for path in sorted((ROOT / package).rglob("*.py"))
+        if importing.search(path.read_text())
+        and path.relative_to(ROOT).parts[:3] != ("s2sgrad", "backends", "jax")
+    ]
+    assert not outside, outside
+    jax_package = ROOT / "s2sgrad" / "backends" / "jax"
+    assert {p.stem for p in jax_package.glob("*.py")} == {
+        "__init__",
+        "api",
+        "control",
+        "lowering",
+        "none_tests",
+        "runtime",
+        "spelling",
+    }
+    assert not importing.search((jax_package / "__init__.py").read_text())  # chosen lazily

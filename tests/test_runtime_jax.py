@@ -1,7 +1,7 @@
-"""The JAX runtime helpers (``s2sgrad.runtime_jax``) against their NumPy twins.
+"""The JAX runtime helpers (``s2sgrad.backends.jax.runtime``) against their NumPy twins.
 
 Generated JAX-backend code imports the same helper names from
-``s2sgrad.runtime_jax`` as NumPy code does from ``s2sgrad.runtime``, so the two
+``s2sgrad.backends.jax.runtime`` as NumPy code does from ``s2sgrad.runtime``, so the two
 modules must offer the same names and signatures and compute the same values.
 Each case of the table below calls a helper on NumPy arguments and its twin on
 the same values as jax arrays, eagerly and under ``jax.jit`` (with the
@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from s2sgrad import runtime as rt
-from s2sgrad import runtime_jax as rtj
+from s2sgrad.backends.jax import runtime as rtj
 
 RNG = np.random.default_rng(0)
 
@@ -90,7 +90,7 @@ def test_no_helper_is_written_twice():
         if hasattr(rt, name):
             assert _normalized_body(getattr(rtj, name)) != _normalized_body(
                 getattr(rt, name)
-            ), f"{name} is the NumPy helper again: delete it from runtime_jax"
+            ), f"{name} is the NumPy helper again: delete it from backends/jax/runtime.py"
     for name in rt.__all__:
         helper = getattr(rtj, name)
         if name not in own:

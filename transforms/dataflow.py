@@ -21,7 +21,7 @@ Stacks: two conventions, chosen by ``slots``.
 * ``slots=False`` (the default): the NumPy code's. A stack is a Python list:
   ``NewStack`` binds it, ``Push`` appends to it (reads the stack and the value, binds
   nothing) and ``Pop`` reads it.
-* ``slots=True``: the JAX lowering's (``backends/jax._plain``). Inside a loop body a
+* ``slots=True``: the JAX lowering's (``backends/jax/lowering._plain``). Inside a loop body a
   stack name is this iteration's save and the combinators do the stacking, so
   ``Push`` is ``stack = value`` (reads only the value, binds and kills the stack) and
   ``Pop`` is ``target = stack``.

@@ -100,7 +100,7 @@ def branches_around_a_loop_on_jax(x):
     raised ``TypeError: cos requires ndarray or scalar arguments, got NoneType``. The
     inner test ``-0.1 > 0.05`` is a Python constant on its path, but came out of the
     outer traced ``if`` traced, so the backward sweep traced the inner branch whose
-    saves the forward sweep never made. Fixed: ``jax_control.if_else`` keeps such
+    saves the forward sweep never made. Fixed: ``backends.jax.control.if_else`` keeps such
     path constants concrete."""
     if np.sum(np.negative(x)) > -0.41:
         w1 = np.full((4,), 0.5)
@@ -133,7 +133,7 @@ def constant_test_inside_a_loop_on_jax(x, y, n):
     branch nor made its saves; but the loop stacked the test onto its tape, the backward
     sweep read it back traced and lowered the ``if`` to ``lax.cond``, whose branch read
     the missing saves: ``TypeError: '>' not supported between NoneType and a tracer``.
-    Fixed: ``jax_control`` keeps a save that is a Python constant in the trace out of
+    Fixed: ``backends.jax.control`` keeps a save that is a Python constant in the trace out of
     the tape (``ConstantTape``), so the backward ``if`` stays a Python ``if``."""
     w6 = np.ones((2, 3))
     for _i, r7 in enumerate(y):
@@ -175,7 +175,7 @@ def constant_test_in_a_traced_branch_of_a_loop_on_jax(x, y):
     from one iteration to the next (None, then False): the loop carried it traced, and
     the ``if`` passed the state's constants through ``lax.cond`` traced. Fixed: loops
     and ifs bind the Python constants of their state into the trace instead of carrying
-    them (``jax_control._infer_carry``, ``if_else``)."""
+    them (``backends.jax.control._infer_carry``, ``if_else``)."""
     w = np.ones((2, 3))
     for i, r in enumerate(y):
         if np.mean(x) > 0.02:
@@ -195,7 +195,7 @@ def constant_conditional_expression_in_a_loop_that_breaks_on_jax(x, y, n):
     and tracing the branch never taken read saves the forward sweep never made (None *
     tracer). Fixed: a loop binds a None its body turns into a Python constant as that
     constant from the start, once a second trace shows the body never tells None from a
-    value (``jax_control._check_none_unread``; a user's ``is None`` test is refused)."""
+    value (``backends.jax.control._check_none_unread``; a user's ``is None`` test is refused)."""
     for i in range(n):
         if np.mean(y) > 0.12:
             break
@@ -208,7 +208,7 @@ def a_loop_that_runs_no_time_and_returns_from_inside_on_jax(x, y):
     ``range(1, len(y))`` with one row runs no iteration, so its tapes have no rows, but
     the early return makes the backward loop's trip count traced, and ``replay`` indexed
     the empty tapes at a traced position, which JAX refuses while tracing. Fixed: tapes
-    with no rows replay no iteration (``jax_control.replay``)."""
+    with no rows replay no iteration (``backends.jax.control.replay``)."""
     v = 0.5 * np.sum(x)
     for _ in range(1, len(y)):
         w = 0.5

@@ -31,14 +31,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from s2sgrad import jax_control, memos
+from s2sgrad import memos
+from s2sgrad.backends.jax import control
+from s2sgrad.backends.jax.control import raise_if_overflowed
 from s2sgrad.errors import (
     NeedsConcreteValueError,
     S2SGradError,
     SourceLocation,
     UnsupportedSyntaxError,
 )
-from s2sgrad.jax_control import raise_if_overflowed
 
 LARGEST_AUTOMATIC_BOUND = 1 << 22
 # Called directly, a derivative starts with buffers of this many rows (small buffers are
@@ -73,7 +74,7 @@ def _jitted(entry: Callable, static: tuple[int, ...], max_steps: int) -> Callabl
     if fn is None:
 
         def run(*args: Any) -> tuple[Any, Any]:
-            with jax_control.recording(max_steps) as overflows:
+            with control.recording(max_steps) as overflows:
                 out = entry(*args)
             # None when nothing records: the caller then needs no device-to-host sync.
             return out, (jnp.any(jnp.stack(overflows)) if overflows else None)
@@ -91,7 +92,7 @@ def call(entry: Callable, args: tuple, max_steps: int | None = None) -> Any:
         bound = int(max_steps)
     elif traced:
         # Under the caller's own jit an overflow can only raise, not re-run: be generous.
-        bound = max(_LEARNED_BOUNDS.get(entry, 0), jax_control.DEFAULT_MAX_STEPS)
+        bound = max(_LEARNED_BOUNDS.get(entry, 0), control.DEFAULT_MAX_STEPS)
     else:
         bound = _LEARNED_BOUNDS.get(entry, FIRST_AUTOMATIC_BOUND)
     while True:
@@ -99,7 +100,7 @@ def call(entry: Callable, args: tuple, max_steps: int | None = None) -> Any:
             out, overflow = _jitted(entry, static, bound)(*args)
         except (jax.errors.ConcretizationTypeError, jax.errors.NonConcreteBooleanIndexError) as exc:
             raise _needs_concrete_value(exc, entry) from exc
-        except jax_control.NoneLoopState as exc:
+        except control.NoneLoopState as exc:
             raise _none_loop_state(exc, entry) from exc
         if overflow is None:
             return out
@@ -139,7 +140,7 @@ def _needs_concrete_value(exc: Exception, entry: Callable) -> NeedsConcreteValue
     return _at_user_line(NeedsConcreteValueError, message, hint, exc, entry)
 
 
-def _none_loop_state(exc: jax_control.NoneLoopState, entry: Callable) -> UnsupportedSyntaxError:
+def _none_loop_state(exc: control.NoneLoopState, entry: Callable) -> UnsupportedSyntaxError:
     """A loop whose body tells a None in its state from a value, re-told at the loop's line."""
     names = ", ".join(f"`{n}`" for n in exc.names)
     message = (

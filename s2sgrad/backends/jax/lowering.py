@@ -4,7 +4,7 @@ JAX traces Python: a Python loop over a traced trip count cannot be traced, a
 Python loop over a static one unrolls (compile time grows with the trip count),
 and an ``if`` on a traced value is an error. The IR knows every loop and
 branch, so this pass rewrites each one into local functions over an explicit
-state and one call of a combinator of ``s2sgrad.jax_control``:
+state and one call of a combinator of ``s2sgrad.backends.jax.control``:
 
 * ``if t: A else: B``  ->  ``def if_true(s..): A; return s..`` (and
   ``if_false``), ``s.. = cond(t, if_true, if_false, s..)``. ``cond`` keeps a
@@ -35,19 +35,20 @@ from typing import Any
 
 import numpy as np
 
-from s2sgrad import ir, jax_control
+from s2sgrad import ir
+from s2sgrad.backends.jax import control
 from s2sgrad.errors import S2SGradError
 from s2sgrad.transforms import dataflow
 from s2sgrad.transforms.names import FreshNames
 
-COND = ir.Ref("if_else", jax_control.if_else)
-LOOP = ir.Ref("for_loop", jax_control.for_loop)
-LOOP_RECORDING = ir.Ref("for_loop_recording", jax_control.for_loop_recording)
-REPLAY = ir.Ref("replay", jax_control.replay)
-WHILE_LOOP = ir.Ref("while_loop", jax_control.while_loop)
-WHILE_RECORDING = ir.Ref("while_recording", jax_control.while_recording)
-RANGE_OF = ir.Ref("traced_range", jax_control.traced_range)
-REVERSED_RANGE = ir.Ref("reversed_range", jax_control.reversed_range)
+COND = ir.Ref("if_else", control.if_else)
+LOOP = ir.Ref("for_loop", control.for_loop)
+LOOP_RECORDING = ir.Ref("for_loop_recording", control.for_loop_recording)
+REPLAY = ir.Ref("replay", control.replay)
+WHILE_LOOP = ir.Ref("while_loop", control.while_loop)
+WHILE_RECORDING = ir.Ref("while_recording", control.while_recording)
+RANGE_OF = ir.Ref("traced_range", control.traced_range)
+REVERSED_RANGE = ir.Ref("reversed_range", control.reversed_range)
 LOGICAL_NOT = ir.Ref("np.logical_not", np.logical_not)
 NONE = ir.Const(None)
 
@@ -57,7 +58,7 @@ class JaxLoweringError(S2SGradError):
 
 
 def lower_for_jax(fn: ir.FunctionDef, names: FreshNames) -> ir.FunctionDef:
-    """``fn`` with every If/For/While rewritten into ``jax_control`` combinator calls."""
+    """``fn`` with every If/For/While rewritten into ``control`` combinator calls."""
     names.reserve(*dataflow.all_local_names(fn))
     lowering = _Lowering(names, fn.temps, _backward_sweep(fn.body))
     body = tuple(lowering.block(fn.body, frozenset()))
@@ -71,7 +72,7 @@ def lower_compilation(compilation: Any) -> list[tuple[ir.FunctionDef, str | None
     values). Each user function is first checked for ``is None`` tests JAX would answer
     wrongly (``none_tests``)."""
     from s2sgrad import running
-    from s2sgrad.backends.none_tests import refuse_ambiguous_none_tests
+    from s2sgrad.backends.jax.none_tests import refuse_ambiguous_none_tests
     from s2sgrad.pipeline import lower
     from s2sgrad.transforms.analysis import is_user_function
 
@@ -182,7 +183,7 @@ class _Lowering:
         self.names = names
         self.temps = temps  # foldable compiler temporaries, also inside the local functions
         # Statements of the backward sweep: its loops are ``replay``s, saves or none, whose
-        # Nones are adjoints not yet accumulated into (see jax_control._infer_carry).
+        # Nones are adjoints not yet accumulated into (see control._infer_carry).
         self.backward = backward
         self.in_backward = False
 

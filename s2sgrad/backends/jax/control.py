@@ -1,7 +1,7 @@
 """Control flow for generated JAX code: ``if`` -> ``lax.cond``, ``for`` -> ``lax.scan``,
 ``while`` -> ``lax.while_loop``, with reverse mode through all three.
 
-The JAX lowering (``s2sgrad/backends/jax.py``) turns each compound statement of
+The JAX lowering (``s2sgrad/backends/jax/lowering.py``) turns each compound statement of
 a generated function into small local functions over an explicit state and one
 call of a combinator defined here. The combinators decide what only trace time
 knows:
@@ -47,20 +47,17 @@ import numpy as np
 from jax import lax
 
 from s2sgrad.backends import JAX_CONTROL_NAMES
+from s2sgrad.errors import LoopBoundExceeded
 
 __all__ = list(JAX_CONTROL_NAMES)
 
 DEFAULT_MAX_STEPS = 1024
 
 
-class LoopBoundExceeded(RuntimeError):
-    """A recorded ``while`` loop (or a range with a traced length) ran past ``max_steps``."""
-
-
 class NoneLoopState(TypeError):
     """A loop starts with a variable that is None and its body tells None from a value
     (``if prev is None:``). A JAX loop carries one type per variable, so the first
-    iteration cannot see None and the others a value; ``s2sgrad.jax_api`` re-tells this
+    iteration cannot see None and the others a value; ``s2sgrad.backends.jax.api`` re-tells this
     at the user's line. ``names`` are the variables, ``what`` the kind of loop."""
 
     def __init__(self, what: str, names: tuple[str, ...]):

@@ -18,7 +18,7 @@ both branches of every ``if`` and every iteration of every loop. A test ``v is
 None`` / ``v is not None`` where ``v`` may be either is refused at its line.
 It merges branches whose test is a Python constant too, which JAX would run as
 a Python ``if``: a rare false alarm, with backend='numpy' as the way out.
-``jax_control`` checks, at trace time, the case this cannot see: a None that
+``control`` checks, at trace time, the case this cannot see: a None that
 comes in as an argument and meets a loop whose body tests it.
 """
 

@@ -1,0 +1,55 @@
+"""The ``Backend`` protocol: everything that differs between the array libraries generated
+code can target, as fields and methods of one object per library.
+
+The methods give NumPy's behaviour; a backend that differs overrides them and imports
+its modules inside them, so choosing a backend never imports another's library.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+#: The NumPy runtime: the helpers generated code imports, named as rules name them.
+RUNTIME_MODULE = "s2sgrad.runtime"
+
+
+@dataclass(frozen=True)
+class Backend:
+    """One array library generated code can target. The methods give NumPy's behaviour;
+    a backend that differs overrides them (and imports its modules inside them)."""
+
+    name: str
+    #: How generated code names its array module, and the import that binds the name.
+    array_alias: str
+    array_import: str
+    #: Where rules' helper modules come from: module a rule names -> module this backend
+    #: imports instead (a backend's helpers keep the NumPy runtime's names).
+    runtime_modules: Mapping[str, str]
+    #: ``y[i] = v`` prints as ``y = y.at[i].set(v)``: the arrays are immutable.
+    functional_updates: bool = False
+    #: Libraries whose versions the generated code depends on (in the cache key).
+    libraries: tuple[str, ...] = ("numpy",)
+    #: A paragraph for the generated module's docstring ("" for none).
+    header_note: str = ""
+    #: The primal value comes from the generated forward code (so ``vjp`` works under a
+    #: caller's ``jax.jit``, where the user's NumPy code would not), not from ``fun``.
+    primal_from_generated_code: bool = False
+
+    def spelling(self, numpy_spelling: Any) -> Any:
+        """How this backend writes what NumPy code writes as ``numpy_spelling``
+        (a ``codegen.Spelling``); raises ``codegen.NoJaxEquivalentError`` where it cannot."""
+        return numpy_spelling
+
+    def lower(self, compilation: Any) -> list:
+        """The compilation's functions as this backend prints them."""
+        return list(compilation.functions)
+
+    def runner(self, entry: Callable, max_steps: int | None) -> Callable:
+        """The generated function as the API calls it."""
+        return entry
+
+    def as_arrays(self, value: Any) -> Any:
+        """``value`` with its leaves as this backend's arrays (what its users expect back)."""
+        return value

@@ -1,0 +1,81 @@
+"""The JAX backend: control flow lowered to ``lax`` combinators, code run under ``jax.jit``.
+
+Everything of this backend lives in this package: ``lowering`` (If/For/While into
+combinator calls), ``control`` (the combinators generated modules call), ``runtime``
+(the helpers whose JAX version differs; the rest are ``s2sgrad.runtime``'s, run with
+``xp = jax.numpy``), ``spelling`` (``np.sin`` -> ``jnp.sin``), ``none_tests`` (what
+lowering refuses) and ``api`` (the call path: jit, learned loop bounds, error
+messages). Only this module is imported when the backend is not used: it imports no
+JAX.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from s2sgrad.backends.base import RUNTIME_MODULE, Backend
+
+# The names s2sgrad.backends.jax.control exports, which generated JAX modules import. Listed here,
+# not read from that module, so the NumPy backend never imports JAX (seconds of start-up);
+# control.__all__ is this list; tests/test_jax_backend.py checks each name is defined there.
+JAX_CONTROL_NAMES = (
+    "Range",
+    "Tape",
+    "LoopBoundExceeded",
+    "if_else",
+    "for_loop",
+    "for_loop_recording",
+    "replay",
+    "raise_if_overflowed",
+    "reversed_range",
+    "traced_range",
+    "recording",
+    "while_loop",
+    "while_recording",
+)
+
+
+@dataclass(frozen=True)
+class _Jax(Backend):
+    """JAX: control flow lowered to ``lax`` (``lowering``), code run under ``jax.jit``."""
+
+    def spelling(self, numpy_spelling: Any) -> Any:
+        from s2sgrad.backends.jax.spelling import spelling
+
+        return spelling(numpy_spelling, self)
+
+    def lower(self, compilation: Any) -> list:
+        from s2sgrad.backends.jax.lowering import lower_compilation
+
+        return lower_compilation(compilation)
+
+    def runner(self, entry: Callable, max_steps: int | None) -> Callable:
+        from s2sgrad.backends.jax import api
+
+        return lambda *args: api.call(entry, args, max_steps)
+
+    def as_arrays(self, value: Any) -> Any:
+        from s2sgrad.backends.jax import api
+
+        return api.as_arrays(value)
+
+
+JAX = _Jax(
+    name="jax",
+    array_alias="jnp",
+    array_import="import jax.numpy as jnp",
+    runtime_modules={
+        RUNTIME_MODULE: "s2sgrad.backends.jax.runtime",
+        "s2sgrad.backends.jax.control": "s2sgrad.backends.jax.control",
+        "s2sgrad.backends.jax.runtime": "s2sgrad.backends.jax.runtime",
+    },
+    functional_updates=True,
+    libraries=("numpy", "jax", "jaxlib"),
+    header_note=(
+        "Lowered for JAX: loops are lax.scan / lax.while_loop, traced ifs lax.cond "
+        "(s2sgrad.backends.jax.control)."
+    ),
+    primal_from_generated_code=True,
+)
