@@ -142,14 +142,16 @@ def _check_real_result(fun: Callable, *results: Any) -> None:
             )
 
 
-def _with_dtypes_of(derivative: Any, primal: Any) -> Any:
+def _with_dtypes_of(derivative: Any, primal: Any, backend: str) -> Any:
     """``derivative`` with each leaf in the floating dtype of ``primal``'s leaf, as in JAX
-    (a float32 input gets a float32 gradient, though the rules compute in float64)."""
+    (a float32 input gets a float32 gradient, though the rules compute in float64), as
+    the backend has it (JAX without x64: float32 for a float64 input, as ``jax.grad``)."""
 
     def cast(d: Any, p: Any) -> Any:
         dtype = getattr(p, "dtype", None)
         if dtype is None or dtype.kind != "f":
             return d
+        dtype = backends.get(backend).dtype_for(dtype)
         if not hasattr(d, "dtype"):  # a Python float from the derivative code
             return dtype.type(d)
         return d if d.dtype == dtype else d.astype(dtype)
@@ -204,7 +206,9 @@ class _Derivative:
         _check_argument_types(self.fun, primals, self.wrt, what)
         out, grads = self._value_and_grads(primals, what)
         _check_real_result(self.fun, self.value_of(out), grads)
-        return out, tuple(_with_dtypes_of(g, primals[i]) for g, i in zip(grads, self.wrt))
+        return out, tuple(
+            _with_dtypes_of(g, primals[i], self.backend) for g, i in zip(grads, self.wrt)
+        )
 
     def _value_and_grads(self, primals: tuple, what: str) -> tuple[Any, tuple]:
         if self.mode == "reverse":
@@ -364,7 +368,7 @@ def jvp(fun: Callable, primals: tuple | list, tangents: tuple | list, *, backend
     entry = _runner(entry, backend, None)
     out, tangent_out = entry(*primals, *(tangents[i] for i in wrt))
     _check_real_result(fun, out, tangent_out)
-    return out, _with_dtypes_of(tangent_out, out)
+    return out, _with_dtypes_of(tangent_out, out, backend)
 
 
 def vjp(fun: Callable, *primals: Any, backend: str = "numpy", max_steps: int | None = None):
@@ -406,7 +410,7 @@ def vjp(fun: Callable, *primals: Any, backend: str = "numpy", max_steps: int | N
         _check_real_result(fun, cotangents)
         cotangents = iter(cotangents)
         return tuple(
-            (_with_dtypes_of(next(cotangents), p) if i in wrt else _constant_cotangent(p))
+            (_with_dtypes_of(next(cotangents), p, backend) if i in wrt else _constant_cotangent(p))
             for i, p in enumerate(given)
         )
 

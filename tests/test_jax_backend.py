@@ -8,6 +8,7 @@ autograd, central differences), not with s2sgrad's NumPy backend.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -328,6 +329,29 @@ def test_a_function_jax_lacks_is_refused_at_its_line():
     message = str(info.value)
     assert "test_jax_backend.py:" in message and "np.fix(y * 3.0)" in message
     assert "backend='numpy'" in message
+
+
+def test_without_x64_derivatives_are_float32_as_jax_gives_them(tmp_path):
+    """JAX's default (``jax_enable_x64`` off): a float64 NumPy input gets a float32 gradient,
+    as from ``jax.grad``, and no warning. s2sgrad asked JAX for float64 (the input's dtype):
+    every call warned that the request was truncated."""
+    (tmp_path / "energy.py").write_text(
+        "import numpy as np\n\n\ndef f(x):\n    return np.sum(np.sin(x) * x)\n"
+    )
+    code = (
+        "import jax, numpy as np, s2sgrad, energy\n"
+        "x = np.linspace(0.1, 1.0, 3)\n"
+        "want = jax.grad(lambda x: jax.numpy.sum(jax.numpy.sin(x) * x))(x)\n"
+        "got = s2sgrad.grad(energy.f, backend='jax')(x)\n"
+        "_, tangent = s2sgrad.jvp(energy.f, (x,), (np.ones(3),), backend='jax')\n"
+        "_, vjp_fn = s2sgrad.vjp(energy.f, x, backend='jax')\n"
+        "(ct,) = vjp_fn(np.float32(1.0))\n"
+        "assert want.dtype == got.dtype == ct.dtype == 'float32', (want.dtype, got.dtype)\n"
+        "assert np.allclose(got, want, rtol=1e-5) and np.allclose(ct, want, rtol=1e-5)\n"
+        "assert tangent.dtype == 'float32'\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "JAX_ENABLE_X64"}
+    subprocess.run([sys.executable, "-W", "error", "-c", code], check=True, cwd=tmp_path, env=env)
 
 
 def test_numpy_backend_never_imports_jax(tmp_path):

@@ -53,3 +53,7 @@ class Backend:
     def as_arrays(self, value: Any) -> Any:
         """``value`` with its leaves as this backend's arrays (what its users expect back)."""
         return value
+
+    def dtype_for(self, dtype: Any) -> Any:
+        """The dtype this backend gives a derivative whose input has ``dtype``."""
+        return dtype

@@ -61,6 +61,12 @@ class _Jax(Backend):
 
         return api.as_arrays(value)
 
+    def dtype_for(self, dtype: Any) -> Any:
+        """float64 is float32 unless ``jax_enable_x64`` is set, as for ``jax.grad``."""
+        from jax import dtypes
+
+        return dtypes.canonicalize_dtype(dtype)
+
 
 JAX = _Jax(
     name="jax",
