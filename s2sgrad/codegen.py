@@ -67,10 +67,6 @@ POWER_PREC = 13
 POSTFIX_PREC = 15
 ATOM_PREC = 16
 
-# Aliases of modules whose globals rule templates read (see transforms.templates):
-# alias -> module name. Bound at load time as `alias=module` free names.
-MODULE_ALIASES: dict[str, str] = {}
-
 _NUMPY_NAMESPACES = (("np", np), ("np.linalg", np.linalg), ("np.fft", np.fft))
 # Where generated code imports its helpers from, per backend: see s2sgrad.backends.
 RUNTIME_MODULE = backends.RUNTIME_MODULE
@@ -81,7 +77,7 @@ class Spelling:
     text: str
     runtime_import: str | None = None  # name to import from the runtime module
     module_import: str | None = None  # a module the generated code imports (scipy.special)
-    free_root: str | None = None  # a user name to bind at load time
+    free_root: str | None = None  # a user name to bind at load time (or `alias=module`)
     runtime_module: str = RUNTIME_MODULE  # where runtime_import comes from
 
 
@@ -127,7 +123,9 @@ def _spell_numpy(ref: ir.Ref) -> Spelling:
         return Spelling(value.__name__, runtime_import=value.__name__, runtime_module=module)
     if "." not in ref.source and getattr(builtins, ref.source, _MISSING) is value:
         return Spelling(ref.source)
-    return Spelling(ref.source, free_root=ref.source.split(".")[0])
+    root = ref.source.split(".")[0]
+    # A rule's own module (transforms.templates): bound at load time as `alias=module`.
+    return Spelling(ref.source, free_root=root if ref.module is None else f"{root}={ref.module}")
 
 
 _MISSING = object()
@@ -501,10 +499,6 @@ def module_source(
         module_imports |= printer.module_imports
         free |= printer.free_roots
     free |= {f"{alias}={module}" for module, alias in aliases.items()}
-    for root in list(free):
-        if root in MODULE_ALIASES:
-            free.discard(root)
-            free.add(f"{root}={MODULE_ALIASES[root]}")
     free_names = tuple(sorted(free))
     body_text = "\n".join(
         line for text in texts for line in text.splitlines() if not line.lstrip().startswith("#")

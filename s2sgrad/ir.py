@@ -51,6 +51,9 @@ class Ref:
 
     source: str
     value: Any = field(compare=False, hash=False)
+    #: For a name a rule template reads from its own module (``_mymod.helper``): that
+    #: module, which the generated module binds to the name's root when it is loaded.
+    module: str | None = field(default=None, compare=False, hash=False)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Ref) and self.source == other.source and self.value is other.value

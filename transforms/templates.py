@@ -107,8 +107,7 @@ def _qualify_free_names(lowered: ir.FunctionDef, fn: Callable) -> ir.FunctionDef
 
     def qualify(atom):
         if isinstance(atom, ir.Ref) and codegen.spell_ref(atom).free_root is not None:
-            codegen.MODULE_ALIASES[alias] = fn.__module__
-            return ir.Ref(f"{alias}.{atom.source}", atom.value)
+            return ir.Ref(f"{alias}.{atom.source}", atom.value, module=fn.__module__)
         if isinstance(atom, ir.Call):
             return ir.Call(
                 qualify(atom.fn),
