@@ -206,7 +206,7 @@ class _Dir:
 
 
 def _open_cache_dir(*, create: bool, strict: bool = True) -> _Dir | None:
-    """Open the configured cache directory, walking its path from ``/``.
+    """Open the configured cache directory, walking its path from ``/`` (``_Walk``).
 
     Each component is opened with ``O_NOFOLLOW`` relative to the one above and
     checked with ``fstat`` (``_dir_problem``), so what is checked is what is used:
@@ -222,94 +222,128 @@ def _open_cache_dir(*, create: bool, strict: bool = True) -> _Dir | None:
         elif not os.path.isdir(configured):
             return None
         return _Dir(None, configured)
-
-    me = os.geteuid()
-
-    def refuse(problem: tuple[str, str] | None) -> None:
-        if problem is not None and strict:
-            reason, hint = problem
-            if reason.startswith(configured + " "):
-                reason = "it" + reason[len(configured) :]
-            raise UnsafeCacheDirError(
-                f"refusing to use the cache directory {configured}: {reason}", hint=hint
-            )
-
-    pending = _components(configured)
-    fd = os.open("/", _DIR_FLAGS)
-    here = "/"
-    hops = 0  # symlinks followed and creations raced: bounded, like the kernel's ELOOP
-    just_made = None
-    keep = False
+    walk = _Walk(configured, create, strict)
     try:
-        refuse(_dir_problem(here, os.fstat(fd), me, final=not pending))
-        while pending:
-            name = pending.pop(0)
+        return walk.run()
+    finally:
+        walk.close()
+
+
+class _Walk:
+    """One walk down the cache path, holding the descriptor of the directory reached.
+
+    The path still to walk is ``pending``; a symlink met on the way is read (never
+    followed by the kernel) and its target's components go in front of ``pending``, from
+    ``/`` again. ``hops`` counts links followed and creations raced, bounded like the
+    kernel's ELOOP.
+    """
+
+    def __init__(self, configured: str, create: bool, strict: bool) -> None:
+        self.configured, self.create, self.strict = configured, create, strict
+        self.me = os.geteuid()
+        self.pending = _components(configured)
+        self.fd: int | None = os.open("/", _DIR_FLAGS)
+        self.here = "/"
+        self.hops = 0
+        self.just_made: str | None = None
+
+    def run(self) -> _Dir | None:
+        """The configured directory, checked; None where it is missing and not created."""
+        self._check(os.fstat(self.fd))
+        while self.pending:
+            name = self.pending.pop(0)
             try:
-                child = os.open(name, _DIR_FLAGS, dir_fd=fd)
-            except FileNotFoundError:
-                if not create:
+                child = os.open(name, _DIR_FLAGS, dir_fd=self.fd)
+            except FileNotFoundError as missing:
+                if not self.create:
                     return None
-                try:
-                    os.mkdir(name, 0o700, dir_fd=fd)
-                    just_made = name
-                except FileExistsError:  # made meanwhile by someone else: check what it is
-                    pass
-                hops += 1
-                if hops > _MAX_SYMLINKS:
-                    raise
-                pending.insert(0, name)
+                self._make(name, missing)
                 continue
             except OSError as exc:
                 if exc.errno not in (errno.ELOOP, errno.ENOTDIR, errno.EMLINK):
                     raise
-                link = os.path.join(here, name)
-                lst = os.stat(name, dir_fd=fd, follow_symlinks=False)
-                if not stat.S_ISLNK(lst.st_mode):
-                    raise NotADirectoryError(
-                        errno.ENOTDIR, os.strerror(errno.ENOTDIR), link
-                    ) from None
-                hops += 1
-                if hops > _MAX_SYMLINKS:
-                    raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), link) from None
-                if lst.st_uid not in (me, 0):
-                    # Only possible in a sticky shared directory (another user could not
-                    # write here otherwise): a link planted for us to follow.
-                    refuse(
-                        (
-                            f"{link} is a symlink owned by {_user(lst.st_uid)}, not by you",
-                            f"set {ENV_VAR} to a directory that you own",
-                        )
-                    )
-                target = os.readlink(name, dir_fd=fd)
-                resolved = os.path.normpath(os.path.join(here, target))
-                # Said once; root's links are the system's layout (/var -> private/var) for
-                # everyone else.
-                if lst.st_uid != 0 or me == 0:
-                    _warn_once(
-                        f"symlink {link}",
-                        f"s2sgrad: cache path {link} is a symlink to {target}; "
-                        f"using {os.path.join(resolved, *pending)}",
-                    )
-                pending = _components(resolved) + pending
-                os.close(fd)
-                fd = os.open("/", _DIR_FLAGS)
-                here = "/"
-                refuse(_dir_problem(here, os.fstat(fd), me, final=not pending))
+                self._follow_link(name)
                 continue
-            os.close(fd)
-            fd = child
-            here = os.path.join(here, name)
-            st = os.fstat(fd)
-            if just_made == name and st.st_uid == me and stat.S_IMODE(st.st_mode) != 0o700:
-                os.fchmod(fd, 0o700)  # the umask may have taken bits away: u=rwx exactly
-                st = os.fstat(fd)
-            just_made = None
-            refuse(_dir_problem(here, st, me, final=not pending))
-        keep = True
-        return _Dir(fd, here)
-    finally:
-        if not keep:
-            os.close(fd)
+            self._enter(name, child)
+        fd, self.fd = self.fd, None  # handed over: close() leaves it open
+        return _Dir(fd, self.here)
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+
+    def _make(self, name: str, missing: FileNotFoundError) -> None:
+        """Make the missing component ``name`` (``0o700``) and open it on the next round."""
+        try:
+            os.mkdir(name, 0o700, dir_fd=self.fd)
+            self.just_made = name
+        except FileExistsError:  # made meanwhile by someone else: check what it is
+            pass
+        self._hop(missing)
+        self.pending.insert(0, name)
+
+    def _follow_link(self, name: str) -> None:
+        """``name`` is not a directory: if it is a symlink one may follow, walk its target
+        from ``/`` (said once, unless the link is the system's own); else raise."""
+        link = os.path.join(self.here, name)
+        lst = os.stat(name, dir_fd=self.fd, follow_symlinks=False)
+        if not stat.S_ISLNK(lst.st_mode):
+            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), link) from None
+        self._hop(OSError(errno.ELOOP, os.strerror(errno.ELOOP), link))
+        if lst.st_uid not in (self.me, 0):
+            # Only possible in a sticky shared directory (another user could not
+            # write here otherwise): a link planted for us to follow.
+            self._refuse(
+                (
+                    f"{link} is a symlink owned by {_user(lst.st_uid)}, not by you",
+                    f"set {ENV_VAR} to a directory that you own",
+                )
+            )
+        target = os.readlink(name, dir_fd=self.fd)
+        resolved = os.path.normpath(os.path.join(self.here, target))
+        # Said once; root's links are the system's layout (/var -> private/var) for
+        # everyone else.
+        if lst.st_uid != 0 or self.me == 0:
+            _warn_once(
+                f"symlink {link}",
+                f"s2sgrad: cache path {link} is a symlink to {target}; "
+                f"using {os.path.join(resolved, *self.pending)}",
+            )
+        self.pending = _components(resolved) + self.pending
+        os.close(self.fd)
+        self.fd = None
+        self.fd = os.open("/", _DIR_FLAGS)
+        self.here = "/"
+        self._check(os.fstat(self.fd))
+
+    def _enter(self, name: str, child: int) -> None:
+        """Step into the opened component ``name``, fixing the mode of one just made."""
+        os.close(self.fd)
+        self.fd = child
+        self.here = os.path.join(self.here, name)
+        st = os.fstat(child)
+        if self.just_made == name and st.st_uid == self.me and stat.S_IMODE(st.st_mode) != 0o700:
+            os.fchmod(child, 0o700)  # the umask may have taken bits away: u=rwx exactly
+            st = os.fstat(child)
+        self.just_made = None
+        self._check(st)
+
+    def _hop(self, too_many: OSError) -> None:
+        self.hops += 1
+        if self.hops > _MAX_SYMLINKS:
+            raise too_many from None
+
+    def _check(self, st: os.stat_result) -> None:
+        self._refuse(_dir_problem(self.here, st, self.me, final=not self.pending))
+
+    def _refuse(self, problem: tuple[str, str] | None) -> None:
+        if problem is not None and self.strict:
+            reason, hint = problem
+            if reason.startswith(self.configured + " "):
+                reason = "it" + reason[len(self.configured) :]
+            raise UnsafeCacheDirError(
+                f"refusing to use the cache directory {self.configured}: {reason}", hint=hint
+            )
 
 
 def _components(path: str) -> list[str]:
