@@ -163,6 +163,30 @@ def resolve_free_name(fn: Callable, name: str) -> tuple[bool, Any]:
     return False, None
 
 
+# Expressions s2sgrad refuses: node types, what the message calls them, what to do instead.
+_REFUSED_EXPRESSIONS = (
+    (
+        cst.Imaginary,
+        "a complex number literal",
+        "s2sgrad differentiates real-valued code only; complex support is not there yet",
+    ),
+    (cst.Lambda, "lambda", "define a named function at module level"),
+    (
+        (cst.ListComp, cst.GeneratorExp, cst.SetComp, cst.DictComp),
+        "comprehensions",
+        "use a vectorized NumPy expression or np.stack of a list",
+    ),
+    (cst.FormattedString, "f-strings", "format strings outside the function"),
+    (cst.NamedExpr, "the walrus operator", "use a separate assignment"),
+    (
+        (cst.Yield, cst.Await),
+        "generators and coroutines",
+        "return an array instead of yielding values",
+    ),
+    (cst.Set, "set literals", "use a list or an array"),
+)
+
+
 class _Lowering:
     """One libcst FunctionDef -> ir.FunctionDef, with names resolved against ``fn``."""
 
@@ -445,27 +469,12 @@ class _Lowering:
     def expr(self, node: cst.BaseExpression):
         if isinstance(node, cst.Name):
             return self.name(node)
-        if isinstance(node, cst.Imaginary):
-            raise self.unsupported(
-                node,
-                "a complex number literal",
-                "s2sgrad differentiates real-valued code only; complex support is not there yet",
-            )
-        if isinstance(node, (cst.Integer, cst.Float)):
-            return ir.Const(node.evaluated_value)
-        if isinstance(node, (cst.SimpleString, cst.ConcatenatedString)):
+        if isinstance(node, (cst.Integer, cst.Float, cst.SimpleString, cst.ConcatenatedString)):
             return ir.Const(node.evaluated_value)
         if isinstance(node, cst.Ellipsis):
             return ir.Const(Ellipsis)
-        if isinstance(node, cst.BinaryOperation):
-            op = BINARY_OPERATORS.get(type(node.operator))
-            return ir.Call(_op_ref(op), (self.expr(node.left), self.expr(node.right)))
-        if isinstance(node, cst.UnaryOperation):
-            op = UNARY_OPERATORS[type(node.operator)]
-            operand = self.expr(node.expression)
-            if op is operator.neg and isinstance(operand, ir.Const):
-                return ir.Const(-operand.value)
-            return ir.Call(_op_ref(op), (operand,))
+        if isinstance(node, (cst.BinaryOperation, cst.UnaryOperation)):
+            return self.operation(node)
         if isinstance(node, cst.Comparison):
             return self.comparison(node)
         if isinstance(node, cst.Call):
@@ -473,36 +482,39 @@ class _Lowering:
         if isinstance(node, cst.Attribute):
             return self.attribute(node)
         if isinstance(node, cst.Subscript):
-            base = self.expr(node.value)
-            if isinstance(base, ir.Ref) and (base.value is np.r_ or base.value is np.c_):
-                return self.index_concatenation(node, base)
-            return ir.Call(_op_ref(operator.getitem), (base, self.index(node)))
-        if isinstance(node, (cst.Tuple, cst.List)):
-            elts = []
-            for el in node.elements:
-                if isinstance(el, cst.StarredElement):
-                    raise self.unsupported(el, "starred elements", "list the elements explicitly")
-                elts.append(self.expr(el.value))
-            return ir.Seq("tuple" if isinstance(node, cst.Tuple) else "list", tuple(elts))
+            return self.subscript(node)
+        if isinstance(node, (cst.Tuple, cst.List, cst.Dict)):
+            return self.display(node)
         if isinstance(node, cst.IfExp):
             return ir.IfExp(self.expr(node.test), self.expr(node.body), self.expr(node.orelse))
         if isinstance(node, cst.BooleanOperation):
             op = "and" if isinstance(node.operator, cst.And) else "or"
             return ir.BoolOp(op, self.expr(node.left), self.expr(node.right))
-        if isinstance(node, cst.Lambda):
-            raise self.unsupported(node, "lambda", "define a named function at module level")
-        if isinstance(node, (cst.ListComp, cst.GeneratorExp, cst.SetComp, cst.DictComp)):
-            raise self.unsupported(
-                node, "comprehensions", "use a vectorized NumPy expression or np.stack of a list"
-            )
-        if isinstance(node, (cst.FormattedString,)):
-            raise self.unsupported(node, "f-strings", "format strings outside the function")
-        if isinstance(node, cst.NamedExpr):
-            raise self.unsupported(node, "the walrus operator", "use a separate assignment")
-        if isinstance(node, (cst.Yield, cst.Await)):
-            raise self.unsupported(
-                node, "generators and coroutines", "return an array instead of yielding values"
-            )
+        for kinds, what, hint in _REFUSED_EXPRESSIONS:
+            if isinstance(node, kinds):
+                raise self.unsupported(node, what, hint)
+        raise self.unsupported(node, f"the expression `{type(node).__name__}`", "rewrite it")
+
+    def operation(self, node: cst.BinaryOperation | cst.UnaryOperation) -> ir.Call | ir.Const:
+        """``a + b``, ``-a``: calls of the ``operator`` functions (``-2.0`` is a constant)."""
+        if isinstance(node, cst.BinaryOperation):
+            op = BINARY_OPERATORS.get(type(node.operator))
+            return ir.Call(_op_ref(op), (self.expr(node.left), self.expr(node.right)))
+        op = UNARY_OPERATORS[type(node.operator)]
+        operand = self.expr(node.expression)
+        if op is operator.neg and isinstance(operand, ir.Const):
+            return ir.Const(-operand.value)
+        return ir.Call(_op_ref(op), (operand,))
+
+    def subscript(self, node: cst.Subscript):
+        """``x[i]`` (a call of ``operator.getitem``), or ``np.r_[...]``/``np.c_[...]``."""
+        base = self.expr(node.value)
+        if isinstance(base, ir.Ref) and (base.value is np.r_ or base.value is np.c_):
+            return self.index_concatenation(node, base)
+        return ir.Call(_op_ref(operator.getitem), (base, self.index(node)))
+
+    def display(self, node: cst.Tuple | cst.List | cst.Dict) -> ir.Seq:
+        """A tuple, list or dict literal, without ``*`` or ``**`` unpacking."""
         if isinstance(node, cst.Dict):
             keys, values = [], []
             for el in node.elements:
@@ -511,9 +523,12 @@ class _Lowering:
                 keys.append(self.expr(el.key))
                 values.append(self.expr(el.value))
             return ir.Seq("dict", tuple(values), tuple(keys))
-        if isinstance(node, cst.Set):
-            raise self.unsupported(node, "set literals", "use a list or an array")
-        raise self.unsupported(node, f"the expression `{type(node).__name__}`", "rewrite it")
+        elts = []
+        for el in node.elements:
+            if isinstance(el, cst.StarredElement):
+                raise self.unsupported(el, "starred elements", "list the elements explicitly")
+            elts.append(self.expr(el.value))
+        return ir.Seq("tuple" if isinstance(node, cst.Tuple) else "list", tuple(elts))
 
     def name(self, node: cst.Name):
         n = node.value

@@ -137,21 +137,7 @@ class _Normalizer:
             (target,) = stmt.targets
             return pre + [ir.Assign((self.bind(target.id),), value, loc)]
         if isinstance(stmt, ir.AugAssign):
-            if isinstance(stmt.target, ir.Name):
-                current = self.read(stmt.target.id)
-                rhs = self.atom(stmt.value, pre)
-                value = ir.Call(_op(stmt.op), (current, rhs))
-                return pre + [ir.Assign((self.bind(stmt.target.id),), value, loc)]
-            base, index = stmt.target
-            idx = self.index(index, pre)
-            old = self.temp()
-            pre.append(
-                ir.Assign((old,), ir.Call(_op(operator.getitem), (self.read(base.id), idx)), loc)
-            )
-            rhs = self.atom(stmt.value, pre)
-            new = self.temp()
-            pre.append(ir.Assign((new,), ir.Call(_op(stmt.op), (old, rhs)), loc))
-            return pre + [ir.SetItem(self.read(base.id), idx, new, loc)]
+            return self.augmented(stmt)
         if isinstance(stmt, ir.SetItem):
             idx = self.index(stmt.index, pre)
             value = self.atom(stmt.value, pre)
@@ -182,15 +168,38 @@ class _Normalizer:
         if isinstance(stmt, (ir.Break, ir.Continue)):
             return [stmt]
         if isinstance(stmt, ir.LocalDef):
-            from s2sgrad.transforms.structure import structure
-
-            inner = stmt.function
-            # Earlier nested defs are visible inside this one (and inlined there too).
-            self.local_defs[inner.name] = structure(
-                normalize(inner, dict(self.local_defs), defining=inner.name)
-            )
+            self.local_def(stmt.function)
             return []
         raise TypeError(f"unexpected statement {stmt!r}")
+
+    def augmented(self, stmt: ir.AugAssign) -> list[ir.Stmt]:
+        """``x += v`` is ``x = x + v``; ``x[i] += v`` reads ``x[i]``, adds, and writes back."""
+        pre: list[ir.Stmt] = []
+        loc = stmt.loc
+        if isinstance(stmt.target, ir.Name):
+            current = self.read(stmt.target.id)
+            rhs = self.atom(stmt.value, pre)
+            value = ir.Call(_op(stmt.op), (current, rhs))
+            return pre + [ir.Assign((self.bind(stmt.target.id),), value, loc)]
+        base, index = stmt.target
+        idx = self.index(index, pre)
+        old = self.temp()
+        pre.append(
+            ir.Assign((old,), ir.Call(_op(operator.getitem), (self.read(base.id), idx)), loc)
+        )
+        rhs = self.atom(stmt.value, pre)
+        new = self.temp()
+        pre.append(ir.Assign((new,), ir.Call(_op(stmt.op), (old, rhs)), loc))
+        return pre + [ir.SetItem(self.read(base.id), idx, new, loc)]
+
+    def local_def(self, inner: ir.FunctionDef) -> None:
+        """Normalize a nested ``def`` on its own; calls of it are inlined later. Earlier
+        nested defs are visible inside this one (and inlined there too)."""
+        from s2sgrad.transforms.structure import structure
+
+        self.local_defs[inner.name] = structure(
+            normalize(inner, dict(self.local_defs), defining=inner.name)
+        )
 
     def unpack(self, pattern: Any, value: Any, loc) -> list[ir.Stmt]:
         pre: list[ir.Stmt] = []
