@@ -1,4 +1,4 @@
-"""Runtime helpers that derivative rules call, NumPy implementations.
+"""Runtime helpers that derivative rules call, written once for every backend.
 
 Rule templates (``s2sgrad/rules/``) are inlined into generated code, so every
 helper named here may appear in a user's derivative module. They are named
