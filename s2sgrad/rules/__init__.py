@@ -1,8 +1,9 @@
 """Derivative rules: the registry and the built-in rule modules that fill it.
 
-Importing this package registers every built-in rule (the ``elementwise``,
-``reductions``, ``shape``, ``linalg`` and ``nondiff`` modules register theirs
-when imported; ``special`` only where SciPy is installed). The cache key hashes
+Importing this package registers every built-in rule. The rule modules follow NumPy's
+families, one docs section each: ``elementwise``, ``reductions``, ``scans``, ``shape``,
+``joins``, ``indexing``, ``linalg``, ``decompositions``, ``nondiff`` (zero derivatives)
+and ``special`` (scipy.special, only where SciPy is installed). The cache key hashes
 every file of the package, these included, so a changed built-in template never
 reuses a module generated with the old one; nothing needs bumping by hand.
 """
@@ -11,11 +12,11 @@ from s2sgrad.rules import (  # noqa: F401
     decompositions,
     elementwise,
     indexing,
+    joins,
     linalg,
     nondiff,
     reductions,
     scans,
-    sequences,
     shape,
 )
 from s2sgrad.rules.registry import (

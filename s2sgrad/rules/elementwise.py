@@ -20,7 +20,13 @@ import operator
 import numpy as np
 
 from s2sgrad.rules.registry import defjvp, defvjp, nondifferentiable, restrict
-from s2sgrad.runtime import broadcast_like, greater_share, power_slope_exponent, unbroadcast
+from s2sgrad.runtime import (
+    broadcast_like,
+    clip_shares,
+    greater_share,
+    power_slope_exponent,
+    unbroadcast,
+)
 
 # --------------------------------------------------------------------------- arithmetic
 
@@ -575,3 +581,38 @@ def arctanh_jvp(ans, x, *, dx):
 @defvjp(np.arctanh)
 def arctanh_vjp(g, ans, x):
     return g / (1 - x**2)
+
+
+# --------------------------------------------------------------------------- where and clip
+
+
+@defjvp(np.where)
+def where_jvp(ans, condition, x, y, *, dx, dy):
+    from_x = np.where(condition, dx, 0)
+    from_y = np.where(condition, 0, dy)
+    return broadcast_like(from_x, ans), broadcast_like(from_y, ans)
+
+
+@defvjp(np.where)
+def where_vjp(g, ans, condition, x, y):
+    return (
+        None,
+        unbroadcast(np.where(condition, g, 0), x),
+        unbroadcast(np.where(condition, 0, g), y),
+    )
+
+
+@defjvp(np.clip)
+def clip_jvp(ans, a, a_min, a_max, *, da, da_min, da_max):
+    a_share, min_share, max_share = clip_shares(a, a_min, a_max)
+    return da * a_share, da_min * min_share, da_max * max_share
+
+
+@defvjp(np.clip)
+def clip_vjp(g, ans, a, a_min, a_max):
+    a_share, min_share, max_share = clip_shares(a, a_min, a_max)
+    return (
+        unbroadcast(g * a_share, a),
+        unbroadcast(g * min_share, a_min),
+        unbroadcast(g * max_share, a_max),
+    )

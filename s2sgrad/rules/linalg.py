@@ -28,6 +28,7 @@ from s2sgrad.runtime import (
     multi_dot_tangent,
     tensordot_adjoint_lhs,
     tensordot_adjoint_rhs,
+    unbroadcast,
 )
 
 
@@ -194,3 +195,29 @@ def det_jvp(ans, a, *, da):
 @defvjp(np.linalg.det)
 def det_vjp(g, ans, a):
     return (g * ans)[..., None, None] * np.swapaxes(np.linalg.inv(a), -1, -2)
+
+
+# --------------------------------------------------------------------------- vector products
+
+
+@defjvp(np.cross)
+def cross_jvp(ans, a, b, *, da, db):
+    # 3-vectors along the last axis.
+    return np.cross(da, b), np.cross(a, db)
+
+
+@defvjp(np.cross)
+def cross_vjp(g, ans, a, b):
+    # <g, a x b> = <a, b x g> = <b, g x a>
+    return unbroadcast(np.cross(b, g), a), unbroadcast(np.cross(g, a), b)
+
+
+@defjvp(np.vecdot)
+def vecdot_jvp(ans, x1, x2, axis=-1, *, dx1, dx2):
+    return np.vecdot(dx1, x2, axis=axis), np.vecdot(x1, dx2, axis=axis)
+
+
+@defvjp(np.vecdot)
+def vecdot_vjp(g, ans, x1, x2, axis=-1):
+    gx = np.expand_dims(g, axis)
+    return unbroadcast(gx * x2, x1), unbroadcast(x1 * gx, x2)

@@ -1,5 +1,5 @@
-"""Rules for reductions: sum, mean, prod, max/min, ptp, the nan-reductions, average, var/std,
-norm and cumsum.
+"""Rules for reductions: sum, mean, prod, max/min, ptp, the nan-reductions, average, var/std
+and norm (cumulative sums are in scans.py).
 
 Parameters mirror NumPy's signatures (``a, axis=None, dtype=None, out=None,
 keepdims=False``) so that positional and keyword arguments bind as they do in
@@ -242,14 +242,3 @@ def norm_jvp(ans, x, ord=None, axis=None, keepdims=False, *, dx):
 @defvjp(np.linalg.norm)
 def norm_vjp(g, ans, x, ord=None, axis=None, keepdims=False):
     return unreduce(g, x, axis, keepdims) * norm_direction(x, ans, ord, axis, keepdims)
-
-
-@defjvp(np.cumsum)
-def cumsum_jvp(ans, a, axis=None, dtype=None, out=None, *, da):
-    return np.cumsum(da, axis=axis)
-
-
-@defvjp(np.cumsum)
-def cumsum_vjp(g, ans, a, axis=None, dtype=None, out=None):
-    # Each input element feeds every later partial sum: a reversed cumulative sum.
-    return np.reshape(np.flip(np.cumsum(np.flip(g, axis), axis), axis), np.shape(a))

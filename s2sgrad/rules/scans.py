@@ -1,11 +1,13 @@
-"""Rules for cumulative scans: cumprod, nancumsum, nancumprod (``np.cumsum`` is in reductions.py).
+"""Rules for operations along one axis: cumulative sums and products (and their ``nan``
+forms), differences, the trapezoid rule and convolution.
 
 Parameters mirror NumPy's ``(a, axis=None, dtype=None, out=None)``; with
-``axis=None`` the scan runs over the flattened array. ``cumprod`` is exact
-where ``a`` has zeros, as in jax (see ``runtime.cumprod_tangent``). The
-``nan`` scans treat NaN as the identity of the scan (0 for sums, 1 for
-products), so NaN entries receive no derivative, as jax's ``where``-based
-versions give.
+``axis=None`` a scan runs over the flattened array. ``cumprod`` is exact where ``a``
+has zeros, as in jax (see ``runtime.cumprod_tangent``). The ``nan`` scans treat NaN
+as the identity of the scan (0 for sums, 1 for products), so NaN entries receive no
+derivative, as jax's ``where``-based versions give. The others are linear in their
+array arguments: each tangent is the operation applied to the tangent, each
+cotangent its transpose.
 """
 
 from __future__ import annotations
@@ -13,7 +15,27 @@ from __future__ import annotations
 import numpy as np
 
 from s2sgrad.rules.registry import defjvp, defvjp
-from s2sgrad.runtime import cumprod_tangent, uncumprod
+from s2sgrad.runtime import (
+    cumprod_tangent,
+    trapezoid_weights,
+    unconvolve,
+    uncumprod,
+    uncumulative_sum,
+    undiff,
+)
+
+# --------------------------------------------------------------------------- scans
+
+
+@defjvp(np.cumsum)
+def cumsum_jvp(ans, a, axis=None, dtype=None, out=None, *, da):
+    return np.cumsum(da, axis=axis)
+
+
+@defvjp(np.cumsum)
+def cumsum_vjp(g, ans, a, axis=None, dtype=None, out=None):
+    # Each input element feeds every later partial sum: a reversed cumulative sum.
+    return np.reshape(np.flip(np.cumsum(np.flip(g, axis), axis), axis), np.shape(a))
 
 
 @defjvp(np.cumprod)
@@ -48,3 +70,47 @@ def nancumprod_jvp(ans, a, axis=None, dtype=None, out=None, *, da):
 def nancumprod_vjp(g, ans, a, axis=None, dtype=None, out=None):
     missing = np.isnan(a)
     return np.where(missing, 0.0, uncumprod(g, np.where(missing, 1.0, a), axis))
+
+
+# --------------------------------------------------------------------------- along one axis
+
+
+@defjvp(np.diff)
+def diff_jvp(ans, a, n=1, axis=-1, *, da):
+    return np.diff(da, n, axis)
+
+
+@defvjp(np.diff)
+def diff_vjp(g, ans, a, n=1, axis=-1):
+    return undiff(g, n, axis)
+
+
+@defjvp(np.cumulative_sum)
+def cumulative_sum_jvp(ans, x, axis=None, dtype=None, out=None, include_initial=False, *, dx):
+    return np.cumulative_sum(dx, axis=axis, include_initial=include_initial)
+
+
+@defvjp(np.cumulative_sum)
+def cumulative_sum_vjp(g, ans, x, axis=None, dtype=None, out=None, include_initial=False):
+    return uncumulative_sum(g, x, axis, include_initial)
+
+
+@defjvp(np.trapezoid)
+def trapezoid_jvp(ans, y, x=None, dx=1.0, axis=-1, *, dy):
+    return np.trapezoid(dy, x, dx, axis)
+
+
+@defvjp(np.trapezoid)
+def trapezoid_vjp(g, ans, y, x=None, dx=1.0, axis=-1):
+    # Sample points `x` and spacing `dx` are not differentiated (None entries).
+    return np.expand_dims(g, axis) * trapezoid_weights(y, x, dx, axis), None, None
+
+
+@defjvp(np.convolve)
+def convolve_jvp(ans, a, v, mode="full", *, da, dv):
+    return np.convolve(da, v, mode), np.convolve(a, dv, mode)
+
+
+@defvjp(np.convolve)
+def convolve_vjp(g, ans, a, v, mode="full"):
+    return unconvolve(g, a, v, mode), unconvolve(g, v, a, mode)

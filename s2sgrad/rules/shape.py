@@ -1,77 +1,25 @@
-"""Rules for primitives that move, select or copy elements without arithmetic.
+"""Rules for reshaping and rearranging arrays: transpose, reshape, squeeze, broadcast_to,
+flips, rotations and rolls, ``atleast_*``, and copies (``array``, ``copy``, ``full``).
 
-Their forward rules apply the same primitive to the tangent (a view of ``x``
-has the matching view of ``dx`` as tangent); their reverse rules apply the
-inverse movement to the cotangent (a transpose by the inverse permutation, a
-reshape back to the input's shape, a scatter for indexing, a split for
-concatenation).
+These primitives move or copy elements without arithmetic. Their forward rules
+apply the same primitive to the tangent (a view of ``x`` has the matching view of
+``dx`` as tangent); their reverse rules apply the inverse movement to the cotangent
+(a transpose by the inverse permutation, a reshape back to the input's shape, a flip
+or roll the other way).
 """
 
 from __future__ import annotations
-
-import operator
 
 import numpy as np
 
 from s2sgrad.rules.registry import defjvp, defvjp
 from s2sgrad.runtime import (
-    broadcast_like,
-    clip_shares,
-    concatenate_items,
     inverse_permutation,
+    negated_shift,
     unbroadcast,
-    unconcatenate,
-    unconcatenate_items,
-    unindex,
-    unstack,
 )
 
-# --------------------------------------------------------------------------- indexing
-
-
-@defjvp(operator.getitem)
-def getitem_jvp(ans, x, idx, *, dx):
-    return dx[idx]
-
-
-@defvjp(operator.getitem)
-def getitem_vjp(g, ans, x, idx):
-    return unindex(g, x, idx)
-
-
-@defjvp(np.where)
-def where_jvp(ans, condition, x, y, *, dx, dy):
-    from_x = np.where(condition, dx, 0)
-    from_y = np.where(condition, 0, dy)
-    return broadcast_like(from_x, ans), broadcast_like(from_y, ans)
-
-
-@defvjp(np.where)
-def where_vjp(g, ans, condition, x, y):
-    return (
-        None,
-        unbroadcast(np.where(condition, g, 0), x),
-        unbroadcast(np.where(condition, 0, g), y),
-    )
-
-
-@defjvp(np.clip)
-def clip_jvp(ans, a, a_min, a_max, *, da, da_min, da_max):
-    a_share, min_share, max_share = clip_shares(a, a_min, a_max)
-    return da * a_share, da_min * min_share, da_max * max_share
-
-
-@defvjp(np.clip)
-def clip_vjp(g, ans, a, a_min, a_max):
-    a_share, min_share, max_share = clip_shares(a, a_min, a_max)
-    return (
-        unbroadcast(g * a_share, a),
-        unbroadcast(g * min_share, a_min),
-        unbroadcast(g * max_share, a_max),
-    )
-
-
-# --------------------------------------------------------------------------- shapes and axes
+# --------------------------------------------------------------------------- rearranging
 
 
 @defjvp(np.transpose)
@@ -164,44 +112,6 @@ def flip_vjp(g, ans, m, axis=None):
     return np.flip(g, axis)
 
 
-# --------------------------------------------------------------------------- joining
-
-
-@defjvp(np.concatenate)
-def concatenate_jvp(ans, arrays, axis=0, out=None, *, darrays):
-    return np.concatenate(darrays, axis=axis)
-
-
-@defvjp(np.concatenate)
-def concatenate_vjp(g, ans, arrays, axis=0, out=None):
-    return unconcatenate(g, arrays, axis)
-
-
-@defjvp(np.stack)
-def stack_jvp(ans, arrays, axis=0, out=None, *, darrays):
-    return np.stack(darrays, axis=axis)
-
-
-@defvjp(np.stack)
-def stack_vjp(g, ans, arrays, axis=0, out=None):
-    return unstack(g, axis, arrays)
-
-
-# np.r_[...] and np.c_[...] (index tricks: a subscript of an object), which the frontend
-# lowers to concatenate_items(items, how, directive); a slice item is a constant np.arange.
-@defjvp(concatenate_items)
-def concatenate_items_jvp(ans, items, how="r_", directive=None, *, ditems):
-    return concatenate_items(ditems, how, directive)
-
-
-@defvjp(concatenate_items)
-def concatenate_items_vjp(g, ans, items, how="r_", directive=None):
-    return unconcatenate_items(g, items, how, directive)
-
-
-# --------------------------------------------------------------------------- copies and creation
-
-
 @defjvp(np.copy)
 def copy_jvp(ans, a, order="K", subok=False, *, da):
     # A fresh tangent for a fresh array: generated code may write into either.
@@ -258,3 +168,76 @@ def full_like_jvp(
 @defvjp(np.full_like)
 def full_like_vjp(g, ans, a, fill_value, dtype=None, order="K", subok=True, shape=None):
     return np.zeros_like(a), unbroadcast(g, fill_value)
+
+
+# --------------------------------------------------------------------------- flips and rolls
+
+
+@defjvp(np.fliplr)
+def fliplr_jvp(ans, m, *, dm):
+    return np.fliplr(dm)
+
+
+@defvjp(np.fliplr)
+def fliplr_vjp(g, ans, m):
+    return np.fliplr(g)
+
+
+@defjvp(np.flipud)
+def flipud_jvp(ans, m, *, dm):
+    return np.flipud(dm)
+
+
+@defvjp(np.flipud)
+def flipud_vjp(g, ans, m):
+    return np.flipud(g)
+
+
+@defjvp(np.roll)
+def roll_jvp(ans, a, shift, axis=None, *, da):
+    return np.roll(da, shift, axis)
+
+
+@defvjp(np.roll)
+def roll_vjp(g, ans, a, shift, axis=None):
+    return np.roll(g, negated_shift(shift), axis)
+
+
+@defjvp(np.atleast_1d)
+def atleast_1d_jvp(ans, arys, *, darys):
+    return np.atleast_1d(darys)
+
+
+@defvjp(np.atleast_1d)
+def atleast_1d_vjp(g, ans, arys):
+    return np.reshape(g, np.shape(arys))
+
+
+@defjvp(np.atleast_2d)
+def atleast_2d_jvp(ans, arys, *, darys):
+    return np.atleast_2d(darys)
+
+
+@defvjp(np.atleast_2d)
+def atleast_2d_vjp(g, ans, arys):
+    return np.reshape(g, np.shape(arys))
+
+
+@defjvp(np.atleast_3d)
+def atleast_3d_jvp(ans, arys, *, darys):
+    return np.atleast_3d(darys)
+
+
+@defvjp(np.atleast_3d)
+def atleast_3d_vjp(g, ans, arys):
+    return np.reshape(g, np.shape(arys))
+
+
+@defjvp(np.rot90)
+def rot90_jvp(ans, m, k=1, axes=(0, 1), *, dm):
+    return np.rot90(dm, k, axes)
+
+
+@defvjp(np.rot90)
+def rot90_vjp(g, ans, m, k=1, axes=(0, 1)):
+    return np.rot90(g, -k, axes)

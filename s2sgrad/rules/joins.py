@@ -1,0 +1,176 @@
+"""Rules for joining and splitting arrays: concatenate, stack and their ``h``/``v``/``d``/
+``column`` forms, ``np.r_``/``np.c_``, append, split, tile, repeat and pad.
+
+Like ``shape.py`` these move or copy elements without arithmetic: the forward rules
+apply the primitive to the tangent, the reverse rules send each element of the
+cotangent back to the element it was copied from, adding up copies (``unjoin``,
+``unsplit``, ``untile``, ``unrepeat``, ``unpad``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from s2sgrad.rules.registry import defjvp, defvjp, restrict
+from s2sgrad.runtime import (
+    concatenate_items,
+    pad_tangent,
+    unconcatenate,
+    unconcatenate_items,
+    unjoin,
+    unpad,
+    unrepeat,
+    unsplit,
+    unstack,
+    untile,
+)
+
+# --------------------------------------------------------------------------- joining and splitting
+
+
+@defjvp(np.concatenate)
+def concatenate_jvp(ans, arrays, axis=0, out=None, *, darrays):
+    return np.concatenate(darrays, axis=axis)
+
+
+@defvjp(np.concatenate)
+def concatenate_vjp(g, ans, arrays, axis=0, out=None):
+    return unconcatenate(g, arrays, axis)
+
+
+@defjvp(np.stack)
+def stack_jvp(ans, arrays, axis=0, out=None, *, darrays):
+    return np.stack(darrays, axis=axis)
+
+
+@defvjp(np.stack)
+def stack_vjp(g, ans, arrays, axis=0, out=None):
+    return unstack(g, axis, arrays)
+
+
+# np.r_[...] and np.c_[...] (index tricks: a subscript of an object), which the frontend
+# lowers to concatenate_items(items, how, directive); a slice item is a constant np.arange.
+@defjvp(concatenate_items)
+def concatenate_items_jvp(ans, items, how="r_", directive=None, *, ditems):
+    return concatenate_items(ditems, how, directive)
+
+
+@defvjp(concatenate_items)
+def concatenate_items_vjp(g, ans, items, how="r_", directive=None):
+    return unconcatenate_items(g, items, how, directive)
+
+
+@defjvp(np.hstack)
+def hstack_jvp(ans, tup, *, dtup):
+    return np.hstack(dtup)
+
+
+@defvjp(np.hstack)
+def hstack_vjp(g, ans, tup):
+    return unjoin(g, tup, "hstack")
+
+
+@defjvp(np.vstack)
+def vstack_jvp(ans, tup, *, dtup):
+    return np.vstack(dtup)
+
+
+@defvjp(np.vstack)
+def vstack_vjp(g, ans, tup):
+    return unjoin(g, tup, "vstack")
+
+
+@defjvp(np.dstack)
+def dstack_jvp(ans, tup, *, dtup):
+    return np.dstack(dtup)
+
+
+@defvjp(np.dstack)
+def dstack_vjp(g, ans, tup):
+    return unjoin(g, tup, "dstack")
+
+
+@defjvp(np.column_stack)
+def column_stack_jvp(ans, tup, *, dtup):
+    return np.column_stack(dtup)
+
+
+@defvjp(np.column_stack)
+def column_stack_vjp(g, ans, tup):
+    return unjoin(g, tup, "column_stack")
+
+
+# np.split returns a list: its cotangent is the list of the pieces' cotangents.
+@defjvp(np.split)
+def split_jvp(ans, ary, indices_or_sections, axis=0, *, dary):
+    return np.split(dary, indices_or_sections, axis)
+
+
+@defvjp(np.split)
+def split_vjp(g, ans, ary, indices_or_sections, axis=0):
+    return unsplit(g, ans, axis)
+
+
+@defjvp(np.array_split)
+def array_split_jvp(ans, ary, indices_or_sections, axis=0, *, dary):
+    return np.array_split(dary, indices_or_sections, axis)
+
+
+@defvjp(np.array_split)
+def array_split_vjp(g, ans, ary, indices_or_sections, axis=0):
+    return unsplit(g, ans, axis)
+
+
+@defjvp(np.tile)
+def tile_jvp(ans, A, reps, *, dA):
+    return np.tile(dA, reps)
+
+
+@defvjp(np.tile)
+def tile_vjp(g, ans, A, reps):
+    return untile(g, A, reps)
+
+
+@defjvp(np.repeat)
+def repeat_jvp(ans, a, repeats, axis=None, *, da):
+    return np.repeat(da, repeats, axis)
+
+
+@defvjp(np.repeat)
+def repeat_vjp(g, ans, a, repeats, axis=None):
+    return unrepeat(g, a, repeats, axis)
+
+
+# Constant padding (the fill values carry no derivative) and the copying modes
+# edge, reflect, symmetric and wrap; other modes raise NotImplementedError.
+@defjvp(np.pad)
+def pad_jvp(ans, array, pad_width, mode="constant", constant_values=0, *, darray):
+    return pad_tangent(darray, pad_width, mode)
+
+
+@defvjp(np.pad)
+def pad_vjp(g, ans, array, pad_width, mode="constant", constant_values=0):
+    return unpad(g, array, pad_width, mode)
+
+
+restrict(
+    np.pad,
+    mode=("constant", "empty", "edge", "reflect", "symmetric", "wrap", ...),
+    hint="s2sgrad differentiates np.pad with mode 'constant', 'edge', 'reflect', "
+    "'symmetric' or 'wrap'",
+)
+
+
+# np.append(arr, values) joins the flattened arrays; with an axis, concatenate along it.
+@defjvp(np.append)
+def append_jvp(ans, arr, values, axis=None, *, darr, dvalues):
+    return (
+        np.append(darr, np.zeros_like(values, dtype=float), axis),
+        np.append(np.zeros_like(arr, dtype=float), dvalues, axis),
+    )
+
+
+@defvjp(np.append)
+def append_vjp(g, ans, arr, values, axis=None):
+    pieces = unconcatenate(g, [arr, values], axis)
+    return pieces[0], pieces[1]
