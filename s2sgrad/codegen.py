@@ -118,8 +118,8 @@ def _spell_numpy(ref: ir.Ref) -> Spelling:
                 return Spelling(f"scipy.special.{name}", module_import="scipy.special")
     if getattr(value, "__module__", None) == "s2sgrad.generated":
         return Spelling(value.__name__)  # another function of the same generated module
-    module = getattr(value, "__module__", None)
-    if module in backends.helper_modules():
+    module = backends.helper_module_of(value)
+    if module is not None:
         return Spelling(value.__name__, runtime_import=value.__name__, runtime_module=module)
     if "." not in ref.source and getattr(builtins, ref.source, _MISSING) is value:
         return Spelling(ref.source)

@@ -25,7 +25,7 @@ from typing import Any
 from s2sgrad.transforms import dataflow
 from s2sgrad.transforms.analysis import makes_fresh_array
 from s2sgrad.transforms.inplace import accumulate_in_place
-from s2sgrad.transforms.prims import runtime_helper
+from s2sgrad.transforms.prims import is_runtime_function, runtime_helper
 from s2sgrad.transforms.shapes import infer
 
 from s2sgrad import ir
@@ -99,7 +99,7 @@ _SENTINEL_MEANS = {"keepdims": False}
 def _defaults(fn: Any) -> tuple[tuple[str, ...], dict[str, Any]] | None:
     """Parameter names and defaults of a NumPy function or runtime helper, when it has a signature."""
     module = getattr(fn, "__module__", "") or ""
-    if not (module.startswith("numpy") or module == "s2sgrad.runtime"):
+    if not (module.startswith("numpy") or is_runtime_function(fn)):
         return None  # checked before the memo: it must never hold a user's function
     return _library_defaults(fn)
 

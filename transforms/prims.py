@@ -33,10 +33,15 @@ SUM = ir.Ref("np.sum", np.sum)
 TRUE, FALSE, NONE = ir.Const(True), ir.Const(False), ir.Const(None)
 
 
+def is_runtime_function(fn: object) -> bool:
+    """Whether ``fn`` is a function of ``s2sgrad.runtime`` (any of its family modules)."""
+    return (getattr(fn, "__module__", None) or "").startswith("s2sgrad.runtime.")
+
+
 def runtime_helper(value: object) -> str | None:
     """The name of the ``s2sgrad.runtime`` helper ``value`` calls, if it is such a call."""
     if isinstance(value, ir.Call) and isinstance(value.fn, ir.Ref):
         fn = value.fn.value
-        if getattr(fn, "__module__", None) == "s2sgrad.runtime":
+        if is_runtime_function(fn):
             return getattr(fn, "__name__", None)
     return None

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 from s2sgrad.transforms import dataflow
+from s2sgrad.transforms.prims import is_runtime_function
 
 from s2sgrad import ir
 
@@ -154,7 +155,7 @@ class ShapeEnv:
         if fn in _SAME_AS_FIRST and len(args) == 1 and not value.kwargs:
             return self.of(args[0])
         name = getattr(fn, "__name__", None)
-        if getattr(fn, "__module__", None) == "s2sgrad.runtime" and name in _SHAPE_OF_ARGUMENT:
+        if is_runtime_function(fn) and name in _SHAPE_OF_ARGUMENT:
             k = _SHAPE_OF_ARGUMENT[name]
             if k < len(args):
                 return self.of(args[k])

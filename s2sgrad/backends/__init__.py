@@ -52,3 +52,15 @@ def get(backend: str | Backend) -> Backend:
 def helper_modules() -> frozenset[str]:
     """Every module a backend's generated code imports helpers from."""
     return frozenset(m for b in BACKENDS.values() for m in b.runtime_modules.values())
+
+
+def helper_module_of(value: object) -> str | None:
+    """The module generated code imports ``value`` from, if it is a runtime helper: a
+    helper of a family module of ``s2sgrad.runtime`` is imported from the package."""
+    module = getattr(value, "__module__", None)
+    if not isinstance(module, str):
+        return None
+    for candidate in helper_modules():
+        if module == candidate or module.startswith(candidate + "."):
+            return candidate
+    return None

@@ -1,12 +1,12 @@
 """One runtime written once: the NumPy runtime's helpers, run with another array namespace.
 
-``s2sgrad.runtime`` writes every helper that both backends share against ``xp``, the
+``s2sgrad.runtime`` (one module per family) writes every helper that both backends share against ``xp``, the
 array namespace (NumPy there), and uses ``np`` only for host-side work: shapes, axes,
 Python values. A backend's runtime module defines what truly differs (in-place updates,
 scatters, anything NumPy does with views), sets its own ``xp`` (``jax.numpy``), and then
 calls ``adopt_shared_helpers``, which places into that module a copy of every other
 helper whose global names resolve in the backend's module. The copies share the
-helpers' code (a debugger steps through ``runtime.py``'s lines), and a shared helper
+helpers' code (a debugger steps through ``s2sgrad/runtime/``'s lines), and a shared helper
 that calls another helper calls the backend's version where it has one.
 
 Host-side helpers (marked ``@_host`` or ``@foldable`` in the runtime: shapes, axes,
@@ -17,12 +17,14 @@ uses the NumPy ones themselves, and so does every helper they call.
 from __future__ import annotations
 
 import types
+from collections.abc import Iterable
 from typing import Any
 
 
-def adopt_shared_helpers(shared: types.ModuleType, namespace: dict[str, Any]) -> None:
-    """Copy into ``namespace`` (a backend runtime module's globals) each function of
-    ``shared`` that the namespace does not define, bound to the namespace's globals.
+def adopt_shared_helpers(families: Iterable[types.ModuleType], namespace: dict[str, Any]) -> None:
+    """Copy into ``namespace`` (a backend runtime module's globals) each function of the
+    runtime's ``families`` (``s2sgrad.runtime.FAMILIES``, plumbing first) that the
+    namespace does not define, bound to the namespace's globals.
     A name the module imported from ``shared`` (so that readers and linters see where
     it comes from) counts as not defined: the import is replaced by the copy.
 
@@ -30,6 +32,11 @@ def adopt_shared_helpers(shared: types.ModuleType, namespace: dict[str, Any]) ->
     helpers, the modules it imports) is added as it is, so the copies find the names
     they read; ``xp`` and the backend's own helpers are the namespace's.
     """
+    for shared in families:
+        _adopt(shared, namespace)
+
+
+def _adopt(shared: types.ModuleType, namespace: dict[str, Any]) -> None:
     module = namespace["__name__"]
     for name, value in vars(shared).items():
         if name.startswith("__") or namespace.get(name, value) is not value:

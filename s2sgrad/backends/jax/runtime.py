@@ -32,16 +32,10 @@ from jax import lax
 
 from s2sgrad import runtime
 from s2sgrad.backends import rebinding
-from s2sgrad.runtime import (
-    _cumprod_partials,
-    _diagonal_positions,
-    _float_dtype,
-    _items_layout,
-    _scan_last,
-    _sequence_like,
-    _zeros_like_tree,
-    unbroadcast,
-)
+from s2sgrad.runtime.core import _float_dtype, _sequence_like, _zeros_like_tree, unbroadcast
+from s2sgrad.runtime.indexing import _diagonal_positions
+from s2sgrad.runtime.joins import _items_layout
+from s2sgrad.runtime.scans import _cumprod_partials, _scan_last
 
 #: The array namespace the shared helpers of ``s2sgrad.runtime`` compute with here.
 xp = jnp
@@ -367,4 +361,4 @@ def sort_order(a: Any, axis: Any = -1) -> Any:
     return jnp.argsort(a, axis=axis, stable=True)
 
 
-rebinding.adopt_shared_helpers(runtime, globals())
+rebinding.adopt_shared_helpers(runtime.FAMILIES, globals())
