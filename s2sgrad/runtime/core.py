@@ -241,7 +241,7 @@ def _zero_view_tree(x: Any) -> Any:
         return {k: _zero_view_tree(v) for k, v in x.items()}
     if isinstance(x, (tuple, list)):
         return _sequence_like(x, [_zero_view_tree(v) for v in x])
-    return _spread(np.zeros((), dtype=np.result_type(x, 0.0)), np.shape(x))
+    return _spread(xp.zeros((), dtype=xp.result_type(x, 0.0)), xp.shape(x))
 
 
 def _is_zero_view(a: Any) -> bool:

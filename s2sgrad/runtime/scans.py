@@ -99,28 +99,28 @@ def trapezoid_weights(y: Any, x: Any = None, dx: float = 1.0, axis: int = -1) ->
     """The weights ``w`` with ``np.trapezoid(y, x, dx, axis) == sum(w * y, axis)``.
 
     Each interval's width is shared half and half by its two end points; ``x`` may
-    be 1-D (along ``axis``) or shaped like ``y``.
+    be 1-D (along ``axis``) or shaped like ``y``, and ``dx`` and ``x`` may be traced. A
+    float32 ``x`` gives float32 weights.
     """
     n = np.shape(y)[axis]
     if x is None:
-        widths = np.full(n - 1, float(dx))
+        w = np.zeros(n)  # the weights for dx = 1, static
+        w[:-1] += 0.5
+        w[1:] += 0.5
         shape = [1] * np.ndim(y)
         shape[axis] = n
-        w = np.zeros(n)
-        w[:-1] += widths / 2
-        w[1:] += widths / 2
-        return np.reshape(w, shape)
-    x = np.asarray(x, dtype=float)
+        return xp.reshape(xp.asarray(w) * dx, shape)
+    x = xp.asarray(x, dtype=_float_dtype(x))
     if x.ndim == 1:
         shape = [1] * np.ndim(y)
         shape[axis] = n
-        x = np.reshape(x, shape)
-    widths = np.diff(x, axis=axis)
+        x = xp.reshape(x, shape)
+    widths = xp.diff(x, axis=axis)
     pad_left = [(0, 0)] * widths.ndim
     pad_right = [(0, 0)] * widths.ndim
     pad_left[axis] = (1, 0)
     pad_right[axis] = (0, 1)
-    return (np.pad(widths, pad_left) + np.pad(widths, pad_right)) / 2
+    return (xp.pad(widths, pad_left) + xp.pad(widths, pad_right)) / 2
 
 
 def unconvolve(g: Any, a: Any, v: Any, mode: str = "full") -> Any:

@@ -32,7 +32,11 @@ from jax import lax
 
 from s2sgrad import runtime
 from s2sgrad.backends import rebinding
-from s2sgrad.runtime.core import _float_dtype, _sequence_like, _zeros_like_tree, unbroadcast
+from s2sgrad.runtime.core import (
+    _float_dtype,
+    _unindex_container,
+    unbroadcast,
+)
 from s2sgrad.runtime.indexing import _diagonal_positions
 from s2sgrad.runtime.joins import _items_layout
 from s2sgrad.runtime.scans import _cumprod_partials, _scan_last
@@ -143,19 +147,6 @@ def unindex(g: Any, x: Any, idx: Any) -> Any:
         return _unindex_container(g, x, idx)
     out = jnp.zeros(jnp.shape(x), dtype=jnp.result_type(g, x))
     return out.at[_as_index(idx)].add(g)
-
-
-def _unindex_container(g: Any, x: Any, idx: Any) -> Any:
-    if isinstance(x, dict):
-        return {k: (g if k == idx else _zeros_like_tree(v)) for k, v in x.items()}
-    positions = range(len(x))[idx]
-    if isinstance(positions, int):
-        chosen = {positions: g}
-    else:
-        chosen = dict(zip(positions, g, strict=True))
-    return _sequence_like(
-        x, [chosen[i] if i in chosen else _zeros_like_tree(v) for i, v in enumerate(x)]
-    )
 
 
 def add_at(a: Any, idx: Any, b: Any) -> Any:
@@ -328,32 +319,6 @@ def untake_along_axis(g: Any, arr: Any, indices: Any, axis: Any = -1) -> Any:
 
 
 # --------------------------------------------------------------------------- sequences
-
-
-def trapezoid_weights(y: Any, x: Any = None, dx: float = 1.0, axis: int = -1) -> Any:
-    """The weights ``w`` with ``trapezoid(y, x, dx, axis) == sum(w * y, axis)`` (see ``runtime``).
-
-    ``dx`` and ``x`` may be traced. A float32 ``x`` gives float32 weights (NumPy's are float64).
-    """
-    n = jnp.shape(y)[axis]
-    if x is None:
-        w = np.zeros(n)  # the weights for dx = 1, static
-        w[:-1] += 0.5
-        w[1:] += 0.5
-        shape = [1] * jnp.ndim(y)
-        shape[axis] = n
-        return jnp.reshape(jnp.asarray(w) * dx, shape)
-    x = jnp.asarray(x, dtype=_float_dtype(x))
-    if x.ndim == 1:
-        shape = [1] * jnp.ndim(y)
-        shape[axis] = n
-        x = jnp.reshape(x, shape)
-    widths = jnp.diff(x, axis=axis)
-    pad_left = [(0, 0)] * widths.ndim
-    pad_right = [(0, 0)] * widths.ndim
-    pad_left[axis] = (1, 0)
-    pad_right[axis] = (0, 1)
-    return (jnp.pad(widths, pad_left) + jnp.pad(widths, pad_right)) / 2
 
 
 def sort_order(a: Any, axis: Any = -1) -> Any:
