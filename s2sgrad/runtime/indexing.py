@@ -77,4 +77,4 @@ def untake_along_axis(g: Any, arr: Any, indices: Any, axis: Any = -1) -> Any:
 def sort_order(a: Any, axis: Any = -1) -> Any:
     """The indices that sort ``a`` along ``axis``, ties in order (a stable sort), as
     ``np.sort`` orders them: what its derivative gathers by."""
-    return np.argsort(a, axis=axis, kind="stable")
+    return xp.argsort(a, axis=axis, stable=True)

@@ -47,63 +47,12 @@ xp = jnp
 __all__ = list(runtime.__all__)
 
 
-# --------------------------------------------------------------------------- broadcasting
+# --------------------------------------------------------------------------- core
 
 
 def _spread(g: Any, shape: tuple) -> Any:
     """``g`` broadcast to ``shape`` (NumPy's builds a stride-0 view by hand; XLA needs none)."""
     return jnp.broadcast_to(g, shape)
-
-
-def cumprod_tangent(da: Any, a: Any, axis: Any = None) -> Any:
-    """The tangent of ``cumprod(a, axis)`` (see ``runtime.cumprod_tangent``).
-
-    The NumPy twin picks the linear-time form with a Python ``if`` on whether
-    ``a`` has zeros; here ``lax.cond`` picks it, so it works under ``jit``
-    (under ``vmap`` both branches run). Both branches give the floating dtype
-    of ``a`` and ``da``.
-    """
-    a_last, moved = _scan_last(a, axis)
-    da_last, _ = _scan_last(jnp.broadcast_to(da, jnp.shape(a)), axis)
-    dtype = _float_dtype(a_last, da_last)
-
-    def linear(a_last, da_last):
-        t = jnp.cumprod(a_last, axis=-1) * jnp.cumsum(da_last / a_last, axis=-1)
-        return t.astype(dtype)
-
-    def exact(a_last, da_last):
-        return jnp.einsum("...ji,...j->...i", _cumprod_partials(a_last), da_last).astype(dtype)
-
-    t = lax.cond(jnp.all(a_last != 0), linear, exact, a_last, da_last)
-    return jnp.moveaxis(t, -1, moved)
-
-
-def uncumprod(g: Any, a: Any, axis: Any = None) -> Any:
-    """The cotangent of ``a`` in ``cumprod(a, axis)`` (see ``runtime.uncumprod``).
-
-    As in ``cumprod_tangent``, ``lax.cond`` chooses between the linear and the
-    exact form, and both give the floating dtype of ``a`` and ``g``.
-    """
-    a_last, moved = _scan_last(a, axis)
-    g_last, _ = _scan_last(g, axis)
-    dtype = _float_dtype(a_last, g_last)
-
-    def linear(a_last, g_last):
-        prods = g_last * jnp.cumprod(a_last, axis=-1)
-        scanned = jnp.flip(jnp.cumsum(jnp.flip(prods, -1), -1), -1)
-        return (scanned / a_last).astype(dtype)
-
-    def exact(a_last, g_last):
-        return jnp.einsum("...ji,...i->...j", _cumprod_partials(a_last), g_last).astype(dtype)
-
-    out = lax.cond(jnp.all(a_last != 0), linear, exact, a_last, g_last)
-    return jnp.reshape(jnp.moveaxis(out, -1, moved), jnp.shape(a))
-
-
-# --------------------------------------------------------------------------- non-smooth points
-
-
-# --------------------------------------------------------------------------- indexing
 
 
 def _as_index(idx: Any) -> Any:
@@ -185,7 +134,68 @@ def set_at(a: Any, idx: Any, b: Any) -> Any:
     return out.at[idx].set(b)
 
 
-# --------------------------------------------------------------------------- products
+def zero_at(d: Any, idx: Any) -> Any:
+    """``d`` with ``d[idx]`` zeroed (see ``runtime.zero_at``); a boolean mask may be traced.
+
+    The result is floating: float32 stays float32 (the NumPy twin gives float64).
+    """
+    out = jnp.asarray(d, dtype=_float_dtype(d))
+    idx = _as_index(idx)
+    mask = _mask(idx, out)
+    if mask is not None:
+        return jnp.where(mask, 0, out)
+    return out.at[idx].set(0)
+
+
+# --------------------------------------------------------------------------- scans
+
+
+def cumprod_tangent(da: Any, a: Any, axis: Any = None) -> Any:
+    """The tangent of ``cumprod(a, axis)`` (see ``runtime.cumprod_tangent``).
+
+    The NumPy twin picks the linear-time form with a Python ``if`` on whether
+    ``a`` has zeros; here ``lax.cond`` picks it, so it works under ``jit``
+    (under ``vmap`` both branches run). Both branches give the floating dtype
+    of ``a`` and ``da``.
+    """
+    a_last, moved = _scan_last(a, axis)
+    da_last, _ = _scan_last(jnp.broadcast_to(da, jnp.shape(a)), axis)
+    dtype = _float_dtype(a_last, da_last)
+
+    def linear(a_last, da_last):
+        t = jnp.cumprod(a_last, axis=-1) * jnp.cumsum(da_last / a_last, axis=-1)
+        return t.astype(dtype)
+
+    def exact(a_last, da_last):
+        return jnp.einsum("...ji,...j->...i", _cumprod_partials(a_last), da_last).astype(dtype)
+
+    t = lax.cond(jnp.all(a_last != 0), linear, exact, a_last, da_last)
+    return jnp.moveaxis(t, -1, moved)
+
+
+def uncumprod(g: Any, a: Any, axis: Any = None) -> Any:
+    """The cotangent of ``a`` in ``cumprod(a, axis)`` (see ``runtime.uncumprod``).
+
+    As in ``cumprod_tangent``, ``lax.cond`` chooses between the linear and the
+    exact form, and both give the floating dtype of ``a`` and ``g``.
+    """
+    a_last, moved = _scan_last(a, axis)
+    g_last, _ = _scan_last(g, axis)
+    dtype = _float_dtype(a_last, g_last)
+
+    def linear(a_last, g_last):
+        prods = g_last * jnp.cumprod(a_last, axis=-1)
+        scanned = jnp.flip(jnp.cumsum(jnp.flip(prods, -1), -1), -1)
+        return (scanned / a_last).astype(dtype)
+
+    def exact(a_last, g_last):
+        return jnp.einsum("...ji,...i->...j", _cumprod_partials(a_last), g_last).astype(dtype)
+
+    out = lax.cond(jnp.all(a_last != 0), linear, exact, a_last, g_last)
+    return jnp.reshape(jnp.moveaxis(out, -1, moved), jnp.shape(a))
+
+
+# --------------------------------------------------------------------------- linalg
 
 
 def dot_adjoint_lhs(g: Any, a: Any, b: Any) -> Any:
@@ -200,26 +210,7 @@ def dot_adjoint_lhs(g: Any, a: Any, b: Any) -> Any:
     return jnp.tensordot(g, b, axes=(list(range(a_nd - 1, g.ndim)), b_free))
 
 
-# --------------------------------------------------------------------------- shapes
-
-
-# --------------------------------------------------------------------------- control flow
-
-
-def zero_at(d: Any, idx: Any) -> Any:
-    """``d`` with ``d[idx]`` zeroed (see ``runtime.zero_at``); a boolean mask may be traced.
-
-    The result is floating: float32 stays float32 (the NumPy twin gives float64).
-    """
-    out = jnp.asarray(d, dtype=_float_dtype(d))
-    idx = _as_index(idx)
-    mask = _mask(idx, out)
-    if mask is not None:
-        return jnp.where(mask, 0, out)
-    return out.at[idx].set(0)
-
-
-# --------------------------------------------------------------------------- joining and splitting
+# --------------------------------------------------------------------------- joins
 
 
 def concatenate_items(items: Any, how: str = "r_", directive: str | None = None) -> Any:
@@ -229,9 +220,6 @@ def concatenate_items(items: Any, how: str = "r_", directive: str | None = None)
     layout, _ = _items_layout(items, how, directive)
     flat = jnp.concatenate([jnp.ravel(jnp.asarray(item)) for item in items])
     return jnp.reshape(flat[np.ravel(layout)], np.shape(layout))
-
-
-# --------------------------------------------------------------------------- copies of elements
 
 
 def unrepeat(g: Any, a: Any, repeats: Any, axis: Any = None) -> Any:
@@ -270,6 +258,9 @@ def unpad(g: Any, array: Any, pad_width: Any, mode: str = "constant") -> Any:
         out = jnp.zeros(size, dtype=_float_dtype(g)).at[np.ravel(sources)].add(jnp.ravel(g))
         return jnp.reshape(out, shape)
     raise NotImplementedError(f"s2sgrad has no derivative for np.pad(..., mode={mode!r})")
+
+
+# --------------------------------------------------------------------------- indexing
 
 
 def undiagonal(g: Any, a: Any, offset: int = 0, axis1: int = 0, axis2: int = 1) -> Any:
@@ -313,17 +304,6 @@ def untake_along_axis(g: Any, arr: Any, indices: Any, axis: Any = -1) -> Any:
     grid = list(np.ogrid[tuple(slice(n) for n in jnp.shape(indices))])
     grid[ax] = indices
     return unindex(g, arr, tuple(grid))
-
-
-# --------------------------------------------------------------------------- more products
-
-
-# --------------------------------------------------------------------------- sequences
-
-
-def sort_order(a: Any, axis: Any = -1) -> Any:
-    """The indices that sort ``a`` along ``axis``, ties in order (see ``runtime.sort_order``)."""
-    return jnp.argsort(a, axis=axis, stable=True)
 
 
 rebinding.adopt_shared_helpers(runtime.FAMILIES, globals())
