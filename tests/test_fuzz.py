@@ -268,3 +268,15 @@ def test_a_twin_whose_chain_rule_is_not_the_derivative_gives_way_to_differences(
         assert fuzz_check.differences_instead(prep) is None
     finally:
         fuzz_check.unload(prep.modules)
+
+
+def test_the_report_counts_programs_judged_against_differences():
+    """How often the twin gave way (seed 31-4619's class) is a figure of the run, not lost."""
+    from tests.fuzz.runner import Summary
+
+    summary = Summary()
+    base = {"features": [], "failures": [], "oracle": "autograd", "outcomes": []}
+    summary.add(dict(base, seed="31-1", differences_instead=False))
+    summary.add(dict(base, seed="31-2", differences_instead=True))
+    report = summary.report()
+    assert "checks judged against those: 1 (seeds 31-2)" in report

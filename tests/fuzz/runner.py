@@ -49,6 +49,9 @@ def fuzz_program(
     finally:
         chk.unload(prep.modules)
     result["oracle"] = prep.oracle
+    # The twin disagreed with stable central differences, and the checks that disagreed
+    # with the twin were judged against those (check.differences_instead).
+    result["differences_instead"] = bool(prep.differences)
     if program.expect_refusal:
         result["probe"] = program.expect_refusal
         for o in outcomes:
@@ -104,6 +107,7 @@ class Summary:
     failures: list = field(default_factory=list)
     probes: Counter = field(default_factory=Counter)
     xla_programs: dict = field(default_factory=dict)  # seed -> minimised program ("xla")
+    differences_instead: list = field(default_factory=list)  # seeds (check.differences_instead)
     seconds: float = 0.0
     interrupted: bool = False
     partial_report: str | None = None  # rewritten every 100 programs while the run goes on
@@ -114,6 +118,8 @@ class Summary:
             self.rejected[result["rejected"]] += 1
             return
         self.oracles[result["oracle"]] += 1
+        if result.get("differences_instead"):
+            self.differences_instead.append(result["seed"])
         self.features.update(result["features"])
         if "probe" in result:
             self.probes[result["probe"]] += 1
@@ -137,6 +143,13 @@ class Summary:
             f"{checked} checked, {sum(self.rejected.values())} rejected as ill-defined, "
             f"{self.seconds:.0f} s" + (" (INTERRUPTED: partial run)" if self.interrupted else ""),
             f"oracles: {dict(self.oracles)}",
+            "programs whose twin disagreed with stable central differences, checks judged "
+            f"against those: {len(self.differences_instead)}"
+            + (
+                f" (seeds {', '.join(self.differences_instead[:10])})"
+                if self.differences_instead
+                else ""
+            ),
             "",
             f"{'backend':8} {'check':15} {'ok':>7} {'wrong':>6} {'refused':>8} {'crash':>6} "
             f"{'accepted-probe':>15} {'xla':>4}",
