@@ -15,6 +15,8 @@ imports JAX (seconds of start-up).
 
 from __future__ import annotations
 
+import functools
+
 from s2sgrad.backends.base import RUNTIME_MODULE, Backend
 from s2sgrad.backends.jax import JAX, JAX_CONTROL_NAMES
 from s2sgrad.backends.numpy import NUMPY
@@ -49,8 +51,10 @@ def get(backend: str | Backend) -> Backend:
         ) from None
 
 
+@functools.cache
 def helper_modules() -> frozenset[str]:
-    """Every module a backend's generated code imports helpers from."""
+    """Every module a backend's generated code imports helpers from (the registry is fixed,
+    and codegen asks once per printed reference)."""
     return frozenset(m for b in BACKENDS.values() for m in b.runtime_modules.values())
 
 
