@@ -365,18 +365,76 @@ ARITHMETIC_OPERATORS = frozenset(
 )
 
 
+# ----------------------------------------------------------------- nested blocks
+# One table says which fields of a compound statement hold nested blocks, in the
+# order they run. Passes that only care about a few statement kinds descend
+# through ``child_blocks``/``map_blocks`` (or subclass ``Transformer``) instead of
+# listing If, For and While: a new compound statement is one row here.
+BLOCK_FIELDS: dict[type, tuple[str, ...]] = {
+    If: ("body", "orelse"),
+    For: ("body",),
+    While: ("test_block", "body"),
+}
+
+
+def is_compound(stmt: Stmt) -> bool:
+    """Whether a statement holds nested blocks (a branch or a loop)."""
+    return type(stmt) in BLOCK_FIELDS
+
+
+def is_loop(stmt: Stmt) -> bool:
+    return isinstance(stmt, (For, While))
+
+
+def iteration(loop: For | While) -> tuple[Stmt, ...]:
+    """The statements one iteration of a loop runs: a while's test block, then the body."""
+    return sum(child_blocks(loop), ())
+
+
+def child_blocks(stmt: Stmt) -> tuple[tuple[Stmt, ...], ...]:
+    """The nested blocks of a statement, in the order they run (none for a simple one)."""
+    return tuple(getattr(stmt, f) for f in BLOCK_FIELDS.get(type(stmt), ()))
+
+
+def map_blocks(stmt: Stmt, change) -> Stmt:
+    """``stmt`` with each nested block replaced by ``change(block)`` (a simple one as is)."""
+    fields = BLOCK_FIELDS.get(type(stmt))
+    if not fields:
+        return stmt
+    return replace(stmt, **{f: tuple(change(getattr(stmt, f))) for f in fields})
+
+
+class Transformer:
+    """A rewrite of a body, statement by statement, that descends into nested blocks.
+
+    Override ``statement`` for the kinds a pass cares about and return
+    ``self.descend(stmt)`` (or ``super().statement(stmt)``) for the rest. A statement
+    may be replaced by several: return a tuple or list and it is spliced in place.
+    """
+
+    def block(self, body: tuple[Stmt, ...]) -> tuple[Stmt, ...]:
+        out: list[Stmt] = []
+        for stmt in body:
+            new = self.statement(stmt)
+            if isinstance(new, (tuple, list)):
+                out.extend(new)
+            else:
+                out.append(new)
+        return tuple(out)
+
+    def statement(self, stmt: Stmt) -> Stmt | tuple[Stmt, ...] | list[Stmt]:
+        return self.descend(stmt)
+
+    def descend(self, stmt: Stmt) -> Stmt:
+        return map_blocks(stmt, self.block)
+
+
 def blocks(body: tuple[Stmt, ...]):
     """Every block of a body (the body itself, branches, loop bodies, while tests), outside-in."""
     yield body
     for stmt in body:
-        if isinstance(stmt, If):
-            yield from blocks(stmt.body)
-            yield from blocks(stmt.orelse)
-        elif isinstance(stmt, For):
-            yield from blocks(stmt.body)
-        elif isinstance(stmt, While):
-            yield from blocks(stmt.test_block)
-            yield from blocks(stmt.body)
+        for child in child_blocks(stmt):
+            yield from blocks(child)
 
 
 def atom_names(atom: Any) -> list[str]:
@@ -418,50 +476,45 @@ def walk_stmts(body: tuple[Stmt, ...]):
     """Every statement of a block, depth first, compound statements before their children."""
     for stmt in body:
         yield stmt
-        if isinstance(stmt, If):
-            yield from walk_stmts(stmt.body)
-            yield from walk_stmts(stmt.orelse)
-        elif isinstance(stmt, For):
-            yield from walk_stmts(stmt.body)
-        elif isinstance(stmt, While):
-            yield from walk_stmts(stmt.test_block)
-            yield from walk_stmts(stmt.body)
+        for child in child_blocks(stmt):
+            yield from walk_stmts(child)
+
+
+class _CallFnMapper(Transformer):
+    """Replaces the function Ref of every call (see ``map_call_fns``)."""
+
+    def __init__(self, change):
+        self.change = change
+
+    def expr(self, e: Any) -> Any:
+        if isinstance(e, Call):
+            fn = self.change(e.fn) if isinstance(e.fn, Ref) else e.fn
+            args = tuple(self.expr(a) for a in e.args)
+            return Call(fn, args, tuple((k, self.expr(v)) for k, v in e.kwargs))
+        if isinstance(e, Seq):
+            keys = None if e.keys is None else tuple(self.expr(k) for k in e.keys)
+            return Seq(e.kind, tuple(self.expr(x) for x in e.elts), keys)
+        if isinstance(e, Index):
+            return Index(tuple(self.expr(x) for x in e.items))
+        if isinstance(e, Slice):
+            return Slice(self.expr(e.lower), self.expr(e.upper), self.expr(e.step))
+        return e
+
+    def statement(self, s: Stmt) -> Stmt:
+        if isinstance(s, (Assign, Unpack, Return)):
+            return replace(s, value=self.expr(s.value))
+        if isinstance(s, SetItem):
+            return replace(s, index=self.expr(s.index), value=self.expr(s.value))
+        if isinstance(s, If):
+            s = replace(s, test=self.expr(s.test))
+        elif isinstance(s, For):
+            s = replace(s, iter=self.expr(s.iter))
+        elif isinstance(s, LocalDef):
+            return replace(s, function=replace(s.function, body=self.block(s.function.body)))
+        return self.descend(s)
 
 
 def map_call_fns(body: tuple[Stmt, ...], change) -> tuple[Stmt, ...]:
     """``body`` with the function Ref of every call replaced by ``change(ref)`` (which
     returns the Ref unchanged to keep it), in every statement and nested function."""
-
-    def expr(e: Any) -> Any:
-        if isinstance(e, Call):
-            fn = change(e.fn) if isinstance(e.fn, Ref) else e.fn
-            args = tuple(expr(a) for a in e.args)
-            return Call(fn, args, tuple((k, expr(v)) for k, v in e.kwargs))
-        if isinstance(e, Seq):
-            keys = None if e.keys is None else tuple(expr(k) for k in e.keys)
-            return Seq(e.kind, tuple(expr(x) for x in e.elts), keys)
-        if isinstance(e, Index):
-            return Index(tuple(expr(x) for x in e.items))
-        if isinstance(e, Slice):
-            return Slice(expr(e.lower), expr(e.upper), expr(e.step))
-        return e
-
-    def stmt(s: Stmt) -> Stmt:
-        if isinstance(s, (Assign, Unpack, Return)):
-            return replace(s, value=expr(s.value))
-        if isinstance(s, SetItem):
-            return replace(s, index=expr(s.index), value=expr(s.value))
-        if isinstance(s, If):
-            return replace(s, test=expr(s.test), body=block(s.body), orelse=block(s.orelse))
-        if isinstance(s, For):
-            return replace(s, iter=expr(s.iter), body=block(s.body))
-        if isinstance(s, While):
-            return replace(s, test_block=block(s.test_block), body=block(s.body))
-        if isinstance(s, LocalDef):
-            return replace(s, function=replace(s.function, body=block(s.function.body)))
-        return s
-
-    def block(b: tuple[Stmt, ...]) -> tuple[Stmt, ...]:
-        return tuple(stmt(s) for s in b)
-
-    return block(body)
+    return _CallFnMapper(change).block(body)

@@ -73,7 +73,7 @@ class _Program:
             if isinstance(stmt, ir.If):
                 self.add(stmt.body, loops, (*around, position))
                 self.add(stmt.orelse, loops, (*around, -position - 1))
-            elif isinstance(stmt, (ir.For, ir.While)):
+            elif ir.is_loop(stmt):
                 inner = (*loops, position)
                 if isinstance(stmt, ir.While):
                     self.add(stmt.test_block, inner, (*around, position))

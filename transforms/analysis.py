@@ -145,14 +145,8 @@ class _Analyzer:
             elif isinstance(stmt, ir.SetItem):
                 if any(n in varied for n in ir.atom_names(stmt.value)):
                     varied.add(stmt.target.id)
-            elif isinstance(stmt, ir.If):
-                self.vary(stmt.body, varied)
-                self.vary(stmt.orelse, varied)
-            elif isinstance(stmt, ir.For):
-                self.vary(stmt.body, varied)
-            elif isinstance(stmt, ir.While):
-                self.vary(stmt.test_block, varied)
-                self.vary(stmt.body, varied)
+            for child in ir.child_blocks(stmt):
+                self.vary(child, varied)
 
     def use(self, body: tuple[ir.Stmt, ...], varied: set[str], useful: set[str]) -> None:
         for stmt in reversed(body):
@@ -165,14 +159,8 @@ class _Analyzer:
             elif isinstance(stmt, ir.SetItem):
                 if stmt.target.id in useful:
                     useful.update(ir.atom_names(stmt.value))
-            elif isinstance(stmt, ir.If):
-                self.use(stmt.body, varied, useful)
-                self.use(stmt.orelse, varied, useful)
-            elif isinstance(stmt, ir.For):
-                self.use(stmt.body, varied, useful)
-            elif isinstance(stmt, ir.While):
-                self.use(stmt.body, varied, useful)
-                self.use(stmt.test_block, varied, useful)
+            for child in reversed(ir.child_blocks(stmt)):  # both passes run to a fixpoint
+                self.use(child, varied, useful)
 
     def check(self, activity: Activity) -> None:
         """Refuse active calls without rules, and differentiated values in discrete arguments."""

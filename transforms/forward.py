@@ -79,14 +79,8 @@ class _Forward(DerivativeBuilder):
             out: list[ir.Stmt] = []
             tangent = self.tangent_atom(stmt.value, out, stmt.loc)
             return out + [replace(stmt, value=ir.Seq("tuple", (stmt.value, tangent)))]
-        if isinstance(stmt, ir.If):
-            return [replace(stmt, body=self.block(stmt.body), orelse=self.block(stmt.orelse))]
-        if isinstance(stmt, ir.For):
-            return [replace(stmt, body=self.block(stmt.body))]
-        if isinstance(stmt, ir.While):
-            return [
-                replace(stmt, test_block=self.block(stmt.test_block), body=self.block(stmt.body))
-            ]
+        if ir.is_compound(stmt):
+            return [ir.map_blocks(stmt, self.block)]
         if isinstance(stmt, ir.SetItem):
             return self.setitem(stmt)
         if not isinstance(stmt, ir.Assign) or not any(self.act.active(t.id) for t in stmt.targets):

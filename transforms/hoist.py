@@ -24,10 +24,8 @@ def hoist_invariants(fn: ir.FunctionDef) -> ir.FunctionDef:
 def _block(body: tuple[ir.Stmt, ...], temps: frozenset[str]) -> tuple[ir.Stmt, ...]:
     out: list[ir.Stmt] = []
     for stmt in body:
-        if isinstance(stmt, ir.If):
-            stmt = replace(stmt, body=_block(stmt.body, temps), orelse=_block(stmt.orelse, temps))
-        elif isinstance(stmt, (ir.For, ir.While)):
-            stmt = replace(stmt, body=_block(stmt.body, temps))
+        stmt = ir.map_blocks(stmt, lambda block: _block(block, temps))
+        if ir.is_loop(stmt):
             hoisted, stmt = _hoist_from(stmt, temps)
             # Keep the loop's `r = range(...)` right before it (structure's promise).
             header = (

@@ -87,21 +87,10 @@ def rename(stmt: ir.Stmt, m: dict[str, Any]) -> ir.Stmt:
             index=substitute(stmt.index, m),
             value=substitute(stmt.value, m),
         )
-    if isinstance(stmt, ir.If):
-        return replace(
-            stmt, test=substitute(stmt.test, m), body=block(stmt.body), orelse=block(stmt.orelse)
-        )
-    if isinstance(stmt, ir.For):
-        return replace(
-            stmt, target=target(stmt.target), iter=substitute(stmt.iter, m), body=block(stmt.body)
-        )
-    if isinstance(stmt, ir.While):
-        return replace(
-            stmt,
-            test_block=block(stmt.test_block),
-            test=substitute(stmt.test, m),
-            body=block(stmt.body),
-        )
-    if isinstance(stmt, ir.Return):
+    if isinstance(stmt, (ir.If, ir.While)):
+        stmt = replace(stmt, test=substitute(stmt.test, m))
+    elif isinstance(stmt, ir.For):
+        stmt = replace(stmt, target=target(stmt.target), iter=substitute(stmt.iter, m))
+    elif isinstance(stmt, ir.Return):
         return replace(stmt, value=substitute(stmt.value, m))
-    return stmt
+    return ir.map_blocks(stmt, block)

@@ -67,7 +67,7 @@ class _Pass:
                 o, owned_o = self.block(stmt.orelse, frozenset(owned))
                 stmt = replace(stmt, body=b, orelse=o)
                 owned = set(owned_b & owned_o)
-            elif isinstance(stmt, (ir.For, ir.While)):
+            elif ir.is_loop(stmt):
                 stmt, owned = self.loop(stmt, frozenset(owned))
                 owned = set(owned)
             else:
@@ -116,7 +116,7 @@ class _Pass:
         if isinstance(loop, ir.For):
             header |= set(dataflow.pattern_names(loop.target))
         entry = owned - header
-        inner = loop.body if isinstance(loop, ir.For) else loop.test_block + loop.body
+        inner = ir.iteration(loop)
         if any(isinstance(s, (ir.Break, ir.Continue)) for s in ir.walk_stmts(inner)):
             # Leaving or restarting the body midway: keep it simple, own nothing across it.
             entry = frozenset()

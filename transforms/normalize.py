@@ -397,11 +397,10 @@ def _op(fn: Any) -> ir.Ref:
 
 def is_straight_line(body: tuple[ir.Stmt, ...]) -> bool:
     """True when a body has no branches, loops or in-place updates."""
-    return all(
-        not isinstance(
-            s, (ir.If, ir.For, ir.While, ir.Break, ir.Continue, ir.SetItem, ir.AugAssign)
-        )
-        or (isinstance(s, ir.AugAssign) and isinstance(s.target, ir.Name))
+    return not any(
+        ir.is_compound(s)
+        or isinstance(s, (ir.Break, ir.Continue, ir.SetItem))
+        or (isinstance(s, ir.AugAssign) and not isinstance(s.target, ir.Name))
         for s in ir.walk_stmts(body)
     )
 

@@ -197,21 +197,8 @@ def _substituted(
             stmt, index=_substitute(stmt.index, known), value=_substitute(stmt.value, known)
         )
     if isinstance(stmt, ir.If):
-        return replace(
-            stmt,
-            test=_substitute(stmt.test, known),
-            body=simplify(stmt.body, temps, dict(known), updated),
-            orelse=simplify(stmt.orelse, temps, dict(known), updated),
-        )
-    if isinstance(stmt, ir.For):
-        return replace(stmt, body=simplify(stmt.body, temps, dict(known), updated))
-    if isinstance(stmt, ir.While):
-        return replace(
-            stmt,
-            test_block=simplify(stmt.test_block, temps, dict(known), updated),
-            body=simplify(stmt.body, temps, dict(known), updated),
-        )
-    return stmt
+        stmt = replace(stmt, test=_substitute(stmt.test, known))
+    return ir.map_blocks(stmt, lambda block: simplify(block, temps, dict(known), updated))
 
 
 def _folded(
@@ -317,7 +304,7 @@ def _dce_block(
                 continue
             stmt = replace(stmt, body=b, orelse=o)
             live = live_b | live_o | set(ir.atom_names(stmt.test))
-        elif isinstance(stmt, (ir.For, ir.While)):
+        elif ir.is_loop(stmt):
             stmt, live = _dce_loop(stmt, live, views)
         else:  # a statement kept, or one dead code elimination never drops (Push, Pop, ...)
             live = dataflow.live_before(stmt, live)
@@ -388,20 +375,7 @@ def propagate_copies(
         if isinstance(stmt, ir.Assign) and copies:
             stmt = replace(stmt, value=substitute(stmt.value, copies))
         # A nested block starts with no copies known (a loop body runs again after itself).
-        if isinstance(stmt, ir.If):
-            stmt = replace(
-                stmt,
-                body=propagate_copies(stmt.body, protected, temps),
-                orelse=propagate_copies(stmt.orelse, protected, temps),
-            )
-        elif isinstance(stmt, ir.For):
-            stmt = replace(stmt, body=propagate_copies(stmt.body, protected, temps))
-        elif isinstance(stmt, ir.While):
-            stmt = replace(
-                stmt,
-                test_block=propagate_copies(stmt.test_block, protected, temps),
-                body=propagate_copies(stmt.body, protected, temps),
-            )
+        stmt = ir.map_blocks(stmt, lambda block: propagate_copies(block, protected, temps))
         if not isinstance(stmt, ir.Assign):
             # Anything a statement may write (in any nested block) ends the copies it touches.
             written = dataflow.deep_writes((stmt,))

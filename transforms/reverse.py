@@ -32,6 +32,7 @@ from __future__ import annotations
 import copy
 from collections import Counter
 from dataclasses import replace
+from functools import partial
 from typing import Any
 
 from s2sgrad.transforms import dataflow
@@ -112,21 +113,14 @@ class _Reverse(DerivativeBuilder):
         """Give every loop that can stop early a trip count (`k = 0` before, `k += 1` inside)."""
         out: list[ir.Stmt] = []
         for stmt in body:
-            if isinstance(stmt, ir.If):
-                stmt = replace(
-                    stmt, body=self.add_counters(stmt.body), orelse=self.add_counters(stmt.orelse)
-                )
-            elif isinstance(stmt, (ir.For, ir.While)):
-                inner = self.add_counters(stmt.body)
-                if isinstance(stmt, ir.While) or _breaks(stmt.body):
-                    k = ir.Name(self.names.fresh("trips"))
-                    out.append(ir.Assign((k,), ir.Const(0), stmt.loc))
-                    inc = ir.Assign((k,), ir.Call(ADD, (k, ir.Const(1))), stmt.loc)
-                    self.bookkeeping.add(id(inc))
-                    stmt = replace(stmt, body=(inc, *inner))
-                    self.counters[id(stmt)] = k.id
-                else:
-                    stmt = replace(stmt, body=inner)
+            stmt = ir.map_blocks(stmt, self.add_counters)
+            if isinstance(stmt, ir.While) or (isinstance(stmt, ir.For) and _breaks(stmt.body)):
+                k = ir.Name(self.names.fresh("trips"))
+                out.append(ir.Assign((k,), ir.Const(0), stmt.loc))
+                inc = ir.Assign((k,), ir.Call(ADD, (k, ir.Const(1))), stmt.loc)
+                self.bookkeeping.add(id(inc))
+                stmt = replace(stmt, body=(inc, *stmt.body))
+                self.counters[id(stmt)] = k.id
             out.append(stmt)
         return tuple(out)
 
@@ -140,14 +134,9 @@ class _Reverse(DerivativeBuilder):
             self.defs.update(names)
             if depth:
                 self.loop_defined.update(names)
-            if isinstance(stmt, ir.If):
-                self.count_definitions(stmt.body, depth)
-                self.count_definitions(stmt.orelse, depth)
-            elif isinstance(stmt, ir.For):
-                self.count_definitions(stmt.body, depth + 1)
-            elif isinstance(stmt, ir.While):
-                self.count_definitions(stmt.test_block, depth + 1)
-                self.count_definitions(stmt.body, depth + 1)
+            inner = depth + 1 if ir.is_loop(stmt) else depth
+            for child in ir.child_blocks(stmt):
+                self.count_definitions(child, inner)
 
     def may_hold_value(self, name: str) -> bool:
         return self.defs[name] > 1 or name in self.loop_defined
@@ -171,15 +160,14 @@ class _Reverse(DerivativeBuilder):
                 defined = self.find_prior_values(stmt.body, defined) | self.find_prior_values(
                     stmt.orelse, defined
                 )
-            elif isinstance(stmt, (ir.For, ir.While)):
+            elif ir.is_loop(stmt):
                 inside = dataflow.deep_writes((stmt,))
                 for n in dataflow.pattern_names(stmt.target) if isinstance(stmt, ir.For) else ():
                     if n in defined:
                         self.prior.add((id(stmt), n))
                 entry = defined | inside
-                if isinstance(stmt, ir.While):
-                    self.find_prior_values(stmt.test_block, entry)
-                self.find_prior_values(stmt.body, entry)
+                for child in ir.child_blocks(stmt):
+                    self.find_prior_values(child, entry)
                 defined = entry
         return defined
 
@@ -384,7 +372,7 @@ class _Reverse(DerivativeBuilder):
             for n in dataflow.writes(st)
         }
         for stmt in ir.walk_stmts(body):
-            if not isinstance(stmt, (ir.For, ir.While)):
+            if not ir.is_loop(stmt):
                 continue
             seen_reads: set[str] = set(dataflow.reads(stmt))
             if isinstance(stmt, ir.While):
@@ -421,18 +409,13 @@ class _Reverse(DerivativeBuilder):
                     work = True
                     if stmt.target.id in self.saved:
                         reads.update(ir.atom_names(stmt.index))
-            elif isinstance(stmt, ir.If):
-                inner = self._control_reads(stmt.body, reads) | self._control_reads(
-                    stmt.orelse, reads
-                )
+            elif ir.is_compound(stmt):
+                inner = False
+                for child in ir.child_blocks(stmt):
+                    inner |= self._control_reads(child, reads)
                 if inner:
-                    reads.update(ir.atom_names(stmt.test))
-                work |= inner
-            elif isinstance(stmt, (ir.For, ir.While)):
-                inner = self._control_reads(stmt.body, reads)
-                if isinstance(stmt, ir.While):
-                    inner |= self._control_reads(stmt.test_block, reads)
-                if inner:
+                    if isinstance(stmt, ir.If):
+                        reads.update(ir.atom_names(stmt.test))
                     if isinstance(stmt, ir.For):
                         reads.update(ir.atom_names(stmt.iter))
                     if id(stmt) in self.counters:
@@ -488,29 +471,15 @@ class _Reverse(DerivativeBuilder):
                     ir.Push(self.stack(stmt.target.id, loop, stmt, part=True), kept, loop, stmt.loc)
                 )
                 out.append(stmt)
-            elif isinstance(stmt, ir.If):
-                out.append(
-                    replace(
-                        stmt,
-                        body=tuple(self.forward_sweep(stmt.body, loop)),
-                        orelse=tuple(self.forward_sweep(stmt.orelse, loop)),
-                    )
-                )
-            elif isinstance(stmt, ir.For):
-                label = self.loop_label(stmt)
-                for n in dataflow.pattern_names(stmt.target):
-                    if n in self.saved and self.has_prior(stmt, n):
-                        out.append(ir.Push(self.stack(n, loop, stmt), ir.Name(n), loop, stmt.loc))
-                out.append(replace(stmt, body=tuple(self.forward_sweep(stmt.body, label))))
-            elif isinstance(stmt, ir.While):
-                label = self.loop_label(stmt)
-                out.append(
-                    replace(
-                        stmt,
-                        test_block=tuple(self.forward_sweep(stmt.test_block, label)),
-                        body=tuple(self.forward_sweep(stmt.body, label)),
-                    )
-                )
+            elif ir.is_compound(stmt):
+                # A loop's saves are per iteration, under its own label; a branch's are its loop's.
+                label = self.loop_label(stmt) if ir.is_loop(stmt) else loop
+                if isinstance(stmt, ir.For):
+                    for n in dataflow.pattern_names(stmt.target):
+                        if n in self.saved and self.has_prior(stmt, n):
+                            push = ir.Push(self.stack(n, loop, stmt), ir.Name(n), loop, stmt.loc)
+                            out.append(push)
+                out.append(ir.map_blocks(stmt, partial(self.forward_sweep, loop=label)))
             else:
                 out.append(stmt)
         return out
@@ -701,14 +670,14 @@ class _Reverse(DerivativeBuilder):
                 state.update(_join(s_body, s_else))
                 if b or o:
                     out.append(ir.If(stmt.test, tuple(b), tuple(o), stmt.loc))
-            elif isinstance(stmt, (ir.For, ir.While)):
+            elif ir.is_loop(stmt):
                 out += self.backward_loop(stmt, state)
         return out
 
     def backward_loop(self, loop: ir.For | ir.While, state: dict[str, str]) -> list[ir.Stmt]:
         outer = self._loop
         self._loop = self.loop_label(loop)
-        body = loop.body if isinstance(loop, ir.For) else loop.test_block + loop.body
+        body = ir.iteration(loop)
         entry = self.loop_entry_state(body, state)
         # An array only read in the loop (`x[i]`) gets its adjoint as zeros before it rather
         # than None-or-array inside: one buffer the index reads add into, in place.

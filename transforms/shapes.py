@@ -256,14 +256,14 @@ class _LoopAwareWalker:
             self.block(stmt.body, body_env)
             self.block(stmt.orelse, else_env)
             _join_into(env, body_env, else_env)
-        elif isinstance(stmt, (ir.For, ir.While)):
+        elif ir.is_loop(stmt):
             self.loop(stmt, env)
         else:
             for name in dataflow.writes(stmt):
                 env.forget(name)
 
     def loop(self, loop: ir.For | ir.While, env: ShapeEnv) -> None:
-        inner_stmts = loop.body if isinstance(loop, ir.For) else loop.test_block + loop.body
+        inner_stmts = ir.iteration(loop)
         written = dataflow.deep_writes(inner_stmts)  # nested loops' targets included
         targets = dataflow.pattern_names(loop.target) if isinstance(loop, ir.For) else []
         written.update(targets)

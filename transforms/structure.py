@@ -81,7 +81,7 @@ def _exits(stmts: tuple[ir.Stmt, ...] | list[ir.Stmt]) -> set[str]:
             kinds.add("return")
         elif isinstance(stmt, ir.If):
             kinds |= _exits(stmt.body) | _exits(stmt.orelse)
-        elif isinstance(stmt, (ir.For, ir.While)):
+        elif ir.is_loop(stmt):
             if any(isinstance(s, ir.Return) for s in ir.walk_stmts(stmt.body)):
                 kinds.add("return")
     return kinds
@@ -550,13 +550,7 @@ def _drop_unread_flags(body: tuple[ir.Stmt, ...], flags: set[str]) -> tuple[ir.S
         for s in stmts:
             if isinstance(s, ir.Assign) and s.targets[0].id in unread:
                 continue
-            if isinstance(s, ir.If):
-                s = replace(s, body=keep(s.body), orelse=keep(s.orelse))
-            elif isinstance(s, ir.For):
-                s = replace(s, body=keep(s.body))
-            elif isinstance(s, ir.While):
-                s = replace(s, body=keep(s.body))
-            out.append(s)
+            out.append(ir.map_blocks(s, keep))
         return tuple(out)
 
     return keep(body)

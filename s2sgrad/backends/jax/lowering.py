@@ -115,7 +115,7 @@ def lower_compilation(compilation: Any) -> list[tuple[ir.FunctionDef, str | None
 
 def _stacks(loop: ir.For | ir.While, kind: type) -> tuple[str, ...]:
     """The stacks a loop pushes (kind=Push) or pops (kind=Pop), nested loops included."""
-    inner = loop.body if isinstance(loop, ir.For) else loop.test_block + loop.body
+    inner = ir.iteration(loop)
     return _stacks_in(inner, kind)
 
 

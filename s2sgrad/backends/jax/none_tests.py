@@ -68,7 +68,7 @@ class _Flow:
             return {**state, **dict.fromkeys(_pattern_names(stmt.pattern), frozenset({_VALUE}))}
         if isinstance(stmt, ir.If):
             return _merge(self.block(stmt.body, dict(state)), self.block(stmt.orelse, dict(state)))
-        if isinstance(stmt, (ir.For, ir.While)):
+        if ir.is_loop(stmt):
             return self.loop(stmt, state)
         if isinstance(stmt, (ir.Break, ir.Continue)) and self.jumps:
             self.jumps[-1][isinstance(stmt, ir.Continue)].append(dict(state))
