@@ -20,7 +20,7 @@ from s2sgrad.errors import (
     UnsupportedSyntaxError,
     UsageError,
 )
-from s2sgrad.rules import defjvp, defvjp, nondifferentiable
+from s2sgrad.rules import defjvp, deflinear, defvjp, nondifferentiable
 
 __all__ = [
     "__version__",
@@ -29,6 +29,7 @@ __all__ = [
     "jvp",
     "vjp",
     "derivative_source",
+    "deflinear",
     "defjvp",
     "defvjp",
     "nondifferentiable",

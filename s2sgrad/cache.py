@@ -789,6 +789,7 @@ def _describe_rules() -> tuple[str, ...]:
     into generated code just the same, so it must move the key too.
     """
     from s2sgrad.rules import all_rules
+    from s2sgrad.rules.registry import restore_source
 
     out = []
     for rule in all_rules():
@@ -804,6 +805,7 @@ def _describe_rules() -> tuple[str, ...]:
             elif module.split(".")[0] == "s2sgrad":
                 parts.append(f"{kind}=builtin")
             else:
+                restore_source(template)  # a deflinear template's text has no file
                 parts.append(f"{kind}={_function_source(template, required=False)}")
         out.append(" ".join(parts))
     return tuple(out)

@@ -19,7 +19,7 @@ from s2sgrad.transforms.names import FreshNames
 
 from s2sgrad import ir
 from s2sgrad.errors import NoDerivativeRuleError, SourceLocation
-from s2sgrad.rules.registry import Rule
+from s2sgrad.rules.registry import Rule, restore_source
 
 
 @dataclass(frozen=True)
@@ -50,6 +50,7 @@ def lower_template(fn: Callable, kind: str) -> Template:
 
     from s2sgrad.frontend import parse_function
 
+    restore_source(fn)
     lead = ("ans",) if kind == "jvp" else ("g", "ans")
     sig = inspect.signature(fn)
     params = list(sig.parameters.values())

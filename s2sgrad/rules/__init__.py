@@ -22,6 +22,7 @@ from s2sgrad.rules import (  # noqa: F401
 from s2sgrad.rules.registry import (
     all_rules,
     defjvp,
+    deflinear,
     defvjp,
     lookup,
     nondifferentiable,
@@ -39,6 +40,7 @@ else:
 
 __all__ = [
     "all_rules",
+    "deflinear",
     "defjvp",
     "defvjp",
     "lookup",

@@ -19,7 +19,7 @@ import operator
 
 import numpy as np
 
-from s2sgrad.rules.registry import defjvp, defvjp, nondifferentiable, restrict
+from s2sgrad.rules.registry import defjvp, deflinear, defvjp, nondifferentiable, restrict
 from s2sgrad.runtime import (
     broadcast_like,
     clip_shares,
@@ -202,9 +202,7 @@ def copysign_vjp(g, ans, x, y):
     return unbroadcast(g * slope, x), np.zeros(np.shape(y))
 
 
-@defjvp(np.real)
-def real_jvp(ans, val, *, dval):
-    return np.real(dval)
+deflinear(np.real, params="val")
 
 
 @defvjp(np.real)
@@ -213,9 +211,7 @@ def real_vjp(g, ans, val):
 
 
 # The imaginary part of a real array is zero, whatever the array.
-@defjvp(np.imag)
-def imag_jvp(ans, val, *, dval):
-    return np.imag(dval)
+deflinear(np.imag, params="val")
 
 
 @defvjp(np.imag)
@@ -223,9 +219,7 @@ def imag_vjp(g, ans, val):
     return np.zeros_like(g)
 
 
-@defjvp(np.conjugate)
-def conjugate_jvp(ans, x, *, dx):
-    return np.conjugate(dx)
+deflinear(np.conjugate, params="x")
 
 
 @defvjp(np.conjugate)
@@ -256,9 +250,7 @@ restrict(
 nondifferentiable(np.heaviside, np.signbit)
 
 
-@defjvp(builtins.float)
-def float_jvp(ans, x, *, dx):
-    return float(dx)
+deflinear(builtins.float, params="x")
 
 
 @defvjp(builtins.float)
@@ -492,9 +484,7 @@ def hypot_vjp(g, ans, x, y):
     )
 
 
-@defjvp(np.deg2rad, np.radians)
-def deg2rad_jvp(ans, x, *, dx):
-    return np.deg2rad(dx)
+deflinear(np.deg2rad, np.radians, params="x")
 
 
 @defvjp(np.deg2rad, np.radians)
@@ -502,9 +492,7 @@ def deg2rad_vjp(g, ans, x):
     return np.deg2rad(g)
 
 
-@defjvp(np.rad2deg, np.degrees)
-def rad2deg_jvp(ans, x, *, dx):
-    return np.rad2deg(dx)
+deflinear(np.rad2deg, np.degrees, params="x")
 
 
 @defvjp(np.rad2deg, np.degrees)

@@ -13,7 +13,7 @@ import operator
 
 import numpy as np
 
-from s2sgrad.rules.registry import defjvp, defvjp
+from s2sgrad.rules.registry import defjvp, deflinear, defvjp
 from s2sgrad.runtime import (
     sort_order,
     undiag,
@@ -39,9 +39,7 @@ def getitem_vjp(g, ans, x, idx):
 # --------------------------------------------------------------------------- takes and diagonals
 
 
-@defjvp(np.diag)
-def diag_jvp(ans, v, k=0, *, dv):
-    return np.diag(dv, k)
+deflinear(np.diag, params="v, k=0")
 
 
 @defvjp(np.diag)
@@ -49,9 +47,7 @@ def diag_vjp(g, ans, v, k=0):
     return undiag(g, v, k)
 
 
-@defjvp(np.diagonal)
-def diagonal_jvp(ans, a, offset=0, axis1=0, axis2=1, *, da):
-    return np.diagonal(da, offset, axis1, axis2)
+deflinear(np.diagonal, params="a, offset=0, axis1=0, axis2=1")
 
 
 @defvjp(np.diagonal)
@@ -59,9 +55,7 @@ def diagonal_vjp(g, ans, a, offset=0, axis1=0, axis2=1):
     return undiagonal(g, a, offset, axis1, axis2)
 
 
-@defjvp(np.trace)
-def trace_jvp(ans, a, offset=0, axis1=0, axis2=1, dtype=None, out=None, *, da):
-    return np.trace(da, offset, axis1, axis2)
+deflinear(np.trace, params="a, offset=0, axis1=0, axis2=1, dtype=None, out=None")
 
 
 @defvjp(np.trace)
@@ -72,9 +66,7 @@ def trace_vjp(g, ans, a, offset=0, axis1=0, axis2=1, dtype=None, out=None):
     )
 
 
-@defjvp(np.triu)
-def triu_jvp(ans, m, k=0, *, dm):
-    return np.triu(dm, k)
+deflinear(np.triu, params="m, k=0")
 
 
 @defvjp(np.triu)
@@ -82,9 +74,7 @@ def triu_vjp(g, ans, m, k=0):
     return np.triu(g, k)
 
 
-@defjvp(np.tril)
-def tril_jvp(ans, m, k=0, *, dm):
-    return np.tril(dm, k)
+deflinear(np.tril, params="m, k=0")
 
 
 @defvjp(np.tril)
@@ -92,9 +82,7 @@ def tril_vjp(g, ans, m, k=0):
     return np.tril(g, k)
 
 
-@defjvp(np.take)
-def take_jvp(ans, a, indices, axis=None, out=None, mode="raise", *, da):
-    return np.take(da, indices, axis, mode=mode)
+deflinear(np.take, params="a, indices, axis=None, out=None, mode='raise'")
 
 
 @defvjp(np.take)
@@ -102,9 +90,7 @@ def take_vjp(g, ans, a, indices, axis=None, out=None, mode="raise"):
     return untake(g, a, indices, axis, mode)
 
 
-@defjvp(np.take_along_axis)
-def take_along_axis_jvp(ans, arr, indices, axis=-1, *, darr):
-    return np.take_along_axis(darr, indices, axis)
+deflinear(np.take_along_axis, params="arr, indices, axis=-1")
 
 
 @defvjp(np.take_along_axis)

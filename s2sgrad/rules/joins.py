@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from s2sgrad.rules.registry import defjvp, defvjp, restrict
+from s2sgrad.rules.registry import defjvp, deflinear, defvjp, restrict
 from s2sgrad.runtime import (
     concatenate_items,
     pad_tangent,
@@ -28,9 +28,7 @@ from s2sgrad.runtime import (
 # --------------------------------------------------------------------------- joining and splitting
 
 
-@defjvp(np.concatenate)
-def concatenate_jvp(ans, arrays, axis=0, out=None, *, darrays):
-    return np.concatenate(darrays, axis=axis)
+deflinear(np.concatenate, params="arrays, axis=0, out=None")
 
 
 @defvjp(np.concatenate)
@@ -38,9 +36,7 @@ def concatenate_vjp(g, ans, arrays, axis=0, out=None):
     return unconcatenate(g, arrays, axis)
 
 
-@defjvp(np.stack)
-def stack_jvp(ans, arrays, axis=0, out=None, *, darrays):
-    return np.stack(darrays, axis=axis)
+deflinear(np.stack, params="arrays, axis=0, out=None")
 
 
 @defvjp(np.stack)
@@ -50,9 +46,7 @@ def stack_vjp(g, ans, arrays, axis=0, out=None):
 
 # np.r_[...] and np.c_[...] (index tricks: a subscript of an object), which the frontend
 # lowers to concatenate_items(items, how, directive); a slice item is a constant np.arange.
-@defjvp(concatenate_items)
-def concatenate_items_jvp(ans, items, how="r_", directive=None, *, ditems):
-    return concatenate_items(ditems, how, directive)
+deflinear(concatenate_items, params="items, how='r_', directive=None")
 
 
 @defvjp(concatenate_items)
@@ -60,9 +54,7 @@ def concatenate_items_vjp(g, ans, items, how="r_", directive=None):
     return unconcatenate_items(g, items, how, directive)
 
 
-@defjvp(np.hstack)
-def hstack_jvp(ans, tup, *, dtup):
-    return np.hstack(dtup)
+deflinear(np.hstack, params="tup")
 
 
 @defvjp(np.hstack)
@@ -70,9 +62,7 @@ def hstack_vjp(g, ans, tup):
     return unjoin(g, tup, "hstack")
 
 
-@defjvp(np.vstack)
-def vstack_jvp(ans, tup, *, dtup):
-    return np.vstack(dtup)
+deflinear(np.vstack, params="tup")
 
 
 @defvjp(np.vstack)
@@ -80,9 +70,7 @@ def vstack_vjp(g, ans, tup):
     return unjoin(g, tup, "vstack")
 
 
-@defjvp(np.dstack)
-def dstack_jvp(ans, tup, *, dtup):
-    return np.dstack(dtup)
+deflinear(np.dstack, params="tup")
 
 
 @defvjp(np.dstack)
@@ -90,9 +78,7 @@ def dstack_vjp(g, ans, tup):
     return unjoin(g, tup, "dstack")
 
 
-@defjvp(np.column_stack)
-def column_stack_jvp(ans, tup, *, dtup):
-    return np.column_stack(dtup)
+deflinear(np.column_stack, params="tup")
 
 
 @defvjp(np.column_stack)
@@ -101,9 +87,7 @@ def column_stack_vjp(g, ans, tup):
 
 
 # np.split returns a list: its cotangent is the list of the pieces' cotangents.
-@defjvp(np.split)
-def split_jvp(ans, ary, indices_or_sections, axis=0, *, dary):
-    return np.split(dary, indices_or_sections, axis)
+deflinear(np.split, params="ary, indices_or_sections, axis=0")
 
 
 @defvjp(np.split)
@@ -111,9 +95,7 @@ def split_vjp(g, ans, ary, indices_or_sections, axis=0):
     return unsplit(g, ans, axis)
 
 
-@defjvp(np.array_split)
-def array_split_jvp(ans, ary, indices_or_sections, axis=0, *, dary):
-    return np.array_split(dary, indices_or_sections, axis)
+deflinear(np.array_split, params="ary, indices_or_sections, axis=0")
 
 
 @defvjp(np.array_split)
@@ -121,9 +103,7 @@ def array_split_vjp(g, ans, ary, indices_or_sections, axis=0):
     return unsplit(g, ans, axis)
 
 
-@defjvp(np.tile)
-def tile_jvp(ans, A, reps, *, dA):
-    return np.tile(dA, reps)
+deflinear(np.tile, params="A, reps")
 
 
 @defvjp(np.tile)
@@ -131,9 +111,7 @@ def tile_vjp(g, ans, A, reps):
     return untile(g, A, reps)
 
 
-@defjvp(np.repeat)
-def repeat_jvp(ans, a, repeats, axis=None, *, da):
-    return np.repeat(da, repeats, axis)
+deflinear(np.repeat, params="a, repeats, axis=None")
 
 
 @defvjp(np.repeat)

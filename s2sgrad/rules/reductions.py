@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from s2sgrad.rules.registry import defjvp, defvjp, restrict
+from s2sgrad.rules.registry import defjvp, deflinear, defvjp, restrict
 from s2sgrad.runtime import (
     average_weights,
     norm_direction,
@@ -28,10 +28,7 @@ from s2sgrad.runtime import (
     unreduce,
 )
 
-
-@defjvp(np.sum)
-def sum_jvp(ans, a, axis=None, dtype=None, out=None, keepdims=False, *, da):
-    return np.sum(da, axis=axis, keepdims=keepdims)
+deflinear(np.sum, params="a, axis=None, dtype=None, out=None, keepdims=False")
 
 
 @defvjp(np.sum)
@@ -39,9 +36,7 @@ def sum_vjp(g, ans, a, axis=None, dtype=None, out=None, keepdims=False):
     return unreduce(g, a, axis, keepdims)
 
 
-@defjvp(np.mean)
-def mean_jvp(ans, a, axis=None, dtype=None, out=None, keepdims=False, *, da):
-    return np.mean(da, axis=axis, keepdims=keepdims)
+deflinear(np.mean, params="a, axis=None, dtype=None, out=None, keepdims=False")
 
 
 @defvjp(np.mean)

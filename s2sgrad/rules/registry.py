@@ -53,11 +53,16 @@ not need. Templates are backend-neutral: they call ``np.*`` and the helpers of
 
 from __future__ import annotations
 
+import ast
+import builtins
 import inspect
+import linecache
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
 
 _DIFF_PREFIX = "d"
 
@@ -209,6 +214,72 @@ def defvjp(
         return template
 
     return register
+
+
+def deflinear(*primitives: Any, params: str, check: Any = False) -> Callable:
+    """Register the forward rule of primitives that are linear in their first parameter.
+
+    The tangent of a linear map is the same map applied to the tangent, every other
+    argument as the call passed it: ``deflinear(np.transpose, params="a, axes=None")``
+    is the rule ``transpose_jvp(ans, a, axes=None, *, da)`` returning
+    ``np.transpose(da, axes=axes)``. ``params`` lists the parameters the rule accepts,
+    in Python syntax and the primitive's order; a call passing others is refused. A
+    required parameter is passed on by position, one with a default by keyword, and
+    ``out`` (always None in a differentiated call) not at all. A sequence parameter
+    (``np.concatenate(arrays)``) receives the list of the elements' tangents.
+
+    The template is defined in the registering module, as a hand-written one would be
+    (so it reads the primitive by the name that module gives it: ``np.<name>``, a
+    module-level name or a builtin), and its text is kept for ``inspect``: it is
+    lowered, checked and shown like a hand-written one. Returns it.
+    """
+    namespace = sys._getframe(1).f_globals
+    primitive = primitives[0]
+    name = getattr(primitive, "__name__", "")
+    spelled = _spelling(primitive, namespace)
+    parsed = ast.parse(f"def _({params}): pass").body[0].args
+    if parsed.posonlyargs or parsed.vararg or parsed.kwonlyargs or parsed.kwarg:
+        raise TypeError(f"deflinear({name}): params take plain parameters only, got {params!r}")
+    names = [a.arg for a in parsed.args]
+    required = names[: len(names) - len(parsed.defaults)]
+    linear = names[0]
+    passed = [f"d{linear}"] + [
+        n if n in required else f"{n}={n}" for n in names[1:] if n != "out" or n in required
+    ]
+    source = (
+        f"def {name}_jvp(ans, {params}, *, d{linear}):\n"
+        f"    return {spelled}({', '.join(passed)})\n"
+    )
+    filename = f"<s2sgrad.deflinear {namespace.get('__name__', '')}.{name}>"
+    exec(compile(source, filename, "exec"), namespace)  # noqa: S102  (our own text, above)
+    template = namespace[f"{name}_jvp"]
+    template.__s2sgrad_source__ = (filename, source)
+    restore_source(template)
+    return defjvp(*primitives, check=check)(template)
+
+
+def _spelling(primitive: Any, namespace: dict) -> str:
+    """How code in ``namespace`` names ``primitive``: ``np.<name>``, its own name, a builtin."""
+    name = getattr(primitive, "__name__", "")
+    if namespace.get("np") is np and getattr(np, name, None) is primitive:
+        return f"np.{name}"
+    if namespace.get(name, getattr(builtins, name, None)) is primitive:
+        return name
+    raise TypeError(
+        f"deflinear: {primitive!r} is not reachable as `np.{name}` or `{name}` from the "
+        f"module registering its rule ({namespace.get('__name__')}); register it from a module "
+        "where that name refers to it, or write the rule with defjvp"
+    )
+
+
+def restore_source(template: Callable) -> None:
+    """Put a ``deflinear`` template's text (back) where ``inspect`` reads it.
+
+    ``linecache.clearcache()`` (user code, doctest, tests) forgets text that has no
+    file; the compiler calls this before it reads a template."""
+    filename, source = getattr(template, "__s2sgrad_source__", (None, None))
+    if filename is not None and filename not in linecache.cache:
+        linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
 
 
 def nondifferentiable(*primitives: Any) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from s2sgrad.rules.registry import defjvp, defvjp
+from s2sgrad.rules.registry import defjvp, deflinear, defvjp
 from s2sgrad.runtime import (
     cumprod_tangent,
     trapezoid_weights,
@@ -27,9 +27,7 @@ from s2sgrad.runtime import (
 # --------------------------------------------------------------------------- scans
 
 
-@defjvp(np.cumsum)
-def cumsum_jvp(ans, a, axis=None, dtype=None, out=None, *, da):
-    return np.cumsum(da, axis=axis)
+deflinear(np.cumsum, params="a, axis=None, dtype=None, out=None")
 
 
 @defvjp(np.cumsum)
@@ -75,9 +73,7 @@ def nancumprod_vjp(g, ans, a, axis=None, dtype=None, out=None):
 # --------------------------------------------------------------------------- along one axis
 
 
-@defjvp(np.diff)
-def diff_jvp(ans, a, n=1, axis=-1, *, da):
-    return np.diff(da, n, axis)
+deflinear(np.diff, params="a, n=1, axis=-1")
 
 
 @defvjp(np.diff)
@@ -85,9 +81,7 @@ def diff_vjp(g, ans, a, n=1, axis=-1):
     return undiff(g, n, axis)
 
 
-@defjvp(np.cumulative_sum)
-def cumulative_sum_jvp(ans, x, axis=None, dtype=None, out=None, include_initial=False, *, dx):
-    return np.cumulative_sum(dx, axis=axis, include_initial=include_initial)
+deflinear(np.cumulative_sum, params="x, axis=None, dtype=None, out=None, include_initial=False")
 
 
 @defvjp(np.cumulative_sum)
@@ -95,9 +89,7 @@ def cumulative_sum_vjp(g, ans, x, axis=None, dtype=None, out=None, include_initi
     return uncumulative_sum(g, x, axis, include_initial)
 
 
-@defjvp(np.trapezoid)
-def trapezoid_jvp(ans, y, x=None, dx=1.0, axis=-1, *, dy):
-    return np.trapezoid(dy, x, dx, axis)
+deflinear(np.trapezoid, params="y, x=None, dx=1.0, axis=-1")
 
 
 @defvjp(np.trapezoid)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from s2sgrad.rules.registry import defjvp, defvjp
+from s2sgrad.rules.registry import defjvp, deflinear, defvjp
 from s2sgrad.runtime import (
     inverse_permutation,
     negated_shift,
@@ -22,9 +22,7 @@ from s2sgrad.runtime import (
 # --------------------------------------------------------------------------- rearranging
 
 
-@defjvp(np.transpose)
-def transpose_jvp(ans, a, axes=None, *, da):
-    return np.transpose(da, axes)
+deflinear(np.transpose, params="a, axes=None")
 
 
 @defvjp(np.transpose)
@@ -32,9 +30,7 @@ def transpose_vjp(g, ans, a, axes=None):
     return np.transpose(g, inverse_permutation(axes))
 
 
-@defjvp(np.swapaxes)
-def swapaxes_jvp(ans, a, axis1, axis2, *, da):
-    return np.swapaxes(da, axis1, axis2)
+deflinear(np.swapaxes, params="a, axis1, axis2")
 
 
 @defvjp(np.swapaxes)
@@ -42,9 +38,7 @@ def swapaxes_vjp(g, ans, a, axis1, axis2):
     return np.swapaxes(g, axis1, axis2)
 
 
-@defjvp(np.moveaxis)
-def moveaxis_jvp(ans, a, source, destination, *, da):
-    return np.moveaxis(da, source, destination)
+deflinear(np.moveaxis, params="a, source, destination")
 
 
 @defvjp(np.moveaxis)
@@ -52,9 +46,7 @@ def moveaxis_vjp(g, ans, a, source, destination):
     return np.moveaxis(g, destination, source)
 
 
-@defjvp(np.reshape)
-def reshape_jvp(ans, a, shape, order="C", *, da):
-    return np.reshape(da, shape, order=order)
+deflinear(np.reshape, params="a, shape, order='C'")
 
 
 @defvjp(np.reshape)
@@ -62,9 +54,7 @@ def reshape_vjp(g, ans, a, shape, order="C"):
     return np.reshape(g, np.shape(a), order=order)
 
 
-@defjvp(np.ravel)
-def ravel_jvp(ans, a, order="C", *, da):
-    return np.ravel(da, order=order)
+deflinear(np.ravel, params="a, order='C'")
 
 
 @defvjp(np.ravel)
@@ -72,9 +62,7 @@ def ravel_vjp(g, ans, a, order="C"):
     return np.reshape(g, np.shape(a), order=order)
 
 
-@defjvp(np.expand_dims)
-def expand_dims_jvp(ans, a, axis, *, da):
-    return np.expand_dims(da, axis)
+deflinear(np.expand_dims, params="a, axis")
 
 
 @defvjp(np.expand_dims)
@@ -82,9 +70,7 @@ def expand_dims_vjp(g, ans, a, axis):
     return np.reshape(g, np.shape(a))
 
 
-@defjvp(np.squeeze)
-def squeeze_jvp(ans, a, axis=None, *, da):
-    return np.squeeze(da, axis)
+deflinear(np.squeeze, params="a, axis=None")
 
 
 @defvjp(np.squeeze)
@@ -92,9 +78,7 @@ def squeeze_vjp(g, ans, a, axis=None):
     return np.reshape(g, np.shape(a))
 
 
-@defjvp(np.broadcast_to)
-def broadcast_to_jvp(ans, array, shape, subok=False, *, darray):
-    return np.broadcast_to(darray, shape)
+deflinear(np.broadcast_to, params="array, shape, subok=False")
 
 
 @defvjp(np.broadcast_to)
@@ -102,9 +86,7 @@ def broadcast_to_vjp(g, ans, array, shape, subok=False):
     return unbroadcast(g, array)
 
 
-@defjvp(np.flip)
-def flip_jvp(ans, m, axis=None, *, dm):
-    return np.flip(dm, axis)
+deflinear(np.flip, params="m, axis=None")
 
 
 @defvjp(np.flip)
@@ -112,10 +94,8 @@ def flip_vjp(g, ans, m, axis=None):
     return np.flip(g, axis)
 
 
-@defjvp(np.copy)
-def copy_jvp(ans, a, order="K", subok=False, *, da):
-    # A fresh tangent for a fresh array: generated code may write into either.
-    return np.copy(da)
+# A fresh tangent for a fresh array: generated code may write into either.
+deflinear(np.copy, params="a, order='K', subok=False")
 
 
 @defvjp(np.copy)
@@ -136,9 +116,7 @@ def array_vjp(g, ans, object, dtype=None, copy=True, order="K", subok=False, ndm
     return np.reshape(g, np.shape(np.asarray(object)))
 
 
-@defjvp(np.asarray)
-def asarray_jvp(ans, a, dtype=None, order=None, *, da):
-    return np.asarray(da)
+deflinear(np.asarray, params="a, dtype=None, order=None")
 
 
 @defvjp(np.asarray)
@@ -173,9 +151,7 @@ def full_like_vjp(g, ans, a, fill_value, dtype=None, order="K", subok=True, shap
 # --------------------------------------------------------------------------- flips and rolls
 
 
-@defjvp(np.fliplr)
-def fliplr_jvp(ans, m, *, dm):
-    return np.fliplr(dm)
+deflinear(np.fliplr, params="m")
 
 
 @defvjp(np.fliplr)
@@ -183,9 +159,7 @@ def fliplr_vjp(g, ans, m):
     return np.fliplr(g)
 
 
-@defjvp(np.flipud)
-def flipud_jvp(ans, m, *, dm):
-    return np.flipud(dm)
+deflinear(np.flipud, params="m")
 
 
 @defvjp(np.flipud)
@@ -193,9 +167,7 @@ def flipud_vjp(g, ans, m):
     return np.flipud(g)
 
 
-@defjvp(np.roll)
-def roll_jvp(ans, a, shift, axis=None, *, da):
-    return np.roll(da, shift, axis)
+deflinear(np.roll, params="a, shift, axis=None")
 
 
 @defvjp(np.roll)
@@ -203,9 +175,7 @@ def roll_vjp(g, ans, a, shift, axis=None):
     return np.roll(g, negated_shift(shift), axis)
 
 
-@defjvp(np.atleast_1d)
-def atleast_1d_jvp(ans, arys, *, darys):
-    return np.atleast_1d(darys)
+deflinear(np.atleast_1d, params="arys")
 
 
 @defvjp(np.atleast_1d)
@@ -213,9 +183,7 @@ def atleast_1d_vjp(g, ans, arys):
     return np.reshape(g, np.shape(arys))
 
 
-@defjvp(np.atleast_2d)
-def atleast_2d_jvp(ans, arys, *, darys):
-    return np.atleast_2d(darys)
+deflinear(np.atleast_2d, params="arys")
 
 
 @defvjp(np.atleast_2d)
@@ -223,9 +191,7 @@ def atleast_2d_vjp(g, ans, arys):
     return np.reshape(g, np.shape(arys))
 
 
-@defjvp(np.atleast_3d)
-def atleast_3d_jvp(ans, arys, *, darys):
-    return np.atleast_3d(darys)
+deflinear(np.atleast_3d, params="arys")
 
 
 @defvjp(np.atleast_3d)
@@ -233,9 +199,7 @@ def atleast_3d_vjp(g, ans, arys):
     return np.reshape(g, np.shape(arys))
 
 
-@defjvp(np.rot90)
-def rot90_jvp(ans, m, k=1, axes=(0, 1), *, dm):
-    return np.rot90(dm, k, axes)
+deflinear(np.rot90, params="m, k=1, axes=(0, 1)")
 
 
 @defvjp(np.rot90)
