@@ -12,6 +12,7 @@ import pytest
 import s2sgrad
 from s2sgrad.errors import UnsupportedSyntaxError, UsageError
 from tests.oracles import assert_close, central_difference_grad, jnp_twin
+from tests.programs import fuzz_found
 from tests.programs import types as ty
 
 BACKENDS = ["numpy", "jax"]
@@ -193,3 +194,20 @@ def test_jvp_and_vjp_use_the_defaults_of_parameters_left_out(backend):
     cotangents = vjp_fn(1.0)
     assert len(cotangents) == 1
     assert_close(cotangents[0], jax.grad(jnp_twin(ty.weighted_power))(x))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("mode", MODES)
+def test_std_of_equal_entries_in_float32_adds_no_derivative(mode, backend):
+    """The rounding that ``runtime.resolved_spread`` resolves is float32's for float32 data:
+    std of three equal float32 entries is 2.4e-7 here, not 0, and must still count as 0
+    (bug 26 of the fuzzer, at the other precision)."""
+    f = fuzz_found.std_of_entries_equal_by_construction
+    x = np.array([1.3040000200271606, 0.9470809698104858, -0.7037352323532104], np.float32)
+    s = np.sum(np.hypot(x, 0.5))
+    assert np.std(np.broadcast_to(s, (3,))) != 0  # the case is exercised
+    got = s2sgrad.grad(f, mode=mode, backend=backend)(x)
+    assert _dtype(got) == np.float32
+    # The float64 function at the same point: v is 0 there, so only sin(x) * 1 remains.
+    want = central_difference_grad(f, [x.astype(np.float64)], 0)
+    assert_close(got, want.astype(np.float32), rtol=1e-5, atol=1e-5)
