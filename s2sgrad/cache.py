@@ -56,7 +56,6 @@ we run, so nobody but the user may be able to choose them:
 
 from __future__ import annotations
 
-import builtins
 import dataclasses
 import errno
 import functools
@@ -102,7 +101,7 @@ _TMP_PREFIX = ".s2sgrad-tmp-"
 _STALE_TMP_AGE = 600.0
 #: Larger "entries" are not ours (generated modules are kilobytes): a miss.
 _MAX_ENTRY_BYTES = 64 * 2**20
-_MISSING = object()
+_MISSING = running.UNBOUND  # an unbound name, or a missing attribute
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 
 _O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
@@ -510,30 +509,6 @@ def _code_names(code: types.CodeType) -> list[str]:
     return sorted(names)
 
 
-def _resolve(f: types.FunctionType, name: str) -> tuple[Any, Any, Any]:
-    """Look ``name`` up as ``f`` would: closure cell, then globals, then builtins.
-
-    Returns (value, container, key) so the binding can be re-checked later; the
-    value is ``_MISSING`` when the name is unbound.
-    """
-    code = f.__code__
-    if name in code.co_freevars and f.__closure__ is not None:
-        cell = f.__closure__[code.co_freevars.index(name)]
-        try:
-            return cell.cell_contents, cell, None
-        except ValueError:
-            return _MISSING, cell, None
-    if name in f.__globals__:
-        return f.__globals__[name], f.__globals__, name
-    table = _builtins_of(f)
-    return table.get(name, _MISSING), table, name
-
-
-def _builtins_of(f: types.FunctionType) -> dict:
-    table = f.__globals__.get("__builtins__", builtins)
-    return table if isinstance(table, dict) else vars(table)
-
-
 def _current(container: Any, key: Any) -> Any:
     if isinstance(container, types.CellType):
         try:
@@ -546,7 +521,7 @@ def _current(container: Any, key: Any) -> Any:
 def _referenced(f: types.FunctionType):
     """Yield (name, value, container, key) for every name ``f`` reads that is bound."""
     for name in sorted(set(_code_names(f.__code__)) | set(f.__code__.co_freevars)):
-        value, container, key = _resolve(f, name)
+        value, container, key = running.free_name_binding(f, name)
         if value is not _MISSING:
             yield name, value, container, key
 
@@ -1317,7 +1292,7 @@ def _bind_free_names(module: types.ModuleType, fn: Callable, names: tuple[str, .
             alias, _, module_name = name.partition("=")
             namespace[alias] = importlib.import_module(module_name)
             continue
-        value = _resolve(fn, name)[0]
+        value = running.free_name_binding(fn, name)[0]
         if value is _MISSING:
             namespace.pop(name, None)
         else:

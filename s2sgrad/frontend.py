@@ -21,7 +21,6 @@ the file, line, column and a hint.
 
 from __future__ import annotations
 
-import builtins
 import inspect
 import operator
 import textwrap
@@ -142,25 +141,6 @@ def get_source(fn: Callable) -> tuple[str, SourceInfo]:
     first_dedented = next((ln for ln in dedented.splitlines(True) if ln.strip()), "")
     indent = len(first) - len(first_dedented)
     return dedented, SourceInfo(filename, first_line, indent, tuple(lines))
-
-
-def resolve_free_name(fn: Callable, name: str) -> tuple[bool, Any]:
-    """Look a free name up as Python would at call time: closure, globals, builtins."""
-    code = getattr(fn, "__code__", None)
-    closure = getattr(fn, "__closure__", None)
-    if code is not None and closure:
-        if name in code.co_freevars:
-            cell = closure[code.co_freevars.index(name)]
-            try:
-                return True, cell.cell_contents
-            except ValueError:
-                return False, None
-    globs = getattr(fn, "__globals__", {})
-    if name in globs:
-        return True, globs[name]
-    if hasattr(builtins, name):
-        return True, getattr(builtins, name)
-    return False, None
 
 
 # Expressions s2sgrad refuses: node types, what the message calls them, what to do instead.
@@ -543,8 +523,8 @@ class _Lowering:
                 f"wrapper of a decorator, {running.describe_wrapper(self.fn)},",
                 "forward the arguments unchanged, or give the wrapper explicit parameters",
             )
-        found, value = resolve_free_name(self.fn, n)
-        if not found:
+        value = running.free_name_binding(self.fn, n)[0]
+        if value is running.UNBOUND:
             raise UnsupportedSyntaxError(
                 f"name `{n}` is not defined", self.loc(node), "define it before differentiating"
             )

@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from s2sgrad import running
+
 _RNG_TYPES = (random.Random, np.random.RandomState, np.random.Generator, np.random.BitGenerator)
 
 # Methods of the generators that draw or reseed (not also methods of arrays).
@@ -70,8 +72,8 @@ def draws_in(fn: types.FunctionType, is_user: Callable[[Any], bool]) -> str | No
         seen.add(id(f))
         reads = _reads(f.__code__)
         for name in sorted(reads):
-            found, value = _lookup(f, name)
-            if not found:
+            value = running.free_name_binding(f, name)[0]
+            if value is running.UNBOUND:
                 continue
             where = _random_value(value, reads[name])
             if where is not None:
@@ -102,18 +104,6 @@ def _reads(code: types.CodeType) -> dict[str, set[str]]:
             for name, attrs in _reads(const).items():
                 out.setdefault(name, set()).update(attrs)
     return out
-
-
-def _lookup(f: types.FunctionType, name: str) -> tuple[bool, Any]:
-    code = f.__code__
-    if f.__closure__ and name in code.co_freevars:
-        try:
-            return True, f.__closure__[code.co_freevars.index(name)].cell_contents
-        except ValueError:
-            return False, None
-    if name in f.__globals__:
-        return True, f.__globals__[name]
-    return False, None
 
 
 def _random_value(value: Any, attrs: set[str]) -> str | None:

@@ -19,6 +19,7 @@ found by ``s2sgrad.randomness``.
 
 from __future__ import annotations
 
+import builtins
 import functools
 import inspect
 import linecache
@@ -43,6 +44,35 @@ HIGHER_ORDER_HINT = (
     "supports higher order, use central differences of the gradient or jax.hessian on a "
     "jax.numpy version of the function"
 )
+
+# ----------------------------------------------------------------------------- free names
+
+#: The value ``free_name_binding`` gives a name that is not bound.
+UNBOUND = object()
+
+
+def free_name_binding(fn: types.FunctionType, name: str) -> tuple[Any, Any, Any]:
+    """Where Python finds ``name`` when ``fn`` runs: its closure cell, else its globals,
+    else its builtins. The one lookup of the compiler (what a name denotes), the cache
+    (what the key assumed) and the randomness check.
+
+    Returns ``(value, container, key)``: ``value`` is ``UNBOUND`` when the name is not
+    bound; ``container[key]`` (the cell's contents where ``key`` is None) re-reads the
+    binding later, to see whether it still holds.
+    """
+    code = fn.__code__
+    if name in code.co_freevars and fn.__closure__ is not None:
+        cell = fn.__closure__[code.co_freevars.index(name)]
+        try:
+            return cell.cell_contents, cell, None
+        except ValueError:  # a cell not filled yet
+            return UNBOUND, cell, None
+    if name in fn.__globals__:
+        return fn.__globals__[name], fn.__globals__, name
+    table = fn.__globals__.get("__builtins__", builtins)
+    table = table if isinstance(table, dict) else vars(table)
+    return table.get(name, UNBOUND), table, name
+
 
 # ----------------------------------------------------------------------------- produced
 
