@@ -17,6 +17,7 @@ from s2sgrad.rules import all_rules
 from s2sgrad.rules.registry import Rule
 
 _NAMESPACES = [("np", np), ("np.linalg", np.linalg), ("np.fft", np.fft)]
+_DERIVATIVE_CODE = "Derivative code"
 _OPERATOR_SYMBOLS = {
     operator.add: "a + b",
     operator.sub: "a - b",
@@ -35,7 +36,7 @@ _OPERATOR_SYMBOLS = {
 @dataclass(frozen=True)
 class Entry:
     name: str  # how users write it: np.sin, scipy.special.expit, a + b, abs
-    group: str  # "NumPy", "SciPy", "Python"
+    group: str  # "NumPy", "SciPy", "Python", "Derivative code"
     forward: bool
     reverse: bool
     differentiable: bool
@@ -49,6 +50,8 @@ def _spelling(rule: Rule) -> tuple[str, str]:
         return "np.r_[...], np.c_[...]", "NumPy"
     if value in _OPERATOR_SYMBOLS:
         return _OPERATOR_SYMBOLS[value], "Python"
+    if getattr(value, "__module__", "").startswith(runtime.__name__ + "."):
+        return f"s2sgrad.runtime.{value.__name__}", _DERIVATIVE_CODE
     if (
         isinstance(value, type(abs))
         and getattr(builtins, getattr(value, "__name__", ""), None) is value
@@ -89,7 +92,7 @@ def entries() -> list[Entry]:
                 differentiable=not rule.nondifferentiable,
             )
         )
-    order = {"NumPy": 0, "SciPy": 1, "Python": 2}
+    order = {"NumPy": 0, "SciPy": 1, "Python": 2, _DERIVATIVE_CODE: 3}
     return sorted(out, key=lambda e: (order[e.group], e.name))
 
 
@@ -117,11 +120,19 @@ def markdown() -> str:
         "on registering a rule (`s2sgrad.defjvp` / `s2sgrad.defvjp`).",
         "",
     ]
-    for group in ("NumPy", "SciPy", "Python"):
+    for group in ("NumPy", "SciPy", "Python", _DERIVATIVE_CODE):
         members = [e for e in rows if e.group == group]
         if not members:
             continue
-        lines += [f"## {group}", "", "| function | forward | reverse |", "|---|---|---|"]
+        lines += [f"## {group}", ""]
+        if group == _DERIVATIVE_CODE:
+            lines += [
+                "The helpers of `s2sgrad.runtime` that generated derivative code calls, with",
+                "rules of their own so that derivative code can be differentiated again (higher",
+                "order, in progress). Users do not call them.",
+                "",
+            ]
+        lines += ["| function | forward | reverse |", "|---|---|---|"]
         for e in members:
             if not e.differentiable:
                 lines.append(f"| `{e.name}` | zero derivative | zero derivative |")

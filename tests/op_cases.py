@@ -48,6 +48,8 @@ import numpy as np
 import scipy
 import scipy.special
 
+from s2sgrad import runtime
+
 
 @dataclass(frozen=True)
 class In:
@@ -72,7 +74,13 @@ BINARY_SYNTAX: dict[type, Any] = {
 }
 UNARY_SYNTAX: dict[type, Any] = {ast.USub: operator.neg, ast.UAdd: operator.pos}
 
-NAMESPACE = {"np": np, "scipy": scipy, "operator": operator, "builtins": builtins}
+NAMESPACE = {
+    "np": np,
+    "scipy": scipy,
+    "operator": operator,
+    "builtins": builtins,
+    "runtime": runtime,
+}
 
 
 def _label(spec: In | np.ndarray) -> str:
@@ -717,6 +725,101 @@ CASES: list[Case] = [
     C("scipy.special.gammaln(x)", x=pos(3)),
     C("scipy.special.digamma(x)", x=pos(3)),
     C("scipy.special.xlogy(x, y)", x=(2, 3), y=pos(3)),
+    # ---- the helpers of derivative code (s2sgrad.runtime), which higher order differentiates:
+    # every branch of each (same shape, sum, spread, both); no jax twin, differences judge
+    C("runtime.unbroadcast(g, x)", g=(2, 3), x=(2, 3), jax=False),
+    C("runtime.unbroadcast(g, x)", g=(2, 3), x=(3,), jax=False),
+    C("runtime.unbroadcast(g, x)", g=(2, 3), x=(1, 3), jax=False),
+    C("runtime.unbroadcast(g, x)", g=(3,), x=(2, 3), jax=False),
+    C("runtime.unbroadcast(g, x)", g=(2, 1), x=(1, 3), jax=False),
+    C("runtime.unbroadcast(g, x)", g=(2, 3), x=(), jax=False),
+    C("runtime.broadcast_like(t, r)", t=(3,), r=(2, 3), jax=False),
+    C("runtime.broadcast_like(t, r)", t=(), r=(2, 3), jax=False),
+    C("runtime.broadcast_like(t, r)", t=(2, 3), r=(2, 3), jax=False),
+    C("runtime.unindex(g, x, np.s_[:, 1])", g=(2,), x=(2, 3), jax=False),
+    C("runtime.unindex(g, x, np.s_[1:])", g=(3,), x=(3, 3), jax=False),
+    C("runtime.unindex(g, x, np.array([0, 2, 0]))", g=(3, 2), x=(3, 2), jax=False),
+    C("runtime.add_at(a, np.s_[1:], b)", a=(3,), b=(2,), jax=False),
+    C("runtime.add_at(a, np.s_[:, 0], b)", a=(2, 3), b=(), jax=False),
+    C("runtime.add_at(a, np.array([0, 2, 0]), b)", a=(4,), b=(3,), jax=False),
+    C("runtime.zero_at(d, np.s_[1])", d=(3, 2), jax=False),
+    C("runtime.zero_at(d, np.array([0, 2]))", d=(4,), jax=False),
+    C("runtime.unreduce(g, x)", g=(), x=(2, 3), jax=False),
+    C("runtime.unreduce(g, x, 1)", g=(2,), x=(2, 3), jax=False),
+    C("runtime.unreduce(g, x, (0, 2), True)", g=(1, 3, 1), x=(2, 3, 4), jax=False),
+    C("runtime.unreduce(g, x, 0)", g=(3,), x=(1, 3), jax=False),
+    C("runtime.unreduce(g, x, -1, keepdims=True)", g=(2, 1), x=(2, 3), jax=False),
+    C("runtime.rereduce(c, g)", c=(2, 3), g=(), jax=False),
+    C("runtime.rereduce(c, g, 1)", c=(2, 3), g=(2,), jax=False),
+    C("runtime.rereduce(c, g, (0, 2), True)", c=(2, 3, 4), g=(1, 3, 1), jax=False),
+    C("runtime.rereduce(c, g, 0)", c=(1, 3), g=(3,), jax=False),
+    C("runtime.rereduce(c, g, -1, keepdims=True)", c=(2, 3), g=(2, 1), jax=False),
+    # product adjoints: 1-D promotion, batch broadcasting, scalars, N-D contractions
+    *[
+        C(f"runtime.{name}_adjoint_{side}(g, a, b{extra})", g=g, a=a, b=b, jax=False)
+        for name, extra, g, a, b in [
+            ("matmul", "", (2, 4), (2, 3), (3, 4)),
+            ("matmul", "", (4,), (3,), (3, 4)),
+            ("matmul", "", (2,), (2, 3), (3,)),
+            ("matmul", "", (), (3,), (3,)),
+            ("matmul", "", (5, 2, 4), (2, 3), (5, 3, 4)),
+            ("dot", "", (2, 4), (2, 3), (3, 4)),
+            ("dot", "", (3,), (), (3,)),
+            ("dot", "", (2, 3, 5, 6), (2, 3, 4), (5, 4, 6)),
+            ("inner", "", (2, 4), (2, 3), (4, 3)),
+            ("inner", "", (3,), (3,), ()),
+            ("kron", "", (4, 6), (2, 3), (2, 2)),
+            ("kron", "", (6,), (3,), (2,)),
+            ("tensordot", "", (2, 5), (2, 3, 4), (3, 4, 5)),
+            ("tensordot", ", ([0], [1])", (3, 4), (2, 3), (4, 2)),
+        ]
+        for side in ("lhs", "rhs")
+    ],
+    # sums over copies and their transposes; writes at positions and the reads back
+    C("runtime.untile(g, a, (2, 1))", g=(4, 3), a=(2, 3), jax=False),
+    C("runtime.untile(g, a, 2)", g=(6,), a=(3,), jax=False),
+    C("runtime.unrepeat(g, a, 2, 1)", g=(2, 6), a=(2, 3), jax=False),
+    C("runtime.unrepeat(g, a, np.array([1, 2, 0, 1]))", g=(4,), a=(2, 2), jax=False),
+    C("runtime.unpad(g, a, ((1, 2), (0, 1)))", g=(6, 3), a=(3, 2), jax=False),
+    C('runtime.unpad(g, a, 1, "edge")', g=(5, 4), a=(3, 2), jax=False),
+    C("runtime.pad_tangent(t, ((1, 2), (0, 1)))", t=(3, 2), jax=False),
+    C('runtime.pad_tangent(t, 1, "reflect")', t=(3, 2), jax=False),
+    C("runtime.undiff(g)", g=(4,), jax=False),
+    C("runtime.undiff(g, 2, 0)", g=(3, 2), jax=False),
+    C("runtime.uncumulative_sum(g, x)", g=(4,), x=(4,), jax=False),
+    C("runtime.uncumulative_sum(g, x, 1, True)", g=(2, 4), x=(2, 3), jax=False),
+    C("runtime.undiagonal(g, a, 1)", g=(3,), a=(3, 4), jax=False),
+    C("runtime.undiagonal(g, a, 0, 1, 2)", g=(2, 3), a=(2, 3, 3), jax=False),
+    C("runtime.undiag(g, v, 1)", g=(4, 4), v=(3,), jax=False),
+    C("runtime.undiag(g, v)", g=(3,), v=(3, 4), jax=False),
+    C("runtime.untake(g, a, np.array([0, 3, 3]))", g=(3,), a=(5,), jax=False),
+    C('runtime.untake(g, a, np.array([1, 5]), 1, "wrap")', g=(2, 2), a=(2, 4), jax=False),
+    C(
+        "runtime.untake_along_axis(g, a, np.array([[0, 2], [1, 1]]), 1)",
+        g=(2, 2),
+        a=(2, 3),
+        jax=False,
+    ),
+    C("runtime.power_slope_exponent(y)", y=In((3,), 0.5, 2.0), jax=False),
+    # a join's cotangent cut into a list per joined array, and the joins back
+    C("runtime.unconcatenate(g, [a, b], 0)", g=(5, 2), a=(2, 2), b=(3, 2), pieces=2, jax=False),
+    C("runtime.unconcatenate(g, [a, b], None)", g=(7,), a=(2, 2), b=(3,), pieces=2, jax=False),
+    C("runtime.unconcatenate(g, x, 1)", g=(3, 4), x=(2, 3, 2), jax=False),
+    C("runtime.unstack(g, 1)", g=(2, 3), pieces=3, jax=False),
+    C("runtime.unstack(g, 0, x)", g=(2, 3), x=(2, 3), jax=False),
+    C('runtime.unjoin(g, [a, b], "vstack")', g=(3, 3), a=(3,), b=(2, 3), pieces=2, jax=False),
+    C('runtime.unjoin(g, [a, b], "column_stack")', g=(3, 3), a=(3,), b=(3, 2), pieces=2, jax=False),
+    C('runtime.rejoin([g, h], [a, b], "hstack")', g=(2,), h=(3,), a=(2,), b=(3,), jax=False),
+    C('runtime.unconcatenate_items(g, [a, b], "r_")', g=(5,), a=(2,), b=(3,), pieces=2, jax=False),
+    C(
+        'runtime.unconcatenate_items(g, [a, b], "c_")',
+        g=(3, 2),
+        a=(3,),
+        b=(3,),
+        pieces=2,
+        jax=False,
+    ),
+    C("runtime.unsplit([g, h], [a, b], 1)", g=(2, 1), h=(2, 2), a=(2, 1), b=(2, 2), jax=False),
 ]
 
 
@@ -740,6 +843,8 @@ def module_source(cases: list[Case]) -> str:
         "",
         "import numpy as np",
         "import scipy.special",
+        "",
+        "from s2sgrad import runtime",
         "",
     ]
     for case in cases:

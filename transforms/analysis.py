@@ -225,9 +225,9 @@ def _check_discrete_arguments(stmt: ir.Assign, varied: set[str], temps: frozense
     if rule is None or rule.nondifferentiable:
         return
     bound = bind_call(any_template(rule), call, stmt.loc, rule)
-    diff = set(differentiable_params(rule))
+    free = set(differentiable_params(rule)) | set(rule.shape_params)
     for param, atom in bound.items():
-        if param in diff:
+        if param in free:
             continue
         for name in ir.atom_names(atom):
             if name in varied:

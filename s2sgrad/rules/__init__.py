@@ -9,6 +9,7 @@ reuses a module generated with the old one; nothing needs bumping by hand.
 """
 
 from s2sgrad.rules import (  # noqa: F401
+    core,
     decompositions,
     elementwise,
     indexing,

@@ -604,3 +604,17 @@ def clip_vjp(g, ans, a, a_min, a_max):
         unbroadcast(g * min_share, a_min),
         unbroadcast(g * max_share, a_max),
     )
+
+
+# --------------------------------------------------------------------------- derivative code's own
+
+
+# ``y - 1`` (and 0 where y == 0, a piecewise constant): slope 1 in y.
+@defjvp(power_slope_exponent)
+def power_slope_exponent_jvp(ans, y, *, dy):
+    return dy
+
+
+@defvjp(power_slope_exponent)
+def power_slope_exponent_vjp(g, ans, y):
+    return g

@@ -13,7 +13,7 @@ import operator
 
 import numpy as np
 
-from s2sgrad.rules.registry import defjvp, deflinear, defvjp
+from s2sgrad.rules.registry import defjvp, deflinear, defvjp, shape_only
 from s2sgrad.runtime import (
     sort_order,
     undiag,
@@ -106,3 +106,45 @@ def sort_jvp(ans, a, axis=-1, kind=None, order=None, *, da):
 @defvjp(np.sort)
 def sort_vjp(g, ans, a, axis=-1, kind=None, order=None):
     return untake_along_axis(g, a, sort_order(a, axis), axis)
+
+
+# --------------------------------------------------------------------------- derivative code's own
+
+# Each helper writes a cotangent into zeros shaped like the array it answers for (on a
+# diagonal, at taken positions): linear in g, reading only that array's shape. Its
+# transpose reads the same positions back: np.diagonal, np.diag, np.take,
+# np.take_along_axis.
+deflinear(undiagonal, params="g, a, offset=0, axis1=0, axis2=1")
+shape_only(undiagonal, "a")
+
+
+@defvjp(undiagonal)
+def undiagonal_vjp(g, ans, part, a, offset=0, axis1=0, axis2=1):
+    return np.diagonal(g, offset, axis1, axis2)
+
+
+deflinear(undiag, params="g, v, k=0")
+shape_only(undiag, "v")
+
+
+@defvjp(undiag)
+def undiag_vjp(g, ans, part, v, k=0):
+    return np.diag(g, k)
+
+
+deflinear(untake, params="g, a, indices, axis=None, mode='raise'")
+shape_only(untake, "a")
+
+
+@defvjp(untake)
+def untake_vjp(g, ans, part, a, indices, axis=None, mode="raise"):
+    return np.take(g, indices, axis, mode=mode)
+
+
+deflinear(untake_along_axis, params="g, arr, indices, axis=-1")
+shape_only(untake_along_axis, "arr")
+
+
+@defvjp(untake_along_axis)
+def untake_along_axis_vjp(g, ans, part, arr, indices, axis=-1):
+    return np.take_along_axis(g, indices, axis)

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from s2sgrad.rules.registry import defjvp, deflinear, defvjp, restrict
+from s2sgrad.rules.registry import defjvp, deflinear, defvjp, restrict, shape_only
 from s2sgrad.runtime import (
     concatenate_items,
     pad_tangent,
+    rejoin,
     unconcatenate,
     unconcatenate_items,
     unjoin,
@@ -23,6 +24,7 @@ from s2sgrad.runtime import (
     unsplit,
     unstack,
     untile,
+    zeros_if_none,
 )
 
 # --------------------------------------------------------------------------- joining and splitting
@@ -152,3 +154,102 @@ def append_jvp(ans, arr, values, axis=None, *, darr, dvalues):
 def append_vjp(g, ans, arr, values, axis=None):
     pieces = unconcatenate(g, [arr, values], axis)
     return pieces[0], pieces[1]
+
+
+# --------------------------------------------------------------------------- derivative code's own
+
+# Each helper sums a cotangent back over copies (tiles, repeats) or cuts out the interior
+# of a padding: linear in g, reading only the shape of the array it answers for. Its
+# transpose copies again: np.tile, np.repeat, and pad_tangent (the tangent of np.pad),
+# whose own transpose is unpad.
+deflinear(untile, params="g, a, reps")
+shape_only(untile, "a")
+
+
+@defvjp(untile)
+def untile_vjp(g, ans, part, a, reps):
+    return np.tile(g, reps)
+
+
+deflinear(unrepeat, params="g, a, repeats, axis=None")
+shape_only(unrepeat, "a")
+
+
+@defvjp(unrepeat)
+def unrepeat_vjp(g, ans, part, a, repeats, axis=None):
+    return np.repeat(g, repeats, axis)
+
+
+deflinear(unpad, params="g, array, pad_width, mode='constant'")
+shape_only(unpad, "array")
+
+
+@defvjp(unpad)
+def unpad_vjp(g, ans, part, array, pad_width, mode="constant"):
+    return pad_tangent(g, pad_width, mode)
+
+
+deflinear(pad_tangent, params="t, pad_width, mode='constant'")
+
+
+@defvjp(pad_tangent)
+def pad_tangent_vjp(g, ans, t, pad_width, mode="constant"):
+    return unpad(g, t, pad_width, mode)
+
+
+# The cotangent of a join split back into one cotangent per joined array (a list), and its
+# transpose: the join again, with zeros for the pieces nothing used (None). Of the joined
+# arrays the helpers read only the shapes.
+deflinear(unconcatenate, params="g, arrays, axis=0")
+shape_only(unconcatenate, "arrays")
+
+
+@defvjp(unconcatenate)
+def unconcatenate_vjp(g, ans, part, arrays, axis=0):
+    return unsplit(g, ans, axis)
+
+
+deflinear(unstack, params="g, axis=0, arrays=None")
+shape_only(unstack, "arrays")
+
+
+@defvjp(unstack)
+def unstack_vjp(g, ans, part, axis=0, arrays=None):
+    return np.stack(zeros_if_none(g, ans), axis)
+
+
+deflinear(unjoin, params="g, arrays, how")
+shape_only(unjoin, "arrays")
+
+
+@defvjp(unjoin)
+def unjoin_vjp(g, ans, part, arrays, how):
+    return rejoin(g, ans, how)
+
+
+# (Parameters named as the rule sees them: a template's own result is `ans`.)
+deflinear(rejoin, params="g, pieces, how")
+shape_only(rejoin, "pieces")
+
+
+@defvjp(rejoin)
+def rejoin_vjp(g, ans, part, pieces, how):
+    return unjoin(g, pieces, how)
+
+
+deflinear(unconcatenate_items, params="g, items, how='r_', directive=None")
+shape_only(unconcatenate_items, "items")
+
+
+@defvjp(unconcatenate_items)
+def unconcatenate_items_vjp(g, ans, part, items, how="r_", directive=None):
+    return concatenate_items(zeros_if_none(g, ans), how, directive)
+
+
+deflinear(unsplit, params="g, pieces, axis=0")
+shape_only(unsplit, "pieces")
+
+
+@defvjp(unsplit)
+def unsplit_vjp(g, ans, part, pieces, axis=0):
+    return unconcatenate(g, pieces, axis)

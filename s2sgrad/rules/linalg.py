@@ -9,10 +9,11 @@ forward rules are the product rule written with the primitive itself.
 from __future__ import annotations
 
 import operator
+from collections.abc import Callable
 
 import numpy as np
 
-from s2sgrad.rules.registry import defjvp, defvjp
+from s2sgrad.rules.registry import defjvp, defvjp, shape_only, written_template
 from s2sgrad.runtime import (
     dot_adjoint_lhs,
     dot_adjoint_rhs,
@@ -221,3 +222,61 @@ def vecdot_jvp(ans, x1, x2, axis=-1, *, dx1, dx2):
 def vecdot_vjp(g, ans, x1, x2, axis=-1):
     gx = np.expand_dims(g, axis)
     return unbroadcast(gx * x2, x1), unbroadcast(x1 * gx, x2)
+
+
+# --------------------------------------------------------------------------- derivative code's own
+
+
+def _product_adjoint_rules(product: str, lhs: Callable, rhs: Callable, axes: str = "") -> None:
+    """Rules for the adjoint helpers ``lhs``/``rhs`` of a bilinear product ``P(a, b)``.
+
+    ``lhs(g, a, b)``, the cotangent of ``a``, is bilinear in ``(g, b)`` and reads only the
+    shape of ``a``; ``rhs(g, a, b)`` likewise in ``(g, a)``. Their transposes are the
+    product itself and the other adjoint: for a cotangent ``c`` shaped like ``a``,
+    ``<c, lhs(g, a, b)> = <g, P(c, b)>``, so ``g`` gets ``P(c, b)`` and ``b`` gets
+    ``rhs(g, c, b)``. ``product`` spells ``P`` with ``{}`` for its operands; ``axes``
+    is ``", axes=2"`` for tensordot's extra parameter.
+    """
+    more = ", axes" if axes else ""
+    namespace = globals()
+    L, R = lhs.__name__, rhs.__name__
+    defjvp(lhs)(
+        written_template(
+            f"def {L}_jvp(ans, g, a, b{axes}, *, dg, db):\n"
+            f"    return {L}(dg, a, b{more}), {L}(g, a, db{more})\n",
+            namespace,
+        )
+    )
+    defjvp(rhs)(
+        written_template(
+            f"def {R}_jvp(ans, g, a, b{axes}, *, dg, da):\n"
+            f"    return {R}(dg, a, b{more}), {R}(g, da, b{more})\n",
+            namespace,
+        )
+    )
+    defvjp(lhs)(
+        written_template(
+            f"def {L}_vjp(g, ans, part, a, b{axes}):\n"
+            f"    return unbroadcast({product.format('g', 'b')}, part), None, "
+            f"{R}(part, g, b{more})\n",
+            namespace,
+        )
+    )
+    defvjp(rhs)(
+        written_template(
+            f"def {R}_vjp(g, ans, part, a, b{axes}):\n"
+            f"    return unbroadcast({product.format('a', 'g')}, part), {L}(part, a, g{more})\n",
+            namespace,
+        )
+    )
+    shape_only(lhs, "a")
+    shape_only(rhs, "b")
+
+
+_product_adjoint_rules("np.matmul({}, {})", matmul_adjoint_lhs, matmul_adjoint_rhs)
+_product_adjoint_rules("np.dot({}, {})", dot_adjoint_lhs, dot_adjoint_rhs)
+_product_adjoint_rules("np.inner({}, {})", inner_adjoint_lhs, inner_adjoint_rhs)
+_product_adjoint_rules("np.kron({}, {})", kron_adjoint_lhs, kron_adjoint_rhs)
+_product_adjoint_rules(
+    "np.tensordot({}, {}, axes)", tensordot_adjoint_lhs, tensordot_adjoint_rhs, ", axes=2"
+)

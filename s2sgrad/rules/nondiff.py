@@ -14,6 +14,7 @@ import operator
 
 import numpy as np
 
+from s2sgrad import runtime
 from s2sgrad.rules.registry import nondifferentiable
 
 # Shapes, sizes, types and Python conversions to integers or booleans.
@@ -103,4 +104,17 @@ nondifferentiable(
     np.identity,
     np.arange,
     np.linspace,
+)
+
+# Helpers of derivative code whose results are piecewise constant (shares of ties and
+# bounds), indices (a sort order), or made from constants (axes, zeros): derivative code
+# differentiated again (higher order) treats them as constants.
+nondifferentiable(
+    runtime.greater_share,
+    runtime.clip_shares,
+    runtime.tie_shares,
+    runtime.sort_order,
+    runtime.inverse_permutation,
+    runtime.negated_shift,
+    runtime.zeros_like_tree,
 )

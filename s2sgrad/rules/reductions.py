@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from s2sgrad.rules.registry import defjvp, deflinear, defvjp, restrict
+from s2sgrad.rules.registry import defjvp, deflinear, defvjp, restrict, shape_only
 from s2sgrad.runtime import (
     average_weights,
     norm_direction,
     prod_of_others,
+    rereduce,
     resolved_spread,
     tie_shares,
     unaverage_weights,
@@ -237,3 +238,25 @@ def norm_jvp(ans, x, ord=None, axis=None, keepdims=False, *, dx):
 @defvjp(np.linalg.norm)
 def norm_vjp(g, ans, x, ord=None, axis=None, keepdims=False):
     return unreduce(g, x, axis, keepdims) * norm_direction(x, ans, ord, axis, keepdims)
+
+
+# --------------------------------------------------------------------------- derivative code's own
+
+# unreduce spreads a reduction's cotangent back over the reduced axes, and rereduce sums
+# it again: each is the other's transpose, so derivative code differentiates again.
+deflinear(unreduce, params="g, x, axis=None, keepdims=False")
+shape_only(unreduce, "x")
+
+
+@defvjp(unreduce)
+def unreduce_vjp(g, ans, part, x, axis=None, keepdims=False):
+    return rereduce(g, part, axis, keepdims)
+
+
+deflinear(rereduce, params="c, g, axis=None, keepdims=False")
+shape_only(rereduce, "g")
+
+
+@defvjp(rereduce)
+def rereduce_vjp(g, ans, c, part, axis=None, keepdims=False):
+    return unreduce(g, c, axis, keepdims)

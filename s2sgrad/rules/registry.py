@@ -86,6 +86,8 @@ class Rule:
     # Parameters whose values the templates handle only partly (see ``restrict``):
     # parameter name -> (the values accepted, a hint for the calls refused).
     restrictions: dict[str, tuple[tuple, str]] = field(default_factory=dict)
+    # Parameters of which the primitive reads only the shape and dtype (see ``shape_only``).
+    shape_params: tuple[str, ...] = ()
 
     @property
     def builtin(self) -> bool:
@@ -241,6 +243,11 @@ def deflinear(*primitives: Any, params: str, check: Any = False) -> Callable:
     if parsed.posonlyargs or parsed.vararg or parsed.kwonlyargs or parsed.kwarg:
         raise TypeError(f"deflinear({name}): params take plain parameters only, got {params!r}")
     names = [a.arg for a in parsed.args]
+    if "ans" in names:
+        raise TypeError(
+            f"deflinear({name}): `ans` names the result in a forward rule; give that "
+            f"parameter another name in params ({params!r})"
+        )
     required = names[: len(names) - len(parsed.defaults)]
     linear = names[0]
     passed = [f"d{linear}"] + [
@@ -250,12 +257,24 @@ def deflinear(*primitives: Any, params: str, check: Any = False) -> Callable:
         f"def {name}_jvp(ans, {params}, *, d{linear}):\n"
         f"    return {spelled}({', '.join(passed)})\n"
     )
-    filename = f"<s2sgrad.deflinear {namespace.get('__name__', '')}.{name}>"
-    exec(compile(source, filename, "exec"), namespace)  # noqa: S102  (our own text, above)
-    template = namespace[f"{name}_jvp"]
+    return defjvp(*primitives, check=check)(written_template(source, namespace))
+
+
+def written_template(source: str, namespace: dict) -> Callable:
+    """The template function whose text is ``source`` (one ``def``), defined in ``namespace``
+    (the registering module's globals) as a hand-written one would be.
+
+    For rules that follow a pattern (``deflinear``; the adjoints of products): the text
+    is kept for ``inspect`` (``restore_source``), so the template is lowered, checked
+    and shown like one written out.
+    """
+    name = source[len("def ") : source.index("(")]
+    filename = f"<s2sgrad.rules {namespace.get('__name__', '')}.{name}>"
+    exec(compile(source, filename, "exec"), namespace)  # noqa: S102  (our own text)
+    template = namespace[name]
     template.__s2sgrad_source__ = (filename, source)
     restore_source(template)
-    return defjvp(*primitives, check=check)(template)
+    return template
 
 
 def _spelling(primitive: Any, namespace: dict) -> str:
@@ -295,6 +314,18 @@ def nondifferentiable(*primitives: Any) -> None:
         rule.nondifferentiable = True
         rule.jvp = rule.vjp = None
         rule.diff_params = ()
+    _GENERATION[0] += 1
+
+
+def shape_only(primitive: Any, *params: str) -> None:
+    """Declare parameters of which ``primitive`` reads only the shape and dtype.
+
+    A differentiated value may be passed there (``unbroadcast(g, x)`` in derivative
+    code, with ``x`` a differentiated primal): the result does not depend on its
+    values, so it carries no derivative, and the compiler does not refuse it as it
+    refuses a differentiated index or axis.
+    """
+    _entry(primitive).shape_params = tuple(params)
     _GENERATION[0] += 1
 
 

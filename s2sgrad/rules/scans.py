@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from s2sgrad.rules.registry import defjvp, deflinear, defvjp
+from s2sgrad.rules.registry import defjvp, deflinear, defvjp, shape_only
 from s2sgrad.runtime import (
     cumprod_tangent,
     trapezoid_weights,
@@ -106,3 +106,24 @@ def convolve_jvp(ans, a, v, mode="full", *, da, dv):
 @defvjp(np.convolve)
 def convolve_vjp(g, ans, a, v, mode="full"):
     return unconvolve(g, a, v, mode), unconvolve(g, v, a, mode)
+
+
+# --------------------------------------------------------------------------- derivative code's own
+
+# The transposes of differences and running sums, linear in g: their own transposes are
+# the differences and running sums again.
+deflinear(undiff, params="g, n=1, axis=-1")
+
+
+@defvjp(undiff)
+def undiff_vjp(g, ans, part, n=1, axis=-1):
+    return np.diff(g, n, axis)
+
+
+deflinear(uncumulative_sum, params="g, x, axis=None, include_initial=False")
+shape_only(uncumulative_sum, "x")
+
+
+@defvjp(uncumulative_sum)
+def uncumulative_sum_vjp(g, ans, part, x, axis=None, include_initial=False):
+    return np.cumulative_sum(g, axis=axis, include_initial=include_initial)

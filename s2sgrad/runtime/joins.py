@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import numpy as xp
 
-from s2sgrad.runtime.core import _float_dtype, _host, _per_element
+from s2sgrad.runtime.core import _float_dtype, _host, _per_element, zeros_if_none
 
 
 def unconcatenate(g: Any, arrays: Any, axis: Any = 0) -> list[Any]:
@@ -81,6 +81,15 @@ def unjoin(g: Any, arrays: Any, how: str) -> list[Any]:
     pieces = xp.split(g, _split_points(lengths), axis=axis)
     pieces = [xp.reshape(p, xp.shape(e)) for p, e in zip(pieces, arrays, strict=True)]
     return _per_element(pieces, arrays)
+
+
+def rejoin(g: Any, ans: Any, how: str) -> Any:
+    """Join the cotangents ``g`` of the pieces ``ans = unjoin(_, arrays, how)`` back with
+    ``np.<how>``: the transpose of ``unjoin`` (its reverse rule, for higher order).
+
+    A piece nothing used has None for its cotangent: zeros shaped like the piece.
+    """
+    return getattr(xp, how)(zeros_if_none(g, ans))
 
 
 def concatenate_items(items: Any, how: str = "r_", directive: str | None = None) -> Any:

@@ -12,7 +12,13 @@ from typing import Any
 import numpy as np
 import numpy as xp
 
-from s2sgrad.runtime.core import _float_dtype, _normalize_axes, _spread, inverse_permutation
+from s2sgrad.runtime.core import (
+    _float_dtype,
+    _normalize_axes,
+    _spread,
+    inverse_permutation,
+    unbroadcast,
+)
 
 
 def unreduce(g: Any, x: Any, axis: Any = None, keepdims: bool = False) -> Any:
@@ -32,6 +38,22 @@ def unreduce(g: Any, x: Any, axis: Any = None, keepdims: bool = False) -> Any:
     if not keepdims:
         g = xp.expand_dims(g, axis)
     return xp.broadcast_to(g, x_shape)
+
+
+def rereduce(c: Any, g: Any, axis: Any = None, keepdims: bool = False) -> Any:
+    """Sum ``c``, shaped like the reduced array, back to the shape of ``g``: the transpose
+    of ``unreduce(g, x, axis, keepdims)`` (its reverse rule, for higher order).
+
+    Each branch undoes the matching branch of ``unreduce``: nothing for the same shape,
+    a total for a spread, and a sum over the stretched axes for a broadcast.
+    """
+    g_shape = xp.shape(g)
+    if xp.shape(c) == g_shape:
+        return c
+    if axis is None or xp.size(g) == 1:
+        return xp.reshape(xp.sum(c), g_shape)
+    kept = g if keepdims else xp.expand_dims(g, axis)
+    return xp.reshape(unbroadcast(c, kept), g_shape)
 
 
 def prod_of_others(a: Any, axis: Any = None) -> Any:

@@ -1,0 +1,66 @@
+"""Rules for the helpers of derivative code itself (``runtime/core.py``): summing
+broadcasts back, spreading tangents, and reads and writes at an index.
+
+Derivative code is code s2sgrad can differentiate again (higher order): every helper
+it calls has rules in both modes, like any NumPy function. These helpers are linear
+in the cotangent or tangent they move, so their forward rules are the helper applied
+to the tangent (``deflinear``), and their reverse rules are the transposed movement:
+a sum for a spread, a spread for a sum, a read at ``idx`` for a write there.
+"""
+
+from __future__ import annotations
+
+from s2sgrad.rules.registry import defjvp, deflinear, defvjp, shape_only
+from s2sgrad.runtime import add_at, broadcast_like, unbroadcast, unindex, zero_at
+
+# --------------------------------------------------------------------------- broadcasts
+
+# Summing down to x's shape (or spreading up to it) and its transpose, the same
+# helper the other way round: the cotangent of g is ct summed or spread to g's shape.
+deflinear(unbroadcast, params="g, x")
+shape_only(unbroadcast, "x")
+
+
+@defvjp(unbroadcast)
+def unbroadcast_vjp(g, ans, part, x):
+    return unbroadcast(g, part)
+
+
+deflinear(broadcast_like, params="t, result")
+shape_only(broadcast_like, "result")
+
+
+@defvjp(broadcast_like)
+def broadcast_like_vjp(g, ans, t, result):
+    return unbroadcast(g, t)
+
+
+# --------------------------------------------------------------------------- at an index
+
+# Zeros shaped like x with g added at idx: its transpose reads ct at idx.
+deflinear(unindex, params="g, x, idx")
+shape_only(unindex, "x")
+
+
+@defvjp(unindex)
+def unindex_vjp(g, ans, part, x, idx):
+    return unbroadcast(g[idx], part)
+
+
+@defjvp(add_at)
+def add_at_jvp(ans, a, idx, b, *, da, db):
+    return da, unindex(db, a, idx)
+
+
+@defvjp(add_at)
+def add_at_vjp(g, ans, a, idx, b):
+    return g, None, unbroadcast(g[idx], b)
+
+
+# A projection (zeros at idx): its own transpose.
+deflinear(zero_at, params="d, idx")
+
+
+@defvjp(zero_at)
+def zero_at_vjp(g, ans, d, idx):
+    return zero_at(g, idx)
