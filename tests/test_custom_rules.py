@@ -75,6 +75,7 @@ def test_deflinear_writes_the_forward_rule_a_person_would():
     assert inspect.getsource(template) == (
         "def shift_rows_jvp(ans, a, k=1, *, da):\n    return shift_rows(da, k=k)\n"
     )
+    assert "shift_rows_jvp" not in globals()  # the registering module gains no name
     x = np.linspace(-1.0, 1.0, 6).reshape(3, 2)
     v = np.cos(np.arange(6.0)).reshape(3, 2)
     _, tangent = s2sgrad.jvp(_shift_rows_model, (x,), (v,))

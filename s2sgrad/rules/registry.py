@@ -39,6 +39,11 @@ that are not differentiable, trailing ones omitted; a single expression means
 the first parameter's. For a sequence parameter the entry is an expression
 evaluating to a sequence of cotangents, one per element.
 
+A primitive linear in its first parameter gets its forward template from
+``deflinear(primitive, params="a, axes=None")``: the primitive applied to the tangent.
+A parameter of which a primitive reads only the shape (``unbroadcast(g, x)``'s ``x``)
+is declared with ``shape_only``: a differentiated value may be passed there.
+
 A parameter whose values a template handles only in part (``compute_uv`` of
 ``np.linalg.svd``) is declared with ``restrict(primitive, param=(values...),
 hint=...)``: a differentiated call passing another value is refused at its
@@ -230,10 +235,10 @@ def deflinear(*primitives: Any, params: str, check: Any = False) -> Callable:
     ``out`` (always None in a differentiated call) not at all. A sequence parameter
     (``np.concatenate(arrays)``) receives the list of the elements' tangents.
 
-    The template is defined in the registering module, as a hand-written one would be
-    (so it reads the primitive by the name that module gives it: ``np.<name>``, a
-    module-level name or a builtin), and its text is kept for ``inspect``: it is
-    lowered, checked and shown like a hand-written one. Returns it.
+    The template reads the registering module's names, as a hand-written one would (so
+    it names the primitive as that module does: ``np.<name>``, a module-level name or a
+    builtin), and its text is kept for ``inspect``: it is lowered, checked and shown
+    like a hand-written one (``written_template``). Returns it.
     """
     namespace = sys._getframe(1).f_globals
     primitive = primitives[0]
@@ -261,17 +266,19 @@ def deflinear(*primitives: Any, params: str, check: Any = False) -> Callable:
 
 
 def written_template(source: str, namespace: dict) -> Callable:
-    """The template function whose text is ``source`` (one ``def``), defined in ``namespace``
-    (the registering module's globals) as a hand-written one would be.
+    """The template function whose text is ``source`` (one ``def``), reading the names of
+    ``namespace`` (the registering module's globals) as one written there would.
 
     For rules that follow a pattern (``deflinear``; the adjoints of products): the text
     is kept for ``inspect`` (``restore_source``), so the template is lowered, checked
-    and shown like one written out.
+    and shown like one written out. It is defined in a copy of the namespace: the
+    module gains no name (a user's own ``f_jvp`` stays theirs).
     """
     name = source[len("def ") : source.index("(")]
     filename = f"<s2sgrad.rules {namespace.get('__name__', '')}.{name}>"
-    exec(compile(source, filename, "exec"), namespace)  # noqa: S102  (our own text)
-    template = namespace[name]
+    scope = dict(namespace)
+    exec(compile(source, filename, "exec"), scope)  # noqa: S102  (our own text)
+    template = scope[name]
     template.__s2sgrad_source__ = (filename, source)
     restore_source(template)
     return template
@@ -292,7 +299,7 @@ def _spelling(primitive: Any, namespace: dict) -> str:
 
 
 def restore_source(template: Callable) -> None:
-    """Put a ``deflinear`` template's text (back) where ``inspect`` reads it.
+    """Put a written template's text (back) where ``inspect`` reads it (``written_template``).
 
     ``linecache.clearcache()`` (user code, doctest, tests) forgets text that has no
     file; the compiler calls this before it reads a template."""
