@@ -2,7 +2,8 @@
 
 ``grad``, ``value_and_grad``, ``jvp`` and ``vjp`` compile derivative source
 code from the user's function (see ``s2sgrad inspect``), cache it on disk as an
-importable module, and run it with NumPy.
+importable module, and run it with NumPy (or JAX). They compose: a derivative is
+code s2sgrad differentiates again (``hessian``, ``hvp``, ``jacfwd``, ``jacrev``).
 """
 
 from s2sgrad._version import __version__
@@ -20,6 +21,7 @@ from s2sgrad.errors import (
     UnsupportedSyntaxError,
     UsageError,
 )
+from s2sgrad.jacobians import hessian, hvp, jacfwd, jacobian, jacrev
 from s2sgrad.rules import defjvp, deflinear, defvjp, nondifferentiable
 
 __all__ = [
@@ -28,6 +30,11 @@ __all__ = [
     "value_and_grad",
     "jvp",
     "vjp",
+    "jacfwd",
+    "jacrev",
+    "jacobian",
+    "hessian",
+    "hvp",
     "derivative_source",
     "deflinear",
     "defjvp",

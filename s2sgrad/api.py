@@ -20,16 +20,29 @@ from typing import Any
 
 import numpy as np
 
-from s2sgrad import backends, cache, running, trees
+from s2sgrad import backends, cache, composition, running, trees
 from s2sgrad.errors import UsageError
 
 Wrt = int | str | tuple
 
 
+def _name(fun: Callable) -> str:
+    """How messages name ``fun``: ``s2sgrad.grad(f)`` for a derivative s2sgrad produced
+    (``functools.wraps`` gave it ``f``'s own name)."""
+    mark = running.produced(fun)
+    if mark is not None and mark[1] is not None:
+        return f"s2sgrad.{mark[0]}({getattr(mark[1], '__name__', '?')})"
+    return getattr(fun, "__name__", repr(fun))
+
+
 def _require_python_function(fun: Callable) -> None:
     """What runs when ``fun`` is called must be a Python function (a decorator's wrapper
-    included); a derivative s2sgrad produced is refused (higher order is not supported)."""
-    running.python_function_that_runs(fun)
+    included), or a derivative s2sgrad produced that composes (``grad(f)``,
+    ``value_and_grad(f)``: checked now, compiled on the first call)."""
+    if running.produced(fun) is not None:
+        composition.require_composable(fun)
+    else:
+        running.python_function_that_runs(fun)
 
 
 def resolve_wrt(fun: Callable, wrt: Wrt) -> tuple[tuple[int, ...], bool]:
@@ -45,14 +58,14 @@ def resolve_wrt(fun: Callable, wrt: Wrt) -> tuple[tuple[int, ...], bool]:
         if isinstance(item, str):
             if item not in names:
                 raise UsageError(
-                    f"wrt={item!r}: {fun.__name__} has no parameter named {item!r} "
+                    f"wrt={item!r}: {_name(fun)} has no parameter named {item!r} "
                     f"(its parameters are {', '.join(names)})"
                 )
             indices.append(names.index(item))
         elif isinstance(item, (int, np.integer)) and not isinstance(item, bool):
             i = int(item)
             if not -len(names) <= i < len(names):
-                raise UsageError(f"wrt={item}: {fun.__name__} has only {len(names)} parameters")
+                raise UsageError(f"wrt={item}: {_name(fun)} has only {len(names)} parameters")
             indices.append(i % len(names))
         else:
             raise UsageError(f"wrt entries must be parameter indices or names, not {item!r}")
@@ -83,14 +96,14 @@ class _Bound:
 def _check_scalar(out: Any, fun: Callable, what: str) -> None:
     if trees.is_container(out):
         raise UsageError(
-            f"{what} requires {fun.__name__} to return a scalar, but it returned a "
+            f"{what} requires {_name(fun)} to return a scalar, but it returned a "
             f"{type(out).__name__} of {len(out)} values",
             hint="return one scalar; to return other values beside it, return (value, aux) "
             "and pass has_aux=True; for several outputs use s2sgrad.vjp",
         )
     if np.ndim(out) != 0:
         raise UsageError(
-            f"{what} requires {fun.__name__} to return a scalar, but it returned an array of "
+            f"{what} requires {_name(fun)} to return a scalar, but it returned an array of "
             f"shape {np.shape(out)}",
             hint="reduce the output (e.g. np.sum) or use s2sgrad.vjp / s2sgrad.jvp",
         )
@@ -113,7 +126,7 @@ def _check_argument_types(
         kinds = trees.kinds(p)
         if "c" in kinds:
             raise UsageError(
-                f"{what}: {label} {_parameter_name(fun, i)} of {fun.__name__} is complex; "
+                f"{what}: {label} {_parameter_name(fun, i)} of {_name(fun)} is complex; "
                 "s2sgrad differentiates real-valued functions only, complex support is not "
                 "there yet",
                 hint="pass the real and imaginary parts as two real arguments",
@@ -121,7 +134,7 @@ def _check_argument_types(
         if i in wrt and not kinds <= {"f"}:
             dtypes = sorted({str(trees.dtype_of(leaf)) for leaf in trees.leaves(p)})
             raise UsageError(
-                f"{what}: wrt includes argument {_parameter_name(fun, i)} of {fun.__name__}, "
+                f"{what}: wrt includes argument {_parameter_name(fun, i)} of {_name(fun)}, "
                 f"which holds {', '.join(dtypes)} values; only floating-point arguments can be "
                 "differentiated",
                 hint="pass it as floats (e.g. x.astype(float)), or leave it out of wrt",
@@ -134,7 +147,7 @@ def _check_real_result(fun: Callable, *results: Any) -> None:
     for result in results:
         if "c" in trees.kinds(result):
             raise UsageError(
-                f"{fun.__name__} computes with complex numbers (its value or derivative came out "
+                f"{_name(fun)} computes with complex numbers (its value or derivative came out "
                 "complex from real inputs); s2sgrad differentiates real-valued code only, "
                 "complex support is not there yet",
                 hint="keep the computation real, e.g. split complex values into real and "
@@ -502,9 +515,10 @@ def derivative_source(
     fun: Callable,
     *example_args: Any,
     wrt: Wrt = 0,
-    mode: str = "reverse",
+    mode: str | None = None,
     backend: str = "numpy",
     has_aux: bool = False,
+    order: int = 1,
 ) -> str:
     """The source of the derivative module that ``grad(fun, wrt=..., mode=...)`` runs.
 
@@ -514,11 +528,29 @@ def derivative_source(
     plain arrays, as ``s2sgrad inspect`` prints it. Reverse mode's function is the
     vector-Jacobian product ``f_vjp(*args, dout) -> (out, grads)``, forward mode's
     the Jacobian-vector product ``f_jvp(*args, *tangents) -> (out, tangent)``.
+
+    ``order=2``: the second-order module, the derivative (``mode``, forward by
+    default: the module ``hessian`` and ``hvp`` run) of ``grad(fun, wrt=...)``.
+    It calls the first-order module's functions and their derivatives.
     """
     fun = running.primal_of(fun)  # the function under @s2sgrad.grad is the target here
-    d = _Derivative(fun, wrt, mode, backend, has_aux)
+    if order not in (1, 2):
+        raise UsageError(f"order must be 1 or 2, not {order!r}")
+    d = _Derivative(fun, wrt, "reverse", backend, has_aux)
     primals = d.bind(example_args, {}) if example_args else ()
-    entry = cache.load_or_generate(fun, mode, d.wrt, backend, _options(primals, has_aux, mode))
+    if order == 2:
+        mode = mode or "forward"
+        fun = grad(fun, wrt=wrt, has_aux=has_aux)
+        has_aux = False  # grad(fun, has_aux=True) returns (gradient, aux): aux rides along
+        options = _options(primals, has_aux, mode)
+        if d.has_aux:
+            options += (("has_aux", True),)
+    else:
+        mode = mode or "reverse"
+        options = _options(primals, has_aux, mode)
+    if mode not in ("reverse", "forward"):
+        raise UsageError(f"mode must be 'reverse' or 'forward', not {mode!r}")
+    entry = cache.load_or_generate(fun, mode, d.wrt, backend, options)
     return "".join(linecache.getlines(entry.__code__.co_filename))
 
 

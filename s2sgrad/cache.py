@@ -427,14 +427,16 @@ def cache_key(
     Cheap by design (``inspect.getsource`` and dictionary lookups, no parsing):
     it runs on every cache hit in a fresh process.
     """
-    target = _python_function(fn)
-    return _key_and_deps(target, mode, tuple(wrt), backend, _canonical_options(options))[0]
+    options = _canonical_options(options)
+    target = _python_function(fn, options)
+    return _key_and_deps(target, mode, tuple(wrt), backend, options)[0]
 
 
-def _python_function(fn: Callable) -> types.FunctionType:
-    """The function that runs when ``fn`` is called (a decorator's wrapper is itself; a
-    derivative s2sgrad produced is refused): what the compiler reads, keys and binds."""
-    target = running.function_that_runs(fn)
+def _python_function(fn: Callable, options: Any = ()) -> types.FunctionType:
+    """The function that runs when ``fn`` is called (a decorator's wrapper is itself;
+    ``grad(g)`` its composition function for arguments of structure ``options``): what
+    the compiler reads, keys and binds."""
+    target = running.function_that_runs(fn, options)
     if not isinstance(target, types.FunctionType):
         raise SourceUnavailableError(
             f"{target!r} is not a Python function, so it has no source to transform",
@@ -1081,9 +1083,30 @@ def load_or_generate(
     runs when it is called, its decorator's wrapper (``running.function_that_runs``),
     as everywhere in the compiler.
     """
-    fn = _python_function(fn)
-    wrt = tuple(int(i) for i in wrt)
+    return _load(fn, mode, wrt, backend, options).entry
+
+
+def derivative_module(
+    fn: Callable, mode: str, wrt: tuple[int, ...], backend: str = "numpy", options: Any = ()
+) -> types.ModuleType:
+    """The loaded module whose entry ``load_or_generate`` returns, registered in
+    ``sys.modules`` under its name so that a module compiled from its code (a higher
+    derivative, ``s2sgrad.composition``) can import it as any module of called code.
+
+    The name is the cache entry's, so it is stable across processes; the bindings are
+    ``fn``'s, made just now (two closures of one function share the name: the module
+    registered is the one of the closure being differentiated, re-registered on every
+    call, right before the higher derivative binds its names).
+    """
+    module = _load(fn, mode, wrt, backend, options).module
+    sys.modules[module.__name__] = module
+    return module
+
+
+def _load(fn: Callable, mode: str, wrt: tuple[int, ...], backend: str, options: Any) -> _Loaded:
     options = _canonical_options(options)
+    fn = _python_function(fn, options)
+    wrt = tuple(int(i) for i in wrt)
     memo_key = (mode, wrt, backend, options)
     per_fn = memos.table_of(fn, "derivatives")
     loaded = _memo_hit(per_fn.get(memo_key))
@@ -1103,7 +1126,7 @@ def load_or_generate(
     else:
         stats["memo"] += 1
     _bind_free_names(loaded.module, fn, loaded.free_names)
-    return loaded.entry
+    return loaded
 
 
 def _memo_hit(loaded: _Loaded | None) -> _Loaded | None:

@@ -114,6 +114,14 @@ def _add_inspect(commands: Any) -> None:
         "respect to, e.g. W,b or 0,1 (default: the decorator's wrt, else the first parameter)",
     )
     inspect_cmd.add_argument(
+        "--order",
+        type=int,
+        choices=(1, 2),
+        default=1,
+        help="2: the second-order module (forward mode over the reverse-mode gradient, what "
+        "s2sgrad.hessian and s2sgrad.hvp run; --mode reverse for grad of grad)",
+    )
+    inspect_cmd.add_argument(
         "--backend",
         choices=tuple(backends.BACKENDS),
         default="numpy",
@@ -190,6 +198,15 @@ def run_inspect(args: argparse.Namespace) -> int:
     fn = load_function(args.target)
     defaults = getattr(fn, "__s2sgrad_defaults__", {})
     wrt = parse_wrt(args.wrt, fn) if args.wrt or not defaults else defaults["wrt"]
+    if args.order == 2:
+        from s2sgrad.api import derivative_source
+
+        text = derivative_source(fn, wrt=wrt, mode=args.mode, backend=args.backend, order=2)
+        # the module as cached, less its cache seal
+        source = "".join(ln for ln in text.splitlines(True) if not ln.startswith("# s2sgrad-cache"))
+        sys.stdout.write(highlight(source) if want_color(args.color) else source)
+        sys.stdout.flush()
+        return 0
     mode = args.mode or defaults.get("mode", "reverse")
     from s2sgrad import pipeline  # the compiler: heavy, so only for this command
 

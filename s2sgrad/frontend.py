@@ -180,6 +180,8 @@ class _Lowering:
         # for them (name in the IR, name in the wrapped signature, keyword-only?).
         self.star_names: dict[str, str] = {}
         self.forwarded: list[tuple[str, str, bool]] = []
+        # In derivative code s2sgrad generated: the lists its forward sweep saves values on.
+        self.stacks: frozenset[str] = frozenset()
 
     # ---------------------------------------------------------------- positions
 
@@ -207,6 +209,7 @@ class _Lowering:
         else:
             params = self.parameters(node.params)
         self.locals = {p.name for p in params} | _assigned_names(node.body)
+        self.stacks = _stack_names(node.body) if is_derivative_code(self.fn) else frozenset()
         body = self.block(node.body)
         docstring = node.get_docstring()
         return ir.FunctionDef(
@@ -337,6 +340,9 @@ class _Lowering:
     def small_statement(self, node: cst.BaseSmallStatement, line: cst.CSTNode) -> list[ir.Stmt]:
         loc = self.loc(line) if isinstance(line, cst.SimpleStatementLine) else self.loc(node)
         loc = SourceLocation(loc.file, loc.line, self.loc(node).col, loc.text)
+        saved = self.stack_statement(node, loc)
+        if saved is not None:
+            return [saved]
         if isinstance(node, cst.Assign):
             value = self.expr(node.value)
             return [self.assignment(t.target, value, loc) for t in node.targets]
@@ -380,6 +386,31 @@ class _Lowering:
             if isinstance(node, kind):
                 raise self.unsupported(node, what, hint)
         raise self.unsupported(node, f"the statement `{type(node).__name__}`", "rewrite it")
+
+    def stack_statement(self, node: cst.BaseSmallStatement, loc) -> ir.Stmt | None:
+        """The save idiom of generated derivative code, read back as the IR it was printed
+        from: ``s = []`` (NewStack), ``s.append(v)`` (Push), ``t = s.pop()`` (Pop). Only in
+        s2sgrad's own modules, on the names ``_stack_names`` found (higher order)."""
+        if not self.stacks:
+            return None
+        if isinstance(node, cst.Expr):
+            stack, method, args = _stack_method(node.value)
+            if stack in self.stacks and method == "append" and len(args) == 1:
+                return ir.Push(stack, self.expr(args[0].value), DERIVATIVE_CODE_LOOP, loc)
+            return None
+        if not isinstance(node, cst.Assign) or len(node.targets) != 1:
+            return None
+        target = node.targets[0].target
+        if not isinstance(target, cst.Name):
+            return None
+        if target.value in self.stacks and isinstance(node.value, cst.List):
+            if not node.value.elements:
+                return ir.NewStack(target.value, DERIVATIVE_CODE_LOOP, loc)
+            return None
+        stack, method, args = _stack_method(node.value)
+        if stack in self.stacks and method == "pop" and not args:
+            return ir.Pop(ir.Name(target.value), stack, DERIVATIVE_CODE_LOOP, loc)
+        return None
 
     def assignment(self, target: cst.BaseAssignTargetExpression, value, loc) -> ir.Stmt:
         if isinstance(target, cst.Name):
@@ -592,7 +623,9 @@ class _Lowering:
         (higher order), and of anything that draws random numbers."""
         if isinstance(func, ir.Ref):
             if running.produced(func.value) is not None:
-                raise running.higher_order_error(func.value, self.loc(node), func.source)
+                raise running.higher_order_error(
+                    func.value, self.loc(node), func.source, called=True
+                )
             where = randomness.random_draw(func.value)
             if where is not None:
                 raise self.random_draw(node, f"`{func.source}` ({where})")
@@ -723,6 +756,51 @@ def _all_names(node: cst.CSTNode) -> set[str]:
 
     node.visit(Collect())
     return names
+
+
+#: The ``loop`` of saves read back from generated code: they are in some loop (a save
+#: outside loops is printed as a plain assignment), which one the backends work out.
+DERIVATIVE_CODE_LOOP = "<derivative code>"
+
+
+def is_derivative_code(fn: Any) -> bool:
+    """Whether ``fn`` is a function of a derivative module s2sgrad generated."""
+    namespace = getattr(fn, "__globals__", None)
+    return isinstance(namespace, dict) and isinstance(namespace.get("__s2sgrad_entry__"), str)
+
+
+def _stack_method(node: cst.BaseExpression) -> tuple[str | None, str | None, tuple]:
+    """``(s, m, args)`` for a call ``s.m(args)`` of a method of a name, else Nones."""
+    if (
+        isinstance(node, cst.Call)
+        and isinstance(node.func, cst.Attribute)
+        and isinstance(node.func.value, cst.Name)
+    ):
+        return node.func.value.value, node.func.attr.value, tuple(node.args)
+    return None, None, ()
+
+
+def _stack_names(body: cst.BaseSuite) -> frozenset[str]:
+    """Names bound only to ``[]`` and used with ``.append``/``.pop``: the stacks of
+    generated derivative code."""
+    empty: set[str] = set()
+    other: set[str] = set()
+    used: set[str] = set()
+
+    class Visitor(cst.CSTVisitor):
+        def visit_Assign(self, node: cst.Assign) -> None:
+            for t in node.targets:
+                if isinstance(t.target, cst.Name):
+                    made = isinstance(node.value, cst.List) and not node.value.elements
+                    (empty if made else other).add(t.target.value)
+
+        def visit_Call(self, node: cst.Call) -> None:
+            stack, method, _ = _stack_method(node)
+            if stack is not None and method in ("append", "pop"):
+                used.add(stack)
+
+    body.visit(Visitor())
+    return frozenset((empty - other) & used)
 
 
 def _op_ref(op: Callable) -> ir.Ref:

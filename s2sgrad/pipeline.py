@@ -19,7 +19,7 @@ from s2sgrad import backends, cache, codegen, ir, memos, running, runtime, sourc
 from s2sgrad._version import __version__
 from s2sgrad.backends import JAX_CONTROL_NAMES
 from s2sgrad.errors import SourceLocation, UsageError
-from s2sgrad.frontend import get_source, parse_function
+from s2sgrad.frontend import get_source, is_derivative_code, parse_function
 from s2sgrad.rules.registry import generation as rules_generation
 from s2sgrad.transforms import dataflow
 from s2sgrad.transforms.aliasing import check_updates_seen_through_aliases
@@ -121,7 +121,10 @@ def lower(fn: Callable) -> ir.FunctionDef:
 
 def _lower(fn: Callable) -> ir.FunctionDef:
     surface = parse_function(fn)
-    check_updates_seen_through_aliases(surface)
+    if not is_derivative_code(fn):
+        # Derivative code keeps views its own way (saves that NumPy may update in place
+        # are copied where it matters); the user code it came from passed this check.
+        check_updates_seen_through_aliases(surface)
     return hoist_invariants(structure(normalize(surface)))
 
 

@@ -6,12 +6,14 @@ s2sgrad compiles source code, so it must compile the code that actually runs:
   ``functools.wraps`` is the decorator's *wrapper*: it is the wrapper's code that
   runs (it calls the decorated function), so the wrapper is what is differentiated;
   its ``__wrapped__`` is never followed.
-* a callable s2sgrad produced (``grad(f)``, ``value_and_grad(f)``, a ``vjp_fn``,
-  a ``@s2sgrad.grad``-decorated function) or one of s2sgrad's transformations
-  (``s2sgrad.grad`` ...): differentiating it needs higher-order differentiation,
-  which is not supported yet: ``HigherOrderError``. Only where the *decorated
-  function itself* is wanted (``s2sgrad inspect``, ``derivative_source``) does
-  ``primal_of`` look through s2sgrad's own wrapper.
+* ``grad(f)`` or ``value_and_grad(f)`` (a ``@s2sgrad.grad``-decorated function too):
+  what runs is ``f``'s derivative module, so what is differentiated is that module,
+  through a composition function (``s2sgrad.composition``). Other callables s2sgrad
+  produced (a ``vjp_fn``) and s2sgrad's transformations themselves raise
+  ``HigherOrderError``, as does calling a derivative *inside* a differentiated
+  function (the frontend). Only where the *decorated function itself* is wanted
+  (``s2sgrad inspect``, ``derivative_source``) does ``primal_of`` look through
+  s2sgrad's own wrapper.
 
 The source s2sgrad reads for it is checked in ``s2sgrad.sources``; random draws are
 found by ``s2sgrad.randomness``.
@@ -40,9 +42,8 @@ _PRODUCED = "__s2sgrad_produced__"
 _PACKAGE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "")
 
 HIGHER_ORDER_HINT = (
-    "differentiate the original function instead; for second derivatives, until s2sgrad "
-    "supports higher order, use central differences of the gradient or jax.hessian on a "
-    "jax.numpy version of the function"
+    "differentiate s2sgrad.grad(f) or s2sgrad.value_and_grad(f) itself (s2sgrad.grad, jvp, vjp, "
+    "hessian, hvp, jacfwd and jacrev all take them), rather than a function that calls it"
 )
 
 # ----------------------------------------------------------------------------- free names
@@ -122,11 +123,24 @@ def describe_produced(obj: Any, name: str | None = None) -> str:
 
 
 def higher_order_error(
-    obj: Any, loc: SourceLocation | None = None, name: str | None = None
+    obj: Any,
+    loc: SourceLocation | None = None,
+    name: str | None = None,
+    *,
+    detail: str | None = None,
+    called: bool = False,
 ) -> HigherOrderError:
+    """The refusal of a higher-order case that does not compose (yet): ``detail`` says
+    why; ``called``: the derivative is called inside a differentiated function."""
+    if detail is None:
+        detail = (
+            "differentiating a function that calls a derivative (higher order) is not "
+            "supported yet"
+            if called
+            else "differentiating it (higher order) is not supported yet"
+        )
     return HigherOrderError(
-        f"{describe_produced(obj, name)}: differentiating a derivative (higher order) is not "
-        "supported yet",
+        f"{describe_produced(obj, name)}: {detail}",
         loc if loc is not None else user_location(),
         HIGHER_ORDER_HINT,
     )
@@ -161,16 +175,20 @@ def _stdlib_file(filename: str) -> bool:
 # ----------------------------------------------------------------------------- what runs
 
 
-def function_that_runs(obj: Any) -> Any:
+def function_that_runs(obj: Any, options: Any = ()) -> Any:
     """What runs when ``obj`` is called, as s2sgrad compiles it.
 
     A plain function is itself, decorated or not (its ``__wrapped__`` is not
-    followed: a decorator's wrapper runs its own code). A callable s2sgrad produced
-    raises ``HigherOrderError``. Any other object comes back unchanged, for the
-    caller's own "not a Python function" refusal.
+    followed: a decorator's wrapper runs its own code). ``grad(f)`` and
+    ``value_and_grad(f)`` are their composition function for arguments of
+    structure ``options`` (``s2sgrad.composition``); other callables s2sgrad
+    produced raise ``HigherOrderError``. Any other object comes back unchanged,
+    for the caller's own "not a Python function" refusal.
     """
     if produced(obj) is not None:
-        raise higher_order_error(obj)
+        from s2sgrad import composition
+
+        return composition.composed(obj, options)
     return obj
 
 
@@ -235,7 +253,10 @@ def signature(fn: Callable) -> inspect.Signature:
     """The signature of what runs: the function's own, except that a forwarding wrapper
     (``def wrapper(*args, **kwargs): ... fn(*args, **kwargs)``) takes the parameters
     of the function it wraps."""
-    fn = function_that_runs(fn)
+    if produced(fn) is not None:  # its primal's, without compiling anything
+        from s2sgrad import composition
+
+        return composition.signature(fn)
     if isinstance(fn, types.FunctionType) and forwarding_parameters(fn) is not None:
         return signature(fn.__dict__["__wrapped__"])
     return inspect.signature(fn, follow_wrapped=False)

@@ -744,6 +744,18 @@ CASES: list[Case] = [
     C("runtime.add_at(a, np.array([0, 2, 0]), b)", a=(4,), b=(3,), jax=False),
     C("runtime.zero_at(d, np.s_[1])", d=(3, 2), jax=False),
     C("runtime.zero_at(d, np.array([0, 2]))", d=(4,), jax=False),
+    # adding adjoints: containers add leafwise, None is zero; add_into updates its first
+    # argument in place, so the case hands it a fresh copy
+    C("runtime.accumulate(a, c)", a=(2, 3), c=(2, 3), jax=False),
+    C("runtime.accumulate(a, c)", a=(), c=(), jax=False),
+    C("runtime.zeros_if_none(d, x)", d=(2, 3), x=(2, 3), jax=False),
+    C("runtime.add_into(np.copy(a), b, np.s_[1:])", a=(3,), b=(2,), jax=False),
+    C("runtime.add_into(np.copy(a), b, np.array([0, 2, 0]))", a=(4, 2), b=(3, 2), jax=False),
+    C("runtime.set_at(a, np.s_[1:], b)", a=(3,), b=(2,), jax=False),
+    C("runtime.set_at(a, np.array([0, 2]), b)", a=(4, 2), b=(), jax=False),
+    C("runtime.prod_of_others(a)", a=(2, 3), jax=False),
+    C("runtime.prod_of_others(a, 1)", a=(2, 3), jax=False),
+    C("runtime.prod_of_others(a, (0, 2))", a=(2, 3, 2), jax=False),
     C("runtime.unreduce(g, x)", g=(), x=(2, 3), jax=False),
     C("runtime.unreduce(g, x, 1)", g=(2,), x=(2, 3), jax=False),
     C("runtime.unreduce(g, x, (0, 2), True)", g=(1, 3, 1), x=(2, 3, 4), jax=False),

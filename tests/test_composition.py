@@ -1,18 +1,24 @@
-"""Differentiating through a callable s2sgrad produced is higher order: refused until it exists.
+"""Differentiating through a callable s2sgrad produced: where it composes, and where not yet.
 
-``grad(f)``, ``value_and_grad(f)``, a ``vjp_fn`` and a ``@s2sgrad.grad``-decorated
-function are derivatives. The compiler used to look through them to ``f`` (their
-``__wrapped__``) and silently return first-order numbers. Now every way in is a
-``HigherOrderError`` at the user's line: called inside a differentiated function
-(at that call), or passed to ``grad``/``value_and_grad``/``jvp``/``vjp`` (at the
-API call). Where the decorated function itself is wanted (``derivative_source``,
-``s2sgrad inspect``) it still is.
+``grad(f)`` and ``value_and_grad(f)`` (a ``@s2sgrad.grad``-decorated function too)
+compose: passed to ``grad``/``jvp``/``vjp``/``value_and_grad`` they are
+differentiated as the derivative code they run (``tests/test_higher_order.py``
+checks the numbers). The compiler used to look through them to ``f`` (their
+``__wrapped__``) and silently return first-order numbers; the tests below that
+pass a produced callable to the API check the second-order numbers against JAX.
+
+Still refused, with ``HigherOrderError`` at the user's line: a ``vjp_fn`` or one of
+s2sgrad's transformations passed to the API, and any derivative *called inside* a
+differentiated function. Where the decorated function itself is wanted
+(``derivative_source``, ``s2sgrad inspect``) it still is.
 """
 
 from __future__ import annotations
 
 import inspect
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -69,28 +75,64 @@ def test_calling_a_derivative_inside_is_refused_by_jvp_vjp_and_value_and_grad(na
         _check_message(str(info.value), where)
 
 
-PRODUCED = {
-    "grad": lambda: composition.g,
-    "grad_forward": lambda: composition.g_forward,
-    "value_and_grad": lambda: composition.vg,
-    "decorated": lambda: composition.decorated,
+REFUSED = {
     "vjp_fn": lambda: composition.vjp_fn,
     "transformation": lambda: s2sgrad.grad,
+    "hessian_transformation": lambda: s2sgrad.hessian,
+    "hessian": lambda: s2sgrad.hessian(composition.f),
 }
 
 API = entry_points(X)
 
 
 @pytest.mark.parametrize("api", list(API))
-@pytest.mark.parametrize("produced", list(PRODUCED))
-def test_passing_a_derivative_to_the_api_is_refused_at_the_users_line(produced, api):
-    fn = PRODUCED[produced]()
+@pytest.mark.parametrize("produced", list(REFUSED))
+def test_passing_a_derivative_that_does_not_compose_is_refused_at_the_users_line(produced, api):
+    fn = REFUSED[produced]()
     with pytest.raises(HigherOrderError) as info:
         API[api](fn)
     message = str(info.value)
     # The location is the user's line that called the API (inside the entry point's lambda).
     line = inspect.getsourcelines(API[api])[1]
     _check_message(message, f"tests/entry_points.py:{line}:")
+
+
+COMPOSED = {
+    "grad": lambda: composition.g,
+    "grad_forward": lambda: composition.g_forward,
+    "decorated": lambda: composition.decorated,
+}
+
+
+def _twin_gradient(x):
+    return jax.grad(lambda x: jnp.sum(jnp.sin(x) * x**2))(x)
+
+
+@pytest.mark.parametrize("produced", list(COMPOSED))
+def test_passing_grad_to_jvp_and_vjp_gives_second_derivatives(produced):
+    g = COMPOSED[produced]()
+    v = np.array([0.3, -0.7, 1.1])
+    hessian = np.asarray(jax.hessian(lambda x: jnp.sum(jnp.sin(x) * x**2))(X))
+    value, tangent = s2sgrad.jvp(g, (X,), (v,))
+    assert_close(value, np.asarray(_twin_gradient(X)), rtol=1e-12)
+    assert_close(tangent, hessian @ v, rtol=1e-12)
+    value, vjp_fn = s2sgrad.vjp(g, X)
+    assert_close(vjp_fn(v)[0], hessian.T @ v, rtol=1e-12)
+
+
+@pytest.mark.parametrize("api", ["grad", "grad_forward", "value_and_grad", "jax"])
+def test_grad_of_a_vector_valued_gradient_says_so_by_the_derivatives_name(api):
+    with pytest.raises(s2sgrad.UsageError) as info:
+        API[api](composition.g)
+    assert "requires s2sgrad.grad(f) to return a scalar" in str(info.value)
+
+
+def test_value_and_grad_composes_too():
+    v = np.array([0.3, -0.7, 1.1])
+    hessian = np.asarray(jax.hessian(lambda x: jnp.sum(jnp.sin(x) * x**2))(X))
+    (value, gradient), (dvalue, dgradient) = s2sgrad.jvp(composition.vg, (X,), (v,))
+    assert_close(dvalue, np.asarray(_twin_gradient(X)) @ v, rtol=1e-12)
+    assert_close(dgradient, hessian @ v, rtol=1e-12)
 
 
 def test_the_refusal_names_the_derivative_and_what_it_came_from():

@@ -256,6 +256,10 @@ CASES = [
     case("rereduce", _A, r(3), (-1, 0), False, static=(2, 3)),
     case("rereduce", _A, r(2, 3, 2), (), False, static=(2, 3)),
     *[case("prod_of_others", _ZEROS, axis, static=(1,)) for axis in [None, (0, 2), ()]],
+    *[
+        case("prod_of_others_tangent", _ZEROS, _A, axis, static=(2,))
+        for axis in [None, (0, 2), 1, ()]
+    ],
     _tie_case(_TIES, np.max, 1),
     _tie_case(_TIES, np.min, None, True),
     _spread_case(np.array([[2.9223463588536864] * 3, [0.1, -0.4, 0.8]]), np.std, 1),

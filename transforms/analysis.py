@@ -145,6 +145,12 @@ class _Analyzer:
             elif isinstance(stmt, ir.SetItem):
                 if any(n in varied for n in ir.atom_names(stmt.value)):
                     varied.add(stmt.target.id)
+            elif isinstance(stmt, ir.Push):  # a stack is a name for what it holds
+                if any(n in varied for n in ir.atom_names(stmt.value)):
+                    varied.add(stmt.stack)
+            elif isinstance(stmt, ir.Pop):
+                if stmt.stack in varied:
+                    varied.add(stmt.target.id)
             for child in ir.child_blocks(stmt):
                 self.vary(child, varied)
 
@@ -159,6 +165,12 @@ class _Analyzer:
             elif isinstance(stmt, ir.SetItem):
                 if stmt.target.id in useful:
                     useful.update(ir.atom_names(stmt.value))
+            elif isinstance(stmt, ir.Push):
+                if stmt.stack in useful:
+                    useful.update(ir.atom_names(stmt.value))
+            elif isinstance(stmt, ir.Pop):
+                if stmt.target.id in useful:
+                    useful.add(stmt.stack)
             for child in reversed(ir.child_blocks(stmt)):  # both passes run to a fixpoint
                 self.use(child, varied, useful)
 

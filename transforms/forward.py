@@ -30,6 +30,7 @@ from s2sgrad.transforms.templates import bind_call, instantiate, lower_template,
 from s2sgrad import ir
 from s2sgrad.errors import NoDerivativeRuleError
 from s2sgrad.rules import lookup
+from s2sgrad.runtime import add_into
 
 
 class _Forward(DerivativeBuilder):
@@ -39,8 +40,13 @@ class _Forward(DerivativeBuilder):
         # Arrays updated in place (`u[i] = v`): their tangents are updated the same way,
         # so each must own its array, not alias the tangent it came from (`u = x + 1.0`
         # has the tangent `dx`, the caller's array).
+        # Derivative code's `dx = add_into(dx, g, i)` updates dx in place too (higher order).
         self.updated = frozenset(
             s.target.id for s in ir.walk_stmts(self.fn.body) if isinstance(s, ir.SetItem)
+        ) | frozenset(
+            s.value.args[0].id
+            for s in ir.walk_stmts(self.fn.body)
+            if _is_add_into(s) and isinstance(s.value.args[0], ir.Name)
         )
 
     def tangent_of(self, name: str) -> ir.Name:
@@ -83,6 +89,8 @@ class _Forward(DerivativeBuilder):
             return [ir.map_blocks(stmt, self.block)]
         if isinstance(stmt, ir.SetItem):
             return self.setitem(stmt)
+        if isinstance(stmt, (ir.NewStack, ir.Push, ir.Pop)):
+            return self.save(stmt)
         if not isinstance(stmt, ir.Assign) or not any(self.act.active(t.id) for t in stmt.targets):
             return [stmt]
         if len(stmt.targets) > 1:
@@ -95,7 +103,8 @@ class _Forward(DerivativeBuilder):
         result = self.temp() if overwrites_operand else target
         out = [replace(stmt, targets=(result,))]
         tangent = self.tangent_of(target.id)
-        if target.id in self.updated:
+        if target.id in self.updated and not _is_add_into(stmt):
+            # (add_into's tangent is the same update of the owned tangent, in place)
             shared = self.temp()
             out += self.tangent_statements(stmt.value, result, shared, stmt.loc)
             out.append(ir.Assign((tangent,), ir.Call(COPY, (shared,)), stmt.loc))
@@ -197,6 +206,20 @@ class _Forward(DerivativeBuilder):
         out.append(ir.Assign((stmt.target, self.tangent_of(stmt.target.id)), call, stmt.loc))
         return out
 
+    def save(self, stmt: ir.NewStack | ir.Push | ir.Pop) -> list[ir.Stmt]:
+        """The saves of derivative code (higher order): a stack of active values gets a
+        stack of their tangents beside it, pushed and popped in step."""
+        if not self.act.active(stmt.stack):
+            return [stmt]
+        tangents = self.tangent_of(stmt.stack).id
+        if isinstance(stmt, ir.NewStack):
+            return [stmt, replace(stmt, stack=tangents)]
+        if isinstance(stmt, ir.Push):
+            out: list[ir.Stmt] = [stmt]
+            value = self.tangent_atom(stmt.value, out, stmt.loc)
+            return [*out, replace(stmt, stack=tangents, value=value)]
+        return [stmt, replace(stmt, target=self.tangent_of(stmt.target.id), stack=tangents)]
+
     def setitem(self, stmt: ir.SetItem) -> list[ir.Stmt]:
         """``x[i] = v`` -> the same update of ``dx`` with ``v``'s tangent (or zeros)."""
         out: list[ir.Stmt] = [stmt]
@@ -207,6 +230,15 @@ class _Forward(DerivativeBuilder):
         )
         out.append(ir.SetItem(self.tangent_of(stmt.target.id), stmt.index, value, stmt.loc))
         return out
+
+
+def _is_add_into(stmt: ir.Stmt) -> bool:
+    return (
+        isinstance(stmt, ir.Assign)
+        and isinstance(stmt.value, ir.Call)
+        and isinstance(stmt.value.fn, ir.Ref)
+        and stmt.value.fn.value is add_into
+    )
 
 
 def forward(

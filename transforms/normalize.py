@@ -165,8 +165,12 @@ class _Normalizer:
             return [
                 replace(stmt, test_block=tuple(test_block), test=test, body=self.block(stmt.body))
             ]
-        if isinstance(stmt, (ir.Break, ir.Continue)):
+        if isinstance(stmt, (ir.Break, ir.Continue, ir.NewStack)):
             return [stmt]
+        if isinstance(stmt, ir.Push):  # saves of derivative code read back (higher order)
+            return pre + [replace(stmt, value=self.atom(stmt.value, pre))]
+        if isinstance(stmt, ir.Pop):
+            return [replace(stmt, target=self.bind(stmt.target.id))]
         if isinstance(stmt, ir.LocalDef):
             self.local_def(stmt.function)
             return []

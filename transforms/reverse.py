@@ -68,7 +68,7 @@ from s2sgrad.transforms.shapes import SCALAR, ShapeEnv, statement_shapes
 from s2sgrad.transforms.templates import bind_call, instantiate, lower_template, substitute
 
 from s2sgrad import ir
-from s2sgrad.errors import NoDerivativeRuleError
+from s2sgrad.errors import HigherOrderError, NoDerivativeRuleError
 from s2sgrad.rules import lookup
 
 ZERO, SET, MAYBE = "zero", "set", "maybe"
@@ -763,6 +763,21 @@ class _Reverse(DerivativeBuilder):
 BACKWARD_SWEEP = "backward sweep"
 
 
+def _refuse_active_saves(fn: ir.FunctionDef, activity) -> None:
+    """Reverse mode over derivative code whose loops save differentiated values (a
+    gradient of a gradient through a loop) needs adjoint stacks: not built yet."""
+    for stmt in ir.walk_stmts(fn.body):
+        if isinstance(stmt, (ir.Push, ir.Pop)) and activity.active(stmt.stack):
+            raise HigherOrderError(
+                "reverse mode over derivative code that saves values in a loop (a gradient "
+                "of a gradient through a loop: reverse over reverse) is not supported yet",
+                stmt.loc,
+                "differentiate the derivative in forward mode: s2sgrad.hessian(f), "
+                "s2sgrad.hvp(f), s2sgrad.jvp(grad(f), ...) or grad(grad(f), mode='forward') "
+                "(forward over reverse, the cheaper way for second derivatives anyway)",
+            )
+
+
 def reverse(
     fn: ir.FunctionDef,
     wrt: tuple[int, ...],
@@ -783,6 +798,7 @@ def reverse(
     fn = split_aux(fn, names) if has_aux else fn
     wrt_names = tuple(fn.params[i].name for i in wrt)
     activity = analyze(fn, wrt_names)
+    _refuse_active_saves(fn, activity)
     container_names = may_be_containers(fn, frozenset(fn.params[i].name for i in containers))
     rev = _Reverse(fn, activity, names, compilation, container_names)
     *primal, ret = fn.body

@@ -41,6 +41,7 @@ it in its iteration (or function) is dropped.
 from __future__ import annotations
 
 import builtins
+import operator
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -166,6 +167,75 @@ def _is_zero(atom: Any) -> bool:
 # --------------------------------------------------------------------------- the pass
 
 
+def _range_names(body: tuple[ir.Stmt, ...]) -> frozenset[str]:
+    """Names that only ever hold ranges: every write is ``name = range(...)``, a slice of
+    such a name, a pop from a stack that only ranges are pushed on, or None (derivative
+    code saves an inner loop's range for its backward sweep, and starts it as None)."""
+    writes: dict[str, list[ir.Stmt]] = {}
+    pushed: dict[str, list[ir.Stmt]] = {}
+    for stmt in ir.walk_stmts(body):
+        for n in dataflow.writes(stmt):
+            writes.setdefault(n, []).append(stmt)
+        if isinstance(stmt, ir.Push):
+            pushed.setdefault(stmt.stack, []).append(stmt)
+    ranges = {
+        n
+        for n, stmts in writes.items()
+        if all(
+            _is_range_assignment(s) or isinstance(s, ir.Pop) or _range_slice_of(s) or _is_none(s)
+            for s in stmts
+        )
+    }
+    while True:  # drop names popped from stacks, or sliced from names, that hold anything else
+        kept = {
+            n
+            for n in ranges
+            if any(_is_range_assignment(s) or _range_slice_of(s) in ranges for s in writes[n])
+            and all(
+                (not isinstance(s, ir.Pop) or _all_ranges(pushed.get(s.stack, []), ranges))
+                and (_range_slice_of(s) is None or _range_slice_of(s) in ranges)
+                for s in writes[n]
+            )
+        }
+        if kept == ranges:
+            return frozenset(ranges)
+        ranges = kept
+
+
+def _is_none(stmt: ir.Stmt) -> bool:
+    """``name = None``: derivative code's value of a range no iteration has made yet."""
+    return isinstance(stmt, ir.Assign) and stmt.value == ir.Const(None)
+
+
+def _all_ranges(pushes: list[ir.Push], ranges: set[str]) -> bool:
+    return all(isinstance(p.value, ir.Name) and p.value.id in ranges for p in pushes)
+
+
+def _range_slice_of(stmt: ir.Stmt) -> str | None:
+    """``r`` for ``name = r[a:b]`` (a slice of a range is a range), else None."""
+    if not (
+        isinstance(stmt, ir.Assign)
+        and len(stmt.targets) == 1
+        and _is_call_of(stmt.value, operator.getitem)
+        and len(stmt.value.args) == 2
+        and isinstance(stmt.value.args[0], ir.Name)
+    ):
+        return None
+    index = stmt.value.args[1]
+    items = index.items if isinstance(index, ir.Index) else (index,)
+    if len(items) == 1 and isinstance(items[0], ir.Slice):
+        return stmt.value.args[0].id
+    return None
+
+
+def _is_range_assignment(stmt: ir.Stmt) -> bool:
+    return (
+        isinstance(stmt, ir.Assign)
+        and len(stmt.targets) == 1
+        and _is_call_of(stmt.value, builtins.range)
+    )
+
+
 class _Structurer:
     def __init__(self, fn: ir.FunctionDef):
         self.fn = fn
@@ -177,6 +247,7 @@ class _Structurer:
         self.result: ir.Name | None = None  # None while the function keeps its own final return
         self.returned: ir.Name | None = None
         self.flags: set[str] = set()
+        self.ranges = _range_names(fn.body)
 
     def fresh(self, base: str) -> ir.Name:
         return ir.Name(self.names.fresh(base))
@@ -361,6 +432,13 @@ class _Structurer:
         loc = stmt.loc
         pre: list[ir.Stmt] = []
         header: list[ir.Stmt] = []
+        if isinstance(stmt.target, ir.Name) and self.over_range_name(stmt.iter):
+            # `r = range(..)` once, then `for i in r` or `for i in reversed(r)`: the counted
+            # loop as it is (derivative code's form, read back for higher order)
+            loop = self.open_loop(stmt.body, out, loc)
+            body = self.loop_body(loop, header, stmt.body, loc)
+            out.append(ir.For(stmt.target, stmt.iter, body, loc))
+            return
         if isinstance(stmt.target, ir.Name) and _is_call_of(stmt.iter, builtins.range):
             index, bounds = stmt.target, stmt.iter
         else:
@@ -375,6 +453,12 @@ class _Structurer:
         out.append(ir.Assign((indices,), replace(bounds, fn=self.builtin(RANGE, loc)), loc))
         body = self.loop_body(loop, header, stmt.body, loc)
         out.append(ir.For(index, indices, body, loc))
+
+    def over_range_name(self, expr) -> bool:
+        """Whether ``expr`` is ``r`` or ``reversed(r)`` for a name ``r`` that holds a range."""
+        if _is_call_of(expr, builtins.reversed) and len(expr.args) == 1 and not expr.kwargs:
+            expr = expr.args[0]
+        return isinstance(expr, ir.Name) and expr.id in self.ranges
 
     def index_name(self, pattern, elements: Elements) -> tuple[ir.Name, Elements, Any]:
         """The loop's counter: the user's own name for ``for i, x in enumerate(xs)``, else fresh.

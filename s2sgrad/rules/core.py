@@ -11,7 +11,17 @@ a sum for a spread, a spread for a sum, a read at ``idx`` for a write there.
 from __future__ import annotations
 
 from s2sgrad.rules.registry import defjvp, deflinear, defvjp, shape_only
-from s2sgrad.runtime import add_at, broadcast_like, unbroadcast, unindex, zero_at
+from s2sgrad.runtime import (
+    accumulate,
+    add_at,
+    add_into,
+    broadcast_like,
+    set_at,
+    unbroadcast,
+    unindex,
+    zero_at,
+    zeros_if_none,
+)
 
 # --------------------------------------------------------------------------- broadcasts
 
@@ -64,3 +74,52 @@ deflinear(zero_at, params="d, idx")
 @defvjp(zero_at)
 def zero_at_vjp(g, ans, d, idx):
     return zero_at(g, idx)
+
+
+# ``acc[idx] += g`` in place on an adjoint the derivative code owns. Its tangent is the
+# same update of the accumulator's tangent (the forward transform keeps that tangent
+# owned: transforms/forward.py), its transpose a read at idx like add_at's.
+@defjvp(add_into)
+def add_into_jvp(ans, acc, part, idx, *, dacc, dpart):
+    return add_into(dacc, dpart, idx)
+
+
+@defvjp(add_into)
+def add_into_vjp(g, ans, acc, part, idx):
+    return g, unbroadcast(g[idx], part), None
+
+
+# A copy of a with b written at idx: linear in (a, b) together.
+@defjvp(set_at)
+def set_at_jvp(ans, a, idx, b, *, da, db):
+    return set_at(da, idx, db)
+
+
+@defvjp(set_at)
+def set_at_vjp(g, ans, a, idx, b):
+    return zero_at(g, idx), None, unbroadcast(g[idx], b)
+
+
+# --------------------------------------------------------------------------- adjoint sums
+
+
+# ``acc + c`` where None is zero and containers add leafwise: linear in both, and the
+# tangents add the same way (operator.add would concatenate two tuples of tangents).
+@defjvp(accumulate)
+def accumulate_jvp(ans, acc, c, *, dacc, dc):
+    return accumulate(dacc, dc)
+
+
+@defvjp(accumulate)
+def accumulate_vjp(g, ans, acc, c):
+    return g, g
+
+
+# The cotangent d, or zeros shaped like x when nothing reached it (None).
+deflinear(zeros_if_none, params="d, x")
+shape_only(zeros_if_none, "x")
+
+
+@defvjp(zeros_if_none)
+def zeros_if_none_vjp(g, ans, d, x):
+    return g

@@ -22,6 +22,7 @@ from s2sgrad.runtime import (
     average_weights,
     norm_direction,
     prod_of_others,
+    prod_of_others_tangent,
     rereduce,
     resolved_spread,
     tie_shares,
@@ -55,6 +56,18 @@ def prod_jvp(ans, a, axis=None, dtype=None, out=None, keepdims=False, *, da):
 @defvjp(np.prod)
 def prod_vjp(g, ans, a, axis=None, dtype=None, out=None, keepdims=False):
     return unreduce(g, a, axis, keepdims) * prod_of_others(a, axis)
+
+
+# The helper of prod's rules, for second derivatives: its Jacobian is symmetric (the
+# product of the elements other than k and j), so one helper gives both directions.
+@defjvp(prod_of_others)
+def prod_of_others_jvp(ans, a, axis=None, *, da):
+    return prod_of_others_tangent(a, da, axis)
+
+
+@defvjp(prod_of_others)
+def prod_of_others_vjp(g, ans, a, axis=None):
+    return prod_of_others_tangent(a, g, axis)
 
 
 # max and min send the derivative to the elements equal to the result; ties share it

@@ -266,8 +266,8 @@ def add_at(a: Any, idx: Any, b: Any) -> Any:
     return out
 
 
-def add_into(acc: Any, g: Any, idx: Any) -> Any:
-    """``acc[idx] += g`` in place, returning ``acc``: a cotangent read ``x[idx]`` adds to ``dx``.
+def add_into(acc: Any, part: Any, idx: Any) -> Any:
+    """``acc[idx] += part`` in place, returning ``acc``: a cotangent read ``x[idx]`` adds to ``dx``.
 
     ``dx = dx + unindex(g, x, idx)`` would allocate zeros the size of ``x`` for every
     read; the compiler writes ``dx = add_into(dx, g, idx)`` instead, but only where
@@ -276,14 +276,14 @@ def add_into(acc: Any, g: Any, idx: Any) -> Any:
     ``add_at``, which copies first. Repeated integer indices add up.
     """
     dtype = acc.dtype
-    g_dtype = getattr(g, "dtype", None)
-    if type(g) is not float and (g_dtype is None or g_dtype != dtype):
-        if np.result_type(acc, g) != dtype:
-            return add_at(acc, idx, g)
+    part_dtype = getattr(part, "dtype", None)
+    if type(part) is not float and (part_dtype is None or part_dtype != dtype):
+        if np.result_type(acc, part) != dtype:
+            return add_at(acc, idx, part)
     if _is_basic_index(idx):
-        acc[idx] += g
+        acc[idx] += part
     else:
-        _scatter_add(acc, idx, g)
+        _scatter_add(acc, idx, part)
     return acc
 
 

@@ -82,6 +82,36 @@ def prod_of_others(a: Any, axis: Any = None) -> Any:
     return xp.transpose(others, inverse_permutation(kept + list(axes)))
 
 
+def prod_of_others_tangent(a: Any, t: Any, axis: Any = None) -> Any:
+    """The tangent of ``prod_of_others(a, axis)`` along the tangent ``t`` of ``a``.
+
+    Element ``k`` gets ``sum over j != k of t_j * (product of a_i, i not k or j)``:
+    exact when ``a`` has zeros, at the cost of an ``n x n`` array per reduction group
+    of ``n`` elements. That Jacobian is symmetric, so this is also the cotangent of
+    ``a`` for the cotangent ``t`` of ``prod_of_others`` (second derivatives of ``np.prod``).
+    """
+    a = xp.asarray(a)
+    t = xp.broadcast_to(xp.asarray(t), a.shape)
+    if a.ndim == 0:
+        return xp.zeros_like(a * t)
+    axes = tuple(range(a.ndim)) if axis is None else _normalize_axes(axis, a.ndim)
+    if not axes:
+        return xp.zeros_like(a * t)
+    kept = [i for i in range(a.ndim) if i not in axes]
+    order = kept + list(axes)
+    moved = xp.transpose(a, order)
+    lead, group_shape = moved.shape[: len(kept)], moved.shape[len(kept) :]
+    flat_a = xp.reshape(moved, lead + (-1,))
+    flat_t = xp.reshape(xp.transpose(t, order), lead + (-1,))
+    diagonal = xp.eye(flat_a.shape[-1], dtype=bool)
+    # pairs[..., k, j]: a_j with a 1 for j == k, so its prod_of_others over j excludes k and j
+    pairs = xp.where(diagonal, xp.ones_like(flat_a)[..., None, :], flat_a[..., None, :])
+    excluded = prod_of_others(pairs, -1)
+    terms = xp.where(diagonal, 0.0, excluded * flat_t[..., None, :])
+    tangent = xp.reshape(xp.sum(terms, axis=-1), lead + group_shape)
+    return xp.transpose(tangent, inverse_permutation(order))
+
+
 def tie_shares(a: Any, ans: Any, axis: Any = None, keepdims: bool = False) -> Any:
     """Each element's share of the max (or min) reduction ``ans`` of ``a`` along ``axis``.
 

@@ -1,4 +1,4 @@
-"""Programs that call callables s2sgrad produced (higher order is not supported yet)."""
+"""Programs that call callables s2sgrad produced inside a differentiated function (refused)."""
 
 import numpy as np
 

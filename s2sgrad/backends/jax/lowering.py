@@ -37,7 +37,7 @@ import numpy as np
 
 from s2sgrad import ir
 from s2sgrad.backends.jax import control
-from s2sgrad.errors import S2SGradError
+from s2sgrad.errors import S2SGradError, UnsupportedSyntaxError
 from s2sgrad.transforms import dataflow
 from s2sgrad.transforms.names import FreshNames
 
@@ -70,14 +70,32 @@ def lower_compilation(compilation: Any) -> list[tuple[ir.FunctionDef, str | None
     """A compilation's functions lowered for JAX (``lower_for_jax``), plus a JAX copy of
     every user function they call as a primal (the user's own would run NumPy on traced
     values). Each user function is first checked for ``is None`` tests JAX would answer
-    wrongly (``none_tests``)."""
+    wrongly (``none_tests``), derivative code s2sgrad generated (higher order) too: its
+    None means "no adjoint yet", and where that differs by path JAX's one type per
+    variable does not follow it either."""
     from s2sgrad import running
     from s2sgrad.backends.jax.none_tests import refuse_ambiguous_none_tests
+    from s2sgrad.frontend import is_derivative_code
     from s2sgrad.pipeline import lower
     from s2sgrad.transforms.analysis import is_user_function
 
+    def check(fn: Any, lowered: ir.FunctionDef) -> None:
+        try:
+            refuse_ambiguous_none_tests(lowered)
+        except UnsupportedSyntaxError as exc:
+            if not is_derivative_code(fn):
+                raise
+            raise UnsupportedSyntaxError(
+                "differentiating this derivative again on the JAX backend is not supported "
+                "yet: its backward sweep starts an adjoint as None on some paths (early "
+                "returns, or branches in loops), and JAX runs each loop and branch with one "
+                f"type per variable ({str(exc).splitlines()[0]})",
+                exc.loc,
+                "use backend='numpy' for this higher derivative",
+            ) from None
+
     for fn in dict.fromkeys(key[0] for key in compilation.requests):
-        refuse_ambiguous_none_tests(lower(fn))
+        check(fn, lower(fn))
     copies: dict[Any, str] = {}
     pending: list[tuple[ir.FunctionDef, str | None]] = list(compilation.functions)
     out: list[tuple[ir.FunctionDef, str | None]] = []
@@ -91,7 +109,7 @@ def lower_compilation(compilation: Any) -> list[tuple[ir.FunctionDef, str | None
                 copies[target] = name
                 module = compilation.foreign(target)
                 primal = lower(target)
-                refuse_ambiguous_none_tests(primal)
+                check(target, primal)
                 pending.append((replace(primal, name=name), module))
             return copies[target]
 

@@ -112,10 +112,10 @@ def add_at(a: Any, idx: Any, b: Any) -> Any:
     return out.at[idx].add(b)
 
 
-def add_into(acc: Any, g: Any, idx: Any) -> Any:
-    """``acc`` with ``g`` added at ``idx`` (``runtime.add_into``; jax arrays are immutable,
+def add_into(acc: Any, part: Any, idx: Any) -> Any:
+    """``acc`` with ``part`` added at ``idx`` (``runtime.add_into``; jax arrays are immutable,
     so this is ``.at[idx].add``, which XLA updates in place where it can)."""
-    return add_at(acc, idx, g)
+    return add_at(acc, idx, part)
 
 
 def set_at(a: Any, idx: Any, b: Any) -> Any:

@@ -1,0 +1,313 @@
+"""Second and third derivatives: s2sgrad differentiating its own derivative code, against JAX.
+
+* ``hessian`` of every program of the control-flow and straight-line corpora, on
+  both backends, against ``jax.hessian`` of the jnp twin, or against central
+  differences of the (separately verified) gradient where JAX cannot run the
+  program (in-place updates);
+* ``hvp`` against that Hessian times a vector;
+* ``jacfwd``/``jacrev`` of vector-valued programs against ``jax.jacfwd``;
+* third derivatives of the scalar programs against ``jax.grad`` three times: all
+  reverse mode where the program has no loop, forward over forward over reverse
+  through loops;
+* composition to any depth keeps ``has_aux``, tuple ``wrt`` and the cache.
+
+Second derivatives on the JAX backend of programs whose backward sweep starts an
+adjoint as None on some paths (early returns, branches in loops) are refused with
+a clear error (``JAX_REFUSED``); the NumPy backend differentiates them.
+"""
+
+from __future__ import annotations
+
+import functools
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import s2sgrad
+from s2sgrad.errors import HigherOrderError, UnsupportedSyntaxError
+from tests.oracles import assert_close, jnp_twin
+from tests.programs import control_flow as cf
+from tests.programs import straight_line as sl
+from tests.programs import vector_valued as vv
+from tests.test_corpus import make_args as straight_line_args
+
+PROGRAMS = {f"cf.{n}": (getattr(cf, n), n in cf.JNP_TWIN - cf.LONG_LOOPS) for n in cf.ARGS}
+PROGRAMS |= {f"sl.{n}": (getattr(sl, n), True) for n in sl.SHAPES}
+
+# Their second-order code on JAX is refused (see the module docstring).
+JAX_REFUSED = {
+    f"cf.{n}"
+    for n in (
+        "huber_loss",
+        "pairwise_soft_energy",
+        "first_exceedance",
+        "skip_negative",
+        "inner_break_outer_continue",
+        "return_inside_loop",
+        "return_from_nested_loops",
+        "return_in_while",
+        "return_never_taken",
+        "return_in_both_branches_in_loop",
+        "outer_product_accumulate",
+        "loop_in_branch_in_loop",
+        "for_in_while_with_return",
+    )
+}
+
+
+def _args(name: str) -> tuple[list, tuple[int, ...]]:
+    corpus, short = name.split(".", 1)
+    if corpus == "cf":
+        return cf.make_args(short), cf.float_positions(short)
+    return straight_line_args(sl.SHAPES[short]), tuple(range(len(sl.SHAPES[short])))
+
+
+def _square(blocks, args: list, wrt: tuple[int, ...]) -> np.ndarray:
+    """The Hessian blocks ``H[a][b]`` as one square matrix over the flattened ``wrt``."""
+    sizes = [np.size(args[i]) for i in wrt]
+    return np.block(
+        [
+            [np.reshape(np.asarray(blocks[a][b]), (sizes[a], sizes[b])) for b in range(len(wrt))]
+            for a in range(len(wrt))
+        ]
+    )
+
+
+@functools.cache
+def reference_hessian(name: str) -> np.ndarray:
+    """``jax.hessian`` of the jnp twin; where there is none, central differences of the
+    gradient (itself checked against three oracles by test_control_flow)."""
+    fn, twin = PROGRAMS[name]
+    args, wrt = _args(name)
+    if twin:
+        return _square(jax.hessian(jnp_twin(fn), argnums=wrt)(*args), args, wrt)
+    gradient = s2sgrad.grad(fn, wrt=wrt)
+    columns = []
+    for i in wrt:
+        x = np.asarray(args[i], dtype=float)
+        for idx in np.ndindex(x.shape):
+            step = 1e-6 * max(1.0, abs(x[idx]))
+
+            def at(delta, i=i, x=x, idx=idx):
+                moved = x.copy()
+                moved[idx] += delta
+                shifted = list(args)
+                shifted[i] = moved if x.ndim else float(moved)
+                return np.concatenate([np.ravel(g) for g in gradient(*shifted)])
+
+            columns.append((at(step) - at(-step)) / (2 * step))
+    return np.stack(columns, axis=1)
+
+
+def _tolerances(name: str) -> dict:
+    twin = PROGRAMS[name][1]
+    return {"rtol": 1e-9, "atol": 1e-10} if twin else {"rtol": 1e-5, "atol": 1e-6}
+
+
+@pytest.mark.filterwarnings("ignore:Output seems independent of input")
+@pytest.mark.parametrize("backend", ["numpy", "jax"])
+@pytest.mark.parametrize("name", list(PROGRAMS))
+def test_hessian_of_every_corpus_program(name, backend):
+    fn, _ = PROGRAMS[name]
+    args, wrt = _args(name)
+    hessian = s2sgrad.hessian(fn, wrt=wrt, backend=backend)
+    if backend == "jax" and name in JAX_REFUSED:
+        with pytest.raises(UnsupportedSyntaxError) as info:
+            hessian(*args)
+        message = str(info.value)
+        assert "not supported yet" in message and "backend='numpy'" in message, message
+        return
+    got = _square(hessian(*args), args, wrt)
+    assert_close(got, reference_hessian(name), what=f"{name} Hessian", **_tolerances(name))
+
+
+# hvp compiles its own module (forward over reverse, all of wrt at once): every
+# straight-line program and every third control-flow one keep the suite's time in bounds.
+HVP_PROGRAMS = [n for n in PROGRAMS if n.startswith("sl.")] + [
+    n for n in PROGRAMS if n.startswith("cf.")
+][::3]
+
+
+@pytest.mark.filterwarnings("ignore:Output seems independent of input")
+@pytest.mark.parametrize("name", HVP_PROGRAMS)
+def test_hvp_is_the_hessian_times_v(name):
+    fn, _ = PROGRAMS[name]
+    args, wrt = _args(name)
+    rng = np.random.default_rng(7)
+    vs = tuple(rng.uniform(-1.0, 1.0, np.shape(args[i])) for i in wrt)
+    got = s2sgrad.hvp(fn, wrt=wrt)(*args, vs)
+    want = reference_hessian(name) @ np.concatenate([np.ravel(v) for v in vs])
+    got = np.concatenate([np.ravel(g) for g in got])
+    assert_close(got, want, what=f"{name} hvp", **_tolerances(name))
+
+
+# --------------------------------------------------------------------------- Jacobians
+
+
+def _vector_args(name: str) -> list:
+    rng = np.random.default_rng(3)
+    return [
+        float(rng.uniform(0.5, 1.5)) if s == () else rng.uniform(-1.0, 1.0, s)
+        for s in vv.ARGS[name]
+    ]
+
+
+@pytest.mark.parametrize("backend", ["numpy", "jax"])
+@pytest.mark.parametrize("jacobian", ["jacfwd", "jacrev"])
+@pytest.mark.parametrize("name", list(vv.ARGS))
+def test_jacobians_of_vector_valued_programs(name, jacobian, backend):
+    fn = getattr(vv, name)
+    args = _vector_args(name)
+    wrt = tuple(range(len(args)))
+    got = getattr(s2sgrad, jacobian)(fn, wrt=wrt, backend=backend)(*args)
+    want = jax.jacfwd(jnp_twin(fn), argnums=wrt)(*args)
+    assert_close(jax.tree.map(np.asarray, got), jax.tree.map(np.asarray, want), rtol=1e-10)
+
+
+def test_jacobian_structure_follows_jax_for_one_argument_and_tuples():
+    args = _vector_args("polar_to_cartesian")
+    got = s2sgrad.jacobian(vv.polar_to_cartesian)(*args)
+    want = jax.jacrev(jnp_twin(vv.polar_to_cartesian))(*args)
+    assert isinstance(got, tuple) and len(got) == 2
+    assert_close(got, tuple(np.asarray(w) for w in want), rtol=1e-12)
+
+
+# --------------------------------------------------------------------------- third order
+
+SCALAR_PROGRAMS = [
+    n
+    for n in cf.ARGS
+    if all(np.ndim(a) == 0 for a in cf.make_args(n)) and n in cf.JNP_TWIN - cf.LONG_LOOPS
+]
+LOOP_FREE = {
+    "piecewise_potential",
+    "branch_reassigns_its_test",
+    "tested_variable_reassigned_in_branch",
+    "not_condition",
+    "nested_if_else",
+    "conditional_expressions",
+    "and_or_conditions",
+    "early_return_scalar",
+    "elif_returns",
+}
+
+
+@pytest.mark.parametrize("name", SCALAR_PROGRAMS)
+def test_third_derivatives_of_scalar_programs(name):
+    fn = getattr(cf, name)
+    args = cf.make_args(name)
+    want = jax.grad(jax.grad(jax.grad(jnp_twin(fn))))(*args)
+    # Forward mode saves nothing, so forward over forward goes through any loop.
+    inner = s2sgrad.grad(s2sgrad.grad(fn, mode="forward"), mode="forward")
+    assert_close(s2sgrad.grad(inner)(*args), np.asarray(want), rtol=1e-9, what=f"{name} f'''")
+    if name in LOOP_FREE:
+        third = s2sgrad.grad(s2sgrad.grad(s2sgrad.grad(fn)))
+        assert_close(third(*args), np.asarray(want), rtol=1e-9, what=f"{name} f''' reverse")
+
+
+def test_straight_line_scalar_program_to_fourth_order():
+    x, y = straight_line_args(sl.SHAPES["python_scalar_only"])
+    twin = jnp_twin(sl.python_scalar_only)
+    got, want = sl.python_scalar_only, twin
+    for _ in range(4):
+        got, want = s2sgrad.grad(got), jax.grad(want)
+    assert_close(got(x, y), np.asarray(want(x, y)), rtol=1e-9)
+
+
+# --------------------------------------------------------------------------- composition
+
+
+def _loss(w, x):
+    h = np.tanh(x @ w)
+    return np.sum(h * h) + 0.1 * np.sum(w**4), np.max(h)
+
+
+def _loss_twin(w, x):
+    h = jnp.tanh(x @ w)
+    return jnp.sum(h * h) + 0.1 * jnp.sum(w**4)
+
+
+W = np.random.default_rng(0).uniform(-1.0, 1.0, (3, 2))
+XS = np.random.default_rng(1).uniform(-1.0, 1.0, (4, 3))
+
+
+def test_hessian_keeps_has_aux():
+    hessian, aux = s2sgrad.hessian(_loss, has_aux=True)(W, XS)
+    assert_close(hessian, np.asarray(jax.hessian(_loss_twin)(W, XS)), rtol=1e-10)
+    assert aux == pytest.approx(np.max(np.tanh(XS @ W)))
+
+
+def test_grad_of_grad_with_tuple_wrt_and_has_aux_through_jvp():
+    g = s2sgrad.grad(_loss, wrt=(0, 1), has_aux=True)
+    v = (np.ones_like(W), np.zeros_like(XS))
+    (grads, aux), (dgrads, daux) = s2sgrad.jvp(g, (W, XS), v)
+    want = jax.jvp(jax.grad(_loss_twin, argnums=(0, 1)), (W, XS), v)
+    assert_close(grads, tuple(np.asarray(w) for w in want[0]), rtol=1e-12)
+    assert_close(dgrads, tuple(np.asarray(w) for w in want[1]), rtol=1e-10)
+
+
+def test_hessian_vector_products_for_scipy_newton_cg():
+    scipy_optimize = pytest.importorskip("scipy.optimize")
+
+    def objective(w):
+        return _loss(np.reshape(w, W.shape), XS)[0]
+
+    value_and_gradient = s2sgrad.value_and_grad(_flat_loss)
+    result = scipy_optimize.minimize(
+        lambda w: value_and_gradient(w, XS),
+        np.ravel(W),
+        jac=True,
+        hessp=lambda w, p: s2sgrad.hvp(_flat_loss)(w, XS, p),
+        method="Newton-CG",
+    )
+    assert result.success
+    assert np.linalg.norm(s2sgrad.grad(_flat_loss)(result.x, XS)) < 1e-6
+    assert objective(result.x) <= objective(np.ravel(W))
+
+
+def _flat_loss(w, x):
+    h = np.tanh(x @ np.reshape(w, (3, 2)))
+    return np.sum(h * h) + 0.1 * np.sum(w**4)
+
+
+def test_reverse_over_reverse_through_a_loop_is_refused_with_the_way_out():
+    with pytest.raises(HigherOrderError) as info:
+        s2sgrad.grad(s2sgrad.grad(cf.newton_sqrt))(*cf.make_args("newton_sqrt"))
+    message = str(info.value)
+    assert "reverse over reverse" in message and "not supported yet" in message
+    assert "s2sgrad.hessian" in message
+
+
+def test_hessian_rejects_what_grad_rejects():
+    with pytest.raises(s2sgrad.UsageError):
+        s2sgrad.hessian(_flat_loss, wrt="nope")
+    with pytest.raises(s2sgrad.UsageError):
+        s2sgrad.hvp(_flat_loss)(np.ravel(W), XS)  # no v
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        s2sgrad.hvp(_flat_loss)(np.ravel(W), XS, np.ones(6))
+
+
+def test_second_order_code_is_printed_by_derivative_source_and_inspect(tmp_path, capsys):
+    path = tmp_path / "springs.py"
+    path.write_text(
+        "import numpy as np\n\n\n"
+        "def energy(x, k):\n"
+        "    d = x[1:] - x[:-1]\n"
+        "    return 0.5 * k * np.sum(d**2) + 0.25 * np.sum(x**4)\n"
+    )
+    from s2sgrad.cli import load_function, main
+
+    energy = load_function(f"{path}:energy")
+    source = s2sgrad.derivative_source(energy, order=2)
+    assert "def grad_of_energy_jvp(x, k, dx):" in source
+    assert "energy_vjp_jvp(x, k, 1.0, dx)" in source  # the first-order code, differentiated
+    assert "# line " in source and "ddx" in source
+    assert main(["inspect", f"{path}:energy", "--order", "2"]) == 0
+    printed = capsys.readouterr().out
+    assert "def grad_of_energy_jvp(x, k, dx):" in printed and "s2sgrad-cache" not in printed
+    reverse = s2sgrad.derivative_source(energy, order=2, mode="reverse")
+    assert "def grad_of_energy_vjp(" in reverse
