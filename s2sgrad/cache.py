@@ -80,7 +80,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from s2sgrad import memos, running, sources
+from s2sgrad import composition, memos, running, sources
 from s2sgrad._version import __version__
 from s2sgrad.errors import S2SGradError, SourceUnavailableError
 
@@ -544,10 +544,12 @@ def _reachable_functions(fn: types.FunctionType) -> tuple[list[types.FunctionTyp
         f = stack.pop()
         for dep, value in _reads(f):
             deps.append(dep)
-            target = _as_user_function(value)
-            if target is not None and id(target) not in found:
-                found[id(target)] = target
-                stack.append(target)
+            # grad(f) called inside: f (and what it calls) decides the derivative code
+            for link in composition.primal_chain(value):
+                target = _as_user_function(link)
+                if target is not None and id(target) not in found:
+                    found[id(target)] = target
+                    stack.append(target)
     ordered = [fn] + sorted(
         (f for f in found.values() if f is not fn),
         key=lambda f: (f.__module__ or "", f.__qualname__, _describe(f)),
@@ -609,7 +611,9 @@ def _denotations(f: types.FunctionType) -> list[tuple[str, str]]:
     """
     out = []
     for name, value, _container, _key in _referenced(f):
-        if isinstance(value, types.ModuleType):
+        if composition.settings(value) is not None:
+            out.append((name, composition.describe(value)))
+        elif isinstance(value, types.ModuleType):
             out.append((name, f"module {value.__name__}"))
         elif _is_code_like(value):
             module = getattr(value, "__module__", None) or type(value).__module__
@@ -1311,9 +1315,13 @@ def _bind_free_names(module: types.ModuleType, fn: Callable, names: tuple[str, .
     namespace = module.__dict__
     for name in names:
         if "=" in name:
-            # `alias=module.path`: the globals of a called function from another module.
+            # `alias=module.path`: the globals of a called function from another module;
+            # `alias=@g`: those of the derivative module of grad(f), which fn calls as g.
             alias, _, module_name = name.partition("=")
-            namespace[alias] = importlib.import_module(module_name)
+            if module_name.startswith(composition.BINDING):
+                namespace[alias] = composition.module_for_binding(fn, module_name)
+            else:
+                namespace[alias] = importlib.import_module(module_name)
             continue
         value = running.free_name_binding(fn, name)[0]
         if value is _MISSING:

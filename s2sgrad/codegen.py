@@ -469,6 +469,16 @@ def _fold_block(block, temps, defs, uses, folded) -> None:
                 break
 
 
+def _alias(foreign: str) -> str:
+    """The name generated code reads another module's names through: ``_physics`` for a
+    module, ``_g_code`` for the derivative module of ``grad(f)`` called as ``g``."""
+    from s2sgrad import composition
+
+    if foreign.startswith(composition.BINDING):
+        return composition.alias_for(foreign)
+    return "_" + foreign.replace(".", "_")
+
+
 def module_source(
     functions: list[tuple[ir.FunctionDef, str | None]],
     *,
@@ -492,7 +502,7 @@ def module_source(
     for fn, foreign in functions:
         alias = None
         if foreign is not None:
-            alias = aliases.setdefault(foreign, "_" + foreign.replace(".", "_"))
+            alias = aliases.setdefault(foreign, _alias(foreign))
         printer = Printer(fn, module_alias=alias, backend=backend)
         texts.append(printer.function())
         runtime_imports |= printer.runtime_imports

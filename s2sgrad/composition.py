@@ -13,7 +13,9 @@ says what the produced callable does:
 
 It is defined in the namespace of ``f``'s loaded derivative module, so the function
 it calls, and everything that reads, share its globals: the second-order module
-binds its free names from there as for any root function. Its text lives in
+binds its free names from there as for any root function. Called inside another
+function being differentiated, that module is read through an alias bound from the
+name under which the function reads ``grad(f)`` (``binding_of``). Its text lives in
 ``linecache`` under a deterministic name (the cache key counts it like a source
 file). One is made per produced callable and argument structure (tuple/dict
 arguments, Python-number arguments), and remade when ``f``'s derivative module is.
@@ -97,8 +99,89 @@ def composed(obj: Any, options: Any = ()) -> types.FunctionType:
         restore_source(made[1])
         return made[1]
     shim = _define(d, obj, entry, mode)
+    shim.__s2sgrad_composes__ = (obj, tuple(given.get("containers", ())))
     table[(mode, first_options)] = (entry, shim)
     return shim
+
+
+def origin(fn: Any) -> tuple[Any, tuple[int, ...]] | None:
+    """``(produced callable, container positions)`` when ``fn`` is a composition function."""
+    return getattr(fn, "__dict__", {}).get("__s2sgrad_composes__")
+
+
+def primal_chain(obj: Any) -> list[Any]:
+    """``[grad(grad(f)), grad(f), f]`` for ``grad(grad(f))``: the composable derivatives
+    down to the function they differentiate (the cache key reads each)."""
+    chain = [obj]
+    while settings(chain[-1]) is not None and len(chain) < 100:
+        chain.append(settings(chain[-1]).fun)
+    return chain
+
+
+def describe(obj: Any) -> str:
+    """Text for the cache key: what the derivative computes, stable across processes."""
+    d = settings(obj)
+    kind = running.produced(obj)[0]
+    inner = d.fun
+    what = (
+        describe(inner)
+        if settings(inner) is not None
+        else f"{getattr(inner, '__module__', '')}.{getattr(inner, '__qualname__', '')}"
+    )
+    return f"s2sgrad.{kind}({what}, wrt={d.wrt}, single={d.single}, mode={d.mode}, has_aux={d.has_aux})"
+
+
+# ----------------------------------------------------------------------------- called inside
+# A derivative called inside a differentiated function (`def h(x): return np.sum(g(x))`):
+# the second-order module reads the first-order module's names through an alias, bound
+# when it loads from the name under which the function reads `g`, as `alias=@g:0,2`
+# (the container positions of the call). A fresh process makes the composition again.
+
+BINDING = "@"
+
+
+def binding_of(root: Any, fn: Any) -> str | None:
+    """The free-name binding (``@name`` or ``@name:positions``) by which ``root``'s module
+    reaches the composition function ``fn``, or None when ``fn`` is not one."""
+    made = origin(fn)
+    if made is None:
+        return None
+    obj, containers = made
+    name = _name_in(root, obj)
+    if name is None:
+        raise running.higher_order_error(
+            obj,
+            detail="it is called inside the differentiated function, but not through a global "
+            "name or a variable the function closes over, which is how s2sgrad finds it again",
+        )
+    return BINDING + name + (":" + ",".join(map(str, containers)) if containers else "")
+
+
+def _name_in(root: Any, obj: Any) -> str | None:
+    code = root.__code__
+    candidates = list(code.co_freevars) + sorted(k for k, v in root.__globals__.items() if v is obj)
+    for name in candidates:
+        if running.free_name_binding(root, name)[0] is obj:
+            return name
+    return None
+
+
+def alias_for(binding: str) -> str:
+    """The alias generated code reads the first-order module's names through: ``_g_code``."""
+    return "_" + binding[len(BINDING) :].partition(":")[0] + "_code"
+
+
+def module_for_binding(root: Any, binding: str) -> types.ModuleType:
+    """The first-order module behind ``binding`` (``binding_of``), composed now from what
+    ``root`` reads under that name."""
+    import sys
+
+    name, _, positions = binding[len(BINDING) :].partition(":")
+    obj = running.free_name_binding(root, name)[0]
+    containers = tuple(int(p) for p in positions.split(",")) if positions else ()
+    options = (("containers", containers),) if containers else ()
+    shim = composed(obj, options)
+    return sys.modules[shim.__globals__["__name__"]]
 
 
 def _tangent_passes(d: Any, options: dict) -> bool:

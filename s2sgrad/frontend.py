@@ -623,9 +623,14 @@ class _Lowering:
         (higher order), and of anything that draws random numbers."""
         if isinstance(func, ir.Ref):
             if running.produced(func.value) is not None:
-                raise running.higher_order_error(
-                    func.value, self.loc(node), func.source, called=True
-                )
+                from s2sgrad import composition
+
+                if composition.settings(func.value) is None:
+                    raise running.higher_order_error(
+                        func.value, self.loc(node), func.source, called=True
+                    )
+                composition.require_composable(func.value, self.loc(node), func.source)
+                return
             where = randomness.random_draw(func.value)
             if where is not None:
                 raise self.random_draw(node, f"`{func.source}` ({where})")

@@ -15,7 +15,7 @@ import types
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from s2sgrad import backends, cache, codegen, ir, memos, running, runtime, sources
+from s2sgrad import backends, cache, codegen, composition, ir, memos, running, runtime, sources
 from s2sgrad._version import __version__
 from s2sgrad.backends import JAX_CONTROL_NAMES
 from s2sgrad.errors import SourceLocation, UsageError
@@ -143,6 +143,7 @@ class Compilation:
         self.requests: dict[tuple, str] = {}
         self.pending: list[tuple] = []
         self.functions: list[tuple[ir.FunctionDef, str | None]] = []
+        self.bindings: dict[int, str] = {}  # id(namespace) -> `@g`: see foreign
 
     def request(
         self,
@@ -156,7 +157,7 @@ class Compilation:
         """The name the derivative of ``fn`` will have (``containers``: positions of
         tuple/list/dict arguments; ``has_aux``: differentiate only ``result[0]``;
         ``scalars``: positions of arguments known to be numbers, reverse mode only)."""
-        fn = running.function_that_runs(fn)
+        fn = running.function_that_runs(fn, (("containers", tuple(containers)),))
         scalars = tuple(scalars) if mode == "reverse" else ()
         key = (fn, mode, tuple(wrt), tuple(containers), has_aux, scalars)
         if key not in self.requests:
@@ -223,6 +224,14 @@ class Compilation:
         ``__module__``), or the root's closure cells would shadow globals ``fn`` reads."""
         if fn is self.root:
             return None
+        # grad(f) called inside: its composition function, and the functions of the
+        # derivative module it calls, are read through one binding of that module.
+        binding = composition.binding_of(self.root, fn)
+        if binding is not None and fn.__globals__ is not self.root.__globals__:
+            self.bindings[id(fn.__globals__)] = binding
+            return binding
+        if id(fn.__globals__) in self.bindings:
+            return self.bindings[id(fn.__globals__)]
         cells = set(self.root.__code__.co_freevars)
         shadowed = cells and cells & set(_names_read(fn.__code__))
         if fn.__globals__ is self.root.__globals__ and not shadowed:

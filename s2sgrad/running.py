@@ -42,8 +42,10 @@ _PRODUCED = "__s2sgrad_produced__"
 _PACKAGE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "")
 
 HIGHER_ORDER_HINT = (
-    "differentiate s2sgrad.grad(f) or s2sgrad.value_and_grad(f) itself (s2sgrad.grad, jvp, vjp, "
-    "hessian, hvp, jacfwd and jacrev all take them), rather than a function that calls it"
+    "what composes is s2sgrad.grad(f) and s2sgrad.value_and_grad(f), made outside the "
+    "differentiated function (g = s2sgrad.grad(f)) and passed to a transformation or called "
+    "through a global or closure variable; for a vjp_fn, differentiate a function that computes "
+    "the same product with g, or use s2sgrad.hvp / s2sgrad.hessian"
 )
 
 # ----------------------------------------------------------------------------- free names

@@ -61,7 +61,9 @@ def require_structured(fn: ir.FunctionDef) -> None:
 
 def is_user_function(value) -> bool:
     """A Python function of the user's (not a library's) with no registered rule: we
-    differentiate its source, like the function that calls it."""
+    differentiate its source, like the function that calls it. ``grad(f)`` is one too:
+    its code is its composition function (``s2sgrad.composition``)."""
+    from s2sgrad import composition
     from s2sgrad.cache import _as_user_function
 
     try:
@@ -69,7 +71,7 @@ def is_user_function(value) -> bool:
             return False
     except TypeError:
         return False
-    return _as_user_function(value) is not None
+    return _as_user_function(value) is not None or composition.settings(value) is not None
 
 
 def bind_user_call(call: ir.Call, loc) -> list:

@@ -1,4 +1,4 @@
-"""Programs that call callables s2sgrad produced inside a differentiated function (refused)."""
+"""Programs that call callables s2sgrad produced inside a differentiated function."""
 
 import numpy as np
 
