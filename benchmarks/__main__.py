@@ -4,7 +4,9 @@
 plot to benchmarks/results/ (tens of minutes on a 2-core machine). ``--smoke`` runs tiny
 sizes with a short timing budget into a temporary directory: every tool's gradient is
 checked and the report machinery runs, but its figures mean nothing (what CI runs).
-``python -m benchmarks.jax_loops`` is the separate JAX-loops benchmark.
+``python -m benchmarks.jax_loops`` is the separate JAX-loops benchmark, and
+``python -m benchmarks.second_order`` the one of Hessian-vector products, Jacobians and
+Hessians.
 """
 
 from __future__ import annotations

@@ -220,6 +220,7 @@ class _Lowering:
             qualname=getattr(self.fn, "__qualname__", node.name.value),
             filename=self.info.filename,
             docstring=docstring,
+            derivative_code=is_derivative_code(self.fn),
         )
 
     def local_def(self, node: cst.FunctionDef) -> ir.LocalDef:

@@ -325,6 +325,9 @@ class FunctionDef:
     # Compiler-made names (ANF temporaries, template locals) that codegen may fold back
     # into the single expression that reads them, so generated code reads like the source.
     temps: frozenset[str] = frozenset()
+    # Derivative code s2sgrad generated, read back to differentiate it again (higher order):
+    # the rules on updates in place were checked on the user code it came from.
+    derivative_code: bool = False
 
     @property
     def param_names(self) -> tuple[str, ...]:

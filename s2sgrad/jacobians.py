@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from s2sgrad import api, backends, cache, running, trees
+from s2sgrad import api, backends, cache, memos, running, trees
 from s2sgrad.errors import UsageError
 
 
@@ -72,37 +72,35 @@ def _jacobian_transform(
 
 def _forward_slices(fun, primals, indices, backend, has_aux) -> tuple[Any, Callable, bool]:
     """The value, and ``parts(a, j, k)``: the tangents of output leaf ``k`` along each
-    element of leaf ``j`` of argument ``a`` (slices over the input)."""
+    element of leaf ``j`` of argument ``a``, stacked on a leading axis (over the input)."""
     options = api._options(primals, has_aux, "forward")
     out = None
-    tangents: list[list[list[Any]]] = []  # per wrt argument, per input leaf, per element
+    tangents: list[list[Any]] = []  # per wrt argument, per input leaf: the batched tangent
     for i in indices:
         entry = cache.load_or_generate(fun, "forward", (i,), backend, options)
-        entry = api._runner(entry, backend, None)
         per_leaf = []
-        for _shape, seed in _basis(primals[i]):
-            per_element = []
-            for tangent in seed:
-                out, t = entry(*primals, tangent)
-                per_element.append(t)
-            per_leaf.append(per_element)
+        for basis in _basis(primals[i]):
+            value, batch = _passes(entry, primals, basis, backend)
+            out = value if value is not None else out
+            per_leaf.append(batch)
         tangents.append(per_leaf)
     if out is None:  # every wrt argument is empty: no pass ran
         out = _value(fun, primals, backend, has_aux)
-    return out, lambda a, j, k: [trees.leaves(t)[k] for t in tangents[a][j]], True
+    return out, lambda a, j, k: _leaf(tangents[a][j], k), True
 
 
 def _reverse_slices(fun, primals, indices, backend, has_aux) -> tuple[Any, Callable, bool]:
     """The value, and ``parts(a, j, k)``: the cotangents of leaf ``j`` of argument ``a``
-    for each element of output leaf ``k`` (slices over the output)."""
+    for each element of output leaf ``k``, stacked on a leading axis (over the output)."""
     out = _value(fun, primals, backend, has_aux)
     options = api._options(primals, has_aux, "reverse")
     entry = cache.load_or_generate(fun, "reverse", indices, backend, options)
-    entry = api._runner(entry, backend, None)
-    rows = []  # per output leaf: [cotangents of the wrt arguments, per element]
-    for _shape, seed in _basis(out[0] if has_aux else out):
-        rows.append([entry(*primals, ct)[1] for ct in seed])
-    return out, lambda a, j, k: [trees.leaves(grads[a])[j] for grads in rows[k]], False
+    rows = [_passes(entry, primals, b, backend)[1] for b in _basis(out[0] if has_aux else out)]
+    return out, lambda a, j, k: None if rows[k] is None else _leaf(rows[k][a], j), False
+
+
+def _leaf(tree: Any, k: int) -> Any:
+    return None if tree is None else trees.leaves(tree)[k]
 
 
 def jacobian(
@@ -173,19 +171,61 @@ def hvp(fun: Callable, *, wrt: api.Wrt = 0, backend: str = "numpy") -> Callable:
 # ----------------------------------------------------------------------------- pieces
 
 
-def _basis(tree: Any) -> Iterator[tuple[tuple[int, ...], Iterator[Any]]]:
-    """Per leaf of ``tree``: its shape, and the trees shaped like ``tree`` that are zero
-    but for a 1 at one element of that leaf (element order: ``np.ndindex``)."""
+def _basis(tree: Any) -> Iterator[tuple[int, Any]]:
+    """Per leaf of ``tree`` with ``n`` elements: ``n`` and the basis seeds stacked on a
+    leading axis, a tree shaped like ``tree`` (with that axis) that is zero but for a 1 at
+    element ``k`` of that leaf in seed ``k`` (element order: ``np.ndindex``)."""
     leaves = trees.leaves(tree)
-
-    def seeds(j: int, shape: tuple[int, ...]) -> Iterator[Any]:
-        for idx in np.ndindex(shape):
-            seed = [np.zeros(np.shape(v)) for v in leaves]
-            seed[j][idx] = 1.0
-            yield trees.unflatten(tree, seed)
-
     for j, leaf in enumerate(leaves):
-        yield np.shape(leaf), seeds(j, np.shape(leaf))
+        n = int(np.size(leaf))
+        stacked = [np.zeros((n, *np.shape(v))) for v in leaves]
+        stacked[j] = np.eye(n).reshape((n, *np.shape(leaf)))
+        yield n, trees.unflatten(tree, stacked)
+
+
+def _passes(entry: Callable, primals: tuple, basis: tuple[int, Any], backend: str) -> tuple:
+    """``entry(*primals, seed)`` for every seed of ``basis`` (``_basis``): the first result
+    of one of them (None if there are no seeds), and the second results stacked on a
+    leading axis (a tree).
+
+    On the JAX backend that is one jitted ``jax.vmap`` over the seeds (as ``jax.jacfwd``
+    does); on NumPy one pass per seed (there is no batched tangent pass yet)."""
+    n, seeds = basis
+    if n == 0:
+        return None, None
+    if backend == "jax":
+        return _vmapped(entry, primals, seeds)
+    run = api._runner(entry, backend, None)
+    leaves = trees.leaves(seeds)
+    results = [run(*primals, trees.unflatten(seeds, [v[k] for v in leaves])) for k in range(n)]
+    seconds = [trees.leaves(second) for _, second in results]
+    stacked = [np.stack(column) for column in zip(*seconds)]
+    return results[0][0], trees.unflatten(results[0][1], stacked)
+
+
+def _vmapped(entry: Callable, primals: tuple, seeds: Any) -> tuple[Any, Any]:
+    """``_passes`` on the JAX backend: the entry vmapped over the stacked seeds and jitted,
+    once per entry and static arguments (Python ints), kept on the entry."""
+    import jax
+
+    from s2sgrad.backends.jax import api as jax_api
+
+    static = tuple(i for i, p in enumerate(primals) if jax_api._is_static(p))
+    key = tuple((i, primals[i]) for i in static)
+    table = memos.table_of(entry, "vmapped")
+    batched = table.get(key)
+    if batched is None:
+
+        def over_seeds(stacked: Any, *traced: Any) -> Any:
+            args = list(traced)
+            for i in static:
+                args.insert(i, primals[i])
+            return jax.vmap(lambda seed: jax_api.call(entry, (*args, seed)))(stacked)
+
+        batched = table[key] = jax.jit(over_seeds)
+    traced = [p for i, p in enumerate(primals) if i not in static]
+    first, second = batched(seeds, *traced)
+    return jax.tree_util.tree_map(lambda a: a[0], first), second
 
 
 def _value(fun: Callable, primals: tuple, backend: str, has_aux: bool) -> Any:
@@ -209,14 +249,15 @@ def _assemble(
     value: Any,
     arguments: list[Any],
     single: bool,
-    parts: Callable[[int, int, int], list[Any]],
+    parts: Callable[[int, int, int], Any],
     output_major: bool,
     backend: str,
 ) -> Any:
     """The Jacobian tree: ``value``'s structure, each leaf ``k`` replaced by (a tuple over
     the arguments ``a`` of) the argument's structure, each leaf ``j`` an array of shape
-    ``out.shape + in.shape``. ``parts(a, j, k)`` lists its slices in element order: over
-    the input (forward mode, ``output_major``) or over the output (reverse mode)."""
+    ``out.shape + in.shape``. ``parts(a, j, k)`` is its slices stacked on a leading axis
+    in element order: over the input (forward mode, ``output_major``) or over the output
+    (reverse mode); None for none."""
     per_output = []
     for k, out_leaf in enumerate(trees.leaves(value)):
         out_shape = np.shape(out_leaf)
@@ -225,13 +266,14 @@ def _assemble(
             blocks = []
             for j, in_leaf in enumerate(trees.leaves(argument)):
                 shape = np.shape(in_leaf)
-                slices = [np.asarray(p, dtype=float) for p in parts(a, j, k)]
-                if not slices:
+                stacked = parts(a, j, k)
+                if stacked is None:  # an empty leaf: no pass ran
                     block = np.zeros(out_shape + shape)
-                elif output_major:  # slices over the input: each shaped like the output
-                    block = np.stack(slices, axis=-1).reshape(out_shape + shape)
-                else:  # slices over the output: each shaped like the input
-                    block = np.stack(slices, axis=0).reshape(out_shape + shape)
+                elif output_major:  # stacked over the input: each slice shaped like the output
+                    block = np.moveaxis(np.asarray(stacked, dtype=float), 0, -1)
+                    block = block.reshape(out_shape + shape)
+                else:  # stacked over the output: each slice shaped like the input
+                    block = np.asarray(stacked, dtype=float).reshape(out_shape + shape)
                 blocks.append(_as_dtype(block, out_leaf, in_leaf, backend))
             per_argument.append(trees.unflatten(argument, blocks))
         per_output.append(per_argument[0] if single else tuple(per_argument))

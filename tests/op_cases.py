@@ -744,13 +744,22 @@ CASES: list[Case] = [
     C("runtime.add_at(a, np.array([0, 2, 0]), b)", a=(4,), b=(3,), jax=False),
     C("runtime.zero_at(d, np.s_[1])", d=(3, 2), jax=False),
     C("runtime.zero_at(d, np.array([0, 2]))", d=(4,), jax=False),
-    # adding adjoints: containers add leafwise, None is zero; add_into updates its first
-    # argument in place, so the case hands it a fresh copy
+    # adding adjoints: containers add leafwise, None is zero (add_into, which updates its
+    # first argument in place, is checked by tests/test_higher_order.py instead)
+    *[
+        C(f"runtime.unconvolve(g, a, v, {mode!r})", g=(n,), a=(5,), v=(3,), jax=False)
+        for mode, n in [("full", 7), ("same", 5), ("valid", 3)]
+    ],
+    C("runtime.average_weights(a, 1, w)", a=(2, 3), w=(3,), jax=False),
+    C("runtime.average_weights(a, (0, 2), w)", a=(2, 3, 2), w=(2, 2), jax=False),
+    C("runtime.average_weights(a, None, w)", a=(2, 3), w=(2, 3), jax=False),
+    C("runtime.unaverage_weights(c, w, a, 1)", c=(2, 3), w=(3,), a=(2, 3), jax=False),
+    C("runtime.unaverage_weights(c, w, a, (0, 2))", c=(2, 3, 2), w=(2, 2), a=(2, 3, 2), jax=False),
+    C("runtime.unaverage_weights(c, w, a)", c=(2, 3), w=(), a=(2, 3), jax=False),
+    C("runtime.thin_svd_factor(u, a, False)", u=(3, 2), a=(3, 2), jax=False),
     C("runtime.accumulate(a, c)", a=(2, 3), c=(2, 3), jax=False),
     C("runtime.accumulate(a, c)", a=(), c=(), jax=False),
     C("runtime.zeros_if_none(d, x)", d=(2, 3), x=(2, 3), jax=False),
-    C("runtime.add_into(np.copy(a), b, np.s_[1:])", a=(3,), b=(2,), jax=False),
-    C("runtime.add_into(np.copy(a), b, np.array([0, 2, 0]))", a=(4, 2), b=(3, 2), jax=False),
     C("runtime.set_at(a, np.s_[1:], b)", a=(3,), b=(2,), jax=False),
     C("runtime.set_at(a, np.array([0, 2]), b)", a=(4, 2), b=(), jax=False),
     C("runtime.prod_of_others(a)", a=(2, 3), jax=False),

@@ -18,3 +18,12 @@ def test_suite_smoke(tmp_path, capsys):
     assert main(["--smoke", "--output", str(tmp_path)]) == 0
     assert "every gradient agrees" in capsys.readouterr().out
     assert {"suite.md", "suite.json", "suite.png"} <= {p.name for p in tmp_path.iterdir()}
+
+
+def test_second_order_smoke(tmp_path, capsys):
+    """Hessian-vector products, Jacobians and Hessians agree with JAX at tiny sizes."""
+    from benchmarks import second_order
+
+    assert second_order.main(["--smoke", "--output", str(tmp_path)]) == 0
+    assert "every second derivative agrees with JAX" in capsys.readouterr().out
+    assert (tmp_path / "second_order.md").is_file()

@@ -38,11 +38,21 @@ def _is_builtin(rule) -> bool:
     return template is not None and template.__module__.startswith("s2sgrad.rules.")
 
 
+# Rules checked elsewhere, and why: a case evaluates its expression on the same input
+# arrays again and again, which an update in place would change.
+CHECKED_ELSEWHERE = {
+    "s2sgrad.runtime.core.add_into": "updates its first argument in place: test_higher_order.py",
+}
+
+
 def test_every_rule_has_a_case():
     missing = [
         rule.name
         for rule in all_rules()
-        if _is_builtin(rule) and not rule.nondifferentiable and not cases_for(rule.primitive)
+        if _is_builtin(rule)
+        and not rule.nondifferentiable
+        and not cases_for(rule.primitive)
+        and rule.name not in CHECKED_ELSEWHERE
     ]
     assert (
         not missing

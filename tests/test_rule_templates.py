@@ -76,6 +76,10 @@ def template_jvp(case: Case, primals: list, tangents: list):
     if rule.outputs > 1:
         # A joint template: the tangent of every output, the case returns some of them.
         return case.select_outputs(out)
+    if len(rule.diff_params) > 1 and not isinstance(out, tuple):
+        # A joint template of one output (accumulate, set_at): every tangent is given
+        # (zeros for inactive ones, as the compiler passes them), and it returns the sum.
+        return out
     contributions = out if len(rule.diff_params) > 1 else (out,)
     assert len(contributions) == len(rule.diff_params), f"{rule.jvp.__name__}: wrong arity"
     if isinstance(bound.ans, list):  # np.split: the tangent is the list of the pieces'

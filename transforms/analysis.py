@@ -304,8 +304,12 @@ def check_inplace_updates(fn: ir.FunctionDef, activity: Activity) -> None:
     caller's argument): the derivative of an update must see every name that
     refers to the memory it changes, and static analysis only sees one.
     Creating the array with ``np.zeros``/``np.empty``/``x.copy()`` (or any
-    arithmetic, which makes a new array) satisfies the rule.
+    arithmetic, which makes a new array) satisfies the rule. Derivative code read back
+    (higher order) is not checked: its user code was, and its own saves and restores
+    rebind the names it updates.
     """
+    if fn.derivative_code:
+        return
     defs = _definitions(fn)
     for stmt in ir.walk_stmts(fn.body):
         if not isinstance(stmt, ir.SetItem):

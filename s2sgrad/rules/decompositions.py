@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from s2sgrad.rules.registry import defjvp, defvjp, restrict
+from s2sgrad.rules.registry import defjvp, deflinear, defvjp, restrict, shape_only
 from s2sgrad.runtime import matrix_power_adjoint, matrix_power_tangent, thin_svd_factor
 
 
@@ -240,3 +240,13 @@ def matrix_power_jvp(ans, a, n, *, da):
 @defvjp(np.linalg.matrix_power)
 def matrix_power_vjp(g, ans, a, n):
     return matrix_power_adjoint(g, a, n)
+
+
+# svd's u, checked to be the thin factor (derivative code's own): the identity on u.
+deflinear(thin_svd_factor, params="u, a, full_matrices=True")
+shape_only(thin_svd_factor, "a")
+
+
+@defvjp(thin_svd_factor)
+def thin_svd_factor_vjp(g, ans, u, a, full_matrices=True):
+    return g

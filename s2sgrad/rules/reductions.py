@@ -273,3 +273,30 @@ shape_only(rereduce, "g")
 @defvjp(rereduce)
 def rereduce_vjp(g, ans, c, part, axis=None, keepdims=False):
     return unreduce(g, c, axis, keepdims)
+
+
+# --------------------------------------------------------------------------- derivative code's own
+
+
+# np.average's weights spread to the shape of a (linear in the weights; a gives the
+# shape), and its transpose, the sum back to the weights' shape.
+@defjvp(average_weights)
+def average_weights_jvp(ans, a, axis=None, weights=None, returned=False, *, dweights):
+    return average_weights(a, axis, dweights, returned)
+
+
+shape_only(average_weights, "a")
+
+
+@defvjp(average_weights)
+def average_weights_vjp(g, ans, a, axis=None, weights=None, returned=False):
+    return None, None, unaverage_weights(g, weights, a, axis), None
+
+
+deflinear(unaverage_weights, params="ct, weights, a, axis=None")
+shape_only(unaverage_weights, "weights", "a")
+
+
+@defvjp(unaverage_weights)
+def unaverage_weights_vjp(g, ans, ct, weights, a, axis=None):
+    return average_weights(a, axis, g)

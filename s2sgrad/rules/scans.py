@@ -110,6 +110,22 @@ def convolve_vjp(g, ans, a, v, mode="full"):
 
 # --------------------------------------------------------------------------- derivative code's own
 
+
+# convolve's adjoint, bilinear in (ct, v) (a only gives the length): the transpose in ct
+# is the convolution itself, and in v the same adjoint with the roles of a and v swapped.
+@defjvp(unconvolve)
+def unconvolve_jvp(ans, ct, a, v, mode="full", *, dct, dv):
+    return unconvolve(dct, a, v, mode), unconvolve(ct, a, dv, mode)
+
+
+shape_only(unconvolve, "a")
+
+
+@defvjp(unconvolve)
+def unconvolve_vjp(g, ans, ct, a, v, mode="full"):
+    return np.convolve(g, v, mode), None, unconvolve(ct, v, g, mode)
+
+
 # The transposes of differences and running sums, linear in g: their own transposes are
 # the differences and running sums again.
 deflinear(undiff, params="g, n=1, axis=-1")

@@ -163,20 +163,21 @@ def average_weights(a: Any, axis: Any = None, weights: Any = None, returned: boo
     return xp.broadcast_to(w, shape)
 
 
-def unaverage_weights(g: Any, weights: Any, a: Any, axis: Any = None) -> Any:
-    """The cotangent of ``weights`` from the cotangent ``g`` of ``average_weights(a, axis, weights)``.
+def unaverage_weights(ct: Any, weights: Any, a: Any, axis: Any = None) -> Any:
+    """The cotangent of ``weights`` from the cotangent ``ct`` of ``average_weights(a, axis,
+    weights)``.
 
-    The adjoint of that spreading: ``g`` summed over the axes the weights were
+    The adjoint of that spreading: ``ct`` summed over the axes the weights were
     broadcast along and laid out in the weights' own axis order.
     """
     shape = xp.shape(a)
     if xp.shape(weights) == shape:
-        return g
+        return ct
     if xp.ndim(weights) == 0:
-        return xp.sum(g)
+        return xp.sum(ct)
     axes = _normalize_axes(axis, len(shape))
-    g = xp.sum(g, axis=tuple(i for i in range(len(shape)) if i not in axes))
-    return xp.transpose(g, tuple(np.argsort(np.argsort(axes)).tolist()))
+    ct = xp.sum(ct, axis=tuple(i for i in range(len(shape)) if i not in axes))
+    return xp.transpose(ct, tuple(np.argsort(np.argsort(axes)).tolist()))
 
 
 def logsumexp_shares(

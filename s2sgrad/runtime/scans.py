@@ -123,15 +123,15 @@ def trapezoid_weights(y: Any, x: Any = None, dx: float = 1.0, axis: int = -1) ->
     return (xp.pad(widths, pad_left) + xp.pad(widths, pad_right)) / 2
 
 
-def unconvolve(g: Any, a: Any, v: Any, mode: str = "full") -> Any:
-    """The cotangent of ``np.convolve(a, v, mode)`` with respect to ``a``.
+def unconvolve(ct: Any, a: Any, v: Any, mode: str = "full") -> Any:
+    """The cotangent of ``a`` in ``np.convolve(a, v, mode)`` for the output cotangent ``ct``.
 
     The adjoint of a full convolution with ``v`` is a valid correlation with ``v``;
-    'same' and 'valid' outputs are the centred part of the full one, so ``g`` is
+    'same' and 'valid' outputs are the centred part of the full one, so ``ct`` is
     first placed back at that offset in a zero full-length cotangent.
     """
     full = math.prod(np.shape(a)) + math.prod(np.shape(v)) - 1
-    size = math.prod(np.shape(g))
+    size = math.prod(np.shape(ct))
     start = (full - size) // 2
-    padded = xp.pad(xp.ravel(xp.asarray(g, dtype=_float_dtype(g))), (start, full - start - size))
+    padded = xp.pad(xp.ravel(xp.asarray(ct, dtype=_float_dtype(ct))), (start, full - start - size))
     return xp.correlate(padded, xp.asarray(v), mode="valid")

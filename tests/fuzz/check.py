@@ -13,9 +13,13 @@ an oracle that fails), and computes the references:
   write, the twin does not).
 
 ``run_checks`` then calls ``s2sgrad.grad`` (both modes), ``value_and_grad``,
-``jvp`` and ``vjp`` on a backend and classifies each call: ``ok``, ``wrong``
-(value, dtype, shape or structure differs), ``refused`` (a ``S2SGradError``)
-or ``crash`` (any other exception).
+``jvp``, ``vjp`` and ``hvp`` (second order: forward over reverse) on a backend and
+classifies each call: ``ok``, ``wrong`` (value, dtype, shape or structure differs),
+``refused`` (a ``S2SGradError``) or ``crash`` (any other exception). The Hessian-vector
+product's reference is ``jax.jvp`` of ``jax.grad`` of the jnp twin, autograd's gradient
+of its gradient's inner product, or, where only differences serve, central differences
+of s2sgrad's gradient (checked itself against differences by the first-order checks)
+with two step sizes that must agree.
 """
 
 from __future__ import annotations
@@ -46,7 +50,7 @@ from tests.oracles import central_difference_grad, central_difference_jvp, jnp_t
 jax.config.update("jax_enable_x64", True)
 jax.config.update("jax_platforms", "cpu")
 
-CHECKS = ("grad-reverse", "grad-forward", "value_and_grad", "jvp", "vjp")
+CHECKS = ("grad-reverse", "grad-forward", "value_and_grad", "jvp", "vjp", "hvp")
 RTOL = 1e-6
 ATOL = 1e-8  # times the size of the reference
 FD_RTOL, FD_ATOL = 1e-5, 1e-6
@@ -87,6 +91,7 @@ class Prepared:
     modules: list = field(default_factory=list)
     margin: float = 0.0  # how far (relative) the nearest branch test is from its threshold
     differences: Any = None  # the same with central differences as the oracle (computed once)
+    hvp: Any = None  # the Hessian times the tangents (computed once; False: no reference)
 
 
 # --------------------------------------------------------------------------- loading
@@ -360,7 +365,12 @@ def differences_instead(prep: Prepared) -> Prepared | None:
             return None
         grads, jvp_out, vjp_cts = refs
         fd = dataclasses.replace(
-            prep, grads=grads, jvp_out=jvp_out, vjp_cts=vjp_cts, oracle="finite differences"
+            prep,
+            grads=grads,
+            jvp_out=jvp_out,
+            vjp_cts=vjp_cts,
+            oracle="finite differences",
+            hvp=None,
         )
         if compare(prep.vjp_cts, vjp_cts, "twin", fd) or compare(
             _arr(prep.jvp_out), _arr(jvp_out), "twin", fd
@@ -587,6 +597,15 @@ def _call(check: str, prep: Prepared, backend: str) -> str:
         return compare(value, np.float64(prep.value), "value", prep) or compare(
             got, prep.grads, "gradient", prep
         )
+    if check == "hvp":
+        if not scalar_out:
+            return "skip"
+        want = hvp_reference(prep)
+        if want is None:
+            return "skip"
+        vs = tuple(_as_float(prep.tangents[i]) for i in wrt)
+        got = s2sgrad.hvp(fn, wrt=wrt, backend=backend)(*args, vs)
+        return compare(tuple(got), want, "hvp", prep)
     if check == "jvp":
         out, tangent = s2sgrad.jvp(fn, args, prep.tangents, backend=backend)
         return compare(_arr(out), _arr(prep.value), "primal", prep) or compare(
@@ -600,6 +619,69 @@ def _call(check: str, prep: Prepared, backend: str) -> str:
     if not isinstance(cts, tuple) or len(cts) != len(args):
         return f"vjp: {type(cts).__name__} of {_len(cts)} cotangents, expected {len(args)}"
     return compare(tuple(cts[i] for i in wrt), prep.vjp_cts, "cotangents", prep)
+
+
+def _as_float(t: Any) -> Any:
+    return t if isinstance(t, float) else np.asarray(t, dtype=np.float64)
+
+
+def hvp_reference(prep: Prepared) -> tuple | None:
+    """The Hessian of the program times its tangents, from the program's oracle (see the
+    module docstring); None where there is none. Computed once per program and oracle."""
+    if prep.hvp is None:
+        prep.hvp = False
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                want = _hvp_of(prep)
+            except Exception:
+                want = None
+        if want is not None and _finite(want) and _size(want) <= BIG:
+            prep.hvp = tuple(np.asarray(w, dtype=np.float64) for w in want)
+    return prep.hvp or None
+
+
+def _hvp_of(prep: Prepared) -> Any:
+    args, wrt = prep.args, prep.wrt
+    floats = [_as_float(args[i]) for i in wrt]
+    vs = [_as_float(prep.tangents[i]) for i in wrt]
+    directory = os.path.dirname(prep.modules[0].__file__)
+    if prep.oracle == "jax":
+        g = _of_floats(_jnp_twin_of(prep.program, prep.modules, directory), args, wrt)
+        argnums = tuple(range(len(wrt)))
+        return jax.jvp(jax.grad(g, argnums=argnums), tuple(floats), tuple(vs))[1]
+    if prep.oracle == "autograd":
+        import autograd
+        import autograd.numpy as anp
+
+        lines = prep.program.source.splitlines(keepends=True)
+        body = "".join(ln for ln in lines if not ln.startswith(("import ", "from ")))
+        twin_module = load(_AUTOGRAD_HEADER + body, directory, "fza")
+        prep.modules.append(twin_module)
+        g = _of_floats(twin_module.f, args, wrt)
+        gradient = autograd.grad(lambda fl: g(*fl))
+
+        def along(fl):
+            return sum(anp.sum(gk * vk) for gk, vk in zip(gradient(fl), vs))
+
+        return autograd.grad(along)(list(floats))
+    # differences of the (separately checked) gradient, at two step sizes that must agree
+    gradient = s2sgrad.grad(prep.fn, wrt=wrt)
+
+    def moved(step: float) -> list:
+        full = _copy(args)
+        for i, v in zip(wrt, vs):
+            full[i] = full[i] + step * v
+        return [np.asarray(g, dtype=np.float64) for g in gradient(*full)]
+
+    estimates = []
+    for h in (1e-6, 1e-5):
+        estimates.append([(a - b) / (2 * h) for a, b in zip(moved(h), moved(-h))])
+    scale = max(1.0, _size(estimates[0]))
+    fine, coarse = estimates
+    if not all(_close(c, f, FD_RTOL, FD_ATOL * scale) for c, f in zip(coarse, fine)):
+        return None
+    return fine
 
 
 def _arr(x: Any) -> np.ndarray:
