@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from s2sgrad import api, backends, cache, memos, running, trees
+from s2sgrad import api, backends, cache, running, trees
 from s2sgrad.errors import UsageError
 
 
@@ -186,46 +186,12 @@ def _basis(tree: Any) -> Iterator[tuple[int, Any]]:
 def _passes(entry: Callable, primals: tuple, basis: tuple[int, Any], backend: str) -> tuple:
     """``entry(*primals, seed)`` for every seed of ``basis`` (``_basis``): the first result
     of one of them (None if there are no seeds), and the second results stacked on a
-    leading axis (a tree).
-
-    On the JAX backend that is one jitted ``jax.vmap`` over the seeds (as ``jax.jacfwd``
-    does); on NumPy one pass per seed (there is no batched tangent pass yet)."""
+    leading axis (a tree). The backend runs them (``Backend.over_seeds``): on JAX one
+    jitted ``jax.vmap``, on NumPy one pass per seed."""
     n, seeds = basis
     if n == 0:
         return None, None
-    if backend == "jax":
-        return _vmapped(entry, primals, seeds)
-    run = api._runner(entry, backend, None)
-    leaves = trees.leaves(seeds)
-    results = [run(*primals, trees.unflatten(seeds, [v[k] for v in leaves])) for k in range(n)]
-    seconds = [trees.leaves(second) for _, second in results]
-    stacked = [np.stack(column) for column in zip(*seconds)]
-    return results[0][0], trees.unflatten(results[0][1], stacked)
-
-
-def _vmapped(entry: Callable, primals: tuple, seeds: Any) -> tuple[Any, Any]:
-    """``_passes`` on the JAX backend: the entry vmapped over the stacked seeds and jitted,
-    once per entry and static arguments (Python ints), kept on the entry."""
-    import jax
-
-    from s2sgrad.backends.jax import api as jax_api
-
-    static = tuple(i for i, p in enumerate(primals) if jax_api._is_static(p))
-    key = tuple((i, primals[i]) for i in static)
-    table = memos.table_of(entry, "vmapped")
-    batched = table.get(key)
-    if batched is None:
-
-        def over_seeds(stacked: Any, *traced: Any) -> Any:
-            args = list(traced)
-            for i in static:
-                args.insert(i, primals[i])
-            return jax.vmap(lambda seed: jax_api.call(entry, (*args, seed)))(stacked)
-
-        batched = table[key] = jax.jit(over_seeds)
-    traced = [p for i, p in enumerate(primals) if i not in static]
-    first, second = batched(seeds, *traced)
-    return jax.tree_util.tree_map(lambda a: a[0], first), second
+    return backends.get(backend).over_seeds(entry, primals, seeds, n)
 
 
 def _value(fun: Callable, primals: tuple, backend: str, has_aux: bool) -> Any:

@@ -757,6 +757,7 @@ CASES: list[Case] = [
     C("runtime.unaverage_weights(c, w, a, (0, 2))", c=(2, 3, 2), w=(2, 2), a=(2, 3, 2), jax=False),
     C("runtime.unaverage_weights(c, w, a)", c=(2, 3), w=(), a=(2, 3), jax=False),
     C("runtime.thin_svd_factor(u, a, False)", u=(3, 2), a=(3, 2), jax=False),
+    C("runtime.owned_copy(x)", x=(2, 3), jax=False),
     C("runtime.accumulate(a, c)", a=(2, 3), c=(2, 3), jax=False),
     C("runtime.accumulate(a, c)", a=(), c=(), jax=False),
     C("runtime.zeros_if_none(d, x)", d=(2, 3), x=(2, 3), jax=False),

@@ -1,8 +1,8 @@
 """The differential fuzzer in the suite: a fixed-seed sample, and the programs it found.
 
 ``test_fixed_seed_sample`` generates programs with ``tests.fuzz`` and checks each
-with ``grad`` (both modes), ``value_and_grad``, ``jvp`` and ``vjp`` against
-autograd on the program's twin or float64 central differences; a wrong result
+with ``grad`` (both modes), ``value_and_grad``, ``jvp``, ``vjp`` and (NumPy) ``hvp``
+against autograd on the program's twin or float64 central differences; a wrong result
 or an internal traceback fails the test with the program. The long run is
 ``python -m tests.fuzz --count 10000 --seed S``.
 
@@ -38,12 +38,16 @@ SAMPLES = [("numpy", start, 40) for start in range(0, 120, 40)] + [
     ("jax", start, 10) for start in range(0, 20, 10)
 ]
 SEED = "suite"
+FIRST_ORDER = tuple(c for c in fuzz_check.CHECKS if c != "hvp")
 
 
 @pytest.mark.filterwarnings("ignore")
 @pytest.mark.parametrize("backend,start,count", SAMPLES, ids=[f"{b}-{s}" for b, s, _ in SAMPLES])
 def test_fixed_seed_sample(backend, start, count):
-    summary = run(count, SEED, (backend,), minimise=False, start=start)
+    # The JAX backend's second-order modules take XLA seconds each: first order only there
+    # (the long run checks hvp on both).
+    checks = fuzz_check.CHECKS if backend == "numpy" else FIRST_ORDER
+    summary = run(count, SEED, (backend,), minimise=False, start=start, checks=checks)
     checked = count - sum(summary.rejected.values())
     assert checked >= 0.8 * count, summary.report()
     assert summary.total("wrong") == 0 and summary.total("crash") == 0, (
@@ -258,7 +262,8 @@ def test_a_twin_whose_chain_rule_is_not_the_derivative_gives_way_to_differences(
         assert_close(
             fuzz_check.differences_instead(prep).grads[0], np.cos(args[0]), rtol=1e-6, atol=1e-8
         )
-        for check in fuzz_check.CHECKS:
+        # (no second-order check: std's second derivative at equal entries is noise too)
+        for check in FIRST_ORDER:
             assert fuzz_check.run_check(check, prep, "numpy").status == "ok", check
     finally:
         fuzz_check.unload(prep.modules)

@@ -332,6 +332,7 @@ CASES = [
     case("set_at", _X, np.s_[::2, 1], r(2), static=(1,)),
     case("set_at", _X, _X[:, 0] < 0, 0.0, id="set_at-traced-row-mask"),
     case("set_at", np.arange(3), np.int64(0), 2.5, id="set_at-traced-int"),
+    case("owned_copy", _X),
     case("zero_at", _X, np.s_[:, -1], static=(1,)),
     case("zero_at", _X, np.array([0, 0, 2])),
     case("zero_at", _X, np.int64(-1), id="zero_at-traced-int"),

@@ -449,7 +449,9 @@ class _Structurer:
             bounds = ir.Call(self.builtin(RANGE, loc), (self.length(seqs, pre, loc),))
         out += pre
         loop = self.open_loop(stmt.body, out, loc)
-        indices = self.fresh(f"{index.id.strip('_') or 'loop'}_range")  # `_` -> loop_range
+        # `_` -> loop_range; derivative code's `_1` (read back) -> loop_range too
+        base = index.id.strip("_")
+        indices = self.fresh(f"{base if base.isidentifier() else 'loop'}_range")
         out.append(ir.Assign((indices,), replace(bounds, fn=self.builtin(RANGE, loc)), loc))
         body = self.loop_body(loop, header, stmt.body, loc)
         out.append(ir.For(index, indices, body, loc))

@@ -11,6 +11,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 #: The NumPy runtime: the helpers generated code imports, named as rules name them.
 RUNTIME_MODULE = "s2sgrad.runtime"
 
@@ -53,6 +55,18 @@ class Backend:
     def as_arrays(self, value: Any) -> Any:
         """``value`` with its leaves as this backend's arrays (what its users expect back)."""
         return value
+
+    def over_seeds(self, entry: Callable, primals: tuple, seeds: Any, n: int) -> tuple:
+        """``entry(*primals, seed)`` for the ``n`` seeds stacked on the leading axis of the
+        tree ``seeds`` (Jacobians, Hessians): the first result of one call, and the second
+        results stacked the same way. NumPy: one call per seed (no batched pass yet)."""
+        from s2sgrad import trees
+
+        leaves = trees.leaves(seeds)
+        run = self.runner(entry, None)
+        results = [run(*primals, trees.unflatten(seeds, [v[k] for v in leaves])) for k in range(n)]
+        columns = zip(*(trees.leaves(second) for _, second in results))
+        return results[0][0], trees.unflatten(results[0][1], [np.stack(c) for c in columns])
 
     def dtype_for(self, dtype: Any) -> Any:
         """The dtype this backend gives a derivative whose input has ``dtype``."""

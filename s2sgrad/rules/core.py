@@ -16,6 +16,7 @@ from s2sgrad.runtime import (
     add_at,
     add_into,
     broadcast_like,
+    owned_copy,
     set_at,
     unbroadcast,
     unindex,
@@ -122,4 +123,13 @@ shape_only(zeros_if_none, "x")
 
 @defvjp(zeros_if_none)
 def zeros_if_none_vjp(g, ans, d, x):
+    return g
+
+
+# A copy that keeps None (forward mode's owned tangents in derivative code): linear.
+deflinear(owned_copy, params="x")
+
+
+@defvjp(owned_copy)
+def owned_copy_vjp(g, ans, x):
     return g

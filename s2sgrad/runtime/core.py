@@ -370,6 +370,16 @@ def _completed(d: Any, x: Any) -> Any:
     return d
 
 
+def owned_copy(x: Any) -> Any:
+    """A copy of ``x`` that derivative code owns; None (no adjoint yet) stays None.
+
+    Forward mode over derivative code (higher order) gives the tangent of an adjoint
+    that ``add_into`` updates in place an array of its own this way: the tangent could
+    otherwise be another value's tangent, or None.
+    """
+    return None if x is None else xp.copy(x)
+
+
 def zero_at(d: Any, idx: Any) -> Any:
     """A copy of the cotangent ``d`` with ``d[idx]`` zeroed: the adjoint of overwriting ``x[idx]``.
 

@@ -35,6 +35,7 @@ def fuzz_program(
     budget_s: float = 120.0,
     oracle: str = "autograd",
     probe_rate: float = 0.02,
+    checks: tuple = chk.CHECKS,
 ) -> dict:
     """Check the program of ``seed`` on ``backends``: its outcomes and minimised failures."""
     program = generate(seed, probe_rate)
@@ -45,7 +46,7 @@ def fuzz_program(
         result["rejected"] = str(exc)
         return result
     try:
-        outcomes = chk.run_checks(prep, backends)
+        outcomes = chk.run_checks(prep, backends, checks)
     finally:
         chk.unload(prep.modules)
     result["oracle"] = prep.oracle
@@ -219,8 +220,10 @@ def _init_worker() -> None:
 
 
 def _work(job: tuple) -> dict:
-    seed, backends, minimise, oracle, probe_rate = job
-    return fuzz_program(seed, backends, _DIR, minimise, oracle=oracle, probe_rate=probe_rate)
+    seed, backends, minimise, oracle, probe_rate, checks = job
+    return fuzz_program(
+        seed, backends, _DIR, minimise, oracle=oracle, probe_rate=probe_rate, checks=checks
+    )
 
 
 def run(
@@ -234,8 +237,10 @@ def run(
     oracle: str = "autograd",
     probe_rate: float = 0.02,
     partial_report: str | None = None,
+    checks: tuple = chk.CHECKS,
 ) -> Summary:
-    """Fuzz programs ``start .. start + count - 1`` of run ``seed`` in a private s2sgrad cache."""
+    """Fuzz programs ``start .. start + count - 1`` of run ``seed`` in a private s2sgrad cache
+    (``checks``: which of ``check.CHECKS`` to run)."""
     t0 = time.monotonic()
     summary = Summary(partial_report=partial_report)
     cache_dir = tempfile.mkdtemp(prefix="s2sgrad-fuzz-cache-")
@@ -243,7 +248,7 @@ def run(
     old = os.environ.get("S2SGRAD_CACHE_DIR")
     os.environ["S2SGRAD_CACHE_DIR"] = os.path.join(cache_dir, "cache")
     jobs_list = [
-        (f"{seed}-{i}", tuple(backends), minimise, oracle, probe_rate)
+        (f"{seed}-{i}", tuple(backends), minimise, oracle, probe_rate, tuple(checks))
         for i in range(start, start + count)
     ]
     try:

@@ -61,6 +61,12 @@ class _Jax(Backend):
 
         return api.as_arrays(value)
 
+    def over_seeds(self, entry: Callable, primals: tuple, seeds: Any, n: int) -> tuple:
+        """One jitted ``jax.vmap`` of the entry over the seeds (as ``jax.jacfwd`` does)."""
+        from s2sgrad.backends.jax import api
+
+        return api.over_seeds(entry, primals, seeds)
+
     def dtype_for(self, dtype: Any) -> Any:
         """float64 is float32 unless ``jax_enable_x64`` is set, as for ``jax.grad``."""
         from jax import dtypes

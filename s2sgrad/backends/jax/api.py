@@ -197,3 +197,25 @@ def _at_user_line(
     if user_line is not None:
         message += f"; generated from line {user_line} of the source of {top}: {text.strip()}"
     return NeedsConcreteValueError(message, loc, hint)
+
+
+def over_seeds(entry: Callable, primals: tuple, seeds: Any) -> tuple:
+    """``Backend.over_seeds`` for JAX: the entry vmapped over the stacked seeds and jitted,
+    once per entry and static arguments (Python ints), kept on the entry."""
+    from s2sgrad import memos
+
+    static = tuple(i for i, p in enumerate(primals) if _is_static(p))
+    key = tuple((i, primals[i]) for i in static)
+    table = memos.table_of(entry, "vmapped")
+    batched = table.get(key)
+    if batched is None:
+
+        def over(stacked: Any, *traced: Any) -> Any:
+            args = list(traced)
+            for i in static:
+                args.insert(i, primals[i])
+            return jax.vmap(lambda seed: call(entry, (*args, seed)))(stacked)
+
+        batched = table[key] = jax.jit(over)
+    first, second = batched(seeds, *(p for i, p in enumerate(primals) if i not in static))
+    return jax.tree_util.tree_map(lambda a: a[0], first), second
