@@ -1,7 +1,7 @@
 """The differential fuzzer in the suite: a fixed-seed sample, and the programs it found.
 
 ``test_fixed_seed_sample`` generates programs with ``tests.fuzz`` and checks each
-with ``grad`` (both modes), ``value_and_grad``, ``jvp``, ``vjp`` and (NumPy) ``hvp``
+with ``grad`` (both modes), ``value_and_grad``, ``jvp``, ``vjp`` and (one chunk) ``hvp``
 against autograd on the program's twin or float64 central differences; a wrong result
 or an internal traceback fails the test with the program. The long run is
 ``python -m tests.fuzz --count 10000 --seed S``.
@@ -44,9 +44,9 @@ FIRST_ORDER = tuple(c for c in fuzz_check.CHECKS if c != "hvp")
 @pytest.mark.filterwarnings("ignore")
 @pytest.mark.parametrize("backend,start,count", SAMPLES, ids=[f"{b}-{s}" for b, s, _ in SAMPLES])
 def test_fixed_seed_sample(backend, start, count):
-    # The JAX backend's second-order modules take XLA seconds each: first order only there
-    # (the long run checks hvp on both).
-    checks = fuzz_check.CHECKS if backend == "numpy" else FIRST_ORDER
+    # Second-order modules are the slow ones to compile (XLA seconds each on JAX): hvp on
+    # the first NumPy chunk only; the long run checks it everywhere.
+    checks = fuzz_check.CHECKS if (backend, start) == ("numpy", 0) else FIRST_ORDER
     summary = run(count, SEED, (backend,), minimise=False, start=start, checks=checks)
     checked = count - sum(summary.rejected.values())
     assert checked >= 0.8 * count, summary.report()
