@@ -528,6 +528,11 @@ def _referenced(f: types.FunctionType):
             yield name, value, container, key
 
 
+def reachable_functions(fn: Any) -> list[types.FunctionType]:
+    """``fn`` (what runs when it is called) and the user functions it can call."""
+    return _reachable_functions(_python_function(fn))[0]
+
+
 def _reachable_functions(fn: types.FunctionType) -> tuple[list[types.FunctionType], tuple]:
     """``fn`` and the user functions it can call, deterministically ordered.
 

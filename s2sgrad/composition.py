@@ -1,15 +1,20 @@
 """Differentiating a derivative: what runs when ``grad(f)`` is called, as code s2sgrad reads.
 
 ``grad(f)(x)`` calls the first-order module s2sgrad generated for ``f`` (its vjp,
-``f_vjp(x, 1.0) -> (value, grads)``) and picks the gradient out of the result. So
+``f_vjp(x, seed) -> (value, grads)``) and picks the gradient out of the result. So
 differentiating ``grad(f)`` is differentiating that module: the compiler compiles
 its own output, through the same frontend, rules and cache as user code. This
 module makes the one missing piece, a *composition function* in the subset that
 says what the produced callable does:
 
     def grad_of_f(x):
-        out, grads = f_vjp(x, 1.0)
+        out, grads = f_vjp(x, np.ones(()))
         return grads[0]
+
+The seed is ``np.ones(())``, not ``1.0``: under ``jax.jit`` a Python number is a
+constant at trace time, and the JAX backend's control flow keeps a constant that one
+path of an ``if`` sets where the other sets None ("no adjoint yet"), which would add the
+seed again on every iteration of the backward sweep.
 
 It is defined in the namespace of ``f``'s loaded derivative module, so the function
 it calls, and everything that reads, share its globals: the second-order module
@@ -237,9 +242,9 @@ def shim_source(
     fun: Callable,
 ) -> str:
     """The text of a composition function (see the module docstring): one call of the
-    reverse-mode ``entry`` with the seed 1.0, or (``mode="forward"``) one tangent pass of
-    the forward-mode ``entry`` per element of the one ``wrt`` argument, along the rows of
-    an identity matrix."""
+    reverse-mode ``entry`` with the seed ``np.ones(())``, or (``mode="forward"``) one
+    tangent pass of the forward-mode ``entry`` per element of the one ``wrt`` argument,
+    along the rows of an identity matrix."""
     wrt_text = params[wrt[0]] if single else "(" + ", ".join(params[i] for i in wrt) + ")"
     what = "gradient" if kind == "grad" else "value and gradient"
     if mode == "forward":
@@ -257,7 +262,7 @@ def shim_source(
     else:
         gradient = "grads[0]" if single else "grads"
         how = "from its derivative module"
-        body = f"    out, grads = {entry}({', '.join([*params, '1.0'])})\n"
+        body = f"    out, grads = {entry}({', '.join([*params, 'np.ones(())'])})\n"
     if kind == "grad":
         result = f"{gradient}, out[1]" if has_aux else gradient
     else:

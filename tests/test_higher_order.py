@@ -12,9 +12,8 @@
   through loops;
 * composition to any depth keeps ``has_aux``, tuple ``wrt`` and the cache.
 
-Second derivatives on the JAX backend of programs whose backward sweep starts an
-adjoint as None on some paths (early returns, branches in loops) are refused with
-a clear error (``JAX_REFUSED``); the NumPy backend differentiates them.
+On the JAX backend a user function whose ``is None`` tests JAX would answer wrongly is
+refused at its line for second derivatives as for first ones.
 """
 
 from __future__ import annotations
@@ -39,26 +38,6 @@ from tests.test_corpus import make_args as straight_line_args
 
 PROGRAMS = {f"cf.{n}": (getattr(cf, n), n in cf.JNP_TWIN - cf.LONG_LOOPS) for n in cf.ARGS}
 PROGRAMS |= {f"sl.{n}": (getattr(sl, n), True) for n in sl.SHAPES}
-
-# Their second-order code on JAX is refused (see the module docstring).
-JAX_REFUSED = {
-    f"cf.{n}"
-    for n in (
-        "huber_loss",
-        "pairwise_soft_energy",
-        "first_exceedance",
-        "skip_negative",
-        "inner_break_outer_continue",
-        "return_inside_loop",
-        "return_from_nested_loops",
-        "return_in_while",
-        "return_never_taken",
-        "return_in_both_branches_in_loop",
-        "outer_product_accumulate",
-        "loop_in_branch_in_loop",
-        "for_in_while_with_return",
-    )
-}
 
 
 def _args(name: str) -> tuple[list, tuple[int, ...]]:
@@ -147,14 +126,7 @@ def test_hessian_of_every_corpus_program_on_both_backends(name):
 
 
 def _check_jax_hessian(name: str, fn, args: list, wrt: tuple, want: np.ndarray) -> None:
-    hessian = s2sgrad.hessian(fn, wrt=wrt, backend="jax")
-    if name in JAX_REFUSED:
-        with pytest.raises(UnsupportedSyntaxError) as info:
-            hessian(*args)
-        message = str(info.value)
-        assert "not supported yet" in message and "backend='numpy'" in message, message
-        return
-    got = _square(hessian(*args), args, wrt)
+    got = _square(s2sgrad.hessian(fn, wrt=wrt, backend="jax")(*args), args, wrt)
     assert_close(got, want, what=f"{name} Hessian (jax)", **_tolerances(name))
 
 
@@ -318,7 +290,7 @@ def test_second_order_code_is_printed_by_derivative_source_and_inspect(tmp_path,
     energy = load_function(f"{path}:energy")
     source = s2sgrad.derivative_source(energy, order=2)
     assert "def grad_of_energy_jvp(x, k, dx):" in source
-    assert "energy_vjp_jvp(x, k, 1.0, dx)" in source  # the first-order code, differentiated
+    assert "energy_vjp_jvp(x, k, np.ones(()), dx)" in source  # first-order code, differentiated
     assert "# line " in source and "ddx" in source
     assert main(["inspect", f"{path}:energy", "--order", "2"]) == 0
     printed = capsys.readouterr().out
@@ -354,3 +326,24 @@ def test_add_into_rules_in_both_modes(mode):
     hessian = s2sgrad.hessian(_accumulates_in_place, wrt=(0, 1))(x, v)
     want = jax.hessian(_accumulates_twin, argnums=(0, 1))(x, v)
     assert_close(hessian, jax.tree.map(np.asarray, want), rtol=1e-10)
+
+
+def _running_with_a_none(x):
+    prev = None
+    s = 0.0
+    for _ in range(3):
+        if prev is None:
+            s = s + np.sum(x**2)
+        else:
+            s = s + np.sum(x * prev)
+        prev = x * 0.5
+    return s
+
+
+def test_a_none_test_jax_cannot_follow_is_refused_at_the_users_line_for_second_order_too():
+    x = np.array([0.3, 0.7])
+    assert_close(s2sgrad.hessian(_running_with_a_none)(x), 4.0 * np.eye(2), rtol=1e-12)
+    with pytest.raises(UnsupportedSyntaxError) as info:
+        s2sgrad.hessian(_running_with_a_none, backend="jax")(x)
+    first = str(info.value).splitlines()[0]
+    assert "test_higher_order.py" in first and "`prev` may be None or a value" in first

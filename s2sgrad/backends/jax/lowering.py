@@ -37,7 +37,7 @@ import numpy as np
 
 from s2sgrad import ir
 from s2sgrad.backends.jax import control
-from s2sgrad.errors import S2SGradError, UnsupportedSyntaxError
+from s2sgrad.errors import S2SGradError
 from s2sgrad.transforms import dataflow
 from s2sgrad.transforms.names import FreshNames
 
@@ -70,32 +70,26 @@ def lower_compilation(compilation: Any) -> list[tuple[ir.FunctionDef, str | None
     """A compilation's functions lowered for JAX (``lower_for_jax``), plus a JAX copy of
     every user function they call as a primal (the user's own would run NumPy on traced
     values). Each user function is first checked for ``is None`` tests JAX would answer
-    wrongly (``none_tests``), derivative code s2sgrad generated (higher order) too: its
-    None means "no adjoint yet", and where that differs by path JAX's one type per
-    variable does not follow it either."""
-    from s2sgrad import running
+    wrongly (``none_tests``). Derivative code s2sgrad generated (higher order) is not: its
+    ``is None`` tests are on adjoints, where zeros stand for None exactly; the user
+    functions it was made from are checked instead."""
+    from s2sgrad import cache, composition, running
     from s2sgrad.backends.jax.none_tests import refuse_ambiguous_none_tests
     from s2sgrad.frontend import is_derivative_code
     from s2sgrad.pipeline import lower
     from s2sgrad.transforms.analysis import is_user_function
 
     def check(fn: Any, lowered: ir.FunctionDef) -> None:
-        try:
+        if not is_derivative_code(fn):
             refuse_ambiguous_none_tests(lowered)
-        except UnsupportedSyntaxError as exc:
-            if not is_derivative_code(fn):
-                raise
-            raise UnsupportedSyntaxError(
-                "differentiating this derivative again on the JAX backend is not supported "
-                "yet: its backward sweep starts an adjoint as None on some paths (early "
-                "returns, or branches in loops), and JAX runs each loop and branch with one "
-                f"type per variable ({str(exc).splitlines()[0]})",
-                exc.loc,
-                "use backend='numpy' for this higher derivative",
-            ) from None
 
     for fn in dict.fromkeys(key[0] for key in compilation.requests):
         check(fn, lower(fn))
+        made = composition.origin(fn)  # grad(f)'s composition: check f and its callees
+        if made is not None:
+            user = composition.primal_chain(made[0])[-1]
+            for f in cache.reachable_functions(user):
+                check(f, lower(f))
     copies: dict[Any, str] = {}
     pending: list[tuple[ir.FunctionDef, str | None]] = list(compilation.functions)
     out: list[tuple[ir.FunctionDef, str | None]] = []
