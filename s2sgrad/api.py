@@ -538,19 +538,12 @@ def derivative_source(
         raise UsageError(f"order must be 1 or 2, not {order!r}")
     d = _Derivative(fun, wrt, "reverse", backend, has_aux)
     primals = d.bind(example_args, {}) if example_args else ()
-    if order == 2:
-        mode = mode or "forward"
+    if order == 2:  # grad(fun, has_aux=True) returns (gradient, aux): aux rides along
         fun = grad(fun, wrt=wrt, has_aux=has_aux)
-        has_aux = False  # grad(fun, has_aux=True) returns (gradient, aux): aux rides along
-        options = _options(primals, has_aux, mode)
-        if d.has_aux:
-            options += (("has_aux", True),)
-    else:
-        mode = mode or "reverse"
-        options = _options(primals, has_aux, mode)
+    mode = mode or ("forward" if order == 2 else "reverse")
     if mode not in ("reverse", "forward"):
         raise UsageError(f"mode must be 'reverse' or 'forward', not {mode!r}")
-    entry = cache.load_or_generate(fun, mode, d.wrt, backend, options)
+    entry = cache.load_or_generate(fun, mode, d.wrt, backend, _options(primals, has_aux, mode))
     return "".join(linecache.getlines(entry.__code__.co_filename))
 
 

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
-import linecache
+import sys
 import types
 from collections.abc import Callable
 from typing import Any
@@ -44,6 +44,7 @@ from typing import Any
 import numpy as np
 
 from s2sgrad import memos, running
+from s2sgrad.rules.registry import restore_source
 
 #: Kinds of produced callables that compose (``running.mark_produced``).
 COMPOSABLE = ("grad", "value_and_grad")
@@ -179,8 +180,6 @@ def alias_for(binding: str) -> str:
 def module_for_binding(root: Any, binding: str) -> types.ModuleType:
     """The first-order module behind ``binding`` (``binding_of``), composed now from what
     ``root`` reads under that name."""
-    import sys
-
     name, _, positions = binding[len(BINDING) :].partition(":")
     obj = running.free_name_binding(root, name)[0]
     containers = tuple(int(p) for p in positions.split(",")) if positions else ()
@@ -287,11 +286,3 @@ def _name_for(base: str, text: str, namespace: dict) -> str:
 def _text_of(fn: Any) -> str | None:
     mark = getattr(fn, "__dict__", {}).get("__s2sgrad_source__")
     return mark[1] if mark else None
-
-
-def restore_source(fn: Callable) -> None:
-    """Put the composition function's text (back) where ``inspect`` reads it
-    (``linecache.clearcache()`` forgets text that has no file)."""
-    filename, source = fn.__dict__.get("__s2sgrad_source__", (None, None))
-    if filename is not None and filename not in linecache.cache:
-        linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)

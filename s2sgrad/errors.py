@@ -75,8 +75,9 @@ class NeedsConcreteValueError(S2SGradError):
 
 
 class HigherOrderError(UsageError):
-    """A derivative s2sgrad produced (``grad(f)``, a ``vjp_fn``...) is being differentiated:
-    that needs higher-order differentiation, which s2sgrad does not support yet."""
+    """A derivative s2sgrad produced is being differentiated in a way that does not compose
+    yet: a ``vjp_fn``, s2sgrad's transformations called inside, reverse over reverse
+    through a loop (``grad(f)`` and ``value_and_grad(f)`` compose)."""
 
 
 class StaleSourceError(SourceUnavailableError):

@@ -8,10 +8,10 @@ s2sgrad compiles source code, so it must compile the code that actually runs:
   its ``__wrapped__`` is never followed.
 * ``grad(f)`` or ``value_and_grad(f)`` (a ``@s2sgrad.grad``-decorated function too):
   what runs is ``f``'s derivative module, so what is differentiated is that module,
-  through a composition function (``s2sgrad.composition``). Other callables s2sgrad
+  through a composition function (``s2sgrad.composition``), whether it is passed to a
+  transformation or called inside a differentiated function. Other callables s2sgrad
   produced (a ``vjp_fn``) and s2sgrad's transformations themselves raise
-  ``HigherOrderError``, as does calling a derivative *inside* a differentiated
-  function (the frontend). Only where the *decorated function itself* is wanted
+  ``HigherOrderError``. Only where the *decorated function itself* is wanted
   (``s2sgrad inspect``, ``derivative_source``) does ``primal_of`` look through
   s2sgrad's own wrapper.
 
