@@ -171,6 +171,9 @@ class Printer:
         self.free_roots: set[str] = set()
         self.folded: dict[str, tuple[str, int]] = {}
         self.fold = fold_candidates(fn.body, fn.temps)
+        self.origin_line: int | None = (
+            None  # the user's line last named (derivative code read back)
+        )
 
     # ------------------------------------------------------------------ expressions
 
@@ -295,7 +298,13 @@ class Printer:
             return last_line
         loc = getattr(stmt, "loc", None)
         if loc is not None and loc.line != last_line:
-            lines.append(f"{indent}# {_source_comment(loc)}")
+            if loc.origin is None:
+                lines.append(f"{indent}# {_source_comment(loc)}")
+            else:  # derivative code read back: the user's line, then the statement there
+                if loc.origin.line not in (0, self.origin_line):  # (0: its own set-up)
+                    lines.append(f"{indent}# {_source_comment(loc.origin)}")
+                    self.origin_line = loc.origin.line
+                lines.append(f"{indent}#   {_source_comment(loc, numbered=False)}")
             last_line = loc.line
         lines += self.statement(stmt, indent, last_line)
         return last_line
@@ -409,10 +418,12 @@ def _pattern_text(pattern: Any, top: bool = False) -> str:
     return inner if top and pattern else f"({inner})"
 
 
-def _source_comment(loc) -> str:
+def _source_comment(loc, numbered: bool = True) -> str:
     text = " ".join(loc.text.strip().split())
     if len(text) > 80:
         text = text[:77] + "..."
+    if not numbered:
+        return f"first order: {text}"
     return f"line {loc.line}: {text}" if text else f"line {loc.line}"
 
 

@@ -9,12 +9,14 @@ says what the produced callable does:
 
     def grad_of_f(x):
         out, grads = f_vjp(x, np.ones(()))
-        return grads[0]
+        return cast_like(grads[0], x)
 
 The seed is ``np.ones(())``, not ``1.0``: under ``jax.jit`` a Python number is a
 constant at trace time, and the JAX backend's control flow keeps a constant that one
 path of an ``if`` sets where the other sets None ("no adjoint yet"), which would add the
-seed again on every iteration of the backward sweep.
+seed again on every iteration of the backward sweep. ``cast_like`` returns the
+gradient in its argument's dtype, as ``grad`` does (the float64 seed would promote a
+float32 gradient).
 
 It is defined in the namespace of ``f``'s loaded derivative module, so the function
 it calls, and everything that reads, share its globals: the second-order module
@@ -43,7 +45,7 @@ from typing import Any
 
 import numpy as np
 
-from s2sgrad import memos, running
+from s2sgrad import memos, running, runtime
 from s2sgrad.rules.registry import restore_source
 
 #: Kinds of produced callables that compose (``running.mark_produced``).
@@ -213,6 +215,7 @@ def _define(d: Any, obj: Any, entry: Callable, mode: str) -> types.FunctionType:
     """Write and define the composition function in ``entry``'s module namespace."""
     namespace = entry.__globals__
     namespace.setdefault("np", np)  # the forward shim's basis; derivative modules import it
+    namespace.setdefault("cast_like", runtime.cast_like)
     kind = running.produced(obj)[0]
     params = [p.name for p in running.parameters(d.fun)]
     base = f"{kind}_of_{d.fun.__name__}"
@@ -245,10 +248,11 @@ def shim_source(
     tangent pass of the forward-mode ``entry`` per element of the one ``wrt`` argument,
     along the rows of an identity matrix."""
     wrt_text = params[wrt[0]] if single else "(" + ", ".join(params[i] for i in wrt) + ")"
+    wrt_args = params[wrt[0]] if single else "(" + ", ".join(params[i] for i in wrt) + ",)"
     what = "gradient" if kind == "grad" else "value and gradient"
     if mode == "forward":
         x = params[wrt[0]]
-        gradient = f"np.reshape(columns, np.shape({x}))"
+        gradient = f"cast_like(np.reshape(columns, np.shape({x})), {x})"
         how = "one tangent pass per element, by its derivative module"
         call = ", ".join([*params, f"np.reshape(basis[i], np.shape({x}))"])
         body = (
@@ -259,7 +263,7 @@ def shim_source(
             f"        columns[i] = tangent\n"
         )
     else:
-        gradient = "grads[0]" if single else "grads"
+        gradient = f"cast_like({'grads[0]' if single else 'grads'}, {wrt_args})"
         how = "from its derivative module"
         body = f"    out, grads = {entry}({', '.join([*params, 'np.ones(())'])})\n"
     if kind == "grad":

@@ -20,6 +20,9 @@ class SourceLocation:
     line: int
     col: int
     text: str = ""
+    #: Derivative code read back (higher order): the user's line it was generated from,
+    #: as its ``# line N: ...`` comment gives it (line and text; no file, no column).
+    origin: SourceLocation | None = None
 
     def __str__(self) -> str:
         return f"{self.file}:{self.line}:{self.col + 1}"
@@ -76,8 +79,8 @@ class NeedsConcreteValueError(S2SGradError):
 
 class HigherOrderError(UsageError):
     """A derivative s2sgrad produced is being differentiated in a way that does not compose
-    yet: a ``vjp_fn``, s2sgrad's transformations called inside, reverse over reverse
-    through a loop (``grad(f)`` and ``value_and_grad(f)`` compose)."""
+    yet: a ``vjp_fn``, or s2sgrad's transformations called inside (``grad(f)`` and
+    ``value_and_grad(f)`` compose, in either mode, through loops)."""
 
 
 class StaleSourceError(SourceUnavailableError):

@@ -21,8 +21,10 @@ the file, line, column and a hint.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import operator
+import re
 import textwrap
 import types
 from collections.abc import Callable
@@ -180,8 +182,12 @@ class _Lowering:
         # for them (name in the IR, name in the wrapped signature, keyword-only?).
         self.star_names: dict[str, str] = {}
         self.forwarded: list[tuple[str, str, bool]] = []
-        # In derivative code s2sgrad generated: the lists its forward sweep saves values on.
+        # In derivative code s2sgrad generated: the lists its forward sweep saves values on,
+        # and per line of the snippet, the user's line its `# line N: ...` comment names.
         self.stacks: frozenset[str] = frozenset()
+        self.origins: dict[int, SourceLocation] = (
+            _comment_origins(info.file_lines) if is_derivative_code(fn) else {}
+        )
 
     # ---------------------------------------------------------------- positions
 
@@ -195,7 +201,8 @@ class _Lowering:
         text = ""
         if 0 < line_in_snippet <= len(self.info.file_lines):
             text = self.info.file_lines[line_in_snippet - 1]
-        return SourceLocation(self.info.filename, line, col, text)
+        origin = self.origins.get(line_in_snippet) if self.origins else None
+        return SourceLocation(self.info.filename, line, col, text, origin)
 
     def unsupported(self, node: cst.CSTNode, what: str, hint: str) -> UnsupportedSyntaxError:
         return UnsupportedSyntaxError(f"{what} is not supported", self.loc(node), hint)
@@ -340,7 +347,7 @@ class _Lowering:
 
     def small_statement(self, node: cst.BaseSmallStatement, line: cst.CSTNode) -> list[ir.Stmt]:
         loc = self.loc(line) if isinstance(line, cst.SimpleStatementLine) else self.loc(node)
-        loc = SourceLocation(loc.file, loc.line, self.loc(node).col, loc.text)
+        loc = dataclasses.replace(loc, col=self.loc(node).col)
         saved = self.stack_statement(node, loc)
         if saved is not None:
             return [saved]
@@ -767,6 +774,27 @@ def _all_names(node: cst.CSTNode) -> set[str]:
 #: The ``loop`` of saves read back from generated code: they are in some loop (a save
 #: outside loops is printed as a plain assignment), which one the backends work out.
 DERIVATIVE_CODE_LOOP = "<derivative code>"
+
+
+_LINE_COMMENT = re.compile(r"\s*# line (\d+)(?:: (.*))?$")
+
+
+def _comment_origins(lines: list[str]) -> dict[int, SourceLocation]:
+    """Snippet line -> the user's line that derivative code's last ``# line N: text``
+    comment above it names (the second-order module's comments quote it)."""
+    origins: dict[int, SourceLocation] = {}
+    current = _SETUP  # the stacks made before the first statement
+    for number, line in enumerate(lines, start=1):
+        match = _LINE_COMMENT.match(line)
+        if match:
+            current = SourceLocation("", int(match.group(1)), 0, match.group(2) or "")
+        else:
+            origins[number] = current
+    return origins
+
+
+#: The origin of derivative code's own set-up, which no line of the user's made.
+_SETUP = SourceLocation("", 0, 0, "")
 
 
 def is_derivative_code(fn: Any) -> bool:

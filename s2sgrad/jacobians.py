@@ -126,16 +126,19 @@ def hessian(
     )
 
 
-def hvp(fun: Callable, *, wrt: api.Wrt = 0, backend: str = "numpy") -> Callable:
+def hvp(
+    fun: Callable, *, wrt: api.Wrt = 0, backend: str = "numpy", has_aux: bool = False
+) -> Callable:
     """``hvp(fun)(*args, v)``: the Hessian of scalar-valued ``fun`` times ``v``, in one
     forward-over-reverse pass (the Hessian itself is never formed).
 
     ``v`` is shaped like the ``wrt`` argument (a tuple of such, one per argument,
     when ``wrt`` is a tuple); the product has the same structure. Made for
-    ``scipy.optimize.minimize(..., hessp=...)`` and Newton-CG.
+    ``scipy.optimize.minimize(..., hessp=...)`` and Newton-CG. With ``has_aux=True``,
+    ``fun`` returns ``(value, aux)`` and the result is ``(product, aux)``.
     """
     api._check_backend(backend)
-    gradient = api.grad(fun, wrt=wrt)
+    gradient = api.grad(fun, wrt=wrt, has_aux=has_aux)
     d = gradient.__s2sgrad__
     n = len(running.parameters(fun))
 
@@ -157,13 +160,17 @@ def hvp(fun: Callable, *, wrt: api.Wrt = 0, backend: str = "numpy") -> Callable:
                     f"{api._parameter_name(fun, i)} has shape {trees.shapes(primals[i])}"
                 )
         api._check_argument_types(fun, primals, d.wrt, "hvp")
-        options = api._options(primals, False, "forward")
+        options = api._options(primals, has_aux, "forward")
         entry = cache.load_or_generate(gradient, "forward", d.wrt, backend, options)
-        _, tangent = api._runner(entry, backend, None)(*primals, *vs)
+        out, tangent = api._runner(entry, backend, None)(*primals, *vs)
         api._check_real_result(fun, tangent)
         if d.single:
-            return api._with_dtypes_of(tangent, primals[d.wrt[0]], backend)
-        return tuple(api._with_dtypes_of(t, primals[i], backend) for t, i in zip(tangent, d.wrt))
+            product = api._with_dtypes_of(tangent, primals[d.wrt[0]], backend)
+        else:
+            product = tuple(
+                api._with_dtypes_of(t, primals[i], backend) for t, i in zip(tangent, d.wrt)
+            )
+        return (product, out[1]) if has_aux else product
 
     return running.mark_produced(product, "hvp", fun)
 
@@ -224,6 +231,7 @@ def _assemble(
     ``out.shape + in.shape``. ``parts(a, j, k)`` is its slices stacked on a leading axis
     in element order: over the input (forward mode, ``output_major``) or over the output
     (reverse mode); None for none."""
+    xp = backends.get(backend).array_module()
     per_output = []
     for k, out_leaf in enumerate(trees.leaves(value)):
         out_shape = np.shape(out_leaf)
@@ -234,26 +242,26 @@ def _assemble(
                 shape = np.shape(in_leaf)
                 stacked = parts(a, j, k)
                 if stacked is None:  # an empty leaf: no pass ran
-                    block = np.zeros(out_shape + shape)
+                    block = xp.zeros(out_shape + shape)
                 elif output_major:  # stacked over the input: each slice shaped like the output
-                    block = np.moveaxis(np.asarray(stacked, dtype=float), 0, -1)
-                    block = block.reshape(out_shape + shape)
+                    block = xp.moveaxis(xp.asarray(stacked), 0, -1)
+                    block = xp.reshape(block, out_shape + shape)
                 else:  # stacked over the output: each slice shaped like the input
-                    block = np.asarray(stacked, dtype=float).reshape(out_shape + shape)
-                blocks.append(_as_dtype(block, out_leaf, in_leaf, backend))
+                    block = xp.reshape(xp.asarray(stacked), out_shape + shape)
+                blocks.append(_as_dtype(xp, block, out_leaf, in_leaf, backend))
             per_argument.append(trees.unflatten(argument, blocks))
         per_output.append(per_argument[0] if single else tuple(per_argument))
     return trees.unflatten(value, per_output)
 
 
-def _as_dtype(block: np.ndarray, out_leaf: Any, in_leaf: Any, backend: str) -> Any:
+def _as_dtype(xp: Any, block: Any, out_leaf: Any, in_leaf: Any, backend: str) -> Any:
     """The block in the floating dtype JAX gives it (the promotion of output and input),
     as the backend's array type."""
     kinds = [trees.dtype_of(x) for x in (out_leaf, in_leaf)]
     floats = [k for k in kinds if k.kind == "f"]
     dtype = np.result_type(*floats) if floats else np.dtype(float)
     target = backends.get(backend)
-    return target.as_arrays(block.astype(target.dtype_for(dtype), copy=False))
+    return target.as_arrays(xp.asarray(block, dtype=target.dtype_for(dtype)))
 
 
 # The transformations themselves: calling one inside a differentiated function is higher order.

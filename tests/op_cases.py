@@ -266,6 +266,12 @@ def spd(*shape: int) -> In:
     return In(shape, kind="spd")
 
 
+def _chain(**factors: tuple[int, ...]) -> dict[str, Any]:
+    """The factors of a chain of products and, named t, u, v, one tangent of each's shape."""
+    tangents = dict(zip("tuv", factors.values(), strict=False))
+    return {**factors, **tangents, "jax": False}
+
+
 CASES: list[Case] = [
     # ---- arithmetic, with broadcasting pairs, 0-d and Python-float operands
     C("x + y", x=(2, 3), y=(3,)),
@@ -758,6 +764,7 @@ CASES: list[Case] = [
     C("runtime.unaverage_weights(c, w, a)", c=(2, 3), w=(), a=(2, 3), jax=False),
     C("runtime.thin_svd_factor(u, a, False)", u=(3, 2), a=(3, 2), jax=False),
     C("runtime.owned_copy(x)", x=(2, 3), jax=False),
+    C("runtime.cast_like(d, x)", d=(2, 3), x=(2, 3), jax=False),
     C("runtime.accumulate(a, c)", a=(2, 3), c=(2, 3), jax=False),
     C("runtime.accumulate(a, c)", a=(), c=(), jax=False),
     C("runtime.zeros_if_none(d, x)", d=(2, 3), x=(2, 3), jax=False),
@@ -842,6 +849,75 @@ CASES: list[Case] = [
         jax=False,
     ),
     C("runtime.unsplit([g, h], [a, b], 1)", g=(2, 1), h=(2, 2), a=(2, 1), b=(2, 2), jax=False),
+    # the helpers second derivatives need (tests/test_higher_order_rules.py has more, end to
+    # end): matrix powers (n > 1, negative and batched), cumulative products (flattened, at
+    # zeros), the product of the others along t, std's spread, logsumexp's shares, norm
+    # directions (p-norms, piecewise constant ones), chains of products, einsum with an
+    # operand replaced
+    C("runtime.matrix_power_tangent(a, 3, t)", a=(3, 3), t=(3, 3), jax=False),
+    C("runtime.matrix_power_adjoint(g, a, -1)", g=(2, 2, 2), a=wellcond(2, 2, 2), jax=False),
+    C("runtime.cumprod_tangent(t, a)", t=(2, 3), a=(2, 3), jax=False),
+    C(
+        "runtime.cumprod_tangent(t, a, -1)",
+        t=(2, 4),
+        a=np.array([[2.0, 0.0, 3.0, 0.0], [1.0, 2.0, 0.5, -1.0]]),
+        jax=False,
+    ),
+    C("runtime.uncumprod(g, a, 1)", g=(2, 4), a=np.array([[0.5, 0.0, 1.5, 2.0]] * 2), jax=False),
+    C("runtime.prod_of_others_tangent(a, t, (0, 2))", a=(2, 3, 2), t=(2, 3, 2), jax=False),
+    C(
+        "runtime.prod_of_others_tangent(a, t, 1)",
+        a=np.array([[1.0, 0.0, 2.0, 0.5], [0.0, 0.0, 3.0, 1.5]]),
+        t=(2, 4),
+        jax=False,
+    ),
+    C("runtime.resolved_spread(s, a, 1)", s=pos(2), a=(2, 3), jax=False),
+    C("runtime.logsumexp_shares(a, s, 1)", a=(2, 3), s=(2,), jax=False),
+    C("runtime.logsumexp_shares(a, s, 0, True, b)", a=(3,), s=(1, 3), b=pos(2, 3), jax=False),
+    C("runtime.norm_direction(x, n)", x=(2, 3), n=pos(), jax=False),
+    C("runtime.norm_direction(x, n, 3, 1)", x=(2, 3), n=pos(2), jax=False),
+    C("runtime.norm_direction(x, n, 1)", x=(4,), n=pos(), jax=False),
+    C("runtime.norm_direction(x, n, -1, (0, 1))", x=(3, 2), n=pos(), jax=False),
+    C("runtime.multi_dot_tangent([x, y, z], [t, u, v])", **_chain(x=(3,), y=(3, 2), z=(2,))),
+    C("runtime.multi_dot_adjoint(g, [x, y])", g=(2,), x=(3,), y=(3, 2), pieces=2, jax=False),
+    C("runtime.dual_blocks([x, y, z], [t, u, v])", **_chain(x=(2, 3), y=(3, 3), z=(3,)), pieces=3),
+    C(
+        "runtime.undual_diagonal([c, d], [x, y])",
+        c=(2, 6),
+        d=(6, 4),
+        x=(3,),
+        y=(3, 2),
+        pieces=2,
+        jax=False,
+    ),
+    C(
+        "runtime.undual_corner([c, d], [x, y])",
+        c=(4, 6),
+        d=(6, 2),
+        x=(2, 3),
+        y=(3,),
+        pieces=2,
+        jax=False,
+    ),
+    *[
+        C(f"runtime.einsum_tangent({spec!r}, {ops}, {k}, t)", **inputs, jax=False)
+        for spec, ops, k, inputs in [
+            ("ij,jk,k->i", "(x, y, z, None, None)", 1, dict(x=(2, 3), y=(3, 2), z=(2,), t=(3, 2))),
+            ("ii,i->i", "(x, y, None, None, None)", 1, dict(x=(3, 3), y=(3,), t=(3,))),
+            ("...ij,...j", "(x, y, None, None, None)", 0, dict(x=(2, 2, 3), y=(3,), t=(2, 2, 3))),
+        ]
+    ],
+    *[
+        C(f"runtime.einsum_adjoint(g, {spec!r}, {ops}, {k})", **inputs, jax=False)
+        for spec, ops, k, inputs in [
+            ("ij,jk,k->i", "(x, y, z, None, None)", 0, dict(g=(2,), x=(2, 3), y=(3, 2), z=(2,))),
+            ("ii,i->i", "(x, y, None, None, None)", 0, dict(g=(3,), x=(3, 3), y=(3,))),
+            ("...ij,...j", "(x, y, None, None, None)", 1, dict(g=(2, 2), x=(2, 2, 3), y=(3,))),
+        ]
+    ],
+    C("runtime.with_slot([x, y], 0, t)", x=(2,), y=(3,), t=(2,), pieces=2, jax=False),
+    C("runtime.with_slot([x, y], 1, t, 0)", x=(2,), y=(3,), t=(3,), pieces=2, jax=False),
+    C("runtime.without_slot([x, y], 1)", x=(2,), y=(3,), pieces=2, jax=False),
 ]
 
 

@@ -239,6 +239,7 @@ CASES = [
     case("broadcast_like", r(3), r(2, 3)),
     case("broadcast_like", r(2, 3), r(2, 3)),
     case("broadcast_like", 2.0, r(2, 1)),
+    case("cast_like", r(2, 3), r(2, 3).astype(np.float32)),
     # sorting and rolling
     case("sort_order", np.array([[3.0, 1.0, 3.0], [0.0, 2.0, 0.0]]), -1, static=(1,)),
     case("sort_order", np.array([[3.0, 1.0, 3.0], [0.0, 2.0, 0.0]]), 0, static=(1,)),
@@ -259,6 +260,14 @@ CASES = [
     *[
         case("prod_of_others_tangent", _ZEROS, _A, axis, static=(2,))
         for axis in [None, (0, 2), 1, ()]
+    ],
+    *[
+        case("grouped_layout", shape, axis, static=(0, 1))
+        for shape, axis in [((2, 3, 4), (2, 0)), ((2, 3), None), ((3,), -1), ((2, 2), ())]
+    ],
+    *[
+        case("norm_power", ndim, ord, axis, static=(0, 1, 2))
+        for ndim, ord, axis in [(1, None, None), (2, 3, 1), (2, 1, None), (3, -np.inf, (0, 2))]
     ],
     _tie_case(_TIES, np.max, 1),
     _tie_case(_TIES, np.min, None, True),
@@ -333,6 +342,8 @@ CASES = [
     case("set_at", _X, _X[:, 0] < 0, 0.0, id="set_at-traced-row-mask"),
     case("set_at", np.arange(3), np.int64(0), 2.5, id="set_at-traced-int"),
     case("owned_copy", _X),
+    case("cast_like", r(2, 3), r(2, 3).astype(np.float32)),
+    case("cast_like", (r(2), {"w": r(3)}), (r(2), {"w": r(3).astype(np.float32)})),
     case("zero_at", _X, np.s_[:, -1], static=(1,)),
     case("zero_at", _X, np.array([0, 0, 2])),
     case("zero_at", _X, np.int64(-1), id="zero_at-traced-int"),
@@ -360,6 +371,15 @@ CASES = [
     case("multi_dot_tangent", [r(3), r(3, 4), r(4)], [r(3), r(3, 4), r(4)]),
     case("multi_dot_adjoint", r(), [r(3), r(3, 4), r(4)]),
     case("multi_dot_adjoint", r(4), [r(3), r(3, 4), r(4, 2), r(2, 4)]),
+    case("dual_blocks", [r(3), r(3, 4), r(4)], [r(3), r(3, 4), r(4)]),
+    case("dual_blocks", [r(2, 3), r(3, 2)], [r(2, 3), r(3, 2)]),
+    case("undual_diagonal", [r(2, 6), r(6, 8), r(8, 2)], [r(3), r(3, 4), r(4)]),
+    case("undual_corner", [r(4, 6), r(6, 4)], [r(2, 3), r(3, 2)]),
+    case("with_slot", (r(2), r(3), None), 1, r(3), static=(1,)),
+    case("with_slot", (r(2), r(3), None), 1, r(3), 1, static=(1, 3)),
+    case("with_slot", [r(2), r(3)], 0, None, static=(1, 2)),
+    case("without_slot", (r(2), r(3), None), 0, static=(1,)),
+    case("without_slot", [r(2), None], 1, static=(1,)),
     *[
         case("matrix_power_tangent", a, n, r(*a.shape), static=(1,))
         for a, n in [(_matrix(), 3), (_matrix(), 0), (_matrix(), -2), (_matrix(2), 2)]

@@ -24,7 +24,7 @@ from s2sgrad.transforms.analysis import (
 )
 from s2sgrad.transforms.builder import DerivativeBuilder, split_aux
 from s2sgrad.transforms.names import FreshNames
-from s2sgrad.transforms.prims import ADD, COPY, OWNED_COPY, ZEROS_LIKE, ZEROS_LIKE_TREE
+from s2sgrad.transforms.prims import ADD, OWNED_COPY, ZEROS_LIKE, ZEROS_LIKE_TREE
 from s2sgrad.transforms.templates import bind_call, instantiate, lower_template, substitute
 
 from s2sgrad import ir
@@ -107,9 +107,9 @@ class _Forward(DerivativeBuilder):
             # (add_into's tangent is the same update of the owned tangent, in place)
             shared = self.temp()
             out += self.tangent_statements(stmt.value, result, shared, stmt.loc)
-            # (derivative code's adjoints may be None: owned_copy keeps that)
-            copy = OWNED_COPY if self.fn.derivative_code else COPY
-            out.append(ir.Assign((tangent,), ir.Call(copy, (shared,)), stmt.loc))
+            # A tangent of its own for the updates (derivative code's adjoints may be None:
+            # owned_copy keeps that; a batch of tangents gets one per member).
+            out.append(ir.Assign((tangent,), ir.Call(OWNED_COPY, (shared,)), stmt.loc))
         else:
             out += self.tangent_statements(stmt.value, result, tangent, stmt.loc)
         if overwrites_operand:

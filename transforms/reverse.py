@@ -68,7 +68,7 @@ from s2sgrad.transforms.shapes import SCALAR, ShapeEnv, statement_shapes
 from s2sgrad.transforms.templates import bind_call, instantiate, lower_template, substitute
 
 from s2sgrad import ir
-from s2sgrad.errors import HigherOrderError, NoDerivativeRuleError
+from s2sgrad.errors import NoDerivativeRuleError
 from s2sgrad.rules import lookup
 
 ZERO, SET, MAYBE = "zero", "set", "maybe"
@@ -91,6 +91,13 @@ class _Reverse(DerivativeBuilder):
         self.real_names = self.names  # adjoint and stack names: never from a dry run's scratch copy
         self.adjoint: dict[str, str] = {}
         self.stacks: dict[tuple, str] = {}
+        self.adjoint_stacks: dict[str, str] = {}  # derivative code's stack -> its adjoint's
+        self.none_assigned = {  # names that may hold None (derivative code's unset adjoints)
+            t.id
+            for st in ir.walk_stmts(self.fn.body)
+            if isinstance(st, ir.Assign) and st.value == NONE
+            for t in st.targets
+        }
         self.counters: dict[int, str] = {}  # id(loop) -> trip-count variable
         self.bookkeeping: set[int] = set()  # ids of trip-count increments
         self.maybe_unset: set[str] = set()  # adjoints that need `= None` up front
@@ -129,6 +136,8 @@ class _Reverse(DerivativeBuilder):
             names = []
             if isinstance(stmt, ir.Assign) and id(stmt) not in self.bookkeeping:
                 names = [t.id for t in stmt.targets]
+            elif isinstance(stmt, ir.Pop):
+                names = [stmt.target.id]
             elif isinstance(stmt, ir.For):
                 names = dataflow.pattern_names(stmt.target)
             self.defs.update(names)
@@ -154,6 +163,10 @@ class _Reverse(DerivativeBuilder):
                     if t.id in defined:
                         self.prior.add((id(stmt), t.id))
                     defined.add(t.id)
+            elif isinstance(stmt, ir.Pop):
+                if stmt.target.id in defined:
+                    self.prior.add((id(stmt), stmt.target.id))
+                defined.add(stmt.target.id)
             elif isinstance(stmt, ir.SetItem):
                 self.prior.add((id(stmt), stmt.target.id))
             elif isinstance(stmt, ir.If):
@@ -352,6 +365,8 @@ class _Reverse(DerivativeBuilder):
                     code = self.setitem_value_adjoint(stmt, ir.Name("__d__"), self.temp())
                     self.names, self.temps = saved_names, saved_temps
                     reads |= self.primal_reads(code)
+            elif isinstance(stmt, ir.Pop) and self.act.active(stmt.stack):
+                reads.add(stmt.target.id)  # the shape of its adjoint's zeros (backward_pop)
         while True:
             self.saved = {n for n in reads if any(name == n for _, name in self.prior)}
             more = set(reads)
@@ -409,6 +424,8 @@ class _Reverse(DerivativeBuilder):
                     work = True
                     if stmt.target.id in self.saved:
                         reads.update(ir.atom_names(stmt.index))
+            elif isinstance(stmt, (ir.Push, ir.Pop)):
+                work |= self.act.active(stmt.stack)
             elif ir.is_compound(stmt):
                 inner = False
                 for child in ir.child_blocks(stmt):
@@ -460,6 +477,11 @@ class _Reverse(DerivativeBuilder):
                     out.append(
                         ir.Push(self.stack(stmt.target.id, loop, None), stmt.target, loop, stmt.loc)
                     )
+            elif isinstance(stmt, ir.Pop):
+                t = stmt.target
+                if t.id in self.saved and self.has_prior(stmt, t.id):
+                    out.append(ir.Push(self.stack(t.id, loop, stmt), t, loop, stmt.loc))
+                out.append(stmt)
             elif isinstance(stmt, ir.SetItem) and stmt.target.id in self.saved:
                 part = self.temp()
                 out.append(
@@ -596,8 +618,9 @@ class _Reverse(DerivativeBuilder):
                     (t,), ir.Call(ZEROS_IF_NONE, (self.adjoint_name(name), ir.Name(name))), loc
                 )
             )
-        else:
-            zeros = ZEROS_LIKE_TREE if name in self.containers else ZEROS_LIKE
+        else:  # (derivative code read back: a name that may hold None has None for zeros)
+            tree = name in self.containers or name in self.none_assigned
+            zeros = ZEROS_LIKE_TREE if tree else ZEROS_LIKE
             out.append(ir.Assign((t,), ir.Call(zeros, (ir.Name(name),)), loc))
         return t
 
@@ -662,6 +685,10 @@ class _Reverse(DerivativeBuilder):
                 out += self.backward_assign(stmt, state)
             elif isinstance(stmt, ir.SetItem):
                 out += self.backward_setitem(stmt, state)
+            elif isinstance(stmt, ir.Pop):
+                out += self.backward_pop(stmt, state)
+            elif isinstance(stmt, ir.Push):
+                out += self.backward_push(stmt, state)
             elif isinstance(stmt, ir.If):
                 s_body, s_else = dict(state), dict(state)
                 b = self.backward(stmt.body, s_body)
@@ -672,6 +699,62 @@ class _Reverse(DerivativeBuilder):
                     out.append(ir.If(stmt.test, tuple(b), tuple(o), stmt.loc))
             elif ir.is_loop(stmt):
                 out += self.backward_loop(stmt, state)
+        return out
+
+    # Derivative code's own saves (higher order). A stack of differentiated values has an
+    # adjoint stack: undoing ``t = s.pop()`` pushes t's adjoint on it, undoing
+    # ``s.append(v)`` pops that adjoint into v's. The pops come back in the order of the
+    # pushes, as the saves did, so the backends keep the stacks they have.
+
+    def adjoint_stack(self, stack: str) -> str:
+        if stack not in self.adjoint_stacks:
+            self.adjoint_stacks[stack] = self.real_names.fresh("d" + stack)
+        return self.adjoint_stacks[stack]
+
+    def backward_pop(self, stmt: ir.Pop, state: dict[str, str]) -> list[ir.Stmt]:
+        """``t = s.pop()``: push t's adjoint (zeros when none arrived: every pop of the
+        adjoint stack gets an array), then restore the t of before."""
+        out: list[ir.Stmt] = []
+        t = stmt.target.id
+        if self.act.active(stmt.stack):
+            s = state.get(t, ZERO)
+            if s == SET:
+                value: Any = self.adjoint_name(t)
+            else:
+                value = self.temp()
+                if s == MAYBE:
+                    self.maybe_unset.add(t)
+                    call = ir.Call(ZEROS_IF_NONE, (self.adjoint_name(t), stmt.target))
+                else:  # (a popped value may be None: an adjoint saved before it was set)
+                    call = ir.Call(ZEROS_LIKE_TREE, (stmt.target,))
+                out.append(ir.Assign((value,), call, stmt.loc))
+            out.append(ir.Push(self.adjoint_stack(stmt.stack), value, ADJOINT_STACKS, stmt.loc))
+            if s != ZERO and self.has_prior(stmt, t):
+                out.append(ir.Assign((self.adjoint_name(t),), NONE, stmt.loc))
+                state[t] = ZERO
+        if t in self.saved and self.has_prior(stmt, t):
+            out.append(ir.Pop(stmt.target, self.stack(t, self._loop, stmt), self._loop, stmt.loc))
+        return out
+
+    def backward_push(self, stmt: ir.Push, state: dict[str, str]) -> list[ir.Stmt]:
+        """``s.append(v)``: v's adjoint gains the adjoint popped for it."""
+        if not self.act.active(stmt.stack):
+            return []
+        c = self.temp()
+        out: list[ir.Stmt] = [ir.Pop(c, self.adjoint_stack(stmt.stack), ADJOINT_STACKS, stmt.loc)]
+        v = stmt.value
+        if not isinstance(v, ir.Name) or v.id not in self.none_assigned:
+            self.accumulate_atom(v, c, state, out, stmt.loc)
+        elif self.act.active(v.id):
+            # A None was pushed where derivative code saved an adjoint not yet set: its
+            # adjoint is None too, so this one may be unset ("maybe") from here on.
+            d = self.adjoint_name(v.id)
+            self.maybe_unset.add(v.id)
+            if state.get(v.id, ZERO) == ZERO:
+                out.append(ir.Assign((d,), c, stmt.loc))
+            else:
+                out.append(ir.Assign((d,), ir.Call(ACCUMULATE, (d, c)), stmt.loc))
+            state[v.id] = MAYBE
         return out
 
     def backward_loop(self, loop: ir.For | ir.While, state: dict[str, str]) -> list[ir.Stmt]:
@@ -742,6 +825,10 @@ class _Reverse(DerivativeBuilder):
             step = ir.Name(self.names.fresh("_"))
             return [ir.For(step, ir.Call(RANGE, (ir.Name(k),)), inner, loop.loc)]
         it = loop.iter
+        if k is None and _is_reversed_call(it):
+            # Derivative code's own backward loop (`for i in reversed(r)`, read back for
+            # higher order): undone forwards, `for i in r`.
+            return [ir.For(loop.target, it.args[0], inner, loop.loc)]
         if k is not None:
             first = self.temp()
             out.append(
@@ -762,20 +849,9 @@ class _Reverse(DerivativeBuilder):
 #: follows it only reads saves and accumulates adjoints: see backends.jax).
 BACKWARD_SWEEP = "backward sweep"
 
-
-def _refuse_active_saves(fn: ir.FunctionDef, activity) -> None:
-    """Reverse mode over derivative code whose loops save differentiated values (a
-    gradient of a gradient through a loop) needs adjoint stacks: not built yet."""
-    for stmt in ir.walk_stmts(fn.body):
-        if isinstance(stmt, (ir.Push, ir.Pop)) and activity.active(stmt.stack):
-            raise HigherOrderError(
-                "reverse mode over derivative code that saves values in a loop (a gradient "
-                "of a gradient through a loop: reverse over reverse) is not supported yet",
-                stmt.loc,
-                "differentiate the derivative in forward mode: s2sgrad.hessian(f), "
-                "s2sgrad.hvp(f), s2sgrad.jvp(grad(f), ...) or grad(grad(f), mode='forward') "
-                "(forward over reverse, the cheaper way for second derivatives anyway)",
-            )
+#: The loop label of adjoint stacks (``_Reverse.adjoint_stack``): they are lists wherever
+#: they are pushed, as the derivative code's stacks they mirror.
+ADJOINT_STACKS = "<adjoint stacks>"
 
 
 def reverse(
@@ -798,7 +874,6 @@ def reverse(
     fn = split_aux(fn, names) if has_aux else fn
     wrt_names = tuple(fn.params[i].name for i in wrt)
     activity = analyze(fn, wrt_names)
-    _refuse_active_saves(fn, activity)
     container_names = may_be_containers(fn, frozenset(fn.params[i].name for i in containers))
     rev = _Reverse(fn, activity, names, compilation, container_names)
     *primal, ret = fn.body
@@ -887,10 +962,22 @@ def _initialisations(
     for name in sorted(pushed - set(fn.param_names)):
         # A first push may come before the first definition (first loop iteration).
         setup.append(ir.Assign((ir.Name(name),), NONE))
-    inits = [
+    inits: list[ir.Stmt] = [
+        ir.NewStack(name, ADJOINT_STACKS) for name in rev.adjoint_stacks.values()
+    ]
+    inits += [
         ir.Assign((rev.adjoint_name(n),), NONE) for n in sorted(rev.maybe_unset) if n != seed_of
     ]
     return setup, inits
+
+
+def _is_reversed_call(value: Any) -> bool:
+    return (
+        isinstance(value, ir.Call)
+        and isinstance(value.fn, ir.Ref)
+        and value.fn.value is REVERSED.value
+        and len(value.args) == 1
+    )
 
 
 def _breaks(body: tuple[ir.Stmt, ...]) -> bool:

@@ -16,6 +16,7 @@ from s2sgrad.runtime import (
     add_at,
     add_into,
     broadcast_like,
+    cast_like,
     owned_copy,
     set_at,
     unbroadcast,
@@ -124,6 +125,17 @@ shape_only(zeros_if_none, "x")
 @defvjp(zeros_if_none)
 def zeros_if_none_vjp(g, ans, d, x):
     return g
+
+
+# A gradient in its argument's dtype (a composition function's result): linear in d;
+# the cotangent goes back in d's own dtype.
+deflinear(cast_like, params="d, x")
+shape_only(cast_like, "x")
+
+
+@defvjp(cast_like)
+def cast_like_vjp(g, ans, d, x):
+    return cast_like(g, d)
 
 
 # A copy that keeps None (forward mode's owned tangents in derivative code): linear.

@@ -250,3 +250,56 @@ shape_only(thin_svd_factor, "a")
 @defvjp(thin_svd_factor)
 def thin_svd_factor_vjp(g, ans, u, a, full_matrices=True):
     return g
+
+
+# The derivative of matrix_power along t, L(a, t) = sum_k M^k dM M^(m-1-k), and its
+# transpose (derivative code's own): L is linear in t; its derivative in a is read off
+# the block matrix B = [[a, t], [0, a]], whose power's upper-right block is L(a, t), so
+# that L's derivative in a along da is the upper-right block of L(B, [[da, 0], [0, da]]).
+# The transpose matrix_power_adjoint(g, a, n) is L(a.T, g).
+@defjvp(matrix_power_tangent)
+def matrix_power_tangent_jvp(ans, a, n, t, *, da, dt):
+    k = np.shape(a)[-1]
+    zeros = np.zeros_like(a)
+    block = np.concatenate([np.concatenate([a, t], -1), np.concatenate([zeros, a], -1)], -2)
+    dblock = np.concatenate([np.concatenate([da, zeros], -1), np.concatenate([zeros, da], -1)], -2)
+    return matrix_power_tangent(block, n, dblock)[..., :k, k:], matrix_power_tangent(a, n, dt)
+
+
+@defvjp(matrix_power_tangent)
+def matrix_power_tangent_vjp(g, ans, a, n, t):
+    # <g, UR(L(B, diag(da, da)))> = <L*(B, [[0, g], [0, 0]]), diag(da, da)>
+    k = np.shape(a)[-1]
+    zeros = np.zeros_like(a)
+    block = np.concatenate([np.concatenate([a, t], -1), np.concatenate([zeros, a], -1)], -2)
+    gblock = np.concatenate(
+        [np.concatenate([zeros, g], -1), np.concatenate([zeros, zeros], -1)], -2
+    )
+    c = matrix_power_adjoint(gblock, block, n)
+    return c[..., :k, :k] + c[..., k:, k:], None, matrix_power_adjoint(g, a, n)
+
+
+@defjvp(matrix_power_adjoint)
+def matrix_power_adjoint_jvp(ans, part, a, n, *, dpart, da):
+    k = np.shape(a)[-1]
+    at = np.swapaxes(a, -1, -2)
+    dat = np.swapaxes(da, -1, -2)
+    zeros = np.zeros_like(at)
+    block = np.concatenate([np.concatenate([at, part], -1), np.concatenate([zeros, at], -1)], -2)
+    dblock = np.concatenate(
+        [np.concatenate([dat, zeros], -1), np.concatenate([zeros, dat], -1)], -2
+    )
+    return matrix_power_adjoint(dpart, a, n), matrix_power_tangent(block, n, dblock)[..., :k, k:]
+
+
+@defvjp(matrix_power_adjoint)
+def matrix_power_adjoint_vjp(g, ans, part, a, n):
+    k = np.shape(a)[-1]
+    at = np.swapaxes(a, -1, -2)
+    zeros = np.zeros_like(at)
+    block = np.concatenate([np.concatenate([at, part], -1), np.concatenate([zeros, at], -1)], -2)
+    gblock = np.concatenate(
+        [np.concatenate([zeros, g], -1), np.concatenate([zeros, zeros], -1)], -2
+    )
+    c = matrix_power_adjoint(gblock, block, n)
+    return matrix_power_tangent(a, n, g), np.swapaxes(c[..., :k, :k] + c[..., k:, k:], -1, -2)

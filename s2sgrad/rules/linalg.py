@@ -13,10 +13,12 @@ from collections.abc import Callable
 
 import numpy as np
 
-from s2sgrad.rules.registry import defjvp, defvjp, shape_only, written_template
+from s2sgrad.rules.registry import defjvp, deflinear, defvjp, shape_only, written_template
 from s2sgrad.runtime import (
+    accumulate,
     dot_adjoint_lhs,
     dot_adjoint_rhs,
+    dual_blocks,
     einsum_adjoint,
     einsum_tangent,
     inner_adjoint_lhs,
@@ -30,6 +32,12 @@ from s2sgrad.runtime import (
     tensordot_adjoint_lhs,
     tensordot_adjoint_rhs,
     unbroadcast,
+    undual_corner,
+    undual_diagonal,
+    with_slot,
+    without_slot,
+    zeros_if_none,
+    zeros_like_tree,
 )
 
 
@@ -280,3 +288,182 @@ _product_adjoint_rules("np.kron({}, {})", kron_adjoint_lhs, kron_adjoint_rhs)
 _product_adjoint_rules(
     "np.tensordot({}, {}, axes)", tensordot_adjoint_lhs, tensordot_adjoint_rhs, ", axes=2"
 )
+
+
+# multi_dot's tangent T(arrays, tangents) and cotangents A(g, arrays): T is linear in the
+# tangents, A in g, and A is T's transpose. In the arrays they change with the chain's
+# second derivative, which the block factors [[a, t], [0, a]] (dual_blocks) carry: their
+# product is [[P, T], [0, P]], so T's derivative along darrays is the upper-right block
+# of the blocks' own tangent along [[da, 0], [0, da]], and <g, T> is <G, product> for G
+# the blocks' cotangent with g in its upper-right corner, whose cotangents A(G, blocks)
+# give the arrays theirs on the blocks' diagonals (undual_diagonal).
+@defjvp(multi_dot_tangent)
+def multi_dot_tangent_jvp(ans, arrays, tangents, *, darrays, dtangents):
+    blocks = dual_blocks(arrays, tangents)
+    along = dual_blocks(darrays, zeros_like_tree(darrays))
+    lifted = multi_dot_tangent(blocks, along)
+    corner = lifted[: np.shape(lifted)[0] // 2, np.shape(lifted)[1] // 2 :]
+    return np.reshape(corner, np.shape(ans)), multi_dot_tangent(arrays, dtangents)
+
+
+@defvjp(multi_dot_tangent)
+def multi_dot_tangent_vjp(g, ans, arrays, tangents):
+    blocks = dual_blocks(arrays, tangents)
+    rows = np.shape(blocks[0])[0] // 2
+    cols = np.shape(blocks[-1])[1] // 2
+    corner = np.pad(np.reshape(g, (rows, cols)), ((0, rows), (cols, 0)))
+    return undual_diagonal(multi_dot_adjoint(corner, blocks), arrays), multi_dot_adjoint(g, arrays)
+
+
+# (one expression, the sum of both tangents: the cotangents are a list, which `+` joins)
+@defjvp(multi_dot_adjoint)
+def multi_dot_adjoint_jvp(ans, part, arrays, *, dpart, darrays):
+    blocks = dual_blocks(arrays, darrays)
+    rows = np.shape(blocks[0])[0] // 2
+    cols = np.shape(blocks[-1])[1] // 2
+    corner = np.pad(np.reshape(part, (rows, cols)), ((0, rows), (cols, 0)))
+    curved = undual_diagonal(multi_dot_adjoint(corner, blocks), arrays)
+    return accumulate(multi_dot_adjoint(dpart, arrays), curved)
+
+
+@defvjp(multi_dot_adjoint)
+def multi_dot_adjoint_vjp(g, ans, part, arrays):
+    blocks = dual_blocks(arrays, g)
+    rows = np.shape(blocks[0])[0] // 2
+    cols = np.shape(blocks[-1])[1] // 2
+    corner = np.pad(np.reshape(part, (rows, cols)), ((0, rows), (cols, 0)))
+    curved = undual_diagonal(multi_dot_adjoint(corner, blocks), arrays)
+    return multi_dot_tangent(arrays, g), curved
+
+
+# The blocks are linear in (arrays, tangents) together; their transposes take each
+# block's diagonal blocks (summed) and its upper-right block, whose transposes are the
+# blocks again.
+@defjvp(dual_blocks)
+def dual_blocks_jvp(ans, arrays, tangents, *, darrays, dtangents):
+    return dual_blocks(darrays, dtangents)
+
+
+@defvjp(dual_blocks)
+def dual_blocks_vjp(g, ans, arrays, tangents):
+    return undual_diagonal(g, arrays), undual_corner(g, arrays)
+
+
+deflinear(undual_diagonal, params="c, arrays")
+shape_only(undual_diagonal, "arrays")
+
+
+@defvjp(undual_diagonal)
+def undual_diagonal_vjp(g, ans, c, arrays):
+    return dual_blocks(g, zeros_like_tree(g))
+
+
+deflinear(undual_corner, params="c, arrays")
+shape_only(undual_corner, "arrays")
+
+
+@defvjp(undual_corner)
+def undual_corner_vjp(g, ans, c, arrays):
+    return dual_blocks(zeros_like_tree(g), g)
+
+
+# einsum's tangent T = E(operands with operand k replaced by t) and cotangent A_k(g) (of
+# operand k) are multilinear in the operands, like einsum: each term of their derivatives
+# is the same helper with one more operand replaced by its tangent (with_slot). A term
+# that does not exist (an absent operand's, or operand k's, which T replaces and A_k reads
+# only the shape of) is None, made zeros of the right shape (zeros_if_none); the rules
+# return one expression (the sum of every tangent's terms), so a helper that gives None
+# has a None tangent. The transposes: T's in the other operands are the cotangents A_j
+# of the einsum with t in place of operand k (zeros for operand k itself), and A_k's in g
+# is T with g in that place. (Derivative code's own, for the subscripts-string form. In
+# the sublist form the first operand is the `subscripts` argument, which these rules do
+# not differentiate: a second derivative there is refused.)
+@defjvp(einsum_tangent)
+def einsum_tangent_jvp(ans, subscripts, operands, k, t, *, doperands, dt):
+    terms = accumulate(
+        accumulate(
+            einsum_tangent(subscripts, with_slot(operands, 0, doperands[0], k), k, t),
+            einsum_tangent(subscripts, with_slot(operands, 1, doperands[1], k), k, t),
+        ),
+        accumulate(
+            accumulate(
+                einsum_tangent(subscripts, with_slot(operands, 2, doperands[2], k), k, t),
+                einsum_tangent(subscripts, with_slot(operands, 3, doperands[3], k), k, t),
+            ),
+            einsum_tangent(subscripts, with_slot(operands, 4, doperands[4], k), k, t),
+        ),
+    )
+    return accumulate(zeros_if_none(terms, ans), einsum_tangent(subscripts, operands, k, dt))
+
+
+@defvjp(einsum_tangent)
+def einsum_tangent_vjp(g, ans, subscripts, operands, k, t):
+    cotangents = (
+        zeros_if_none(einsum_adjoint(g, subscripts, with_slot(operands, k, t, 0), 0), operands[0]),
+        zeros_if_none(einsum_adjoint(g, subscripts, with_slot(operands, k, t, 1), 1), operands[1]),
+        zeros_if_none(einsum_adjoint(g, subscripts, with_slot(operands, k, t, 2), 2), operands[2]),
+        zeros_if_none(einsum_adjoint(g, subscripts, with_slot(operands, k, t, 3), 3), operands[3]),
+        zeros_if_none(einsum_adjoint(g, subscripts, with_slot(operands, k, t, 4), 4), operands[4]),
+    )
+    to_t = zeros_if_none(einsum_adjoint(g, subscripts, with_slot(operands, k, t), k), t)
+    return None, cotangents, None, to_t
+
+
+@defjvp(einsum_adjoint)
+def einsum_adjoint_jvp(ans, part, subscripts, operands, k, *, dpart, doperands):
+    terms = accumulate(
+        accumulate(
+            einsum_adjoint(part, subscripts, with_slot(operands, 0, doperands[0], k), k),
+            einsum_adjoint(part, subscripts, with_slot(operands, 1, doperands[1], k), k),
+        ),
+        accumulate(
+            accumulate(
+                einsum_adjoint(part, subscripts, with_slot(operands, 2, doperands[2], k), k),
+                einsum_adjoint(part, subscripts, with_slot(operands, 3, doperands[3], k), k),
+            ),
+            einsum_adjoint(part, subscripts, with_slot(operands, 4, doperands[4], k), k),
+        ),
+    )
+    return accumulate(einsum_adjoint(dpart, subscripts, operands, k), zeros_if_none(terms, ans))
+
+
+@defvjp(einsum_adjoint)
+def einsum_adjoint_vjp(g, ans, part, subscripts, operands, k):
+    cotangents = (
+        zeros_if_none(
+            einsum_adjoint(part, subscripts, with_slot(operands, k, g, 0), 0), operands[0]
+        ),
+        zeros_if_none(
+            einsum_adjoint(part, subscripts, with_slot(operands, k, g, 1), 1), operands[1]
+        ),
+        zeros_if_none(
+            einsum_adjoint(part, subscripts, with_slot(operands, k, g, 2), 2), operands[2]
+        ),
+        zeros_if_none(
+            einsum_adjoint(part, subscripts, with_slot(operands, k, g, 3), 3), operands[3]
+        ),
+        zeros_if_none(
+            einsum_adjoint(part, subscripts, with_slot(operands, k, g, 4), 4), operands[4]
+        ),
+    )
+    return zeros_if_none(einsum_tangent(subscripts, operands, k, g), part), None, cotangents
+
+
+# The tuple with one entry replaced: linear in (operands, t) together; its transpose sends
+# the cotangent's entry k to t and the rest to the operands.
+@defjvp(with_slot)
+def with_slot_jvp(ans, operands, k, t, skip=None, *, doperands, dt):
+    return with_slot(doperands, k, dt, skip)
+
+
+@defvjp(with_slot)
+def with_slot_vjp(g, ans, operands, k, t, skip=None):
+    return zeros_if_none(without_slot(g, k), operands), None, zeros_if_none(g[k], t)
+
+
+deflinear(without_slot, params="c, k")
+
+
+@defvjp(without_slot)
+def without_slot_vjp(g, ans, c, k):
+    return without_slot(g, k)

@@ -117,4 +117,11 @@ nondifferentiable(
     runtime.inverse_permutation,
     runtime.negated_shift,
     runtime.zeros_like_tree,
+    runtime.grouped_layout,
+    runtime.norm_power,
 )
+
+# np.trapezoid's weights: made from the sample points `x` and the spacing `dx`, which its
+# rules do not differentiate (a differentiated `x` or `dx` is refused there, so derivative
+# code never passes one), and from `y` only through its shape.
+nondifferentiable(runtime.trapezoid_weights)

@@ -20,13 +20,17 @@ import numpy as np
 from s2sgrad.rules.registry import defjvp, deflinear, defvjp, restrict, shape_only
 from s2sgrad.runtime import (
     average_weights,
+    grouped_layout,
+    inverse_permutation,
     norm_direction,
+    norm_power,
     prod_of_others,
     prod_of_others_tangent,
     rereduce,
     resolved_spread,
     tie_shares,
     unaverage_weights,
+    unbroadcast,
     unreduce,
 )
 
@@ -300,3 +304,86 @@ shape_only(unaverage_weights, "weights", "a")
 @defvjp(unaverage_weights)
 def unaverage_weights_vjp(g, ans, ct, weights, a, axis=None):
     return average_weights(a, axis, g)
+
+
+# The derivative of prod_of_others along t: linear in t, with a symmetric Jacobian (the
+# product of the elements other than k and j). Its derivative in a is the third
+# derivative of prod, the product of the elements other than j, k and l, symmetric in
+# all three: element k of it along (t, d) sums t_j d_l over the pairs j != l of the other
+# elements, the tangent of prod_of_others along d of the group with a_k set to 1 (and
+# t_k, d_k to 0), dotted with t. Each group is laid along a last axis (grouped_layout),
+# and a new axis holds one such copy of the group per element k.
+@defjvp(prod_of_others_tangent)
+def prod_of_others_tangent_jvp(ans, a, t, axis=None, *, da, dt):
+    perm, moved, flat = grouped_layout(np.shape(a), axis)
+    last = np.reshape(np.transpose(a, perm), flat)
+    t_last = np.reshape(np.transpose(np.broadcast_to(t, np.shape(a)), perm), flat)
+    d_last = np.reshape(np.transpose(da, perm), flat)
+    eye = np.eye(np.shape(last)[-1], dtype=bool)
+    others = prod_of_others_tangent(
+        np.where(eye, 1.0, last[..., None, :]), np.where(eye, 0.0, d_last[..., None, :]), -1
+    )
+    curved = np.sum(np.where(eye, 0.0, t_last[..., None, :]) * others, axis=-1)
+    back = np.transpose(np.reshape(curved, moved), inverse_permutation(perm))
+    return back, prod_of_others_tangent(a, dt, axis)
+
+
+@defvjp(prod_of_others_tangent)
+def prod_of_others_tangent_vjp(g, ans, a, t, axis=None):
+    perm, moved, flat = grouped_layout(np.shape(a), axis)
+    last = np.reshape(np.transpose(a, perm), flat)
+    t_last = np.reshape(np.transpose(np.broadcast_to(t, np.shape(a)), perm), flat)
+    g_last = np.reshape(np.transpose(g, perm), flat)
+    eye = np.eye(np.shape(last)[-1], dtype=bool)
+    others = prod_of_others_tangent(
+        np.where(eye, 1.0, last[..., None, :]), np.where(eye, 0.0, t_last[..., None, :]), -1
+    )
+    curved = np.sum(np.where(eye, 0.0, g_last[..., None, :]) * others, axis=-1)
+    back = np.transpose(np.reshape(curved, moved), inverse_permutation(perm))
+    return back, unbroadcast(prod_of_others_tangent(a, g, axis), t)
+
+
+# std's spread with rounding noise made infinite: the identity on the spread where it is
+# kept, a constant (inf, derivative 0) where it is replaced. `a` only sets the threshold
+# of that choice (piecewise constant in a): no derivative flows to it.
+@defjvp(resolved_spread)
+def resolved_spread_jvp(ans, spread, a, axis=None, keepdims=False, *, dspread):
+    return np.where(ans == spread, dspread, 0.0)
+
+
+shape_only(resolved_spread, "a")
+
+
+@defvjp(resolved_spread)
+def resolved_spread_vjp(g, ans, spread, a, axis=None, keepdims=False):
+    return np.where(ans == spread, g, 0.0)
+
+
+# The derivative of the norm by x (derivative code's own): sign(x) |x|**(p-1) / norm**(p-1)
+# for the p-norms (x / norm for the 2-norm and Frobenius norm), so its derivative is
+# (p-1) |x|**(p-2) dx / norm**(p-1) - (p-1) direction / norm * dnorm. The norms whose
+# direction is piecewise constant have p = 1 here, a derivative of 0 (norm_power; the
+# bases are set to 1 there, so no 0 / 0 arises). Matrix 2-norms and the nuclear norm
+# raise in norm_power.
+@defjvp(norm_direction)
+def norm_direction_jvp(ans, x, norm, ord=None, axis=None, keepdims=False, *, dx, dnorm):
+    p = norm_power(np.ndim(x), ord, axis)
+    flat = p == 1
+    size = np.where(flat, 1.0, np.abs(x))
+    spread = np.where(flat, 1.0, unreduce(norm, x, axis, keepdims))
+    return (
+        (p - 1) * size ** (p - 2) * dx / spread ** (p - 1),
+        -(p - 1) * ans / spread * unreduce(dnorm, x, axis, keepdims),
+    )
+
+
+@defvjp(norm_direction)
+def norm_direction_vjp(g, ans, x, norm, ord=None, axis=None, keepdims=False):
+    p = norm_power(np.ndim(x), ord, axis)
+    flat = p == 1
+    size = np.where(flat, 1.0, np.abs(x))
+    spread = np.where(flat, 1.0, unreduce(norm, x, axis, keepdims))
+    return (
+        (p - 1) * size ** (p - 2) * g / spread ** (p - 1),
+        rereduce(-(p - 1) * ans / spread * g, norm, axis, keepdims),
+    )

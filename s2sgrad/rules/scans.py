@@ -17,7 +17,10 @@ import numpy as np
 from s2sgrad.rules.registry import defjvp, deflinear, defvjp, shape_only
 from s2sgrad.runtime import (
     cumprod_tangent,
+    grouped_layout,
+    inverse_permutation,
     trapezoid_weights,
+    unbroadcast,
     unconvolve,
     uncumprod,
     uncumulative_sum,
@@ -124,6 +127,80 @@ shape_only(unconvolve, "a")
 @defvjp(unconvolve)
 def unconvolve_vjp(g, ans, ct, a, v, mode="full"):
     return np.convolve(g, v, mode), None, unconvolve(ct, v, g, mode)
+
+
+# cumprod's tangent T(a, t) and its transpose uncumprod (derivative code's own): linear
+# in t (in g), and in a they change with cumprod's second derivative, exact where a has
+# zeros as the helpers are. Along each scanned row (grouped_layout puts it last), with
+# a^(j) the row with a_j set to 1 and d^(j) the direction with d_j set to 0:
+#     T(a, t)_i = sum_{j <= i} t_j cumprod(a^(j))_i,
+# so its derivative along d is sum_{j <= i} t_j cumprod_tangent(d^(j), a^(j))_i, with one
+# copy of the row per j along a new axis. That second derivative is symmetric in t and
+# d; the cotangent it sends to a for the cotangent g is
+#     sum_{i >= j} g_i cumprod_tangent(t^(j), a^(j))_i,
+# which is also uncumprod's derivative in a along t, and its own transpose.
+@defjvp(cumprod_tangent)
+def cumprod_tangent_jvp(ans, t, a, axis=None, *, dt, da):
+    perm, moved, flat = grouped_layout(np.shape(a), axis)
+    rows = np.reshape(np.transpose(a, perm), flat)
+    t_rows = np.reshape(np.transpose(np.broadcast_to(t, np.shape(a)), perm), flat)
+    d_rows = np.reshape(np.transpose(da, perm), flat)
+    n = np.shape(rows)[-1]
+    eye = np.eye(n, dtype=bool)
+    copies = cumprod_tangent(
+        np.where(eye, 0.0, d_rows[..., None, :]), np.where(eye, 1.0, rows[..., None, :]), -1
+    )
+    curved = np.sum(t_rows[..., :, None] * np.triu(np.ones((n, n))) * copies, axis=-2)
+    back = np.transpose(np.reshape(curved, moved), inverse_permutation(perm))
+    return cumprod_tangent(dt, a, axis), np.reshape(back, np.shape(ans))
+
+
+@defvjp(cumprod_tangent)
+def cumprod_tangent_vjp(g, ans, t, a, axis=None):
+    perm, moved, flat = grouped_layout(np.shape(a), axis)
+    rows = np.reshape(np.transpose(a, perm), flat)
+    t_rows = np.reshape(np.transpose(np.broadcast_to(t, np.shape(a)), perm), flat)
+    g_rows = np.reshape(np.transpose(np.reshape(g, np.shape(a)), perm), flat)
+    n = np.shape(rows)[-1]
+    eye = np.eye(n, dtype=bool)
+    copies = cumprod_tangent(
+        np.where(eye, 0.0, t_rows[..., None, :]), np.where(eye, 1.0, rows[..., None, :]), -1
+    )
+    curved = np.sum(np.triu(np.ones((n, n))) * copies * g_rows[..., None, :], axis=-1)
+    back = np.transpose(np.reshape(curved, moved), inverse_permutation(perm))
+    return unbroadcast(uncumprod(g, a, axis), t), back
+
+
+@defjvp(uncumprod)
+def uncumprod_jvp(ans, g, a, axis=None, *, dg, da):
+    perm, moved, flat = grouped_layout(np.shape(a), axis)
+    rows = np.reshape(np.transpose(a, perm), flat)
+    d_rows = np.reshape(np.transpose(da, perm), flat)
+    g_rows = np.reshape(np.transpose(np.reshape(g, np.shape(a)), perm), flat)
+    n = np.shape(rows)[-1]
+    eye = np.eye(n, dtype=bool)
+    copies = cumprod_tangent(
+        np.where(eye, 0.0, d_rows[..., None, :]), np.where(eye, 1.0, rows[..., None, :]), -1
+    )
+    curved = np.sum(np.triu(np.ones((n, n))) * copies * g_rows[..., None, :], axis=-1)
+    back = np.transpose(np.reshape(curved, moved), inverse_permutation(perm))
+    return uncumprod(dg, a, axis), back
+
+
+@defvjp(uncumprod)
+def uncumprod_vjp(g, ans, part, a, axis=None):
+    perm, moved, flat = grouped_layout(np.shape(a), axis)
+    rows = np.reshape(np.transpose(a, perm), flat)
+    c_rows = np.reshape(np.transpose(g, perm), flat)
+    p_rows = np.reshape(np.transpose(np.reshape(part, np.shape(a)), perm), flat)
+    n = np.shape(rows)[-1]
+    eye = np.eye(n, dtype=bool)
+    copies = cumprod_tangent(
+        np.where(eye, 0.0, c_rows[..., None, :]), np.where(eye, 1.0, rows[..., None, :]), -1
+    )
+    curved = np.sum(np.triu(np.ones((n, n))) * copies * p_rows[..., None, :], axis=-1)
+    back = np.transpose(np.reshape(curved, moved), inverse_permutation(perm))
+    return cumprod_tangent(g, a, axis), back
 
 
 # The transposes of differences and running sums, linear in g: their own transposes are

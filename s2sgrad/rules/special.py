@@ -18,7 +18,7 @@ import numpy as np
 import scipy.special
 
 from s2sgrad.rules.registry import defjvp, defvjp
-from s2sgrad.runtime import broadcast_like, logsumexp_shares, unbroadcast, unreduce
+from s2sgrad.runtime import broadcast_like, logsumexp_shares, rereduce, unbroadcast, unreduce
 
 # --------------------------------------------------------------------------- reductions
 
@@ -40,6 +40,28 @@ def logsumexp_vjp(g, ans, a, axis=None, b=None, keepdims=False):
     weighted = logsumexp_shares(a, ans, axis, keepdims, b)
     spread = unreduce(g, weighted, axis, keepdims)
     return unbroadcast(spread * weighted, a), None, unbroadcast(spread * shares, b)
+
+
+# The helper of those rules (derivative code's own): b * exp(a - lse), its own derivative
+# in a, -itself in lse (spread over the reduced axes), exp(a - lse) in b.
+@defjvp(logsumexp_shares)
+def logsumexp_shares_jvp(ans, a, lse, axis=None, keepdims=False, b=None, *, da, dlse, db):
+    return (
+        da * ans,
+        -ans * unreduce(dlse, ans, axis, keepdims),
+        db * logsumexp_shares(a, lse, axis, keepdims),
+    )
+
+
+@defvjp(logsumexp_shares)
+def logsumexp_shares_vjp(g, ans, a, lse, axis=None, keepdims=False, b=None):
+    return (
+        unbroadcast(g * ans, a),
+        rereduce(-g * ans, lse, axis, keepdims),
+        None,
+        None,
+        unbroadcast(g * logsumexp_shares(a, lse, axis, keepdims), b),
+    )
 
 
 @defjvp(scipy.special.softmax)

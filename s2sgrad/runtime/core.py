@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 import numpy as xp
 
+from s2sgrad.runtime.batched import Batched
+
 
 def _host(fn: Callable) -> Callable:
     """Mark ``fn`` as host-side: it computes with shapes, axes and Python values through
@@ -83,6 +85,12 @@ def unbroadcast(g: Any, x: Any) -> Any:
     return g
 
 
+def _asarray(x: Any) -> Any:
+    """``xp.asarray(x)``, except that a batch of tangents (``runtime.batched``: Jacobians
+    on NumPy) stays one batch, which the NumPy calls after it take member by member."""
+    return x if isinstance(x, Batched) else xp.asarray(x)
+
+
 def _spread(g: Any, shape: tuple) -> Any:
     """``np.broadcast_to(g, shape)``, a read-only view, at a third of its cost for one value.
 
@@ -93,6 +101,8 @@ def _spread(g: Any, shape: tuple) -> Any:
     """
     if type(g) is float:
         cell = np.array((g,))
+    elif isinstance(g, Batched):
+        return np.broadcast_to(g, shape)
     else:
         g = np.asarray(g)
         if g.size != 1 or g.dtype.hasobject:
@@ -368,6 +378,26 @@ def _completed(d: Any, x: Any) -> Any:
     if d is None or _is_zero_view(d):
         return _zeros_like_tree(x)
     return d
+
+
+def cast_like(d: Any, x: Any) -> Any:
+    """``d`` with each leaf in the floating dtype of ``x``'s leaf, as JAX returns gradients.
+
+    The gradient a composition function (``s2sgrad.composition``) returns: the first-order
+    code runs with a float64 seed, which NumPy's promotion carries into a float32
+    argument's gradient, where ``grad(f)`` (and so ``hessian``) returns float32.
+    Python numbers, non-floating leaves and None are left as they are.
+    """
+    if d is None:
+        return None
+    if isinstance(x, dict):
+        return {k: cast_like(d[k], x[k]) for k in d}
+    if isinstance(x, (tuple, list)):
+        return _sequence_like(d, [cast_like(a, b) for a, b in zip(d, x, strict=True)])
+    dtype = getattr(x, "dtype", None)
+    if dtype is None or dtype.kind != "f" or getattr(d, "dtype", None) == dtype:
+        return d
+    return xp.asarray(d, dtype=dtype)
 
 
 def owned_copy(x: Any) -> Any:

@@ -12,12 +12,20 @@ from typing import Any
 import numpy as np
 import numpy as xp
 
-from s2sgrad.runtime.core import _float_dtype, _host, _per_element, inverse_permutation, unbroadcast
+from s2sgrad.runtime.core import (
+    _asarray,
+    _float_dtype,
+    _host,
+    _per_element,
+    _sequence_like,
+    inverse_permutation,
+    unbroadcast,
+)
 
 
 def _matmul_operands(g: Any, a: Any, b: Any) -> tuple[Any, Any, Any]:
     """Promote 1-D operands as matmul does: ``a`` to a row, ``b`` to a column, ``g`` to match."""
-    a, b, g = xp.asarray(a), xp.asarray(b), xp.asarray(g)
+    a, b, g = _asarray(a), _asarray(b), _asarray(g)
     if b.ndim == 1:
         b = b[:, None]
         g = g[..., None]
@@ -234,12 +242,31 @@ def _einsum_form(subscripts: Any, operands: Any, k: int) -> tuple[str, list[Any]
 @_host
 def _einsum_operand(subscripts: Any, operands: Any, k: int) -> bool:
     """Whether the rule's parameter ``k`` (-1: ``subscripts``) holds an operand of the call
-    (not the subscripts string, a sublist, or the output sublist that ends the sublist form)."""
+    (not the subscripts string, a sublist, or the output sublist that ends the sublist form).
+
+    False too where the arguments make no einsum at all: ``operands`` None (see
+    ``with_slot``), or operands that do not match the subscripts, which the rules of these
+    helpers pass in place of an absent operand's tangent (never evaluated by the compiler,
+    which skips inactive arguments).
+    """
+    if operands is None:
+        return False
     if isinstance(subscripts, str):
-        return k >= 0
+        inputs = subscripts.split("->")[0].count(",") + 1
+        return 0 <= k < inputs and sum(op is not None for op in operands) == inputs
     count = 1 + sum(op is not None for op in operands)  # arguments of the call
     position = k + 1
+    sublists = [op for op in operands if op is not None][::2]
+    if not all(_is_sublist(s) for s in sublists):
+        return False
     return position % 2 == 0 and not (count % 2 and position == count - 1)
+
+
+@_host
+def _is_sublist(value: Any) -> bool:
+    return isinstance(value, (list, tuple)) and all(
+        s is Ellipsis or isinstance(s, (int, np.integer)) for s in value
+    )
 
 
 def einsum_tangent(subscripts: Any, operands: Any, k: int, t: Any) -> Any:
@@ -247,8 +274,9 @@ def einsum_tangent(subscripts: Any, operands: Any, k: int, t: Any) -> Any:
 
     Entries of ``operands`` that are None (operands the call did not pass) are dropped.
     In the sublist form (``subscripts`` is the first operand) ``k == -1`` names it.
+    None where ``t`` or ``operands`` is None (see ``with_slot``).
     """
-    if not _einsum_operand(subscripts, operands, k):
+    if t is None or not _einsum_operand(subscripts, operands, k):
         return None  # the subscripts string, or a sublist: no tangent
     spec, ops, k = _einsum_form(subscripts, operands, k)
     ops = [t if i == k else op for i, op in enumerate(ops)]
@@ -265,9 +293,20 @@ def einsum_adjoint(g: Any, subscripts: Any, operands: Any, k: int) -> Any:
     away) a vector of ones, and ``...`` axes it broadcast are summed back.
     Entries of ``operands`` that are None are dropped; for them the result is None.
     In the sublist form (``subscripts`` is the first operand) ``k == -1`` names it.
+    The cotangent of an operand the call did not pass (an entry None of ``operands``, in
+    the subscripts-string form) is a 0-d zero, which the rules of these helpers use as
+    such (a cotangent of nothing). None where the arguments make no einsum (``g`` or
+    ``operands`` None, see ``with_slot``).
     """
-    passed = subscripts if k == -1 else operands[k]
-    if passed is None or not _einsum_operand(subscripts, operands, k):
+    if g is None or operands is None:
+        return None
+    if isinstance(subscripts, str) and 0 <= k < len(operands) and operands[k] is None:
+        inputs = subscripts.split("->")[0].count(",") + 1
+        if k >= inputs and sum(op is not None for op in operands) == inputs:
+            return xp.zeros((), dtype=_float_dtype(g))
+    if not _einsum_operand(subscripts, operands, k):
+        return None
+    if (subscripts if k == -1 else operands[k]) is None:
         return None
     subscripts, ops, k = _einsum_form(subscripts, operands, k)
     terms, output = _einsum_terms(subscripts, ops)
@@ -293,6 +332,34 @@ def einsum_adjoint(g: Any, subscripts: Any, operands: Any, k: int) -> Any:
     spec = ",".join([output] + [t for t, _ in others] + extra_terms) + "->" + result
     adjoint = xp.einsum(spec, g, *[op for _, op in others], *extra_ops)
     return unbroadcast(adjoint, ops[k])
+
+
+def with_slot(operands: Any, k: int, t: Any, skip: Any = None) -> Any:
+    """The tuple (or list) ``operands`` with its entry ``k`` replaced by ``t``; where ``t`` is
+    None or ``k == skip``, Nones only (no einsum: the einsum helpers give None for it).
+
+    For the rules of ``einsum_tangent`` and ``einsum_adjoint`` (higher order): each
+    term of their derivatives is an einsum of the operands with one or two of them
+    replaced by tangents. There is no such term for an absent operand (whose tangent is
+    None), or for the operand ``skip`` that the helper replaces or reads only the shape
+    of.
+    """
+    if operands is None:
+        return None
+    if t is None or k == skip:
+        return _sequence_like(operands, [None] * len(operands))
+    return _sequence_like(operands, [t if i == k else op for i, op in enumerate(operands)])
+
+
+def without_slot(c: Any, k: int) -> Any:
+    """The tuple (or list) ``c`` with its entry ``k`` made zeros (None stays None): the
+    cotangent of the ``operands`` of ``with_slot(operands, k, t)``, whose entry ``k`` is not
+    used."""
+    if c is None:
+        return None
+    return _sequence_like(
+        c, [(None if x is None else xp.zeros_like(x)) if i == k else x for i, x in enumerate(c)]
+    )
 
 
 def multi_dot_tangent(arrays: Any, tangents: Any) -> Any:
@@ -328,3 +395,58 @@ def multi_dot_adjoint(g: Any, arrays: Any) -> list[Any]:
 
 def _chain(mats: list[Any]) -> Any:
     return mats[0] if len(mats) == 1 else xp.linalg.multi_dot(mats)
+
+
+def _chain_matrix(a: Any, i: int, n: int) -> Any:
+    """Factor ``i`` of ``n`` of a multi_dot as a matrix: a 1-D first factor is a row, a 1-D
+    last factor a column."""
+    a = xp.asarray(a)
+    if a.ndim == 1:
+        return a[None, :] if i == 0 else a[:, None]
+    return a
+
+
+def dual_blocks(arrays: Any, tangents: Any) -> list[Any]:
+    """Each factor ``a`` of ``np.linalg.multi_dot(arrays)``, with its tangent ``t``, as the
+    block matrix ``[[a, t], [0, a]]`` (a 1-D first factor a row, a 1-D last factor a column).
+
+    The product of the blocks is ``[[P, dP], [0, P]]``: its upper-right block is the
+    chain's tangent ``multi_dot_tangent(arrays, tangents)``. The rules of the multi_dot
+    helpers (higher order) differentiate them through these blocks.
+    """
+    n = len(arrays)
+    out = []
+    for i, (a, t) in enumerate(zip(arrays, tangents, strict=True)):
+        a = _chain_matrix(a, i, n)
+        t = _chain_matrix(xp.broadcast_to(xp.asarray(t), xp.shape(arrays[i])), i, n)
+        dtype = xp.result_type(a, t, 1.0)
+        zeros = xp.zeros(xp.shape(a), dtype=dtype)
+        top = xp.concatenate([xp.asarray(a, dtype=dtype), xp.asarray(t, dtype=dtype)], axis=1)
+        out.append(xp.concatenate([top, xp.concatenate([zeros, a.astype(dtype)], axis=1)], axis=0))
+    return out
+
+
+def _block_parts(c: Any, arrays: Any, part: str) -> Any:
+    n = len(arrays)
+    out = []
+    for i, (block, a) in enumerate(zip(c, arrays, strict=True)):
+        rows, cols = xp.shape(_chain_matrix(a, i, n))
+        block = xp.asarray(block)
+        if part == "diagonal":
+            piece = block[:rows, :cols] + block[rows:, cols:]
+        else:
+            piece = block[:rows, cols:]
+        out.append(xp.reshape(piece, xp.shape(a)))
+    return _per_element(out, arrays)
+
+
+def undual_diagonal(c: Any, arrays: Any) -> Any:
+    """The cotangents of ``arrays`` in ``dual_blocks(arrays, tangents)`` for the blocks'
+    cotangents ``c``: each block's two diagonal blocks, summed (shaped like ``arrays``)."""
+    return _block_parts(c, arrays, "diagonal")
+
+
+def undual_corner(c: Any, arrays: Any) -> Any:
+    """The cotangents of ``tangents`` in ``dual_blocks(arrays, tangents)`` for the blocks'
+    cotangents ``c``: each block's upper-right block (shaped like ``arrays``)."""
+    return _block_parts(c, arrays, "corner")

@@ -7,6 +7,7 @@ Written once for every backend: see ``s2sgrad/runtime/__init__.py``.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -14,8 +15,10 @@ import numpy as xp
 
 from s2sgrad.runtime.core import (
     _float_dtype,
+    _host,
     _normalize_axes,
     _spread,
+    foldable,
     inverse_permutation,
     unbroadcast,
 )
@@ -54,6 +57,26 @@ def rereduce(c: Any, g: Any, axis: Any = None, keepdims: bool = False) -> Any:
         return xp.reshape(xp.sum(c), g_shape)
     kept = g if keepdims else xp.expand_dims(g, axis)
     return xp.reshape(unbroadcast(c, kept), g_shape)
+
+
+@foldable
+def grouped_layout(shape: tuple[int, ...], axis: Any = None) -> tuple[tuple, tuple, tuple]:
+    """How an array of ``shape`` lies with each group of ``axis`` along one last axis.
+
+    The groups of a reduction along ``axis`` (an int, a tuple, or None for all axes), or
+    of a scan (an int, or None for the flattened array): ``(perm, moved, flat)``, where
+    ``np.transpose(x, perm)`` puts the group's axes last, of shape ``moved``, and
+    ``np.reshape(_, flat)`` makes them one. ``np.transpose(np.reshape(y, moved),
+    inverse_permutation(perm))`` undoes it. The rules of the helpers of ``np.prod`` and
+    ``np.cumprod`` (higher order) work on that layout.
+    """
+    ndim = len(shape)
+    axes = tuple(range(ndim)) if axis is None else _normalize_axes(axis, ndim)
+    kept = [i for i in range(ndim) if i not in axes]
+    perm = tuple(kept + list(axes))
+    moved = tuple(shape[i] for i in perm)
+    flat = tuple(shape[i] for i in kept) + (math.prod(shape[i] for i in axes),)
+    return perm, moved, flat
 
 
 def prod_of_others(a: Any, axis: Any = None) -> Any:
@@ -124,22 +147,22 @@ def tie_shares(a: Any, ans: Any, axis: Any = None, keepdims: bool = False) -> An
     return xp.asarray(winners / counts, dtype=_float_dtype(a))
 
 
-def resolved_spread(ans: Any, a: Any, axis: Any = None, keepdims: bool = False) -> Any:
-    """The standard deviation ``ans`` of ``a`` along ``axis``, inf where it is rounding noise.
+def resolved_spread(spread: Any, a: Any, axis: Any = None, keepdims: bool = False) -> Any:
+    """The standard deviation ``spread`` of ``a`` along ``axis``, inf where it is rounding noise.
 
-    The derivative of std is ``centered / ans``, 0 / 0 where a slice's entries are
+    The derivative of std is ``centered / spread``, 0 / 0 where a slice's entries are
     equal. Entries equal by construction (``np.std(np.broadcast_to(s, (3,)))``) need
     not give a std of exactly 0: their mean may round away from them (XLA sums in
-    another order than NumPy), and ``centered / ans`` is then O(1) noise where the
+    another order than NumPy), and ``centered / spread`` is then O(1) noise where the
     function is constant (fuzz seed 31-4619). A spread within ``n * eps * max|a|`` (the
     rounding of the mean of ``n`` entries) cannot be told from 0 and counts as 0: the
     rules divide by inf there, a derivative of 0, as over a single entry. NaN entries
     (``np.nanstd``) are left out of the maximum.
     """
-    n = xp.size(a) / max(xp.size(ans), 1)
+    n = xp.size(a) / max(xp.size(spread), 1)
     biggest = xp.max(xp.where(xp.isnan(a), 0.0, xp.abs(a)), axis=axis, keepdims=keepdims)
-    rounding = n * xp.finfo(_float_dtype(ans)).eps * biggest
-    return xp.where(ans <= rounding, xp.inf, ans)
+    rounding = n * xp.finfo(_float_dtype(spread)).eps * biggest
+    return xp.where(spread <= rounding, xp.inf, spread)
 
 
 def average_weights(a: Any, axis: Any = None, weights: Any = None, returned: bool = False) -> Any:
@@ -181,37 +204,37 @@ def unaverage_weights(ct: Any, weights: Any, a: Any, axis: Any = None) -> Any:
 
 
 def logsumexp_shares(
-    a: Any, ans: Any, axis: Any = None, keepdims: bool = False, b: Any = None
+    a: Any, lse: Any, axis: Any = None, keepdims: bool = False, b: Any = None
 ) -> Any:
-    """``b * exp(a - ans)`` for ``ans = scipy.special.logsumexp(a, axis, b, keepdims)``.
+    """``b * exp(a - lse)`` for ``lse = scipy.special.logsumexp(a, axis, b, keepdims)``.
 
     The derivative of ``logsumexp`` by ``a`` (by ``b`` with ``b=None``: ``exp(a -
-    ans)``, the softmax of ``a`` over ``axis``). ``ans`` is re-expanded over the
+    lse)``, the softmax of ``a`` over ``axis``). ``lse`` is re-expanded over the
     reduced axes, so the result has the broadcast shape of ``a`` and ``b``.
     """
-    ans = xp.asarray(ans)
+    lse = xp.asarray(lse)
     if not keepdims and axis is not None:
-        ans = xp.expand_dims(ans, axis)
-    shares = xp.exp(a - ans)
+        lse = xp.expand_dims(lse, axis)
+    shares = xp.exp(a - lse)
     return shares if b is None else shares * b
 
 
 def norm_direction(
-    x: Any, ans: Any, ord: Any = None, axis: Any = None, keepdims: bool = False
+    x: Any, norm: Any, ord: Any = None, axis: Any = None, keepdims: bool = False
 ) -> Any:
-    """The derivative of the norm ``ans = np.linalg.norm(x, ord, axis, keepdims)`` by ``x``.
+    """The derivative of the norm ``norm = np.linalg.norm(x, ord, axis, keepdims)`` by ``x``.
 
     Vector norms: the 2-norm and Frobenius norm (``ord`` None, 2 or "fro": ``x /
-    ans``), ``ord=1`` (the slope of ``abs``, 1 at 0 as in jax), ``ord=inf`` and
+    norm``), ``ord=1`` (the slope of ``abs``, 1 at 0 as in jax), ``ord=inf`` and
     ``-inf`` (that slope on the largest or smallest magnitudes, ties sharing
     equally as jax does), ``ord=0`` (a count: zero) and any other ``p``-norm.
     Matrix norms (``axis`` a pair, or None for a 2-D ``x``): see
     ``_matrix_norm_direction``.
     """
     ndim = xp.ndim(x)
-    matrix = (axis is None and ndim == 2) or (isinstance(axis, tuple) and len(axis) == 2)
+    matrix = _is_matrix_norm(ndim, axis)
     if ord is None or ord == "fro" or (ord == 2 and not matrix):
-        return x / unreduce(ans, x, axis, keepdims)
+        return x / unreduce(norm, x, axis, keepdims)
     if matrix:
         return _matrix_norm_direction(xp.asarray(x), ord, (0, 1) if axis is None else axis)
     if ord == 0:
@@ -219,9 +242,43 @@ def norm_direction(
     if ord == 1:
         return _abs_slope(x)
     if ord in (xp.inf, -xp.inf):
-        return _abs_slope(x) * tie_shares(xp.abs(x), ans, axis, keepdims)
+        return _abs_slope(x) * tie_shares(xp.abs(x), norm, axis, keepdims)
     p = float(ord)
-    return xp.sign(x) * xp.abs(x) ** (p - 1) / unreduce(ans, x, axis, keepdims) ** (p - 1)
+    return xp.sign(x) * xp.abs(x) ** (p - 1) / unreduce(norm, x, axis, keepdims) ** (p - 1)
+
+
+@_host
+def _is_matrix_norm(ndim: int, axis: Any) -> bool:
+    """Whether ``np.linalg.norm`` over ``axis`` of an array of rank ``ndim`` is a matrix norm."""
+    return (axis is None and ndim == 2) or (isinstance(axis, tuple) and len(axis) == 2)
+
+
+@foldable
+def norm_power(ndim: int, ord: Any = None, axis: Any = None) -> float:
+    """The ``p`` of the norm ``np.linalg.norm(x, ord, axis)`` of a rank-``ndim`` ``x`` whose
+    derivative ``norm_direction`` is ``sign(x) * |x|**(p - 1) / norm**(p - 1)``, for the
+    rules of that derivative (second derivatives of norms).
+
+    2 for the 2-norm and the Frobenius norm, ``ord`` for the other vector ``p``-norms,
+    and 1 for the norms whose derivative is piecewise constant (a derivative of 0):
+    vector norms of order 0, 1 and +-inf, matrix norms of order +-1 and +-inf. The
+    matrix 2-norms and the nuclear norm (singular vectors) have no such rule: raises
+    NoDerivativeRuleError.
+    """
+    matrix = _is_matrix_norm(ndim, axis)
+    if ord is None or ord == "fro" or (ord == 2 and not matrix):
+        return 2.0
+    if matrix and ord in (2, -2, "nuc"):
+        from s2sgrad.errors import NoDerivativeRuleError
+
+        raise NoDerivativeRuleError(
+            f"s2sgrad has no second derivative of the matrix norm np.linalg.norm(x, {ord!r}) "
+            "(the derivative of its singular vectors)",
+            hint="differentiate np.linalg.svd(x) and its singular values instead",
+        )
+    if matrix or ord in (0, 1, np.inf, -np.inf):
+        return 1.0
+    return float(ord)
 
 
 def _abs_slope(x: Any) -> Any:

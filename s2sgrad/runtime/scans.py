@@ -40,20 +40,20 @@ def _cumprod_partials(a: Any) -> Any:
     return xp.where(~after.T, left[..., :, None] * between, 0.0)
 
 
-def cumprod_tangent(da: Any, a: Any, axis: Any = None) -> Any:
-    """The tangent of ``np.cumprod(a, axis)`` along the input tangent ``da``.
+def cumprod_tangent(t: Any, a: Any, axis: Any = None) -> Any:
+    """The tangent of ``np.cumprod(a, axis)`` along the input tangent ``t``.
 
-    ``cumprod(a) * cumsum(da / a)`` when ``a`` has no zeros (linear time);
+    ``cumprod(a) * cumsum(t / a)`` when ``a`` has no zeros (linear time);
     otherwise the exact quadratic form of ``_cumprod_partials``, as jax is
     exact at zeros.
     """
     a_last, moved = _scan_last(a, axis)
-    da_last, _ = _scan_last(np.broadcast_to(da, np.shape(a)), axis)
+    t_last, _ = _scan_last(np.broadcast_to(t, np.shape(a)), axis)
     if np.all(a_last != 0):
-        t = np.cumprod(a_last, axis=-1) * np.cumsum(da_last / a_last, axis=-1)
+        out = np.cumprod(a_last, axis=-1) * np.cumsum(t_last / a_last, axis=-1)
     else:
-        t = np.einsum("...ji,...j->...i", _cumprod_partials(a_last), da_last)
-    return np.moveaxis(t, -1, moved)
+        out = np.einsum("...ji,...j->...i", _cumprod_partials(a_last), t_last)
+    return np.moveaxis(out, -1, moved)
 
 
 def uncumprod(g: Any, a: Any, axis: Any = None) -> Any:

@@ -50,7 +50,19 @@ from tests.oracles import central_difference_grad, central_difference_jvp, jnp_t
 jax.config.update("jax_enable_x64", True)
 jax.config.update("jax_platforms", "cpu")
 
-CHECKS = ("grad-reverse", "grad-forward", "value_and_grad", "jvp", "vjp", "hvp")
+CHECKS = (
+    "grad-reverse",
+    "grad-forward",
+    "value_and_grad",
+    "jvp",
+    "vjp",
+    "hvp",
+    "jacfwd",
+    "jacrev",
+)
+#: The checks beyond first order's five: Jacobians (every seed in one batched pass on
+#: NumPy) and Hessian-vector products.
+LATER = ("hvp", "jacfwd", "jacrev")
 RTOL = 1e-6
 ATOL = 1e-8  # times the size of the reference
 FD_RTOL, FD_ATOL = 1e-5, 1e-6
@@ -606,6 +618,8 @@ def _call(check: str, prep: Prepared, backend: str) -> str:
         vs = tuple(_as_float(prep.tangents[i]) for i in wrt)
         got = s2sgrad.hvp(fn, wrt=wrt, backend=backend)(*args, vs)
         return compare(tuple(got), want, "hvp", prep)
+    if check in ("jacfwd", "jacrev"):
+        return _jacobian_check(check, prep, backend)
     if check == "jvp":
         out, tangent = s2sgrad.jvp(fn, args, prep.tangents, backend=backend)
         return compare(_arr(out), _arr(prep.value), "primal", prep) or compare(
@@ -619,6 +633,25 @@ def _call(check: str, prep: Prepared, backend: str) -> str:
     if not isinstance(cts, tuple) or len(cts) != len(args):
         return f"vjp: {type(cts).__name__} of {_len(cts)} cotangents, expected {len(args)}"
     return compare(tuple(cts[i] for i in wrt), prep.vjp_cts, "cotangents", prep)
+
+
+def _jacobian_check(check: str, prep: Prepared, backend: str) -> str:
+    """The Jacobian against the jvp and vjp references: ``J t`` (summed over the ``wrt``
+    arguments) is the jvp's tangent, ``uᵀ J`` each argument's cotangent. Programs with
+    tuple or dict arguments or results are skipped (the contraction is per leaf)."""
+    fn, args, wrt = prep.fn, _copy(prep.args), prep.wrt
+    if any(isinstance(x, (tuple, list, dict)) for x in (prep.value, *(args[i] for i in wrt))):
+        return "skip"
+    blocks = getattr(s2sgrad, check)(fn, wrt=wrt, backend=backend)(*args)  # (wrt is a tuple)
+    if check == "jacfwd":
+        got = sum(
+            np.tensordot(_arr(b), _arr(prep.tangents[i]), axes=np.ndim(prep.tangents[i]))
+            for b, i in zip(blocks, wrt)
+        )
+        return compare(_arr(got), _arr(prep.jvp_out), "J t", prep)
+    u = _arr(prep.cotangent)
+    got = tuple(np.tensordot(u, _arr(b), axes=u.ndim) for b in blocks)
+    return compare(got, prep.vjp_cts, "uᵀ J", prep)
 
 
 def _as_float(t: Any) -> Any:

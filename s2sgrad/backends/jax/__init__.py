@@ -28,6 +28,7 @@ JAX_CONTROL_NAMES = (
     "for_loop",
     "for_loop_recording",
     "replay",
+    "replay_recording",
     "raise_if_overflowed",
     "reversed_range",
     "traced_range",
@@ -60,6 +61,11 @@ class _Jax(Backend):
         from s2sgrad.backends.jax import api
 
         return api.as_arrays(value)
+
+    def array_module(self) -> Any:
+        import jax.numpy as jnp
+
+        return jnp
 
     def over_seeds(self, entry: Callable, primals: tuple, seeds: Any, n: int) -> tuple:
         """One jitted ``jax.vmap`` of the entry over the seeds (as ``jax.jacfwd`` does)."""

@@ -181,8 +181,10 @@ class Range:
         return Range(self.start, self.step, jnp.clip(k, 0, self.length))
 
     def traced(self) -> Range:
-        """The same range with array bounds (its type then joins with traced ranges)."""
-        return Range(jnp.asarray(self.start), self.step, jnp.asarray(self.length))
+        """The same range with array bounds (its type then joins with traced ranges); a
+        bound that is already a type (``jax.ShapeDtypeStruct``: a joined type) stays one."""
+        start, length = (v if _is_sds(v) else jnp.asarray(v) for v in (self.start, self.length))
+        return Range(start, self.step, length)
 
     def value(self, k: Any) -> Any:
         return self.start + self.step * k
@@ -202,12 +204,14 @@ class Range:
         return cls(start, step, length)
 
     def __eq__(self, other: object) -> bool:
-        return (
-            isinstance(other, Range)
-            and self.static
-            and other.static
-            and (self.start, self.step, self.length) == (other.start, other.step, other.length)
-        )
+        """Equal bounds known at trace time, or equal types (bounds that are Python ints or
+        ``jax.ShapeDtypeStruct``s: the carry types of loops); traced bounds never compare."""
+        if not isinstance(other, Range):
+            return False
+        fields = (self.start, self.step, self.length, other.start, other.length)
+        if not all(isinstance(v, (int, np.integer)) or _is_sds(v) for v in fields):
+            return False
+        return (self.start, self.step, self.length) == (other.start, other.step, other.length)
 
     def __hash__(self) -> int:
         return hash((Range, self.step))
@@ -823,6 +827,19 @@ def _while(test: Callable, step: Callable, state: tuple, stop: int | None, names
 def replay(iterable: Any, body: Callable, tapes: tuple, *carry: Any) -> tuple:
     """The backward sweep of a recorded loop: ``len(iterable)`` iterations, the k-th
     running ``body(iterable[k], *saves, *carry)`` on the saves recorded last-in first-out."""
+    carry, _ = _replay(iterable, lambda i, *a: (tuple(body(i, *a)), ()), tapes, carry)
+    return carry
+
+
+def replay_recording(iterable: Any, body: Callable, tapes: tuple, *carry: Any) -> tuple:
+    """Like ``replay``, for a body that returns ``(carry, saves)``: a backward loop of
+    derivative code that reverse mode differentiates again (higher order) replays the
+    first-order saves and records its own. Returns the carry and one tape per save, in
+    the order the iterations ran (as ``for_loop_recording``'s)."""
+    return _replay(iterable, body, tapes, carry)
+
+
+def _replay(iterable: Any, body: Callable, tapes: tuple, carry: tuple) -> tuple[tuple, tuple]:
     r = _as_range(iterable)
     for t in tapes:
         if not isinstance(t, (Tape, ConstantTape)):
@@ -836,7 +853,7 @@ def replay(iterable: Any, body: Callable, tapes: tuple, *carry: Any) -> tuple:
     )
 
     step = _infer_carry(
-        lambda i, saved, *c: (tuple(body(i, *_merged(saved, constants, n_saves), *c)), ()),
+        lambda i, saved, *c: body(i, *_merged(saved, constants, n_saves), *c),
         carry,
         (_INDEX, slices),
         "loop",
@@ -844,8 +861,8 @@ def replay(iterable: Any, body: Callable, tapes: tuple, *carry: Any) -> tuple:
 
     def run(i, saved, state):
         c, overflowed = state
-        (c, _), overflow = step.run((i, saved), c)
-        return c, overflowed | overflow
+        (c, recorded), overflow = step.run((i, saved), c)
+        return (c, overflowed | overflow), recorded
 
     m = r.length
     state = (_coerce(step.varying(tuple(carry)), step.carry_type), jnp.asarray(False))
@@ -853,18 +870,26 @@ def replay(iterable: Any, body: Callable, tapes: tuple, *carry: Any) -> tuple:
     if lengths == {0}:
         # The forward loop recorded no iteration (`range(1, len(y))` of a 1-row y), so
         # none runs back, whatever `m` is; indexing the empty tapes would not even trace.
-        return step.whole(tuple(state[0]))
+        return step.whole(tuple(state[0])), step.tapes(_zeros(_stacked_type(step.saves_type, 0)))
     if not _is_traced(m) and lengths <= {int(m)}:
         values = r.start + r.step * jnp.arange(int(m), dtype=_INDEX.dtype)[::-1]
         stacked = tuple(t.stacked for t in tapes)
-        state, _ = lax.scan(
-            lambda s, xs: (run(xs[0], xs[1], s), None), state, (values, stacked), reverse=True
+        state, recorded = lax.scan(
+            lambda s, xs: run(xs[0], xs[1], s), state, (values, stacked), reverse=True
         )
+        # A reverse scan stacks its outputs by input position: the last iteration first.
+        recorded = jax.tree_util.tree_map(lambda a: a[::-1], recorded)
     else:
-        state = lax.fori_loop(
-            0, m, lambda k, s: run(r.value(k), tuple(t.at(m - 1 - k) for t in tapes), s), state
+        state, recorded, overflow = _bounded_loop(
+            lambda k, s: jnp.asarray(True),
+            lambda k, s: run(r.value(k), tuple(t.at(m - 1 - k) for t in tapes), s),
+            state,
+            step.saves_type,
+            m,
         )
+        if jax.tree_util.tree_leaves(step.saves_type):
+            _report_overflow(overflow, "a backward loop that records")
     carry, inner = state
     if step.loops:
         _report_overflow(inner, "a loop inside a backward loop")
-    return step.whole(tuple(carry))
+    return step.whole(tuple(carry)), step.tapes(recorded)

@@ -45,6 +45,7 @@ COND = ir.Ref("if_else", control.if_else)
 LOOP = ir.Ref("for_loop", control.for_loop)
 LOOP_RECORDING = ir.Ref("for_loop_recording", control.for_loop_recording)
 REPLAY = ir.Ref("replay", control.replay)
+REPLAY_RECORDING = ir.Ref("replay_recording", control.replay_recording)
 WHILE_LOOP = ir.Ref("while_loop", control.while_loop)
 WHILE_RECORDING = ir.Ref("while_recording", control.while_recording)
 RANGE_OF = ir.Ref("traced_range", control.traced_range)
@@ -273,8 +274,6 @@ class _Lowering:
 
     def for_(self, stmt: ir.For, live: frozenset[str]) -> list[ir.Stmt]:
         pushed, popped = _stacks(stmt, ir.Push), _stacks(stmt, ir.Pop)
-        if pushed and popped:
-            raise JaxLoweringError("a loop that both records and replays saves", stmt.loc)
         if not isinstance(stmt.target, ir.Name):
             raise JaxLoweringError("a loop over something other than a range", stmt.loc)
         target = stmt.target.id
@@ -296,6 +295,21 @@ class _Lowering:
         carried = written & (set(live) | dataflow.live_in(body, set(), slots=True))
         carried = _ordered(carried, body)
         line = stmt.loc.line if stmt.loc else 0
+        if popped and pushed:
+            # A backward loop of derivative code, differentiated again (reverse over
+            # reverse): it replays the first-order saves and records its own.
+            result = ir.Seq("tuple", (_tuple(carried), _tuple(pushed)))
+            params = (target, *popped, *carried)
+            inner = [
+                *self.block(body, frozenset(carried) | set(pushed)),
+                ir.Return(result, stmt.loc),
+            ]
+            body_def, body_name = self.local(f"loop_line{line}_back", params, inner, stmt.loc)
+            call = ir.Call(
+                REPLAY_RECORDING, (stmt.iter, body_name, _tuple(popped), *_names(carried))
+            )
+            pattern = (_names(carried), _names(pushed))
+            return [*out, body_def, ir.Unpack(pattern, call, stmt.loc)]
         if popped or (self.in_backward and not pushed and carried):
             params = (target, *popped, *carried)
             inner = [*self.block(body, frozenset(carried)), ir.Return(_tuple(carried), stmt.loc)]

@@ -150,27 +150,27 @@ def zero_at(d: Any, idx: Any) -> Any:
 # --------------------------------------------------------------------------- scans
 
 
-def cumprod_tangent(da: Any, a: Any, axis: Any = None) -> Any:
+def cumprod_tangent(t: Any, a: Any, axis: Any = None) -> Any:
     """The tangent of ``cumprod(a, axis)`` (see ``runtime.cumprod_tangent``).
 
     The NumPy twin picks the linear-time form with a Python ``if`` on whether
     ``a`` has zeros; here ``lax.cond`` picks it, so it works under ``jit``
     (under ``vmap`` both branches run). Both branches give the floating dtype
-    of ``a`` and ``da``.
+    of ``a`` and ``t``.
     """
     a_last, moved = _scan_last(a, axis)
-    da_last, _ = _scan_last(jnp.broadcast_to(da, jnp.shape(a)), axis)
-    dtype = _float_dtype(a_last, da_last)
+    t_last, _ = _scan_last(jnp.broadcast_to(t, jnp.shape(a)), axis)
+    dtype = _float_dtype(a_last, t_last)
 
-    def linear(a_last, da_last):
-        t = jnp.cumprod(a_last, axis=-1) * jnp.cumsum(da_last / a_last, axis=-1)
-        return t.astype(dtype)
+    def linear(a_last, t_last):
+        out = jnp.cumprod(a_last, axis=-1) * jnp.cumsum(t_last / a_last, axis=-1)
+        return out.astype(dtype)
 
-    def exact(a_last, da_last):
-        return jnp.einsum("...ji,...j->...i", _cumprod_partials(a_last), da_last).astype(dtype)
+    def exact(a_last, t_last):
+        return jnp.einsum("...ji,...j->...i", _cumprod_partials(a_last), t_last).astype(dtype)
 
-    t = lax.cond(jnp.all(a_last != 0), linear, exact, a_last, da_last)
-    return jnp.moveaxis(t, -1, moved)
+    out = lax.cond(jnp.all(a_last != 0), linear, exact, a_last, t_last)
+    return jnp.moveaxis(out, -1, moved)
 
 
 def uncumprod(g: Any, a: Any, axis: Any = None) -> Any:
