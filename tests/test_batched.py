@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import s2sgrad
-from s2sgrad import backends
+from s2sgrad import backends, runtime
 from s2sgrad.backends import base
 from s2sgrad.runtime import batched
 from s2sgrad.runtime.batched import Batched, BatchingError
@@ -216,6 +216,36 @@ def test_jacobians_on_numpy_take_one_batched_pass(kind):
     assert_close(got, np.asarray(want), rtol=1e-11, atol=1e-12, what=kind)
     refused = {e: base._UNBATCHABLE[e] for e in base._UNBATCHABLE.keys() if e not in before}
     assert not refused, refused
+
+
+HELPERS = [
+    ("unindex, basic", lambda g: runtime.unindex(g, np.zeros((3, 2)), 1), (2,)),
+    (
+        "unindex, repeated rows",
+        lambda g: runtime.unindex(g, np.zeros((3, 2)), np.array([0, 2, 0])),
+        (3, 2),
+    ),
+    ("zero_at", lambda d: runtime.zero_at(d, np.s_[1:]), (3, 2)),
+    ("add_at into a shared array", lambda b: runtime.add_at(np.ones((3, 2)), np.s_[0], b), (2,)),
+    ("add_at, repeated rows", lambda b: runtime.add_at(np.ones(4), np.array([1, 1]), b), (2,)),
+    ("set_at", lambda b: runtime.set_at(np.ones((3, 2)), (0, 1), b), ()),
+]
+
+
+@pytest.mark.parametrize("what, helper, shape", HELPERS, ids=[h[0] for h in HELPERS])
+def test_helpers_that_make_arrays_take_a_batch_whole(what, helper, shape, monkeypatch):
+    """The cotangent helpers that allocate and write (the adjoints of reads and writes at
+    an index) give a batch of results in one call, equal to the members' results."""
+    batch = _b(*shape)
+    want = np.stack([helper(batch.data[k]) for k in range(N)])
+    monkeypatch.setattr(batched, "_each", _no_member_by_member)
+    got = helper(batch)
+    assert isinstance(got, Batched), what
+    np.testing.assert_array_equal(got.data, want, err_msg=what)
+
+
+def _no_member_by_member(func, args, kwargs):
+    raise AssertionError(f"{getattr(func, '__name__', func)} ran member by member")
 
 
 def test_batched_helpers_do_not_share_an_accumulator():

@@ -181,6 +181,8 @@ class Batched(np.lib.mixins.NDArrayOperatorsMixin):
                 raise BatchingError("accumulate over no axis")
             axis = _shifted(axis, a.ndim, every=axis is None)
             result = Batched(getattr(ufunc, method)(a.data, axis=axis, **kwargs))
+        elif method == "at" and isinstance(inputs[0], Batched) and not kwargs:
+            return _at(ufunc, *inputs)
         else:
             if out is not None:
                 kwargs["out"] = out
@@ -317,6 +319,18 @@ def _elementwise(ufunc: np.ufunc, inputs: tuple, kwargs: dict) -> Any:
     if isinstance(result, tuple):
         return tuple(Batched(r) for r in result)
     return Batched(result)
+
+
+def _at(ufunc: np.ufunc, a: Batched, idx: Any, *b: Any) -> None:
+    """``ufunc.at(a, idx, b)`` (``np.add.at``: repeated indices add up), in place on the
+    whole batch where the index means the same past the batch axis."""
+    lead = _batched_index(idx)
+    if lead is None:
+        _each(ufunc.at, (a, idx, *b), {})
+        return
+    if b and isinstance(b[0], Batched):
+        b = (_aligned(b[0], a.data[lead].ndim - 1),)
+    ufunc.at(a.data, lead, *b)
 
 
 # --------------------------------------------------------------------------- products

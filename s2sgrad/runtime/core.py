@@ -165,6 +165,8 @@ def unindex(g: Any, x: Any, idx: Any) -> Any:
     if isinstance(x, (tuple, list, dict)):
         return _unindex_container(g, x, idx)
     out = np.zeros(np.shape(x), dtype=np.result_type(g, x))
+    if isinstance(g, Batched):  # a batch of cotangents (Jacobians): a batch of zeros
+        out = Batched(np.zeros((g.batch, *out.shape), out.dtype))
     if _is_basic_index(idx):
         out[idx] = g
     else:
@@ -183,7 +185,8 @@ def _scatter_add(out: np.ndarray, idx: Any, g: Any) -> None:
     """
     rows = idx[0] if type(idx) is tuple and len(idx) == 1 else idx
     if (
-        out.ndim < 2
+        isinstance(out, Batched)  # (np.add.at runs member by member on its views)
+        or out.ndim < 2
         or out.dtype not in (np.float64, np.float32)
         or type(rows) is not np.ndarray
         or rows.dtype.kind not in "iu"
@@ -266,9 +269,20 @@ def _is_zero_view(a: Any) -> bool:
     )
 
 
+def _copy_to_write(a: Any, b: Any) -> Any:
+    """A copy of ``a`` in the dtype of ``a`` and ``b``, to write ``b`` into: a batch of
+    copies when ``b`` is a batch of cotangents (``runtime.batched``) and ``a`` is not."""
+    dtype = np.result_type(a, b)
+    if isinstance(a, Batched):
+        return a.astype(dtype)
+    if isinstance(b, Batched):
+        return Batched(np.array(np.broadcast_to(np.asarray(a, dtype), (b.batch, *np.shape(a)))))
+    return np.array(a, dtype=dtype, copy=True)
+
+
 def add_at(a: Any, idx: Any, b: Any) -> Any:
     """A copy of ``a`` with ``b`` added at ``idx``; repeated indices accumulate (jax's ``.at[].add``)."""
-    out = np.array(a, dtype=np.result_type(a, b), copy=True)
+    out = _copy_to_write(a, b)
     if _is_basic_index(idx):
         out[idx] += b
     else:
@@ -299,7 +313,7 @@ def add_into(acc: Any, part: Any, idx: Any) -> Any:
 
 def set_at(a: Any, idx: Any, b: Any) -> Any:
     """A copy of ``a`` with ``b`` written at ``idx`` (jax's ``.at[].set``); ``a`` is untouched."""
-    out = np.array(a, dtype=np.result_type(a, b), copy=True)
+    out = _copy_to_write(a, b)
     out[idx] = b
     return out
 
@@ -416,6 +430,7 @@ def zero_at(d: Any, idx: Any) -> Any:
     It copies rather than writing into ``d`` because another adjoint may share
     ``d``'s memory (a first write ``dx = dy`` does not copy).
     """
-    out = np.array(d, dtype=np.result_type(d, float), copy=True)
+    dtype = np.result_type(d, float)
+    out = d.astype(dtype) if isinstance(d, Batched) else np.array(d, dtype=dtype, copy=True)
     out[idx] = 0
     return out
