@@ -653,22 +653,33 @@ def twin(entry: Callable, n: int) -> Callable:
     """``entry`` over a copy of its module's namespace in which s2sgrad's runtime helpers
     take batches of ``n`` (``_member_wise``); the module's other functions are copied
     too, so the calls between them stay in the twin. Made once per derivative function
-    and batch size."""
+    and batch size, and brought up to date with the module on every call: the cache
+    rebinds a module's free names (the globals the user's function reads) before each
+    use, and the twin must read what the module reads."""
     made = _TWINS.setdefault(entry, {}).get(n)
+    original = entry.__globals__
     if made is None:
-        original = entry.__globals__
         namespace = dict(original)
+        own = set()
         for name, value in original.items():
             if _is_runtime_helper(value):
                 namespace[name] = _member_wise(value, n)
+                own.add(name)
         for name, value in original.items():
             if isinstance(value, types.FunctionType) and value.__globals__ is original:
                 namespace[name] = _rebound(value, namespace)
-        made = namespace.get(entry.__name__, entry)
-        _TWINS[entry][n] = made
-    return made
+                own.add(name)
+        made = _TWINS[entry][n] = (namespace.get(entry.__name__, entry), namespace, own)
+    function, namespace, own = made
+    for name, value in original.items():
+        if name not in own and namespace.get(name, _ABSENT) is not value:
+            namespace[name] = value
+    for name in [k for k in namespace if k not in original and k not in own]:
+        del namespace[name]
+    return function
 
 
+_ABSENT = object()
 _TWINS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
