@@ -659,27 +659,26 @@ def twin(entry: Callable, n: int) -> Callable:
     made = _TWINS.setdefault(entry, {}).get(n)
     original = entry.__globals__
     if made is None:
-        namespace = dict(original)
-        own = set()
-        for name, value in original.items():
-            if _is_runtime_helper(value):
-                namespace[name] = _member_wise(value, n)
-                own.add(name)
-        for name, value in original.items():
-            if isinstance(value, types.FunctionType) and value.__globals__ is original:
-                namespace[name] = _rebound(value, namespace)
-                own.add(name)
-        made = _TWINS[entry][n] = (namespace.get(entry.__name__, entry), namespace, own)
-    function, namespace, own = made
+        made = _TWINS[entry][n] = ({}, {})
+    namespace, own = made  # own: name -> the module's value it stands in for
     for name, value in original.items():
-        if name not in own and namespace.get(name, _ABSENT) is not value:
+        if own.get(name, _ABSENT) is value:
+            continue
+        if _is_runtime_helper(value):
+            namespace[name], own[name] = _member_wise(value, n), value
+        elif isinstance(value, types.FunctionType) and value.__globals__ is original:
+            namespace[name], own[name] = _rebound(value, namespace), value
+        else:
+            own.pop(name, None)
             namespace[name] = value
-    for name in [k for k in namespace if k not in original and k not in own]:
+    for name in [k for k in namespace if k not in original]:
         del namespace[name]
-    return function
+        own.pop(name, None)
+    return namespace.get(entry.__name__, entry)
 
 
 _ABSENT = object()
+#: entry -> batch size -> (the twin namespace, name -> the module value it stands in for)
 _TWINS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
