@@ -148,8 +148,28 @@ def test_in_place_updates_of_a_batch_update_each_member():
 
 @pytest.mark.parametrize(
     "use",
-    [np.asarray, float, bool, lambda t: list(t), lambda t: np.zeros(3).__iadd__(t)],
-    ids=["asarray", "float", "bool", "iterate", "into an unbatched array"],
+    [
+        np.asarray,
+        float,
+        bool,
+        lambda t: list(t),
+        lambda t: np.zeros(3).__iadd__(t),
+        lambda t: np.add.at(np.zeros(3), np.array([0, 0, 1]), t),
+        lambda t: np.copyto(np.zeros(3), t),
+        lambda t: np.negative(t, out=np.zeros(3)),
+        lambda t: np.cumsum(t, out=np.zeros(3)),
+    ],
+    ids=[
+        "asarray",
+        "float",
+        "bool",
+        "iterate",
+        "into an unbatched array",
+        "add.at into an unbatched array",
+        "copyto into an unbatched array",
+        "ufunc out= unbatched",
+        "function out= unbatched",
+    ],
 )
 def test_what_a_batch_cannot_be_is_refused(use):
     with pytest.raises((BatchingError, ValueError, TypeError)):

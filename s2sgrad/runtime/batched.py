@@ -184,7 +184,12 @@ class Batched(np.lib.mixins.NDArrayOperatorsMixin):
         elif method == "at" and isinstance(inputs[0], Batched) and not kwargs:
             return _at(ufunc, *inputs)
         else:
+            # Member by member, but never into an unbatched array: every member would
+            # write into the same one (np.add.at(zeros, idx, batch) summed the batch).
+            if method == "at" and not isinstance(inputs[0], Batched):
+                raise BatchingError(f"{ufunc.__name__}.at of a batch into an unbatched array")
             if out is not None:
+                _require_batched_outputs(out)
                 kwargs["out"] = out
             return _each(getattr(ufunc, method), inputs, kwargs)
         if out is None:
@@ -198,6 +203,10 @@ class Batched(np.lib.mixins.NDArrayOperatorsMixin):
                 return handler(*args, **kwargs)
             except _Unhandled:
                 pass
+        if func in _WRITES_INTO_FIRST and args and not isinstance(args[0], Batched):
+            raise BatchingError(f"np.{func.__name__} of a batch into an unbatched array")
+        if kwargs.get("out") is not None:
+            _require_batched_outputs(kwargs["out"])
         return _each(func, args, kwargs)
 
 
@@ -259,6 +268,19 @@ def _stacked(results: list) -> Any:
     if isinstance(first, (np.ndarray, np.generic, float, complex)):
         return Batched(np.stack([np.asarray(r) for r in results]))
     raise BatchingError(f"a result of type {type(first).__name__} for a batch")
+
+
+#: NumPy functions that write into their first argument: given a batch to write into an
+#: unbatched array, running them member by member would write every member into it.
+_WRITES_INTO_FIRST = frozenset(
+    {np.copyto, np.put, np.place, np.putmask, np.fill_diagonal, np.put_along_axis}
+)
+
+
+def _require_batched_outputs(out: Any) -> None:
+    for o in out if isinstance(out, tuple) else (out,):
+        if not isinstance(o, Batched):
+            raise BatchingError("a batch written into an unbatched array (out=)")
 
 
 def _into(out: Any, result: Any) -> Any:
