@@ -766,7 +766,7 @@ def as_jitted_jax_computes_it(program: Program, check: str, directory: str) -> b
     except Rejected:
         return False
     try:
-        refs = _jitted_references(prep)
+        refs = _jitted_references(prep, check)
         if refs is None:
             return False
         prep = Prepared(**{**prep.__dict__, "oracle": "jax"})
@@ -777,9 +777,12 @@ def as_jitted_jax_computes_it(program: Program, check: str, directory: str) -> b
         unload(prep.modules)
 
 
-def _jitted_references(prep: Prepared) -> tuple | None:
+def _jitted_references(prep: Prepared, check: str = "") -> tuple | None:
     """(grads, jvp, vjp cotangents) of the jnp twin, each under ``jax.jit``; None when the
-    twin cannot be made or run."""
+    twin cannot be made or run. For the Jacobian checks, the jvp and the cotangents are
+    those of ``jax.jit(jax.jacfwd)`` / ``jax.jit(jax.jacrev)`` (XLA batches the seeds,
+    and its CPU fusion of ``cumsum(pad(t))`` over a batch is wrong in jax 0.10.2: seed
+    62-17, ``jax.jit(jax.jacfwd(g))(0.7)`` is 3.0 where the eager answer is 2.0)."""
     program, args, wrt = prep.program, prep.args, prep.wrt
     try:
         directory = os.path.dirname(prep.modules[0].__file__)
@@ -792,6 +795,12 @@ def _jitted_references(prep: Prepared) -> tuple | None:
         jvp_out = jax.jit(lambda fl, t: jax.jvp(g, fl, t)[1])(floats, tangents)
         cotangent = jnp.asarray(prep.cotangent, dtype=jnp.float64)
         vjp_cts = tuple(jax.jit(lambda fl, c: jax.vjp(g, *fl)[1](c))(floats, cotangent))
+        if check == "jacfwd":
+            blocks = jax.jit(jax.jacfwd(g, argnums=argnums))(*floats)
+            jvp_out = sum(jnp.tensordot(b, t, axes=t.ndim) for b, t in zip(blocks, tangents))
+        if check == "jacrev":
+            blocks = jax.jit(jax.jacrev(g, argnums=argnums))(*floats)
+            vjp_cts = tuple(jnp.tensordot(cotangent, b, axes=cotangent.ndim) for b in blocks)
         return jax.tree_util.tree_map(np.asarray, (grads, jvp_out, vjp_cts))
     except Exception:
         return None
