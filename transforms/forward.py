@@ -103,7 +103,12 @@ class _Forward(DerivativeBuilder):
         result = self.temp() if overwrites_operand else target
         out = [replace(stmt, targets=(result,))]
         tangent = self.tangent_of(target.id)
-        if target.id in self.updated and not _is_add_into(stmt):
+        # Derivative code reads values through views of arrays it updates and restores
+        # (`t = w[1:]` ... `w = w_saved; w[1:] = old` ... `t * g`): where it rebinds a name
+        # to another's array, the tangent is that array's tangent too, so that the
+        # tangent views see the same updates (a copy there left them stale: seed 62-250).
+        aliases = self.fn.derivative_code and isinstance(stmt.value, ir.Name)
+        if target.id in self.updated and not _is_add_into(stmt) and not aliases:
             # (add_into's tangent is the same update of the owned tangent, in place)
             shared = self.temp()
             out += self.tangent_statements(stmt.value, result, shared, stmt.loc)
