@@ -440,6 +440,11 @@ def blocks(body: tuple[Stmt, ...]):
             yield from blocks(child)
 
 
+def is_call_of(expr: Any, fn: Any) -> bool:
+    """Whether ``expr`` is a call of the Python object ``fn`` (``range``, ``reversed``, ...)."""
+    return isinstance(expr, Call) and isinstance(expr.fn, Ref) and expr.fn.value is fn
+
+
 def atom_names(atom: Any) -> list[str]:
     """Local names read by an atom (or a nested expression before normalization)."""
     if atom is None:

@@ -248,19 +248,20 @@ def _assemble(
                     block = xp.reshape(block, out_shape + shape)
                 else:  # stacked over the output: each slice shaped like the input
                     block = xp.reshape(xp.asarray(stacked), out_shape + shape)
-                blocks.append(_as_dtype(xp, block, out_leaf, in_leaf, backend))
+                blocks.append(_as_dtype(block, out_leaf, in_leaf, backend))
             per_argument.append(trees.unflatten(argument, blocks))
         per_output.append(per_argument[0] if single else tuple(per_argument))
     return trees.unflatten(value, per_output)
 
 
-def _as_dtype(xp: Any, block: Any, out_leaf: Any, in_leaf: Any, backend: str) -> Any:
+def _as_dtype(block: Any, out_leaf: Any, in_leaf: Any, backend: str) -> Any:
     """The block in the floating dtype JAX gives it (the promotion of output and input),
     as the backend's array type."""
     kinds = [trees.dtype_of(x) for x in (out_leaf, in_leaf)]
     floats = [k for k in kinds if k.kind == "f"]
     dtype = np.result_type(*floats) if floats else np.dtype(float)
     target = backends.get(backend)
+    xp = target.array_module()
     return target.as_arrays(xp.asarray(block, dtype=target.dtype_for(dtype)))
 
 

@@ -29,6 +29,7 @@ returns ``(out, (d_wrt1, d_wrt2, ...))``.
 
 from __future__ import annotations
 
+import builtins
 import copy
 from collections import Counter
 from dataclasses import replace
@@ -512,17 +513,23 @@ class _Reverse(DerivativeBuilder):
 
     # ------------------------------------------------------------------ backward sweep
 
-    def accumulate(self, name: str, c: Any, state: dict[str, str], out: list[ir.Stmt], loc) -> None:
+    def accumulate(
+        self, name: str, c: Any, state: dict[str, str], out: list[ir.Stmt], loc, maybe=False
+    ) -> None:
+        """``d<name> += c``. ``maybe``: ``c`` may be None (the adjoint popped for a value
+        derivative code saved before it was set), so the adjoint may be unset after."""
         d = self.adjoint_name(name)
         s = state.get(name, ZERO)
         if s == ZERO:
             out.append(ir.Assign((d,), c, loc))
-        elif s == SET and name not in self.containers:
+        elif s == SET and name not in self.containers and not maybe:
             out.append(ir.Assign((d,), ir.Call(ADD, (d, c)), loc))
         else:
             self.maybe_unset.add(name)
             out.append(ir.Assign((d,), ir.Call(ACCUMULATE, (d, c)), loc))
-        state[name] = SET
+        if maybe:
+            self.maybe_unset.add(name)
+        state[name] = MAYBE if maybe else SET
 
     def accumulate_atom(self, atom: Any, c: Any, state, out, loc) -> None:
         """Send a cotangent to the active names of an atom (a name, or a sequence of atoms)."""
@@ -748,13 +755,7 @@ class _Reverse(DerivativeBuilder):
         elif self.act.active(v.id):
             # A None was pushed where derivative code saved an adjoint not yet set: its
             # adjoint is None too, so this one may be unset ("maybe") from here on.
-            d = self.adjoint_name(v.id)
-            self.maybe_unset.add(v.id)
-            if state.get(v.id, ZERO) == ZERO:
-                out.append(ir.Assign((d,), c, stmt.loc))
-            else:
-                out.append(ir.Assign((d,), ir.Call(ACCUMULATE, (d, c)), stmt.loc))
-            state[v.id] = MAYBE
+            self.accumulate(v.id, c, state, out, stmt.loc, maybe=True)
         return out
 
     def backward_loop(self, loop: ir.For | ir.While, state: dict[str, str]) -> list[ir.Stmt]:
@@ -825,7 +826,7 @@ class _Reverse(DerivativeBuilder):
             step = ir.Name(self.names.fresh("_"))
             return [ir.For(step, ir.Call(RANGE, (ir.Name(k),)), inner, loop.loc)]
         it = loop.iter
-        if k is None and _is_reversed_call(it):
+        if k is None and ir.is_call_of(it, builtins.reversed) and len(it.args) == 1:
             # Derivative code's own backward loop (`for i in reversed(r)`, read back for
             # higher order): undone forwards, `for i in r`.
             return [ir.For(loop.target, it.args[0], inner, loop.loc)]
@@ -969,15 +970,6 @@ def _initialisations(
         ir.Assign((rev.adjoint_name(n),), NONE) for n in sorted(rev.maybe_unset) if n != seed_of
     ]
     return setup, inits
-
-
-def _is_reversed_call(value: Any) -> bool:
-    return (
-        isinstance(value, ir.Call)
-        and isinstance(value.fn, ir.Ref)
-        and value.fn.value is REVERSED.value
-        and len(value.args) == 1
-    )
 
 
 def _breaks(body: tuple[ir.Stmt, ...]) -> bool:

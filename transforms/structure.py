@@ -156,10 +156,6 @@ class _Items:
 Elements = _Counter | _Items | tuple
 
 
-def _is_call_of(expr: Any, fn: Any) -> bool:
-    return isinstance(expr, ir.Call) and isinstance(expr.fn, ir.Ref) and expr.fn.value is fn
-
-
 def _is_zero(atom: Any) -> bool:
     return isinstance(atom, ir.Const) and type(atom.value) is int and atom.value == 0
 
@@ -216,7 +212,7 @@ def _range_slice_of(stmt: ir.Stmt) -> str | None:
     if not (
         isinstance(stmt, ir.Assign)
         and len(stmt.targets) == 1
-        and _is_call_of(stmt.value, operator.getitem)
+        and ir.is_call_of(stmt.value, operator.getitem)
         and len(stmt.value.args) == 2
         and isinstance(stmt.value.args[0], ir.Name)
     ):
@@ -232,7 +228,7 @@ def _is_range_assignment(stmt: ir.Stmt) -> bool:
     return (
         isinstance(stmt, ir.Assign)
         and len(stmt.targets) == 1
-        and _is_call_of(stmt.value, builtins.range)
+        and ir.is_call_of(stmt.value, builtins.range)
     )
 
 
@@ -439,7 +435,7 @@ class _Structurer:
             body = self.loop_body(loop, header, stmt.body, loc)
             out.append(ir.For(stmt.target, stmt.iter, body, loc))
             return
-        if isinstance(stmt.target, ir.Name) and _is_call_of(stmt.iter, builtins.range):
+        if isinstance(stmt.target, ir.Name) and ir.is_call_of(stmt.iter, builtins.range):
             index, bounds = stmt.target, stmt.iter
         else:
             written = {n for s in ir.walk_stmts(stmt.body) for n in _rebinds(s)}
@@ -458,7 +454,7 @@ class _Structurer:
 
     def over_range_name(self, expr) -> bool:
         """Whether ``expr`` is ``r`` or ``reversed(r)`` for a name ``r`` that holds a range."""
-        if _is_call_of(expr, builtins.reversed) and len(expr.args) == 1 and not expr.kwargs:
+        if ir.is_call_of(expr, builtins.reversed) and len(expr.args) == 1 and not expr.kwargs:
             expr = expr.args[0]
         return isinstance(expr, ir.Name) and expr.id in self.ranges
 
@@ -482,13 +478,13 @@ class _Structurer:
     def elements(self, expr, out, pre, written, loc) -> tuple[Elements, list[Any]]:
         """What each iteration over ``expr`` yields, and the sequences whose lengths bound it."""
         expr = self.inline_temp(expr, out)
-        if _is_call_of(expr, builtins.enumerate):
+        if ir.is_call_of(expr, builtins.enumerate):
             kw = dict(expr.kwargs)
             seq = expr.args[0] if expr.args else kw["iterable"]
             start = expr.args[1] if len(expr.args) > 1 else kw.get("start", ir.Const(0))
             inner, seqs = self.elements(seq, out, pre, written, loc)
             return (_Counter(start), inner), seqs
-        if _is_call_of(expr, builtins.zip):
+        if ir.is_call_of(expr, builtins.zip):
             parts = [self.elements(a, out, pre, written, loc) for a in expr.args]
             return tuple(p for p, _ in parts), [s for _, seqs in parts for s in seqs]
         if (
@@ -515,7 +511,7 @@ class _Structurer:
         for k in range(len(out) - 1, -1, -1):
             stmt = out[k]
             if isinstance(stmt, ir.Assign) and stmt.targets == (expr,):
-                if _is_call_of(stmt.value, builtins.zip) or _is_call_of(
+                if ir.is_call_of(stmt.value, builtins.zip) or ir.is_call_of(
                     stmt.value, builtins.enumerate
                 ):
                     del out[k]

@@ -138,7 +138,7 @@ def cast_like_vjp(g, ans, d, x):
     return cast_like(g, d)
 
 
-# A copy that keeps None (forward mode's owned tangents in derivative code): linear.
+# A copy that keeps None (forward mode's tangent of an array updated in place): linear.
 deflinear(owned_copy, params="x")
 
 

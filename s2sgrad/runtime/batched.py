@@ -397,7 +397,7 @@ def _dot(a: Any, b: Any, out: Any = None) -> Any:
 # --------------------------------------------------------------------------- functions
 
 
-def _batched(a: Any, what: str) -> Batched:
+def _batched(a: Any) -> Batched:
     if not isinstance(a, Batched):
         raise _Unhandled
     return a
@@ -405,7 +405,7 @@ def _batched(a: Any, what: str) -> Batched:
 
 def _reduction(func: Callable) -> Callable:
     def handler(a: Any, axis: Any = None, *args: Any, **kwargs: Any) -> Batched:
-        a = _batched(a, func.__name__)
+        a = _batched(a)
         if args or any(k not in ("dtype", "keepdims", "ddof") for k in kwargs):
             raise _Unhandled
         return Batched(func(a.data, axis=_shifted(axis, a.ndim, every=True), **kwargs))
@@ -415,7 +415,7 @@ def _reduction(func: Callable) -> Callable:
 
 def _scan(func: Callable) -> Callable:
     def handler(a: Any, axis: Any = None, dtype: Any = None, out: Any = None) -> Batched:
-        a = _batched(a, func.__name__)
+        a = _batched(a)
         if out is not None or axis is None:
             raise _Unhandled
         return Batched(func(a.data, axis=_shifted(axis, a.ndim), dtype=dtype))
@@ -424,7 +424,7 @@ def _scan(func: Callable) -> Callable:
 
 
 def _reshape(a: Any, shape: Any = None, order: str = "C", *, newshape: Any = None, copy=None):
-    a = _batched(a, "reshape")
+    a = _batched(a)
     shape = newshape if shape is None else shape
     if order != "C" or shape is None or copy is not None:
         raise _Unhandled
@@ -433,14 +433,14 @@ def _reshape(a: Any, shape: Any = None, order: str = "C", *, newshape: Any = Non
 
 
 def _ravel(a: Any, order: str = "C") -> Batched:
-    a = _batched(a, "ravel")
+    a = _batched(a)
     if order != "C":
         raise _Unhandled
     return Batched(np.reshape(a.data, (a.batch, -1)))
 
 
 def _transpose(a: Any, axes: Any = None) -> Batched:
-    a = _batched(a, "transpose")
+    a = _batched(a)
     if axes is None:
         order = tuple(range(a.ndim, 0, -1))
     else:
@@ -449,35 +449,35 @@ def _transpose(a: Any, axes: Any = None) -> Batched:
 
 
 def _swapaxes(a: Any, axis1: int, axis2: int) -> Batched:
-    a = _batched(a, "swapaxes")
+    a = _batched(a)
     return Batched(np.swapaxes(a.data, _shifted(axis1, a.ndim), _shifted(axis2, a.ndim)))
 
 
 def _moveaxis(a: Any, source: Any, destination: Any) -> Batched:
-    a = _batched(a, "moveaxis")
+    a = _batched(a)
     return Batched(np.moveaxis(a.data, _shifted(source, a.ndim), _shifted(destination, a.ndim)))
 
 
 def _expand_dims(a: Any, axis: Any) -> Batched:
-    a = _batched(a, "expand_dims")
+    a = _batched(a)
     axes = axis if isinstance(axis, (tuple, list)) else (axis,)
     return Batched(np.expand_dims(a.data, _shifted(tuple(axes), a.ndim + len(axes))))
 
 
 def _squeeze(a: Any, axis: Any = None) -> Batched:
-    a = _batched(a, "squeeze")
+    a = _batched(a)
     if axis is None:
         axis = tuple(i for i, n in enumerate(a.shape) if n == 1)
     return Batched(np.squeeze(a.data, _shifted(axis, a.ndim)))
 
 
 def _flip(a: Any, axis: Any = None) -> Batched:
-    a = _batched(a, "flip")
+    a = _batched(a)
     return Batched(np.flip(a.data, _shifted(axis, a.ndim, every=True)))
 
 
 def _roll(a: Any, shift: Any, axis: Any = None) -> Batched:
-    a = _batched(a, "roll")
+    a = _batched(a)
     if axis is None:  # the flattened member, rolled, in its shape
         flat = np.roll(np.reshape(a.data, (a.batch, -1)), shift, axis=1)
         return Batched(np.reshape(flat, a.data.shape))
@@ -485,7 +485,7 @@ def _roll(a: Any, shift: Any, axis: Any = None) -> Batched:
 
 
 def _diff(a: Any, n: int = 1, axis: int = -1, **kwargs: Any) -> Batched:
-    a = _batched(a, "diff")
+    a = _batched(a)
     if kwargs:
         raise _Unhandled
     return Batched(np.diff(a.data, n, axis=_shifted(axis, a.ndim)))
@@ -532,14 +532,14 @@ def _elementwise_function(func: Callable, inputs: tuple) -> Batched:
 
 
 def _broadcast_to(array: Any, shape: Any, subok: bool = False) -> Batched:
-    a = _batched(array, "broadcast_to")
+    a = _batched(array)
     shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
     return Batched(np.broadcast_to(_aligned(a, len(shape)), (a.batch, *shape)))
 
 
 def _like(func: Callable) -> Callable:
     def handler(a: Any, *args: Any, **kwargs: Any) -> Batched:
-        a = _batched(a, func.__name__)
+        a = _batched(a)
         if kwargs.get("shape") is not None or _batch_size((args, kwargs)) is not None:
             raise _Unhandled
         return Batched(func(a.data, *args, **kwargs))
@@ -548,7 +548,7 @@ def _like(func: Callable) -> Callable:
 
 
 def _copy(a: Any, *args: Any, **kwargs: Any) -> Batched:
-    return Batched(np.copy(_batched(a, "copy").data, *args, **kwargs))
+    return Batched(np.copy(_batched(a).data, *args, **kwargs))
 
 
 def _on_data(func: Callable) -> Callable:
@@ -571,24 +571,24 @@ def _data(value: Any) -> Any:
 
 
 def _shape(a: Any) -> tuple[int, ...]:
-    return _batched(a, "shape").shape
+    return _batched(a).shape
 
 
 def _ndim(a: Any) -> int:
-    return _batched(a, "ndim").ndim
+    return _batched(a).ndim
 
 
 def _size(a: Any, axis: Any = None) -> int:
-    a = _batched(a, "size")
+    a = _batched(a)
     return a.size if axis is None else a.shape[axis]
 
 
 def _real(a: Any) -> Batched:
-    return Batched(np.real(_batched(a, "real").data))
+    return Batched(np.real(_batched(a).data))
 
 
 def _imag(a: Any) -> Batched:
-    return Batched(np.imag(_batched(a, "imag").data))
+    return Batched(np.imag(_batched(a).data))
 
 
 _HANDLERS: dict[Callable, Callable] = {

@@ -417,9 +417,10 @@ def cast_like(d: Any, x: Any) -> Any:
 def owned_copy(x: Any) -> Any:
     """A copy of ``x`` that derivative code owns; None (no adjoint yet) stays None.
 
-    Forward mode over derivative code (higher order) gives the tangent of an adjoint
-    that ``add_into`` updates in place an array of its own this way: the tangent could
-    otherwise be another value's tangent, or None.
+    Forward mode gives the tangent of an array that is updated in place (``y[i] = v``,
+    and derivative code's ``add_into``) an array of its own this way: the tangent could
+    otherwise be another value's tangent (the caller's), or None. In a batched pass
+    (``runtime.batched``) it makes one copy per member.
     """
     return None if x is None else xp.copy(x)
 
