@@ -724,10 +724,11 @@ def _member_wise(helper: Callable, n: int) -> Callable:
 
     A helper that cannot take a batch fails (``BatchingError``, or NumPy's own error
     where it takes a batch for a sequence) before it changes anything, so running it
-    again member by member is safe. Two helpers make batches of what is not one:
-    ``owned_copy``, the tangent that derivative code then updates in place (every
-    member updates its own), and ``add_into``'s accumulator when only the part added
-    is batched (the members must not add into one shared array).
+    again member by member is safe, except for a helper that adds into its first
+    argument (``add_into``, which makes a batch of its own when the part added is one):
+    into an unbatched array, every member would add into the same one, so that refuses.
+    ``owned_copy`` makes a batch of what is not one: the tangent that derivative code
+    then updates in place (every member updates its own); it alone needs ``n``.
     """
     if helper.__name__ == "owned_copy":
         return lambda x: x if x is None else _spread_copy(x, n)
@@ -736,14 +737,20 @@ def _member_wise(helper: Callable, n: int) -> Callable:
     def run(*args: Any, **kwargs: Any) -> Any:
         if _batch_size((args, kwargs)) is None:
             return helper(*args, **kwargs)
-        if helper.__name__ == "add_into" and not isinstance(args[0], Batched):
-            args = (_spread_copy(args[0], n), *args[1:])
         try:
             return helper(*args, **kwargs)
         except Exception:  # noqa: BLE001  (NumPy refuses a batch in several ways)
+            if helper.__name__ in _UPDATES_FIRST and not isinstance(args[0], Batched):
+                raise BatchingError(
+                    f"{helper.__name__} of a batch into an unbatched array"
+                ) from None
             return _each(helper, args, kwargs)
 
     return run
+
+
+#: Runtime helpers that add into their first argument.
+_UPDATES_FIRST = frozenset({"add_into"})
 
 
 def _spread_copy(x: Any, n: int) -> Batched:

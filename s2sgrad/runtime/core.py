@@ -304,6 +304,8 @@ def add_into(acc: Any, part: Any, idx: Any) -> Any:
     if type(part) is not float and (part_dtype is None or part_dtype != dtype):
         if np.result_type(acc, part) != dtype:
             return add_at(acc, idx, part)
+    if isinstance(part, Batched) and not isinstance(acc, Batched):
+        return add_at(acc, idx, part)  # a batch of accumulators, one per member
     if _is_basic_index(idx):
         acc[idx] += part
     else:
