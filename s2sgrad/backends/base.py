@@ -7,7 +7,6 @@ its modules inside them, so choosing a backend never imports another's library.
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -16,10 +15,6 @@ import numpy as np
 
 #: The NumPy runtime: the helpers generated code imports, named as rules name them.
 RUNTIME_MODULE = "s2sgrad.runtime"
-
-#: Derivatives whose code a batch of seeds cannot run through (``Backend.over_seeds``),
-#: and why: one pass per seed for them.
-_UNBATCHABLE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 @dataclass(frozen=True)
@@ -74,14 +69,15 @@ class Backend:
         NumPy: one pass with every seed at once, each a ``runtime.batched.Batched`` that
         NumPy operations act on member by member. Where the derivative code does what a
         batch cannot (``BatchingError``), one pass per seed instead, from then on for
-        that derivative (``unbatchable``).
+        that derivative (its memo ``unbatchable`` says why).
         """
-        from s2sgrad import trees
+        from s2sgrad import memos, trees
         from s2sgrad.runtime import batched
 
         leaves = trees.leaves(seeds)
         run = self.runner(entry, None)
-        if entry not in _UNBATCHABLE:
+        refused = memos.table_of(entry, "unbatchable")  # "why": one pass per seed
+        if not refused:
             try:
                 first, second = self.runner(batched.twin(entry, n), None)(
                     *primals, trees.unflatten(seeds, [batched.batch(v) for v in leaves])
@@ -89,12 +85,12 @@ class Backend:
             except Exception as exc:  # noqa: BLE001  (the passes below are the reference)
                 # What a batch cannot go through (``BatchingError``, or NumPy's own error
                 # where it takes a batch for a sequence); a real error comes back below.
-                _UNBATCHABLE[entry] = f"{type(exc).__name__}: {exc}"
+                refused["why"] = f"{type(exc).__name__}: {exc}"
             else:
                 if not any(isinstance(v, batched.Batched) for v in trees.leaves(first)):
                     columns = [batched.unbatch(v, n) for v in trees.leaves(second)]
                     return first, trees.unflatten(second, columns)
-                _UNBATCHABLE[entry] = "a primal value depends on the seed"
+                refused["why"] = "a primal value depends on the seed"
         results = [run(*primals, trees.unflatten(seeds, [v[k] for v in leaves])) for k in range(n)]
         columns = zip(*(trees.leaves(second) for _, second in results))
         return results[0][0], trees.unflatten(results[0][1], [np.stack(c) for c in columns])

@@ -37,11 +37,12 @@ from __future__ import annotations
 import functools
 import operator
 import types
-import weakref
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+
+from s2sgrad import memos
 
 
 class BatchingError(TypeError):
@@ -678,10 +679,11 @@ def twin(entry: Callable, n: int) -> Callable:
     and batch size, and brought up to date with the module on every call: the cache
     rebinds a module's free names (the globals the user's function reads) before each
     use, and the twin must read what the module reads."""
-    made = _TWINS.setdefault(entry, {}).get(n)
+    twins = memos.table_of(entry, "batched_twins")  # batch size -> (namespace, own)
     original = entry.__globals__
+    made = twins.get(n)
     if made is None:
-        made = _TWINS[entry][n] = ({}, {})
+        made = twins[n] = ({}, {})
     namespace, own = made  # own: name -> the module's value it stands in for
     for name, value in original.items():
         if own.get(name, _ABSENT) is value:
@@ -700,8 +702,6 @@ def twin(entry: Callable, n: int) -> Callable:
 
 
 _ABSENT = object()
-#: entry -> batch size -> (the twin namespace, name -> the module value it stands in for)
-_TWINS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _rebound(fn: types.FunctionType, namespace: dict) -> types.FunctionType:
