@@ -1,9 +1,12 @@
 """IR -> Python source: the generated module a person reads, steps through and reviews.
 
 The printer works from IR straight to text with Python's operator precedence
-(parentheses only where needed) and hands the result to black, so output is
-deterministic and formatted like the user's own code. Two things make it
-read like hand-written code:
+(parentheses only where needed), in black's style: what it prints is what
+``black`` would print (``x**2``, ``x[i + 1 :]``, double quotes), so output is
+deterministic and formatted like the user's own code without running black on
+every module. Black runs only on the few statements the printer does not lay
+out itself (a line over 100 characters, an unusual literal); see ``fit``. Two
+things make the code read like hand-written code:
 
 * *folding*: a compiler temporary that is defined once and read once is
   printed inside the expression that reads it, so A-normal form
@@ -131,26 +134,73 @@ def _spell_numpy(ref: ir.Ref) -> Spelling:
 _MISSING = object()
 
 
-def _const_text(value: Any, np_alias: str = "np") -> str:
+def _const_text(value: Any, np_alias: str = "np") -> tuple[str, bool]:
+    """A constant's text as black prints it, and whether black must check it (an
+    unusual literal the printer does not normalise itself)."""
     if value is Ellipsis:
-        return "..."
+        return "...", False
     if isinstance(value, float):
         if math.isnan(value):
-            return f"{np_alias}.nan"
+            return f"{np_alias}.nan", False
         if math.isinf(value):
-            return f"{np_alias}.inf" if value > 0 else f"-{np_alias}.inf"
+            return (f"{np_alias}.inf" if value > 0 else f"-{np_alias}.inf"), False
+        return repr(value).replace("e+", "e"), False  # black: 1e20, not 1e+20
     if isinstance(value, tuple):
-        inner = ", ".join(_const_text(v, np_alias) for v in value)
-        return f"({inner},)" if len(value) == 1 else f"({inner})"
+        parts = [_const_text(v, np_alias) for v in value]
+        inner = ", ".join(t for t, _ in parts)
+        text = f"({inner},)" if len(value) == 1 else f"({inner})"
+        return text, any(unsure for _, unsure in parts)
     if isinstance(value, list):
-        return "[" + ", ".join(_const_text(v, np_alias) for v in value) + "]"
-    return repr(value)
+        parts = [_const_text(v, np_alias) for v in value]
+        return "[" + ", ".join(t for t, _ in parts) + "]", any(u for _, u in parts)
+    if isinstance(value, str):
+        return _string_text(value)
+    if isinstance(value, (bool, int)) or value is None:
+        return repr(value), False
+    return repr(value), True  # complex, bytes, ...: black decides
+
+
+def _string_text(value: str) -> tuple[str, bool]:
+    """Black prefers double quotes unless they would need more escapes."""
+    text = repr(value)
+    if "\\" in text or ("'" in value and '"' in value):
+        return text, True
+    if text.startswith("'") and '"' not in value:
+        return '"' + text[1:-1] + '"', False
+    return text, False
 
 
 def _const_prec(value: Any) -> int:
     if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
         return UNARY_PREC
     return ATOM_PREC
+
+
+_NAME = r"[A-Za-z_]\w*"
+_NUMBER = r"\d[\w.]*(?:e-\d+)?"
+# Black's simple power operands: a name, a number, an attribute chain (np.pi), each
+# maybe under unary operators; both operands simple -> ``x**2``, else ``(x + 1) ** 2``.
+_SIMPLE_POWER_OPERAND = re.compile(rf"[-+~]*(?:{_NAME}(?:\.{_NAME})*|{_NUMBER})")
+# Black's trivial slice bounds: a name or a number, maybe under unary operators.
+_TRIVIAL_SLICE_BOUND = re.compile(rf"[-+~]*(?:{_NAME}|{_NUMBER})")
+
+
+def _simple_power_operand(text: str) -> bool:
+    return _SIMPLE_POWER_OPERAND.fullmatch(text) is not None
+
+
+def _slice_text(lower: str, upper: str, step: str) -> str:
+    """A slice as black prints it: ``a:b`` between trivial bounds, and spaced like a
+    binary operator when any bound is an expression (``x[i + 1 :]``, ``x[: n - 1]``)."""
+    bounds = [b for b in (lower, upper, step) if b]
+    if all(_TRIVIAL_SLICE_BOUND.fullmatch(b) for b in bounds):
+        return f"{lower}:{upper}" + (f":{step}" if step else "")
+    text = f"{lower} :" if lower else ":"
+    if upper:
+        text += f" {upper}"
+    if step:
+        text += f" : {step}" if upper else f": {step}"
+    return text.strip() if not lower else text
 
 
 class Printer:
@@ -174,6 +224,8 @@ class Printer:
         self.origin_line: int | None = (
             None  # the user's line last named (derivative code read back)
         )
+        self.unsure = False  # printed something only black can lay out for sure (see fit)
+        self.nested_defs = False  # printed a local function (see module_source)
 
     # ------------------------------------------------------------------ expressions
 
@@ -181,7 +233,9 @@ class Printer:
         if isinstance(a, ir.Name):
             return self.folded.pop(a.id, (a.id, ATOM_PREC))
         if isinstance(a, ir.Const):
-            return _const_text(a.value, self.np), _const_prec(a.value)
+            text, unsure = _const_text(a.value, self.np)
+            self.unsure |= unsure
+            return text, _const_prec(a.value)
         if isinstance(a, ir.Ref):
             sp = spell_ref(a, self.backend)
             if sp.runtime_import:
@@ -227,12 +281,11 @@ class Printer:
         parts = []
         for item in idx.items:
             if isinstance(item, ir.Slice):
-                lo = "" if item.lower is None else self.text(item.lower)
-                hi = "" if item.upper is None else self.text(item.upper)
-                s = f"{lo}:{hi}"
-                if item.step is not None:
-                    s += f":{self.text(item.step)}"
-                parts.append(s)
+                bounds = [
+                    "" if bound is None else self.text(bound)
+                    for bound in (item.lower, item.upper, item.step)
+                ]
+                parts.append(_slice_text(*bounds))
             else:
                 parts.append(self.text(item))
         return ", ".join(parts)
@@ -246,6 +299,8 @@ class Printer:
                 if prec == POWER_PREC:
                     left = self.wrap(a, lambda p: p <= prec)
                     right = self.wrap(b, lambda p: p < UNARY_PREC)
+                    if _simple_power_operand(left) and _simple_power_operand(right):
+                        return f"{left}**{right}", prec  # black hugs simple operands
                 elif prec == COMPARISON_PREC:
                     left = self.wrap(a, lambda p: p <= prec)
                     right = self.wrap(b, lambda p: p <= prec)
@@ -255,7 +310,8 @@ class Printer:
                 return f"{left} {symbol} {right}", prec
             if fn in UNARY and len(c.args) == 1:
                 symbol, prec = UNARY[fn]
-                return symbol + self.wrap(c.args[0], lambda p: p < prec), prec
+                # -(x**2), as black writes it: the power binds first either way.
+                return symbol + self.wrap(c.args[0], lambda p: p < prec or p == POWER_PREC), prec
             if fn is operator.not_ and len(c.args) == 1:
                 return "not " + self.wrap(c.args[0], lambda p: p < NOT_PREC), NOT_PREC
             if fn is operator.getitem and len(c.args) == 2:
@@ -318,54 +374,66 @@ class Printer:
 
     def statement(self, stmt: ir.Stmt, indent: str, line: int | None = None) -> list[str]:
         inner = indent + "    "
-        if isinstance(stmt, ir.Assign):
-            targets = ", ".join(t.id for t in stmt.targets)
-            return [f"{indent}{targets} = {self.text(stmt.value)}"]
-        if isinstance(stmt, ir.Return):
-            v = stmt.value
-            if isinstance(v, ir.Seq) and v.kind == "tuple" and len(v.elts) > 1:
-                return [f"{indent}return " + ", ".join(self.text(e) for e in v.elts)]
-            return [f"{indent}return {self.text(v)}"]
-        if isinstance(stmt, ir.SetItem):
-            base = self.text(stmt.target)
-            if self.backend.functional_updates:  # immutable arrays (JAX): `.at[i].set(v)`
-                return [
-                    f"{indent}{base} = {base}.at[{self.index(stmt.index)}]"
-                    f".set({self.text(stmt.value)})"
-                ]
-            return [f"{indent}{base}[{self.index(stmt.index)}] = {self.text(stmt.value)}"]
-        if isinstance(stmt, ir.Unpack):
-            return [f"{indent}{_pattern_text(stmt.pattern, top=True)} = {self.text(stmt.value)}"]
         if isinstance(stmt, ir.LocalDef):
             return self.local_def(stmt, indent)
         if isinstance(stmt, ir.If):
             return self.if_statement(stmt, indent, line)
         if isinstance(stmt, ir.For):
-            target = _pattern_text(stmt.target)
-            header = f"{indent}for {target} in {self.text(stmt.iter)}:"
-            return [header] + self.body(stmt.body, inner, line)
+            target = _pattern_text(stmt.target, top=True)
+            if not isinstance(stmt.target, ir.Name) and len(stmt.target) == 1:
+                self.unsure = True  # `for (a,) in ...`: black's call
+            header = self.fit(f"{indent}for {target} in {self.text(stmt.iter)}:")
+            return header + self.body(stmt.body, inner, line)
         if isinstance(stmt, ir.While):
             return self.while_statement(stmt, indent, line)
+        return self.fit(indent + self.simple_statement(stmt))
+
+    def simple_statement(self, stmt: ir.Stmt) -> str:
+        """A statement that is one line (before black wraps a long one)."""
+        if isinstance(stmt, ir.Assign):
+            targets = ", ".join(t.id for t in stmt.targets)
+            return f"{targets} = {self.text(stmt.value)}"
+        if isinstance(stmt, ir.Return):
+            v = stmt.value
+            if isinstance(v, ir.Seq) and v.kind == "tuple" and len(v.elts) > 1:
+                return "return " + ", ".join(self.text(e) for e in v.elts)
+            return f"return {self.text(v)}"
+        if isinstance(stmt, ir.SetItem):
+            base = self.text(stmt.target)
+            if self.backend.functional_updates:  # immutable arrays (JAX): `.at[i].set(v)`
+                return f"{base} = {base}.at[{self.index(stmt.index)}].set({self.text(stmt.value)})"
+            return f"{base}[{self.index(stmt.index)}] = {self.text(stmt.value)}"
+        if isinstance(stmt, ir.Unpack):
+            return f"{_pattern_text(stmt.pattern, top=True)} = {self.text(stmt.value)}"
         if isinstance(stmt, ir.Break):
-            return [f"{indent}break"]
+            return "break"
         if isinstance(stmt, ir.Continue):
-            return [f"{indent}continue"]
+            return "continue"
         if isinstance(stmt, ir.NewStack):
-            return [f"{indent}{stmt.stack} = []"]
+            return f"{stmt.stack} = []"
         if isinstance(stmt, ir.Push):
             if stmt.loop is None:  # outside loops a save is a single slot
-                return [f"{indent}{stmt.stack} = {self.text(stmt.value)}"]
-            return [f"{indent}{stmt.stack}.append({self.text(stmt.value)})"]
+                return f"{stmt.stack} = {self.text(stmt.value)}"
+            return f"{stmt.stack}.append({self.text(stmt.value)})"
         if isinstance(stmt, ir.Pop):
             if stmt.loop is None:
-                return [f"{indent}{stmt.target.id} = {stmt.stack}"]
-            return [f"{indent}{stmt.target.id} = {stmt.stack}.pop()"]
+                return f"{stmt.target.id} = {stmt.stack}"
+            return f"{stmt.target.id} = {stmt.stack}.pop()"
         raise TypeError(f"cannot print statement {stmt!r}")
+
+    def fit(self, line: str) -> list[str]:
+        """``line`` as black lays it out: itself when it fits in 100 columns and holds
+        nothing unusual, else black's own layout of that one statement."""
+        unsure, self.unsure = self.unsure, False
+        if len(line) <= LINE_LENGTH and not unsure:
+            return [line]
+        return black_lines(line)
 
     def local_def(self, stmt: ir.LocalDef, indent: str) -> list[str]:
         """A nested function (the JAX lowering's branches and loop bodies)."""
         nested = Printer(stmt.function, self.module_alias, self.backend)
         text = nested.function(indent=indent)
+        self.nested_defs = True
         self.runtime_imports |= nested.runtime_imports
         self.module_imports |= nested.module_imports
         self.free_roots |= nested.free_roots
@@ -375,13 +443,13 @@ class Printer:
         """``if``/``elif``/``else``: an else block that is one ``if`` (after the temporaries
         its test folds into) prints as ``elif``."""
         inner = indent + "    "
-        lines = [f"{indent}if {self.text(stmt.test)}:"] + self.body(stmt.body, inner, line)
+        lines = self.fit(f"{indent}if {self.text(stmt.test)}:") + self.body(stmt.body, inner, line)
         orelse = stmt.orelse
         while orelse and isinstance(orelse[-1], ir.If) and self._folds_away(orelse[:-1]):
             for pending in orelse[:-1]:  # the test's own temporaries, printed inside it
                 self.folded[pending.target.id] = self.atom(pending.value)
             nested = orelse[-1]
-            lines += [f"{indent}elif {self.text(nested.test)}:"] + self.body(
+            lines += self.fit(f"{indent}elif {self.text(nested.test)}:") + self.body(
                 nested.body, inner, line
             )
             orelse = nested.orelse
@@ -392,22 +460,42 @@ class Printer:
     def while_statement(self, stmt: ir.While, indent: str, line: int | None) -> list[str]:
         inner = indent + "    "
         if not stmt.test_block:
-            return [f"{indent}while {self.text(stmt.test)}:"] + self.body(stmt.body, inner, line)
+            header = self.fit(f"{indent}while {self.text(stmt.test)}:")
+            return header + self.body(stmt.body, inner, line)
         # The test needs statements of its own: evaluate them at the top of every pass.
         test = self.body(stmt.test_block, inner, line)
-        check = [
-            f"{inner}if not {self.wrap(stmt.test, lambda p: p < NOT_PREC + 1)}:",
-            f"{inner}    break",
-        ]
+        check = self.fit(f"{inner}if not {self.wrap(stmt.test, lambda p: p < NOT_PREC + 1)}:")
+        check.append(f"{inner}    break")
         return [f"{indent}while True:"] + test + check + self.body(stmt.body, inner, line)
 
     def function(self, docstring: str | None = None, indent: str = "") -> str:
         params = ", ".join(p.name for p in self.fn.params)
-        lines = [f"{indent}def {self.fn.name}({params}):"]
+        lines = self.fit(f"{indent}def {self.fn.name}({params}):")
         if docstring:
             lines.append(f'{indent}    """{docstring}"""')
         lines += self.body(self.fn.body, indent + "    ")
         return "\n".join(lines) + "\n"
+
+
+LINE_LENGTH = 100
+
+
+def black_lines(line: str) -> list[str]:
+    """Black's layout of one statement or block header printed as ``line`` (with its
+    indentation): black runs on that statement alone, dedented, with the columns its
+    indentation takes off the line length, which is how black measures a nested line."""
+    import black
+
+    code = line.lstrip(" ")
+    indent = line[: len(line) - len(code)]
+    mode = black.Mode(line_length=LINE_LENGTH - len(indent))
+    if not code.endswith(":"):
+        lines = black.format_str(code + "\n", mode=mode).splitlines()
+    else:  # a block's header: black needs the block around it
+        before = ["if _:", "    pass"] if code.startswith(("elif ", "else")) else []
+        text = "\n".join([*before, code, "    pass", ""])
+        lines = black.format_str(text, mode=mode).splitlines()[len(before) : -1]
+    return [indent + ln if ln else ln for ln in lines]
 
 
 def _pattern_text(pattern: Any, top: bool = False) -> str:
@@ -466,7 +554,8 @@ def _fold_block(block, temps, defs, uses, folded) -> None:
         reads: set[str] = set()
         for r in ir.atom_names(stmt.value):
             reads |= closure.get(r, {r}) if r in folded else {r}
-        for later in block[i + 1 :]:
+        for j in range(i + 1, len(block)):
+            later = block[j]
             if t in dataflow.reads(later):
                 if not isinstance(later, ir.While):  # a while test is re-evaluated
                     folded.add(t)
@@ -497,19 +586,19 @@ def module_source(
     header: str,
     backend: str | backends.Backend = "numpy",
 ) -> tuple[str, tuple[str, ...]]:
-    """The black-formatted module text defining ``functions``, and the free names it reads.
+    """The module text defining ``functions``, formatted as black formats it, and the free
+    names it reads.
 
     Each function comes with the module its user code lives in when that is not
     the entry's module: its free names are then read through an alias of that
     module (``_physics.G``), bound at load time as ``alias=module``.
     """
-    import black
-
     runtime_imports: set[tuple[str, str]] = set()
     module_imports: set[str] = set()
     free: set[str] = set()
     texts = []
     aliases: dict[str, str] = {}
+    nested_defs = False
     for fn, foreign in functions:
         alias = None
         if foreign is not None:
@@ -519,6 +608,7 @@ def module_source(
         runtime_imports |= printer.runtime_imports
         module_imports |= printer.module_imports
         free |= printer.free_roots
+        nested_defs |= printer.nested_defs
     free |= {f"{alias}={module}" for module, alias in aliases.items()}
     free_names = tuple(sorted(free))
     body_text = "\n".join(
@@ -532,12 +622,21 @@ def module_source(
     parts += [f"import {module}" for module in sorted(module_imports)]
     for module in sorted({m for m, _ in runtime_imports}):
         names = sorted(n for m, n in runtime_imports if m == module)
-        parts.append(f"from {module} import {', '.join(names)}")
+        parts += _fit_module_line(f"from {module} import {', '.join(names)}")
     for text in texts:
-        parts += ["", "", text]
-    parts.append("")
-    parts.append(f"__s2sgrad_entry__ = {entry!r}")
-    parts.append(f"__s2sgrad_free_names__ = {free_names!r}")
+        parts += ["", "", text.rstrip("\n")]
+    parts += ["", ""]
+    parts += _fit_module_line(f"__s2sgrad_entry__ = {_string_text(entry)[0]}")
+    parts += _fit_module_line(f"__s2sgrad_free_names__ = {_const_text(free_names)[0]}")
     text = "\n".join(parts) + "\n"
-    formatted = black.format_str(text, mode=black.Mode(line_length=100))
-    return formatted, free_names
+    if nested_defs:
+        # Black puts blank lines around a nested def by rules of its own (the JAX
+        # lowering's branch and loop bodies): it lays out such a module itself.
+        import black
+
+        text = black.format_str(text, mode=black.Mode(line_length=LINE_LENGTH))
+    return text, free_names
+
+
+def _fit_module_line(line: str) -> list[str]:
+    return [line] if len(line) <= LINE_LENGTH else black_lines(line)

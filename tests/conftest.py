@@ -3,7 +3,9 @@
 The jax oracle computes in float64, like the NumPy code under test. Every
 session compiles into a fresh private s2sgrad cache, so tests exercise the
 compiler rather than modules cached by an earlier version of it, and leave
-the user's cache alone. The ``op_module`` fixture writes every systematic op
+the user's cache alone. Every module the compiler prints during the session is
+checked to be exactly what black would print (the printer lays code out in
+black's style itself; see s2sgrad.codegen). The ``op_module`` fixture writes every systematic op
 case (``op_cases.py``) into one real module file, so ``inspect.getsource``
 works on each case function.
 """
@@ -31,6 +33,33 @@ def pytest_configure(config):
 def _fresh_s2sgrad_cache(tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("S2SGRAD_CACHE_DIR", str(tmp_path_factory.mktemp("s2sgrad") / "cache"))
+        yield
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _generated_code_is_black_formatted():
+    import difflib
+
+    import black
+
+    from s2sgrad import codegen
+
+    printed = codegen.module_source
+
+    def checked(*args, **kwargs):
+        text, free_names = printed(*args, **kwargs)
+        formatted = black.format_str(text, mode=black.Mode(line_length=codegen.LINE_LENGTH))
+        if formatted != text:
+            diff = "".join(
+                difflib.unified_diff(
+                    text.splitlines(True), formatted.splitlines(True), "printed", "black"
+                )
+            )
+            raise AssertionError(f"the printer's layout differs from black's:\n{diff}")
+        return text, free_names
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(codegen, "module_source", checked)
         yield
 
 

@@ -335,14 +335,28 @@ _SEQUENCE_OPERATORS = {"add", "iadd", "mul", "imul", "rmul"}
 
 def _sequence_names(fn: ir.FunctionDef) -> set[str]:
     """Names that surely hold a Python list or tuple: every assignment to them is a
-    list/tuple literal or ``+``/``*`` with such a name or literal."""
+    list/tuple literal or ``+``/``*`` with such a name or literal.
+
+    The greatest such set: start from every name and drop, one worklist pass, each name
+    with a value that is not (yet) a sequence, re-checking only the names that read a
+    dropped one (a chain of N assignments costs N checks, not N rounds over all names).
+    """
     defs = _definitions(fn)
     names = set(defs)
-    while True:
-        keep = {n for n in names if all(_is_sequence_value(v, names) for v in defs[n])}
-        if keep == names:
-            return names
-        names = keep
+    readers: dict[str, set[str]] = {}
+    for n, values in defs.items():
+        for v in values:
+            if isinstance(v, ir.Call):
+                for a in v.args:
+                    if isinstance(a, ir.Name):
+                        readers.setdefault(a.id, set()).add(n)
+    pending = list(names)
+    while pending:
+        n = pending.pop()
+        if n in names and not all(_is_sequence_value(v, names) for v in defs[n]):
+            names.discard(n)
+            pending.extend(readers.get(n, ()))
+    return names
 
 
 def _is_sequence_value(value, names: set[str]) -> bool:

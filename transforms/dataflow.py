@@ -150,9 +150,19 @@ def upward_exposed(stmt: ir.Stmt, *, slots: bool = False) -> set[str]:
 def live_before(stmt: ir.Stmt, live_after: set[str], *, slots: bool = False) -> set[str]:
     """Names live just before ``stmt`` given those live just after it (a ``return`` ends
     the function: nothing after it is live through it)."""
+    return step_back(stmt, set(live_after), slots=slots)
+
+
+def step_back(stmt: ir.Stmt, live: set[str], *, slots: bool = False) -> set[str]:
+    """``live_before``, updating ``live`` (the names live after ``stmt``) in place: a walk
+    back over a long block then costs what each statement touches, not a copy per step."""
     if isinstance(stmt, ir.Return):
-        return set(reads(stmt, slots=slots))
-    return (set(live_after) - kills(stmt, slots=slots)) | upward_exposed(stmt, slots=slots)
+        live.clear()
+        live.update(reads(stmt, slots=slots))
+        return live
+    live -= kills(stmt, slots=slots)
+    live |= upward_exposed(stmt, slots=slots)
+    return live
 
 
 def live_in(body: Block, live_out: set[str], *, slots: bool = False) -> set[str]:
@@ -160,7 +170,7 @@ def live_in(body: Block, live_out: set[str], *, slots: bool = False) -> set[str]
     structured code; loops need no fixpoint since compound statements kill nothing)."""
     live = set(live_out)
     for stmt in reversed(body):
-        live = live_before(stmt, live, slots=slots)
+        step_back(stmt, live, slots=slots)
     return live
 
 

@@ -307,7 +307,7 @@ def _dce_block(
         elif ir.is_loop(stmt):
             stmt, live = _dce_loop(stmt, live, views)
         else:  # a statement kept, or one dead code elimination never drops (Push, Pop, ...)
-            live = dataflow.live_before(stmt, live)
+            live = dataflow.step_back(stmt, live)
         kept.append(stmt)
     return tuple(reversed(kept)), live
 
@@ -342,9 +342,8 @@ _SHAPE_ADAPTERS = ("unbroadcast", "broadcast_like", "unreduce")
 
 def drop_redundant_broadcasts(fn: ir.FunctionDef, same_shape: dict[str, str]) -> ir.FunctionDef:
     """``unbroadcast(g, x)`` -> ``g`` where the shape analysis proves g and x alike."""
-    envs = infer(fn, same_shape)
     body = []
-    for stmt, env in zip(fn.body, envs):
+    for stmt, env in infer(fn, same_shape):
         value = getattr(stmt, "value", None)
         if (
             isinstance(stmt, ir.Assign)
@@ -370,7 +369,17 @@ def propagate_copies(
     from s2sgrad.transforms.templates import substitute
 
     copies: dict[str, ir.Name] = {}
+    readers: dict[str, set[str]] = {}  # b -> the names a with a copy ``a = b`` known
     out = []
+
+    def end_copies(written) -> None:
+        for name in written:
+            source = copies.pop(name, None)
+            if source is not None:
+                readers[source.id].discard(name)
+            for copy in readers.pop(name, ()):
+                del copies[copy]
+
     for stmt in body:
         if isinstance(stmt, ir.Assign) and copies:
             stmt = replace(stmt, value=substitute(stmt.value, copies))
@@ -378,11 +387,9 @@ def propagate_copies(
         stmt = ir.map_blocks(stmt, lambda block: propagate_copies(block, protected, temps))
         if not isinstance(stmt, ir.Assign):
             # Anything a statement may write (in any nested block) ends the copies it touches.
-            written = dataflow.deep_writes((stmt,))
-            copies = {a: b for a, b in copies.items() if a not in written and b.id not in written}
+            end_copies(dataflow.deep_writes((stmt,)))
         if isinstance(stmt, ir.Assign):
-            written = {t.id for t in stmt.targets}
-            copies = {a: b for a, b in copies.items() if a not in written and b.id not in written}
+            end_copies([t.id for t in stmt.targets])
             value = stmt.value
             if (
                 len(stmt.targets) == 1
@@ -391,6 +398,7 @@ def propagate_copies(
                 and stmt.target.id not in protected
             ):
                 copies[stmt.target.id] = value
+                readers.setdefault(value.id, set()).add(stmt.target.id)
         out.append(stmt)
     return tuple(out)
 

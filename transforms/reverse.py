@@ -229,7 +229,7 @@ class _Reverse(DerivativeBuilder):
         if env is not None and isinstance(ans, ir.Name) and ans.id in ir.atom_names(value):
             # `y = f(y)` read the old y, which the backward sweep sees under the same name as
             # the result (the old value was not saved): its shape is not known.
-            env.shapes[ans.id] = env.fresh()
+            env.set(ans.id, env.fresh())
         if env is not None:
             body = self.tighten_shapes(body, env)
         return body, pairs
@@ -261,8 +261,7 @@ class _Reverse(DerivativeBuilder):
             if isinstance(atom, ir.Name):
                 if id(value) not in shapes:
                     shapes[id(value)] = env.value_shape(value)
-                env.shapes[atom.id] = shapes[id(value)]
-                env.shape_tuples.discard(atom.id)
+                env.set(atom.id, shapes[id(value)])
         return env
 
     def tighten_shapes(self, body: list[ir.Stmt], env: ShapeEnv) -> list[ir.Stmt]:

@@ -23,6 +23,7 @@ import itertools
 import operator
 from typing import Any
 
+import immutables
 import numpy as np
 from s2sgrad.transforms import dataflow
 from s2sgrad.transforms.prims import is_runtime_function
@@ -75,14 +76,18 @@ class ShapeEnv:
 
     ``scalars`` are names known to hold Python or 0-d scalars (parameters the
     caller passed as numbers), whose shape is the empty broadcast.
+
+    Its maps are persistent (``immutables.Map``): a copy costs nothing whatever
+    the number of names, so keeping the environment before every statement of a
+    long function stays linear.
     """
 
     def __init__(self, same_shape: dict[str, str] | None = None, scalars=frozenset()):
         self.same_shape = same_shape or {}
         self.scalars = frozenset(scalars)
-        self.shapes: dict[str, Shape] = {}
-        self.shape_tuples: set[str] = set()  # names holding np.shape(...) results
-        self.ranges: set[str] = set()  # names holding range(...) objects
+        self.shapes: immutables.Map = immutables.Map()  # name -> Shape
+        self.shape_tuples: frozenset[str] = frozenset()  # names holding np.shape(...) results
+        self.ranges: frozenset[str] = frozenset()  # names holding range(...) objects
         self._fresh = itertools.count()
 
     def fresh(self) -> Shape:
@@ -90,9 +95,11 @@ class ShapeEnv:
 
     def set(self, name: str, shape: Shape) -> None:
         """``name`` now has ``shape`` and holds no shape tuple or range (until ``assign`` says)."""
-        self.shapes[name] = shape
-        self.shape_tuples.discard(name)
-        self.ranges.discard(name)
+        self.shapes = self.shapes.set(name, shape)
+        if name in self.shape_tuples:
+            self.shape_tuples -= {name}
+        if name in self.ranges:
+            self.ranges -= {name}
 
     def forget(self, name: str) -> None:
         """``name`` now has a shape known to nothing else."""
@@ -101,9 +108,9 @@ class ShapeEnv:
     def copy(self) -> ShapeEnv:
         """An environment that starts where this one is; fresh symbols stay globally unique."""
         other = ShapeEnv(self.same_shape, self.scalars)
-        other.shapes = dict(self.shapes)
-        other.shape_tuples = set(self.shape_tuples)
-        other.ranges = set(self.ranges)
+        other.shapes = self.shapes
+        other.shape_tuples = self.shape_tuples
+        other.ranges = self.ranges
         other._fresh = self._fresh
         return other
 
@@ -129,7 +136,7 @@ class ShapeEnv:
 
     def _default(self, name: str) -> Shape:
         shape = SCALAR if name in self.scalars else frozenset({("input", name)})
-        self.shapes[name] = shape
+        self.shapes = self.shapes.set(name, shape)
         return shape
 
     def value_shape(self, value: Any) -> Shape:
@@ -177,13 +184,13 @@ class ShapeEnv:
         target = stmt.target.id
         self.set(target, self.value_shape(value))  # the old value's shape is read first
         if _is_range(value):
-            self.ranges.add(target)
+            self.ranges |= {target}
         if (
             isinstance(value, ir.Call)
             and isinstance(value.fn, ir.Ref)
             and value.fn.value is np.shape
         ):
-            self.shape_tuples.add(target)
+            self.shape_tuples |= {target}
 
 
 def _elementwise_ufunc(fn: Any) -> bool:
@@ -303,38 +310,42 @@ def _is_range(it: Any) -> bool:
 
 
 def _join_into(env: ShapeEnv, a: ShapeEnv, b: ShapeEnv) -> None:
-    for n in set(a.shapes) | set(b.shapes):
-        sa, sb = a.shapes.get(n), b.shapes.get(n)
-        env.shapes[n] = sa if sa is not None and sa == sb else env.fresh()
+    with env.shapes.mutate() as shapes:
+        for n in set(a.shapes) | set(b.shapes):
+            sa, sb = a.shapes.get(n), b.shapes.get(n)
+            shapes[n] = sa if sa is not None and sa == sb else env.fresh()
+        env.shapes = shapes.finish()
     env.shape_tuples = a.shape_tuples & b.shape_tuples
     env.ranges = a.ranges & b.ranges
 
 
-def infer(fn: ir.FunctionDef, same_shape: dict[str, str]) -> list[ShapeEnv]:
-    """Shape environments before each statement of a straight-line function.
+def infer(fn: ir.FunctionDef, same_shape: dict[str, str]):
+    """Each top-level statement of a function, with the shape environment just before it.
 
-    ``same_shape`` maps a parameter to a name it has the shape of (a tangent to
-    its primal, the output cotangent to the output); those names are resolved
-    after a first pass, since the output is defined after the parameters.
+    Inside branches and loops names get fresh shapes (see ``statement_shapes``
+    for the walk that enters them). ``same_shape`` maps a parameter to a name it
+    has the shape of (a tangent to its primal, the output cotangent to the
+    output); those names are resolved after a first pass, since the output is
+    defined after the parameters. The environment is live: read it before
+    taking the next pair.
     """
-    first = _walk(fn, {})
-    aliases = {}
-    for param, other in same_shape.items():
-        shapes = first[-1].shapes
-        aliases[param] = shapes[other] if other in shapes else frozenset({("input", other)})
-    return _walk(fn, aliases)
-
-
-def _walk(fn: ir.FunctionDef, aliases: dict[str, Shape]) -> list[ShapeEnv]:
     env = ShapeEnv()
-    env.shapes.update(aliases)
-    snapshots = []
+    for _stmt in _walk(fn, env):
+        pass
+    aliases = {
+        param: env.shapes[other] if other in env.shapes else frozenset({("input", other)})
+        for param, other in same_shape.items()
+    }
+    env = ShapeEnv()
+    env.shapes = immutables.Map(aliases)
+    for stmt in _walk(fn, env):
+        yield stmt, env
+
+
+def _walk(fn: ir.FunctionDef, env: ShapeEnv):
+    """Yield each top-level statement of ``fn`` and then apply it to ``env``."""
     for stmt in fn.body:
-        snapshot = ShapeEnv()
-        snapshot.shapes = dict(env.shapes)
-        snapshot.shape_tuples = set(env.shape_tuples)
-        snapshot._fresh = env._fresh
-        snapshots.append(snapshot)
+        yield stmt
         if isinstance(stmt, ir.Assign):
             env.assign(stmt)
         else:
@@ -342,5 +353,3 @@ def _walk(fn: ir.FunctionDef, aliases: dict[str, Shape]) -> list[ShapeEnv]:
             for inner in ir.walk_stmts((stmt,)):
                 for name in dataflow.writes(inner):
                     env.forget(name)
-    snapshots.append(env)
-    return snapshots

@@ -54,6 +54,9 @@ LOGICAL_NOT = ir.Ref("np.logical_not", np.logical_not)
 NONE = ir.Const(None)
 
 
+_NOTHING: frozenset[str] = frozenset()
+
+
 class JaxLoweringError(S2SGradError):
     """A construct of a generated function the JAX lowering cannot express."""
 
@@ -201,12 +204,15 @@ class _Lowering:
         self.in_backward = False
 
     def block(self, body: tuple[ir.Stmt, ...], live_after: frozenset[str]) -> list[ir.Stmt]:
-        out: list[ir.Stmt] = []
+        lowered: list[list[ir.Stmt]] = []  # last statement's first
         live = set(live_after)
         for stmt in reversed(body):
-            out[:0] = self.statement(stmt, frozenset(live))
-            live = dataflow.live_before(stmt, live, slots=True)
-        return out
+            # Only a compound statement reads what is live after it (a copy per statement
+            # would make a long block quadratic).
+            after = frozenset(live) if isinstance(stmt, (ir.If, ir.For, ir.While)) else _NOTHING
+            lowered.append(self.statement(stmt, after))
+            dataflow.step_back(stmt, live, slots=True)
+        return [s for part in reversed(lowered) for s in part]
 
     def statement(self, stmt: ir.Stmt, live: frozenset[str]) -> list[ir.Stmt]:
         if id(stmt) in self.backward and not self.in_backward:
