@@ -770,15 +770,18 @@ def _rules_fingerprint() -> tuple[str, ...]:
 def _describe_rules() -> tuple[str, ...]:
     """Which primitives have which rules, with the source of every user-registered template.
 
-    Built-in templates are covered by the package fingerprint (their source files
-    are hashed); a rule a user registers (or marks non-differentiable) is inlined
-    into generated code just the same, so it must move the key too.
+    Built-in rules are covered by the package fingerprint (their source files are
+    hashed), so they are left out: the key is the same whether or not the rules of an
+    optional library (SciPy's) are registered yet. A rule a user registers (or marks
+    non-differentiable) is inlined into generated code just the same, so it must move
+    the key too.
     """
-    from s2sgrad.rules import all_rules
-    from s2sgrad.rules.registry import restore_source
+    from s2sgrad.rules.registry import all_rules, restore_source
 
     out = []
-    for rule in all_rules():
+    for rule in all_rules(optional=False):
+        if rule.builtin:
+            continue
         parts = [
             rule.name,
             f"nondifferentiable={rule.nondifferentiable}",

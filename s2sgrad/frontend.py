@@ -21,6 +21,7 @@ the file, line, column and a hint.
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import inspect
 import operator
@@ -172,10 +173,11 @@ _REFUSED_EXPRESSIONS = (
 class _Lowering:
     """One libcst FunctionDef -> ir.FunctionDef, with names resolved against ``fn``."""
 
-    def __init__(self, fn: Callable, wrapper: MetadataWrapper, info: SourceInfo):
+    def __init__(self, fn: Callable, positions: _Positions, info: SourceInfo):
         self.fn = fn
-        self.positions = wrapper.resolve(PositionProvider)
+        self.positions = positions
         self.info = info
+        self.walrus = any(":=" in line for line in info.file_lines)
         self.locals: set[str] = set()
         # A decorator's forwarding wrapper, ``def wrapper(*args, **kwargs)``: its star
         # parameters' names, and the parameters of the function it wraps, which stand in
@@ -192,12 +194,12 @@ class _Lowering:
     # ---------------------------------------------------------------- positions
 
     def loc(self, node: cst.CSTNode) -> SourceLocation:
-        pos = self.positions.get(node)
+        pos = self.positions.start(node)
         if pos is None:
             return SourceLocation(self.info.filename, self.info.first_line, 0, "")
-        line_in_snippet = pos.start.line
+        line_in_snippet, column = pos
         line = self.info.first_line + line_in_snippet - 1
-        col = pos.start.column + (self.info.indent if line_in_snippet else 0)
+        col = column + (self.info.indent if line_in_snippet else 0)
         text = ""
         if 0 < line_in_snippet <= len(self.info.file_lines):
             text = self.info.file_lines[line_in_snippet - 1]
@@ -215,7 +217,7 @@ class _Lowering:
             params = self.forwarding_parameters(node, forwarding)
         else:
             params = self.parameters(node.params)
-        self.locals = {p.name for p in params} | _assigned_names(node.body)
+        self.locals = {p.name for p in params} | _assigned_names(node.body, self.walrus)
         self.stacks = _stack_names(node.body) if is_derivative_code(self.fn) else frozenset()
         body = self.block(node.body)
         docstring = node.get_docstring()
@@ -238,7 +240,7 @@ class _Lowering:
             )
         outer = self.locals
         params = self.parameters(node.params)
-        self.locals = outer | {p.name for p in params} | _assigned_names(node.body)
+        self.locals = outer | {p.name for p in params} | _assigned_names(node.body, self.walrus)
         try:
             body = self.block(node.body)
         finally:
@@ -894,13 +896,134 @@ class _AssignedNames(cst.CSTVisitor):
         return False
 
 
-def _assigned_names(body: cst.BaseSuite) -> set[str]:
+def _assigned_names(body: cst.BaseSuite, walrus: bool) -> set[str]:
+    """Names bound anywhere in a function body. Bindings are statements, except the
+    walrus (``walrus``: the source holds one), which may sit in any expression: walking
+    the statements alone is what keeps a long function's parse linear and cheap."""
     visitor = _AssignedNames()
-    body.visit(visitor)
+    if walrus:
+        body.visit(visitor)
+    else:
+        _bind_statements(body, visitor)
     return visitor.names
 
 
-def _parse(source: str, info: SourceInfo, fn: Callable) -> tuple[MetadataWrapper, cst.FunctionDef]:
+def _bind_statements(suite: cst.CSTNode, visitor: _AssignedNames) -> None:
+    """A block's statements, or a one-line suite's (``if c: y = 1``) small statements."""
+    for stmt in getattr(suite, "body", ()):
+        if isinstance(stmt, cst.SimpleStatementLine):
+            _bind_statements(stmt, visitor)
+        elif isinstance(stmt, cst.Assign):
+            for target in stmt.targets:
+                visitor._bind(target.target)
+        elif isinstance(stmt, (cst.AnnAssign, cst.AugAssign)):
+            visitor._bind(stmt.target)
+        elif isinstance(stmt, cst.BaseSmallStatement):
+            continue
+        elif isinstance(stmt, cst.FunctionDef):
+            visitor.names.add(stmt.name.value)
+        elif isinstance(stmt, (cst.If, cst.For, cst.While, cst.With)):
+            if isinstance(stmt, cst.For):
+                visitor._bind(stmt.target)
+            _bind_statements(stmt.body, visitor)
+            orelse = getattr(stmt, "orelse", None)
+            if isinstance(orelse, cst.If):
+                _bind_statements(cst.IndentedBlock(body=[orelse]), visitor)
+            elif orelse is not None:
+                _bind_statements(orelse.body, visitor)
+        else:  # anything else (try, match, class...): the visitor's walk, unsupported anyway
+            stmt.visit(visitor)
+
+
+class _Positions:
+    """Where each node of a parsed snippet starts: (line, column), 1-based and 0-based.
+
+    libcst's PositionProvider finds every node's position by printing the whole tree
+    again, a third of the parse of a long function; the compiler needs the positions
+    of statements, and of other nodes only for error messages. So statements take
+    theirs from Python's own parser (``ast``, in C), matched to libcst's statements
+    one for one, and anything else (or a snippet whose statements do not match)
+    falls back to the PositionProvider, run on first need.
+    """
+
+    def __init__(self, wrapper: MetadataWrapper, source: str):
+        self.wrapper = wrapper
+        self.source_lines = source.splitlines()
+        self.statements: dict[int, tuple[int, int]] = {}  # id(node) -> position
+        self._provided = None
+        try:
+            self._match(wrapper.module.body, ast.parse(source).body)
+        except (_Mismatch, SyntaxError, ValueError):
+            self.statements.clear()
+
+    def start(self, node: cst.CSTNode) -> tuple[int, int] | None:
+        pos = self.statements.get(id(node))
+        if pos is not None:
+            return pos
+        if self._provided is None:
+            self._provided = self.wrapper.resolve(PositionProvider)
+        provided = self._provided.get(node)
+        return None if provided is None else (provided.start.line, provided.start.column)
+
+    def _at(self, stmt: ast.stmt) -> tuple[int, int]:
+        line = self.source_lines[stmt.lineno - 1]
+        column = len(line.encode()[: stmt.col_offset].decode())  # ast counts UTF-8 bytes
+        return stmt.lineno, column
+
+    def _match(self, body, stmts: list[ast.stmt]) -> None:
+        """Record the positions of libcst statements ``body`` from ast's ``stmts``."""
+        rest = iter(stmts)
+        for node in body:
+            if isinstance(node, cst.SimpleStatementLine):
+                for i, small in enumerate(node.body):
+                    pos = self._at(next(rest, None) or _mismatch())
+                    self.statements[id(small)] = pos
+                    if i == 0:
+                        self.statements[id(node)] = pos
+                continue
+            stmt = next(rest, None)
+            kind = _AST_KIND.get(type(node))
+            if kind is None or not isinstance(stmt, kind):
+                raise _Mismatch
+            if isinstance(node, cst.FunctionDef) and node.decorators:
+                continue  # libcst starts it at the decorators; the fallback knows where
+            self.statements[id(node)] = self._at(stmt)
+            if isinstance(node, (cst.If, cst.For, cst.While, cst.With, cst.FunctionDef)):
+                self._match_suite(node.body, stmt.body)
+            orelse = getattr(node, "orelse", None)
+            if isinstance(orelse, cst.If):
+                self._match([orelse], stmt.orelse)
+            elif orelse is not None and isinstance(node, (cst.If, cst.For, cst.While)):
+                self._match_suite(orelse.body, stmt.orelse)
+        if next(rest, None) is not None:
+            raise _Mismatch
+
+    def _match_suite(self, suite, stmts: list[ast.stmt]) -> None:
+        if isinstance(suite, cst.SimpleStatementSuite):  # `if c: y = 1`: one line
+            return  # (the fallback places its small statements)
+        self._match(suite.body, stmts)
+
+
+class _Mismatch(Exception):
+    """libcst's and ast's statements do not pair up: use the PositionProvider."""
+
+
+def _mismatch():
+    raise _Mismatch
+
+
+_AST_KIND = {
+    cst.If: ast.If,
+    cst.For: ast.For,
+    cst.While: ast.While,
+    cst.With: ast.With,
+    cst.FunctionDef: (ast.FunctionDef, ast.AsyncFunctionDef),
+    cst.ClassDef: ast.ClassDef,
+    cst.Try: ast.Try,
+}
+
+
+def _parse(source: str, info: SourceInfo, fn: Callable) -> tuple[_Positions, cst.FunctionDef]:
     try:
         module = cst.parse_module(source)
     except cst.ParserSyntaxError as exc:
@@ -909,10 +1032,10 @@ def _parse(source: str, info: SourceInfo, fn: Callable) -> tuple[MetadataWrapper
             SourceLocation(info.filename, info.first_line + exc.raw_line - 1, exc.raw_column),
             "lambdas and functions defined inside expressions cannot be transformed; use def",
         ) from None
-    wrapper = MetadataWrapper(module)
+    wrapper = MetadataWrapper(module, unsafe_skip_copy=True)  # the tree is ours alone
     for stmt in wrapper.module.body:
         if isinstance(stmt, cst.FunctionDef):
-            return wrapper, stmt
+            return _Positions(wrapper, source), stmt
     raise SourceUnavailableError(
         f"{getattr(fn, '__qualname__', fn)} is not defined with `def`",
         SourceLocation(info.filename, info.first_line, 0),
@@ -929,11 +1052,11 @@ def parse_function(fn: Callable) -> ir.FunctionDef:
             hint="s2sgrad transforms functions defined with def; register a rule for others",
         )
     source, info = get_source(target)
-    wrapper, node = _parse(source, info, target)
+    positions, node = _parse(source, info, target)
     if node.asynchronous is not None:
         raise UnsupportedSyntaxError(
             "async functions are not supported",
-            _Lowering(target, wrapper, info).loc(node),
+            _Lowering(target, positions, info).loc(node),
             "use a plain def",
         )
-    return _Lowering(target, wrapper, info).function(node)
+    return _Lowering(target, positions, info).function(node)

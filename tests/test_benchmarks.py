@@ -27,3 +27,12 @@ def test_second_order_smoke(tmp_path, capsys):
     assert second_order.main(["--smoke", "--output", str(tmp_path)]) == 0
     assert "every second derivative agrees with JAX" in capsys.readouterr().out
     assert (tmp_path / "second_order.md").is_file()
+
+
+def test_compile_time_smoke(tmp_path, capsys):
+    """The growth series runs (small sizes, new processes) and every gradient is right."""
+    from benchmarks import compile_time
+
+    assert compile_time.main(["--smoke", "--output", str(tmp_path)]) == 0
+    assert "every gradient agrees" in capsys.readouterr().out
+    assert (tmp_path / "compile_time.md").is_file()

@@ -1016,3 +1016,61 @@ def test_a_cache_path_through_a_file_is_a_warning_not_an_error(
     with pytest.warns(cache.S2SGradCacheWarning, match="Not a directory"):
         assert cache.load_or_generate(mod.f, "reverse", (0,))(1.0, 1.0)[1] == (6.0,)
     assert cache.list_entries() == [] and cache.clear() == 0
+
+
+SPECIAL_USER = """\
+import numpy as np
+import scipy.special
+
+
+def f(x):
+    return np.sum(scipy.special.erf(x) * scipy.special.expit(x))
+"""
+
+
+def test_scipy_rules_register_once_the_user_imports_scipy_and_keep_the_key(tmp_path):
+    """``import s2sgrad`` never imports SciPy (a third of a second); its rules are there
+    as soon as the user's code has imported scipy.special, a user's rule still replaces
+    a built-in one, and the cache key is the same before and after they are registered."""
+    (tmp_path / "specialmod.py").write_text(SPECIAL_USER)
+    env = _env(tmp_path / "cache", tmp_path)
+    code = (
+        "import json, sys, numpy as np\n"
+        "import s2sgrad\n"
+        "from s2sgrad import cache\n"
+        "from s2sgrad.api import _options\n"
+        "scipy_at_import = 'scipy' in sys.modules\n"
+        "import specialmod\n"
+        "x = np.array([-0.5, 0.25, 1.5])\n"
+        "key_before = cache._key_and_deps(specialmod.f, 'reverse', (0,), 'numpy', "
+        "_options((x,), False, 'reverse'))[0]\n"
+        "grad = s2sgrad.grad(specialmod.f)(x)\n"
+        "key_after = cache._key_and_deps(specialmod.f, 'reverse', (0,), 'numpy', "
+        "_options((x,), False, 'reverse'))[0]\n"
+        "print(json.dumps({'scipy_at_import': scipy_at_import, 'grad': grad.tolist(), "
+        "'same_key': key_before == key_after}))\n"
+    )
+    report = _run(code, env, tmp_path)
+    assert report["scipy_at_import"] is False
+    assert report["same_key"] is True
+
+    def twin(x):
+        return jnp.sum(jax.scipy.special.erf(x) * jax.nn.sigmoid(x))
+
+    expected = jax.grad(twin)(jnp.array([-0.5, 0.25, 1.5]))
+    assert_close(np.array(report["grad"]), np.asarray(expected))
+
+
+def test_a_users_scipy_rule_is_not_replaced_by_the_built_in_ones_registered_later(tmp_path):
+    code = (
+        "import json, scipy.special, s2sgrad\n"
+        "from s2sgrad.rules import lookup\n"
+        "@s2sgrad.defjvp(scipy.special.erf)\n"
+        "def my_erf_jvp(ans, x, *, dx):\n"
+        "    return 7.0 * dx\n"
+        "lookup(scipy.special.expit)  # the built-in SciPy rules are registered by now\n"
+        "print(json.dumps({'erf': lookup(scipy.special.erf).origin, "
+        "'expit': lookup(scipy.special.expit).origin}))\n"
+    )
+    report = _run(code, _env(tmp_path / "cache"), tmp_path)
+    assert report == {"erf": "__main__", "expit": "s2sgrad.rules.special"}

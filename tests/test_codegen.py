@@ -148,3 +148,28 @@ def test_derivative_source_is_the_module_a_call_runs():
         assert_close(np.asarray(da), np.asarray(want))
     forward = s2sgrad.derivative_source(_scaled_power, mode="forward")
     assert "def _scaled_power_jvp(" in forward
+
+
+def test_the_compiler_pauses_garbage_collection_and_gives_it_back():
+    """Compiling turns Python's automatic collection off (it made long functions compile
+    in superlinear time) and back on after, unless the user had turned it off."""
+    import gc
+
+    seen = []
+    original = pipeline._generate
+
+    def spy(*args, **kwargs):
+        seen.append(gc.isenabled())
+        return original(*args, **kwargs)
+
+    assert gc.isenabled()
+    pipeline._generate = spy
+    try:
+        pipeline.generate(straight_line.mlp_loss, mode="reverse", wrt=(0,))
+        assert seen == [False] and gc.isenabled()
+        gc.disable()
+        pipeline.generate(straight_line.mlp_loss, mode="forward", wrt=(0,))
+        assert seen == [False, False] and not gc.isenabled()
+    finally:
+        gc.enable()
+        pipeline._generate = original

@@ -178,6 +178,7 @@ class _Analyzer:
 
     def check(self, activity: Activity) -> None:
         """Refuse active calls without rules, and differentiated values in discrete arguments."""
+        varied = set(activity.varied)
         for stmt in ir.walk_stmts(self.fn.body):
             if not isinstance(stmt, ir.Assign):
                 continue
@@ -186,7 +187,7 @@ class _Analyzer:
                 # into an argument the rule does not differentiate (np.einsum(a, [0, 1])
                 # binds `a` to the subscripts). Refuse that: it would be a silent zero.
                 if any(t.id in activity.useful for t in stmt.targets):
-                    _check_discrete_arguments(stmt, set(activity.varied), self.fn.temps)
+                    _check_discrete_arguments(stmt, varied, self.fn.temps)
                 continue
             srcs, has_rule = self.sources_of(stmt)
             active_in = [s for s in srcs if s in activity.varied]
@@ -205,7 +206,7 @@ class _Analyzer:
                     f"@s2sgrad.defjvp(...), or mark it with "
                     f"s2sgrad.nondifferentiable({call.fn.source}) if its derivative is zero",
                 )
-            _check_discrete_arguments(stmt, set(activity.varied), self.fn.temps)
+            _check_discrete_arguments(stmt, varied, self.fn.temps)
 
 
 def analyze(fn: ir.FunctionDef, wrt: tuple[str, ...]) -> Activity:

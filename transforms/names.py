@@ -14,6 +14,9 @@ class FreshNames:
     def __init__(self, taken: set[str] | frozenset[str] = frozenset()):
         self.taken = set(taken)
         self._temp_counter = 0
+        # Per base, the suffix to try first: every smaller one is taken (names are never
+        # given back), so a function with thousands of `dx_k` does not rescan from 1.
+        self._next_suffix: dict[str, int] = {}
 
     def reserve(self, *names: str) -> None:
         self.taken.update(names)
@@ -23,9 +26,10 @@ class FreshNames:
         if base not in self.taken:
             self.taken.add(base)
             return base
-        k = 1
+        k = self._next_suffix.get(base, 1)
         while f"{base}_{k}" in self.taken:
             k += 1
+        self._next_suffix[base] = k + 1
         name = f"{base}_{k}"
         self.taken.add(name)
         return name

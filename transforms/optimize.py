@@ -342,6 +342,11 @@ _SHAPE_ADAPTERS = ("unbroadcast", "broadcast_like", "unreduce")
 
 def drop_redundant_broadcasts(fn: ir.FunctionDef, same_shape: dict[str, str]) -> ir.FunctionDef:
     """``unbroadcast(g, x)`` -> ``g`` where the shape analysis proves g and x alike."""
+    if not any(
+        isinstance(stmt, ir.Assign) and runtime_helper(stmt.value) in _SHAPE_ADAPTERS
+        for stmt in fn.body
+    ):
+        return fn  # nothing to prove: skip the shape walks
     body = []
     for stmt, env in infer(fn, same_shape):
         value = getattr(stmt, "value", None)

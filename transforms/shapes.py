@@ -330,8 +330,9 @@ def infer(fn: ir.FunctionDef, same_shape: dict[str, str]):
     taking the next pair.
     """
     env = ShapeEnv()
-    for _stmt in _walk(fn, env):
-        pass
+    if same_shape:
+        for _stmt in _walk(fn, env):
+            pass
     aliases = {
         param: env.shapes[other] if other in env.shapes else frozenset({("input", other)})
         for param, other in same_shape.items()

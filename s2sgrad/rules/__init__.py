@@ -3,7 +3,7 @@
 Importing this package registers every built-in rule. The rule modules follow NumPy's
 families, one docs section each: ``elementwise``, ``reductions``, ``scans``, ``shape``,
 ``joins``, ``indexing``, ``linalg``, ``decompositions``, ``nondiff`` (zero derivatives)
-and ``special`` (scipy.special, only where SciPy is installed). The cache key hashes
+and ``special`` (scipy.special, registered once SciPy is imported). The cache key hashes
 every file of the package, these included, so a changed built-in template never
 reuses a module generated with the old one; nothing needs bumping by hand.
 """
@@ -30,14 +30,8 @@ from s2sgrad.rules.registry import (
     restrict,
 )
 
-# SciPy is optional: its rules exist when it is installed (a function calling
-# scipy.special needs it anyway), and s2sgrad runs without it.
-try:
-    import scipy.special  # noqa: F401
-except ImportError:
-    pass
-else:
-    from s2sgrad.rules import special  # noqa: F401
+# SciPy is optional, and importing it costs a third of a second: its rules (``special``)
+# are registered once the user's code has imported scipy.special (see registry.lookup).
 
 __all__ = [
     "all_rules",

@@ -60,6 +60,7 @@ from __future__ import annotations
 
 import ast
 import builtins
+import importlib
 import inspect
 import linecache
 import sys
@@ -120,8 +121,43 @@ def _name_of(primitive: Any) -> str:
     return f"{mod}.{qual}"
 
 
+# Built-in rules for optional libraries: library -> the rule module. They are registered
+# the first time the compiler meets a primitive after the user's code imported the library
+# (``lookup``), before anyone registers a rule of that library's (``_entry``: a user's rule
+# still replaces the built-in one), or when every rule is listed: ``import s2sgrad`` never
+# imports SciPy itself (a third of a second).
+_OPTIONAL_RULES = {"scipy.special": "s2sgrad.rules.special"}
+_optional_registered: set[str] = set()
+
+
+def _register_optional_rules(import_library: bool = False) -> None:
+    """Register the rules of each optional library that is imported (or, with
+    ``import_library``, importable) and whose rules are not registered yet."""
+    for library, module in _OPTIONAL_RULES.items():
+        if library in _optional_registered:
+            continue
+        if library not in sys.modules:
+            if not import_library:
+                continue
+            try:
+                importlib.import_module(library)
+            except ImportError:
+                _optional_registered.add(library)  # absent: nothing to register, ever
+                continue
+        _optional_registered.add(library)
+        generation = _GENERATION[0]
+        importlib.import_module(module)
+        # Built-in rules are part of the package, not of the rule set users change: code
+        # compiled before they were registered could not call the library, so no memo
+        # keyed on the generation is stale.
+        _GENERATION[0] = generation
+
+
 def _entry(primitive: Any) -> Rule:
     rule = _RULES.get(id(primitive))
+    if rule is None and len(_optional_registered) < len(_OPTIONAL_RULES):
+        _register_optional_rules()  # the built-in rules first, whoever registers this one
+        rule = _RULES.get(id(primitive))
     if rule is None:
         rule = Rule(primitive=primitive, name=_name_of(primitive))
         _RULES[id(primitive)] = rule
@@ -364,14 +400,18 @@ def _mark_restrictions(rule: Rule) -> None:
 
 def lookup(primitive: Any) -> Rule | None:
     """The rule of a primitive, by identity, or None."""
-    try:
-        return _RULES.get(id(primitive))
-    except TypeError:
-        return None
+    rule = _RULES.get(id(primitive))
+    if rule is None and len(_optional_registered) < len(_OPTIONAL_RULES):
+        _register_optional_rules()
+        rule = _RULES.get(id(primitive))
+    return rule
 
 
-def all_rules() -> list[Rule]:
-    """Every registered rule, sorted by name (for docs, the CLI and the systematic test)."""
+def all_rules(optional: bool = True) -> list[Rule]:
+    """Every registered rule, sorted by name (for docs, the CLI and the systematic test);
+    ``optional``: with the rules of every optional library that is installed."""
+    if optional:
+        _register_optional_rules(import_library=True)
     return sorted(_RULES.values(), key=lambda r: r.name)
 
 
