@@ -30,7 +30,7 @@ from s2sgrad.transforms.templates import bind_call, instantiate, lower_template,
 from s2sgrad import ir
 from s2sgrad.errors import NoDerivativeRuleError
 from s2sgrad.rules import lookup
-from s2sgrad.runtime import add_into
+from s2sgrad.runtime import add_into, zero_into
 
 
 class _Forward(DerivativeBuilder):
@@ -40,7 +40,8 @@ class _Forward(DerivativeBuilder):
         # Arrays updated in place (`u[i] = v`): their tangents are updated the same way,
         # so each must own its array, not alias the tangent it came from (`u = x + 1.0`
         # has the tangent `dx`, the caller's array).
-        # Derivative code's `dx = add_into(dx, g, i)` updates dx in place too (higher order).
+        # Derivative code's `dx = add_into(dx, g, i)` (or `zero_into`) updates dx in place
+        # too (higher order).
         self.updated = frozenset(
             s.target.id for s in ir.walk_stmts(self.fn.body) if isinstance(s, ir.SetItem)
         ) | frozenset(
@@ -240,11 +241,12 @@ class _Forward(DerivativeBuilder):
 
 
 def _is_add_into(stmt: ir.Stmt) -> bool:
+    """Derivative code's in-place updates of an adjoint it owns (``add_into``, ``zero_into``)."""
     return (
         isinstance(stmt, ir.Assign)
         and isinstance(stmt.value, ir.Call)
         and isinstance(stmt.value.fn, ir.Ref)
-        and stmt.value.fn.value is add_into
+        and stmt.value.fn.value in (add_into, zero_into)
     )
 
 

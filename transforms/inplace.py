@@ -14,26 +14,44 @@ it (no view, no alias, no saved copy), so this pass proves it:
 * ``d = d + t`` with ``t = unindex(g, x, idx)`` (read nowhere else) becomes
   ``d = add_into(d, g, idx)`` where ``d`` is owned, else ``d = add_at(d, idx, g)``
   (one copy, no zeros); either way ``d`` is owned afterwards;
+* ``t = d[idx]`` followed by ``d = zero_at(d, idx)`` (the adjoint of overwriting
+  ``x[idx]``: read the part's cotangent, then zero it) becomes ``t = part_copy(d, idx)``
+  and ``d = zero_into(d, idx)`` where ``d`` is owned: the part is copied (a view would
+  be zeroed with it), not all of ``d``, so an element loop stays linear;
 * a loop keeps a name owned across iterations when it is owned on entry and at
   the end of the body (a fixpoint); a branch keeps what both arms keep.
 
-The unindex statements left unread are removed by dead-code elimination.
+Arithmetic (``d = a + b``, ``-a``...) makes a fresh array too. The unindex statements
+left unread are removed by dead-code elimination.
 """
 
 from __future__ import annotations
 
+import operator
 from collections import Counter
 from dataclasses import replace
 
 from s2sgrad.transforms import dataflow
-from s2sgrad.transforms.prims import ADD, ZEROS_LIKE
+from s2sgrad.transforms.prims import ADD, GETITEM, PART_COPY, ZERO_AT, ZERO_INTO, ZEROS_LIKE
 
 from s2sgrad import ir, runtime
 
 ADD_INTO = ir.Ref("add_into", runtime.add_into)
 ADD_AT = ir.Ref("add_at", runtime.add_at)
-# Runtime helpers that return a new array nothing else refers to.
-_FRESH = (runtime.unindex, runtime.zero_at, runtime.add_at, runtime.add_into, ZEROS_LIKE.value)
+# Runtime helpers and operators that return a new array nothing else refers to.
+_FRESH = (
+    runtime.unindex,
+    runtime.zero_at,
+    runtime.zero_into,
+    runtime.add_at,
+    runtime.add_into,
+    ZEROS_LIKE.value,
+    operator.add,
+    operator.sub,
+    operator.mul,
+    operator.truediv,
+    operator.neg,
+)
 
 
 def accumulate_in_place(fn: ir.FunctionDef) -> ir.FunctionDef:
@@ -57,10 +75,20 @@ class _Pass:
     ) -> tuple[tuple[ir.Stmt, ...], frozenset[str]]:
         owned = set(owned)
         gathers: dict[str, ir.Call] = {}  # temp -> its `unindex(g, x, idx)`, in this block
+        zeroed: set[int] = set()  # id of each `d = zero_at(d, idx)` to do in place
         out = []
-        for stmt in body:
-            if isinstance(stmt, ir.Assign) and len(stmt.targets) == 1:
-                stmt = self.assign(stmt, owned, gathers)
+        for k, stmt in enumerate(body):
+            if id(stmt) in zeroed:  # `d` stayed owned since its part was copied out
+                stmt = replace(stmt, value=replace(stmt.value, fn=ZERO_INTO))
+                owned.add(stmt.target.id)
+            elif isinstance(stmt, ir.Assign) and len(stmt.targets) == 1:
+                zero = self.zeroing_after(stmt, body, k, owned)
+                if zero is not None:
+                    zeroed.add(id(zero))
+                    stmt = replace(stmt, value=replace(stmt.value, fn=PART_COPY))
+                    owned.discard(stmt.target.id)
+                else:
+                    stmt = self.assign(stmt, owned, gathers)
             elif isinstance(stmt, ir.If):
                 owned -= set(ir.atom_names(stmt.test))
                 b, owned_b = self.block(stmt.body, frozenset(owned))
@@ -108,6 +136,35 @@ class _Pass:
         ):
             gathers[d] = value
         return stmt
+
+    def zeroing_after(self, stmt: ir.Assign, body, k: int, owned: set[str]) -> ir.Stmt | None:
+        """For ``t = d[idx]`` with ``d`` owned, the ``d = zero_at(d, idx)`` that is the next
+        statement of the block to touch ``d``, or None."""
+        value = stmt.value
+        if not (
+            _call_of(value, (GETITEM.value,))
+            and len(value.args) == 2
+            and isinstance(value.args[0], ir.Name)
+            and value.args[0].id in owned
+        ):
+            return None
+        d, idx = value.args
+        if d.id in ir.atom_names(idx) or stmt.target.id == d.id:
+            return None
+        for j in range(k + 1, len(body)):
+            later = body[j]
+            if d.id not in dataflow.deep_reads((later,)) | dataflow.deep_writes((later,)):
+                continue
+            if (
+                isinstance(later, ir.Assign)
+                and later.targets == (d,)
+                and _call_of(later.value, (ZERO_AT.value,))
+                and later.value.args == (d, idx)
+                and not later.value.kwargs
+            ):
+                return later
+            return None
+        return None
 
     def loop(
         self, loop: ir.For | ir.While, owned: frozenset[str]

@@ -278,17 +278,43 @@ def eliminate_dead_code(
     same step reads through.
     """
     views = dataflow.views(body, makes_fresh_array)
-    kept, _ = _dce_block(body, set() if live is None else set(live), views)
-    return kept
+    pops: dict[int, tuple[str, bool]] = {}  # id(Pop) -> (its stack, its value is read)
+    kept, _ = _dce_block(body, set() if live is None else set(live), views, pops)
+    unread = _unread_stacks(pops)
+    if not unread:
+        return kept
+    # A stack whose every pop restores a value nothing reads: drop its pops, pushes and
+    # creation, then what computed only the pushed values.
+    return eliminate_dead_code(_without_stacks(kept, unread), live)
+
+
+def _unread_stacks(pops: dict[int, tuple[str, bool]]) -> set[str]:
+    read = {stack for stack, is_read in pops.values() if is_read}
+    return {stack for stack, _ in pops.values()} - read
+
+
+def _without_stacks(body: tuple[ir.Stmt, ...], stacks: set[str]) -> tuple[ir.Stmt, ...]:
+    out = []
+    for stmt in body:
+        if isinstance(stmt, (ir.Push, ir.Pop, ir.NewStack)) and stmt.stack in stacks:
+            continue
+        out.append(ir.map_blocks(stmt, lambda block: _without_stacks(block, stacks)))
+    return tuple(out)
 
 
 def _dce_block(
-    body: tuple[ir.Stmt, ...], live: set[str], views: dict[str, set[str]]
+    body: tuple[ir.Stmt, ...],
+    live: set[str],
+    views: dict[str, set[str]],
+    pops: dict[int, tuple[str, bool]],
 ) -> tuple[tuple[ir.Stmt, ...], set[str]]:
-    """(the block without dead statements, names live at its start), given names live after it."""
+    """(the block without dead statements, names live at its start), given names live after
+    it; notes in ``pops`` whether each Pop's value is read (a loop's last pass decides)."""
     live = set(live)
     kept: list[ir.Stmt] = []
     for stmt in reversed(body):
+        if isinstance(stmt, ir.Pop):
+            pops[id(stmt)] = (stmt.stack, stmt.target.id in live)
         if isinstance(stmt, ir.Assign) and not any(t.id in live for t in stmt.targets):
             continue
         if (
@@ -298,21 +324,21 @@ def _dce_block(
         ):
             continue
         if isinstance(stmt, ir.If):
-            b, live_b = _dce_block(stmt.body, live, views)
-            o, live_o = _dce_block(stmt.orelse, live, views)
+            b, live_b = _dce_block(stmt.body, live, views, pops)
+            o, live_o = _dce_block(stmt.orelse, live, views, pops)
             if not b and not o:
                 continue
             stmt = replace(stmt, body=b, orelse=o)
             live = live_b | live_o | set(ir.atom_names(stmt.test))
         elif ir.is_loop(stmt):
-            stmt, live = _dce_loop(stmt, live, views)
+            stmt, live = _dce_loop(stmt, live, views, pops)
         else:  # a statement kept, or one dead code elimination never drops (Push, Pop, ...)
             live = dataflow.step_back(stmt, live)
         kept.append(stmt)
     return tuple(reversed(kept)), live
 
 
-def _dce_loop(loop, live_after: set[str], views: dict[str, set[str]]):
+def _dce_loop(loop, live_after: set[str], views: dict[str, set[str]], pops: dict):
     """A loop's body sees, at its end, what is live after the loop and at its own start."""
     header = (
         set(ir.atom_names(loop.iter)) if isinstance(loop, ir.For) else set(ir.atom_names(loop.test))
@@ -322,11 +348,13 @@ def _dce_loop(loop, live_after: set[str], views: dict[str, set[str]]):
     while True:
         end = live_after | at_start
         if isinstance(loop, ir.While):
-            body, live_b = _dce_block(loop.body, end | header, views)
-            test_block, live_t = _dce_block(loop.test_block, live_b | live_after | header, views)
+            body, live_b = _dce_block(loop.body, end | header, views, pops)
+            test_block, live_t = _dce_block(
+                loop.test_block, live_b | live_after | header, views, pops
+            )
             new_start = live_t
         else:
-            body, live_b = _dce_block(loop.body, end, views)
+            body, live_b = _dce_block(loop.body, end, views, pops)
             new_start = (live_b - targets) | header
         if new_start <= at_start:
             break

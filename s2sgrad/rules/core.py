@@ -18,10 +18,12 @@ from s2sgrad.runtime import (
     broadcast_like,
     cast_like,
     owned_copy,
+    part_copy,
     set_at,
     unbroadcast,
     unindex,
     zero_at,
+    zero_into,
     zeros_if_none,
 )
 
@@ -76,6 +78,25 @@ deflinear(zero_at, params="d, idx")
 @defvjp(zero_at)
 def zero_at_vjp(g, ans, d, idx):
     return zero_at(g, idx)
+
+
+# zero_at in place on an adjoint the derivative code owns: the same projection. Its
+# tangent updates the accumulator's owned tangent in place too (transforms/forward.py).
+deflinear(zero_into, params="d, idx")
+
+
+@defvjp(zero_into)
+def zero_into_vjp(g, ans, d, idx):
+    return zero_at(g, idx)
+
+
+# A read at idx (a copy where it would be a view): linear, its transpose a scatter.
+deflinear(part_copy, params="d, idx")
+
+
+@defvjp(part_copy)
+def part_copy_vjp(g, ans, d, idx):
+    return unindex(g, d, idx), None
 
 
 # ``acc[idx] += g`` in place on an adjoint the derivative code owns. Its tangent is the

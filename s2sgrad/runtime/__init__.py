@@ -48,10 +48,12 @@ from s2sgrad.runtime.core import (
     foldable,
     inverse_permutation,
     owned_copy,
+    part_copy,
     set_at,
     unbroadcast,
     unindex,
     zero_at,
+    zero_into,
     zeros_if_none,
     zeros_like_tree,
 )
@@ -169,6 +171,7 @@ __all__ = [
     "norm_direction",
     "norm_power",
     "owned_copy",
+    "part_copy",
     "pad_tangent",
     "power_slope_exponent",
     "prod_of_others",
@@ -208,6 +211,7 @@ __all__ = [
     "with_slot",
     "without_slot",
     "zero_at",
+    "zero_into",
     "zeros_if_none",
     "zeros_like_tree",
 ]

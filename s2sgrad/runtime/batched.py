@@ -749,8 +749,8 @@ def _member_wise(helper: Callable, n: int) -> Callable:
     return run
 
 
-#: Runtime helpers that add into their first argument.
-_UPDATES_FIRST = frozenset({"add_into"})
+#: Runtime helpers that update their first argument in place.
+_UPDATES_FIRST = frozenset({"add_into", "zero_into"})
 
 
 def _spread_copy(x: Any, n: int) -> Batched:

@@ -1,7 +1,7 @@
 """The helpers of derivative code itself, which the compiler emits whatever the program:
 summing broadcasts back (``unbroadcast``), adding cotangents of trees (``accumulate``),
 zero trees, reads and writes at an index (``unindex``, ``add_at``, ``add_into``,
-``set_at``, ``zero_at``), and the markers ``foldable`` and ``_host``.
+``set_at``, ``zero_at``, and in place ``zero_into`` with ``part_copy``), and the markers ``foldable`` and ``_host``.
 
 Written once for every backend: see ``s2sgrad/runtime/__init__.py``.
 """
@@ -55,6 +55,13 @@ def _refuse_sequence_arithmetic() -> None:
     )
 
 
+# Python's and NumPy's scalar types: shape (), so a scalar's cotangent or tangent for
+# another scalar needs no shape work (the scalar loops of derivative code, per element).
+_SCALAR_TYPES = frozenset(
+    {float, int, bool, np.float64, np.float32, np.float16, np.int64, np.int32, np.bool_}
+)
+
+
 def unbroadcast(g: Any, x: Any) -> Any:
     """Sum the cotangent ``g`` of a broadcast result down to the shape of the input ``x``.
 
@@ -64,6 +71,8 @@ def unbroadcast(g: Any, x: Any) -> Any:
     common case, so it costs one shape comparison). ``x`` may be a Python
     scalar or 0-d; the result's dtype follows ``g``.
     """
+    if type(x) in _SCALAR_TYPES and type(g) in _SCALAR_TYPES:
+        return g
     x_shape = xp.shape(x)
     g_shape = xp.shape(g)
     if g_shape == x_shape:
@@ -121,6 +130,8 @@ def broadcast_like(t: Any, ans: Any) -> Any:
     ``x + y`` with only a scalar ``x`` active is ``dx`` spread over ``y``'s shape.
     The result may be a read-only view.
     """
+    if type(ans) in _SCALAR_TYPES and type(t) in _SCALAR_TYPES:
+        return t
     shape = xp.shape(ans)
     if xp.shape(t) == shape:
         return t
@@ -142,6 +153,8 @@ def _float_dtype(*values: Any) -> Any:
 
 def _is_basic_index(idx: Any) -> bool:
     """True when ``x[idx]`` touches each element of ``x`` at most once (no integer arrays)."""
+    if type(idx) is int or type(idx) is slice:
+        return True
     items = idx if isinstance(idx, tuple) else (idx,)
     for item in items:
         if item is None or item is Ellipsis or isinstance(item, (int, np.integer, slice)):
@@ -299,6 +312,11 @@ def add_into(acc: Any, part: Any, idx: Any) -> Any:
     nothing else refers to (``transforms/inplace.py``). Elsewhere it writes
     ``add_at``, which copies first. Repeated integer indices add up.
     """
+    if type(idx) is int and (
+        type(part) is acc.dtype.type or type(part) is float and acc.dtype.kind in "fc"
+    ):
+        acc[idx] += part  # one element, a scalar of acc's own type (scalar loops)
+        return acc
     dtype = acc.dtype
     part_dtype = getattr(part, "dtype", None)
     if type(part) is not float and (part_dtype is None or part_dtype != dtype):
@@ -437,3 +455,28 @@ def zero_at(d: Any, idx: Any) -> Any:
     out = d.astype(dtype) if isinstance(d, Batched) else np.array(d, dtype=dtype, copy=True)
     out[idx] = 0
     return out
+
+
+def zero_into(d: Any, idx: Any) -> Any:
+    """``d`` with ``d[idx]`` zeroed in place, returning ``d``: ``zero_at`` without the copy.
+
+    The adjoint of overwriting ``x[i]`` in a loop zeroes one element of ``dx`` per
+    iteration; a copy of all of ``dx`` each time made such loops quadratic. The compiler
+    writes it only where ``d`` is an array the derivative code made and nothing else
+    refers to (``transforms/inplace.py``), as it does ``add_into``. An adjoint that is
+    not a floating array gets ``zero_at``'s floating copy.
+    """
+    if isinstance(d, (np.ndarray, Batched)) and d.dtype.kind in "fc":
+        d[idx] = 0
+        return d
+    return zero_at(d, idx)
+
+
+def part_copy(d: Any, idx: Any) -> Any:
+    """``d[idx]`` as a value of its own: a copy where indexing gives a view.
+
+    The cotangent of an overwritten part, read just before ``zero_into`` zeroes that
+    part of ``d`` in place (a view would be zeroed with it). A scalar is its own value.
+    """
+    part = d[idx]
+    return part.copy() if isinstance(part, (np.ndarray, Batched)) else part

@@ -147,6 +147,16 @@ def zero_at(d: Any, idx: Any) -> Any:
     return out.at[idx].set(0)
 
 
+def zero_into(d: Any, idx: Any) -> Any:
+    """``zero_at``: jax arrays are immutable, and XLA updates in place where it can."""
+    return zero_at(d, idx)
+
+
+def part_copy(d: Any, idx: Any) -> Any:
+    """``d[idx]``: jax arrays are immutable, so no view is ever written through."""
+    return jnp.asarray(d)[_as_index(idx)]
+
+
 # --------------------------------------------------------------------------- scans
 
 
