@@ -386,7 +386,7 @@ def test_inspect_prints_jax_code(tmp_path):
         "    for i in range(n):\n"
         "        s = s + np.sin(x * i)\n"
         "    while s > 1.0:\n"
-        "        s = s / 2.0\n"
+        "        s = np.sqrt(s) - 0.5\n"  # its adjoint reads s: the loop records it
         "    return s\n"
     )
     out = subprocess.run(

@@ -187,3 +187,37 @@ def test_no_stack_is_pushed_that_nothing_pops_into_a_read():
     for stack in {w for w in source.split() if w.endswith("_stack.pop()")}:
         popped = stack.split(".pop()")[0]
         assert f"{popped}.append(" in source
+
+
+def updated_in_the_loop(x):
+    y = x * 1.0
+    total = 0.0
+    for i in range(x.shape[0] - 1):
+        total = total + y[i] ** 2 * x[i + 1]
+        y[i + 1] = y[i + 1] + y[i] * 0.5  # y changes after each read
+    return total
+
+
+def test_index_reads_of_unchanging_arrays_are_recomputed_not_saved():
+    """``x[i]``, ``x[i + 1]`` and ``i + 1`` are read again in the backward sweep instead of
+    pushed per iteration; a read of an array the loop updates is still saved, since
+    reading it again later would see the update."""
+    source = pipeline.generate(scalar_loop, mode="reverse", wrt=(0,)).source
+    forward, backward = source.split("# backward sweep")
+    assert "x[i]" in backward.split("for i in reversed(", 1)[1], source
+    assert not any(
+        f"{t}_stack.append(" in forward
+        for t in {line.split(" = ")[0].strip() for line in forward.splitlines() if "= x[" in line}
+    ), source
+    x = np.random.default_rng(4).standard_normal(6)
+    expected = jax.grad(jnp_twin(scalar_loop))(x)
+    assert_close(s2sgrad.grad(scalar_loop)(x), expected)
+    assert_close(s2sgrad.grad(scalar_loop, backend="jax")(x), expected)
+    assert_close(s2sgrad.hessian(scalar_loop)(x), jax.hessian(jnp_twin(scalar_loop))(x))
+
+    source = pipeline.generate(updated_in_the_loop, mode="reverse", wrt=(0,)).source
+    backward_loop = source.split("# backward sweep")[1]
+    assert "= y[i]" not in backward_loop and "= x[t" in backward_loop, source
+    expected = central_difference_grad(updated_in_the_loop, (x,), 0)
+    assert_close(s2sgrad.grad(updated_in_the_loop)(x), expected, rtol=1e-6)
+    assert_close(s2sgrad.grad(updated_in_the_loop, backend="jax")(x), expected, rtol=1e-6)

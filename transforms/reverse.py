@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import builtins
 import copy
+import operator
 from collections import Counter
 from dataclasses import replace
 from functools import partial
@@ -42,6 +43,7 @@ from s2sgrad.transforms.analysis import (
     bind_user_call,
     container_positions,
     is_user_function,
+    makes_fresh_array,
     may_be_containers,
     require_structured,
 )
@@ -66,6 +68,7 @@ from s2sgrad.transforms.prims import (
     runtime_helper,
 )
 from s2sgrad.transforms.shapes import SCALAR, ShapeEnv, statement_shapes
+from s2sgrad.transforms.structure import range_names
 from s2sgrad.transforms.templates import bind_call, instantiate, lower_template, substitute
 
 from s2sgrad import ir
@@ -112,8 +115,13 @@ class _Reverse(DerivativeBuilder):
         # iteration ("this iteration's values"), instead of old-value saves at each definition.
         self.taped: dict[int, list[ir.Assign]] = {}
         self.taped_names: set[str] = set()
+        # Per loop: the assignments the backward sweep recomputes instead of restoring
+        # (``t = x[i]``, ``u = 1.0 - t``: cheap, from names that never change), in order.
+        self.recomputed: dict[int, list[ir.Assign]] = {}
+        self.recomputed_names: set[str] = set()
         self.shape_envs: dict[int, ShapeEnv] = {}  # id(stmt) -> primal shapes before it
         self.witnesses: tuple[str, ...] = ()  # names never overwritten, to read shapes from
+        self.range_names = range_names(self.fn.body)  # names holding range(...)
 
     # ------------------------------------------------------------------ setup
 
@@ -412,6 +420,69 @@ class _Reverse(DerivativeBuilder):
             if chosen:
                 self.taped[id(stmt)] = chosen
                 self.taped_names.update(a.target.id for a in chosen)
+                self.find_recomputable(stmt, chosen, changed)
+
+    def find_recomputable(self, loop: ir.Stmt, chosen: list[ir.Assign], changed: set[str]):
+        """Of a counted loop's iteration values, those the backward sweep recomputes rather
+        than saves: index arithmetic (``t3 = i + 1``) and index reads (``t4 = x[t3]``, a
+        scalar or a view) of the loop's counter, integer constants, parameters and names
+        assigned once before any loop and never updated (nor any array they share memory
+        with). Recomputing one costs about what pushing and popping it does, and it is
+        never stored. Arithmetic on the values read (``1.0 - x[i]``) is saved: on NumPy
+        scalars it costs several times a save."""
+        if not (
+            isinstance(loop, ir.For)
+            and isinstance(loop.target, ir.Name)
+            and (
+                ir.is_call_of(loop.iter, range)
+                or isinstance(loop.iter, ir.Name)
+                and loop.iter.id in self.range_names
+            )
+        ):
+            return
+        shared = dataflow.views(self.fn.body, makes_fresh_array)
+        tainted = set(changed)
+        for name, views in shared.items():
+            if name in changed or views & changed:
+                tainted |= views | {name}
+        stable = {loop.target.id} | {
+            n
+            for n, count in self.defs.items()
+            if count == 1 and n not in self.loop_defined and n not in tainted
+        }
+        indices = {loop.target.id}  # integer values: the counter, index arithmetic
+        chain: dict[str, ir.Assign] = {}  # recomputable values of this iteration, in order
+        for inner in loop.body:
+            if not (
+                isinstance(inner, ir.Assign)
+                and len(inner.targets) == 1
+                and id(inner) not in self.bookkeeping
+                and self.defs[inner.target.id] == 1
+                and inner.target.id not in tainted
+                and isinstance(inner.value, ir.Call)
+                and isinstance(inner.value.fn, ir.Ref)
+                and not inner.value.kwargs
+                and set(ir.atom_names(inner.value)) <= stable | set(chain)
+            ):
+                continue
+            fn, args = inner.value.fn.value, inner.value.args
+            if fn in _INDEX_ARITHMETIC and all(_is_index(a, indices) for a in args):
+                indices.add(inner.target.id)
+                chain[inner.target.id] = inner
+            elif fn is operator.getitem and not set(ir.atom_names(args[1])) - indices - stable:
+                chain[inner.target.id] = inner
+        wanted = [a for a in chosen if a.target.id in chain]
+        if not wanted:
+            return
+        keep: set[str] = set()
+        todo = [a.target.id for a in wanted]
+        while todo:
+            name = todo.pop()
+            if name not in keep:
+                keep.add(name)
+                todo += [n for n in ir.atom_names(chain[name].value) if n in chain]
+        self.recomputed[id(loop)] = [a for n, a in chain.items() if n in keep]
+        self.recomputed_names.update(a.target.id for a in wanted)
 
     def _control_reads(self, body: tuple[ir.Stmt, ...], reads: set[str]) -> bool:
         """Add decisions, ranges and trip counts of compound statements with backward work."""
@@ -473,7 +544,7 @@ class _Reverse(DerivativeBuilder):
                     if t.id in self.saved and self.has_prior(stmt, t.id) and not taped:
                         out.append(ir.Push(self.stack(t.id, loop, stmt), t, loop, stmt.loc))
                 out.append(stmt)
-                if taped:
+                if taped and stmt.target.id not in self.recomputed_names:
                     out.append(
                         ir.Push(self.stack(stmt.target.id, loop, None), stmt.target, loop, stmt.loc)
                     )
@@ -786,10 +857,12 @@ class _Reverse(DerivativeBuilder):
         inner_state = dict(entry)
         inner = self.backward(body, inner_state)
         if id(loop) in self.taped:
-            restores = [
+            restores: list[ir.Stmt] = [
                 ir.Pop(a.target, self.stack(a.target.id, self._loop, None), self._loop, a.loc)
                 for a in reversed(self.taped[id(loop)])
+                if a.target.id not in self.recomputed_names
             ]
+            restores += self.recomputed.get(id(loop), [])
             inner = restores + inner
         self._loop = outer
         state.clear()
@@ -969,6 +1042,18 @@ def _initialisations(
         ir.Assign((rev.adjoint_name(n),), NONE) for n in sorted(rev.maybe_unset) if n != seed_of
     ]
     return setup, inits
+
+
+_INDEX_ARITHMETIC = frozenset(
+    {operator.add, operator.sub, operator.mul, operator.floordiv, operator.mod, operator.neg}
+)
+
+
+def _is_index(atom: Any, indices: set[str]) -> bool:
+    """An integer a loop computes its indices from: a counter, index arithmetic, an int."""
+    if isinstance(atom, ir.Name):
+        return atom.id in indices
+    return isinstance(atom, ir.Const) and type(atom.value) is int
 
 
 def _breaks(body: tuple[ir.Stmt, ...]) -> bool:

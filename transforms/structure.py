@@ -163,7 +163,7 @@ def _is_zero(atom: Any) -> bool:
 # --------------------------------------------------------------------------- the pass
 
 
-def _range_names(body: tuple[ir.Stmt, ...]) -> frozenset[str]:
+def range_names(body: tuple[ir.Stmt, ...]) -> frozenset[str]:
     """Names that only ever hold ranges: every write is ``name = range(...)``, a slice of
     such a name, a pop from a stack that only ranges are pushed on, or None (derivative
     code saves an inner loop's range for its backward sweep, and starts it as None)."""
@@ -243,7 +243,7 @@ class _Structurer:
         self.result: ir.Name | None = None  # None while the function keeps its own final return
         self.returned: ir.Name | None = None
         self.flags: set[str] = set()
-        self.ranges = _range_names(fn.body)
+        self.ranges = range_names(fn.body)
 
     def fresh(self, base: str) -> ir.Name:
         return ir.Name(self.names.fresh(base))
