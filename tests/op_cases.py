@@ -750,6 +750,8 @@ CASES: list[Case] = [
     C("runtime.add_at(a, np.array([0, 2, 0]), b)", a=(4,), b=(3,), jax=False),
     C("runtime.zero_at(d, np.s_[1])", d=(3, 2), jax=False),
     C("runtime.zero_at(d, np.array([0, 2]))", d=(4,), jax=False),
+    C("runtime.part_copy(d, np.s_[1])", d=(3, 2), jax=False),
+    C("runtime.part_copy(d, 2)", d=(4,), jax=False),
     # adding adjoints: containers add leafwise, None is zero (add_into, which updates its
     # first argument in place, is checked by tests/test_higher_order.py instead)
     *[

@@ -379,6 +379,7 @@ def _accumulates_in_place(x, v):
     a = np.sin(x) * 2.0
     a = runtime.add_into(a, v * v, np.s_[1:])
     a = runtime.add_into(a, x[:2] * v[:2], np.array([0, 2]))
+    a = runtime.zero_into(a, 3)
     return np.sum(a * a)
 
 
@@ -386,14 +387,15 @@ def _accumulates_twin(x, v):
     a = jnp.sin(x) * 2.0
     a = a.at[1:].add(v * v)
     a = a.at[jnp.array([0, 2])].add(x[:2] * v[:2])
+    a = a.at[3].set(0.0)
     return jnp.sum(a * a)
 
 
 @pytest.mark.parametrize("mode", ["reverse", "forward"])
 def test_add_into_rules_in_both_modes(mode):
-    """``add_into`` updates its first argument in place, so the systematic cases (which
-    evaluate one expression on the same arrays repeatedly) cannot check it: here, on a
-    fresh array, through first and second derivatives."""
+    """``add_into`` and ``zero_into`` update their first argument in place, so the
+    systematic cases (which evaluate one expression on the same arrays repeatedly) cannot
+    check them: here, on a fresh array, through first and second derivatives."""
     x = np.array([0.3, -0.8, 1.1, 0.5])
     v = np.array([0.7, -0.2, 0.4])
     got = s2sgrad.grad(_accumulates_in_place, wrt=(0, 1), mode=mode)(x, v)
