@@ -1,6 +1,11 @@
 """The tools compared: each turns a Problem into a gradient function of the objective's
 arguments that returns a tuple of NumPy arrays (one per ``wrt`` name), or None where the
-tool cannot run the problem (the problem says why)."""
+tool cannot run the problem (the problem says why).
+
+``tangent-ad`` (the maintained fork of Google's Tangent, source-to-source like s2sgrad)
+differentiates the objective as written, with no twin; where it refuses a problem or its
+gradient disagrees, the suite says so and does not time it (``PEERS_THAT_MAY_FAIL``).
+"""
 
 from __future__ import annotations
 
@@ -12,7 +17,10 @@ import numpy as np
 from benchmarks.problem import Problem
 from benchmarks.twins import rebind
 
-TOOLS = ("s2sgrad", "s2sgrad-jax", "autograd", "jax", "hand")
+TOOLS = ("s2sgrad", "s2sgrad-jax", "autograd", "jax", "tangent-ad", "hand")
+# Peers whose failure to differentiate a problem, or disagreement, is a finding to report
+# rather than a broken benchmark.
+PEERS_THAT_MAY_FAIL = ("tangent-ad",)
 
 
 def _positions(problem: Problem) -> tuple[int, ...]:
@@ -66,6 +74,14 @@ def gradient(problem: Problem, tool: str) -> Callable | None:
         if twin is None:
             return None
         g = jax.jit(jax.grad(twin, _positions(problem)), static_argnums=_static(problem))
+    elif tool == "tangent-ad":
+        try:
+            import tangent
+        except ImportError:
+            return None
+        g = tangent.grad(problem.objective, wrt=_positions(problem), verbose=0)
+        if len(wrt) == 1:  # one parameter: tangent returns its gradient, not a tuple
+            return lambda *args, g=g: (g(*args),)
     elif tool == "hand":
         if problem.hand_gradient is None:
             return None
