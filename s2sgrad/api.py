@@ -162,8 +162,8 @@ def _with_dtypes_of(derivative: Any, primal: Any, backend: str) -> Any:
 
     def cast(d: Any, p: Any) -> Any:
         dtype = getattr(p, "dtype", None)
-        if dtype is None or dtype.kind != "f":
-            return d
+        if dtype is None or dtype.kind != "f" or getattr(d, "dtype", None) == dtype:
+            return d  # (a backend that has no float64 never gives a float64 derivative)
         dtype = backends.get(backend).dtype_for(dtype)
         if not hasattr(d, "dtype"):  # a Python float from the derivative code
             return dtype.type(d)
@@ -199,6 +199,7 @@ class _Derivative:
         self.wrt, self.single = resolve_wrt(fun, wrt)
         self.bind = _Bound(fun)
         self.has_aux = has_aux
+        self._last_runner: tuple[Callable, Callable] | None = None
 
     def entry(self, primals: tuple, wrt: tuple[int, ...] | None = None) -> Callable:
         """The compiled derivative for these arguments' structure, looked up on every call.
@@ -209,7 +210,12 @@ class _Derivative:
         options = _options(primals, self.has_aux, self.mode)
         wrt = self.wrt if wrt is None else wrt
         entry = cache.load_or_generate(self.fun, self.mode, wrt, self.backend, options)
-        return _runner(entry, self.backend, self.max_steps)
+        last = self._last_runner
+        if last is not None and last[0] is entry:  # the same module as last call: its runner
+            return last[1]
+        runner = _runner(entry, self.backend, self.max_steps)
+        self._last_runner = (entry, runner)
+        return runner
 
     def value_of(self, out: Any) -> Any:
         return out[0] if self.has_aux else out

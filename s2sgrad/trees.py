@@ -63,8 +63,10 @@ def dtype_of(leaf: Any) -> np.dtype:
 
 def kinds(x: Any) -> set[str]:
     """The dtype kinds (``"f"``, ``"c"``, ``"i"``, ``"b"``, ``"U"``...) of a tree's leaves."""
-    if type(x) is np.ndarray:  # the common case, decided without flattening
-        return {x.dtype.kind}
+    if not isinstance(x, (tuple, list, dict)):  # one leaf: the common case, no flattening
+        dtype = getattr(x, "dtype", None)
+        if dtype is not None:
+            return {dtype.kind}
     return {dtype_of(leaf).kind for leaf in leaves(x)}
 
 
