@@ -9,7 +9,21 @@ from __future__ import annotations
 
 import importlib
 
-NAMES = ("gmm", "ba", "lstm", "rk4", "heat", "rosenbrock", "rosenbrock_loop", "mlp")
+NAMES = (
+    "gmm",
+    "ba",
+    "lstm",
+    "rk4",
+    "heat",
+    "rosenbrock",
+    "rosenbrock_loop",
+    "mlp",
+    # In the style of the GradBench suite's problems of the same names:
+    "kmeans",
+    "llsq",
+    "lse",
+    "ode",
+)
 
 
 def load(name: str):
