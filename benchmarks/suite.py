@@ -181,7 +181,7 @@ def markdown(results: dict) -> str:
         "",
         "s2sgrad compiled already for the check: its cold transform, in a new process, is",
         "the table above's. The jax column includes tracing and XLA's compilation,",
-        "tangent-ad's its transform.",
+        "tangent-ad's its transform (its in-process cache emptied first).",
         "",
         "| problem | case | " + " | ".join(firsts) + " |",
         "|---|---|" + "---:|" * len(firsts),

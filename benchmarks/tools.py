@@ -77,8 +77,10 @@ def gradient(problem: Problem, tool: str) -> Callable | None:
     elif tool == "tangent-ad":
         try:
             import tangent
+            from tangent.function_cache import clear_cache
         except ImportError:
             return None
+        clear_cache()  # tangent keeps its transforms in the process: time a fresh one
         g = tangent.grad(problem.objective, wrt=_positions(problem), verbose=0)
         if len(wrt) == 1:  # one parameter: tangent returns its gradient, not a tuple
             return lambda *args, g=g: (g(*args),)
