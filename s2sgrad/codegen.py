@@ -4,9 +4,11 @@ The printer works from IR straight to text with Python's operator precedence
 (parentheses only where needed), in black's style: what it prints is what
 ``black`` would print (``x**2``, ``x[i + 1 :]``, double quotes), so output is
 deterministic and formatted like the user's own code without running black on
-every module. Black runs only on the few statements the printer does not lay
-out itself (a line over 100 characters, an unusual literal); see ``fit``. Two
-things make the code read like hand-written code:
+every module. Black runs only where the printer does not lay code out itself: a
+statement over 100 characters or with an unusual literal (``fit``), and a module
+with nested functions, whose blank lines black places by rules of its own
+(``module_source``). The test suite checks every module it generates against
+black. Two things make the code read like hand-written code:
 
 * *folding*: a compiler temporary that is defined once and read once is
   printed inside the expression that reads it, so A-normal form
@@ -200,7 +202,7 @@ def _slice_text(lower: str, upper: str, step: str) -> str:
         text += f" {upper}"
     if step:
         text += f" : {step}" if upper else f": {step}"
-    return text.strip() if not lower else text
+    return text
 
 
 class Printer:

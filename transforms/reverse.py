@@ -116,7 +116,7 @@ class _Reverse(DerivativeBuilder):
         self.taped: dict[int, list[ir.Assign]] = {}
         self.taped_names: set[str] = set()
         # Per loop: the assignments the backward sweep recomputes instead of restoring
-        # (``t = x[i]``, ``u = 1.0 - t``: cheap, from names that never change), in order.
+        # (``t = i + 1``, ``u = x[t]``: index work on names that never change), in order.
         self.recomputed: dict[int, list[ir.Assign]] = {}
         self.recomputed_names: set[str] = set()
         self.shape_envs: dict[int, ShapeEnv] = {}  # id(stmt) -> primal shapes before it
