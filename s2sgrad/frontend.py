@@ -948,7 +948,8 @@ class _Positions:
 
     def __init__(self, wrapper: MetadataWrapper, source: str):
         self.wrapper = wrapper
-        self.source_lines = source.splitlines()
+        # Lines as Python counts them (str.splitlines also splits at \f, \x1c, \u2028...).
+        self.source_lines = re.split(r"\r\n|\r|\n", source)
         self.statements: dict[int, tuple[int, int]] = {}  # id(node) -> position
         self._provided = None
         try:

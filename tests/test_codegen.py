@@ -173,3 +173,30 @@ def test_the_compiler_pauses_garbage_collection_and_gives_it_back():
     finally:
         gc.enable()
         pipeline._generate = original
+
+
+def test_source_lines_are_counted_as_python_counts_them(tmp_path):
+    """Statement positions come from Python's parser (frontend._Positions): a string
+    holding characters str.splitlines breaks at (U+2028, form feed) must not shift the
+    lines and columns the comments and errors name."""
+    import importlib.util
+
+    path = tmp_path / "separators.py"
+    path.write_text(
+        "import numpy as np\n\n\ndef f(x):\n"
+        '    s = "a\u2028b\x0cc"\n'
+        "    y = np.sin(x) * 2.0  # é\n"
+        "    return np.sum(y)\n",
+        encoding="utf-8",
+    )
+    spec = importlib.util.spec_from_file_location("separators", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    from s2sgrad.frontend import parse_function
+
+    assign_y = parse_function(module.f).body[1]
+    assert (assign_y.loc.line, assign_y.loc.col) == (6, 4)
+    source = pipeline.generate(module.f, mode="reverse", wrt=(0,)).source
+    assert "# line 6: y = np.sin(x) * 2.0 # é" in source, source
+    x = np.array([0.3, -1.2])
+    assert_close(s2sgrad.grad(module.f)(x), 2.0 * np.cos(x))
