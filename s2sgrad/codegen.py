@@ -427,7 +427,7 @@ class Printer:
         """``line`` as black lays it out: itself when it fits in 100 columns and holds
         nothing unusual, else black's own layout of that one statement."""
         unsure, self.unsure = self.unsure, False
-        if len(line) <= LINE_LENGTH and not unsure:
+        if _fits(line) and not unsure:
             return [line]
         return black_lines(line)
 
@@ -482,6 +482,16 @@ class Printer:
 LINE_LENGTH = 100
 
 
+def _fits(line: str) -> bool:
+    """Whether ``line`` surely fits in 100 columns as black measures them: it counts an
+    East Asian wide character as two columns (a CJK string constant), so a non-ASCII
+    character counts two here; a line that only might not fit goes to black, which
+    leaves it as it is if it does."""
+    if len(line) > LINE_LENGTH:
+        return False
+    return line.isascii() or len(line) + sum(not c.isascii() for c in line) <= LINE_LENGTH
+
+
 def black_lines(line: str) -> list[str]:
     """Black's layout of one statement or block header printed as ``line`` (with its
     indentation): black runs on that statement alone, dedented, with the columns its
@@ -491,12 +501,13 @@ def black_lines(line: str) -> list[str]:
     code = line.lstrip(" ")
     indent = line[: len(line) - len(code)]
     mode = black.Mode(line_length=LINE_LENGTH - len(indent))
+    # (Lines split at "\n" only: str.splitlines would also split inside a string constant.)
     if not code.endswith(":"):
-        lines = black.format_str(code + "\n", mode=mode).splitlines()
+        lines = black.format_str(code + "\n", mode=mode).rstrip("\n").split("\n")
     else:  # a block's header: black needs the block around it
         before = ["if _:", "    pass"] if code.startswith(("elif ", "else")) else []
         text = "\n".join([*before, code, "    pass", ""])
-        lines = black.format_str(text, mode=mode).splitlines()[len(before) : -1]
+        lines = black.format_str(text, mode=mode).rstrip("\n").split("\n")[len(before) : -1]
     return [indent + ln if ln else ln for ln in lines]
 
 
@@ -641,4 +652,4 @@ def module_source(
 
 
 def _fit_module_line(line: str) -> list[str]:
-    return [line] if len(line) <= LINE_LENGTH else black_lines(line)
+    return [line] if _fits(line) else black_lines(line)

@@ -200,3 +200,23 @@ def test_source_lines_are_counted_as_python_counts_them(tmp_path):
     assert "# line 6: y = np.sin(x) * 2.0 # é" in source, source
     x = np.array([0.3, -1.2])
     assert_close(s2sgrad.grad(module.f)(x), 2.0 * np.cos(x))
+
+
+def test_wide_characters_count_twice_in_a_line_as_black_counts_them(tmp_path):
+    """A line of 70 characters holding 50 CJK ones is 120 columns wide for black, which
+    wraps it; the printer must lay it out the same (it sends such a line to black)."""
+    import importlib.util
+
+    path = tmp_path / "wide.py"
+    path.write_text(
+        "import numpy as np\n\n\ndef f(x):\n"
+        f'    n = len("{"漢" * 50}")\n'
+        "    return np.sum(x * n)\n",
+        encoding="utf-8",
+    )
+    spec = importlib.util.spec_from_file_location("wide", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    source = pipeline.lowered_source(module.f)
+    assert black.format_str(source, mode=black.Mode(line_length=100)) == source
+    assert "n = len(\n" in source, source
