@@ -904,15 +904,15 @@ def _assigned_names(body: cst.BaseSuite, walrus: bool) -> set[str]:
     if walrus:
         body.visit(visitor)
     else:
-        _bind_statements(body, visitor)
+        _bind_statements(body.body, visitor)
     return visitor.names
 
 
-def _bind_statements(suite: cst.CSTNode, visitor: _AssignedNames) -> None:
-    """A block's statements, or a one-line suite's (``if c: y = 1``) small statements."""
-    for stmt in getattr(suite, "body", ()):
+def _bind_statements(statements, visitor: _AssignedNames) -> None:
+    """Bind the names a sequence of statements (or a line's small statements) assigns."""
+    for stmt in statements:
         if isinstance(stmt, cst.SimpleStatementLine):
-            _bind_statements(stmt, visitor)
+            _bind_statements(stmt.body, visitor)
         elif isinstance(stmt, cst.Assign):
             for target in stmt.targets:
                 visitor._bind(target.target)
@@ -925,12 +925,12 @@ def _bind_statements(suite: cst.CSTNode, visitor: _AssignedNames) -> None:
         elif isinstance(stmt, (cst.If, cst.For, cst.While, cst.With)):
             if isinstance(stmt, cst.For):
                 visitor._bind(stmt.target)
-            _bind_statements(stmt.body, visitor)
+            _bind_statements(stmt.body.body, visitor)  # (a one-line suite's: small statements)
             orelse = getattr(stmt, "orelse", None)
-            if isinstance(orelse, cst.If):
-                _bind_statements(cst.IndentedBlock(body=[orelse]), visitor)
+            if isinstance(orelse, cst.If):  # elif
+                _bind_statements([orelse], visitor)
             elif orelse is not None:
-                _bind_statements(orelse.body, visitor)
+                _bind_statements(orelse.body.body, visitor)
         else:  # anything else (try, match, class...): the visitor's walk, unsupported anyway
             stmt.visit(visitor)
 

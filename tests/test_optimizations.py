@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from s2sgrad.transforms.shapes import statement_shapes
 
@@ -156,7 +157,6 @@ def test_element_writes_zero_their_adjoint_in_place():
     """``y[i] = ...`` in a loop zeroes one element of ``dy`` per iteration, in place: a copy
     of all of ``dy`` per iteration (``zero_at``) made the loop quadratic. The part read
     first is copied (a row would be a view), and the gradient matches JAX's."""
-    import jax.numpy as jnp
 
     source = pipeline.generate(element_writes, mode="reverse", wrt=(0,)).source
     loop = source.split("for i in reversed(", 1)[1]
@@ -175,6 +175,10 @@ def test_element_writes_zero_their_adjoint_in_place():
         s2sgrad.grad(element_writes, backend="jax")(x), jax.grad(twin)(x)
     )  # functional there
     assert_close(s2sgrad.hessian(element_writes)(x), jax.hessian(twin)(x))
+    # reverse over reverse (the rules of zero_into and part_copy), and float32 in and out
+    assert_close(s2sgrad.jacrev(s2sgrad.grad(element_writes))(x), jax.hessian(twin)(x))
+    x32 = x.astype(np.float32)
+    assert_close(s2sgrad.grad(element_writes)(x32), jax.grad(twin)(jnp.asarray(x32)), rtol=1e-5)
     X = np.random.default_rng(3).standard_normal((4, 3))
     assert_close(s2sgrad.grad(row_writes)(X), central_difference_grad(row_writes, (X,), 0))
 
@@ -213,7 +217,13 @@ def test_index_reads_of_unchanging_arrays_are_recomputed_not_saved():
     expected = jax.grad(jnp_twin(scalar_loop))(x)
     assert_close(s2sgrad.grad(scalar_loop)(x), expected)
     assert_close(s2sgrad.grad(scalar_loop, backend="jax")(x), expected)
-    assert_close(s2sgrad.hessian(scalar_loop)(x), jax.hessian(jnp_twin(scalar_loop))(x))
+    hessian = jax.hessian(jnp_twin(scalar_loop))(x)
+    assert_close(s2sgrad.hessian(scalar_loop)(x), hessian)
+    assert_close(s2sgrad.jacrev(s2sgrad.grad(scalar_loop))(x), hessian)  # reverse over reverse
+    x32 = x.astype(np.float32)
+    assert_close(
+        s2sgrad.grad(scalar_loop)(x32), jax.grad(jnp_twin(scalar_loop))(jnp.asarray(x32)), rtol=1e-5
+    )
 
     source = pipeline.generate(updated_in_the_loop, mode="reverse", wrt=(0,)).source
     backward_loop = source.split("# backward sweep")[1]

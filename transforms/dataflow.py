@@ -147,15 +147,11 @@ def upward_exposed(stmt: ir.Stmt, *, slots: bool = False) -> set[str]:
     return set(reads(stmt, slots=slots))
 
 
-def live_before(stmt: ir.Stmt, live_after: set[str], *, slots: bool = False) -> set[str]:
-    """Names live just before ``stmt`` given those live just after it (a ``return`` ends
-    the function: nothing after it is live through it)."""
-    return step_back(stmt, set(live_after), slots=slots)
-
-
 def step_back(stmt: ir.Stmt, live: set[str], *, slots: bool = False) -> set[str]:
-    """``live_before``, updating ``live`` (the names live after ``stmt``) in place: a walk
-    back over a long block then costs what each statement touches, not a copy per step."""
+    """The names live just before ``stmt``, given ``live``, those live just after it (a
+    ``return`` ends the function: nothing after it is live through it). ``live`` is
+    updated in place and returned: a walk back over a long block then costs what each
+    statement touches, not a copy of the live set per step."""
     if isinstance(stmt, ir.Return):
         live.clear()
         live.update(reads(stmt, slots=slots))

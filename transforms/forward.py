@@ -47,7 +47,7 @@ class _Forward(DerivativeBuilder):
         ) | frozenset(
             s.value.args[0].id
             for s in ir.walk_stmts(self.fn.body)
-            if _is_add_into(s) and isinstance(s.value.args[0], ir.Name)
+            if _updates_in_place(s) and isinstance(s.value.args[0], ir.Name)
         )
 
     def tangent_of(self, name: str) -> ir.Name:
@@ -109,7 +109,7 @@ class _Forward(DerivativeBuilder):
         # to another's array, the tangent is that array's tangent too, so that the
         # tangent views see the same updates (a copy there left them stale: seed 62-250).
         aliases = self.fn.derivative_code and isinstance(stmt.value, ir.Name)
-        if target.id in self.updated and not _is_add_into(stmt) and not aliases:
+        if target.id in self.updated and not _updates_in_place(stmt) and not aliases:
             # (add_into's tangent is the same update of the owned tangent, in place)
             shared = self.temp()
             out += self.tangent_statements(stmt.value, result, shared, stmt.loc)
@@ -240,7 +240,7 @@ class _Forward(DerivativeBuilder):
         return out
 
 
-def _is_add_into(stmt: ir.Stmt) -> bool:
+def _updates_in_place(stmt: ir.Stmt) -> bool:
     """Derivative code's in-place updates of an adjoint it owns (``add_into``, ``zero_into``)."""
     return (
         isinstance(stmt, ir.Assign)

@@ -394,6 +394,7 @@ class _Reverse(DerivativeBuilder):
             if id(st) in self.bookkeeping or isinstance(st, ir.SetItem)
             for n in dataflow.writes(st)
         }
+        unchanging: set[str] | None = None  # (computed for the first loop that needs it)
         for stmt in ir.walk_stmts(body):
             if not ir.is_loop(stmt):
                 continue
@@ -420,15 +421,33 @@ class _Reverse(DerivativeBuilder):
             if chosen:
                 self.taped[id(stmt)] = chosen
                 self.taped_names.update(a.target.id for a in chosen)
-                self.find_recomputable(stmt, chosen, changed)
+                if unchanging is None:
+                    unchanging = self.unchanging_names(changed)
+                self.find_recomputable(stmt, chosen, unchanging, changed)
 
-    def find_recomputable(self, loop: ir.Stmt, chosen: list[ir.Assign], changed: set[str]):
+    def unchanging_names(self, changed: set[str]) -> set[str]:
+        """Names that hold one value for the whole function once they have it: parameters
+        and names assigned once outside loops, neither updated in place nor sharing memory
+        with an array that is (``changed``: the names updated after their definition)."""
+        tainted = set(changed)
+        for name, views in dataflow.views(self.fn.body, makes_fresh_array).items():
+            if name in changed or views & changed:
+                tainted |= views | {name}
+        return {
+            n
+            for n, count in self.defs.items()
+            if count == 1 and n not in self.loop_defined and n not in tainted
+        }
+
+    def find_recomputable(
+        self, loop: ir.Stmt, chosen: list[ir.Assign], unchanging: set[str], changed: set[str]
+    ):
         """Of a counted loop's iteration values, those the backward sweep recomputes rather
         than saves: index arithmetic (``t3 = i + 1``) and index reads (``t4 = x[t3]``, a
         scalar or a view) of the loop's counter, integer constants, parameters and names
         assigned once before any loop and never updated (nor any array they share memory
-        with). Recomputing one costs about what pushing and popping it does, and it is
-        never stored. Arithmetic on the values read (``1.0 - x[i]``) is saved: on NumPy
+        with: ``unchanging``). Recomputing one costs about what pushing and popping it
+        does, and it is never stored. Arithmetic on the values read (``1.0 - x[i]``) is saved: on NumPy
         scalars it costs several times a save."""
         if not (
             isinstance(loop, ir.For)
@@ -440,16 +459,7 @@ class _Reverse(DerivativeBuilder):
             )
         ):
             return
-        shared = dataflow.views(self.fn.body, makes_fresh_array)
-        tainted = set(changed)
-        for name, views in shared.items():
-            if name in changed or views & changed:
-                tainted |= views | {name}
-        stable = {loop.target.id} | {
-            n
-            for n, count in self.defs.items()
-            if count == 1 and n not in self.loop_defined and n not in tainted
-        }
+        stable = unchanging | {loop.target.id}
         indices = {loop.target.id}  # integer values: the counter, index arithmetic
         chain: dict[str, ir.Assign] = {}  # recomputable values of this iteration, in order
         for inner in loop.body:
@@ -458,7 +468,7 @@ class _Reverse(DerivativeBuilder):
                 and len(inner.targets) == 1
                 and id(inner) not in self.bookkeeping
                 and self.defs[inner.target.id] == 1
-                and inner.target.id not in tainted
+                and inner.target.id not in changed
                 and isinstance(inner.value, ir.Call)
                 and isinstance(inner.value.fn, ir.Ref)
                 and not inner.value.kwargs
