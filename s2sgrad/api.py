@@ -13,6 +13,7 @@ compiler.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import linecache
 from collections.abc import Callable
@@ -176,6 +177,33 @@ def _with_dtypes_of(derivative: Any, primal: Any, backend: str) -> Any:
     )
 
 
+@dataclasses.dataclass(frozen=True)
+class _GradientResult:
+    """What ``grad`` and ``value_and_grad`` make of the derivative code's ``(value,
+    cotangents)``: the value checked to be a real scalar, each gradient in its input's
+    dtype, and the value dropped where the caller wants none.
+
+    A backend may run it inside the derivative (``Backend.gradient_runner``): under JAX
+    it then runs once, while the gradient is traced, and a jitted call pays nothing for
+    it, nor for handing back a value ``grad`` throws away. Equal for equal arguments, so
+    two ``grad(f)`` of one function share a jitted function.
+    """
+
+    fun: Callable
+    wrt: tuple[int, ...]
+    has_aux: bool
+    backend: str
+    what: str
+    keep_value: bool
+
+    def __call__(self, primals: tuple, out: Any, grads: tuple) -> tuple[Any, tuple]:
+        value = out[0] if self.has_aux else out
+        _check_scalar(value, self.fun, self.what)
+        _check_real_result(self.fun, value, grads)
+        grads = tuple(_with_dtypes_of(g, primals[i], self.backend) for g, i in zip(grads, self.wrt))
+        return (out if self.keep_value else None), grads
+
+
 class _Derivative:
     """Shared machinery of the grad-like wrappers: lazy compile, argument binding."""
 
@@ -187,6 +215,7 @@ class _Derivative:
         backend: str,
         has_aux: bool = False,
         max_steps: int | None = None,
+        what: str = "grad",
     ):
         if mode not in ("reverse", "forward"):
             raise UsageError(f"mode must be 'reverse' or 'forward', not {mode!r}")
@@ -199,6 +228,11 @@ class _Derivative:
         self.wrt, self.single = resolve_wrt(fun, wrt)
         self.bind = _Bound(fun)
         self.has_aux = has_aux
+        self.what = what
+        # ``grad`` without aux wants no value: under JAX one output fewer to hand back.
+        self.finish = _GradientResult(
+            fun, self.wrt, has_aux, backend, what, keep_value=what != "grad" or has_aux
+        )
         self._last_runner: tuple[Callable, Callable] | None = None
 
     def entry(self, primals: tuple, wrt: tuple[int, ...] | None = None) -> Callable:
@@ -213,41 +247,37 @@ class _Derivative:
         last = self._last_runner
         if last is not None and last[0] is entry:  # the same module as last call: its runner
             return last[1]
-        runner = _runner(entry, self.backend, self.max_steps)
+        if self.mode == "reverse":
+            runner = backends.get(self.backend).gradient_runner(entry, self.max_steps, self.finish)
+        else:
+            runner = _runner(entry, self.backend, self.max_steps)
         self._last_runner = (entry, runner)
         return runner
 
     def value_of(self, out: Any) -> Any:
         return out[0] if self.has_aux else out
 
-    def value_and_grads(self, args: tuple, kwargs: dict, what: str) -> tuple[Any, tuple]:
+    def value_and_grads(self, args: tuple, kwargs: dict) -> tuple[Any, tuple]:
+        """``(value, gradients)``; the value is None where the caller wants none (``grad``
+        without aux)."""
         primals = self.bind(args, kwargs)
-        _check_argument_types(self.fun, primals, self.wrt, what)
-        out, grads = self._value_and_grads(primals, what)
-        _check_real_result(self.fun, self.value_of(out), grads)
-        return out, tuple(
-            _with_dtypes_of(g, primals[i], self.backend) for g, i in zip(grads, self.wrt)
-        )
-
-    def _value_and_grads(self, primals: tuple, what: str) -> tuple[Any, tuple]:
-        if self.mode == "reverse":
-            entry = self.entry(primals)
+        _check_argument_types(self.fun, primals, self.wrt, self.what)
+        if self.mode == "forward":
+            return self.finish(primals, *self._forward_grads(primals))
+        runner = self.entry(primals)
+        try:
+            return runner(*primals)
+        except Exception as exc:
+            # A non-scalar output can make the backward sweep fail on the scalar seed;
+            # report that mistake rather than NumPy's complaint about its consequence.
             try:
-                out, grads = entry(*primals, 1.0)
-            except Exception as exc:
-                # A non-scalar output can make the backward sweep fail on the scalar seed;
-                # report that mistake rather than NumPy's complaint about its consequence.
-                try:
-                    value = self.value_of(self.fun(*primals))
-                except Exception:
-                    raise exc from None
-                _check_scalar(value, self.fun, what)
-                raise
-            _check_scalar(self.value_of(out), self.fun, what)
-            return out, grads
-        return self._forward_grads(primals, what)
+                value = self.value_of(self.fun(*primals))
+            except Exception:
+                raise exc from None
+            _check_scalar(value, self.fun, self.what)
+            raise
 
-    def _forward_grads(self, primals: tuple, what: str) -> tuple[Any, tuple]:
+    def _forward_grads(self, primals: tuple) -> tuple[Any, tuple]:
         """Gradient by forward mode: one tangent pass per input element (fine for few inputs).
 
         Each argument in ``wrt`` gets a derivative compiled for it alone, so the other
@@ -271,7 +301,7 @@ class _Derivative:
                     seed = [np.zeros(np.shape(v)) for v in arg_leaves]
                     seed[j] = e if shape else 1.0
                     out, tangent = entry(*primals, trees.unflatten(primals[i], seed))
-                    _check_scalar(self.value_of(out), self.fun, what)
+                    _check_scalar(self.value_of(out), self.fun, self.what)
                     _check_real_result(self.fun, tangent)
                     g[idx] = tangent
                 leaf_grads.append(g if shape else g[()])
@@ -323,11 +353,11 @@ def grad(
     reverse mode records; by default the bound starts at 128 and doubles as needed
     (under your own ``jax.jit`` it is 1024, and a run past it raises).
     """
-    d = _Derivative(fun, wrt, mode, backend, has_aux, max_steps)
+    d = _Derivative(fun, wrt, mode, backend, has_aux, max_steps, "grad")
 
     @functools.wraps(fun)
     def gradient(*args: Any, **kwargs: Any) -> Any:
-        out, grads = d.value_and_grads(args, kwargs, "grad")
+        out, grads = d.value_and_grads(args, kwargs)
         return (d.shape(grads), out[1]) if has_aux else d.shape(grads)
 
     gradient.__s2sgrad__ = d
@@ -349,11 +379,11 @@ def value_and_grad(
 
     With ``has_aux=True``: ``((value, aux), gradient)``, as in JAX.
     """
-    d = _Derivative(fun, wrt, mode, backend, has_aux, max_steps)
+    d = _Derivative(fun, wrt, mode, backend, has_aux, max_steps, "value_and_grad")
 
     @functools.wraps(fun)
     def value_and_gradient(*args: Any, **kwargs: Any) -> tuple[Any, Any]:
-        out, grads = d.value_and_grads(args, kwargs, "value_and_grad")
+        out, grads = d.value_and_grads(args, kwargs)
         return out, d.shape(grads)
 
     value_and_gradient.__s2sgrad__ = d

@@ -52,6 +52,11 @@ class Backend:
         """The generated function as the API calls it."""
         return entry
 
+    def gradient_runner(self, entry: Callable, max_steps: int | None, finish: Callable) -> Callable:
+        """A reverse-mode gradient: ``finish(primals, *entry(*primals, 1.0))``, the seed 1.0
+        and ``finish`` (checks and dtype casts of ``api._GradientResult``) as part of it."""
+        return lambda *primals: finish(primals, *entry(*primals, 1.0))
+
     def as_arrays(self, value: Any) -> Any:
         """``value`` with its leaves as this backend's arrays (what its users expect back)."""
         return value

@@ -57,6 +57,12 @@ class _Jax(Backend):
 
         return lambda *args: api.call(entry, args, max_steps)
 
+    def gradient_runner(self, entry: Callable, max_steps: int | None, finish: Callable) -> Callable:
+        """Seed and ``finish`` inside the jitted function: they run once, while it is traced."""
+        from s2sgrad.backends.jax import api
+
+        return lambda *primals: api.call(entry, primals, max_steps, finish)
+
     def as_arrays(self, value: Any) -> Any:
         from s2sgrad.backends.jax import api
 

@@ -30,6 +30,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import lax
 
 from s2sgrad import memos
 from s2sgrad.backends.jax import control
@@ -67,15 +68,29 @@ def _free_values(entry: Callable) -> tuple:
     return tuple(id(module.get(n.split("=")[0])) for n in names)
 
 
-def _jitted(entry: Callable, static: tuple[int, ...], max_steps: int) -> Callable:
+def _seed() -> Any:
+    """A gradient's seed, 1.0, traced and weakly typed like a Python float passed to ``jit``.
+
+    Not the constant itself: the lowered control flow binds Python numbers into its
+    branches as path constants (``control.if_else``), which is right for values and
+    wrong for an adjoint, where an unset (None) one on the other path means zero.
+    """
+    return lax.full((), 1.0)
+
+
+def _jitted(
+    entry: Callable, static: tuple[int, ...], max_steps: int, finish: Callable | None
+) -> Callable:
+    """``entry`` jitted; with ``finish``, a gradient: ``finish(args, *entry(*args, 1.0))``
+    (see ``Backend.gradient_runner``)."""
     per_entry = memos.table_of(entry, "jitted")  # on the entry: freed with it (s2sgrad.memos)
-    key = (static, max_steps, _free_values(entry))
+    key = (static, max_steps, _free_values(entry), finish)
     fn = per_entry.get(key)
     if fn is None:
 
         def run(*args: Any) -> tuple[Any, Any]:
             with control.recording(max_steps) as overflows:
-                out = entry(*args)
+                out = entry(*args) if finish is None else finish(args, *entry(*args, _seed()))
             # None when nothing records: the caller then needs no device-to-host sync.
             return out, (jnp.any(jnp.stack(overflows)) if overflows else None)
 
@@ -84,8 +99,11 @@ def _jitted(entry: Callable, static: tuple[int, ...], max_steps: int) -> Callabl
     return fn
 
 
-def call(entry: Callable, args: tuple, max_steps: int | None = None) -> Any:
-    """``entry(*args)`` jitted, re-run with a larger loop bound if a recorded loop overflowed."""
+def call(
+    entry: Callable, args: tuple, max_steps: int | None = None, finish: Callable | None = None
+) -> Any:
+    """``entry(*args)`` jitted, re-run with a larger loop bound if a recorded loop overflowed
+    (with ``finish``, the gradient ``_jitted`` describes)."""
     static = tuple(i for i, a in enumerate(args) if _is_static(a))
     traced = any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves(args))
     if max_steps is not None:
@@ -97,7 +115,7 @@ def call(entry: Callable, args: tuple, max_steps: int | None = None) -> Any:
         bound = _LEARNED_BOUNDS.get(entry, FIRST_AUTOMATIC_BOUND)
     while True:
         try:
-            out, overflow = _jitted(entry, static, bound)(*args)
+            out, overflow = _jitted(entry, static, bound, finish)(*args)
         except (jax.errors.ConcretizationTypeError, jax.errors.NonConcreteBooleanIndexError) as exc:
             raise _needs_concrete_value(exc, entry) from exc
         except control.NoneLoopState as exc:
