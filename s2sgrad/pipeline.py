@@ -17,6 +17,7 @@ import threading
 import types
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 from s2sgrad import backends, cache, codegen, composition, ir, memos, running, runtime, sources
 from s2sgrad._version import __version__
@@ -31,6 +32,7 @@ from s2sgrad.transforms.hoist import hoist_invariants
 from s2sgrad.transforms.names import FreshNames
 from s2sgrad.transforms.normalize import normalize
 from s2sgrad.transforms.optimize import optimize
+from s2sgrad.transforms.residuals import has_loops, split_vjp
 from s2sgrad.transforms.reverse import reverse
 from s2sgrad.transforms.structure import structure
 
@@ -131,6 +133,13 @@ def _lower(fn: Callable) -> ir.FunctionDef:
     return hoist_invariants(structure(normalize(surface)))
 
 
+class Split(NamedTuple):
+    """A callee's forward-with-residuals and backward functions (``Compilation.split``)."""
+
+    fwd: str
+    bwd: str
+
+
 class Compilation:
     """One generated module: the requested derivative and those of the user functions it calls.
 
@@ -140,13 +149,15 @@ class Compilation:
     generating, so recursion needs nothing special.
     """
 
-    def __init__(self, root: Callable):
+    def __init__(self, root: Callable, callee_residuals: bool = True):
         self.root = running.function_that_runs(root)
+        self.callee_residuals = callee_residuals  # (Backend.callee_residuals)
         self.module_names = FreshNames(set(_MODULE_LEVEL_NAMES))
         self.requests: dict[tuple, str] = {}
         self.pending: list[tuple] = []
         self.functions: list[tuple[ir.FunctionDef, str | None]] = []
         self.bindings: dict[int, str] = {}  # id(namespace) -> `@g`: see foreign
+        self.splits: dict[tuple, Split] = {}
 
     def request(
         self,
@@ -177,15 +188,45 @@ class Compilation:
             self.check_closure(fn, foreign)
             deriv = derivative_ir(
                 fn,
-                mode=mode,
+                mode="reverse" if mode == "split" else mode,
                 wrt=wrt,
-                name=name,
+                name=None if mode == "split" else name,
                 compilation=self,
                 containers=containers,
                 has_aux=has_aux,
                 scalars=scalars,
             )
-            self.functions.append((deriv, foreign))
+            if mode == "split":
+                self.functions += [(f, foreign) for f in split_vjp(deriv, *name)]
+            else:
+                self.functions.append((deriv, foreign))
+
+    def split(
+        self,
+        fn: Callable,
+        wrt: tuple[int, ...],
+        containers: tuple[int, ...],
+        scalars: tuple[int, ...],
+    ) -> Split | None:
+        """The names ``fn``'s vjp will have as a forward pass returning its residuals and a
+        backward pass taking them (``transforms.residuals``); None where ``fn``'s forward
+        work is recomputed instead: it has loops, or the backend prefers recomputing
+        (``Backend.callee_residuals``). Named before they are generated, as ``request``'s
+        derivatives, so recursion works."""
+        fn = running.function_that_runs(fn, (("containers", tuple(containers)),))
+        if not self.callee_residuals or has_loops(lower(fn)):
+            return None
+        key = (fn, "split", tuple(wrt), tuple(containers), False, tuple(scalars))
+        if key not in self.splits:
+            split = Split(
+                self.module_names.fresh(f"{fn.__name__}_fwd"),
+                self.module_names.fresh(f"{fn.__name__}_bwd"),
+            )
+            self.requests[(*key, "fwd")] = split.fwd  # (reserved in every function's names)
+            self.requests[(*key, "bwd")] = split.bwd
+            self.pending.append((*key, split))
+            self.splits[key] = split
+        return self.splits[key]
 
     def check_closure(self, fn: Callable, foreign: str | None) -> None:
         """Called functions may not be closures yet (their cells cannot be bound)."""
@@ -382,7 +423,7 @@ _collector_paused = _CollectorPause()
 def _generate(fn: Callable, mode: str, wrt, backend: str, settings: dict) -> GeneratedModule:
     target = backends.get(backend)
     wrt = tuple(wrt)
-    compilation = Compilation(fn)
+    compilation = Compilation(fn, target.callee_residuals)
     entry = compilation.request(
         fn,
         mode,

@@ -109,6 +109,8 @@ def diff_arg_names(call: ir.Call, loc) -> tuple[list[str], bool]:
     rule = lookup(call.fn.value) if isinstance(call.fn, ir.Ref) else None
     if rule is None and isinstance(call.fn, ir.Ref) and is_user_function(call.fn.value):
         return ir.atom_names(call), True
+    if isinstance(call.fn, ir.Ref) and isinstance(call.fn.value, ir.GeneratedFunction):
+        return ir.atom_names(call), True  # a callee's forward pass (transforms.residuals)
     if rule is None:
         return ir.atom_names(call), False
     if rule.nondifferentiable:

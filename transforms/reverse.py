@@ -33,7 +33,7 @@ import builtins
 import copy
 import operator
 from collections import Counter
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
 
@@ -67,6 +67,7 @@ from s2sgrad.transforms.prims import (
     ZEROS_LIKE_TREE,
     runtime_helper,
 )
+from s2sgrad.transforms.residuals import BACKWARD_SWEEP
 from s2sgrad.transforms.shapes import SCALAR, ShapeEnv, statement_shapes
 from s2sgrad.transforms.structure import range_names
 from s2sgrad.transforms.templates import bind_call, instantiate, lower_template, substitute
@@ -122,6 +123,7 @@ class _Reverse(DerivativeBuilder):
         self.shape_envs: dict[int, ShapeEnv] = {}  # id(stmt) -> primal shapes before it
         self.witnesses: tuple[str, ...] = ()  # names never overwritten, to read shapes from
         self.range_names = range_names(self.fn.body)  # names holding range(...)
+        self.split_calls: dict[int, _SplitCall] = {}  # id(stmt) -> `y, G_residuals = G_fwd(..)`
 
     # ------------------------------------------------------------------ setup
 
@@ -210,6 +212,8 @@ class _Reverse(DerivativeBuilder):
         value = stmt.value
         if not isinstance(value, ir.Call):
             return [], [(value, g)]
+        if id(stmt) in self.split_calls:
+            return self.split_call_contributions(stmt, g)
         if is_user_function(value.fn.value) and self.act.atom_active(value):
             return self.user_call_contributions(stmt, g)
         rule = lookup(value.fn.value)
@@ -341,6 +345,25 @@ class _Reverse(DerivativeBuilder):
             pairs.append((args[i], c))
         return code, pairs
 
+    def split_call_contributions(self, stmt: ir.Assign, g: Any) -> tuple[list[ir.Stmt], list]:
+        """Cotangents of ``y, G_residuals = G_fwd(a, b)``'s arguments: ``G_bwd(G_residuals,
+        dy)`` (``transforms.residuals``)."""
+        call = self.split_calls[id(stmt)]
+        result = self.temp()
+        code: list[ir.Stmt] = [
+            ir.Assign(
+                (result,), ir.Call(ir.generated_ref(call.bwd), (*stmt.targets[1:], g)), stmt.loc
+            )
+        ]
+        pairs = []
+        for k, i in enumerate(call.active):
+            c = self.temp()
+            code.append(
+                ir.Assign((c,), ir.Call(GETITEM, (result, ir.Index((ir.Const(k),)))), stmt.loc)
+            )
+            pairs.append((stmt.value.args[i], c))
+        return code, pairs
+
     def primal_reads(self, stmts: list[ir.Stmt]) -> set[str]:
         return dataflow.deep_reads(stmts) & self.primal
 
@@ -353,12 +376,12 @@ class _Reverse(DerivativeBuilder):
         for stmt in ir.walk_stmts(body):
             if (
                 isinstance(stmt, ir.Assign)
-                and len(stmt.targets) == 1
-                and self.act.active(stmt.target.id)
+                and (len(stmt.targets) == 1 or id(stmt) in self.split_calls)
+                and self.act.active(stmt.targets[0].id)
             ):
                 saved_names, saved_temps = self.names, self.temps
                 self.names, self.temps = scratch, set()
-                code, pairs = self.contributions(stmt, ir.Name("__g__"), stmt.target)
+                code, pairs = self.contributions(stmt, ir.Name("__g__"), stmt.targets[0])
                 self.names, self.temps = saved_names, saved_temps
                 results = {n for _, c in pairs for n in ir.atom_names(c)}
                 # Only what feeds an active operand's cotangent: entries for inactive ones
@@ -649,27 +672,34 @@ class _Reverse(DerivativeBuilder):
         out: list[ir.Stmt] = []
         if id(stmt) in self.bookkeeping:
             return out
-        if len(stmt.targets) > 1:
+        if len(stmt.targets) > 1 and id(stmt) not in self.split_calls:
             return self.backward_unpack(stmt, state)
-        y = stmt.target.id
+        target, *residuals = stmt.targets  # (a callee's residuals: `y, G_residuals = G_fwd(a)`)
+        y = target.id
         restore = y in self.saved and self.has_prior(stmt, y) and y not in self.taped_names
         pop = (
-            ir.Pop(stmt.target, self.stack(y, self._loop, stmt), self._loop, stmt.loc)
+            ir.Pop(target, self.stack(y, self._loop, stmt), self._loop, stmt.loc)
             if restore
             else None
         )
+        # The residuals are read by this statement's adjoint: restored after it.
+        residual_pops = [
+            ir.Pop(r, self.stack(r.id, self._loop, stmt), self._loop, stmt.loc)
+            for r in reversed(residuals)
+            if r.id in self.saved and self.has_prior(stmt, r.id)
+        ]
         if not self.act.active(y) or state.get(y, ZERO) == ZERO:
-            return [pop] if pop else []
+            return ([pop] if pop else []) + residual_pops
         reads_y = y in ir.atom_names(stmt.value)
         # Before this statement y held another value, whose adjoint starts from zero here.
         resets = self.has_prior(stmt, y)
         g: Any = self.adjoint_name(y)
-        ans: Any = stmt.target
+        ans: Any = target
         before = dict(state)
         if restore and reads_y:
             # The statement read the value it overwrote: keep its result, restore the old one.
             ans = self.temp()
-            out.append(ir.Assign((ans,), stmt.target, stmt.loc))
+            out.append(ir.Assign((ans,), target, stmt.loc))
             out.append(pop)
         code: list[ir.Stmt] = []
         if reads_y and resets:
@@ -690,7 +720,7 @@ class _Reverse(DerivativeBuilder):
         out += code
         if restore and not reads_y:
             out.append(pop)
-        return out
+        return out + residual_pops
 
     def adjoint_or_zeros(self, name: str, state, out: list[ir.Stmt], loc) -> Any:
         """The adjoint of ``name`` as a value, zeros (of its shape) when it may be unset."""
@@ -928,10 +958,6 @@ class _Reverse(DerivativeBuilder):
     _loop: str | None = None
 
 
-#: The comment that starts the backward sweep of a generated adjoint function (what
-#: follows it only reads saves and accumulates adjoints: see backends.jax).
-BACKWARD_SWEEP = "backward sweep"
-
 #: The loop label of adjoint stacks (``_Reverse.adjoint_stack``): they are lists wherever
 #: they are pushed, as the derivative code's stacks they mirror.
 ADJOINT_STACKS = "<adjoint stacks>"
@@ -958,7 +984,18 @@ def reverse(
     wrt_names = tuple(fn.params[i].name for i in wrt)
     activity = analyze(fn, wrt_names)
     container_names = may_be_containers(fn, frozenset(fn.params[i].name for i in containers))
+    fn, split_calls = _with_residual_calls(
+        fn,
+        activity,
+        container_names,
+        frozenset(fn.params[i].name for i in scalars),
+        names,
+        compilation,
+    )
+    if split_calls:
+        activity = analyze(fn, wrt_names)
     rev = _Reverse(fn, activity, names, compilation, container_names)
+    rev.split_calls = split_calls
     *primal, ret = fn.body
     primal = rev.add_counters(tuple(primal))
     rev.count_definitions(primal, 0)
@@ -998,6 +1035,68 @@ def reverse(
         body=tuple(body),
         temps=frozenset(rev.temps),
     )
+
+
+@dataclass(frozen=True)
+class _SplitCall:
+    """``y, G_residuals = G_fwd(a, b)``: its backward function, and the active argument
+    positions."""
+
+    bwd: str
+    active: tuple[int, ...]
+
+
+def _with_residual_calls(
+    fn: ir.FunctionDef,
+    activity,
+    containers: frozenset[str],
+    scalar_params: frozenset[str],
+    names: FreshNames,
+    compilation,
+) -> tuple[ir.FunctionDef, dict[int, _SplitCall]]:
+    """``fn`` with each active call of a user function that ``compilation.split`` splits
+    rewritten as ``y, G_residuals = G_fwd(a, b)`` (``transforms.residuals``), and those
+    statements' backward functions."""
+    if compilation is None:
+        return fn, {}
+    calls = [
+        s
+        for s in ir.walk_stmts(fn.body)
+        if isinstance(s, ir.Assign)
+        and len(s.targets) == 1
+        and isinstance(s.value, ir.Call)
+        and isinstance(s.value.fn, ir.Ref)
+        and is_user_function(s.value.fn.value)
+        and activity.atom_active(s.value)
+        and activity.active(s.target.id)
+    ]
+    if not calls:
+        return fn, {}
+    envs = statement_shapes(fn, scalar_params)
+    rewritten: dict[int, ir.Assign] = {}
+    split_calls: dict[int, _SplitCall] = {}
+    for stmt in calls:
+        args = tuple(bind_user_call(stmt.value, stmt.loc))
+        active = tuple(i for i, a in enumerate(args) if activity.atom_active(a))
+        env = envs.get(id(stmt))
+        scalars = tuple(i for i, a in enumerate(args) if env is not None and env.of(a) == SCALAR)
+        callee = stmt.value.fn.value
+        split = compilation.split(callee, active, container_positions(args, containers), scalars)
+        if split is None:
+            continue
+        residuals = ir.Name(names.fresh(f"{getattr(callee, '__name__', 'call')}_residuals"))
+        new = ir.Assign(
+            (stmt.target, residuals), ir.Call(ir.generated_ref(split.fwd), args), stmt.loc
+        )
+        rewritten[id(stmt)] = new
+        split_calls[id(new)] = _SplitCall(split.bwd, active)
+    if not rewritten:
+        return fn, {}
+
+    def rewrite(body: tuple[ir.Stmt, ...]) -> tuple[ir.Stmt, ...]:
+        return tuple(rewritten.get(id(s)) or ir.map_blocks(s, rewrite) for s in body)
+
+    return replace(fn, body=rewrite(fn.body)), split_calls
 
 
 def _gradients(

@@ -102,4 +102,5 @@ JAX = _Jax(
         "(s2sgrad.backends.jax.control)."
     ),
     primal_from_generated_code=True,
+    callee_residuals=False,
 )

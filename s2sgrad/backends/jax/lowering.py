@@ -186,7 +186,7 @@ def _tuple(ids: tuple[str, ...]) -> ir.Seq:
 
 def _backward_sweep(body: tuple[ir.Stmt, ...]) -> frozenset[int]:
     """The ids of the top-level statements of an adjoint function's backward sweep."""
-    from s2sgrad.transforms.reverse import BACKWARD_SWEEP
+    from s2sgrad.transforms.residuals import BACKWARD_SWEEP
 
     starts = [
         i for i, s in enumerate(body) if isinstance(s, ir.Comment) and s.text == BACKWARD_SWEEP

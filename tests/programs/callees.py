@@ -1,0 +1,105 @@
+"""Programs whose work is in functions they call: nested helpers, helpers in loops, a
+helper that sets a value on one path only, a helper with a loop of its own. Reverse mode
+hands each loop-free callee's residuals to its backward pass (transforms.residuals)."""
+
+import numpy as np
+
+import s2sgrad
+
+
+class CountedSquare:
+    """x**2 behind a rule, counting how often its forward value is computed."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def __call__(self, x):
+        self.calls += 1
+        return x * x
+
+
+counted_square = CountedSquare()
+
+
+@s2sgrad.defvjp(counted_square)
+def _counted_square_vjp(g, ans, x):
+    return 2.0 * g * x
+
+
+@s2sgrad.defjvp(counted_square)
+def _counted_square_jvp(ans, x, *, dx):
+    return 2.0 * x * dx
+
+
+def innermost(x):
+    return np.sin(counted_square(x)) + x
+
+
+def middle(x, w):
+    y = innermost(x * w)
+    return np.tanh(y) * w
+
+
+def counted_nest(x, w):
+    """Two levels of callees, the innermost computing ``counted_square`` once per call."""
+    return np.sum(middle(x, w) ** 2)
+
+
+def rotate(v, angle):
+    c, s = np.cos(angle), np.sin(angle)
+    return np.stack([c * v[0] - s * v[1], s * v[0] + c * v[1]])
+
+
+def scaled_norm(v, k):
+    r = np.sqrt(np.sum(v**2) + 1e-3)
+    return k * r, r
+
+
+def helpers_nested(v, angle, k):
+    """A helper returning a tuple, a helper of a helper, each called twice."""
+    a, r = scaled_norm(rotate(v, angle), k)
+    b, _ = scaled_norm(rotate(v, 2.0 * angle), k * r)
+    return a * b + r
+
+
+def clipped(x, limit):
+    if np.sum(x) > limit:
+        t = np.tanh(x)
+        y = t * limit
+    else:
+        y = x * x
+    return y
+
+
+def one_path_residual(x, limit):
+    """``t`` exists on one path of the helper only: its residual is None on the other."""
+    return np.sum(clipped(x, limit) * x)
+
+
+def step(y, p):
+    return y + 0.05 * np.sin(p * y) * y
+
+
+def helper_in_loop(y0, p):
+    """The caller's loop saves the callee's residuals per iteration."""
+    y = y0
+    for _ in range(12):
+        y = step(y, p)
+    return np.sum(y**2)
+
+
+def power_sum(x, n):
+    s = np.zeros_like(x)
+    for k in range(n):
+        s = s + x ** (k + 1) / (k + 1)
+    return s
+
+
+def with_loop_inside(x, w):
+    """A split callee (``weighted``) calling one with a loop (``power_sum``), which keeps
+    recomputation."""
+    return np.sum(weighted(x, w))
+
+
+def weighted(x, w):
+    return power_sum(x * w, 3) * w

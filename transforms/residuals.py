@@ -1,0 +1,98 @@
+"""A called function's vjp split in two: a forward pass that also returns its residuals,
+and a backward pass that starts from them.
+
+Differentiated by recomputation, a call ``y = G(a, b)`` in reverse mode runs G's
+forward work once in the caller's forward sweep and again in ``G_vjp`` (and once more
+per nesting level below it: a callee of G reruns its forward part in G's forward
+sweep, in G_vjp's and in its own vjp). Split, the caller's forward sweep calls
+
+    y, G_residuals = G_fwd(a, b)   # G's value, and what G's backward sweep reads
+
+and its backward sweep ``G_bwd(G_residuals, dy)``: each forward part runs once, and the
+residuals are ordinary values of the caller, saved per iteration by the caller's own
+machinery when the call is in a loop. The residuals are the names the backward sweep
+of ``G_vjp`` reads that its forward sweep (or the caller) gives it: intermediate values
+and the parameters it reads.
+
+Only callees without loops are split: a loop's saves are stacks, and the code that
+pushes them and the code that pops them stay in one function, where a later
+differentiation of the generated code (higher order) and the JAX lowering can pair
+them. Which backends split is ``Backend.callee_residuals``: NumPy does; under XLA the
+recomputed forward work fuses with the backward work and residuals saved in a
+``lax.scan`` cost memory traffic each iteration, so the JAX backend recomputes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from s2sgrad.transforms import dataflow
+from s2sgrad.transforms.names import FreshNames
+from s2sgrad.transforms.prims import GETITEM
+
+from s2sgrad import ir
+
+#: The comment that starts the backward sweep of a generated adjoint function (what
+#: follows it only reads saves and accumulates adjoints: see backends.jax).
+BACKWARD_SWEEP = "backward sweep"
+
+
+def has_loops(fn: ir.FunctionDef) -> bool:
+    return any(ir.is_loop(s) for s in ir.walk_stmts(fn.body))
+
+
+def split_vjp(
+    vjp: ir.FunctionDef, fwd_name: str, bwd_name: str
+) -> tuple[ir.FunctionDef, ir.FunctionDef]:
+    """``G_vjp(*params, dout) -> (out, grads)`` as ``G_fwd(*params) -> (out, residuals)``
+    and ``G_bwd(residuals, dout) -> grads``, the residuals a tuple."""
+    *body, ret = vjp.body
+    marks = [
+        i for i, s in enumerate(body) if isinstance(s, ir.Comment) and s.text == BACKWARD_SWEEP
+    ]
+    cut = marks[0] if marks else len(body)
+    forward, backward = body[:cut], body[cut + 1 :]
+    out, grads = ret.value.elts
+    seed = vjp.params[-1].name
+    read = dataflow.live_in((*backward, ir.Return(grads, ret.loc)), set(), slots=True)
+    # Names read but never assigned are module globals (bound at load time): not residuals.
+    order = list(vjp.param_names) + [
+        n for s in ir.walk_stmts(tuple(forward)) for n in dataflow.writes(s, slots=True)
+    ]
+    residuals = tuple(dict.fromkeys(n for n in order if n in read and n != seed))
+    # A residual that only some paths assign (inside an `if`) is read back only on those
+    # paths, but returned on all: None where it was never set.
+    everywhere = set(vjp.param_names) | {
+        n for s in forward if not ir.is_compound(s) for n in dataflow.writes(s, slots=True)
+    }
+    unset = [
+        ir.Assign((ir.Name(n),), ir.Const(None), vjp.loc) for n in residuals if n not in everywhere
+    ]
+    names = tuple(ir.Name(n) for n in residuals)
+    packed = ir.Name(FreshNames(set(order) | read | {seed}).fresh("residuals"))
+    if len(names) == 1:
+        unpack = [ir.Assign(names, ir.Call(GETITEM, (packed, ir.Index((ir.Const(0),)))), vjp.loc)]
+    else:
+        unpack = [ir.Assign(names, packed, vjp.loc)] if names else []
+    fwd = replace(
+        vjp,
+        name=fwd_name,
+        params=vjp.params[:-1],
+        body=(
+            *unset,
+            *forward,
+            ir.Return(ir.Seq("tuple", (out, ir.Seq("tuple", names))), ret.loc),
+        ),
+    )
+    bwd = replace(
+        vjp,
+        name=bwd_name,
+        params=(ir.Param(packed.id), vjp.params[-1]),
+        body=(
+            *unpack,
+            ir.Comment(BACKWARD_SWEEP),
+            *backward,
+            ir.Return(grads, ret.loc),
+        ),
+    )
+    return fwd, bwd
