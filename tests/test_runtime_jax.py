@@ -601,6 +601,39 @@ def test_traced_integers_inside_tuple_indices(name, form):
     assert_same(call(rtj, jnp.asarray(x), jnp.asarray(2)), expected)
 
 
+@pytest.mark.parametrize(
+    "idx",
+    [
+        np.s_[1:],
+        np.s_[:-1],
+        np.s_[2],
+        np.s_[-1],
+        np.s_[..., 1:3],
+        np.s_[1:4:2, :, -2],
+        np.s_[::3],
+        np.s_[:, 2, 1:],
+        np.s_[1:1],
+        np.s_[::-1],
+        np.s_[None],
+        np.s_[[0, 0, 3]],
+    ],
+    ids=repr,
+)
+@pytest.mark.parametrize("name", ["unindex", "add_at"])
+def test_slice_adjoints_as_pads_or_scatters(name, idx):
+    """Fixed basic indices go through ``lax.pad`` (which XLA fuses), others through a
+    scatter: the same values either way, eagerly and under jit, scalars broadcast."""
+    x = r(5, 6, 4)
+    for part in (r(*x[idx].shape), 1.5):
+
+        def call(mod, x, part=part):
+            return mod.unindex(part, x, idx) if name == "unindex" else mod.add_at(x, idx, part)
+
+        expected = call(rt, x)
+        assert_same(call(rtj, jnp.asarray(x)), expected)
+        assert_same(jax.jit(lambda x: call(rtj, x))(x), expected)
+
+
 def test_scans_are_exact_at_zeros_under_jit():
     """``cumprod_tangent``/``uncumprod`` pick their linear or exact form at run time."""
     a = _SCAN.copy()

@@ -95,8 +95,58 @@ def unindex(g: Any, x: Any, idx: Any) -> Any:
     """
     if isinstance(x, (tuple, list, dict)):
         return _unindex_container(g, x, idx)
-    out = jnp.zeros(jnp.shape(x), dtype=jnp.result_type(g, x))
-    return out.at[_as_index(idx)].add(g)
+    dtype = jnp.result_type(g, x)
+    padded = _padded(g, jnp.shape(x), idx, dtype)
+    if padded is not None:
+        return padded
+    return jnp.zeros(jnp.shape(x), dtype=dtype).at[_as_index(idx)].add(g)
+
+
+def _padded(g: Any, shape: tuple, idx: Any, dtype: Any, least: float = 0.0) -> Any:
+    """``g``, the value of ``x[idx]``, in zeros of ``x``'s ``shape`` by ``lax.pad``, or None.
+
+    The transpose of a slice is a pad, which XLA fuses with the arithmetic around it (as
+    in ``jax.grad``'s own code); a scatter into zeros it runs as a separate loop, and on a
+    CPU a slow one (the Rosenbrock gradient at n = 1e6: 4x ``jax.grad``'s time). Only for
+    indices fixed at trace time made of integers, slices with a positive step and
+    ``...``, and where ``x[idx]`` has at least the fraction ``least`` of ``x``'s elements
+    (a pad touches all of them).
+    """
+    items = idx if isinstance(idx, tuple) else (idx,)
+    dots = [k for k, item in enumerate(items) if item is Ellipsis]  # (`is`: items may be arrays)
+    if len(dots) > 1:
+        return None
+    if dots:
+        k = dots[0]
+        items = items[:k] + (slice(None),) * (len(shape) - len(items) + 1) + items[k + 1 :]
+    items = items + (slice(None),) * (len(shape) - len(items))
+    if len(items) != len(shape):
+        return None
+    config, part, kept = [], [], []
+    for item, n in zip(items, shape):
+        if isinstance(item, (int, np.integer)) and not isinstance(item, (bool, np.bool_)):
+            i = int(item) + n if item < 0 else int(item)
+            if not 0 <= i < n:
+                return None
+            config.append((i, n - 1 - i, 0))
+            part.append(1)
+        elif isinstance(item, slice) and all(
+            v is None or isinstance(v, (int, np.integer))
+            for v in (item.start, item.stop, item.step)
+        ):
+            start, stop, step = item.indices(n)
+            count = len(range(start, stop, step))
+            if step <= 0 or count == 0:
+                return None
+            config.append((start, n - 1 - (start + (count - 1) * step), step - 1))
+            part.append(count)
+            kept.append(count)
+        else:
+            return None  # an array, a traced integer, None: scatter
+    if math.prod(part) < least * math.prod(shape):
+        return None
+    g = jnp.reshape(jnp.broadcast_to(jnp.asarray(g, dtype=dtype), tuple(kept)), tuple(part))
+    return lax.pad(g, jnp.zeros((), dtype=dtype), config)
 
 
 def add_at(a: Any, idx: Any, b: Any) -> Any:
@@ -110,6 +160,10 @@ def add_at(a: Any, idx: Any, b: Any) -> Any:
     mask = _mask(idx, out) if jnp.ndim(b) == 0 else None
     if mask is not None:
         return (out + jnp.where(mask, b, 0)).astype(dtype)
+    # A part of half the array or more: a fused pad and add beats an unfused scatter.
+    padded = _padded(b, jnp.shape(out), idx, dtype, least=0.5)
+    if padded is not None:
+        return out + padded
     return out.at[idx].add(b)
 
 
