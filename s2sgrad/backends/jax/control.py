@@ -717,6 +717,16 @@ def for_loop_recording(iterable: Any, body: Callable, *carry: Any) -> tuple[tupl
 
 _INDEX = jax.ShapeDtypeStruct((), jnp.result_type(int))
 
+#: Static loops of at most this many iterations are unrolled within their ``lax.scan``:
+#: an XLA loop costs some microseconds per iteration on a CPU, more than a short body
+#: (the LSTM's loop over its two layers, run once per time step), and so few copies of
+#: the body add little to the compile time.
+SHORT_LOOP = 8
+
+
+def _unroll(length: Any) -> bool | int:
+    return True if int(length) <= SHORT_LOOP else 1
+
 
 def _for(iterable: Any, step: Callable, carry: tuple, names: tuple, what: str = "for loop"):
     r = _as_range(iterable)
@@ -730,7 +740,9 @@ def _for(iterable: Any, step: Callable, carry: tuple, names: tuple, what: str = 
     carry = _coerce(body.varying(tuple(carry)), body.carry_type)
     if r.static:
         values = r.start + r.step * jnp.arange(int(r.length), dtype=_INDEX.dtype)
-        (carry, inner), stacked = lax.scan(scan_step, (carry, jnp.asarray(False)), values)
+        (carry, inner), stacked = lax.scan(
+            scan_step, (carry, jnp.asarray(False)), values, unroll=_unroll(r.length)
+        )
     else:
         (carry, inner), stacked, overflow = _bounded_loop(
             lambda k, c: jnp.asarray(True),
@@ -875,7 +887,11 @@ def _replay(iterable: Any, body: Callable, tapes: tuple, carry: tuple) -> tuple[
         values = r.start + r.step * jnp.arange(int(m), dtype=_INDEX.dtype)[::-1]
         stacked = tuple(t.stacked for t in tapes)
         state, recorded = lax.scan(
-            lambda s, xs: run(xs[0], xs[1], s), state, (values, stacked), reverse=True
+            lambda s, xs: run(xs[0], xs[1], s),
+            state,
+            (values, stacked),
+            reverse=True,
+            unroll=_unroll(m),
         )
         # A reverse scan stacks its outputs by input position: the last iteration first.
         recorded = jax.tree_util.tree_map(lambda a: a[::-1], recorded)
