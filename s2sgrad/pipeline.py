@@ -21,7 +21,7 @@ from typing import NamedTuple
 
 from s2sgrad import backends, cache, codegen, composition, ir, memos, running, runtime, sources
 from s2sgrad._version import __version__
-from s2sgrad.backends import JAX_CONTROL_NAMES
+from s2sgrad.backends import JAX_CONTROL_NAMES, JAX_MASKED_NAMES
 from s2sgrad.errors import SourceLocation, UsageError
 from s2sgrad.frontend import get_source, is_derivative_code, parse_function
 from s2sgrad.rules.registry import generation as rules_generation
@@ -51,6 +51,7 @@ _MODULE_LEVEL_NAMES = frozenset(
     {"np", "jnp", "jax"}
     | {n for n in dir(runtime) if not n.startswith("_")}
     | set(JAX_CONTROL_NAMES)
+    | set(JAX_MASKED_NAMES)
 )
 
 

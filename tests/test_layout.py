@@ -59,6 +59,8 @@ def test_everything_of_the_jax_backend_lives_in_its_package():
         "api",
         "control",
         "lowering",
+        "masked",
+        "masks",
         "none_tests",
         "runtime",
         "spelling",

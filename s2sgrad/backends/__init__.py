@@ -18,7 +18,7 @@ from __future__ import annotations
 import functools
 
 from s2sgrad.backends.base import RUNTIME_MODULE, Backend
-from s2sgrad.backends.jax import JAX, JAX_CONTROL_NAMES
+from s2sgrad.backends.jax import JAX, JAX_CONTROL_NAMES, JAX_MASKED_NAMES
 from s2sgrad.backends.numpy import NUMPY
 
 __all__ = [
@@ -26,6 +26,7 @@ __all__ = [
     "BACKENDS",
     "JAX",
     "JAX_CONTROL_NAMES",
+    "JAX_MASKED_NAMES",
     "NUMPY",
     "RUNTIME_MODULE",
     "get",

@@ -3,10 +3,11 @@
 Everything of this backend lives in this package: ``lowering`` (If/For/While into
 combinator calls), ``control`` (the combinators generated modules call), ``runtime``
 (the helpers whose JAX version differs; the rest are ``s2sgrad.runtime``'s, run with
-``xp = jax.numpy``), ``spelling`` (``np.sin`` -> ``jnp.sin``), ``none_tests`` (what
-lowering refuses) and ``api`` (the call path: jit, learned loop bounds, error
-messages). Only this module is imported when the backend is not used: it imports no
-JAX.
+``xp = jax.numpy``), ``masks`` (boolean-mask reads that end in reductions, rewritten
+as masked computations) and ``masked`` (their helpers), ``spelling`` (``np.sin`` ->
+``jnp.sin``), ``none_tests`` (what lowering refuses) and ``api`` (the call path: jit,
+learned loop bounds, error messages). Only this module is imported when the backend
+is not used: it imports no JAX.
 """
 
 from __future__ import annotations
@@ -35,6 +36,27 @@ JAX_CONTROL_NAMES = (
     "recording",
     "while_loop",
     "while_recording",
+)
+
+# The names s2sgrad.backends.jax.masked exports (the helpers of boolean-mask reads lowered
+# as masked computations, backends/jax/masks.py), listed here for the same reason.
+JAX_MASKED_NAMES = (
+    "masked_read",
+    "trailing_operand",
+    "masked_sum",
+    "masked_mean",
+    "masked_max",
+    "masked_min",
+    "masked_prod",
+    "masked_len",
+    "masked_size",
+    "masked_shape",
+    "masked_unindex",
+    "masked_add_at",
+    "masked_unbroadcast",
+    "masked_tie_shares",
+    "masked_prod_of_others",
+    "masked_prod_of_others_tangent",
 )
 
 
@@ -94,6 +116,7 @@ JAX = _Jax(
         RUNTIME_MODULE: "s2sgrad.backends.jax.runtime",
         "s2sgrad.backends.jax.control": "s2sgrad.backends.jax.control",
         "s2sgrad.backends.jax.runtime": "s2sgrad.backends.jax.runtime",
+        "s2sgrad.backends.jax.masked": "s2sgrad.backends.jax.masked",
     },
     functional_updates=True,
     libraries=("numpy", "jax", "jaxlib"),

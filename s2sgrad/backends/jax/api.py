@@ -152,7 +152,8 @@ def _needs_concrete_value(exc: Exception, entry: Callable) -> NeedsConcreteValue
         "the JAX backend always runs the derivative under jax.jit, where values computed "
         "from the arguments are traced. Pass such numbers as Python ints (static arguments), "
         "compute them without int()/float()/bool(), use np.where(mask, x, 0) instead of "
-        "boolean-mask indexing, or use backend='numpy'"
+        "boolean-mask indexing (x[mask] runs under jit only where its values go elementwise "
+        "into np.sum/mean/max/min/prod or a count), or use backend='numpy'"
     )
     message = f"this line needs a concrete value, which JAX cannot give under jit ({what})"
     return _at_user_line(NeedsConcreteValueError, message, hint, exc, entry)

@@ -37,6 +37,7 @@ import numpy as np
 
 from s2sgrad import ir
 from s2sgrad.backends.jax import control
+from s2sgrad.backends.jax.masks import lower_masked_reads
 from s2sgrad.errors import S2SGradError
 from s2sgrad.transforms import dataflow
 from s2sgrad.transforms.names import FreshNames
@@ -62,12 +63,14 @@ class JaxLoweringError(S2SGradError):
 
 
 def lower_for_jax(fn: ir.FunctionDef, names: FreshNames) -> ir.FunctionDef:
-    """``fn`` with every If/For/While rewritten into ``control`` combinator calls."""
+    """``fn`` with every If/For/While rewritten into ``control`` combinator calls, and its
+    boolean-mask reads that end in reductions lowered as masked computations (``masks``)."""
     names.reserve(*dataflow.all_local_names(fn))
     lowering = _Lowering(names, fn.temps, _backward_sweep(fn.body))
     body = tuple(lowering.block(fn.body, frozenset()))
     body = _define_before_use(body, set(fn.param_names))
-    return replace(fn, body=ir.map_call_fns(body, _jax_ref))
+    lowered = replace(fn, body=ir.map_call_fns(body, _jax_ref))
+    return lower_masked_reads(lowered, names)
 
 
 def lower_compilation(compilation: Any) -> list[tuple[ir.FunctionDef, str | None]]:
