@@ -354,6 +354,11 @@ class Printer:
         if isinstance(stmt, ir.Assign) and len(stmt.targets) == 1 and stmt.target.id in self.fold:
             self.folded[stmt.target.id] = self.atom(stmt.value)
             return last_line
+        if isinstance(stmt, ir.Release):  # a folded temporary is no variable to delete
+            names = tuple(n for n in stmt.names if n not in self.fold)
+            if names:
+                lines += self.fit(indent + self.simple_statement(ir.Release(names)))
+            return last_line
         loc = getattr(stmt, "loc", None)
         if loc is not None and loc.line != last_line:
             if loc.origin is None:
@@ -413,6 +418,8 @@ class Printer:
             return "continue"
         if isinstance(stmt, ir.NewStack):
             return f"{stmt.stack} = []"
+        if isinstance(stmt, ir.Release):
+            return "del " + ", ".join(stmt.names)
         if isinstance(stmt, ir.Push):
             if stmt.loop is None:  # outside loops a save is a single slot
                 return f"{stmt.stack} = {self.text(stmt.value)}"

@@ -379,6 +379,8 @@ class _Lowering:
             return [ir.Return(self.expr(node.value), loc)]
         if isinstance(node, cst.Pass):
             return []
+        if isinstance(node, cst.Del) and is_derivative_code(self.fn):
+            return []  # generated code's own releases of dead values (ir.Release)
         if isinstance(node, cst.Break):
             return [ir.Break(loc)]
         if isinstance(node, cst.Continue):

@@ -278,6 +278,17 @@ class NewStack:
 
 
 @dataclass(frozen=True)
+class Release:
+    """``del a, b``: values nothing later reads, dropped so that their memory goes back
+    at once rather than when the function returns (NumPy code; ``transforms.lifetimes``).
+    No other meaning: passes read nothing from it, and reading generated code back
+    (higher order) drops it."""
+
+    names: tuple[str, ...]
+    loc: SourceLocation | None = None
+
+
+@dataclass(frozen=True)
 class Comment:
     """A comment line in generated code (e.g. the start of the backward sweep); no semantics."""
 
@@ -300,6 +311,7 @@ Stmt = (
     | Push
     | Pop
     | NewStack
+    | Release
     | Comment
 )
 

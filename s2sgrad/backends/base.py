@@ -52,8 +52,15 @@ class Backend:
         return numpy_spelling
 
     def lower(self, compilation: Any) -> list:
-        """The compilation's functions as this backend prints them."""
-        return list(compilation.functions)
+        """The compilation's functions as this backend prints them: NumPy code releases
+        each value once nothing reads it (``transforms.lifetimes``)."""
+        from s2sgrad.codegen import fold_candidates
+        from s2sgrad.transforms.lifetimes import release_dead_values
+
+        return [
+            (release_dead_values(fn, frozenset(fold_candidates(fn.body, fn.temps))), foreign)
+            for fn, foreign in compilation.functions
+        ]
 
     def runner(self, entry: Callable, max_steps: int | None) -> Callable:
         """The generated function as the API calls it."""
