@@ -29,6 +29,7 @@ from s2sgrad.transforms import dataflow
 from s2sgrad.transforms.aliasing import check_updates_seen_through_aliases
 from s2sgrad.transforms.forward import forward
 from s2sgrad.transforms.hoist import hoist_invariants
+from s2sgrad.transforms.inline import rename
 from s2sgrad.transforms.names import FreshNames
 from s2sgrad.transforms.normalize import normalize
 from s2sgrad.transforms.optimize import optimize
@@ -131,7 +132,27 @@ def _lower(fn: Callable) -> ir.FunctionDef:
         # Derivative code keeps views its own way (saves that NumPy may update in place
         # are copied where it matters); the user code it came from passed this check.
         check_updates_seen_through_aliases(surface)
-    return hoist_invariants(structure(normalize(surface)))
+    return _clear_of_module_names(hoist_invariants(structure(normalize(surface))))
+
+
+def _clear_of_module_names(fn: ir.FunctionDef) -> ir.FunctionDef:
+    """``fn`` with each variable it binds that is named like something generated modules
+    bind at module level (``np``, a runtime helper: ``unindex = y[1:]``) renamed
+    (``unindex_1``), so the derivative's own ``unindex(...)`` reaches the helper."""
+    bound = set(fn.param_names) | dataflow.deep_writes(fn.body)
+    clash = sorted(bound & _MODULE_LEVEL_NAMES)
+    if not clash:
+        return fn
+    fresh = FreshNames(dataflow.all_local_names(fn) | _MODULE_LEVEL_NAMES)
+    mapping = {n: ir.Name(fresh.fresh(n)) for n in clash}
+    return replace(
+        fn,
+        params=tuple(
+            replace(p, name=mapping[p.name].id) if p.name in mapping else p for p in fn.params
+        ),
+        body=tuple(rename(s, mapping) for s in fn.body),
+        temps=frozenset(mapping[t].id if t in mapping else t for t in fn.temps),
+    )
 
 
 class Split(NamedTuple):

@@ -79,6 +79,20 @@ def test_generated_names_never_capture_user_names():
     assert params[:3] == ["x", "dx", "g"] and len(set(params)) == len(params)
 
 
+@pytest.mark.parametrize("backend", ["numpy", "jax"])
+@pytest.mark.parametrize("mode", ["reverse", "forward"])
+def test_user_names_never_shadow_the_helpers_generated_code_calls(mode, backend):
+    """``unindex = y[1:]`` in the user's code used to shadow the helper ``unindex`` that the
+    derivative calls ('numpy.float64' object is not callable)."""
+    args = [np.linspace(0.1, 0.9, 5), 1.5]
+    got = s2sgrad.grad(hygiene.named_like_helpers, mode=mode, backend=backend)(*args)
+    assert_close(got, jax.grad(jnp_twin(hygiene.named_like_helpers))(*args))
+    assert_close(
+        s2sgrad.hessian(hygiene.named_like_helpers)(*args),
+        jax.hessian(jnp_twin(hygiene.named_like_helpers))(*args),
+    )
+
+
 def test_no_unbroadcast_where_shapes_provably_match():
     for mode in ("reverse", "forward"):
         source = pipeline.generate(hygiene.elementwise_one_input, mode=mode, wrt=(0,)).source

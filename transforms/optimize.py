@@ -416,6 +416,8 @@ def propagate_copies(
     for stmt in body:
         if isinstance(stmt, ir.Assign) and copies:
             stmt = replace(stmt, value=substitute(stmt.value, copies))
+            if stmt.targets == (stmt.value,):
+                continue  # `a = a`, a copy propagated onto itself: a does not change
         # A nested block starts with no copies known (a loop body runs again after itself).
         stmt = ir.map_blocks(stmt, lambda block: propagate_copies(block, protected, temps))
         if not isinstance(stmt, ir.Assign):

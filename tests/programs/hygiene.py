@@ -16,3 +16,11 @@ def shadowy(x, dx, g):
 def elementwise_one_input(x):
     z = np.sin(x) * np.cos(x) + x * x / 2.0
     return np.sum(np.exp(-z) ** 2)
+
+
+def named_like_helpers(y, np_weight):
+    """Locals named like what generated modules import (runtime helpers, ``jnp``)."""
+    unindex = y[1:] * np_weight
+    jnp = np.tanh(unindex)
+    unreduce = np.sum(jnp**2)
+    return unreduce
