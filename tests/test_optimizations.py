@@ -231,3 +231,46 @@ def test_index_reads_of_unchanging_arrays_are_recomputed_not_saved():
     expected = central_difference_grad(updated_in_the_loop, (x,), 0)
     assert_close(s2sgrad.grad(updated_in_the_loop)(x), expected, rtol=1e-6)
     assert_close(s2sgrad.grad(updated_in_the_loop, backend="jax")(x), expected, rtol=1e-6)
+
+
+def rosenbrock(x):
+    return np.sum(100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1.0 - x[:-1]) ** 2)
+
+
+def outer_sum(a, b):
+    return np.sum(np.sin(a * b) * 2.0)
+
+
+def summed_then_indexed(x):
+    t = np.exp(x) * 3.0
+    return np.sum(t) + t[0]
+
+
+def plain_sum(x, c):
+    return np.sum(x) * c
+
+
+def test_the_seed_of_a_sum_stays_a_number_through_elementwise_work():
+    """``unreduce(dout, t10)`` spread the seed over an array that ``dt10 * 2`` and
+    ``100.0 * dt10`` then copied; where every use is elementwise with numbers or with
+    arrays of the same shape, the seed stays the number it is (``dout * 2 * t8``)."""
+    x = np.linspace(-1.0, 1.5, 7)
+    assert_close(s2sgrad.grad(rosenbrock)(x), jax.grad(jnp_twin(rosenbrock))(x))
+    source = pipeline.generate(rosenbrock, mode="reverse", wrt=(0,)).source
+    assert "unreduce" not in source and "100.0 * dout" in source, source
+
+
+def test_a_spread_seed_stays_an_array_where_a_use_needs_one():
+    """Broadcasting operands (a column times a row), a spread met by an index's adjoint,
+    and a spread that is the gradient itself (kept: the gradient has x's shape)."""
+    a, b = np.linspace(0.1, 1.0, 3)[:, None], np.linspace(-1.0, 1.0, 4)[None, :]
+    x = np.linspace(0.1, 1.0, 5)
+    cases = ((outer_sum, (a, b), (0, 1)), (summed_then_indexed, (x,), 0), (plain_sum, (x, 2.5), 0))
+    for fn, args, wrt in cases:
+        want = jax.grad(jnp_twin(fn), argnums=wrt)(*args)
+        for backend in ("numpy", "jax"):
+            assert_close(s2sgrad.grad(fn, wrt=wrt, backend=backend)(*args), want)
+            assert_close(
+                s2sgrad.hessian(fn, backend=backend)(*args), jax.hessian(jnp_twin(fn))(*args)
+            )
+    assert "unreduce(" in pipeline.generate(plain_sum, mode="reverse", wrt=(0,)).source

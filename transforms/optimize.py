@@ -26,7 +26,7 @@ from s2sgrad.transforms import dataflow
 from s2sgrad.transforms.analysis import makes_fresh_array
 from s2sgrad.transforms.inplace import accumulate_in_place
 from s2sgrad.transforms.prims import is_runtime_function, runtime_helper
-from s2sgrad.transforms.shapes import infer
+from s2sgrad.transforms.shapes import SCALAR, infer
 
 from s2sgrad import ir
 
@@ -389,6 +389,102 @@ def drop_redundant_broadcasts(fn: ir.FunctionDef, same_shape: dict[str, str]) ->
     return replace(fn, body=tuple(body))
 
 
+_SCALAR_ARITHMETIC = frozenset(
+    {operator.mul, operator.truediv, operator.add, operator.sub, operator.neg}
+)
+
+
+def keep_seeds_scalar(fn: ir.FunctionDef, same_shape: dict[str, str]) -> ir.FunctionDef:
+    """``d = unreduce(s, t)``, the cotangent of a full sum, spreads the number ``s`` over
+    ``t``'s shape; where every use of ``d`` is elementwise arithmetic with numbers (``d * 2``,
+    ``100.0 * d``: again a number spread, followed the same way) or with an array the
+    shape analysis proves of ``t``'s shape (``d2 * t8``: there broadcasting spreads it),
+    ``d = s`` means the same and saves a pass over the array per number operation (the
+    Rosenbrock gradient's ``dt10 * 2``, ``100.0 * dt10``, ``dt5 * 2``). Top level only;
+    any other use (a return, an index, a reduction, a helper) keeps the spread."""
+    if not any(isinstance(s, ir.Assign) and runtime_helper(s.value) == "unreduce" for s in fn.body):
+        return fn
+    defs: dict[str, int] = {}
+    for stmt in ir.walk_stmts(fn.body):
+        for n in dataflow.writes(stmt):
+            defs[n] = defs.get(n, 0) + 1
+    nested = dataflow.deep_reads(
+        tuple(s for stmt in fn.body for block in ir.child_blocks(stmt) for s in block)
+    )
+    spread: dict[str, str] = {}  # a spread number -> the unreduce it comes from
+    witness: dict[str, ir.Name] = {}  # the unreduce -> the array whose shape it has
+    safe: dict[str, bool] = {}  # the unreduce -> whether every use allows the number
+    for stmt, env in infer(fn, same_shape):
+        value = getattr(stmt, "value", None)
+        reads = set(dataflow.reads(stmt))
+        families = {spread[n] for n in reads if n in spread}
+        if (
+            isinstance(stmt, ir.Assign)
+            and runtime_helper(value) == "unreduce"
+            and len(value.args) == 2
+            and not value.kwargs
+            and env.of(value.args[0]) == SCALAR
+            and isinstance(value.args[1], ir.Name)
+            and defs.get(stmt.target.id) == 1
+            and defs.get(value.args[1].id, 0) <= 1
+        ):
+            spread[stmt.target.id] = stmt.target.id
+            witness[stmt.target.id] = value.args[1]
+            safe[stmt.target.id] = stmt.target.id not in nested
+            continue
+        if not families:
+            continue
+        use = _spread_use(stmt, spread, witness, env)
+        if use is None:
+            for family in families:
+                safe[family] = False
+        elif use == "number":
+            (family,) = families if len(families) == 1 else (None,)
+            if family is None or defs.get(stmt.target.id) != 1 or stmt.target.id in nested:
+                for f in families:
+                    safe[f] = False
+            else:
+                spread[stmt.target.id] = family
+    if not any(safe.values()):
+        return fn
+    body = tuple(
+        (
+            replace(s, value=s.value.args[0])
+            if isinstance(s, ir.Assign) and safe.get(s.target.id if len(s.targets) == 1 else "")
+            else s
+        )
+        for s in fn.body
+    )
+    return replace(fn, body=body)
+
+
+def _spread_use(stmt, spread: dict[str, str], witness: dict[str, ir.Name], env) -> str | None:
+    """How ``stmt`` uses spread numbers: ``"number"`` (a copy, or arithmetic with numbers:
+    its result is one too), ``"array"`` (arithmetic with an array of the spread's shape), or None
+    (anything else)."""
+    value = stmt.value if isinstance(stmt, ir.Assign) and len(stmt.targets) == 1 else None
+    if isinstance(value, ir.Name):
+        return "number"  # a copy: the same spread number
+    if not (
+        isinstance(value, ir.Call)
+        and isinstance(value.fn, ir.Ref)
+        and value.fn.value in _SCALAR_ARITHMETIC
+        and not value.kwargs
+    ):
+        return None
+    arrays = [a for a in value.args if not (isinstance(a, ir.Name) and a.id in spread)]
+    if all(env.of(a) == SCALAR for a in arrays):
+        return "number"
+    shapes = {
+        env.of(witness[spread[a.id]])
+        for a in value.args
+        if isinstance(a, ir.Name) and a.id in spread
+    }
+    if len(arrays) == 1 and shapes == {env.of(arrays[0])}:
+        return "array"
+    return None
+
+
 def propagate_copies(
     body: tuple[ir.Stmt, ...], protected: frozenset[str], temps: frozenset[str]
 ) -> tuple[ir.Stmt, ...]:
@@ -455,6 +551,7 @@ def optimize(
         )
         new = replace(fn, body=body)
         new = drop_redundant_broadcasts(new, same_shape or {})
+        new = keep_seeds_scalar(new, same_shape or {})
         new = replace(new, body=eliminate_dead_code(new.body))
         if new.body == fn.body:
             new = accumulate_in_place(new)
