@@ -135,15 +135,19 @@ def _lower(fn: Callable) -> ir.FunctionDef:
     return _clear_of_module_names(hoist_invariants(structure(normalize(surface))))
 
 
-def _clear_of_module_names(fn: ir.FunctionDef) -> ir.FunctionDef:
+def _clear_of_module_names(
+    fn: ir.FunctionDef, module_names: frozenset[str] = frozenset()
+) -> ir.FunctionDef:
     """``fn`` with each variable it binds that is named like something generated modules
-    bind at module level (``np``, a runtime helper: ``unindex = y[1:]``) renamed
-    (``unindex_1``), so the derivative's own ``unindex(...)`` reaches the helper."""
+    bind at module level (``np``, a runtime helper: ``unindex = y[1:]``; ``module_names``,
+    the module's own functions) renamed (``unindex_1``), so the derivative's own
+    ``unindex(...)`` reaches the helper."""
+    taken = _MODULE_LEVEL_NAMES | module_names
     bound = set(fn.param_names) | dataflow.deep_writes(fn.body)
-    clash = sorted(bound & _MODULE_LEVEL_NAMES)
+    clash = sorted(bound & taken)
     if not clash:
         return fn
-    fresh = FreshNames(dataflow.all_local_names(fn) | _MODULE_LEVEL_NAMES)
+    fresh = FreshNames(dataflow.all_local_names(fn) | taken)
     mapping = {n: ir.Name(fresh.fresh(n)) for n in clash}
     return replace(
         fn,
@@ -339,6 +343,11 @@ def derivative_ir(
         if not 0 <= i < n:
             raise UsageError(f"wrt index {i} is out of range for {primal.name} with {n} parameters")
     compilation = compilation or Compilation(fn)
+    # The module's functions named so far, and those named from now on, must not be
+    # shadowed by this function's own variables (a local `helper_vjp` beside a call of
+    # helper): rename the first kind, and keep the names from the second.
+    primal = _clear_of_module_names(primal, frozenset(compilation.requests.values()))
+    compilation.module_names.reserve(*dataflow.all_local_names(primal))
     reserved = _reserved_names(primal) | set(compilation.requests.values())
     names = FreshNames(reserved)
     if mode == "reverse":

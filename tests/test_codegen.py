@@ -93,6 +93,17 @@ def test_user_names_never_shadow_the_helpers_generated_code_calls(mode, backend)
     )
 
 
+@pytest.mark.parametrize("backend", ["numpy", "jax"])
+@pytest.mark.parametrize("mode", ["reverse", "forward"])
+def test_user_names_never_shadow_the_modules_own_functions(mode, backend):
+    """A local ``_helper_vjp`` beside a call of ``_helper`` used to shadow the derivative
+    function of that name (UnboundLocalError, or a tracer called as a function)."""
+    fn, x = hygiene.named_like_derivatives, np.linspace(0.1, 1.0, 4)
+    got = s2sgrad.grad(fn, mode=mode, backend=backend)(x)
+    assert_close(got, jax.grad(jnp_twin(fn))(x))
+    assert_close(s2sgrad.hessian(fn, backend=backend)(x), jax.hessian(jnp_twin(fn))(x))
+
+
 def test_no_unbroadcast_where_shapes_provably_match():
     for mode in ("reverse", "forward"):
         source = pipeline.generate(hygiene.elementwise_one_input, mode=mode, wrt=(0,)).source

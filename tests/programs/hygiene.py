@@ -24,3 +24,15 @@ def named_like_helpers(y, np_weight):
     jnp = np.tanh(unindex)
     unreduce = np.sum(jnp**2)
     return unreduce
+
+
+def _helper(a):
+    return np.sin(a) * a
+
+
+def named_like_derivatives(x):
+    """Locals named like the functions the derivative module makes for ``_helper``."""
+    _helper_vjp = _helper(x) * 2.0
+    _helper_fwd = _helper_vjp + 1.0
+    _helper_jvp = np.sum(_helper_fwd**2)
+    return _helper_jvp
