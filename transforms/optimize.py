@@ -439,12 +439,12 @@ def keep_seeds_scalar(fn: ir.FunctionDef, same_shape: dict[str, str]) -> ir.Func
             for family in families:
                 safe[family] = False
         elif use == "number":
-            (family,) = families if len(families) == 1 else (None,)
-            if family is None or defs.get(stmt.target.id) != 1 or stmt.target.id in nested:
-                for f in families:
-                    safe[f] = False
-            else:
-                spread[stmt.target.id] = family
+            target = stmt.target.id
+            if len(families) == 1 and defs.get(target) == 1 and target not in nested:
+                spread[target] = families.pop()
+            else:  # two spreads met, or a name assigned again: keep them arrays
+                for family in families:
+                    safe[family] = False
     if not any(safe.values()):
         return fn
     body = tuple(
