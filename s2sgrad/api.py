@@ -158,8 +158,9 @@ def _check_real_result(fun: Callable, *results: Any) -> None:
 
 def _with_dtypes_of(derivative: Any, primal: Any, backend: str) -> Any:
     """``derivative`` with each leaf in the floating dtype of ``primal``'s leaf, as in JAX
-    (a float32 input gets a float32 gradient, though the rules compute in float64), as
-    the backend has it (JAX without x64: float32 for a float64 input, as ``jax.grad``)."""
+    (a float32 input gets a float32 gradient, though on NumPy a rule's float64 value, a
+    constant array or a float64 global, promotes what it meets), as the backend has it
+    (JAX without x64: float32 for a float64 input, as ``jax.grad``)."""
 
     def cast(d: Any, p: Any) -> Any:
         dtype = getattr(p, "dtype", None)
