@@ -73,3 +73,31 @@ def test_a_callee_with_a_loop_keeps_recomputation():
     source = s2sgrad.derivative_source(cp.with_loop_inside, *CASES["with_loop_inside"][1])
     assert "weighted_fwd(" in source and "power_sum_vjp(" in source
     assert "power_sum_fwd" not in source
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_callees_with_dicts_float32_aux_vjp_and_jacobians(dtype, backend):
+    """What a user passes and asks for around a split callee: dicts in and out, float32,
+    ``has_aux``, a ``vjp`` of a vector result, ``jacrev`` and ``hessian``."""
+    params = {"W": rng.normal(size=(3, 4)).astype(dtype), "b": rng.normal(size=4).astype(dtype)}
+    x = rng.normal(size=(5, 3)).astype(dtype)
+    tol = {"rtol": 1e-4, "atol": 1e-5} if dtype is np.float32 else {}
+    got = s2sgrad.grad(cp.dict_through_callee, backend=backend)(params, x)
+    assert_close(got, jax.grad(jnp_twin(cp.dict_through_callee))(params, x), **tol)
+    g, aux = s2sgrad.grad(cp.aux_through_callee, has_aux=True, backend=backend)(params, x)
+    want_g, want_aux = jax.grad(jnp_twin(cp.aux_through_callee), has_aux=True)(params, x)
+    assert_close((g, aux), (want_g, want_aux), **tol)
+    _, vjp_fn = s2sgrad.vjp(cp.vector_through_callee, params, x, backend=backend)
+    _, jax_vjp_fn = jax.vjp(jnp_twin(cp.vector_through_callee), params, x)
+    cotangent = np.ones((5, 4), dtype)
+    assert_close(vjp_fn(cotangent), jax_vjp_fn(cotangent), **tol)
+    if dtype is np.float64:
+        assert_close(
+            s2sgrad.jacrev(cp.vector_through_callee, backend=backend)(params, x),
+            jax.jacrev(jnp_twin(cp.vector_through_callee))(params, x),
+        )
+        assert_close(
+            s2sgrad.hessian(cp.dict_through_callee, wrt=1, backend=backend)(params, x),
+            jax.hessian(jnp_twin(cp.dict_through_callee), argnums=1)(params, x),
+        )

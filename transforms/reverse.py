@@ -336,33 +336,26 @@ class _Reverse(DerivativeBuilder):
         code.append(
             ir.Assign((grads,), ir.Call(GETITEM, (result, ir.Index((ir.Const(1),)))), stmt.loc)
         )
+        return code, self.argument_cotangents(grads, args, active, code, stmt.loc)
+
+    def argument_cotangents(self, grads: ir.Name, args, active, code: list[ir.Stmt], loc):
+        """``(args[i], grads[k])`` for the k-th active argument i: what a callee's derivative
+        returns, one cotangent per active argument, taken apart (into ``code``)."""
         pairs = []
         for k, i in enumerate(active):
             c = self.temp()
-            code.append(
-                ir.Assign((c,), ir.Call(GETITEM, (grads, ir.Index((ir.Const(k),)))), stmt.loc)
-            )
+            code.append(ir.Assign((c,), ir.Call(GETITEM, (grads, ir.Index((ir.Const(k),)))), loc))
             pairs.append((args[i], c))
-        return code, pairs
+        return pairs
 
     def split_call_contributions(self, stmt: ir.Assign, g: Any) -> tuple[list[ir.Stmt], list]:
         """Cotangents of ``y, G_residuals = G_fwd(a, b)``'s arguments: ``G_bwd(G_residuals,
         dy)`` (``transforms.residuals``)."""
         call = self.split_calls[id(stmt)]
-        result = self.temp()
-        code: list[ir.Stmt] = [
-            ir.Assign(
-                (result,), ir.Call(ir.generated_ref(call.bwd), (*stmt.targets[1:], g)), stmt.loc
-            )
-        ]
-        pairs = []
-        for k, i in enumerate(call.active):
-            c = self.temp()
-            code.append(
-                ir.Assign((c,), ir.Call(GETITEM, (result, ir.Index((ir.Const(k),)))), stmt.loc)
-            )
-            pairs.append((stmt.value.args[i], c))
-        return code, pairs
+        grads = self.temp()
+        backward = ir.Call(ir.generated_ref(call.bwd), (*stmt.targets[1:], g))
+        code: list[ir.Stmt] = [ir.Assign((grads,), backward, stmt.loc)]
+        return code, self.argument_cotangents(grads, stmt.value.args, call.active, code, stmt.loc)
 
     def primal_reads(self, stmts: list[ir.Stmt]) -> set[str]:
         return dataflow.deep_reads(stmts) & self.primal

@@ -103,3 +103,23 @@ def with_loop_inside(x, w):
 
 def weighted(x, w):
     return power_sum(x * w, 3) * w
+
+
+def dense(params, x):
+    h = np.tanh(x @ params["W"] + params["b"])
+    return {"h": h, "s": np.sum(h**2)}
+
+
+def dict_through_callee(params, x):
+    """A dict of parameters into a split callee, and a dict out of it."""
+    out = dense(params, x)
+    return out["s"] + np.sum(out["h"])
+
+
+def vector_through_callee(params, x):
+    return dense(params, x)["h"] * 2.0
+
+
+def aux_through_callee(params, x):
+    out = dense(params, x)
+    return out["s"], out["h"]
