@@ -242,7 +242,8 @@ class _Derivative:
         The in-process memo makes that a dictionary hit, and the lookup re-binds the
         free names of the generated module, so a reassigned global is seen.
         """
-        options = _options(primals, self.has_aux, self.mode)
+        value_unread = not self.finish.keep_value and backends.get(self.backend).drops_unread_value
+        options = _options(primals, self.has_aux, self.mode, value_unread)
         wrt = self.wrt if wrt is None else wrt
         entry = cache.load_or_generate(self.fun, self.mode, wrt, self.backend, options)
         last = self._last_runner
@@ -520,10 +521,11 @@ def _float_positions(primals: tuple) -> tuple[int, ...]:
     return tuple(i for i, p in enumerate(primals) if trees.is_inexact(p))
 
 
-def _options(primals: tuple, has_aux: bool, mode: str) -> tuple:
+def _options(primals: tuple, has_aux: bool, mode: str, value_unread: bool = False) -> tuple:
     """Compile options that depend on the call: which arguments are containers, has_aux,
     and (reverse mode) which are scalars, which lets the shape analysis drop more
-    ``unbroadcast`` calls and saves.
+    ``unbroadcast`` calls and saves, and whether the caller drops the value (``grad``:
+    the compiler may then leave it uncomputed, ``transforms.unread_value``).
 
     They are part of the cache key, so a function called once with arrays and once
     with a dict gets two derivative modules.
@@ -545,6 +547,8 @@ def _options(primals: tuple, has_aux: bool, mode: str) -> tuple:
         options.append(("scalars", tuple(scalars)))
     if has_aux:
         options.append(("has_aux", True))
+    if value_unread and mode == "reverse":
+        options.append(("value_unread", True))
     return tuple(options)
 
 

@@ -35,6 +35,7 @@ from s2sgrad.transforms.normalize import normalize
 from s2sgrad.transforms.optimize import optimize
 from s2sgrad.transforms.residuals import has_loops, split_vjp
 from s2sgrad.transforms.reverse import reverse
+from s2sgrad.transforms.shapes import SCALAR, Shape
 from s2sgrad.transforms.structure import structure
 
 MODES = ("reverse", "forward")
@@ -193,13 +194,16 @@ class Compilation:
         containers: tuple[int, ...] = (),
         has_aux: bool = False,
         scalars: tuple[int, ...] = (),
+        value_unread: bool = False,
     ) -> str:
         """The name the derivative of ``fn`` will have (``containers``: positions of
         tuple/list/dict arguments; ``has_aux``: differentiate only ``result[0]``;
-        ``scalars``: positions of arguments known to be numbers, reverse mode only)."""
+        ``scalars``: positions of arguments known to be numbers; ``value_unread``: the
+        caller drops the value. The last two reverse mode only)."""
         fn = running.function_that_runs(fn, (("containers", tuple(containers)),))
         scalars = tuple(scalars) if mode == "reverse" else ()
-        key = (fn, mode, tuple(wrt), tuple(containers), has_aux, scalars)
+        value_unread = value_unread and mode == "reverse"
+        key = (fn, mode, tuple(wrt), tuple(containers), has_aux, scalars, value_unread)
         if key not in self.requests:
             suffix = "vjp" if mode == "reverse" else "jvp"
             name = self.module_names.fresh(f"{fn.__name__}_{suffix}")
@@ -209,7 +213,7 @@ class Compilation:
 
     def run(self) -> None:
         while self.pending:
-            fn, mode, wrt, containers, has_aux, scalars, name = self.pending.pop(0)
+            fn, mode, wrt, containers, has_aux, scalars, value_unread, name = self.pending.pop(0)
             foreign = self.foreign(fn)
             self.check_closure(fn, foreign)
             deriv = derivative_ir(
@@ -221,6 +225,7 @@ class Compilation:
                 containers=containers,
                 has_aux=has_aux,
                 scalars=scalars,
+                value_unread=value_unread,
             )
             if mode == "split":
                 self.functions += [(f, foreign) for f in split_vjp(deriv, *name)]
@@ -242,7 +247,7 @@ class Compilation:
         fn = running.function_that_runs(fn, (("containers", tuple(containers)),))
         if not self.callee_residuals or has_loops(lower(fn)):
             return None
-        key = (fn, "split", tuple(wrt), tuple(containers), False, tuple(scalars))
+        key = (fn, "split", tuple(wrt), tuple(containers), False, tuple(scalars), False)
         if key not in self.splits:
             split = Split(
                 self.module_names.fresh(f"{fn.__name__}_fwd"),
@@ -253,6 +258,11 @@ class Compilation:
             self.pending.append((*key, split))
             self.splits[key] = split
         return self.splits[key]
+
+    @staticmethod
+    def callee_ir(fn: Callable) -> ir.FunctionDef:
+        """A called user function as IR, for analyses that look into callees."""
+        return lower(fn)
 
     def check_closure(self, fn: Callable, foreign: str | None) -> None:
         """Called functions may not be closures yet (their cells cannot be bound)."""
@@ -333,8 +343,10 @@ def derivative_ir(
     containers: tuple[int, ...] = (),
     has_aux: bool = False,
     scalars: tuple[int, ...] = (),
+    value_unread: bool = False,
 ) -> ir.FunctionDef:
-    """The optimized derivative function of ``fn`` as IR (``scalars``: reverse mode only)."""
+    """The optimized derivative function of ``fn`` as IR (``scalars``, ``value_unread``:
+    reverse mode only; see ``Compilation.request``)."""
     if mode not in MODES:
         raise UsageError(f"mode must be one of {MODES}, not {mode!r}")
     primal = lower(fn)
@@ -351,7 +363,9 @@ def derivative_ir(
     reserved = _reserved_names(primal) | set(compilation.requests.values())
     names = FreshNames(reserved)
     if mode == "reverse":
-        deriv = reverse(primal, tuple(wrt), names, compilation, containers, has_aux, scalars)
+        deriv = reverse(
+            primal, tuple(wrt), names, compilation, containers, has_aux, scalars, value_unread
+        )
     else:
         deriv = forward(primal, tuple(wrt), names, compilation, containers, has_aux)
     if name is not None:
@@ -365,11 +379,13 @@ def derivative_ir(
 
 def _same_shape_hints(
     deriv: ir.FunctionDef, primal: ir.FunctionDef, mode: str, wrt: tuple[int, ...]
-) -> dict[str, str]:
+) -> dict[str, str | Shape]:
     """Extra parameters of a derivative and the names whose shapes they share."""
     extra = deriv.params[len(primal.params) :]
     if mode == "reverse":
         out = deriv.body[-1].value.elts[0]  # return out, (grads...)
+        if out == ir.Const(None):  # a real scalar left uncomputed (transforms.unread_value)
+            return {extra[0].name: SCALAR}
         return {extra[0].name: out.id} if isinstance(out, ir.Name) else {}
     return {t.name: primal.params[i].name for t, i in zip(extra, wrt)}
 
@@ -411,7 +427,8 @@ def generate(
 
     ``options`` (pairs): ``("containers", positions)`` of tuple/list/dict
     arguments, ``("has_aux", True)`` for functions returning ``(value, aux)``,
-    ``("scalars", positions)`` of arguments passed as numbers.
+    ``("scalars", positions)`` of arguments passed as numbers, ``("value_unread", True)``
+    where the caller drops the value (``grad``; see ``transforms.unread_value``).
     """
     with _collector_paused:
         return _generate(fn, mode, wrt, backend, settings=dict(options))
@@ -462,6 +479,7 @@ def _generate(fn: Callable, mode: str, wrt, backend: str, settings: dict) -> Gen
         tuple(settings.get("containers", ())),
         bool(settings.get("has_aux", False)),
         tuple(settings.get("scalars", ())),
+        bool(settings.get("value_unread", False)),
     )
     compilation.run()
     functions = target.lower(compilation)

@@ -71,6 +71,7 @@ from s2sgrad.transforms.residuals import BACKWARD_SWEEP
 from s2sgrad.transforms.shapes import SCALAR, ShapeEnv, statement_shapes
 from s2sgrad.transforms.structure import range_names
 from s2sgrad.transforms.templates import bind_call, instantiate, lower_template, substitute
+from s2sgrad.transforms.unread_value import value_is_real_scalar
 
 from s2sgrad import ir
 from s2sgrad.errors import NoDerivativeRuleError
@@ -964,16 +965,20 @@ def reverse(
     containers: tuple[int, ...] = (),
     has_aux: bool = False,
     scalars: tuple[int, ...] = (),
+    value_unread: bool = False,
 ) -> ir.FunctionDef:
     """The adjoint (vjp) function of a structured ANF function, w.r.t. the parameters ``wrt``.
 
     ``containers`` are the positions of parameters that hold tuples/lists/dicts;
     with ``has_aux`` the function returns ``(value, aux)`` and only ``value`` is
     differentiated. ``scalars`` are the positions of parameters passed as
-    numbers (which sharpens the shape analysis).
+    numbers (which sharpens the shape analysis). ``value_unread``: the caller
+    throws the value away (``grad``); where it is provably a real scalar it is
+    returned as None and the work only it needed goes (``transforms.unread_value``).
     """
     require_structured(fn)
     fn = split_aux(fn, names) if has_aux else fn
+    unsplit = fn
     wrt_names = tuple(fn.params[i].name for i in wrt)
     activity = analyze(fn, wrt_names)
     container_names = may_be_containers(fn, frozenset(fn.params[i].name for i in containers))
@@ -1003,6 +1008,18 @@ def reverse(
     if has_aux:
         # `value = result[0]` was appended by split_aux: seed `value`, return all of `result`.
         returned = primal[-1].value.args[0]
+    if (
+        value_unread
+        and not has_aux
+        and isinstance(out_atom, ir.Name)
+        and value_is_real_scalar(
+            replace(unsplit, body=unsplit.body[:-1]),
+            out_atom.id,
+            frozenset(fn.params[i].name for i in scalars),
+            compilation and compilation.callee_ir,
+        )
+    ):
+        returned = ir.Const(None)  # dead code elimination removes what only it read
     seed = rev.adjoint_name(out_atom.id)
     state = {out_atom.id: SET}
     forward = rev.forward_sweep(primal, None)

@@ -236,12 +236,21 @@ def statement_shapes(fn: ir.FunctionDef, scalars=frozenset()) -> dict[int, Shape
     the shape they had before the loop. ``scalars`` are parameters the caller
     passed as numbers.
     """
+    return _walk_all(fn, scalars)[0]
+
+
+def final_shapes(fn: ir.FunctionDef, scalars=frozenset()) -> ShapeEnv:
+    """The shape environment at the end of ``fn``'s body (walked as ``statement_shapes``)."""
+    return _walk_all(fn, scalars)[1]
+
+
+def _walk_all(fn: ir.FunctionDef, scalars) -> tuple[dict[int, ShapeEnv], ShapeEnv]:
     walker = _LoopAwareWalker()
     env = ShapeEnv(scalars=scalars)
     for p in fn.param_names:
         env.of(ir.Name(p))
     walker.block(fn.body, env)
-    return walker.before
+    return walker.before, env
 
 
 class _LoopAwareWalker:
@@ -319,13 +328,14 @@ def _join_into(env: ShapeEnv, a: ShapeEnv, b: ShapeEnv) -> None:
     env.ranges = a.ranges & b.ranges
 
 
-def infer(fn: ir.FunctionDef, same_shape: dict[str, str]):
+def infer(fn: ir.FunctionDef, same_shape: dict[str, str | Shape]):
     """Each top-level statement of a function, with the shape environment just before it.
 
     Inside branches and loops names get fresh shapes (see ``statement_shapes``
     for the walk that enters them). ``same_shape`` maps a parameter to a name it
     has the shape of (a tangent to its primal, the output cotangent to the
-    output); those names are resolved after a first pass, since the output is
+    output), or to a shape itself (``SCALAR`` for the seed of a value the code does
+    not compute); those names are resolved after a first pass, since the output is
     defined after the parameters. The environment is live: read it before
     taking the next pair.
     """
@@ -334,7 +344,11 @@ def infer(fn: ir.FunctionDef, same_shape: dict[str, str]):
         for _stmt in _walk(fn, env):
             pass
     aliases = {
-        param: env.shapes[other] if other in env.shapes else frozenset({("input", other)})
+        param: (
+            other
+            if isinstance(other, Shape)
+            else env.shapes[other] if other in env.shapes else frozenset({("input", other)})
+        )
         for param, other in same_shape.items()
     }
     env = ShapeEnv()

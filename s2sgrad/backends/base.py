@@ -45,6 +45,10 @@ class Backend:
     #: while residuals saved in a ``lax.scan`` are memory traffic each iteration (the LSTM
     #: benchmark: 0.56 -> 1.71 ms with them).
     callee_residuals: bool = True
+    #: ``grad``'s derivative leaves out the work only its (discarded) value needs, where
+    #: that value is provably a real scalar (``transforms.unread_value``). XLA removes dead
+    #: work by itself, so JAX keeps one module for ``grad`` and ``value_and_grad``.
+    drops_unread_value: bool = True
 
     def spelling(self, numpy_spelling: Any) -> Any:
         """How this backend writes what NumPy code writes as ``numpy_spelling``

@@ -126,4 +126,5 @@ JAX = _Jax(
     ),
     primal_from_generated_code=True,
     callee_residuals=False,
+    drops_unread_value=False,
 )
