@@ -1,7 +1,7 @@
 """The performance work of issue 6, pinned on generated code, each checked against an oracle.
 
 * the shape analysis enters loops, so ``unbroadcast`` disappears where shapes provably
-  match, a scalar's share is a plain ``np.sum``, and values read only for their shape
+  match, a scalar's share is a plain ``np.sum`` (``np.vdot`` of a product), and values read only for their shape
   are not saved (TBR);
 * index reads accumulate in place (``add_into``) into arrays the derivative owns, and
   an array read only inside a loop gets one zero buffer before it (no quadratic
@@ -19,6 +19,7 @@ from s2sgrad.transforms.shapes import statement_shapes
 
 import s2sgrad
 from s2sgrad import pipeline
+from s2sgrad.runtime import add_into, unindex, zero_at
 from tests.oracles import assert_close, central_difference_grad, jnp_twin
 
 
@@ -70,7 +71,7 @@ def test_loop_shapes_drop_unbroadcasts_and_saves():
     source = pipeline.generate(stencil, mode="reverse", wrt=(0, 1), options=options).source
     loop = _loop_body(source)
     assert "unbroadcast" not in loop, source
-    assert "np.sum(" in loop, source  # r's share of a stencil step
+    assert "np.vdot(" in loop, source  # r's share of a stencil step: sum(dt9 * t7)
     assert source.count(".append(") == 1, source  # only the stencil's bracket is recorded
     u0 = np.random.default_rng(0).standard_normal(12)
     got = s2sgrad.grad(stencil, wrt=(0, 1))(u0, 0.3, 5)
@@ -274,3 +275,91 @@ def test_a_spread_seed_stays_an_array_where_a_use_needs_one():
                 s2sgrad.hessian(fn, backend=backend)(*args), jax.hessian(jnp_twin(fn))(*args)
             )
     assert "unreduce(" in pipeline.generate(plain_sum, mode="reverse", wrt=(0,)).source
+
+
+def test_a_stencil_steps_adjoint_adds_into_its_copy():
+    """The step ``new = u.copy(); new[1:-1] = ...``: the reads of ``u`` add into ``dnew``
+    (no zeros, no ``du + dnew``), ``r``'s share is one ``np.vdot``, and ``-dt7`` then
+    ``2 * dt4`` is one ``-2 * dt7``."""
+    options = (("scalars", (1, 2)),)
+    source = pipeline.generate(stencil, mode="reverse", wrt=(0, 1), options=options).source
+    loop = _loop_body(source)
+    assert "du = add_into(dnew, " in loop and "+ dnew" not in loop, source
+    assert "unindex(" not in loop and "np.vdot(" in loop and "np.sum(" not in loop, source
+    assert "-2 * dt7" in loop and "-dt7" not in loop, source
+    u0 = np.random.default_rng(4).standard_normal(12)
+    expected = tuple(central_difference_grad(stencil, (u0, 0.3, 6), i) for i in (0, 1))
+    for dtype, rtol in ((np.float64, 1e-6), (np.float32, 2e-4)):
+        for backend in ("numpy", "jax"):
+            got = s2sgrad.grad(stencil, wrt=(0, 1), backend=backend)(u0.astype(dtype), 0.3, 6)
+            what = f"{dtype.__name__} {backend}"
+            assert_close(
+                tuple(np.asarray(g, np.float64) for g in got), expected, rtol=rtol, what=what
+            )
+            assert np.asarray(got[0]).dtype == dtype, what
+
+
+def _in_place(fn):
+    """``fn`` lowered, through ``accumulate_in_place``, printed and loaded: the source and
+    the function."""
+    from s2sgrad.transforms.inplace import accumulate_in_place
+
+    from s2sgrad import codegen
+
+    lowered = accumulate_in_place(pipeline.lower(fn))
+    source, _ = codegen.module_source([(lowered, None)], entry=lowered.name, header="test")
+    namespace: dict = {}
+    exec(compile(source, "<in place>", "exec"), namespace)
+    return source, namespace[lowered.name]
+
+
+# (Each body sits in a loop, where names keep one spelling, as derivative code's adjoints.)
+def adds_into_the_copy(d, g):
+    for _ in range(1):
+        y = zero_at(d, np.s_[1:-1])
+        d = unindex(g, d, np.s_[:-2])
+        d = add_into(d, 2.0 * g, np.s_[2:])
+        d = d + y
+    return d
+
+
+def reads_the_sum_midway(d, g):
+    seen = d
+    for _ in range(1):
+        y = zero_at(d, np.s_[1:-1])
+        d = unindex(g, d, np.s_[:-2])
+        seen = d * 1.0
+        d = d + y
+    return d, seen
+
+
+def reads_the_copy_midway(d, g):
+    seen = d
+    for _ in range(1):
+        y = zero_at(d, np.s_[1:-1])
+        d = unindex(g, d, np.s_[:-2])
+        seen = y * 1.0
+        d = d + y
+    return d, seen
+
+
+def makes_the_copy_after(d, g):
+    for _ in range(1):
+        e = unindex(g, d, np.s_[:-2])
+        y = zero_at(d, np.s_[1:-1])
+        e = e + y
+    return e
+
+
+def test_an_index_adjoint_adds_into_an_owned_array_only_where_nothing_sees_it():
+    d, g = np.arange(1.0, 7.0), np.array([10.0, 20.0, 30.0, 40.0])
+    for fn, fuses in [
+        (adds_into_the_copy, True),
+        (reads_the_sum_midway, False),
+        (reads_the_copy_midway, False),
+        (makes_the_copy_after, False),
+    ]:
+        source, rewritten = _in_place(fn)
+        assert ("add_into(y, g" in source) == fuses, (fn.__name__, source)
+        expected = fn(d.copy(), g)
+        assert_close(rewritten(d.copy(), g), expected, what=fn.__name__)

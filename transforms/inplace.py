@@ -18,6 +18,11 @@ it (no view, no alias, no saved copy), so this pass proves it:
   ``x[idx]``: read the part's cotangent, then zero it) becomes ``t = part_copy(d, idx)``
   and ``d = zero_into(d, idx)`` where ``d`` is owned: the part is copied (a view would
   be zeroed with it), not all of ``d``, so an element loop stays linear;
+* ``d = unindex(g, x, idx)``, then only in-place accumulations into ``d``, then
+  ``d = d + y`` with ``y`` an owned array made before the ``unindex`` and read nowhere
+  else, becomes ``d = add_into(y, g, idx)`` at the ``unindex``, and the sum goes: the
+  contributions land in ``y`` (a stencil step's ``dnew``), with no zeros and no full-size
+  add. Both sides of an accumulation are cotangents of one variable, so one shape;
 * a loop keeps a name owned across iterations when it is owned on entry and at
   the end of the body (a fixpoint); a branch keeps what both arms keep.
 
@@ -29,7 +34,7 @@ from __future__ import annotations
 
 import operator
 from collections import Counter
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 
 from s2sgrad.transforms import dataflow
 from s2sgrad.transforms.prims import ADD, GETITEM, PART_COPY, ZERO_AT, ZERO_INTO, ZEROS_LIKE
@@ -61,6 +66,30 @@ def accumulate_in_place(fn: ir.FunctionDef) -> ir.FunctionDef:
     return replace(fn, body=body)
 
 
+def _handover(stmt: ir.Stmt, starts: dict) -> str | None:
+    """``t`` where ``stmt`` is ``d = t`` of a started ``t``, else None."""
+    if (
+        isinstance(stmt, ir.Assign)
+        and len(stmt.targets) == 1
+        and isinstance(stmt.value, ir.Name)
+        and stmt.value.id in starts
+        and stmt.value.id != stmt.target.id
+    ):
+        return stmt.value.id
+    return None
+
+
+@dataclass
+class _Start:
+    """A ``d = unindex(g, x, idx)`` at ``position`` in the block's output, the names owned
+    just before it, and the names written since."""
+
+    position: int
+    stmt: ir.Assign
+    owned: frozenset[str]
+    written: set[str] = field(default_factory=set)
+
+
 def _call_of(value, fns) -> bool:
     return isinstance(value, ir.Call) and isinstance(value.fn, ir.Ref) and value.fn.value in fns
 
@@ -76,8 +105,16 @@ class _Pass:
         owned = set(owned)
         gathers: dict[str, ir.Call] = {}  # temp -> its `unindex(g, x, idx)`, in this block
         zeroed: set[int] = set()  # id of each `d = zero_at(d, idx)` to do in place
-        out = []
+        starts: dict[str, _Start] = {}  # d -> its `d = unindex(g, x, idx)`, still fusable
+        out: list[ir.Stmt] = []
         for k, stmt in enumerate(body):
+            if self.fuse_start(stmt, starts, owned, out):
+                continue
+            handed = _handover(stmt, starts)
+            if handed:  # `d = t` of a started `t`: follow `d`
+                starts[stmt.target.id] = starts.pop(handed)
+            owned_before = frozenset(owned)
+            starting = self.is_start(stmt)
             if id(stmt) in zeroed:  # `d` stayed owned since its part was copied out
                 stmt = replace(stmt, value=replace(stmt.value, fn=ZERO_INTO))
                 owned.add(stmt.target.id)
@@ -100,8 +137,81 @@ class _Pass:
                 owned = set(owned)
             else:
                 owned -= set(dataflow.reads(stmt)) | set(dataflow.writes(stmt))
+            if not handed:
+                self.follow_starts(stmt, starts)
+            if starting:
+                starts[stmt.target.id] = _Start(len(out), stmt, owned_before)
             out.append(stmt)
         return tuple(out), frozenset(owned)
+
+    @staticmethod
+    def is_start(stmt: ir.Stmt) -> bool:
+        """A contribution ``d = unindex(g, x, idx)`` that may start a fused sum."""
+        return (
+            isinstance(stmt, ir.Assign)
+            and len(stmt.targets) == 1
+            and _call_of(stmt.value, (runtime.unindex,))
+            and len(stmt.value.args) == 3
+            and not stmt.value.kwargs
+        )
+
+    def fuse_start(
+        self, stmt: ir.Stmt, starts: dict[str, _Start], owned: set[str], out: list[ir.Stmt]
+    ) -> bool:
+        """``d = d + y`` (or ``y + d``) closing a ``d = unindex(g, x, idx)`` of ``starts``:
+        the ``unindex`` becomes ``d = add_into(y, g, idx)`` in ``out``, the sum goes."""
+        if not (
+            isinstance(stmt, ir.Assign)
+            and len(stmt.targets) == 1
+            and stmt.target.id in starts
+            and _call_of(stmt.value, (ADD.value,))
+            and len(stmt.value.args) == 2
+            and not stmt.value.kwargs
+            and all(isinstance(a, ir.Name) for a in stmt.value.args)
+        ):
+            return False
+        d = stmt.target.id
+        a, b = (v.id for v in stmt.value.args)
+        y = b if a == d else a if b == d else None
+        start = starts[d]
+        if (
+            y is None
+            or y == d
+            or y not in owned
+            or y not in start.owned
+            or y in start.written
+            or self.reads[y] != 1
+        ):
+            return False
+        g, _, idx = start.stmt.value.args
+        out[start.position] = replace(start.stmt, value=ir.Call(ADD_INTO, (ir.Name(y), g, idx)))
+        del starts[d]
+        owned.discard(y)
+        owned.add(d)
+        return True
+
+    @staticmethod
+    def follow_starts(stmt: ir.Stmt, starts: dict[str, _Start]) -> None:
+        """Forget each start whose array ``stmt`` (as rewritten) reads other than to add into
+        it in place, ``d = add_into(d, ...)``; note the names it writes."""
+        if not starts:
+            return
+        touched = set(dataflow.deep_reads((stmt,))) | set(dataflow.deep_writes((stmt,)))
+        accumulating = None
+        if isinstance(stmt, ir.Assign) and len(stmt.targets) == 1:
+            value = stmt.value
+            first = value.args[0] if isinstance(value, ir.Call) and value.args else None
+            if (
+                _call_of(value, (ADD_INTO.value,))
+                and first == stmt.target
+                and stmt.target.id not in ir.atom_names(ir.Seq("tuple", value.args[1:]))
+            ):
+                accumulating = stmt.target.id
+        for d in list(starts):
+            if d in touched and d != accumulating:
+                del starts[d]
+            else:
+                starts[d].written.update(dataflow.deep_writes((stmt,)))
 
     def assign(self, stmt: ir.Assign, owned: set[str], gathers: dict[str, ir.Call]) -> ir.Stmt:
         d = stmt.target.id

@@ -161,6 +161,7 @@ def simplify(
     temps: frozenset[str],
     known: dict[str, Any] | None = None,
     updated: frozenset[str] = frozenset(),
+    single: frozenset[str] = frozenset(),
 ) -> tuple[ir.Stmt, ...]:
     """Fold each right-hand side; propagate temporaries that fold to a literal or a global.
 
@@ -173,21 +174,29 @@ def simplify(
     """
     if known is None:
         known = {}
-        single = _single_definitions(body)
+        single = frozenset(_single_definitions(body))
         temps = frozenset(t for t in temps if t in single)
         updated = frozenset(s.target.id for s in ir.walk_stmts(body) if isinstance(s, ir.SetItem))
-    negations: dict[str, Any] = {}  # temporaries holding `-y`, in this block
+    negations: dict[str, Any] = {}  # names assigned once, holding `-y`, in this block
     out = []
     for stmt in body:
-        stmt = _substituted(stmt, temps, known, updated)
+        stmt = _substituted(stmt, temps, known, updated, single)
         if isinstance(stmt, ir.Assign):
-            stmt = _folded(stmt, temps, known, updated, negations)
+            stmt = _folded(stmt, temps, known, updated, negations, single)
+        if negations:  # `-y` stands for `y`'s value here only until `y` is written again
+            written = set(dataflow.deep_writes((stmt,)))
+            for n in [n for n, y in negations.items() if set(ir.atom_names(y)) & written]:
+                del negations[n]
         out.append(stmt)
     return tuple(out)
 
 
 def _substituted(
-    stmt: ir.Stmt, temps: frozenset[str], known: dict[str, Any], updated: frozenset[str]
+    stmt: ir.Stmt,
+    temps: frozenset[str],
+    known: dict[str, Any],
+    updated: frozenset[str],
+    single: frozenset[str],
 ) -> ir.Stmt:
     """``stmt`` with the known temporaries replaced, nested blocks simplified."""
     if isinstance(stmt, (ir.Assign, ir.Return, ir.Push)):
@@ -198,7 +207,7 @@ def _substituted(
         )
     if isinstance(stmt, ir.If):
         stmt = replace(stmt, test=_substitute(stmt.test, known))
-    return ir.map_blocks(stmt, lambda block: simplify(block, temps, dict(known), updated))
+    return ir.map_blocks(stmt, lambda block: simplify(block, temps, dict(known), updated, single))
 
 
 def _folded(
@@ -207,9 +216,10 @@ def _folded(
     known: dict[str, Any],
     updated: frozenset[str],
     negations: dict[str, Any],
+    single: frozenset[str],
 ) -> ir.Assign:
     """``stmt`` with its value folded; records in ``known`` a temporary that folds to a
-    literal or a global, and in ``negations`` one that holds ``-y``."""
+    literal or a global, and in ``negations`` a name assigned once that holds ``-y``."""
     keep = any(t.id in updated for t in stmt.targets)
     value = stmt.value if keep else simplify_value(stmt.value)
     if isinstance(value, ir.Name) and value.id in updated and value is not stmt.value:
@@ -221,29 +231,49 @@ def _folded(
     stmt = replace(stmt, value=value)
     temp = stmt.target.id if len(stmt.targets) == 1 and stmt.target.id in temps else None
     if (
-        temp is not None
+        len(stmt.targets) == 1
+        and stmt.target.id in single
+        and stmt.target.id not in updated
         and isinstance(value, ir.Call)
         and isinstance(value.fn, ir.Ref)
         and value.fn.value is operator.neg
+        and len(value.args) == 1
+        and not value.kwargs
     ):
-        negations[temp] = value.args[0]
+        negations[stmt.target.id] = value.args[0]
+    elif (
+        len(stmt.targets) == 1
+        and stmt.target.id in single
+        and stmt.target.id not in updated
+        and isinstance(value, ir.Name)
+        and value.id in negations
+    ):
+        negations[stmt.target.id] = negations[value.id]  # a copy of a negation
     if temp is not None and isinstance(value, (ir.Const, ir.Ref)):
         known[temp] = value
     return stmt
 
 
 def _subtract_negations(value: Any, negations: dict[str, Any]) -> Any:
-    """``a + (-b)`` -> ``a - b`` and ``(-a) + b`` -> ``b - a``; the negation then dies."""
+    """``a + (-b)`` -> ``a - b``, ``(-a) + b`` -> ``b - a``, and ``2 * (-b)`` -> ``-2 * b``
+    (a number's sign flips exactly): the negation, a pass over an array, then dies
+    where nothing else reads it (``dt4 = -dt7; dt3 = 2 * dt4``, a stencil's adjoint)."""
     if not (
         negations
         and isinstance(value, ir.Call)
         and isinstance(value.fn, ir.Ref)
-        and value.fn.value is operator.add
+        and value.fn.value in (operator.add, operator.mul)
         and len(value.args) == 2
         and not value.kwargs
     ):
         return value
     a, b = value.args
+    if value.fn.value is operator.mul:
+        for k, n in ((a, b), (b, a)):
+            ok, number = _const(k)
+            if ok and type(number) in (int, float) and isinstance(n, ir.Name) and n.id in negations:
+                return ir.Call(value.fn, (ir.Const(-number), negations[n.id]))
+        return value
     sub = ir.Ref("operator.sub", operator.sub)
     if isinstance(b, ir.Name) and b.id in negations:
         return ir.Call(sub, (a, negations[b.id]))

@@ -33,6 +33,7 @@ UNBROADCAST = ir.Ref("unbroadcast", runtime.unbroadcast)
 ADD_INTO = ir.Ref("add_into", runtime.add_into)
 ADD_AT = ir.Ref("add_at", runtime.add_at)
 SUM = ir.Ref("np.sum", np.sum)
+VDOT = ir.Ref("np.vdot", np.vdot)
 TRUE, FALSE, NONE = ir.Const(True), ir.Const(False), ir.Const(None)
 
 

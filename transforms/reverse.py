@@ -61,6 +61,7 @@ from s2sgrad.transforms.prims import (
     REVERSED,
     SUM,
     UNBROADCAST,
+    VDOT,
     ZERO_AT,
     ZEROS_IF_NONE,
     ZEROS_LIKE,
@@ -296,7 +297,7 @@ class _Reverse(DerivativeBuilder):
                 if helper != "unindex" and env.of(g) == env.of(x):
                     stmt = replace(stmt, value=g)
                 elif helper == "unbroadcast" and env.of(x) == SCALAR:
-                    stmt = replace(stmt, value=ir.Call(SUM, (g,)))  # a scalar's share: the total
+                    stmt = replace(stmt, value=_total(g, out, body, env))
                 elif isinstance(x, ir.Name) and self.may_hold_value(x.id):
                     shape = env.of(x)
                     if shape == SCALAR and helper != "unindex":
@@ -1045,6 +1046,28 @@ def reverse(
         body=tuple(body),
         temps=frozenset(rev.temps),
     )
+
+
+def _total(g: Any, done: list[ir.Stmt], body: list[ir.Stmt], env: ShapeEnv) -> ir.Call:
+    """``np.sum(g)``, a scalar's share of the cotangent ``g``; where ``g = a * b`` (just
+    made in ``done``, read nowhere else in ``body``) of two operands of one shape,
+    ``np.vdot(a, b)``: one pass, no temporary array, and no ``np.sum`` dispatch (a scalar
+    parameter scaling an array, per loop iteration: the heat benchmark's ``r``)."""
+    made = done[-1] if done else None
+    if (
+        isinstance(g, ir.Name)
+        and isinstance(made, ir.Assign)
+        and made.targets == (g,)
+        and isinstance(made.value, ir.Call)
+        and isinstance(made.value.fn, ir.Ref)
+        and made.value.fn.value is operator.mul
+        and not made.value.kwargs
+        and env.of(made.value.args[0]) == env.of(made.value.args[1])
+        and sum(dataflow.reads(s).count(g.id) for s in body) == 1
+    ):
+        done.pop()
+        return ir.Call(VDOT, made.value.args)
+    return ir.Call(SUM, (g,))
 
 
 @dataclass(frozen=True)

@@ -32,9 +32,9 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+from s2sgrad.transforms.shapes import SCALAR, final_shapes
 
 from s2sgrad import ir
-from s2sgrad.transforms.shapes import SCALAR, final_shapes
 
 # NumPy functions that can return complex numbers for real inputs (the rest of NumPy's
 # own namespace maps real to real, given no complex dtype among the arguments).
@@ -139,6 +139,8 @@ def _complex_dtype(value: Any) -> bool:
 
 def _real_function(f: Any) -> bool:
     """Whether calling ``f`` on real values gives real values (conservatively)."""
+    if any(f is b for b in _REAL_BUILTINS):
+        return True
     if isinstance(f, type):  # a conversion: float(x), np.float32(x)
         try:
             return np.dtype(f).kind in "biuf"
@@ -150,14 +152,12 @@ def _real_function(f: Any) -> bool:
             for signature in f.types
             if not any(c in "FDGO" for c in signature.split("->")[0])
         )
-    if any(f is b for b in _REAL_BUILTINS):
-        return True
     if getattr(f, "__module__", None) in ("operator", "_operator"):
         return True
     if getattr(f, "__self__", None) is math or getattr(f, "__module__", None) == "math":
         return True
     module = getattr(f, "__module__", None) or ""
-    if module == "numpy" or module.startswith("numpy."):
+    if module.partition(".")[0] == np.__name__:  # NumPy's own namespace
         return not module.startswith(_COMPLEX_FROM_REAL_MODULES) and (
             getattr(f, "__name__", "") not in _COMPLEX_FROM_REAL_NAMES
         )

@@ -175,9 +175,12 @@ def unindex(g: Any, x: Any, idx: Any) -> Any:
     (``params[0]``, ``params["w"]``); the result is then the same container,
     with ``g`` at ``idx`` and zeros elsewhere.
     """
-    if isinstance(x, (tuple, list, dict)):
+    if type(x) is np.ndarray and type(g) is np.ndarray and g.dtype == x.dtype:
+        out = np.zeros(x.shape, x.dtype)  # the common case, without promotion rules
+    elif isinstance(x, (tuple, list, dict)):
         return _unindex_container(g, x, idx)
-    out = np.zeros(np.shape(x), dtype=np.result_type(g, x))
+    else:
+        out = np.zeros(np.shape(x), dtype=np.result_type(g, x))
     if isinstance(g, Batched):  # a batch of cotangents (Jacobians): a batch of zeros
         out = Batched(np.zeros((g.batch, *out.shape), out.dtype))
     if _is_basic_index(idx):
@@ -317,6 +320,14 @@ def add_into(acc: Any, part: Any, idx: Any) -> Any:
     ):
         acc[idx] += part  # one element, a scalar of acc's own type (scalar loops)
         return acc
+    if (
+        type(part) is np.ndarray
+        and type(acc) is np.ndarray
+        and part.dtype == acc.dtype
+        and (type(idx) is slice or _is_basic_index(idx))
+    ):
+        acc[idx] += part  # the common case: one dtype, a slice
+        return acc
     dtype = acc.dtype
     part_dtype = getattr(part, "dtype", None)
     if type(part) is not float and (part_dtype is None or part_dtype != dtype):
@@ -451,8 +462,11 @@ def zero_at(d: Any, idx: Any) -> Any:
     It copies rather than writing into ``d`` because another adjoint may share
     ``d``'s memory (a first write ``dx = dy`` does not copy).
     """
-    dtype = np.result_type(d, float)
-    out = d.astype(dtype) if isinstance(d, Batched) else np.array(d, dtype=dtype, copy=True)
+    if type(d) is np.ndarray and d.dtype.kind == "f":
+        out = d.copy()  # the common case, without promotion rules
+    else:
+        dtype = np.result_type(d, float)
+        out = d.astype(dtype) if isinstance(d, Batched) else np.array(d, dtype=dtype, copy=True)
     out[idx] = 0
     return out
 
