@@ -30,6 +30,7 @@ from s2sgrad.transforms.aliasing import check_updates_seen_through_aliases
 from s2sgrad.transforms.forward import forward
 from s2sgrad.transforms.hoist import hoist_invariants
 from s2sgrad.transforms.inline import rename
+from s2sgrad.transforms.key_cotangents import split_key_cotangents
 from s2sgrad.transforms.names import FreshNames
 from s2sgrad.transforms.normalize import normalize
 from s2sgrad.transforms.optimize import optimize
@@ -366,6 +367,7 @@ def derivative_ir(
         deriv = reverse(
             primal, tuple(wrt), names, compilation, containers, has_aux, scalars, value_unread
         )
+        deriv = split_key_cotangents(deriv, names)
     else:
         deriv = forward(primal, tuple(wrt), names, compilation, containers, has_aux)
     if name is not None:
