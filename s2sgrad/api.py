@@ -523,8 +523,8 @@ def _float_positions(primals: tuple) -> tuple[int, ...]:
 
 def _options(primals: tuple, has_aux: bool, mode: str, value_unread: bool = False) -> tuple:
     """Compile options that depend on the call: which arguments are containers, has_aux,
-    and (reverse mode) which are scalars, which lets the shape analysis drop more
-    ``unbroadcast`` calls and saves, and whether the caller drops the value (``grad``:
+    and (reverse mode) which are scalars and which 1-D arrays, which lets the shape
+    analysis drop more ``unbroadcast`` calls and saves, and whether the caller drops the value (``grad``:
     the compiler may then leave it uncomputed, ``transforms.unread_value``).
 
     They are part of the cache key, so a function called once with arrays and once
@@ -532,10 +532,13 @@ def _options(primals: tuple, has_aux: bool, mode: str, value_unread: bool = Fals
     """
     containers: list[int] = []
     scalars: list[int] = []
+    vectors: list[int] = []
     for i, p in enumerate(primals):
         if type(p) is np.ndarray:  # the common case, decided without a call
             if p.ndim == 0:
                 scalars.append(i)
+            elif p.ndim == 1:
+                vectors.append(i)
         elif trees.is_container(p):
             containers.append(i)
         elif trees.is_scalar(p):
@@ -545,6 +548,8 @@ def _options(primals: tuple, has_aux: bool, mode: str, value_unread: bool = Fals
         options.append(("containers", tuple(containers)))
     if scalars and mode == "reverse":
         options.append(("scalars", tuple(scalars)))
+    if vectors and mode == "reverse":
+        options.append(("vectors", tuple(vectors)))
     if has_aux:
         options.append(("has_aux", True))
     if value_unread and mode == "reverse":

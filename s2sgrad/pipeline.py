@@ -196,15 +196,19 @@ class Compilation:
         has_aux: bool = False,
         scalars: tuple[int, ...] = (),
         value_unread: bool = False,
+        vectors: tuple[int, ...] = (),
     ) -> str:
         """The name the derivative of ``fn`` will have (``containers``: positions of
         tuple/list/dict arguments; ``has_aux``: differentiate only ``result[0]``;
         ``scalars``: positions of arguments known to be numbers; ``value_unread``: the
-        caller drops the value. The last two reverse mode only)."""
+        caller drops the value; ``vectors``: positions of 1-D array arguments. The last
+        three reverse mode only)."""
         fn = running.function_that_runs(fn, (("containers", tuple(containers)),))
-        scalars = tuple(scalars) if mode == "reverse" else ()
-        value_unread = value_unread and mode == "reverse"
-        key = (fn, mode, tuple(wrt), tuple(containers), has_aux, scalars, value_unread)
+        reverse_only = mode == "reverse"
+        scalars = tuple(scalars) if reverse_only else ()
+        vectors = tuple(vectors) if reverse_only else ()
+        value_unread = value_unread and reverse_only
+        key = (fn, mode, tuple(wrt), tuple(containers), has_aux, scalars, value_unread, vectors)
         if key not in self.requests:
             suffix = "vjp" if mode == "reverse" else "jvp"
             name = self.module_names.fresh(f"{fn.__name__}_{suffix}")
@@ -214,7 +218,8 @@ class Compilation:
 
     def run(self) -> None:
         while self.pending:
-            fn, mode, wrt, containers, has_aux, scalars, value_unread, name = self.pending.pop(0)
+            request = self.pending.pop(0)
+            fn, mode, wrt, containers, has_aux, scalars, value_unread, vectors, name = request
             foreign = self.foreign(fn)
             self.check_closure(fn, foreign)
             deriv = derivative_ir(
@@ -227,6 +232,7 @@ class Compilation:
                 has_aux=has_aux,
                 scalars=scalars,
                 value_unread=value_unread,
+                vectors=vectors,
             )
             if mode == "split":
                 self.functions += [(f, foreign) for f in split_vjp(deriv, *name)]
@@ -248,7 +254,7 @@ class Compilation:
         fn = running.function_that_runs(fn, (("containers", tuple(containers)),))
         if not self.callee_residuals or has_loops(lower(fn)):
             return None
-        key = (fn, "split", tuple(wrt), tuple(containers), False, tuple(scalars), False)
+        key = (fn, "split", tuple(wrt), tuple(containers), False, tuple(scalars), False, ())
         if key not in self.splits:
             split = Split(
                 self.module_names.fresh(f"{fn.__name__}_fwd"),
@@ -345,9 +351,10 @@ def derivative_ir(
     has_aux: bool = False,
     scalars: tuple[int, ...] = (),
     value_unread: bool = False,
+    vectors: tuple[int, ...] = (),
 ) -> ir.FunctionDef:
-    """The optimized derivative function of ``fn`` as IR (``scalars``, ``value_unread``:
-    reverse mode only; see ``Compilation.request``)."""
+    """The optimized derivative function of ``fn`` as IR (``scalars``, ``value_unread``,
+    ``vectors``: reverse mode only; see ``Compilation.request``)."""
     if mode not in MODES:
         raise UsageError(f"mode must be one of {MODES}, not {mode!r}")
     primal = lower(fn)
@@ -365,7 +372,15 @@ def derivative_ir(
     names = FreshNames(reserved)
     if mode == "reverse":
         deriv = reverse(
-            primal, tuple(wrt), names, compilation, containers, has_aux, scalars, value_unread
+            primal,
+            tuple(wrt),
+            names,
+            compilation,
+            containers,
+            has_aux,
+            scalars,
+            value_unread,
+            vectors,
         )
         deriv = split_key_cotangents(deriv, names)
     else:
@@ -429,8 +444,9 @@ def generate(
 
     ``options`` (pairs): ``("containers", positions)`` of tuple/list/dict
     arguments, ``("has_aux", True)`` for functions returning ``(value, aux)``,
-    ``("scalars", positions)`` of arguments passed as numbers, ``("value_unread", True)``
-    where the caller drops the value (``grad``; see ``transforms.unread_value``).
+    ``("scalars", positions)`` of arguments passed as numbers, ``("vectors", positions)``
+    of those passed as 1-D arrays, ``("value_unread", True)`` where the caller drops the
+    value (``grad``; see ``transforms.unread_value``).
     """
     with _collector_paused:
         return _generate(fn, mode, wrt, backend, settings=dict(options))
@@ -482,6 +498,7 @@ def _generate(fn: Callable, mode: str, wrt, backend: str, settings: dict) -> Gen
         bool(settings.get("has_aux", False)),
         tuple(settings.get("scalars", ())),
         bool(settings.get("value_unread", False)),
+        tuple(settings.get("vectors", ())),
     )
     compilation.run()
     functions = target.lower(compilation)

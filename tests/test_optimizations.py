@@ -408,3 +408,30 @@ def test_a_dict_read_by_constant_keys_gets_one_cotangent_per_key():
 
 def layered_with_aux(params, x):
     return layered(params, x), params["b"]
+
+
+def element_loop(x):
+    total = 0.0
+    for i in range(x.shape[0] - 1):
+        j = x.shape[0] - 1 - i  # an index computed from integers
+        total = total + (x[i + 1] - x[i] ** 2) ** 2 + (1.0 - x[j]) ** 2
+    return np.sum(total)
+
+
+def test_elements_of_a_vector_are_scalars():
+    """Called with a 1-D array, ``x[i]`` (an integer index) is a scalar to the shape
+    analysis: nothing is saved for its shape alone, no ``unbroadcast`` or ``np.sum`` of a
+    number remains. Called with a 2-D array, ``x[i]`` is a row: another module, also right."""
+    options = (("vectors", (0,)), ("value_unread", True))
+    source = pipeline.generate(element_loop, mode="reverse", wrt=(0,), options=options).source
+    backward = source.split("# backward sweep", 1)[1]
+    backward = "\n".join(ln for ln in backward.splitlines() if not ln.strip().startswith("#"))
+    # Saved: the two values the adjoint multiplies, and the index j it adds at.
+    assert source.count("_stack = []") == 3 and "j_stack = []" in source, source
+    assert "unbroadcast(" not in source and "np.sum(" not in backward, source
+    rng = np.random.default_rng(6)
+    for x in (rng.standard_normal(7), rng.standard_normal((5, 3))):
+        expected = jax.grad(jnp_twin(element_loop))(x)
+        assert_close(s2sgrad.grad(element_loop)(x), expected, rtol=1e-10, what=str(x.shape))
+        assert_close(s2sgrad.value_and_grad(element_loop)(x)[1], expected, rtol=1e-10)
+        assert_close(s2sgrad.grad(element_loop, backend="jax")(x), expected, rtol=1e-10)

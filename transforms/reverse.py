@@ -250,9 +250,11 @@ class _Reverse(DerivativeBuilder):
 
     # ------------------------------------------------------------------ shapes
 
-    def setup_shapes(self, fn: ir.FunctionDef, scalars: frozenset[str]) -> None:
+    def setup_shapes(
+        self, fn: ir.FunctionDef, scalars: frozenset[str], vectors: frozenset[str]
+    ) -> None:
         """Primal shapes before every statement, and the names shapes may be read from."""
-        self.shape_envs = statement_shapes(fn, scalars)
+        self.shape_envs = statement_shapes(fn, scalars, vectors)
         kept = [
             n
             for n in (
@@ -967,13 +969,15 @@ def reverse(
     has_aux: bool = False,
     scalars: tuple[int, ...] = (),
     value_unread: bool = False,
+    vectors: tuple[int, ...] = (),
 ) -> ir.FunctionDef:
     """The adjoint (vjp) function of a structured ANF function, w.r.t. the parameters ``wrt``.
 
     ``containers`` are the positions of parameters that hold tuples/lists/dicts;
     with ``has_aux`` the function returns ``(value, aux)`` and only ``value`` is
     differentiated. ``scalars`` are the positions of parameters passed as
-    numbers (which sharpens the shape analysis). ``value_unread``: the caller
+    numbers and ``vectors`` of those passed as 1-D arrays (which sharpens the shape
+    analysis: ``x[i]`` is a scalar). ``value_unread``: the caller
     throws the value away (``grad``); where it is provably a real scalar it is
     returned as None and the work only it needed goes (``transforms.unread_value``).
     """
@@ -999,9 +1003,9 @@ def reverse(
     primal = rev.add_counters(tuple(primal))
     rev.count_definitions(primal, 0)
     rev.find_prior_values(primal, set(fn.param_names))
-    rev.setup_shapes(
-        replace(fn, body=(*primal, ret)), frozenset(fn.params[i].name for i in scalars)
-    )
+    scalar_names = frozenset(fn.params[i].name for i in scalars)
+    vector_names = frozenset(fn.params[i].name for i in vectors)
+    rev.setup_shapes(replace(fn, body=(*primal, ret)), scalar_names, vector_names)
     needed = rev.needed(primal)
     rev.find_iteration_values(primal, needed)
     out_atom = ret.value
@@ -1016,7 +1020,8 @@ def reverse(
         and value_is_real_scalar(
             replace(unsplit, body=unsplit.body[:-1]),
             out_atom.id,
-            frozenset(fn.params[i].name for i in scalars),
+            scalar_names,
+            vector_names,
             compilation and compilation.callee_ir,
         )
     ):

@@ -33,9 +33,25 @@ from s2sgrad import ir
 Shape = frozenset
 SCALAR: Shape = frozenset()
 
-_ELEMENTWISE_OPERATORS = ir.ARITHMETIC_OPERATORS
+_ELEMENTWISE_OPERATORS = ir.ARITHMETIC_OPERATORS | {
+    operator.eq,
+    operator.ne,
+    operator.lt,
+    operator.le,
+    operator.gt,
+    operator.ge,
+}
 _ELEMENTWISE_FUNCTIONS = {np.where, np.clip}
 _SCALAR_QUERIES = {np.ndim, np.size, len}
+# Operators that give an integer for integers (``i + 1``, ``n // 2``).
+_INTEGER_ARITHMETIC = {
+    operator.add,
+    operator.sub,
+    operator.mul,
+    operator.floordiv,
+    operator.mod,
+    operator.neg,
+}
 _FULL_REDUCTIONS = {np.sum, np.mean, np.prod, np.max, np.min, np.amax, np.amin}
 # Runtime helpers whose result has the shape of one of their arguments.
 _SHAPE_OF_ARGUMENT = {
@@ -47,6 +63,7 @@ _SHAPE_OF_ARGUMENT = {
     "matmul_adjoint_rhs": 2,
     "dot_adjoint_lhs": 1,
     "dot_adjoint_rhs": 2,
+    "power_slope_exponent": 0,
 }
 _SAME_AS_FIRST = {np.zeros_like, np.ones_like, np.copy, np.negative, np.positive}
 # Operations whose output shape depends only on the shapes of these positional array
@@ -75,31 +92,44 @@ class ShapeEnv:
     """Walks straight-line IR, tracking each name's symbolic shape.
 
     ``scalars`` are names known to hold Python or 0-d scalars (parameters the
-    caller passed as numbers), whose shape is the empty broadcast.
+    caller passed as numbers), whose shape is the empty broadcast. ``vectors`` are
+    parameters the caller passed as 1-D arrays: one integer indexes an element of
+    one, a scalar (``x[i]`` in an element loop). ``integers`` are the names known to
+    hold integers (a counted loop's target, ``i + 1``, ``len(x)``), which is what
+    makes such an index.
 
     Its maps are persistent (``immutables.Map``): a copy costs nothing whatever
     the number of names, so keeping the environment before every statement of a
     long function stays linear.
     """
 
-    def __init__(self, same_shape: dict[str, str] | None = None, scalars=frozenset()):
+    def __init__(
+        self, same_shape: dict[str, str] | None = None, scalars=frozenset(), vectors=frozenset()
+    ):
         self.same_shape = same_shape or {}
         self.scalars = frozenset(scalars)
         self.shapes: immutables.Map = immutables.Map()  # name -> Shape
         self.shape_tuples: frozenset[str] = frozenset()  # names holding np.shape(...) results
         self.ranges: frozenset[str] = frozenset()  # names holding range(...) objects
+        self.vectors: frozenset[str] = frozenset(vectors)  # names holding 1-D arrays
+        self.integers: frozenset[str] = frozenset()  # names holding integers
         self._fresh = itertools.count()
 
     def fresh(self) -> Shape:
         return frozenset({("fresh", next(self._fresh))})
 
     def set(self, name: str, shape: Shape) -> None:
-        """``name`` now has ``shape`` and holds no shape tuple or range (until ``assign`` says)."""
+        """``name`` now has ``shape`` and holds no shape tuple, range, 1-D array or integer
+        (until ``assign`` says)."""
         self.shapes = self.shapes.set(name, shape)
         if name in self.shape_tuples:
             self.shape_tuples -= {name}
         if name in self.ranges:
             self.ranges -= {name}
+        if name in self.vectors:
+            self.vectors -= {name}
+        if name in self.integers:
+            self.integers -= {name}
 
     def forget(self, name: str) -> None:
         """``name`` now has a shape known to nothing else."""
@@ -111,6 +141,8 @@ class ShapeEnv:
         other.shapes = self.shapes
         other.shape_tuples = self.shape_tuples
         other.ranges = self.ranges
+        other.vectors = self.vectors
+        other.integers = self.integers
         other._fresh = self._fresh
         return other
 
@@ -153,6 +185,8 @@ class ShapeEnv:
         if fn is operator.getitem and isinstance(args[0], ir.Name):
             if args[0].id in self.shape_tuples:
                 return SCALAR
+            if args[0].id in self.vectors and self.is_integer_index(args[1]):
+                return SCALAR  # an element of a 1-D array
             trim = _leading_trim(args[1])
             if trim is not None:
                 return frozenset({("trim", self.of(args[0]), trim)})
@@ -175,6 +209,34 @@ class ShapeEnv:
             return frozenset({(id(fn), key, value.kwargs)})
         return self.fresh()
 
+    def is_integer(self, atom: Any) -> bool:
+        return (isinstance(atom, ir.Const) and type(atom.value) is int) or (
+            isinstance(atom, ir.Name) and atom.id in self.integers
+        )
+
+    def is_integer_index(self, index: Any) -> bool:
+        """``x[i]`` with one integer ``i``: one element along the first axis."""
+        if isinstance(index, ir.Index):
+            return len(index.items) == 1 and self.is_integer(index.items[0])
+        return self.is_integer(index)
+
+    def _integer_valued(self, value: Any) -> bool:
+        if not isinstance(value, ir.Call):
+            return self.is_integer(value)
+        fn = value.fn.value if isinstance(value.fn, ir.Ref) else None
+        if value.kwargs:
+            return False
+        if fn in _INTEGER_ARITHMETIC:
+            return all(self.is_integer(a) for a in value.args)
+        if fn is len:
+            return True
+        return (
+            fn is operator.getitem
+            and isinstance(value.args[0], ir.Name)
+            and value.args[0].id in self.shape_tuples
+            and self.is_integer_index(value.args[1])
+        )
+
     def assign(self, stmt: ir.Assign) -> None:
         value = stmt.value
         if len(stmt.targets) != 1:
@@ -182,7 +244,10 @@ class ShapeEnv:
                 self.forget(t.id)
             return
         target = stmt.target.id
+        integer = self._integer_valued(value)
         self.set(target, self.value_shape(value))  # the old value's shape is read first
+        if integer:
+            self.integers |= {target}
         if _is_range(value):
             self.ranges |= {target}
         if (
@@ -225,7 +290,9 @@ def _leading_trim(index: Any) -> int | None:
     return start - stop
 
 
-def statement_shapes(fn: ir.FunctionDef, scalars=frozenset()) -> dict[int, ShapeEnv]:
+def statement_shapes(
+    fn: ir.FunctionDef, scalars=frozenset(), vectors=frozenset()
+) -> dict[int, ShapeEnv]:
     """The shape environment just before each assignment and in-place update, at any depth.
 
     Unlike ``infer`` this enters branches and loops. A branch joins its arms
@@ -234,19 +301,19 @@ def statement_shapes(fn: ir.FunctionDef, scalars=frozenset()) -> dict[int, Shape
     symbol of its own at the top of the body ("its shape in this iteration"),
     so equalities proven inside one iteration still hold, and the others keep
     the shape they had before the loop. ``scalars`` are parameters the caller
-    passed as numbers.
+    passed as numbers, ``vectors`` those passed as 1-D arrays.
     """
-    return _walk_all(fn, scalars)[0]
+    return _walk_all(fn, scalars, vectors)[0]
 
 
-def final_shapes(fn: ir.FunctionDef, scalars=frozenset()) -> ShapeEnv:
+def final_shapes(fn: ir.FunctionDef, scalars=frozenset(), vectors=frozenset()) -> ShapeEnv:
     """The shape environment at the end of ``fn``'s body (walked as ``statement_shapes``)."""
-    return _walk_all(fn, scalars)[1]
+    return _walk_all(fn, scalars, vectors)[1]
 
 
-def _walk_all(fn: ir.FunctionDef, scalars) -> tuple[dict[int, ShapeEnv], ShapeEnv]:
+def _walk_all(fn: ir.FunctionDef, scalars, vectors) -> tuple[dict[int, ShapeEnv], ShapeEnv]:
     walker = _LoopAwareWalker()
-    env = ShapeEnv(scalars=scalars)
+    env = ShapeEnv(scalars=scalars, vectors=vectors)
     for p in fn.param_names:
         env.of(ir.Name(p))
     walker.block(fn.body, env)
@@ -297,12 +364,16 @@ class _LoopAwareWalker:
                 inner.forget(n)
             for n in targets:
                 inner.set(n, SCALAR if counted else inner.fresh())
+                if counted:
+                    inner.integers |= {n}
             self.block(inner_stmts, inner)
             changed = {
                 n
                 for n in written - varying - set(targets)
                 if inner.shapes.get(n) != env.shapes.get(n)
                 or (n in inner.shape_tuples) != (n in env.shape_tuples)
+                or (n in inner.integers) != (n in env.integers)
+                or (n in inner.vectors) != (n in env.vectors)
             }
             if not changed:
                 break
@@ -326,6 +397,8 @@ def _join_into(env: ShapeEnv, a: ShapeEnv, b: ShapeEnv) -> None:
         env.shapes = shapes.finish()
     env.shape_tuples = a.shape_tuples & b.shape_tuples
     env.ranges = a.ranges & b.ranges
+    env.vectors = a.vectors & b.vectors
+    env.integers = a.integers & b.integers
 
 
 def infer(fn: ir.FunctionDef, same_shape: dict[str, str | Shape]):

@@ -52,14 +52,16 @@ def value_is_real_scalar(
     fn: ir.FunctionDef,
     value: str,
     scalars: frozenset[str],
+    vectors: frozenset[str] = frozenset(),
     callee_ir: Callable[[Callable], ir.FunctionDef] | None = None,
 ) -> bool:
     """Whether ``fn``'s returned name ``value`` is provably a real scalar (see module doc).
 
-    ``scalars`` are the parameters the caller passed as numbers. ``callee_ir`` lowers a
+    ``scalars`` are the parameters the caller passed as numbers, ``vectors`` those
+    passed as 1-D arrays. ``callee_ir`` lowers a
     function of the user's that ``fn`` calls, whose body is then held to the same test
     (without it, such a call keeps the value)."""
-    if final_shapes(fn, scalars).of(ir.Name(value)) != SCALAR:
+    if final_shapes(fn, scalars, vectors).of(ir.Name(value)) != SCALAR:
         return False
     return _Realness(callee_ir).block(fn.body)
 
