@@ -200,8 +200,9 @@ def _tangent_passes(d: Any, options: dict) -> bool:
 
 def _first_order_options(given: dict, has_aux: bool, mode: str) -> tuple:
     """Options of the first-order module: the argument structure the composition was
-    called with, and the produced callable's own ``has_aux``."""
-    out = []
+    called with, the produced callable's own ``has_aux``, and that the module is read
+    back to be differentiated (``pipeline.Compilation.read_back``)."""
+    out = [("read_back", True)]
     if given.get("containers"):
         out.append(("containers", tuple(given["containers"])))
     if given.get("scalars") and mode == "reverse":

@@ -177,9 +177,13 @@ class Compilation:
     generating, so recursion needs nothing special.
     """
 
-    def __init__(self, root: Callable, callee_residuals: bool = True):
+    def __init__(self, root: Callable, callee_residuals: bool = True, read_back: bool = False):
         self.root = running.function_that_runs(root)
         self.callee_residuals = callee_residuals  # (Backend.callee_residuals)
+        # The module will be read back and differentiated again (a composition's first
+        # order): a callee whose loops record stacks keeps recomputation, since the
+        # frontend reads a stack only where it is made (``s = []`` in the same function).
+        self.read_back = read_back
         self.module_names = FreshNames(set(_MODULE_LEVEL_NAMES))
         self.requests: dict[tuple, str] = {}
         self.pending: list[tuple] = []
@@ -248,11 +252,11 @@ class Compilation:
     ) -> Split | None:
         """The names ``fn``'s vjp will have as a forward pass returning its residuals and a
         backward pass taking them (``transforms.residuals``); None where ``fn``'s forward
-        work is recomputed instead: it has loops, or the backend prefers recomputing
-        (``Backend.callee_residuals``). Named before they are generated, as ``request``'s
+        work is recomputed instead: the backend prefers recomputing
+        (``Backend.callee_residuals``), or ``fn`` has loops and the module is read back. Named before they are generated, as ``request``'s
         derivatives, so recursion works."""
         fn = running.function_that_runs(fn, (("containers", tuple(containers)),))
-        if not self.callee_residuals or has_loops(lower(fn)):
+        if not self.callee_residuals or (self.read_back and has_loops(lower(fn))):
             return None
         key = (fn, "split", tuple(wrt), tuple(containers), False, tuple(scalars), False, ())
         if key not in self.splits:
@@ -489,7 +493,7 @@ _collector_paused = _CollectorPause()
 def _generate(fn: Callable, mode: str, wrt, backend: str, settings: dict) -> GeneratedModule:
     target = backends.get(backend)
     wrt = tuple(wrt)
-    compilation = Compilation(fn, target.callee_residuals)
+    compilation = Compilation(fn, target.callee_residuals, bool(settings.get("read_back", False)))
     entry = compilation.request(
         fn,
         mode,

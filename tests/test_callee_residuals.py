@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import s2sgrad
+from s2sgrad import pipeline
 from tests.oracles import assert_close, jnp_twin
 from tests.programs import callees as cp
 
@@ -23,6 +24,7 @@ CASES = {
     "one_path_residual (else)": (cp.one_path_residual, (rng.uniform(-1.0, -0.5, size=3), 0.5)),
     "helper_in_loop": (cp.helper_in_loop, (rng.uniform(0.5, 1.0, size=3), rng.normal(size=3))),
     "with_loop_inside": (cp.with_loop_inside, (rng.uniform(0.5, 1.0, size=3), 0.8)),
+    "damped_twice_in_a_loop": (cp.damped_twice_in_a_loop, (rng.normal(size=4), 0.7)),
 }
 
 
@@ -39,7 +41,9 @@ def test_gradients_through_callees_match_jax(name, backend):
     assert_close(got, jax.grad(jnp_twin(fn), argnums=wrt)(*args), what=name)
 
 
-@pytest.mark.parametrize("name", ["counted_nest", "helpers_nested", "helper_in_loop"])
+@pytest.mark.parametrize(
+    "name", ["counted_nest", "helpers_nested", "helper_in_loop", "damped_twice_in_a_loop"]
+)
 def test_hessians_through_split_callees_match_jax(name):
     fn, args = CASES[name]
     got = s2sgrad.hessian(fn)(*args)
@@ -69,10 +73,23 @@ def test_split_callees_read_as_forward_and_backward_functions():
     assert "middle_vjp(" in jax_source and "_fwd(" not in jax_source
 
 
-def test_a_callee_with_a_loop_keeps_recomputation():
-    source = s2sgrad.derivative_source(cp.with_loop_inside, *CASES["with_loop_inside"][1])
-    assert "weighted_fwd(" in source and "power_sum_vjp(" in source
-    assert "power_sum_fwd" not in source
+def test_a_callee_with_a_loop_splits_unless_its_module_is_read_back():
+    """A callee with a loop hands its stacks over as residuals too (the LSTM's ``predict``
+    over layers); a module that a composition reads back to differentiate again keeps
+    recomputing it, since the frontend reads a stack only where it is made."""
+    args = CASES["with_loop_inside"][1]
+    source = s2sgrad.derivative_source(cp.with_loop_inside, *args)
+    assert "weighted_fwd(" in source and "power_sum_fwd(" in source, source
+    assert "power_sum_vjp" not in source and "return value, (x, k_range)" in source, source
+    read_back = pipeline.generate(
+        cp.with_loop_inside, mode="reverse", wrt=(0,), options=(("read_back", True),)
+    ).source
+    assert "power_sum_vjp(" in read_back and "power_sum_fwd" not in read_back, read_back
+    for fn in (
+        s2sgrad.hessian(cp.with_loop_inside, wrt=(0, 1)),
+        s2sgrad.jacrev(s2sgrad.grad(cp.with_loop_inside, wrt=(0, 1)), wrt=(0, 1)),
+    ):
+        assert_close(fn(*args), jax.hessian(jnp_twin(cp.with_loop_inside), argnums=(0, 1))(*args))
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -123,3 +123,18 @@ def vector_through_callee(params, x):
 def aux_through_callee(params, x):
     out = dense(params, x)
     return out["s"], out["h"]
+
+
+def damped(x, n):
+    """A callee whose loop saves a value per iteration: its stack is a residual."""
+    for _ in range(n):
+        x = np.tanh(x) * 0.9 + 0.1 * x
+    return x
+
+
+def damped_twice_in_a_loop(x, w):
+    total = 0.0
+    for k in range(3):
+        y = damped(x * w, 2 + k)
+        total = total + np.sum(y**2) + np.sum(damped(y, 1))
+    return total
