@@ -278,3 +278,30 @@ def test_accumulate_keeps_key_order():
     acc = {"W2": np.ones(1), "b1": np.ones(1)}
     out = accumulate(acc, {"W1": np.ones(1), "b2": np.ones(1), "b1": np.ones(1)})
     assert list(out) == ["W2", "b1", "W1", "b2"]
+
+
+def test_cross_is_np_cross():
+    """``runtime.cross``, which NumPy derivative code calls for ``np.cross``: the same
+    values and dtype as NumPy, on its fast path (3-vectors along the last axis, one float
+    dtype, broadcasting) and off it (other axes, 2-vectors, mixed dtypes, integers)."""
+    from s2sgrad.runtime import cross
+
+    rng = np.random.default_rng(8)
+    cases = [
+        (rng.standard_normal((5, 3)), rng.standard_normal((5, 3)), {}),
+        (rng.standard_normal((4, 1, 3)), rng.standard_normal((2, 3)), {}),
+        (
+            rng.standard_normal(3).astype(np.float32),
+            rng.standard_normal((2, 3)).astype(np.float32),
+            {},
+        ),
+        (rng.standard_normal((3, 4)), rng.standard_normal((3, 4)), {"axisa": 0, "axisb": 0}),
+        (rng.standard_normal((5, 2)), rng.standard_normal((5, 2)), {}),
+        (rng.standard_normal((5, 3)).astype(np.float32), rng.standard_normal((5, 3)), {}),
+        (np.arange(6).reshape(2, 3), np.arange(3), {}),
+    ]
+    for a, b, kwargs in cases:
+        expected = np.cross(a, b, **kwargs)
+        got = cross(a, b, **kwargs)
+        assert got.dtype == expected.dtype and got.shape == expected.shape
+        np.testing.assert_allclose(got, expected, rtol=1e-6)

@@ -8,13 +8,33 @@ its modules inside them, so choosing a backend never imports another's library.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
+from s2sgrad import ir
+
 #: The NumPy runtime: the helpers generated code imports, named as rules name them.
 RUNTIME_MODULE = "s2sgrad.runtime"
+
+
+def _faster_numpy(ref: Any) -> Any:
+    """The runtime twin of a NumPy function that NumPy code calls instead (same
+    signature, same derivative rules, faster in the common case), or ``ref`` itself."""
+    from s2sgrad import runtime
+
+    twins = {np.cross: ("cross", runtime.cross)}
+    twin = twins.get(ref.value) if _hashable(ref.value) else None
+    return ir.Ref(*twin) if twin is not None else ref
+
+
+def _hashable(value: Any) -> bool:
+    try:
+        hash(value)
+    except TypeError:
+        return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -57,14 +77,18 @@ class Backend:
 
     def lower(self, compilation: Any) -> list:
         """The compilation's functions as this backend prints them: NumPy code releases
-        each value once nothing reads it (``transforms.lifetimes``)."""
+        each value once nothing reads it (``transforms.lifetimes``), and calls the
+        runtime's faster twins of a few NumPy functions (``_faster_numpy``)."""
         from s2sgrad.codegen import fold_candidates
         from s2sgrad.transforms.lifetimes import release_dead_values
 
-        return [
-            (release_dead_values(fn, frozenset(fold_candidates(fn.body, fn.temps))), foreign)
-            for fn, foreign in compilation.functions
-        ]
+        out = []
+        for fn, foreign in compilation.functions:
+            fn = replace(fn, body=ir.map_call_fns(fn.body, _faster_numpy))
+            out.append(
+                (release_dead_values(fn, frozenset(fold_candidates(fn.body, fn.temps))), foreign)
+            )
+        return out
 
     def runner(self, entry: Callable, max_steps: int | None) -> Callable:
         """The generated function as the API calls it."""

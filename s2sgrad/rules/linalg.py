@@ -16,6 +16,7 @@ import numpy as np
 from s2sgrad.rules.registry import defjvp, deflinear, defvjp, shape_only, written_template
 from s2sgrad.runtime import (
     accumulate,
+    cross,
     dot_adjoint_lhs,
     dot_adjoint_rhs,
     dual_blocks,
@@ -209,13 +210,13 @@ def det_vjp(g, ans, a):
 # --------------------------------------------------------------------------- vector products
 
 
-@defjvp(np.cross)
+@defjvp(np.cross, cross)
 def cross_jvp(ans, a, b, *, da, db):
     # 3-vectors along the last axis.
     return np.cross(da, b), np.cross(a, db)
 
 
-@defvjp(np.cross)
+@defvjp(np.cross, cross)
 def cross_vjp(g, ans, a, b):
     # <g, a x b> = <a, b x g> = <b, g x a>
     return unbroadcast(np.cross(b, g), a), unbroadcast(np.cross(g, a), b)

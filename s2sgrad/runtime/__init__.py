@@ -88,6 +88,7 @@ from s2sgrad.runtime.joins import (
     untile,
 )
 from s2sgrad.runtime.linalg import (
+    cross,
     dot_adjoint_lhs,
     dot_adjoint_rhs,
     dual_blocks,
@@ -146,6 +147,7 @@ __all__ = [
     "cast_like",
     "clip_shares",
     "concatenate_items",
+    "cross",
     "cumprod_tangent",
     "dot_adjoint_lhs",
     "dot_adjoint_rhs",
