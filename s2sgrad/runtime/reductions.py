@@ -142,6 +142,11 @@ def tie_shares(a: Any, ans: Any, axis: Any = None, keepdims: bool = False) -> An
     tie, every other element gets 0: the cotangent is split equally among ties,
     as jax does (``jax.grad(jnp.max)(jnp.array([1., 2., 2.])) == [0, .5, .5]``).
     """
+    if type(a) is np.ndarray and (keepdims or axis is None) and a.dtype.kind == "f":
+        # The common case: ``ans`` broadcasts against ``a`` as it is (no spread view).
+        winners = a == ans
+        shares = winners / winners.sum(axis=axis, keepdims=True)
+        return shares if shares.dtype == a.dtype else shares.astype(a.dtype)
     winners = a == unreduce(ans, a, axis, keepdims)
     counts = xp.sum(winners, axis=axis, keepdims=True)
     return xp.asarray(winners / counts, dtype=_float_dtype(a))
