@@ -234,6 +234,8 @@ class _Derivative:
         self.finish = _GradientResult(
             fun, self.wrt, has_aux, backend, what, keep_value=what != "grad" or has_aux
         )
+        # The value is dropped: the compiler may leave it uncomputed (transforms.unread_value).
+        self.value_unread = not self.finish.keep_value and backends.get(backend).drops_unread_value
         self._last_runner: tuple[Callable, Callable] | None = None
 
     def entry(self, primals: tuple, wrt: tuple[int, ...] | None = None) -> Callable:
@@ -242,8 +244,7 @@ class _Derivative:
         The in-process memo makes that a dictionary hit, and the lookup re-binds the
         free names of the generated module, so a reassigned global is seen.
         """
-        value_unread = not self.finish.keep_value and backends.get(self.backend).drops_unread_value
-        options = _options(primals, self.has_aux, self.mode, value_unread)
+        options = _options(primals, self.has_aux, self.mode, self.value_unread)
         wrt = self.wrt if wrt is None else wrt
         entry = cache.load_or_generate(self.fun, self.mode, wrt, self.backend, options)
         last = self._last_runner

@@ -89,6 +89,8 @@ def test_the_checks_on_the_value_still_hold():
         s2sgrad.grad(uv.with_complex_global)(X[:3])
     with pytest.raises(UsageError, match="computes with complex numbers"):
         s2sgrad.grad(uv.complex_linear)(X[:3])  # its gradient alone is real
+    with pytest.raises(UsageError, match="computes with complex numbers"):
+        s2sgrad.grad(uv.complex_from_a_callable_object)(X[:3])  # np.vectorize: not NumPy's own
     with pytest.raises(UsageError, match="return a scalar, but it returned an array"):
         s2sgrad.grad(uv.returns_an_array)(X)
 

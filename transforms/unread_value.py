@@ -159,8 +159,17 @@ def _real_function(f: Any) -> bool:
     if getattr(f, "__self__", None) is math or getattr(f, "__module__", None) == "math":
         return True
     module = getattr(f, "__module__", None) or ""
-    if module.partition(".")[0] == np.__name__:  # NumPy's own namespace
+    if module.partition(".")[0] == np.__name__ and _plain_function(f):  # NumPy's namespace
         return not module.startswith(_COMPLEX_FROM_REAL_MODULES) and (
             getattr(f, "__name__", "") not in _COMPLEX_FROM_REAL_NAMES
         )
     return False
+
+
+def _plain_function(f: Any) -> bool:
+    """A function or method, or NumPy's dispatching wrapper of one (``np.sum``): not an
+    instance of a callable class such as ``np.vectorize(g)``, which runs arbitrary code."""
+    return (
+        isinstance(f, (types.FunctionType, types.BuiltinFunctionType, types.MethodType))
+        or type(f).__name__ == "_ArrayFunctionDispatcher"
+    )

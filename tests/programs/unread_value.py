@@ -63,3 +63,10 @@ def complex_helper(x):
 
 def through_a_complex_helper(x):
     return np.sum(np.abs(complex_helper(x)))
+
+
+COMPLEXIFY = np.vectorize(lambda v: v + 0j)
+
+
+def complex_from_a_callable_object(x):
+    return np.sum(x + COMPLEXIFY(np.ones(3)))
