@@ -564,8 +564,38 @@ def _closure_reads(body: tuple[ir.Stmt, ...]) -> set[str]:
 
 
 def _fold_block(block, temps, defs, uses, folded) -> None:
+    """One pass over ``block``: each candidate waits, with the names its expression reads,
+    for the statement that reads it (folded there, unless that is a ``while``, whose test
+    is re-evaluated) or for one that breaks it off first: a compound statement, a stack
+    operation, an update in place, or a write of a name it reads. (A scan from each
+    definition to its use was quadratic where the use lies far away: a forward value the
+    backward sweep alone reads.)"""
     closure: dict[str, set[str]] = {}
-    for i, stmt in enumerate(block):
+    pending: dict[str, set[str]] = {}  # candidate -> the names its folded expression reads
+    readers: dict[str, set[str]] = {}  # name -> the pending candidates that read it
+
+    def drop(t: str) -> set[str]:
+        reads = pending.pop(t)
+        for r in reads:
+            readers[r].discard(t)
+        return reads
+
+    for stmt in block:
+        if pending:
+            for t in set(dataflow.reads(stmt)) & pending.keys():
+                reads = drop(t)
+                if not isinstance(stmt, ir.While):  # a while test is re-evaluated
+                    folded.add(t)
+                    closure[t] = reads
+            if isinstance(
+                stmt, (ir.If, ir.For, ir.While, ir.Push, ir.Pop, ir.SetItem, ir.LocalDef)
+            ):
+                pending.clear()
+                readers.clear()
+            else:
+                for w in dataflow.writes(stmt):
+                    for t in list(readers.get(w, ())):
+                        drop(t)
         if not (isinstance(stmt, ir.Assign) and len(stmt.targets) == 1):
             continue
         t = stmt.target.id
@@ -574,19 +604,9 @@ def _fold_block(block, temps, defs, uses, folded) -> None:
         reads: set[str] = set()
         for r in ir.atom_names(stmt.value):
             reads |= closure.get(r, {r}) if r in folded else {r}
-        for j in range(i + 1, len(block)):
-            later = block[j]
-            if t in dataflow.reads(later):
-                if not isinstance(later, ir.While):  # a while test is re-evaluated
-                    folded.add(t)
-                    closure[t] = reads
-                break
-            if isinstance(
-                later, (ir.If, ir.For, ir.While, ir.Push, ir.Pop, ir.SetItem, ir.LocalDef)
-            ):
-                break
-            if reads & set(dataflow.writes(later)):
-                break
+        pending[t] = reads
+        for r in reads:
+            readers.setdefault(r, set()).add(t)
 
 
 def _alias(foreign: str) -> str:
