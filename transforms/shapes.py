@@ -224,7 +224,7 @@ class ShapeEnv:
         if not isinstance(value, ir.Call):
             return self.is_integer(value)
         fn = value.fn.value if isinstance(value.fn, ir.Ref) else None
-        if value.kwargs:
+        if value.kwargs or not _may_give_integers(fn):
             return False
         if fn in _INTEGER_ARITHMETIC:
             return all(self.is_integer(a) for a in value.args)
@@ -256,6 +256,13 @@ class ShapeEnv:
             and value.fn.value is np.shape
         ):
             self.shape_tuples |= {target}
+
+
+def _may_give_integers(fn: Any) -> bool:
+    try:
+        return fn in _INTEGER_ARITHMETIC or fn is len or fn is operator.getitem
+    except TypeError:  # an unhashable callable
+        return False
 
 
 def _elementwise_ufunc(fn: Any) -> bool:
