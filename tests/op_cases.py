@@ -832,6 +832,7 @@ CASES: list[Case] = [
         jax=False,
     ),
     C("runtime.power_slope_exponent(y)", y=In((3,), 0.5, 2.0), jax=False),
+    C("runtime.cross(a, b)", a=(4, 3), b=(3,), jax=False),  # np.cross in NumPy derivative code
     # a join's cotangent cut into a list per joined array, and the joins back
     C("runtime.unconcatenate(g, [a, b], 0)", g=(5, 2), a=(2, 2), b=(3, 2), pieces=2, jax=False),
     C("runtime.unconcatenate(g, [a, b], None)", g=(7,), a=(2, 2), b=(3,), pieces=2, jax=False),

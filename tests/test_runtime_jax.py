@@ -357,6 +357,9 @@ CASES = [
     case("zero_at", _X, [True, False, True], static=(1,)),
     case("zero_at", np.arange(4), np.s_[1:3], static=(1,)),
     # products
+    case("cross", r(4, 3), r(4, 3)),
+    case("cross", r(3), r(2, 3)),
+    case("cross", r(3, 2), r(3, 2), 0, 0, static=(2, 3)),
     *_product_cases(
         "matmul_adjoint",
         [((2, 3), (3, 4)), ((3,), (3, 4)), ((2, 3), (3,)), ((3,), (3,)), ((2, 1, 2, 3), (3, 3, 2))],
