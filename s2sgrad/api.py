@@ -525,8 +525,8 @@ def _float_positions(primals: tuple) -> tuple[int, ...]:
 def _options(primals: tuple, has_aux: bool, mode: str, value_unread: bool = False) -> tuple:
     """Compile options that depend on the call: which arguments are containers, has_aux,
     and (reverse mode) which are scalars and which 1-D arrays, which lets the shape
-    analysis drop more ``unbroadcast`` calls and saves, and whether the caller drops the value (``grad``:
-    the compiler may then leave it uncomputed, ``transforms.unread_value``).
+    analysis drop more ``unbroadcast`` calls and saves, and whether the caller drops the
+    value (``grad``: the compiler may then leave it uncomputed, ``transforms.unread_value``).
 
     They are part of the cache key, so a function called once with arrays and once
     with a dict gets two derivative modules.

@@ -168,6 +168,25 @@ class Split(NamedTuple):
     bwd: str
 
 
+class Request(NamedTuple):
+    """One derivative function of a module, as ``Compilation.request`` and ``split`` key it:
+    of ``fn`` in ``mode`` ("reverse", "forward", or "split" for a callee's forward and
+    backward pair) with respect to the parameters ``wrt``. ``containers``: positions of
+    tuple/list/dict arguments; ``has_aux``: differentiate only ``result[0]``;
+    ``scalars``: positions of arguments known to be numbers; ``value_unread``: the caller
+    drops the value; ``vectors``: positions of 1-D array arguments. The last three in
+    reverse mode only."""
+
+    fn: Callable
+    mode: str
+    wrt: tuple[int, ...]
+    containers: tuple[int, ...] = ()
+    has_aux: bool = False
+    scalars: tuple[int, ...] = ()
+    value_unread: bool = False
+    vectors: tuple[int, ...] = ()
+
+
 class Compilation:
     """One generated module: the requested derivative and those of the user functions it calls.
 
@@ -185,11 +204,11 @@ class Compilation:
         # frontend reads a stack only where it is made (``s = []`` in the same function).
         self.read_back = read_back
         self.module_names = FreshNames(set(_MODULE_LEVEL_NAMES))
-        self.requests: dict[tuple, str] = {}
-        self.pending: list[tuple] = []
+        self.requests: dict[Request | tuple, str] = {}
+        self.pending: list[tuple[Request, str | Split]] = []
         self.functions: list[tuple[ir.FunctionDef, str | None]] = []
         self.bindings: dict[int, str] = {}  # id(namespace) -> `@g`: see foreign
-        self.splits: dict[tuple, Split] = {}
+        self.splits: dict[Request, Split] = {}
 
     def request(
         self,
@@ -202,43 +221,39 @@ class Compilation:
         value_unread: bool = False,
         vectors: tuple[int, ...] = (),
     ) -> str:
-        """The name the derivative of ``fn`` will have (``containers``: positions of
-        tuple/list/dict arguments; ``has_aux``: differentiate only ``result[0]``;
-        ``scalars``: positions of arguments known to be numbers; ``value_unread``: the
-        caller drops the value; ``vectors``: positions of 1-D array arguments. The last
-        three reverse mode only)."""
+        """The name the derivative of ``fn`` will have (the arguments as ``Request``'s)."""
         fn = running.function_that_runs(fn, (("containers", tuple(containers)),))
-        reverse_only = mode == "reverse"
-        scalars = tuple(scalars) if reverse_only else ()
-        vectors = tuple(vectors) if reverse_only else ()
-        value_unread = value_unread and reverse_only
-        key = (fn, mode, tuple(wrt), tuple(containers), has_aux, scalars, value_unread, vectors)
+        key = Request(fn, mode, tuple(wrt), tuple(containers), has_aux)
+        if mode == "reverse":
+            key = key._replace(
+                scalars=tuple(scalars), value_unread=value_unread, vectors=tuple(vectors)
+            )
         if key not in self.requests:
             suffix = "vjp" if mode == "reverse" else "jvp"
             name = self.module_names.fresh(f"{fn.__name__}_{suffix}")
             self.requests[key] = name
-            self.pending.append((*key, name))
+            self.pending.append((key, name))
         return self.requests[key]
 
     def run(self) -> None:
         while self.pending:
-            request = self.pending.pop(0)
-            fn, mode, wrt, containers, has_aux, scalars, value_unread, vectors, name = request
-            foreign = self.foreign(fn)
-            self.check_closure(fn, foreign)
+            request, name = self.pending.pop(0)
+            split = request.mode == "split"
+            foreign = self.foreign(request.fn)
+            self.check_closure(request.fn, foreign)
             deriv = derivative_ir(
-                fn,
-                mode="reverse" if mode == "split" else mode,
-                wrt=wrt,
-                name=None if mode == "split" else name,
+                request.fn,
+                mode="reverse" if split else request.mode,
+                wrt=request.wrt,
+                name=None if split else name,
                 compilation=self,
-                containers=containers,
-                has_aux=has_aux,
-                scalars=scalars,
-                value_unread=value_unread,
-                vectors=vectors,
+                containers=request.containers,
+                has_aux=request.has_aux,
+                scalars=request.scalars,
+                value_unread=request.value_unread,
+                vectors=request.vectors,
             )
-            if mode == "split":
+            if split:
                 self.functions += [(f, foreign) for f in split_vjp(deriv, *name)]
             else:
                 self.functions.append((deriv, foreign))
@@ -253,20 +268,20 @@ class Compilation:
         """The names ``fn``'s vjp will have as a forward pass returning its residuals and a
         backward pass taking them (``transforms.residuals``); None where ``fn``'s forward
         work is recomputed instead: the backend prefers recomputing
-        (``Backend.callee_residuals``), or ``fn`` has loops and the module is read back. Named before they are generated, as ``request``'s
-        derivatives, so recursion works."""
+        (``Backend.callee_residuals``), or ``fn`` has loops and the module is read back.
+        Named before they are generated, as ``request``'s derivatives, so recursion works."""
         fn = running.function_that_runs(fn, (("containers", tuple(containers)),))
         if not self.callee_residuals or (self.read_back and has_loops(lower(fn))):
             return None
-        key = (fn, "split", tuple(wrt), tuple(containers), False, tuple(scalars), False, ())
+        key = Request(fn, "split", tuple(wrt), tuple(containers), scalars=tuple(scalars))
         if key not in self.splits:
             split = Split(
                 self.module_names.fresh(f"{fn.__name__}_fwd"),
                 self.module_names.fresh(f"{fn.__name__}_bwd"),
             )
-            self.requests[(*key, "fwd")] = split.fwd  # (reserved in every function's names)
-            self.requests[(*key, "bwd")] = split.bwd
-            self.pending.append((*key, split))
+            self.requests[(key, "fwd")] = split.fwd  # (reserved in every function's names)
+            self.requests[(key, "bwd")] = split.bwd
+            self.pending.append((key, split))
             self.splits[key] = split
         return self.splits[key]
 

@@ -395,6 +395,10 @@ def test_a_dict_read_by_constant_keys_gets_one_cotangent_per_key():
         assert set(got) == set(params) and set(got["layer"]) == {"scale", "shift"}
         assert_close(got, expected, rtol=1e-10, what=backend)
         assert not np.asarray(got["unused"]).any() and not np.asarray(got["layer"]["shift"]).any()
+    params32 = {k: (v.astype(np.float32) if k != "layer" else v) for k, v in params.items()}
+    got = s2sgrad.grad(layered)(params32, x.astype(np.float32))
+    assert got["W"].dtype == np.float32 and got["b"].dtype == np.float32
+    assert_close(got, jax.grad(jnp_twin(layered))(params32, x.astype(np.float32)), rtol=1e-5)
     got, aux = s2sgrad.grad(layered_with_aux, has_aux=True)(params, x)
     assert_close(got, expected, rtol=1e-10, what="has_aux")
     v = {
@@ -435,3 +439,39 @@ def test_elements_of_a_vector_are_scalars():
         assert_close(s2sgrad.grad(element_loop)(x), expected, rtol=1e-10, what=str(x.shape))
         assert_close(s2sgrad.value_and_grad(element_loop)(x)[1], expected, rtol=1e-10)
         assert_close(s2sgrad.grad(element_loop, backend="jax")(x), expected, rtol=1e-10)
+    # float32 elements, a Python-float total, and second derivatives through the loop
+    x32 = rng.standard_normal(6).astype(np.float32)
+    got = s2sgrad.grad(element_loop)(x32)
+    assert got.dtype == np.float32
+    assert_close(got, jax.grad(jnp_twin(element_loop))(x32), rtol=1e-5)
+    x = rng.standard_normal(5)
+    expected = jax.hessian(jnp_twin(element_loop))(x)
+    assert_close(s2sgrad.hessian(element_loop)(x), expected, rtol=1e-9, what="hessian")
+    assert_close(s2sgrad.jacrev(s2sgrad.grad(element_loop))(x), expected, rtol=1e-9)
+
+
+def rotated(a, b):
+    return np.sum(np.cross(a, b) ** 2 * a) + np.sum(np.cross(b, a[0]))
+
+
+def test_np_cross_runs_as_runtime_cross_in_numpy_code():
+    """NumPy derivative code calls ``runtime.cross`` for ``np.cross`` (3-vectors, faster);
+    its gradients, dtypes and second derivatives match JAX, with broadcast operands."""
+    source = pipeline.generate(rotated, mode="reverse", wrt=(0, 1)).source
+    code = "\n".join(ln for ln in source.splitlines() if not ln.strip().startswith("#"))
+    assert "np.cross(" not in code and "cross(" in code, source
+    rng = np.random.default_rng(9)
+    for a, b in [
+        (rng.standard_normal((4, 3)), rng.standard_normal((4, 3))),
+        (rng.standard_normal((4, 3)), rng.standard_normal(3)),
+        (rng.standard_normal((2, 3)).astype(np.float32), rng.standard_normal(3).astype(np.float32)),
+    ]:
+        tol = 1e-5 if a.dtype == np.float32 else 1e-10
+        expected = jax.grad(jnp_twin(rotated), argnums=(0, 1))(a, b)
+        for backend in ("numpy", "jax"):
+            got = s2sgrad.grad(rotated, wrt=(0, 1), backend=backend)(a, b)
+            assert np.asarray(got[0]).dtype == a.dtype
+            assert_close(got, expected, rtol=tol, what=f"{a.shape} {b.shape} {backend}")
+    a, b = rng.standard_normal((2, 3)), rng.standard_normal((2, 3))
+    expected = jax.hessian(jnp_twin(rotated), argnums=(0, 1))(a, b)
+    assert_close(s2sgrad.hessian(rotated, wrt=(0, 1))(a, b), expected, rtol=1e-9)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import linecache
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -102,3 +103,17 @@ def test_jax_keeps_one_module_for_grad_and_value_and_grad():
     got = s2sgrad.grad(uv.chained_squares, backend="jax")(X)
     assert_close(got, jax.grad(jnp_twin(uv.chained_squares))(X))
     assert d.finish.keep_value is False
+
+
+def test_grad_without_its_value_composes():
+    """The value-less module serves direct ``grad`` calls; compositions (Hessians, ``grad``
+    inside a differentiated function) read back a module of their own, and agree with JAX."""
+    inner = jax.grad(jnp_twin(uv.chained_squares))
+    assert_close(
+        s2sgrad.hessian(uv.chained_squares)(X), jax.hessian(jnp_twin(uv.chained_squares))(X)
+    )
+    expected = jax.grad(lambda x: jnp.sum(inner(x) ** 2))(X)
+    for mode in ("reverse", "forward"):
+        got = s2sgrad.grad(uv.squared_gradient_norm, mode=mode)(X)
+        assert_close(got, expected, rtol=1e-8, what=mode)
+    np.testing.assert_allclose(uv.squared_gradient_norm(X), np.sum(inner(X) ** 2), rtol=1e-12)

@@ -177,18 +177,45 @@ def simplify(
         single = frozenset(_single_definitions(body))
         temps = frozenset(t for t in temps if t in single)
         updated = frozenset(s.target.id for s in ir.walk_stmts(body) if isinstance(s, ir.SetItem))
-    negations: dict[str, Any] = {}  # names assigned once, holding `-y`, in this block
+    negations = _Negations()
     out = []
     for stmt in body:
         stmt = _substituted(stmt, temps, known, updated, single)
         if isinstance(stmt, ir.Assign):
             stmt = _folded(stmt, temps, known, updated, negations, single)
-        if negations:  # `-y` stands for `y`'s value here only until `y` is written again
-            written = set(dataflow.deep_writes((stmt,)))
-            for n in [n for n, y in negations.items() if set(ir.atom_names(y)) & written]:
-                del negations[n]
+        if negations:
+            negations.forget_reads_of(dataflow.deep_writes((stmt,)))
         out.append(stmt)
     return tuple(out)
+
+
+class _Negations:
+    """The names of one block, assigned once, that hold ``-y``: name -> ``y``. An entry
+    stands for ``y``'s value only until ``y`` is written again; an index from each name
+    ``y`` reads to the entries keeps forgetting them proportional to what is written."""
+
+    def __init__(self) -> None:
+        self.operand: dict[str, Any] = {}
+        self.entries_reading: dict[str, set[str]] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self.operand)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.operand
+
+    def __getitem__(self, name: str) -> Any:
+        return self.operand[name]
+
+    def add(self, name: str, operand: Any) -> None:
+        self.operand[name] = operand
+        for r in ir.atom_names(operand):
+            self.entries_reading.setdefault(r, set()).add(name)
+
+    def forget_reads_of(self, written) -> None:
+        for w in written:
+            for name in self.entries_reading.pop(w, ()):
+                self.operand.pop(name, None)
 
 
 def _substituted(
@@ -215,7 +242,7 @@ def _folded(
     temps: frozenset[str],
     known: dict[str, Any],
     updated: frozenset[str],
-    negations: dict[str, Any],
+    negations: _Negations,
     single: frozenset[str],
 ) -> ir.Assign:
     """``stmt`` with its value folded; records in ``known`` a temporary that folds to a
@@ -230,31 +257,24 @@ def _folded(
     value = _subtract_negations(value, negations)
     stmt = replace(stmt, value=value)
     temp = stmt.target.id if len(stmt.targets) == 1 and stmt.target.id in temps else None
+    once = len(stmt.targets) == 1 and stmt.target.id in single and stmt.target.id not in updated
     if (
-        len(stmt.targets) == 1
-        and stmt.target.id in single
-        and stmt.target.id not in updated
+        once
         and isinstance(value, ir.Call)
         and isinstance(value.fn, ir.Ref)
         and value.fn.value is operator.neg
         and len(value.args) == 1
         and not value.kwargs
     ):
-        negations[stmt.target.id] = value.args[0]
-    elif (
-        len(stmt.targets) == 1
-        and stmt.target.id in single
-        and stmt.target.id not in updated
-        and isinstance(value, ir.Name)
-        and value.id in negations
-    ):
-        negations[stmt.target.id] = negations[value.id]  # a copy of a negation
+        negations.add(stmt.target.id, value.args[0])
+    elif once and isinstance(value, ir.Name) and value.id in negations:
+        negations.add(stmt.target.id, negations[value.id])  # a copy of a negation
     if temp is not None and isinstance(value, (ir.Const, ir.Ref)):
         known[temp] = value
     return stmt
 
 
-def _subtract_negations(value: Any, negations: dict[str, Any]) -> Any:
+def _subtract_negations(value: Any, negations: _Negations) -> Any:
     """``a + (-b)`` -> ``a - b``, ``(-a) + b`` -> ``b - a``, and ``2 * (-b)`` -> ``-2 * b``
     (a number's sign flips exactly): the negation, a pass over an array, then dies
     where nothing else reads it (``dt4 = -dt7; dt3 = 2 * dt4``, a stencil's adjoint)."""

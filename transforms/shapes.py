@@ -224,18 +224,17 @@ class ShapeEnv:
         if not isinstance(value, ir.Call):
             return self.is_integer(value)
         fn = value.fn.value if isinstance(value.fn, ir.Ref) else None
-        if value.kwargs or not _may_give_integers(fn):
+        if value.kwargs:
             return False
-        if fn in _INTEGER_ARITHMETIC:
-            return all(self.is_integer(a) for a in value.args)
         if fn is len:
             return True
-        return (
-            fn is operator.getitem
-            and isinstance(value.args[0], ir.Name)
-            and value.args[0].id in self.shape_tuples
-            and self.is_integer_index(value.args[1])
-        )
+        if fn is operator.getitem:  # an entry of a shape
+            return (
+                isinstance(value.args[0], ir.Name)
+                and value.args[0].id in self.shape_tuples
+                and self.is_integer_index(value.args[1])
+            )
+        return _is_integer_arithmetic(fn) and all(self.is_integer(a) for a in value.args)
 
     def assign(self, stmt: ir.Assign) -> None:
         value = stmt.value
@@ -258,9 +257,9 @@ class ShapeEnv:
             self.shape_tuples |= {target}
 
 
-def _may_give_integers(fn: Any) -> bool:
+def _is_integer_arithmetic(fn: Any) -> bool:
     try:
-        return fn in _INTEGER_ARITHMETIC or fn is len or fn is operator.getitem
+        return fn in _INTEGER_ARITHMETIC
     except TypeError:  # an unhashable callable
         return False
 

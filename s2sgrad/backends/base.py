@@ -22,19 +22,11 @@ RUNTIME_MODULE = "s2sgrad.runtime"
 def _faster_numpy(ref: Any) -> Any:
     """The runtime twin of a NumPy function that NumPy code calls instead (same
     signature, same derivative rules, faster in the common case), or ``ref`` itself."""
-    from s2sgrad import runtime
+    if ref.value is np.cross:
+        from s2sgrad import runtime
 
-    twins = {np.cross: ("cross", runtime.cross)}
-    twin = twins.get(ref.value) if _hashable(ref.value) else None
-    return ir.Ref(*twin) if twin is not None else ref
-
-
-def _hashable(value: Any) -> bool:
-    try:
-        hash(value)
-    except TypeError:
-        return False
-    return True
+        return ir.Ref("cross", runtime.cross)
+    return ref
 
 
 @dataclass(frozen=True)

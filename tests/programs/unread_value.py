@@ -4,6 +4,8 @@ it everywhere else."""
 
 import numpy as np
 
+import s2sgrad
+
 COMPLEX_GLOBAL = np.array([1.0 + 2.0j, 0.5 - 1.0j, 2.0 + 0.0j])
 REAL_GLOBAL = np.array([0.5, 2.0, -1.0])
 
@@ -70,3 +72,11 @@ COMPLEXIFY = np.vectorize(lambda v: v + 0j)
 
 def complex_from_a_callable_object(x):
     return np.sum(x + COMPLEXIFY(np.ones(3)))
+
+
+chained_squares_gradient = s2sgrad.grad(chained_squares)
+
+
+def squared_gradient_norm(x):
+    """``grad(f)``, made outside, called inside a differentiated function (a composition)."""
+    return np.sum(chained_squares_gradient(x) ** 2)
