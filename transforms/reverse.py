@@ -69,7 +69,7 @@ from s2sgrad.transforms.prims import (
     runtime_helper,
 )
 from s2sgrad.transforms.residuals import BACKWARD_SWEEP
-from s2sgrad.transforms.shapes import SCALAR, ShapeEnv, statement_shapes
+from s2sgrad.transforms.shapes import SCALAR, ShapeEnv, statement_shapes, walk_shapes
 from s2sgrad.transforms.structure import range_names
 from s2sgrad.transforms.templates import bind_call, instantiate, lower_template, substitute
 from s2sgrad.transforms.unread_value import value_is_real_scalar
@@ -123,6 +123,7 @@ class _Reverse(DerivativeBuilder):
         self.recomputed: dict[int, list[ir.Assign]] = {}
         self.recomputed_names: set[str] = set()
         self.shape_envs: dict[int, ShapeEnv] = {}  # id(stmt) -> primal shapes before it
+        self.end_shapes: ShapeEnv | None = None  # the primal shapes at its end
         self.witnesses: tuple[str, ...] = ()  # names never overwritten, to read shapes from
         self.range_names = range_names(self.fn.body)  # names holding range(...)
         self.split_calls: dict[int, _SplitCall] = {}  # id(stmt) -> `y, G_residuals = G_fwd(..)`
@@ -253,8 +254,9 @@ class _Reverse(DerivativeBuilder):
     def setup_shapes(
         self, fn: ir.FunctionDef, scalars: frozenset[str], vectors: frozenset[str]
     ) -> None:
-        """Primal shapes before every statement, and the names shapes may be read from."""
-        self.shape_envs = statement_shapes(fn, scalars, vectors)
+        """Primal shapes before every statement and at the end, and the names shapes may be
+        read from."""
+        self.shape_envs, self.end_shapes = walk_shapes(fn, scalars, vectors)
         kept = [
             n
             for n in (
@@ -1019,9 +1021,7 @@ def reverse(
         and isinstance(out_atom, ir.Name)
         and value_is_real_scalar(
             replace(unsplit, body=unsplit.body[:-1]),
-            out_atom.id,
-            scalar_names,
-            vector_names,
+            rev.end_shapes.of(out_atom),
             compilation and compilation.callee_ir,
         )
     ):

@@ -309,15 +309,13 @@ def statement_shapes(
     the shape they had before the loop. ``scalars`` are parameters the caller
     passed as numbers, ``vectors`` those passed as 1-D arrays.
     """
-    return _walk_all(fn, scalars, vectors)[0]
+    return walk_shapes(fn, scalars, vectors)[0]
 
 
-def final_shapes(fn: ir.FunctionDef, scalars=frozenset(), vectors=frozenset()) -> ShapeEnv:
-    """The shape environment at the end of ``fn``'s body (walked as ``statement_shapes``)."""
-    return _walk_all(fn, scalars, vectors)[1]
-
-
-def _walk_all(fn: ir.FunctionDef, scalars, vectors) -> tuple[dict[int, ShapeEnv], ShapeEnv]:
+def walk_shapes(
+    fn: ir.FunctionDef, scalars=frozenset(), vectors=frozenset()
+) -> tuple[dict[int, ShapeEnv], ShapeEnv]:
+    """``statement_shapes``, and the environment at the end of ``fn``'s body."""
     walker = _LoopAwareWalker()
     env = ShapeEnv(scalars=scalars, vectors=vectors)
     for p in fn.param_names:

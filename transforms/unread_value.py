@@ -10,8 +10,8 @@ The value is what ``grad`` checks, though: a scalar (the seed ``1.0`` is only ri
 one) and real (``jax.grad`` refuses a complex output, and so does s2sgrad). So the
 compiler leaves it out only where it proves both before running anything:
 
-* the shape analysis (``transforms.shapes``) gives the returned name the shape of a
-  scalar: a full reduction, or arithmetic of scalars;
+* the shape analysis (``transforms.shapes``, the walk reverse mode makes anyway) gives
+  the returned name the shape of a scalar: a full reduction, or arithmetic of scalars;
 * nothing in the function can make a complex number out of real arguments: every
   constant and global it reads is real, every function it calls maps real inputs to
   real outputs (operators, real ufuncs, NumPy's reductions and shape functions, a
@@ -32,7 +32,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from s2sgrad.transforms.shapes import SCALAR, final_shapes
+from s2sgrad.transforms.shapes import SCALAR, Shape
 
 from s2sgrad import ir
 
@@ -50,20 +50,14 @@ _REAL_BUILTINS = frozenset(
 
 def value_is_real_scalar(
     fn: ir.FunctionDef,
-    value: str,
-    scalars: frozenset[str],
-    vectors: frozenset[str] = frozenset(),
+    value_shape: Shape,
     callee_ir: Callable[[Callable], ir.FunctionDef] | None = None,
 ) -> bool:
-    """Whether ``fn``'s returned name ``value`` is provably a real scalar (see module doc).
-
-    ``scalars`` are the parameters the caller passed as numbers, ``vectors`` those
-    passed as 1-D arrays. ``callee_ir`` lowers a
-    function of the user's that ``fn`` calls, whose body is then held to the same test
+    """Whether the value ``fn`` returns, of shape ``value_shape`` by the shape analysis at
+    the end of its body, is provably a real scalar (see module doc). ``callee_ir`` lowers
+    a function of the user's that ``fn`` calls, whose body is then held to the same test
     (without it, such a call keeps the value)."""
-    if final_shapes(fn, scalars, vectors).of(ir.Name(value)) != SCALAR:
-        return False
-    return _Realness(callee_ir).block(fn.body)
+    return value_shape == SCALAR and _Realness(callee_ir).block(fn.body)
 
 
 class _Realness:
