@@ -196,9 +196,19 @@ class Compilation:
     generating, so recursion needs nothing special.
     """
 
-    def __init__(self, root: Callable, callee_residuals: bool = True, read_back: bool = False):
+    def __init__(
+        self,
+        root: Callable,
+        callee_residuals: bool = True,
+        read_back: bool = False,
+        rerun_loops: bool = False,
+    ):
         self.root = running.function_that_runs(root)
         self.callee_residuals = callee_residuals  # (Backend.callee_residuals)
+        # Loops may rerun their body in the backward sweep (Backend.rematerializes_loops);
+        # not in a module read back for higher order, whose frontend reads stacks only as
+        # first-order code makes them.
+        self.rerun_loops = rerun_loops and not read_back
         # The module will be read back and differentiated again (a composition's first
         # order): a callee whose loops record stacks keeps recomputation, since the
         # frontend reads a stack only where it is made (``s = []`` in the same function).
@@ -400,6 +410,7 @@ def derivative_ir(
             scalars,
             value_unread,
             vectors,
+            rerun_loops=compilation.rerun_loops,
         )
         deriv = split_key_cotangents(deriv, names)
     else:
@@ -465,7 +476,9 @@ def generate(
     arguments, ``("has_aux", True)`` for functions returning ``(value, aux)``,
     ``("scalars", positions)`` of arguments passed as numbers, ``("vectors", positions)``
     of those passed as 1-D arrays, ``("value_unread", True)`` where the caller drops the
-    value (``grad``; see ``transforms.unread_value``).
+    value (``grad``; see ``transforms.unread_value``), ``("rerun_loops", flag)`` to
+    rerun cheap loop bodies in the backward sweep or not, over the backend's default
+    (``Backend.rematerializes_loops``; see ``transforms.remat``).
     """
     with _collector_paused:
         return _generate(fn, mode, wrt, backend, settings=dict(options))
@@ -508,7 +521,12 @@ _collector_paused = _CollectorPause()
 def _generate(fn: Callable, mode: str, wrt, backend: str, settings: dict) -> GeneratedModule:
     target = backends.get(backend)
     wrt = tuple(wrt)
-    compilation = Compilation(fn, target.callee_residuals, bool(settings.get("read_back", False)))
+    compilation = Compilation(
+        fn,
+        target.callee_residuals,
+        bool(settings.get("read_back", False)),
+        bool(settings.get("rerun_loops", target.rematerializes_loops)),
+    )
     entry = compilation.request(
         fn,
         mode,

@@ -68,6 +68,7 @@ from s2sgrad.transforms.prims import (
     ZEROS_LIKE_TREE,
     runtime_helper,
 )
+from s2sgrad.transforms.remat import carried, worth_rerunning
 from s2sgrad.transforms.residuals import BACKWARD_SWEEP
 from s2sgrad.transforms.shapes import SCALAR, ShapeEnv, statement_shapes, walk_shapes
 from s2sgrad.transforms.structure import range_names
@@ -127,6 +128,15 @@ class _Reverse(DerivativeBuilder):
         self.witnesses: tuple[str, ...] = ()  # names never overwritten, to read shapes from
         self.range_names = range_names(self.fn.body)  # names holding range(...)
         self.split_calls: dict[int, _SplitCall] = {}  # id(stmt) -> `y, G_residuals = G_fwd(..)`
+        # Loops whose backward sweep reruns each iteration (``transforms.remat``): id(loop) ->
+        # the names carried from one iteration to the next, saved at the top of each.
+        self.rerun: dict[int, tuple[str, ...]] = {}
+        # ... and the names such a loop overwrites whose value from before it the backward
+        # sweep reads after the loop's: saved once around the loop.
+        self.rerun_entry: dict[int, tuple[str, ...]] = {}
+        # While the backward sweep of a rerun body is generated: (id(stmt), name) where the
+        # name holds a value of this iteration before stmt (else None).
+        self._replay_prior: set[tuple[int, str]] | None = None
 
     # ------------------------------------------------------------------ setup
 
@@ -397,6 +407,9 @@ class _Reverse(DerivativeBuilder):
                     reads |= self.primal_reads(code)
             elif isinstance(stmt, ir.Pop) and self.act.active(stmt.stack):
                 reads.add(stmt.target.id)  # the shape of its adjoint's zeros (backward_pop)
+            elif id(stmt) in self.rerun:
+                # Its backward sweep reruns the body: it reads what the body reads on entry.
+                reads |= dataflow.live_in(stmt.body, set()) & self.primal
         while True:
             self.saved = {n for n in reads if any(name == n for _, name in self.prior)}
             more = set(reads)
@@ -418,7 +431,7 @@ class _Reverse(DerivativeBuilder):
         }
         unchanging: set[str] | None = None  # (computed for the first loop that needs it)
         for stmt in ir.walk_stmts(body):
-            if not ir.is_loop(stmt):
+            if not ir.is_loop(stmt) or id(stmt) in self.rerun:
                 continue
             seen_reads: set[str] = set(dataflow.reads(stmt))
             if isinstance(stmt, ir.While):
@@ -516,6 +529,49 @@ class _Reverse(DerivativeBuilder):
         self.recomputed[id(loop)] = [a for n, a in chain.items() if n in keep]
         self.recomputed_names.update(a.target.id for a in wanted)
 
+    def find_reruns(self, body: tuple[ir.Stmt, ...], needed: set[str]) -> bool:
+        """Fill ``self.rerun`` with the loops whose backward sweep reruns their body
+        (``transforms.remat`` decides); whether there are any."""
+        for stmt in ir.walk_stmts(body):
+            if ir.is_loop(stmt) and worth_rerunning(
+                stmt, needed, self.callee_body, self.range_names
+            ):
+                self.rerun[id(stmt)] = carried(stmt.body)
+        return bool(self.rerun)
+
+    def find_rerun_entries(self, body: tuple[ir.Stmt, ...]) -> None:
+        """Per rerun loop, the names it overwrites (not its carried state) that may hold a
+        value before it which the backward sweep reads: a parameter, or a name also
+        assigned outside the loop."""
+        for stmt in ir.walk_stmts(body):
+            if id(stmt) in self.rerun:
+                inside = Counter(n for s in stmt.body for n in dataflow.writes(s))
+                self.rerun_entry[id(stmt)] = tuple(
+                    n
+                    for n in inside
+                    if n in self.saved
+                    and n not in self.rerun[id(stmt)]
+                    and self.defs[n] > inside[n]  # (parameters count as one definition)
+                )
+
+    def callee_body(self, stmt: ir.Stmt) -> tuple[ir.Stmt, ...] | None:
+        """The body of the user function ``stmt`` calls, else None."""
+        value = getattr(stmt, "value", None)
+        split = self.split_calls.get(id(stmt))
+        if split is not None:
+            fn = split.callee
+        elif (
+            isinstance(value, ir.Call)
+            and isinstance(value.fn, ir.Ref)
+            and is_user_function(value.fn.value)
+        ):
+            fn = value.fn.value
+        else:
+            return None
+        if self.compilation is None:
+            return ()  # (no callee to look into: a straight-line call)
+        return self.compilation.callee_ir(fn).body
+
     def _control_reads(self, body: tuple[ir.Stmt, ...], reads: set[str]) -> bool:
         """Add decisions, ranges and trip counts of compound statements with backward work."""
         work = False
@@ -556,6 +612,8 @@ class _Reverse(DerivativeBuilder):
         """
         if loop is None:
             key, base = (name, None, id(stmt)), f"{name}_saved"
+        elif loop is REPLAY:
+            key, base = (name, REPLAY, id(stmt)), f"{name}_before"
         elif part:
             key, base = (name, loop, ("part", id(stmt))), f"{name}_part_stack"
         else:
@@ -596,6 +654,8 @@ class _Reverse(DerivativeBuilder):
                     ir.Push(self.stack(stmt.target.id, loop, stmt, part=True), kept, loop, stmt.loc)
                 )
                 out.append(stmt)
+            elif id(stmt) in self.rerun:
+                out += self.rerun_forward(stmt, loop)
             elif ir.is_compound(stmt):
                 # A loop's saves are per iteration, under its own label; a branch's are its loop's.
                 label = self.loop_label(stmt) if ir.is_loop(stmt) else loop
@@ -608,6 +668,57 @@ class _Reverse(DerivativeBuilder):
             else:
                 out.append(stmt)
         return out
+
+    def rerun_forward(self, loop: ir.For, outer: str | None) -> list[ir.Stmt]:
+        """A rerun loop runs its body as written and saves the state it carries at the top
+        of each iteration; around it, once, the values it overwrites that the backward
+        sweep reads after its own (``rerun_entry``)."""
+        label = self.loop_label(loop)
+        out: list[ir.Stmt] = [
+            ir.Push(self.stack(n, outer, loop), ir.Name(n), outer, loop.loc)
+            for n in (*self.rerun_entry[id(loop)], *dataflow.pattern_names(loop.target))
+            if n in self.saved and (n in self.rerun_entry[id(loop)] or self.has_prior(loop, n))
+        ]
+        snapshots = tuple(
+            ir.Push(self.snapshot(n, loop), ir.Name(n), label, loop.loc)
+            for n in self.rerun[id(loop)]
+        )
+        out.append(replace(loop, body=snapshots + loop.body))
+        return out
+
+    def snapshot(self, name: str, loop: ir.For) -> str:
+        """The stack of ``name``'s values at the top of each iteration of a rerun loop."""
+        return self.stack(name, self.loop_label(loop), loop)
+
+    def replay(self, loop: ir.For, state: dict[str, str]) -> list[ir.Stmt]:
+        """One backward iteration of a rerun loop: restore the state it started from, run
+        the body again (keeping each value of this iteration that an assignment overwrites
+        and the backward sweep reads, in ``<name>_before``), then the body's backward sweep."""
+        out: list[ir.Stmt] = [
+            ir.Pop(ir.Name(n), self.snapshot(n, loop), self._loop, loop.loc)
+            for n in reversed(self.rerun[id(loop)])
+        ]
+        for stmt in loop.body:
+            for t in dataflow.writes(stmt):
+                if self.restores(stmt, t):
+                    slot = ir.Name(self.stack(t, REPLAY, stmt))
+                    out.append(ir.Assign((slot,), ir.Name(t), stmt.loc))
+            out.append(replace(stmt))  # (a copy: later passes key statements by identity)
+        return out + self.backward(loop.body, state)
+
+    def restores(self, stmt: Any, name: str) -> bool:
+        """Whether the backward sweep restores the value ``stmt`` overwrote in ``name``."""
+        if name not in self.saved:
+            return False
+        if self._replay_prior is not None:
+            return (id(stmt), name) in self._replay_prior
+        return self.has_prior(stmt, name)
+
+    def restoring(self, target: ir.Name, stmt: Any) -> ir.Stmt:
+        """``target = <the value stmt overwrote>``: popped, or in a rerun iteration, kept."""
+        if self._replay_prior is not None:
+            return ir.Assign((target,), ir.Name(self.stack(target.id, REPLAY, stmt)), stmt.loc)
+        return ir.Pop(target, self.stack(target.id, self._loop, stmt), self._loop, stmt.loc)
 
     def loop_label(self, loop: ir.For | ir.While) -> str:
         line = loop.loc.line if loop.loc else 0
@@ -675,17 +786,11 @@ class _Reverse(DerivativeBuilder):
             return self.backward_unpack(stmt, state)
         target, *residuals = stmt.targets  # (a callee's residuals: `y, G_residuals = G_fwd(a)`)
         y = target.id
-        restore = y in self.saved and self.has_prior(stmt, y) and y not in self.taped_names
-        pop = (
-            ir.Pop(target, self.stack(y, self._loop, stmt), self._loop, stmt.loc)
-            if restore
-            else None
-        )
+        restore = self.restores(stmt, y) and y not in self.taped_names
+        pop = self.restoring(target, stmt) if restore else None
         # The residuals are read by this statement's adjoint: restored after it.
         residual_pops = [
-            ir.Pop(r, self.stack(r.id, self._loop, stmt), self._loop, stmt.loc)
-            for r in reversed(residuals)
-            if r.id in self.saved and self.has_prior(stmt, r.id)
+            self.restoring(r, stmt) for r in reversed(residuals) if self.restores(stmt, r.id)
         ]
         if not self.act.active(y) or state.get(y, ZERO) == ZERO:
             return ([pop] if pop else []) + residual_pops
@@ -757,8 +862,8 @@ class _Reverse(DerivativeBuilder):
                     out.append(ir.Assign((self.adjoint_name(t),), NONE, stmt.loc))
                     state[t] = ZERO
         for t in reversed(stmt.targets):
-            if t.id in self.saved and self.has_prior(stmt, t.id):
-                out.append(ir.Pop(t, self.stack(t.id, self._loop, stmt), self._loop, stmt.loc))
+            if self.restores(stmt, t.id):
+                out.append(self.restoring(t, stmt))
         return out
 
     def backward_setitem(self, stmt: ir.SetItem, state: dict[str, str]) -> list[ir.Stmt]:
@@ -868,9 +973,11 @@ class _Reverse(DerivativeBuilder):
         return out
 
     def backward_loop(self, loop: ir.For | ir.While, state: dict[str, str]) -> list[ir.Stmt]:
-        outer = self._loop
+        outer, outer_prior = self._loop, self._replay_prior
         self._loop = self.loop_label(loop)
         body = ir.iteration(loop)
+        if id(loop) in self.rerun:
+            self._replay_prior = _priors(loop.body, set(self.rerun[id(loop)]))
         entry = self.loop_entry_state(body, state)
         # An array only read in the loop (`x[i]`) gets its adjoint as zeros before it rather
         # than None-or-array inside: one buffer the index reads add into, in place.
@@ -894,7 +1001,10 @@ class _Reverse(DerivativeBuilder):
         if first_in_loop:
             entry = self.loop_entry_state(body, state)
         inner_state = dict(entry)
-        inner = self.backward(body, inner_state)
+        if id(loop) in self.rerun:
+            inner = self.replay(loop, inner_state)
+        else:
+            inner = self.backward(body, inner_state)
         if id(loop) in self.taped:
             restores: list[ir.Stmt] = [
                 ir.Pop(a.target, self.stack(a.target.id, self._loop, None), self._loop, a.loc)
@@ -903,7 +1013,7 @@ class _Reverse(DerivativeBuilder):
             ]
             restores += self.recomputed.get(id(loop), [])
             inner = restores + inner
-        self._loop = outer
+        self._loop, self._replay_prior = outer, outer_prior
         state.clear()
         state.update(entry)
         out: list[ir.Stmt] = list(zero_init)
@@ -913,6 +1023,8 @@ class _Reverse(DerivativeBuilder):
         for n in reversed(targets):
             if n in self.saved and self.has_prior(loop, n):
                 out.append(ir.Pop(ir.Name(n), self.stack(n, outer, loop), outer, loop.loc))
+        for n in reversed(self.rerun_entry.get(id(loop), ())):
+            out.append(ir.Pop(ir.Name(n), self.stack(n, outer, loop), outer, loop.loc))
         return out
 
     def loop_entry_state(self, body: tuple[ir.Stmt, ...], state: dict[str, str]) -> dict[str, str]:
@@ -961,6 +1073,23 @@ class _Reverse(DerivativeBuilder):
 #: they are pushed, as the derivative code's stacks they mirror.
 ADJOINT_STACKS = "<adjoint stacks>"
 
+#: The "loop" of the values a rerun iteration keeps for its own backward sweep
+#: (``_Reverse.replay``): plain names, ``<name>_before``, not stacks.
+REPLAY = "<rerun iteration>"
+
+
+def _priors(body: tuple[ir.Stmt, ...], defined: set[str]) -> set[tuple[int, str]]:
+    """(id(stmt), name) for each assignment of straight-line ``body`` to a name holding a
+    value already (one of ``defined``, or assigned earlier in the body)."""
+    defined = set(defined)
+    prior = set()
+    for stmt in body:
+        for t in dataflow.writes(stmt):
+            if t in defined:
+                prior.add((id(stmt), t))
+            defined.add(t)
+    return prior
+
 
 def reverse(
     fn: ir.FunctionDef,
@@ -972,6 +1101,7 @@ def reverse(
     scalars: tuple[int, ...] = (),
     value_unread: bool = False,
     vectors: tuple[int, ...] = (),
+    rerun_loops: bool = False,
 ) -> ir.FunctionDef:
     """The adjoint (vjp) function of a structured ANF function, w.r.t. the parameters ``wrt``.
 
@@ -982,6 +1112,8 @@ def reverse(
     analysis: ``x[i]`` is a scalar). ``value_unread``: the caller
     throws the value away (``grad``); where it is provably a real scalar it is
     returned as None and the work only it needed goes (``transforms.unread_value``).
+    ``rerun_loops``: loops whose body is cheap and saves much rerun it in their backward
+    sweep instead (``transforms.remat``).
     """
     require_structured(fn)
     fn = split_aux(fn, names) if has_aux else fn
@@ -1009,6 +1141,9 @@ def reverse(
     vector_names = frozenset(fn.params[i].name for i in vectors)
     rev.setup_shapes(replace(fn, body=(*primal, ret)), scalar_names, vector_names)
     needed = rev.needed(primal)
+    if rerun_loops and rev.find_reruns(primal, needed):
+        needed = rev.needed(primal)
+        rev.find_rerun_entries(primal)
     rev.find_iteration_values(primal, needed)
     out_atom = ret.value
     returned = out_atom
@@ -1082,6 +1217,7 @@ class _SplitCall:
 
     bwd: str
     active: tuple[int, ...]
+    callee: Any = None  # the user function it splits
 
 
 def _with_residual_calls(
@@ -1127,7 +1263,7 @@ def _with_residual_calls(
             (stmt.target, residuals), ir.Call(ir.generated_ref(split.fwd), args), stmt.loc
         )
         rewritten[id(stmt)] = new
-        split_calls[id(new)] = _SplitCall(split.bwd, active)
+        split_calls[id(new)] = _SplitCall(split.bwd, active, callee)
     if not rewritten:
         return fn, {}
 
@@ -1176,9 +1312,9 @@ def _initialisations(
     None for each adjoint that may be unset (not the output's: that is the seed)."""
     setup: list[ir.Stmt] = []
     for (_name, loop, _), stack in rev.stacks.items():
-        if loop is not None:
+        if loop is not None and loop is not REPLAY:
             setup.append(ir.NewStack(stack, loop))
-    pushed = {name for (name, _, _) in rev.stacks} - rev.taped_names
+    pushed = {name for (name, loop, _) in rev.stacks if loop is not REPLAY} - rev.taped_names
     for name in sorted(pushed - set(fn.param_names)):
         # A first push may come before the first definition (first loop iteration).
         setup.append(ir.Assign((ir.Name(name),), NONE))

@@ -61,6 +61,12 @@ class Backend:
     #: that value is provably a real scalar (``transforms.unread_value``). XLA removes dead
     #: work by itself, so JAX keeps one module for ``grad`` and ``value_and_grad``.
     drops_unread_value: bool = True
+    #: Reverse mode reruns the body of a loop that is cheap to run and saves much per
+    #: iteration, saving only its carried state (``transforms.remat``). Under XLA the rerun
+    #: fuses into the backward step and the saved stacks shrink to the state; on NumPy
+    #: every rerun operation pays its dispatch again, a trade of time for memory that a
+    #: user asks for (a checkpoint directive) rather than one the compiler makes.
+    rematerializes_loops: bool = False
 
     def spelling(self, numpy_spelling: Any) -> Any:
         """How this backend writes what NumPy code writes as ``numpy_spelling``

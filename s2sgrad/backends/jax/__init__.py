@@ -127,4 +127,5 @@ JAX = _Jax(
     primal_from_generated_code=True,
     callee_residuals=False,
     drops_unread_value=False,
+    rematerializes_loops=True,
 )
