@@ -524,8 +524,9 @@ def _float_positions(primals: tuple) -> tuple[int, ...]:
 
 def _options(primals: tuple, has_aux: bool, mode: str, value_unread: bool = False) -> tuple:
     """Compile options that depend on the call: which arguments are containers, has_aux,
-    and (reverse mode) which are scalars and which 1-D arrays, which lets the shape
-    analysis drop more ``unbroadcast`` calls and saves, and whether the caller drops the
+    and (reverse mode) which are scalars and the rank of each array (and whether it has
+    an axis of length 1), which lets the shape analysis drop more ``unbroadcast`` calls
+    and saves (a dict's arrays included, by key), and whether the caller drops the
     value (``grad``: the compiler may then leave it uncomputed, ``transforms.unread_value``).
 
     They are part of the cache key, so a function called once with arrays and once
@@ -533,15 +534,21 @@ def _options(primals: tuple, has_aux: bool, mode: str, value_unread: bool = Fals
     """
     containers: list[int] = []
     scalars: list[int] = []
-    vectors: list[int] = []
+    ranks: list[tuple] = []
     for i, p in enumerate(primals):
         if type(p) is np.ndarray:  # the common case, decided without a call
             if p.ndim == 0:
                 scalars.append(i)
-            elif p.ndim == 1:
-                vectors.append(i)
+            else:
+                ranks.append((i, p.ndim, 1 not in p.shape))
         elif trees.is_container(p):
             containers.append(i)
+            if type(p) is dict:  # a dict of parameters: its arrays' ranks, by key
+                ranks += [
+                    ((i, k), v.ndim, 1 not in v.shape)
+                    for k, v in p.items()
+                    if type(v) is np.ndarray and type(k) is str and v.ndim
+                ]
         elif trees.is_scalar(p):
             scalars.append(i)
     options = []
@@ -549,8 +556,8 @@ def _options(primals: tuple, has_aux: bool, mode: str, value_unread: bool = Fals
         options.append(("containers", tuple(containers)))
     if scalars and mode == "reverse":
         options.append(("scalars", tuple(scalars)))
-    if vectors and mode == "reverse":
-        options.append(("vectors", tuple(vectors)))
+    if ranks and mode == "reverse":
+        options.append(("ranks", tuple(ranks)))
     if has_aux:
         options.append(("has_aux", True))
     if value_unread and mode == "reverse":

@@ -174,8 +174,9 @@ class Request(NamedTuple):
     backward pair) with respect to the parameters ``wrt``. ``containers``: positions of
     tuple/list/dict arguments; ``has_aux``: differentiate only ``result[0]``;
     ``scalars``: positions of arguments known to be numbers; ``value_unread``: the caller
-    drops the value; ``vectors``: positions of 1-D array arguments. The last three in
-    reverse mode only."""
+    drops the value; ``ranks``: ``(position, ndim, full)`` of array arguments (and
+    ``((position, key), ndim, full)`` of a dict argument's arrays; ``full``: no axis of
+    length 1). The last three in reverse mode only."""
 
     fn: Callable
     mode: str
@@ -184,7 +185,7 @@ class Request(NamedTuple):
     has_aux: bool = False
     scalars: tuple[int, ...] = ()
     value_unread: bool = False
-    vectors: tuple[int, ...] = ()
+    ranks: tuple = ()
 
 
 class Compilation:
@@ -219,6 +220,8 @@ class Compilation:
         self.functions: list[tuple[ir.FunctionDef, str | None]] = []
         self.bindings: dict[int, str] = {}  # id(namespace) -> `@g`: see foreign
         self.splits: dict[Request, Split] = {}
+        # (callee, ranks, scalars) -> the rank of what it returns (reverse._result_profile)
+        self.result_profiles: dict = {}
 
     def request(
         self,
@@ -229,14 +232,14 @@ class Compilation:
         has_aux: bool = False,
         scalars: tuple[int, ...] = (),
         value_unread: bool = False,
-        vectors: tuple[int, ...] = (),
+        ranks: tuple = (),
     ) -> str:
         """The name the derivative of ``fn`` will have (the arguments as ``Request``'s)."""
         fn = running.function_that_runs(fn, (("containers", tuple(containers)),))
         key = Request(fn, mode, tuple(wrt), tuple(containers), has_aux)
         if mode == "reverse":
             key = key._replace(
-                scalars=tuple(scalars), value_unread=value_unread, vectors=tuple(vectors)
+                scalars=tuple(scalars), value_unread=value_unread, ranks=tuple(ranks)
             )
         if key not in self.requests:
             suffix = "vjp" if mode == "reverse" else "jvp"
@@ -261,7 +264,7 @@ class Compilation:
                 has_aux=request.has_aux,
                 scalars=request.scalars,
                 value_unread=request.value_unread,
-                vectors=request.vectors,
+                ranks=request.ranks,
             )
             if split:
                 self.functions += [(f, foreign) for f in split_vjp(deriv, *name)]
@@ -274,6 +277,7 @@ class Compilation:
         wrt: tuple[int, ...],
         containers: tuple[int, ...],
         scalars: tuple[int, ...],
+        ranks: tuple = (),
     ) -> Split | None:
         """The names ``fn``'s vjp will have as a forward pass returning its residuals and a
         backward pass taking them (``transforms.residuals``); None where ``fn``'s forward
@@ -283,7 +287,9 @@ class Compilation:
         fn = running.function_that_runs(fn, (("containers", tuple(containers)),))
         if not self.callee_residuals or (self.read_back and has_loops(lower(fn))):
             return None
-        key = Request(fn, "split", tuple(wrt), tuple(containers), scalars=tuple(scalars))
+        key = Request(
+            fn, "split", tuple(wrt), tuple(containers), scalars=tuple(scalars), ranks=tuple(ranks)
+        )
         if key not in self.splits:
             split = Split(
                 self.module_names.fresh(f"{fn.__name__}_fwd"),
@@ -380,10 +386,10 @@ def derivative_ir(
     has_aux: bool = False,
     scalars: tuple[int, ...] = (),
     value_unread: bool = False,
-    vectors: tuple[int, ...] = (),
+    ranks: tuple = (),
 ) -> ir.FunctionDef:
     """The optimized derivative function of ``fn`` as IR (``scalars``, ``value_unread``,
-    ``vectors``: reverse mode only; see ``Compilation.request``)."""
+    ``ranks``: reverse mode only; see ``Request``)."""
     if mode not in MODES:
         raise UsageError(f"mode must be one of {MODES}, not {mode!r}")
     primal = lower(fn)
@@ -409,7 +415,7 @@ def derivative_ir(
             has_aux,
             scalars,
             value_unread,
-            vectors,
+            ranks,
             rerun_loops=compilation.rerun_loops,
         )
         deriv = split_key_cotangents(deriv, names)
@@ -474,8 +480,8 @@ def generate(
 
     ``options`` (pairs): ``("containers", positions)`` of tuple/list/dict
     arguments, ``("has_aux", True)`` for functions returning ``(value, aux)``,
-    ``("scalars", positions)`` of arguments passed as numbers, ``("vectors", positions)``
-    of those passed as 1-D arrays, ``("value_unread", True)`` where the caller drops the
+    ``("scalars", positions)`` of arguments passed as numbers, ``("ranks", entries)``
+    of those passed as arrays (``Request``), ``("value_unread", True)`` where the caller drops the
     value (``grad``; see ``transforms.unread_value``), ``("rerun_loops", flag)`` to
     rerun cheap loop bodies in the backward sweep or not, over the backend's default
     (``Backend.rematerializes_loops``; see ``transforms.remat``).
@@ -535,7 +541,7 @@ def _generate(fn: Callable, mode: str, wrt, backend: str, settings: dict) -> Gen
         bool(settings.get("has_aux", False)),
         tuple(settings.get("scalars", ())),
         bool(settings.get("value_unread", False)),
-        tuple(settings.get("vectors", ())),
+        tuple(settings.get("ranks", ())),
     )
     compilation.run()
     functions = target.lower(compilation)

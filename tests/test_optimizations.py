@@ -426,7 +426,7 @@ def test_elements_of_a_vector_are_scalars():
     """Called with a 1-D array, ``x[i]`` (an integer index) is a scalar to the shape
     analysis: nothing is saved for its shape alone, no ``unbroadcast`` or ``np.sum`` of a
     number remains. Called with a 2-D array, ``x[i]`` is a row: another module, also right."""
-    options = (("vectors", (0,)), ("value_unread", True))
+    options = (("ranks", ((0, 1, True),)), ("value_unread", True))
     source = pipeline.generate(element_loop, mode="reverse", wrt=(0,), options=options).source
     backward = source.split("# backward sweep", 1)[1]
     backward = "\n".join(ln for ln in backward.splitlines() if not ln.strip().startswith("#"))

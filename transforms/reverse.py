@@ -261,12 +261,10 @@ class _Reverse(DerivativeBuilder):
 
     # ------------------------------------------------------------------ shapes
 
-    def setup_shapes(
-        self, fn: ir.FunctionDef, scalars: frozenset[str], vectors: frozenset[str]
-    ) -> None:
+    def setup_shapes(self, fn: ir.FunctionDef, scalars: frozenset[str], ranks: dict) -> None:
         """Primal shapes before every statement and at the end, and the names shapes may be
         read from."""
-        self.shape_envs, self.end_shapes = walk_shapes(fn, scalars, vectors)
+        self.shape_envs, self.end_shapes = walk_shapes(fn, scalars, ranks, self.callee_result)
         kept = [
             n
             for n in (
@@ -276,6 +274,27 @@ class _Reverse(DerivativeBuilder):
             if self.defs[n] == 1 and n not in self.loop_defined and n not in self.containers
         ]
         self.witnesses = tuple(dict.fromkeys(kept))
+
+    def callee_result(self, stmt: ir.Assign, env: ShapeEnv) -> frozenset | None:
+        """The shape of what a call of a user function returns, where the callee's own shape
+        walk knows its rank from its arguments' (a fresh symbol of that rank), else None."""
+        value = stmt.value
+        split = self.split_calls.get(id(stmt))
+        if split is not None:
+            fn, args = split.callee, value.args
+        elif (
+            isinstance(value, ir.Call)
+            and isinstance(value.fn, ir.Ref)
+            and is_user_function(value.fn.value)
+            and self.compilation is not None
+            and len(stmt.targets) == 1
+        ):
+            fn, args = value.fn.value, bind_user_call(value, stmt.loc)
+        else:
+            return None
+        ranks, scalars = env.argument_ranks(args)
+        profile = _result_profile(self.compilation, fn, ranks, scalars)
+        return env.fresh_profiled(profile) if profile is not None else None
 
     def shape_env(self, stmt: Any, values: dict[Any, Any]) -> ShapeEnv | None:
         """The primal shapes where ``stmt``'s adjoint runs, with ``values``: atom -> primal
@@ -312,6 +331,12 @@ class _Reverse(DerivativeBuilder):
                     stmt = replace(stmt, value=g)
                 elif helper == "unbroadcast" and env.of(x) == SCALAR:
                     stmt = replace(stmt, value=_total(g, out, body, env))
+                elif helper == "unbroadcast" and env.fills(g, x):
+                    stmt = replace(stmt, value=g)
+                elif helper == "unbroadcast" and env.leading_axes(g, x):
+                    k = env.leading_axes(g, x)
+                    axis = ir.Const(0 if k == 1 else tuple(range(k)))
+                    stmt = replace(stmt, value=ir.Call(SUM, (g,), (("axis", axis),)))
                 elif isinstance(x, ir.Name) and self.may_hold_value(x.id):
                     shape = env.of(x)
                     if shape == SCALAR and helper != "unindex":
@@ -336,13 +361,14 @@ class _Reverse(DerivativeBuilder):
         args = bind_user_call(stmt.value, stmt.loc)
         active = tuple(i for i, a in enumerate(args) if self.act.atom_active(a))
         env = self.shape_envs.get(id(stmt))
-        scalars = tuple(i for i, a in enumerate(args) if env is not None and env.of(a) == SCALAR)
+        ranks, scalars = env.argument_ranks(args) if env is not None else ((), ())
         name = self.compilation.request(
             stmt.value.fn.value,
             "reverse",
             active,
             container_positions(args, self.containers),
             scalars=scalars,
+            ranks=ranks,
         )
         result = self.temp()
         code: list[ir.Stmt] = [
@@ -1100,7 +1126,7 @@ def reverse(
     has_aux: bool = False,
     scalars: tuple[int, ...] = (),
     value_unread: bool = False,
-    vectors: tuple[int, ...] = (),
+    ranks: tuple = (),
     rerun_loops: bool = False,
 ) -> ir.FunctionDef:
     """The adjoint (vjp) function of a structured ANF function, w.r.t. the parameters ``wrt``.
@@ -1108,8 +1134,10 @@ def reverse(
     ``containers`` are the positions of parameters that hold tuples/lists/dicts;
     with ``has_aux`` the function returns ``(value, aux)`` and only ``value`` is
     differentiated. ``scalars`` are the positions of parameters passed as
-    numbers and ``vectors`` of those passed as 1-D arrays (which sharpens the shape
-    analysis: ``x[i]`` is a scalar). ``value_unread``: the caller
+    numbers, and ``ranks`` holds ``(position, ndim, full)`` for those passed as arrays
+    (``((position, key), ndim, full)`` for a dict's entries), which sharpens the shape
+    analysis (``shapes.ShapeEnv``: ``x[i]`` is a scalar, ``unbroadcast`` calls go).
+    ``value_unread``: the caller
     throws the value away (``grad``); where it is provably a real scalar it is
     returned as None and the work only it needed goes (``transforms.unread_value``).
     ``rerun_loops``: loops whose body is cheap and saves much rerun it in their backward
@@ -1126,6 +1154,7 @@ def reverse(
         activity,
         container_names,
         frozenset(fn.params[i].name for i in scalars),
+        _named_ranks(fn, ranks),
         names,
         compilation,
     )
@@ -1138,8 +1167,7 @@ def reverse(
     rev.count_definitions(primal, 0)
     rev.find_prior_values(primal, set(fn.param_names))
     scalar_names = frozenset(fn.params[i].name for i in scalars)
-    vector_names = frozenset(fn.params[i].name for i in vectors)
-    rev.setup_shapes(replace(fn, body=(*primal, ret)), scalar_names, vector_names)
+    rev.setup_shapes(replace(fn, body=(*primal, ret)), scalar_names, _named_ranks(fn, ranks))
     needed = rev.needed(primal)
     if rerun_loops and rev.find_reruns(primal, needed):
         needed = rev.needed(primal)
@@ -1188,6 +1216,36 @@ def reverse(
     )
 
 
+def _result_profile(compilation, fn, ranks: tuple, scalars: tuple) -> tuple[int, bool] | None:
+    """``(ndim, full)`` of what the user function ``fn`` returns for arguments of these
+    ranks and scalars, by its own shape walk; None where unknown (or ``fn`` is being
+    walked already: recursion)."""
+    key = (fn, ranks, scalars)
+    memo = compilation.result_profiles
+    if key not in memo:
+        memo[key] = None  # (a recursive call meets this)
+        callee = compilation.callee_ir(fn)
+        ret = callee.body[-1] if callee.body else None
+        if isinstance(ret, ir.Return) and isinstance(ret.value, ir.Name):
+            params = callee.params
+            named = _named_ranks(callee, tuple(r for r in ranks if r[0] < len(params)))
+            scalar_names = frozenset(params[i].name for i in scalars if i < len(params))
+            end = walk_shapes(callee, scalar_names, named)[1]
+            memo[key] = end.profile(end.of(ret.value))
+    return memo[key]
+
+
+def _named_ranks(fn: ir.FunctionDef, ranks: tuple) -> dict:
+    """``ranks`` (by position) keyed by parameter name, as ``shapes.ShapeEnv`` reads them."""
+    named = {}
+    for where, ndim, full in ranks:
+        if isinstance(where, tuple):
+            named[(fn.params[where[0]].name, where[1])] = (ndim, full)
+        else:
+            named[fn.params[where].name] = (ndim, full)
+    return named
+
+
 def _total(g: Any, done: list[ir.Stmt], body: list[ir.Stmt], env: ShapeEnv) -> ir.Call:
     """``np.sum(g)``, a scalar's share of the cotangent ``g``; where ``g = a * b`` (just
     made in ``done``, read nowhere else in ``body``) of two operands of one shape,
@@ -1225,6 +1283,7 @@ def _with_residual_calls(
     activity,
     containers: frozenset[str],
     scalar_params: frozenset[str],
+    ranks: dict,
     names: FreshNames,
     compilation,
 ) -> tuple[ir.FunctionDef, dict[int, _SplitCall]]:
@@ -1246,16 +1305,32 @@ def _with_residual_calls(
     ]
     if not calls:
         return fn, {}
-    envs = statement_shapes(fn, scalar_params)
+
+    def result(stmt: ir.Assign, env: ShapeEnv) -> frozenset | None:
+        value = stmt.value
+        if not (
+            isinstance(value, ir.Call)
+            and isinstance(value.fn, ir.Ref)
+            and is_user_function(value.fn.value)
+            and len(stmt.targets) == 1
+        ):
+            return None
+        ranks, scalars = env.argument_ranks(bind_user_call(value, stmt.loc))
+        profile = _result_profile(compilation, value.fn.value, ranks, scalars)
+        return env.fresh_profiled(profile) if profile is not None else None
+
+    envs = statement_shapes(fn, scalar_params, ranks, result)
     rewritten: dict[int, ir.Assign] = {}
     split_calls: dict[int, _SplitCall] = {}
     for stmt in calls:
         args = tuple(bind_user_call(stmt.value, stmt.loc))
         active = tuple(i for i, a in enumerate(args) if activity.atom_active(a))
         env = envs.get(id(stmt))
-        scalars = tuple(i for i, a in enumerate(args) if env is not None and env.of(a) == SCALAR)
+        arg_ranks, scalars = env.argument_ranks(args) if env is not None else ((), ())
         callee = stmt.value.fn.value
-        split = compilation.split(callee, active, container_positions(args, containers), scalars)
+        split = compilation.split(
+            callee, active, container_positions(args, containers), scalars, arg_ranks
+        )
         if split is None:
             continue
         residuals = ir.Name(names.fresh(f"{getattr(callee, '__name__', 'call')}_residuals"))

@@ -53,6 +53,10 @@ _INTEGER_ARITHMETIC = {
     operator.neg,
 }
 _FULL_REDUCTIONS = {np.sum, np.mean, np.prod, np.max, np.min, np.amax, np.amin}
+# Reductions along axes give one shape for one input shape and the same axis keywords,
+# whichever they are (``np.max(z, axis=1, keepdims=True)`` and ``np.sum`` of its like).
+_REDUCTIONS = _FULL_REDUCTIONS
+_MATRIX_PRODUCTS = {operator.matmul, np.matmul}
 # Runtime helpers whose result has the shape of one of their arguments.
 _SHAPE_OF_ARGUMENT = {
     "unbroadcast": 1,
@@ -92,44 +96,66 @@ class ShapeEnv:
     """Walks straight-line IR, tracking each name's symbolic shape.
 
     ``scalars`` are names known to hold Python or 0-d scalars (parameters the
-    caller passed as numbers), whose shape is the empty broadcast. ``vectors`` are
-    parameters the caller passed as 1-D arrays: one integer indexes an element of
-    one, a scalar (``x[i]`` in an element loop). ``integers`` are the names known to
-    hold integers (a counted loop's target, ``i + 1``, ``len(x)``), which is what
-    makes such an index.
+    caller passed as numbers), whose shape is the empty broadcast. ``ranks`` gives,
+    for parameters the caller passed as arrays (a parameter's name) or as a dict of
+    arrays (``(name, key)``), ``(ndim, full)``: the number of axes, and whether none
+    has length 1. Ranks follow the operations (``profile``): one integer indexes an
+    element of a 1-D array, a scalar (``x[i]`` in an element loop), and a broadcast
+    that includes a full array of the largest rank has that array's shape, which
+    proves ``unbroadcast`` calls to be no-ops or sums over leading axes.
+    ``integers`` are the names known to hold integers (a counted loop's target,
+    ``i + 1``, ``len(x)``), which is what makes such an index.
 
     Its maps are persistent (``immutables.Map``): a copy costs nothing whatever
     the number of names, so keeping the environment before every statement of a
     long function stays linear.
     """
 
-    def __init__(
-        self, same_shape: dict[str, str] | None = None, scalars=frozenset(), vectors=frozenset()
-    ):
+    def __init__(self, same_shape: dict[str, str] | None = None, scalars=frozenset(), ranks=None):
         self.same_shape = same_shape or {}
         self.scalars = frozenset(scalars)
+        self.ranks: dict = dict(ranks or {})  # parameter (or (parameter, key)) -> (ndim, full)
         self.shapes: immutables.Map = immutables.Map()  # name -> Shape
         self.shape_tuples: frozenset[str] = frozenset()  # names holding np.shape(...) results
         self.ranges: frozenset[str] = frozenset()  # names holding range(...) objects
-        self.vectors: frozenset[str] = frozenset(vectors)  # names holding 1-D arrays
         self.integers: frozenset[str] = frozenset()  # names holding integers
         self._fresh = itertools.count()
+        # symbol -> (ndim, full) or None: facts about a symbol, true wherever it appears
+        # (shared by copies, as the symbols are).
+        self._profiles: dict = {}
 
     def fresh(self) -> Shape:
         return frozenset({("fresh", next(self._fresh))})
 
     def set(self, name: str, shape: Shape) -> None:
-        """``name`` now has ``shape`` and holds no shape tuple, range, 1-D array or integer
-        (until ``assign`` says)."""
+        """``name`` now has ``shape`` and holds no shape tuple, range or integer (until
+        ``assign`` says)."""
         self.shapes = self.shapes.set(name, shape)
         if name in self.shape_tuples:
             self.shape_tuples -= {name}
         if name in self.ranges:
             self.ranges -= {name}
-        if name in self.vectors:
-            self.vectors -= {name}
         if name in self.integers:
             self.integers -= {name}
+
+    def fresh_profiled(self, profile: tuple[int, bool]) -> Shape:
+        """A fresh shape whose rank (and fullness) is known: a callee's result."""
+        shape = self.fresh()
+        self._profiles[next(iter(shape))] = profile
+        return shape
+
+    def argument_ranks(self, args) -> tuple:
+        """``(position, ndim, full)`` of the arguments of a call whose ranks are known, and
+        the positions of those known to be scalars: what a callee's compilation reads."""
+        ranks, scalars = [], []
+        for i, a in enumerate(args):
+            shape = self.of(a)
+            p = self.profile(shape)
+            if shape == SCALAR:
+                scalars.append(i)
+            elif p is not None and p[0] >= 1:
+                ranks.append((i, *p))
+        return tuple(ranks), tuple(scalars)
 
     def forget(self, name: str) -> None:
         """``name`` now has a shape known to nothing else."""
@@ -138,12 +164,13 @@ class ShapeEnv:
     def copy(self) -> ShapeEnv:
         """An environment that starts where this one is; fresh symbols stay globally unique."""
         other = ShapeEnv(self.same_shape, self.scalars)
+        other.ranks = self.ranks
         other.shapes = self.shapes
         other.shape_tuples = self.shape_tuples
         other.ranges = self.ranges
-        other.vectors = self.vectors
         other.integers = self.integers
         other._fresh = self._fresh
+        other._profiles = self._profiles
         return other
 
     def witness(self, shape: Shape, candidates) -> str | None:
@@ -179,14 +206,26 @@ class ShapeEnv:
         if fn in _ELEMENTWISE_OPERATORS or fn in _ELEMENTWISE_FUNCTIONS or _elementwise_ufunc(fn):
             if value.kwargs:
                 return self.fresh()
-            return frozenset().union(*(self.of(a) for a in args)) if args else self.fresh()
+            if not args:
+                return self.fresh()
+            return self.canonical(frozenset().union(*(self.of(a) for a in args)))
         if fn in _SCALAR_QUERIES:
             return SCALAR
+        if fn is np.stack and _stacked(value):
+            parts = {self.of(a) for a in args[0].elts}
+            if len(parts) == 1:
+                # np.stack([a, b]) of one shape: that shape with a leading axis of len(...)
+                return frozenset({("stack", len(args[0].elts), parts.pop())})
         if fn is operator.getitem and isinstance(args[0], ir.Name):
             if args[0].id in self.shape_tuples:
                 return SCALAR
-            if args[0].id in self.vectors and self.is_integer_index(args[1]):
-                return SCALAR  # an element of a 1-D array
+            if self.is_integer_index(args[1]):
+                base = self.of(args[0])
+                profile = self.profile(base)  # (known for arrays only: not a ragged list's)
+                if profile is not None and profile[0] == 1:
+                    return SCALAR  # an element of a 1-D array
+                if profile is not None and profile[0] > 1:
+                    return frozenset({("row", base)})  # x[i], x[j]: x's shape less one axis
             trim = _leading_trim(args[1])
             if trim is not None:
                 return frozenset({("trim", self.of(args[0]), trim)})
@@ -206,8 +245,90 @@ class ShapeEnv:
             arrays = None
         if arrays is not None:
             key = tuple(self.of(a) if i in arrays else a for i, a in enumerate(args))
-            return frozenset({(id(fn), key, value.kwargs)})
+            if fn in _MATRIX_PRODUCTS and not value.kwargs:
+                ranks = [self.profile(k) for k in key]
+                if all(r is not None and r[0] == 1 for r in ranks):
+                    return SCALAR  # the inner product of two vectors
+            tag = "reduce" if fn in _REDUCTIONS else "matmul" if fn in _MATRIX_PRODUCTS else id(fn)
+            return frozenset({(tag, key, value.kwargs)})
         return self.fresh()
+
+    # ------------------------------------------------------------------ ranks
+
+    def profile(self, shape: Shape) -> tuple[int, bool] | None:
+        """``(ndim, full)`` of a value of ``shape`` where the ranks of all its symbols are
+        known: the largest, and whether a symbol of that rank has no length-1 axis (then
+        the broadcast has that symbol's shape exactly). None where one is unknown."""
+        ndim, full = 0, True
+        for symbol in shape:
+            if symbol in self._profiles:
+                p = self._profiles[symbol]
+            else:
+                p = self._profiles[symbol] = self._symbol_profile(symbol)
+            if p is None:
+                return None
+            if p[0] > ndim:
+                ndim, full = p
+            elif p[0] == ndim:
+                full = full or p[1]
+        return ndim, full
+
+    def _symbol_profile(self, symbol: Any) -> tuple[int, bool] | None:
+        kind = symbol[0]
+        if kind == "input":
+            return self.ranks.get(symbol[1])
+        if kind == "row":
+            p = self.profile(symbol[1])
+            return (p[0] - 1, p[1]) if p is not None and p[0] >= 1 else None
+        if kind == "stack":  # (a leading axis of two or more)
+            p = self.profile(symbol[2])
+            return (p[0] + 1, p[1]) if p is not None else None
+        if kind == "trim":  # x[1:-1]: an axis of any length, 1 included
+            p = self.profile(symbol[1])
+            return (p[0], False) if p is not None else None
+        if kind == "getitem":  # params["W"]: an entry of a dict argument
+            base, index = symbol[1], symbol[2]
+            if isinstance(index, ir.Index) and len(index.items) == 1:
+                index = index.items[0]
+            if len(base) == 1 and isinstance(index, ir.Const) and isinstance(index.value, str):
+                (inner,) = base
+                if inner[0] == "input":
+                    return self.ranks.get((inner[1], index.value))
+            return None
+        if kind == "matmul" and not symbol[2]:
+            ranks = [self.profile(k) for k in symbol[1]]
+            if any(r is None or r[0] not in (1, 2) for r in ranks):
+                return None
+            (a, fa), (b, fb) = ranks
+            return a + b - 2, fa and fb
+        if kind == "reduce":
+            return _reduced_profile(self.profile(symbol[1][0]), symbol[1][1:], symbol[2])
+        return None
+
+    def canonical(self, shape: Shape) -> Shape:
+        """A broadcast that includes full symbols of the largest rank (and only symbols of
+        known rank) is the shape of each of those: ``{X, b}`` for ``X + b`` with an (n, m)
+        ``X`` and an (m,) ``b`` is ``{X}``, so that what is computed from it compares
+        equal with what is computed from ``X``."""
+        if len(shape) < 2 or self.profile(shape) is None:
+            return shape
+        ndim = self.profile(shape)[0]
+        fulls = frozenset(s for s in shape if self._profiles[s] == (ndim, True))
+        return fulls or shape
+
+    def fills(self, g: Any, x: Any) -> bool:
+        """Whether ``g``, a cotangent broadcast from ``x`` (``unbroadcast(g, x)``), provably
+        has ``x``'s shape: ``x`` has no length-1 axis and ``g`` no more axes."""
+        px, pg = self.profile(self.of(x)), self.profile(self.of(g))
+        return px is not None and px[1] and pg is not None and pg[0] == px[0]
+
+    def leading_axes(self, g: Any, x: Any) -> int:
+        """How many leading axes ``unbroadcast(g, x)`` sums, where that is all it does (``x``
+        has no length-1 axis); else 0."""
+        px, pg = self.profile(self.of(x)), self.profile(self.of(g))
+        if px is None or not px[1] or pg is None or pg[0] <= px[0]:
+            return 0
+        return pg[0] - px[0]
 
     def is_integer(self, atom: Any) -> bool:
         return (isinstance(atom, ir.Const) and type(atom.value) is int) or (
@@ -257,6 +378,39 @@ class ShapeEnv:
             self.shape_tuples |= {target}
 
 
+def _stacked(value: ir.Call) -> bool:
+    """``np.stack([a, b, ...])`` of two or more atoms along the first axis."""
+    return (
+        len(value.args) == 1
+        and isinstance(value.args[0], ir.Seq)
+        and value.args[0].kind in ("list", "tuple")
+        and len(value.args[0].elts) >= 2
+        and all(k == "axis" and v == ir.Const(0) for k, v in value.kwargs)
+    )
+
+
+def _reduced_profile(
+    profile: tuple[int, bool] | None, args: tuple, kwargs: tuple
+) -> tuple[int, bool] | None:
+    """``(ndim, full)`` of a reduction along one literal axis of a value of ``profile``
+    (``np.sum(x, axis=0)``, ``np.max(z, axis=1, keepdims=True)``: then a length-1 axis)."""
+    settings = dict(kwargs)
+    if profile is None or args or set(settings) - {"axis", "keepdims"}:
+        return None
+    axis, keepdims = settings.get("axis"), settings.get("keepdims", ir.Const(False))
+    if not (
+        isinstance(axis, ir.Const)
+        and type(axis.value) is int
+        and isinstance(keepdims, ir.Const)
+        and type(keepdims.value) is bool
+        and -profile[0] <= axis.value < profile[0]
+    ):
+        return None
+    if keepdims.value:
+        return profile[0], False
+    return profile[0] - 1, profile[1]
+
+
 def _is_integer_arithmetic(fn: Any) -> bool:
     try:
         return fn in _INTEGER_ARITHMETIC
@@ -297,7 +451,7 @@ def _leading_trim(index: Any) -> int | None:
 
 
 def statement_shapes(
-    fn: ir.FunctionDef, scalars=frozenset(), vectors=frozenset()
+    fn: ir.FunctionDef, scalars=frozenset(), ranks=None, results=None
 ) -> dict[int, ShapeEnv]:
     """The shape environment just before each assignment and in-place update, at any depth.
 
@@ -307,17 +461,22 @@ def statement_shapes(
     symbol of its own at the top of the body ("its shape in this iteration"),
     so equalities proven inside one iteration still hold, and the others keep
     the shape they had before the loop. ``scalars`` are parameters the caller
-    passed as numbers, ``vectors`` those passed as 1-D arrays.
+    passed as numbers, ``ranks`` the ranks of those passed as arrays (``ShapeEnv``);
+    ``results`` as ``walk_shapes``'.
     """
-    return walk_shapes(fn, scalars, vectors)[0]
+    return walk_shapes(fn, scalars, ranks, results)[0]
 
 
 def walk_shapes(
-    fn: ir.FunctionDef, scalars=frozenset(), vectors=frozenset()
+    fn: ir.FunctionDef, scalars=frozenset(), ranks=None, results=None
 ) -> tuple[dict[int, ShapeEnv], ShapeEnv]:
-    """``statement_shapes``, and the environment at the end of ``fn``'s body."""
-    walker = _LoopAwareWalker()
-    env = ShapeEnv(scalars=scalars, vectors=vectors)
+    """``statement_shapes``, and the environment at the end of ``fn``'s body.
+
+    ``results(stmt, env)``: the shape of what an assignment's call gives its first target
+    where the caller knows more than the walk (a call of a user function), else None.
+    """
+    walker = _LoopAwareWalker(results)
+    env = ShapeEnv(scalars=scalars, ranks=ranks)
     for p in fn.param_names:
         env.of(ir.Name(p))
     walker.block(fn.body, env)
@@ -325,8 +484,9 @@ def walk_shapes(
 
 
 class _LoopAwareWalker:
-    def __init__(self):
+    def __init__(self, results=None):
         self.before: dict[int, ShapeEnv] = {}
+        self.results = results
 
     def block(self, body: tuple[ir.Stmt, ...], env: ShapeEnv) -> None:
         for stmt in body:
@@ -334,8 +494,11 @@ class _LoopAwareWalker:
 
     def stmt(self, stmt: ir.Stmt, env: ShapeEnv) -> None:
         if isinstance(stmt, ir.Assign):
-            self.before[id(stmt)] = env.copy()
+            before = self.before[id(stmt)] = env.copy()
             env.assign(stmt)
+            result = self.results(stmt, before) if self.results is not None else None
+            if result is not None:
+                env.set(stmt.targets[0].id, result)
         elif isinstance(stmt, ir.SetItem):
             self.before[id(stmt)] = env.copy()
         elif isinstance(stmt, ir.If):
@@ -357,15 +520,22 @@ class _LoopAwareWalker:
         # Names first defined in the loop, and every name of a loop that can skip the end
         # of its body, may have any shape at the top of an iteration.
         varying = {n for n in written if n not in env.shapes}
-        if any(isinstance(s, (ir.Break, ir.Continue)) for s in ir.walk_stmts(inner_stmts)):
+        exits = any(isinstance(s, (ir.Break, ir.Continue)) for s in ir.walk_stmts(inner_stmts))
+        if exits:
             varying = set(written)
         counted = isinstance(loop, ir.For) and (
             _is_range(loop.iter) or isinstance(loop.iter, ir.Name) and loop.iter.id in env.ranges
         )
+        # A carried name whose rank the body keeps (`state = state + dt * k` of a vector)
+        # has that rank in every iteration and after the loop, though its symbol changes.
+        kept: dict[str, tuple[int, bool]] = {}
         while True:
             inner = env.copy()
             for n in varying:
-                inner.forget(n)
+                if n in kept:
+                    inner.set(n, inner.fresh_profiled(kept[n]))
+                else:
+                    inner.forget(n)
             for n in targets:
                 inner.set(n, SCALAR if counted else inner.fresh())
                 if counted:
@@ -377,16 +547,25 @@ class _LoopAwareWalker:
                 if inner.shapes.get(n) != env.shapes.get(n)
                 or (n in inner.shape_tuples) != (n in env.shape_tuples)
                 or (n in inner.integers) != (n in env.integers)
-                or (n in inner.vectors) != (n in env.vectors)
             }
-            if not changed:
+            lost = {n for n, p in kept.items() if inner.profile(inner.shapes[n]) != p}
+            for n in lost:
+                del kept[n]
+            for n in changed if not exits else ():
+                p = env.profile(env.shapes[n])
+                if p is not None and p == inner.profile(inner.shapes[n]):
+                    kept[n] = p
+            if not changed and not lost:
                 break
             varying |= changed
         after = varying | set(targets)
         if isinstance(loop, ir.While):
             after |= dataflow.deep_writes(loop.test_block)
         for n in after:
-            env.forget(n)
+            if n in kept:
+                env.set(n, env.fresh_profiled(kept[n]))
+            else:
+                env.forget(n)
 
 
 def _is_range(it: Any) -> bool:
@@ -397,11 +576,15 @@ def _join_into(env: ShapeEnv, a: ShapeEnv, b: ShapeEnv) -> None:
     with env.shapes.mutate() as shapes:
         for n in set(a.shapes) | set(b.shapes):
             sa, sb = a.shapes.get(n), b.shapes.get(n)
-            shapes[n] = sa if sa is not None and sa == sb else env.fresh()
+            if sa is not None and sa == sb:
+                shapes[n] = sa
+            else:  # (two ranks that agree are kept: both arms keep a vector a vector)
+                p = a.profile(sa) if sa is not None and sb is not None else None
+                same = p is not None and p == b.profile(sb)
+                shapes[n] = env.fresh_profiled(p) if same else env.fresh()
         env.shapes = shapes.finish()
     env.shape_tuples = a.shape_tuples & b.shape_tuples
     env.ranges = a.ranges & b.ranges
-    env.vectors = a.vectors & b.vectors
     env.integers = a.integers & b.integers
 
 

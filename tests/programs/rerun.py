@@ -59,7 +59,8 @@ def carried_pair(q0, p0, k):
         g = p * p
         h = np.tanh(g)
         e = np.exp(-g)
-        r = h * e + np.sin(h)
+        m = np.sin(h) * e
+        r = h * e + m * m
         q = q + 0.1 * p + 0.01 * r
     return np.sum(q * q) + np.sum(np.cos(p))
 
