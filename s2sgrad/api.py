@@ -173,6 +173,9 @@ def _with_dtypes_of(derivative: Any, primal: Any, backend: str) -> Any:
 
     if type(primal) is np.ndarray:  # the common case, decided without flattening
         return cast(derivative, primal)
+    if type(primal) is dict and type(derivative) is dict and primal.keys() == derivative.keys():
+        if all(type(p) is np.ndarray for p in primal.values()):  # a dict of parameters
+            return {k: cast(derivative[k], primal[k]) for k in sorted(primal)}
     return trees.unflatten(
         primal, [cast(d, p) for d, p in zip(trees.leaves(derivative), trees.leaves(primal))]
     )
