@@ -158,10 +158,10 @@ def _scaled_power(a, x, n):
 
 def test_derivative_source_is_the_module_a_call_runs():
     """With example arguments, the text is the code that runs for them: a Python float
-    `a` gets `np.sum` where an array `a` gets `unbroadcast`, and each text, executed,
-    gives jax's gradient."""
+    `a` gets `np.sum` where a column `a`, whose length-1 axis broadcasts, gets
+    `unbroadcast`, and each text, executed, gives jax's gradient."""
     x = np.array([0.5, -1.0, 2.0])
-    for a in (1.5, np.array([1.5, 0.5, -0.5])):
+    for a in (1.5, np.array([[1.5], [0.5], [-0.5]])):
         text = s2sgrad.derivative_source(_scaled_power, a, x, 3)
         assert ("unbroadcast" in text) == (np.ndim(a) > 0), text
         namespace: dict = {}

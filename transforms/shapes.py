@@ -317,16 +317,17 @@ class ShapeEnv:
         return fulls or shape
 
     def fills(self, g: Any, x: Any) -> bool:
-        """Whether ``g``, a cotangent broadcast from ``x`` (``unbroadcast(g, x)``), provably
-        has ``x``'s shape: ``x`` has no length-1 axis and ``g`` no more axes."""
+        """Whether ``unbroadcast(g, x)`` is ``g``: both have no length-1 axis and one rank,
+        so, broadcasting together, one shape. (Both full: ``unbroadcast`` also spreads a
+        smaller ``g`` over ``x``, a (1, n) cotangent over an (m, n) array.)"""
         px, pg = self.profile(self.of(x)), self.profile(self.of(g))
-        return px is not None and px[1] and pg is not None and pg[0] == px[0]
+        return px is not None and px[1] and pg is not None and pg[1] and pg[0] == px[0]
 
     def leading_axes(self, g: Any, x: Any) -> int:
-        """How many leading axes ``unbroadcast(g, x)`` sums, where that is all it does (``x``
-        has no length-1 axis); else 0."""
+        """How many leading axes ``unbroadcast(g, x)`` sums, where that is all it does (both
+        have no length-1 axis and ``g`` has more axes); else 0."""
         px, pg = self.profile(self.of(x)), self.profile(self.of(g))
-        if px is None or not px[1] or pg is None or pg[0] <= px[0]:
+        if px is None or not px[1] or pg is None or not pg[1] or pg[0] <= px[0]:
             return 0
         return pg[0] - px[0]
 
