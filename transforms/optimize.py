@@ -525,6 +525,10 @@ def _spread_use(stmt, spread: dict[str, str], witness: dict[str, ir.Name], env) 
     arrays = [a for a in value.args if not (isinstance(a, ir.Name) and a.id in spread)]
     if all(env.of(a) == SCALAR for a in arrays):
         return "number"
+    if stmt.target in value.args:
+        # `d = d + s`, a cotangent accumulating the spread: kept an array, which the
+        # in-place pass may then add index contributions into (`accumulate_in_place`).
+        return None
     shapes = {
         env.of(witness[spread[a.id]])
         for a in value.args

@@ -248,8 +248,18 @@ def list_of_indices_into_take(x):
     return np.sum(v * v) + np.sum(np.sin(x))
 
 
+def mean_and_a_row_sum(x):
+    """Reverse mode: the cotangent of ``np.mean(x)`` is one number spread over ``x``, kept a
+    number where it only meets arrays of ``x``'s shape; then the cotangent of ``x[0]`` was
+    added into it in place, as into an array (``add_into(dv, g, 0)`` on a float)."""
+    v = x
+    row = x[0]
+    return np.mean(v) + np.sum(row)
+
+
 ARGS = {
     "parameter_made_varied_later": [(), (4,)],
+    "mean_and_a_row_sum": [(2, 2)],
     "parameter_made_varied_in_a_loop": [(3,), (3,), ("int", 3)],
     "copy_then_update_the_original": [(3,)],
     "copy_then_update_in_a_loop": [(3,), ("int", 3)],
