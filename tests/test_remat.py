@@ -46,6 +46,8 @@ def _source(fn, args, wrt, backend="numpy", rerun: bool | None = None) -> str:
 def test_gradients_of_rerun_loops_match_jax_and_finite_differences(name, backend):
     fn, args = getattr(rp, name), rp.ARGS[name]
     wrt = _float_positions(args)
+    if backend == "jax" and name in rp.NUMPY_ONLY:
+        pytest.skip("the JAX backend compiles every function the derivative calls")
     if backend == "jax":
         got = s2sgrad.grad(fn, wrt=wrt, backend="jax")(*args)
     else:

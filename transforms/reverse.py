@@ -76,7 +76,7 @@ from s2sgrad.transforms.templates import bind_call, instantiate, lower_template,
 from s2sgrad.transforms.unread_value import value_is_real_scalar
 
 from s2sgrad import ir
-from s2sgrad.errors import NoDerivativeRuleError
+from s2sgrad.errors import NoDerivativeRuleError, S2SGradError
 from s2sgrad.rules import lookup
 
 ZERO, SET, MAYBE = "zero", "set", "maybe"
@@ -275,26 +275,20 @@ class _Reverse(DerivativeBuilder):
         ]
         self.witnesses = tuple(dict.fromkeys(kept))
 
-    def callee_result(self, stmt: ir.Assign, env: ShapeEnv) -> frozenset | None:
-        """The shape of what a call of a user function returns, where the callee's own shape
-        walk knows its rank from its arguments' (a fresh symbol of that rank), else None."""
-        value = stmt.value
+    def user_call(self, stmt: ir.Stmt) -> tuple[Any, tuple] | None:
+        """``(function, arguments)`` of the user function ``stmt`` calls (also as a split
+        call, ``y, G_residuals = G_fwd(a)``), else None."""
         split = self.split_calls.get(id(stmt))
         if split is not None:
-            fn, args = split.callee, value.args
-        elif (
-            isinstance(value, ir.Call)
-            and isinstance(value.fn, ir.Ref)
-            and is_user_function(value.fn.value)
-            and self.compilation is not None
-            and len(stmt.targets) == 1
-        ):
-            fn, args = value.fn.value, bind_user_call(value, stmt.loc)
-        else:
+            return split.callee, stmt.value.args
+        return _user_call(stmt)
+
+    def callee_result(self, stmt: ir.Assign, env: ShapeEnv) -> frozenset | None:
+        """The shape of what a call of a user function returns (``_call_result``)."""
+        call = self.user_call(stmt)
+        if call is None or self.compilation is None:
             return None
-        ranks, scalars = env.argument_ranks(args)
-        profile = _result_profile(self.compilation, fn, ranks, scalars)
-        return env.fresh_profiled(profile) if profile is not None else None
+        return _call_result(self.compilation, *call, env)
 
     def shape_env(self, stmt: Any, values: dict[Any, Any]) -> ShapeEnv | None:
         """The primal shapes where ``stmt``'s adjoint runs, with ``values``: atom -> primal
@@ -581,22 +575,13 @@ class _Reverse(DerivativeBuilder):
                 )
 
     def callee_body(self, stmt: ir.Stmt) -> tuple[ir.Stmt, ...] | None:
-        """The body of the user function ``stmt`` calls, else None."""
-        value = getattr(stmt, "value", None)
-        split = self.split_calls.get(id(stmt))
-        if split is not None:
-            fn = split.callee
-        elif (
-            isinstance(value, ir.Call)
-            and isinstance(value.fn, ir.Ref)
-            and is_user_function(value.fn.value)
-        ):
-            fn = value.fn.value
-        else:
+        """The body of the user function ``stmt`` calls; None where it calls none, or one
+        the compiler cannot read (then it is no cheap call: a loop calling it saves)."""
+        call = self.user_call(stmt)
+        if call is None or self.compilation is None:
             return None
-        if self.compilation is None:
-            return ()  # (no callee to look into: a straight-line call)
-        return self.compilation.callee_ir(fn).body
+        callee = _callee_ir(self.compilation, call[0])
+        return callee.body if callee is not None else None
 
     def _control_reads(self, body: tuple[ir.Stmt, ...], reads: set[str]) -> bool:
         """Add decisions, ranges and trip counts of compound statements with backward work."""
@@ -700,10 +685,14 @@ class _Reverse(DerivativeBuilder):
         of each iteration; around it, once, the values it overwrites that the backward
         sweep reads after its own (``rerun_entry``)."""
         label = self.loop_label(loop)
+        targets = [
+            n
+            for n in dataflow.pattern_names(loop.target)
+            if n in self.saved and self.has_prior(loop, n)
+        ]
         out: list[ir.Stmt] = [
             ir.Push(self.stack(n, outer, loop), ir.Name(n), outer, loop.loc)
-            for n in (*self.rerun_entry[id(loop)], *dataflow.pattern_names(loop.target))
-            if n in self.saved and (n in self.rerun_entry[id(loop)] or self.has_prior(loop, n))
+            for n in (*self.rerun_entry[id(loop)], *targets)
         ]
         snapshots = tuple(
             ir.Push(self.snapshot(n, loop), ir.Name(n), label, loop.loc)
@@ -1149,12 +1138,13 @@ def reverse(
     wrt_names = tuple(fn.params[i].name for i in wrt)
     activity = analyze(fn, wrt_names)
     container_names = may_be_containers(fn, frozenset(fn.params[i].name for i in containers))
+    named_ranks = _named_ranks(fn, ranks)
     fn, split_calls = _with_residual_calls(
         fn,
         activity,
         container_names,
         frozenset(fn.params[i].name for i in scalars),
-        _named_ranks(fn, ranks),
+        named_ranks,
         names,
         compilation,
     )
@@ -1167,7 +1157,7 @@ def reverse(
     rev.count_definitions(primal, 0)
     rev.find_prior_values(primal, set(fn.param_names))
     scalar_names = frozenset(fn.params[i].name for i in scalars)
-    rev.setup_shapes(replace(fn, body=(*primal, ret)), scalar_names, _named_ranks(fn, ranks))
+    rev.setup_shapes(replace(fn, body=(*primal, ret)), scalar_names, named_ranks)
     needed = rev.needed(primal)
     if rerun_loops and rev.find_reruns(primal, needed):
         needed = rev.needed(primal)
@@ -1216,6 +1206,37 @@ def reverse(
     )
 
 
+def _user_call(stmt: ir.Stmt) -> tuple[Any, tuple] | None:
+    """``(function, arguments)`` of ``y = G(a, b)``, a call of a user function, else None."""
+    value = getattr(stmt, "value", None)
+    if (
+        isinstance(stmt, ir.Assign)
+        and len(stmt.targets) == 1
+        and isinstance(value, ir.Call)
+        and isinstance(value.fn, ir.Ref)
+        and is_user_function(value.fn.value)
+    ):
+        return value.fn.value, tuple(bind_user_call(value, stmt.loc))
+    return None
+
+
+def _callee_ir(compilation, fn) -> ir.FunctionDef | None:
+    """A called function as IR, or None where the compiler cannot read it: a call it does
+    not differentiate may use anything, and an analysis looking into it must not fail."""
+    try:
+        return compilation.callee_ir(fn)
+    except S2SGradError:
+        return None
+
+
+def _call_result(compilation, fn, args: tuple, env: ShapeEnv) -> frozenset | None:
+    """The shape of what the user function ``fn`` returns for ``args``: a fresh symbol of
+    the rank its own shape walk gives it (``_result_profile``), else None."""
+    ranks, scalars = env.argument_ranks(args)
+    profile = _result_profile(compilation, fn, ranks, scalars)
+    return env.fresh_profiled(profile) if profile is not None else None
+
+
 def _result_profile(compilation, fn, ranks: tuple, scalars: tuple) -> tuple[int, bool] | None:
     """``(ndim, full)`` of what the user function ``fn`` returns for arguments of these
     ranks and scalars, by its own shape walk; None where unknown (or ``fn`` is being
@@ -1224,8 +1245,8 @@ def _result_profile(compilation, fn, ranks: tuple, scalars: tuple) -> tuple[int,
     memo = compilation.result_profiles
     if key not in memo:
         memo[key] = None  # (a recursive call meets this)
-        callee = compilation.callee_ir(fn)
-        ret = callee.body[-1] if callee.body else None
+        callee = _callee_ir(compilation, fn)
+        ret = callee.body[-1] if callee is not None and callee.body else None
         if isinstance(ret, ir.Return) and isinstance(ret.value, ir.Name):
             params = callee.params
             named = _named_ranks(callee, tuple(r for r in ranks if r[0] < len(params)))
@@ -1307,17 +1328,8 @@ def _with_residual_calls(
         return fn, {}
 
     def result(stmt: ir.Assign, env: ShapeEnv) -> frozenset | None:
-        value = stmt.value
-        if not (
-            isinstance(value, ir.Call)
-            and isinstance(value.fn, ir.Ref)
-            and is_user_function(value.fn.value)
-            and len(stmt.targets) == 1
-        ):
-            return None
-        ranks, scalars = env.argument_ranks(bind_user_call(value, stmt.loc))
-        profile = _result_profile(compilation, value.fn.value, ranks, scalars)
-        return env.fresh_profiled(profile) if profile is not None else None
+        call = _user_call(stmt)
+        return _call_result(compilation, *call, env) if call is not None else None
 
     envs = statement_shapes(fn, scalar_params, ranks, result)
     rewritten: dict[int, ir.Assign] = {}

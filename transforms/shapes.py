@@ -52,10 +52,10 @@ _INTEGER_ARITHMETIC = {
     operator.mod,
     operator.neg,
 }
-_FULL_REDUCTIONS = {np.sum, np.mean, np.prod, np.max, np.min, np.amax, np.amin}
-# Reductions along axes give one shape for one input shape and the same axis keywords,
-# whichever they are (``np.max(z, axis=1, keepdims=True)`` and ``np.sum`` of its like).
-_REDUCTIONS = _FULL_REDUCTIONS
+# Reductions: of a whole array (one argument), a scalar; along axes, one shape for one
+# input shape and the same keywords, whichever reduction it is (``np.max(z, axis=1,
+# keepdims=True)`` and ``np.sum`` of its like).
+_REDUCTIONS = {np.sum, np.mean, np.prod, np.max, np.min, np.amax, np.amin}
 _MATRIX_PRODUCTS = {operator.matmul, np.matmul}
 # Runtime helpers whose result has the shape of one of their arguments.
 _SHAPE_OF_ARGUMENT = {
@@ -230,7 +230,7 @@ class ShapeEnv:
             if trim is not None:
                 return frozenset({("trim", self.of(args[0]), trim)})
             return frozenset({("getitem", self.of(args[0]), args[1])})
-        if fn in _FULL_REDUCTIONS and len(args) == 1 and not value.kwargs:
+        if fn in _REDUCTIONS and len(args) == 1 and not value.kwargs:
             return SCALAR
         if fn in _SAME_AS_FIRST and len(args) == 1 and not value.kwargs:
             return self.of(args[0])

@@ -3,7 +3,8 @@
 state, and the cases around them the rerun must get right (a value from before the loop
 that the loop overwrites, a loop inside another, a body that calls a helper, a carried
 pair, a counter read in the body). ``ARGS`` gives each program's arguments; ``KEPT`` are
-loops the compiler must leave saving (a matrix product, a branch)."""
+loops the compiler must leave saving (a matrix product, a branch, a call of a helper it
+cannot read, which the derivative calls as it is)."""
 
 import numpy as np
 
@@ -118,5 +119,21 @@ ARGS = {
     "scalar_state": (3.2, 0.3),
     "matrix_step": (rng.normal(size=(3, 3)) * 0.5, rng.normal(size=3)),
     "branch_in_the_step": (rng.normal(size=3),),
+    "calls_an_unreadable_helper": (rng.normal(size=3),),
 }
-KEPT = {"matrix_step", "branch_in_the_step"}
+KEPT = {"matrix_step", "branch_in_the_step", "calls_an_unreadable_helper"}
+# The JAX backend compiles every function the derivative calls, and refuses this helper.
+NUMPY_ONLY = {"calls_an_unreadable_helper"}
+
+
+def _unreadable_weight(k):
+    return float(sum([j * 0.5 for j in range(k)]))  # (a comprehension: not compiled)
+
+
+def calls_an_unreadable_helper(x):
+    total = 0.0
+    for k in range(4):
+        a = np.sin(x) * _unreadable_weight(k)
+        b = a * x + np.cos(a)
+        total = total + np.sum(b * b)
+    return total
