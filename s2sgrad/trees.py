@@ -67,10 +67,8 @@ def kinds(x: Any) -> set[str]:
         dtype = getattr(x, "dtype", None)
         if dtype is not None:
             return {dtype.kind}
-    elif type(x) is dict:  # a dict of parameters: its arrays, without flattening
-        found = {v.dtype.kind for v in x.values() if type(v) is np.ndarray}
-        if len(found) == 1 and all(type(v) is np.ndarray for v in x.values()):
-            return found
+    elif type(x) is dict and all(type(v) is np.ndarray for v in x.values()):
+        return {v.dtype.kind for v in x.values()}  # a dict of parameters: no flattening
     return {dtype_of(leaf).kind for leaf in leaves(x)}
 
 

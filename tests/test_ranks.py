@@ -118,3 +118,35 @@ def test_a_row_of_a_matrix_has_the_shape_of_a_full_vector():
     for X, w in ((X0, w0), (rng.standard_normal((4, 1)), w0), (X0, rng.standard_normal(1))):
         got = s2sgrad.grad(rows, wrt=(0, 1))(X, w)
         assert_close(got, jax.grad(jnp_twin(rows), argnums=(0, 1))(X, w), what=str(X.shape))
+
+
+def layer(W, b, x):
+    return np.tanh(x @ W + b) * W[0]
+
+
+def layer_loss(W, b, x):
+    return np.sum(layer(W, b, x) ** 2)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "jax"])
+def test_rank_rewrites_under_every_reverse_entry_point(backend):
+    """The sums ranks write (``np.sum(g, axis=0)`` for a bias and a row) under ``jacrev``
+    (a batch of seeds), ``vjp`` with a user's cotangent, ``value_and_grad``, float32
+    arguments, and forward over reverse (``jacfwd`` of ``grad``), against JAX."""
+    W, b, x = rng.standard_normal((4, 3)), rng.standard_normal(3), rng.standard_normal((5, 4))
+    assert "unbroadcast(" not in _backward(layer_loss, W, b, x, wrt=(0, 1, 2))
+    jacobian = s2sgrad.jacrev(layer, wrt=(0, 1), backend=backend)(W, b, x)
+    assert_close(jacobian, jax.jacrev(jnp_twin(layer), argnums=(0, 1))(W, b, x), what="jacrev")
+    cotangent = rng.standard_normal((5, 3))
+    _, pullback = s2sgrad.vjp(layer, W, b, x, backend=backend)
+    assert_close(pullback(cotangent), jax.vjp(jnp_twin(layer), W, b, x)[1](cotangent))
+    value, grads = s2sgrad.value_and_grad(layer_loss, wrt=(0, 1, 2), backend=backend)(W, b, x)
+    assert_close(value, layer_loss(W, b, x))
+    assert_close(grads, jax.grad(jnp_twin(layer_loss), argnums=(0, 1, 2))(W, b, x))
+    args32 = tuple(a.astype(np.float32) for a in (W, b, x))
+    got = s2sgrad.grad(layer_loss, wrt=(0, 1), backend=backend)(*args32)
+    want = jax.grad(jnp_twin(layer_loss), argnums=(0, 1))(*args32)
+    assert_close(got, want, rtol=1e-4, atol=1e-5, what="float32")  # (dtypes checked too)
+    hessian = jax.hessian(jnp_twin(layer_loss), argnums=1)(W, b, x)
+    grad_b = s2sgrad.grad(layer_loss, wrt=1, backend=backend)
+    assert_close(s2sgrad.jacfwd(grad_b, wrt=1, backend=backend)(W, b, x), hessian)

@@ -140,3 +140,22 @@ def test_second_derivatives_through_rerun_loops_match_jax(name, backend):
     assert_close(np.asarray(s2sgrad.hessian(fn, backend=backend)(*args)), want, what=name)
     twice = s2sgrad.jacrev(s2sgrad.grad(fn, backend=backend), backend=backend)(*args)
     assert_close(np.asarray(twice), want, what=f"{name}, jacrev of grad")
+
+
+@pytest.mark.parametrize("name", ["rk4", "carried_pair"])
+def test_rerun_loops_under_vjp_value_and_grad_and_float32(name):
+    """The JAX backend's rerun loops behind ``vjp`` (a user's cotangent), ``value_and_grad``
+    and float32 arguments (gradients in float32), against JAX."""
+    fn, args = getattr(rp, name), rp.ARGS[name]
+    wrt = _float_positions(args)
+    twin = jnp_twin(fn)
+    value, grads = s2sgrad.value_and_grad(fn, wrt=wrt, backend="jax")(*args)
+    assert_close(value, fn(*args))
+    assert_close(grads, jax.grad(twin, argnums=wrt)(*args), what=f"{name} value_and_grad")
+    _, pullback = s2sgrad.vjp(fn, *args, backend="jax")
+    want = jax.vjp(twin, *args)[1](0.7)
+    assert_close(pullback(0.7)[: len(wrt)], want[: len(wrt)], what=f"{name} vjp")
+    args32 = tuple(a.astype(np.float32) if isinstance(a, np.ndarray) else a for a in args)
+    got = s2sgrad.grad(fn, wrt=wrt, backend="jax")(*args32)
+    expected = jax.grad(twin, argnums=wrt)(*args32)
+    assert_close(got, expected, rtol=1e-4, atol=1e-5, what=f"{name} float32")

@@ -174,40 +174,6 @@ class _Reverse(DerivativeBuilder):
     def may_hold_value(self, name: str) -> bool:
         return self.defs[name] > 1 or name in self.loop_defined
 
-    def find_prior_values(self, body: tuple[ir.Stmt, ...], defined: set[str]) -> set[str]:
-        """Record, per defining statement, whether its target may already hold a value.
-
-        ``defined`` holds the names possibly defined on entry; returns those possibly
-        defined on exit. In a loop, anything the loop defines may be defined already.
-        """
-        defined = set(defined)
-        for stmt in body:
-            if isinstance(stmt, ir.Assign):
-                for t in stmt.targets:
-                    if t.id in defined:
-                        self.prior.add((id(stmt), t.id))
-                    defined.add(t.id)
-            elif isinstance(stmt, ir.Pop):
-                if stmt.target.id in defined:
-                    self.prior.add((id(stmt), stmt.target.id))
-                defined.add(stmt.target.id)
-            elif isinstance(stmt, ir.SetItem):
-                self.prior.add((id(stmt), stmt.target.id))
-            elif isinstance(stmt, ir.If):
-                defined = self.find_prior_values(stmt.body, defined) | self.find_prior_values(
-                    stmt.orelse, defined
-                )
-            elif ir.is_loop(stmt):
-                inside = dataflow.deep_writes((stmt,))
-                for n in dataflow.pattern_names(stmt.target) if isinstance(stmt, ir.For) else ():
-                    if n in defined:
-                        self.prior.add((id(stmt), n))
-                entry = defined | inside
-                for child in ir.child_blocks(stmt):
-                    self.find_prior_values(child, entry)
-                defined = entry
-        return defined
-
     def has_prior(self, stmt: Any, name: str) -> bool:
         return (id(stmt), name) in self.prior
 
@@ -325,12 +291,12 @@ class _Reverse(DerivativeBuilder):
                     stmt = replace(stmt, value=g)
                 elif helper == "unbroadcast" and env.of(x) == SCALAR:
                     stmt = replace(stmt, value=_total(g, out, body, env))
-                elif helper == "unbroadcast" and env.fills(g, x):
-                    stmt = replace(stmt, value=g)
-                elif helper == "unbroadcast" and env.leading_axes(g, x):
-                    k = env.leading_axes(g, x)
-                    axis = ir.Const(0 if k == 1 else tuple(range(k)))
-                    stmt = replace(stmt, value=ir.Call(SUM, (g,), (("axis", axis),)))
+                elif helper == "unbroadcast" and (k := env.summed_axes(g, x)) is not None:
+                    if k == 0:
+                        stmt = replace(stmt, value=g)
+                    else:
+                        axis = ir.Const(0 if k == 1 else tuple(range(k)))
+                        stmt = replace(stmt, value=ir.Call(SUM, (g,), (("axis", axis),)))
                 elif isinstance(x, ir.Name) and self.may_hold_value(x.id):
                     shape = env.of(x)
                     if shape == SCALAR and helper != "unindex":
@@ -992,7 +958,10 @@ class _Reverse(DerivativeBuilder):
         self._loop = self.loop_label(loop)
         body = ir.iteration(loop)
         if id(loop) in self.rerun:
-            self._replay_prior = _priors(loop.body, set(self.rerun[id(loop)]))
+            # Within one rerun iteration a name holds a value before an assignment if it
+            # is carried in or was assigned earlier in the iteration.
+            self._replay_prior = set()
+            _prior_values(loop.body, set(self.rerun[id(loop)]), self._replay_prior)
         entry = self.loop_entry_state(body, state)
         # An array only read in the loop (`x[i]`) gets its adjoint as zeros before it rather
         # than None-or-array inside: one buffer the index reads add into, in place.
@@ -1093,17 +1062,42 @@ ADJOINT_STACKS = "<adjoint stacks>"
 REPLAY = "<rerun iteration>"
 
 
-def _priors(body: tuple[ir.Stmt, ...], defined: set[str]) -> set[tuple[int, str]]:
-    """(id(stmt), name) for each assignment of straight-line ``body`` to a name holding a
-    value already (one of ``defined``, or assigned earlier in the body)."""
+def _prior_values(
+    body: tuple[ir.Stmt, ...], defined: set[str], prior: set[tuple[int, str]]
+) -> set[str]:
+    """Add to ``prior`` (id(stmt), name) for each defining statement whose target may
+    already hold a value there.
+
+    ``defined`` holds the names possibly defined on entry; returns those possibly
+    defined on exit. In a loop, anything the loop defines may be defined already.
+    """
     defined = set(defined)
-    prior = set()
     for stmt in body:
-        for t in dataflow.writes(stmt):
-            if t in defined:
-                prior.add((id(stmt), t))
-            defined.add(t)
-    return prior
+        if isinstance(stmt, ir.Assign):
+            for t in stmt.targets:
+                if t.id in defined:
+                    prior.add((id(stmt), t.id))
+                defined.add(t.id)
+        elif isinstance(stmt, ir.Pop):
+            if stmt.target.id in defined:
+                prior.add((id(stmt), stmt.target.id))
+            defined.add(stmt.target.id)
+        elif isinstance(stmt, ir.SetItem):
+            prior.add((id(stmt), stmt.target.id))
+        elif isinstance(stmt, ir.If):
+            defined = _prior_values(stmt.body, defined, prior) | _prior_values(
+                stmt.orelse, defined, prior
+            )
+        elif ir.is_loop(stmt):
+            inside = dataflow.deep_writes((stmt,))
+            for n in dataflow.pattern_names(stmt.target) if isinstance(stmt, ir.For) else ():
+                if n in defined:
+                    prior.add((id(stmt), n))
+            entry = defined | inside
+            for child in ir.child_blocks(stmt):
+                _prior_values(child, entry, prior)
+            defined = entry
+    return defined
 
 
 def reverse(
@@ -1155,7 +1149,7 @@ def reverse(
     *primal, ret = fn.body
     primal = rev.add_counters(tuple(primal))
     rev.count_definitions(primal, 0)
-    rev.find_prior_values(primal, set(fn.param_names))
+    _prior_values(primal, set(fn.param_names), rev.prior)
     scalar_names = frozenset(fn.params[i].name for i in scalars)
     rev.setup_shapes(replace(fn, body=(*primal, ret)), scalar_names, named_ranks)
     needed = rev.needed(primal)

@@ -316,19 +316,14 @@ class ShapeEnv:
         fulls = frozenset(s for s in shape if self._profiles[s] == (ndim, True))
         return fulls or shape
 
-    def fills(self, g: Any, x: Any) -> bool:
-        """Whether ``unbroadcast(g, x)`` is ``g``: both have no length-1 axis and one rank,
-        so, broadcasting together, one shape. (Both full: ``unbroadcast`` also spreads a
-        smaller ``g`` over ``x``, a (1, n) cotangent over an (m, n) array.)"""
+    def summed_axes(self, g: Any, x: Any) -> int | None:
+        """What ``unbroadcast(g, x)`` provably does: sum the ``k`` leading axes (``k = 0``:
+        nothing), where both have no length-1 axis and ``g`` at least ``x``'s rank; else
+        None. (Both full: ``unbroadcast`` also spreads a smaller ``g`` over ``x``, a (1, n)
+        cotangent over an (m, n) array.)"""
         px, pg = self.profile(self.of(x)), self.profile(self.of(g))
-        return px is not None and px[1] and pg is not None and pg[1] and pg[0] == px[0]
-
-    def leading_axes(self, g: Any, x: Any) -> int:
-        """How many leading axes ``unbroadcast(g, x)`` sums, where that is all it does (both
-        have no length-1 axis and ``g`` has more axes); else 0."""
-        px, pg = self.profile(self.of(x)), self.profile(self.of(g))
-        if px is None or not px[1] or pg is None or not pg[1] or pg[0] <= px[0]:
-            return 0
+        if px is None or pg is None or not (px[1] and pg[1]) or pg[0] < px[0]:
+            return None
         return pg[0] - px[0]
 
     def is_integer(self, atom: Any) -> bool:
