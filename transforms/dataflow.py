@@ -176,11 +176,17 @@ def all_local_names(fn: ir.FunctionDef) -> set[str]:
     return set(fn.param_names) | deep_reads(fn.body) | deep_writes(fn.body)
 
 
-def views(body: Block, makes_fresh_array: Callable[[ir.Call], bool]) -> dict[str, set[str]]:
-    """For each name, the names that may share its memory, transitively: ``t = x``, and the
-    result of any call ``makes_fresh_array`` does not vouch for (``x[1:]``, ``x.T``, a
-    reshape), with each name it reads. Assuming a view is only conservative; which calls
-    return new arrays is a fact about primitives, so the caller supplies it."""
+def views(
+    body: Block,
+    makes_fresh_array: Callable[[ir.Call], bool],
+    roots: Iterable[str] | None = None,
+) -> dict[str, set[str]]:
+    """For each name (of ``roots``, where given), the names that may share its memory,
+    transitively: ``t = x``, and the result of any call ``makes_fresh_array`` does not
+    vouch for (``x[1:]``, ``x.T``, a reshape), with each name it reads. Assuming a view is
+    only conservative; which calls return new arrays is a fact about primitives, so the
+    caller supplies it. (Every name's closure of a long chain of copies is quadratic:
+    ask for the roots needed.)"""
     shares: dict[str, set[str]] = {}
     for stmt in ir.walk_stmts(body):
         if not (isinstance(stmt, ir.Assign) and len(stmt.targets) == 1):
@@ -195,7 +201,7 @@ def views(body: Block, makes_fresh_array: Callable[[ir.Call], bool]) -> dict[str
         for source in sources:
             shares.setdefault(source.id, set()).add(stmt.target.id)
     closed: dict[str, set[str]] = {}
-    for root in shares:
+    for root in shares if roots is None else set(roots) & shares.keys():
         seen, todo = set(), [root]
         while todo:
             for view in shares.get(todo.pop(), ()):

@@ -113,8 +113,8 @@ class _Pass:
             handed = _handover(stmt, starts)
             if handed:  # `d = t` of a started `t`: follow `d`
                 starts[stmt.target.id] = starts.pop(handed)
-            owned_before = frozenset(owned)
             starting = self.is_start(stmt)
+            owned_before = frozenset(owned) if starting else None
             if id(stmt) in zeroed:  # `d` stayed owned since its part was copied out
                 stmt = replace(stmt, value=replace(stmt.value, fn=ZERO_INTO))
                 owned.add(stmt.target.id)

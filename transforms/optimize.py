@@ -327,7 +327,8 @@ def eliminate_dead_code(
     backward sweep's restore of ``u[1:-1]`` is what a saved slice ``t = u[1:-1]`` of the
     same step reads through.
     """
-    views = dataflow.views(body, makes_fresh_array)
+    set_arrays = {s.target.id for s in ir.walk_stmts(body) if isinstance(s, ir.SetItem)}
+    views = dataflow.views(body, makes_fresh_array, set_arrays) if set_arrays else {}
     pops: dict[int, tuple[str, bool]] = {}  # id(Pop) -> (its stack, its value is read)
     kept, _ = _dce_block(body, set() if live is None else set(live), views, pops)
     unread = _unread_stacks(pops)
@@ -599,14 +600,14 @@ def optimize(
     shape they have (see transforms.shapes.infer); ``protected`` are the user's
     own variable names, which copy propagation keeps.
     """
+    # Dead code first: a dead read of a spread seed would keep it an array.
+    fn = replace(fn, body=eliminate_dead_code(fn.body))
     while True:
-        body = propagate_copies(
-            simplify(fn.body, fn.temps), protected | set(fn.param_names), fn.temps
-        )
-        new = replace(fn, body=body)
+        new = replace(fn, body=simplify(fn.body, fn.temps))
         new = drop_redundant_broadcasts(new, same_shape or {})
         new = keep_seeds_scalar(new, same_shape or {})
-        new = replace(new, body=eliminate_dead_code(new.body))
+        body = propagate_copies(new.body, protected | set(fn.param_names), fn.temps)
+        new = replace(new, body=eliminate_dead_code(body))
         if new.body == fn.body:
             new = accumulate_in_place(new)
             return replace(new, body=eliminate_dead_code(new.body))

@@ -780,7 +780,7 @@ class _Reverse(DerivativeBuilder):
         resets = self.has_prior(stmt, y)
         g: Any = self.adjoint_name(y)
         ans: Any = target
-        before = dict(state)
+        before = dict(state) if state.get(y) == MAYBE else None
         if restore and reads_y:
             # The statement read the value it overwrote: keep its result, restore the old one.
             ans = self.temp()
@@ -800,7 +800,7 @@ class _Reverse(DerivativeBuilder):
         if resets and not reads_y:
             code.append(ir.Assign((self.adjoint_name(y),), NONE, stmt.loc))
             state[y] = ZERO
-        if before.get(y) == MAYBE:
+        if before is not None:
             code = self.guarded(y, code, before, state, stmt.loc)
         out += code
         if restore and not reads_y:
@@ -851,7 +851,7 @@ class _Reverse(DerivativeBuilder):
         x = stmt.target.id
         out: list[ir.Stmt] = []
         if self.act.active(x) and state.get(x, ZERO) != ZERO:
-            before = dict(state)
+            before = dict(state) if state.get(x) == MAYBE else None
             dx = self.adjoint_name(x)
             code: list[ir.Stmt] = []
             if self.act.atom_active(stmt.value):
@@ -859,7 +859,7 @@ class _Reverse(DerivativeBuilder):
                 code += self.setitem_value_adjoint(stmt, dx, c)
                 self.accumulate_atom(stmt.value, c, state, code, stmt.loc)
             code.append(ir.Assign((dx,), ir.Call(ZERO_AT, (dx, stmt.index)), stmt.loc))
-            if before.get(x) == MAYBE:
+            if before is not None:
                 code = self.guarded(x, code, before, state, stmt.loc)
             out += code
         if x in self.saved:

@@ -42,7 +42,9 @@ from __future__ import annotations
 
 import builtins
 import operator
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
+from itertools import islice
 from typing import Any
 
 from s2sgrad.transforms import dataflow
@@ -107,17 +109,18 @@ def _reachable(stmts: tuple[ir.Stmt, ...]) -> list[ir.Stmt]:
     return out
 
 
-def _merge_rest(stmt: ir.If, rest: list[ir.Stmt]) -> tuple[ir.If, list[ir.Stmt]]:
-    """Move the statements after an ``if`` into its branch that can reach them, if only one can.
+def _merge_rest(stmt: ir.If, rest: Iterable[ir.Stmt]) -> ir.If | None:
+    """The ``if`` with the statements after it moved into the one branch that can reach
+    them, or None where both can.
 
     ``if c: return a`` followed by ``return b`` is ``if c: return a else: return b``,
     which needs no flag.
     """
     if _always_exits(stmt.body):
-        return replace(stmt, orelse=(*stmt.orelse, *rest)), []
+        return replace(stmt, orelse=(*stmt.orelse, *rest))
     if _always_exits(stmt.orelse):
-        return replace(stmt, body=(*stmt.body, *rest)), []
-    return stmt, rest
+        return replace(stmt, body=(*stmt.body, *rest))
+    return None
 
 
 # --------------------------------------------------------------------------- loops
@@ -296,15 +299,18 @@ class _Structurer:
         """Structure a block; ``tail``: nothing runs after it in its iteration (or function)."""
         out: list[ir.Stmt] = []
         pending = _reachable(stmts)
-        while pending:
-            stmt, rest = pending[0], pending[1:]
-            if rest and isinstance(stmt, ir.If):
-                stmt, rest = _merge_rest(stmt, rest)
-            self.statement(stmt, out, tail=tail and not rest)
-            if rest and _exits((stmt,)):
-                out.append(self.guarded(rest, tail, stmt.loc, out))
+        k = 0
+        while k < len(pending):
+            stmt = pending[k]
+            k += 1
+            if k < len(pending) and isinstance(stmt, ir.If):
+                merged = _merge_rest(stmt, islice(pending, k, None))
+                if merged is not None:
+                    stmt, pending = merged, pending[:k]
+            self.statement(stmt, out, tail=tail and k == len(pending))
+            if k < len(pending) and _exits((stmt,)):
+                out.append(self.guarded(pending[k:], tail, stmt.loc, out))
                 break
-            pending = rest
         return out
 
     def guarded(self, rest, tail, loc, out: list[ir.Stmt]) -> ir.If:
