@@ -204,8 +204,58 @@ class _GradientResult:
         value = out[0] if self.has_aux else out
         _check_scalar(value, self.fun, self.what)
         _check_real_result(self.fun, value, grads)
+        return self.repeated(primals, out, grads)
+
+    def repeated(self, primals: tuple, out: Any, grads: tuple) -> tuple[Any, tuple]:
+        """Without the checks: for a call that repeats one whose result passed them
+        (``_Repeat``: the same code, bindings and argument dtypes and ranks give a value
+        and derivatives of the same dtypes and ranks)."""
         grads = tuple(_with_dtypes_of(g, primals[i], self.backend) for g, i in zip(grads, self.wrt))
         return (out if self.keep_value else None), grads
+
+
+# Array types whose call signature is type, dtype, rank and whether an axis has length 1
+# (``_call_signature``); the JAX backend adds its array type when it loads.
+ARRAY_TYPES: set[type] = {np.ndarray}
+
+
+def _call_signature(value: Any) -> Any:
+    """What about an argument (a tuple of them) decides which derivative runs and how:
+    its type; for an array its dtype, rank and whether an axis has length 1 (what
+    ``_options`` and ``_check_argument_types`` read); the same for each member of a tuple,
+    list or dict of them. Shapes are left out: the code is the same for any (and JAX's
+    jit retraces by itself). None where telling would cost what the full path does (any
+    other type)."""
+    t = type(value)
+    if t in ARRAY_TYPES:
+        return (t, value.dtype, value.ndim, 1 in value.shape)
+    if t is float or t is int or t is bool:
+        return t
+    if t is tuple or t is list:
+        parts = tuple(_call_signature(v) for v in value)
+        return None if None in parts else (t, parts)
+    if t is dict:
+        parts = tuple((k, _call_signature(v)) for k, v in value.items())
+        if all(type(k) is str and v is not None for k, v in parts):
+            return (t, parts)
+    return None
+
+
+# Full calls in a row after which a gradient stops preparing repeats (each costs a lookup).
+_REMEMBER_TRIES = 3
+
+
+@dataclasses.dataclass(frozen=True)
+class _Repeat:
+    """The last call of a gradient, for the next one to repeat: called again with arguments
+    of the same ``signature`` while its derivative's bindings are ``unchanged``
+    (``cache.unchanged_since``), a call would bind the same arguments, pass the same checks,
+    find the same entry and run the same ``run`` (``Backend.repeat_runner``). Repeating it
+    skips those steps: the per-call cost of a gradient of a small problem."""
+
+    signature: tuple
+    unchanged: Callable[[], bool]
+    run: Callable
 
 
 class _Derivative:
@@ -240,6 +290,8 @@ class _Derivative:
         # The value is dropped: the compiler may leave it uncomputed (transforms.unread_value).
         self.value_unread = not self.finish.keep_value and backends.get(backend).drops_unread_value
         self._last_runner: tuple[Callable, Callable] | None = None
+        self._repeat: _Repeat | None = None
+        self._full_calls = 0  # calls since the last repeat (``remember`` gives up after a few)
 
     def entry(self, primals: tuple, wrt: tuple[int, ...] | None = None) -> Callable:
         """The compiled derivative for these arguments' structure, looked up on every call.
@@ -260,19 +312,58 @@ class _Derivative:
         self._last_runner = (entry, runner)
         return runner
 
+    def repeat_last(self, args: tuple) -> tuple[bool, Any]:
+        """``(True, result)`` where a call with ``args`` (positional only) may skip every
+        per-call step and run what the last call ran (``_Repeat``), else ``(False, None)``."""
+        repeat = self._repeat
+        if repeat is None or _call_signature(args) != repeat.signature or not repeat.unchanged():
+            return False, None
+        try:
+            result = repeat.run(*args)
+        except Exception:  # noqa: BLE001  (the full path runs it again and reports it)
+            self._repeat = None
+            return False, None
+        self._full_calls = 0
+        return True, result
+
+    def remember(self, args: tuple, primals: tuple) -> None:
+        """After a reverse-mode call that ran in full: what a next call with arguments like
+        ``args`` may repeat (``_Repeat``), where that is cheap to tell."""
+        self._repeat = None
+        self._full_calls += 1
+        if self._full_calls > _REMEMBER_TRIES:
+            return  # (arguments of changing structure, a global reassigned on every call)
+        signature = _call_signature(args) if args is primals else None
+        if signature is None:
+            return
+        options = _options(primals, self.has_aux, self.mode, self.value_unread)
+        unchanged = cache.unchanged_since(self.fun, self.mode, self.wrt, self.backend, options)
+        if unchanged is None:
+            return
+        entry = cache.load_or_generate(self.fun, self.mode, self.wrt, self.backend, options)
+        run = backends.get(self.backend).repeat_runner(entry, primals, self.max_steps, self.finish)
+        if run is not None:
+            self._repeat = _Repeat(signature, unchanged, run)
+
     def value_of(self, out: Any) -> Any:
         return out[0] if self.has_aux else out
 
     def value_and_grads(self, args: tuple, kwargs: dict) -> tuple[Any, tuple]:
         """``(value, gradients)``; the value is None where the caller wants none (``grad``
         without aux)."""
+        if not kwargs:
+            repeated, result = self.repeat_last(args)
+            if repeated:
+                return result
         primals = self.bind(args, kwargs)
         _check_argument_types(self.fun, primals, self.wrt, self.what)
         if self.mode == "forward":
             return self.finish(primals, *self._forward_grads(primals))
         runner = self.entry(primals)
         try:
-            return runner(*primals)
+            result = runner(*primals)
+            self.remember(args, primals)
+            return result
         except Exception as exc:
             # A non-scalar output can make the backward sweep fail on the scalar seed;
             # report that mistake rather than NumPy's complaint about its consequence.

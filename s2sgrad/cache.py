@@ -1141,6 +1141,52 @@ def _load(fn: Callable, mode: str, wrt: tuple[int, ...], backend: str, options: 
     return loaded
 
 
+def unchanged_since(
+    fn: Callable, mode: str, wrt: tuple[int, ...], backend: str = "numpy", options: Any = ()
+) -> Callable[[], bool] | None:
+    """A check, for a caller that keeps ``load_or_generate``'s entry to call it again, that
+    the entry and its module's bindings are still what they are now: every binding the key
+    assumed and every free name bound into the module denotes the very object it does now,
+    and no rule was registered since. Then ``load_or_generate`` would return the same entry
+    with the same bindings, so the caller may skip it (``api._Derivative``'s repeated
+    calls). Stricter than the memo's own check (data by type): a reassigned global array
+    fails it and takes the full path, which rebinds. None for a module bound to another
+    derivative (a composition, ``alias=@g``): that binding is made afresh on every call."""
+    loaded = _load(fn, mode, wrt, backend, options)
+    if any("=@" in name for name in loaded.free_names):
+        return None
+    target = _python_function(fn, _canonical_options(options))
+    places = {(id(c), k): (c, k) for c, k, _how, _expected in loaded.deps}
+    for name in loaded.free_names:
+        if "=" not in name:  # (`alias=module.path` binds an imported module: it stays)
+            _value, c, k = running.free_name_binding(target, name)
+            places[id(c), k] = (c, k)
+    bindings = tuple((c, k, _current(c, k)) for c, k in places.values())
+    return _Unchanged(bindings)
+
+
+class _Unchanged:
+    """``unchanged_since``'s check: each ``(container, key, value)`` still holds ``value``,
+    and the rule set is the one of now."""
+
+    __slots__ = ("bindings", "generation", "rules_generation")
+
+    def __init__(self, bindings: tuple):
+        from s2sgrad.rules.registry import generation
+
+        self.bindings = bindings
+        self.rules_generation = generation
+        self.generation = generation()
+
+    def __call__(self) -> bool:
+        if self.rules_generation() != self.generation:
+            return False
+        for container, key, value in self.bindings:
+            if _current(container, key) is not value:
+                return False
+        return True
+
+
 def _memo_hit(loaded: _Loaded | None) -> _Loaded | None:
     if (
         loaded is not None

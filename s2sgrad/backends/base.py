@@ -97,6 +97,15 @@ class Backend:
         and ``finish`` (checks and dtype casts of ``api._GradientResult``) as part of it."""
         return lambda *primals: finish(primals, *entry(*primals, 1.0))
 
+    def repeat_runner(
+        self, entry: Callable, primals: tuple, max_steps: int | None, finish: Callable
+    ) -> Callable | None:
+        """What ``gradient_runner`` runs for arguments like ``primals``, with whatever it
+        decides per call decided for them, for calls that repeat the last one
+        (``api._Repeat``); None where it cannot be decided once. Without ``finish``'s
+        checks, which the call being repeated passed (``_GradientResult.repeated``)."""
+        return lambda *primals: finish.repeated(primals, *entry(*primals, 1.0))
+
     def as_arrays(self, value: Any) -> Any:
         """``value`` with its leaves as this backend's arrays (what its users expect back)."""
         return value

@@ -85,6 +85,14 @@ class _Jax(Backend):
 
         return lambda *primals: api.call(entry, primals, max_steps, finish)
 
+    def repeat_runner(
+        self, entry: Callable, primals: tuple, max_steps: int | None, finish: Callable
+    ) -> Callable | None:
+        """The jitted gradient itself (``api.repeat``): no per-call decisions left."""
+        from s2sgrad.backends.jax import api
+
+        return api.repeat(entry, primals, max_steps, finish)
+
     def as_arrays(self, value: Any) -> Any:
         from s2sgrad.backends.jax import api
 

@@ -105,7 +105,12 @@ def call(
     """``entry(*args)`` jitted, re-run with a larger loop bound if a recorded loop overflowed
     (with ``finish``, the gradient ``_jitted`` describes)."""
     static = tuple(i for i, a in enumerate(args) if _is_static(a))
-    traced = any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves(args))
+    leaves = jax.tree_util.tree_leaves(args)
+    traced = any(isinstance(leaf, jax.core.Tracer) for leaf in leaves)
+    if not traced:  # (so that a repeated call tells jax arrays apart: s2sgrad.api._Repeat)
+        from s2sgrad import api
+
+        api.ARRAY_TYPES.update(type(leaf) for leaf in leaves if isinstance(leaf, jax.Array))
     if max_steps is not None:
         bound = int(max_steps)
     elif traced:
@@ -132,6 +137,36 @@ def call(
         if max_steps is not None or bound >= LARGEST_AUTOMATIC_BOUND:
             raise_if_overflowed(True, bound)
         bound *= 2
+
+
+def repeat(
+    entry: Callable, args: tuple, max_steps: int | None, finish: Callable
+) -> Callable | None:
+    """What ``call(entry, args, max_steps, finish)`` runs, for calls with arguments like
+    ``args`` (``api._Repeat``): the jitted function ``call`` chose, whose result it returns
+    unless a recorded loop overflowed (``RepeatOutgrown``: the caller's full path then
+    runs ``call``, which learns the larger bound). None under a caller's own jit (where
+    ``call`` decides by the tracers)."""
+    if any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves(args)):
+        return None
+    static = tuple(i for i, a in enumerate(args) if _is_static(a))
+    if max_steps is not None:
+        bound = int(max_steps)
+    else:
+        bound = _LEARNED_BOUNDS.get(entry, FIRST_AUTOMATIC_BOUND)
+    jitted = _jitted(entry, static, bound, finish)
+
+    def run(*args: Any) -> Any:
+        out, overflow = jitted(*args)
+        if overflow is None or not bool(overflow):
+            return out
+        raise RepeatOutgrown(bound)
+
+    return run
+
+
+class RepeatOutgrown(Exception):
+    """A repeated call (``repeat``) whose recorded loop ran past the bound it was made for."""
 
 
 _LINE_COMMENT = re.compile(r"^\s*# line (\d+): (.*)$")
