@@ -107,8 +107,14 @@ def machine() -> str:
     device = jax.devices()[0]
     return (
         f"{platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}, "
-        f"NumPy {np.__version__}, JAX {jax.__version__} on {device.platform.upper()}, x64"
+        f"NumPy {np.__version__} (BLAS threads: {blas_threads()}), JAX {jax.__version__} on "
+        f"{device.platform.upper()}, x64"
     )
+
+
+def blas_threads() -> str:
+    """The BLAS thread setting NumPy started with (benchmarks/__init__.py sets 1)."""
+    return os.environ.get("OPENBLAS_NUM_THREADS", "default")
 
 
 # --------------------------------------------------------------------------- report
