@@ -19,7 +19,7 @@ import pytest
 
 import s2sgrad
 from s2sgrad import LoopBoundExceeded, cache
-from tests.oracles import assert_close, central_difference_grad
+from tests.oracles import assert_close, central_difference_grad, jnp_twin
 from tests.programs import control_flow as cf
 from tests.test_control_flow import FD_ATOL, FD_RTOL, NAMES, references
 
@@ -402,3 +402,39 @@ def test_inspect_prints_jax_code(tmp_path):
     assert "for_loop_recording(" in out and "replay(" in out and "while_recording(" in out
     assert "# line 7: s = s + np.sin(x * i)" in out
     compile(out, "generated", "exec")
+
+
+def grows(c, x):
+    for _ in range(3):
+        c = c * np.sin(x) + x
+    return np.sum(c**2)
+
+
+def grows_in_a_branch(c, x):
+    if np.sum(x) > 0.0:
+        c = c * x
+    return np.sum(c**2)
+
+
+@pytest.mark.parametrize("fn", [grows, grows_in_a_branch])
+def test_an_array_whose_shape_a_loop_or_branch_changes_is_refused(fn):
+    """JAX carries one shape per variable. ``c`` of shape (1,) that the body makes (3,) was
+    broadcast on entry (or at the join of the branches): then ``np.sum(c**2)`` on the
+    path that leaves ``c`` alone summed three copies, and its cotangent came back with
+    shape (3,). Refused, naming the variable; NumPy, where shapes are per value, agrees
+    with jax.grad of the twin."""
+    c, x = np.array([0.7]), np.array([-0.3, 0.5, -1.2])
+    with pytest.raises(
+        TypeError,
+        match=r"shape \(1,\) on one path has shape \(3,\)|shape \(3,\) on one path has shape \(1,\)",
+    ) as refused:
+        s2sgrad.value_and_grad(fn, wrt=(0, 1), backend="jax")(c, x)
+    assert "hint: give it its final shape before the loop or branch" in str(refused.value)
+    if fn is grows:
+        assert "variable 'c'" in str(refused.value)
+    want = jax.grad(jnp_twin(fn), argnums=(0, 1))(c, x)
+    assert_close(s2sgrad.grad(fn, wrt=(0, 1))(c, x), want)
+    # Given its shape first, it runs on JAX.
+    c3 = np.broadcast_to(c, x.shape) * 1.0
+    want = jax.grad(jnp_twin(fn), argnums=(0, 1))(c3, x)
+    assert_close(s2sgrad.grad(fn, wrt=(0, 1), backend="jax")(c3, x), want)

@@ -150,3 +150,61 @@ def test_rank_rewrites_under_every_reverse_entry_point(backend):
     hessian = jax.hessian(jnp_twin(layer_loss), argnums=1)(W, b, x)
     grad_b = s2sgrad.grad(layer_loss, wrt=1, backend=backend)
     assert_close(s2sgrad.jacfwd(grad_b, wrt=1, backend=backend)(W, b, x), hessian)
+
+
+def gate(v):
+    return 1.0 / (1.0 + np.exp(-v))
+
+
+def cell_step(w, h, c, x):
+    """A helper returning a tuple, whose parts are a slice and a concatenation."""
+    n = h.shape[0]
+    z = np.concatenate([x, h]) * w
+    g = gate(z[:n])
+    c = c * g + np.tanh(z[n:])
+    return np.tanh(c) * h, c
+
+
+def unrolled(W, h, c, xs):
+    total = 0.0
+    for t in range(xs.shape[0]):
+        h, c = cell_step(W[t % 2], h, c, xs[t])
+        total = total + np.sum(h * c)
+    return total
+
+
+_GROWS = "state broadcast from one"
+CELL_SHAPES = {
+    "full": ((2, 6), (3,), (3,), (4, 3)),
+    "length-1 state": ((2, 2), (1,), (1,), (4, 1)),
+    _GROWS: ((2, 6), (3,), (1,), (4, 3)),
+}
+
+
+# (On JAX a state that changes shape in the loop is refused: test_jax_backend.)
+CELL_RUNS = [(c, b) for c in CELL_SHAPES for b in ("numpy", "jax") if (c, b) != (_GROWS, "jax")]
+
+
+@pytest.mark.parametrize(("case", "backend"), CELL_RUNS)
+def test_a_helper_s_tuple_result_has_ranks(case, backend):
+    """The LSTM benchmark's pattern: a helper returning ``(h, c)``, unpacked in a loop that
+    carries them. Its parts' ranks come from the helper's own walk (a concatenation of
+    vectors is a full vector, a slice may have length 1), so the loop's state keeps its
+    rank and the cotangents need no ``unbroadcast`` where both sides are full; a state of
+    length 1 (which broadcasts) keeps the checks."""
+    args = _draw(CELL_SHAPES[case])
+    got = s2sgrad.grad(unrolled, wrt=(0, 1, 2), backend=backend)(*args)
+    want = jax.grad(jnp_twin(unrolled), argnums=(0, 1, 2))(*args)
+    assert_close(got, want, what=case)
+    assert all(np.shape(g) == np.shape(a) for g, a in zip(got, args[:3], strict=True)), case
+
+
+def test_what_a_tuple_result_s_ranks_remove():
+    args = _draw(CELL_SHAPES["full"])
+    source = s2sgrad.derivative_source(unrolled, *args, wrt=(0, 1, 2))
+    main = source.split("def cell_step_fwd", 1)[0].split("# backward sweep", 1)[1]
+    assert "unbroadcast(" not in main, main
+    helper = source.split("def cell_step_bwd", 1)[1].split("def gate_fwd", 1)[0]
+    # Left: the products with the gate and the candidate, slices that may have length 1.
+    assert helper.count("unbroadcast(") == 2, helper
+    assert "unbroadcast(" in _backward(unrolled, *_draw(CELL_SHAPES["length-1 state"]))

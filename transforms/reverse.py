@@ -33,6 +33,7 @@ import builtins
 import copy
 import operator
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
@@ -249,7 +250,7 @@ class _Reverse(DerivativeBuilder):
             return split.callee, stmt.value.args
         return _user_call(stmt)
 
-    def callee_result(self, stmt: ir.Assign, env: ShapeEnv) -> frozenset | None:
+    def callee_result(self, stmt: ir.Assign, env: ShapeEnv) -> Any:
         """The shape of what a call of a user function returns (``_call_result``)."""
         call = self.user_call(stmt)
         if call is None or self.compilation is None:
@@ -1223,18 +1224,41 @@ def _callee_ir(compilation, fn) -> ir.FunctionDef | None:
         return None
 
 
-def _call_result(compilation, fn, args: tuple, env: ShapeEnv) -> frozenset | None:
+def _call_result(compilation, fn, args: tuple, env: ShapeEnv) -> Any:
     """The shape of what the user function ``fn`` returns for ``args``: a fresh symbol of
-    the rank its own shape walk gives it (``_result_profile``), else None."""
+    the rank its own shape walk gives it (``_result_profile``), a tuple of them for a
+    tuple it returns, else None."""
     ranks, scalars = env.argument_ranks(args)
     profile = _result_profile(compilation, fn, ranks, scalars)
-    return env.fresh_profiled(profile) if profile is not None else None
+    if profile is None:
+        return None
+    if isinstance(profile, _TupleProfile):
+        return tuple(env.fresh_profiled(p) if p is not None else env.fresh() for p in profile.parts)
+    return env.fresh_profiled(profile)
 
 
-def _result_profile(compilation, fn, ranks: tuple, scalars: tuple) -> tuple[int, bool] | None:
+def _callee_results(compilation) -> Callable:
+    """The ``results`` of a shape walk (``shapes.walk_shapes``): what calls of user
+    functions return (``_call_result``)."""
+
+    def result(stmt: ir.Assign, env: ShapeEnv) -> Any:
+        call = _user_call(stmt)
+        return _call_result(compilation, *call, env) if call is not None else None
+
+    return result
+
+
+@dataclass(frozen=True)
+class _TupleProfile:
+    """What a function returning a tuple returns: ``(ndim, full)`` of each item, or None."""
+
+    parts: tuple
+
+
+def _result_profile(compilation, fn, ranks: tuple, scalars: tuple) -> Any:
     """``(ndim, full)`` of what the user function ``fn`` returns for arguments of these
-    ranks and scalars, by its own shape walk; None where unknown (or ``fn`` is being
-    walked already: recursion)."""
+    ranks and scalars, by its own shape walk, or a ``_TupleProfile`` for a tuple it
+    returns; None where unknown (or ``fn`` is being walked already: recursion)."""
     key = (fn, ranks, scalars)
     memo = compilation.result_profiles
     if key not in memo:
@@ -1245,8 +1269,13 @@ def _result_profile(compilation, fn, ranks: tuple, scalars: tuple) -> tuple[int,
             params = callee.params
             named = _named_ranks(callee, tuple(r for r in ranks if r[0] < len(params)))
             scalar_names = frozenset(params[i].name for i in scalars if i < len(params))
-            end = walk_shapes(callee, scalar_names, named)[1]
-            memo[key] = end.profile(end.of(ret.value))
+            end = walk_shapes(callee, scalar_names, named, _callee_results(compilation))[1]
+            parts = end.parts.get(ret.value.id)
+            if parts is not None:
+                profiles = tuple(end.profile(p) for p in parts)
+                memo[key] = _TupleProfile(profiles) if any(profiles) else None
+            else:
+                memo[key] = end.profile(end.of(ret.value))
     return memo[key]
 
 
@@ -1321,11 +1350,7 @@ def _with_residual_calls(
     if not calls:
         return fn, {}
 
-    def result(stmt: ir.Assign, env: ShapeEnv) -> frozenset | None:
-        call = _user_call(stmt)
-        return _call_result(compilation, *call, env) if call is not None else None
-
-    envs = statement_shapes(fn, scalar_params, ranks, result)
+    envs = statement_shapes(fn, scalar_params, ranks, _callee_results(compilation))
     rewritten: dict[int, ir.Assign] = {}
     split_calls: dict[int, _SplitCall] = {}
     for stmt in calls:

@@ -119,6 +119,9 @@ class ShapeEnv:
         self.shape_tuples: frozenset[str] = frozenset()  # names holding np.shape(...) results
         self.ranges: frozenset[str] = frozenset()  # names holding range(...) objects
         self.integers: frozenset[str] = frozenset()  # names holding integers
+        # name -> the shapes of the tuple it holds, where known (`out = (a, b)`, a callee's
+        # tuple result), so that `a, b = out` keeps them
+        self.parts: immutables.Map = immutables.Map()
         self._fresh = itertools.count()
         # symbol -> (ndim, full) or None: facts about a symbol, true wherever it appears
         # (shared by copies, as the symbols are).
@@ -131,6 +134,8 @@ class ShapeEnv:
         """``name`` now has ``shape`` and holds no shape tuple, range or integer (until
         ``assign`` says)."""
         self.shapes = self.shapes.set(name, shape)
+        if name in self.parts:
+            self.parts = self.parts.delete(name)
         if name in self.shape_tuples:
             self.shape_tuples -= {name}
         if name in self.ranges:
@@ -169,6 +174,7 @@ class ShapeEnv:
         other.shape_tuples = self.shape_tuples
         other.ranges = self.ranges
         other.integers = self.integers
+        other.parts = self.parts
         other._fresh = self._fresh
         other._profiles = self._profiles
         return other
@@ -216,6 +222,10 @@ class ShapeEnv:
             if len(parts) == 1:
                 # np.stack([a, b]) of one shape: that shape with a leading axis of len(...)
                 return frozenset({("stack", len(args[0].elts), parts.pop())})
+        if fn is np.concatenate and _stacked(value):
+            joined = self._joined_profile(args[0].elts)
+            if joined is not None:
+                return self.fresh_profiled(joined)
         if fn is operator.getitem and isinstance(args[0], ir.Name):
             if args[0].id in self.shape_tuples:
                 return SCALAR
@@ -288,6 +298,9 @@ class ShapeEnv:
             return (p[0], False) if p is not None else None
         if kind == "getitem":  # params["W"]: an entry of a dict argument
             base, index = symbol[1], symbol[2]
+            if isinstance(index, ir.Index) and all(isinstance(i, ir.Slice) for i in index.items):
+                p = self.profile(base)  # x[a:b]: as many axes, of any length (1 included)
+                return (p[0], False) if p is not None and len(index.items) <= p[0] else None
             if isinstance(index, ir.Index) and len(index.items) == 1:
                 index = index.items[0]
             if len(base) == 1 and isinstance(index, ir.Const) and isinstance(index.value, str):
@@ -304,6 +317,18 @@ class ShapeEnv:
         if kind == "reduce":
             return _reduced_profile(self.profile(symbol[1][0]), symbol[1][1:], symbol[2])
         return None
+
+    def _joined_profile(self, parts: tuple) -> tuple[int, bool] | None:
+        """``(ndim, full)`` of ``np.concatenate([a, b, ...])`` along the first axis of two or
+        more arrays of one known rank: that rank; full where one part is (its other axes
+        are the result's) or the arrays are vectors (their lengths add up to two or more)."""
+        profiles = [self.profile(self.of(a)) for a in parts]
+        if any(p is None for p in profiles) or len({p[0] for p in profiles}) != 1:
+            return None
+        ndim = profiles[0][0]
+        if ndim < 1:
+            return None
+        return ndim, ndim == 1 or any(full for _, full in profiles)
 
     def canonical(self, shape: Shape) -> Shape:
         """A broadcast that includes full symbols of the largest rank (and only symbols of
@@ -325,6 +350,20 @@ class ShapeEnv:
         if px is None or pg is None or not (px[1] and pg[1]) or pg[0] < px[0]:
             return None
         return pg[0] - px[0]
+
+    def _tuple_item(self, value: Any) -> Shape | None:
+        """The shape of ``t[k]``, a literal item of a tuple whose parts are known."""
+        if not (
+            isinstance(value, ir.Call)
+            and isinstance(value.fn, ir.Ref)
+            and value.fn.value is operator.getitem
+            and isinstance(value.args[0], ir.Name)
+            and value.args[0].id in self.parts
+        ):
+            return None
+        parts = self.parts[value.args[0].id]
+        k = _literal_index(value.args[1])
+        return parts[k] if k is not None and -len(parts) <= k < len(parts) else None
 
     def is_integer(self, atom: Any) -> bool:
         return (isinstance(atom, ir.Const) and type(atom.value) is int) or (
@@ -353,13 +392,31 @@ class ShapeEnv:
             )
         return _is_integer_arithmetic(fn) and all(self.is_integer(a) for a in value.args)
 
+    def set_parts(self, name: str, parts: tuple[Shape, ...]) -> None:
+        """``name`` now holds a tuple whose items have these shapes."""
+        self.forget(name)
+        self.parts = self.parts.set(name, tuple(parts))
+
     def assign(self, stmt: ir.Assign) -> None:
         value = stmt.value
         if len(stmt.targets) != 1:
-            for t in stmt.targets:
-                self.forget(t.id)
+            parts = self.parts.get(value.id) if isinstance(value, ir.Name) else None
+            if parts is None or len(parts) != len(stmt.targets):
+                parts = [None] * len(stmt.targets)
+            for t, part in zip(stmt.targets, parts):
+                if part is None:
+                    self.forget(t.id)
+                else:
+                    self.set(t.id, part)
             return
         target = stmt.target.id
+        if isinstance(value, ir.Seq) and value.kind == "tuple" and value.keys is None:
+            self.set_parts(target, tuple(self.of(e) for e in value.elts))
+            return
+        item = self._tuple_item(value)
+        if item is not None:
+            self.set(target, item)
+            return
         integer = self._integer_valued(value)
         self.set(target, self.value_shape(value))  # the old value's shape is read first
         if integer:
@@ -374,8 +431,17 @@ class ShapeEnv:
             self.shape_tuples |= {target}
 
 
+def _literal_index(index: Any) -> int | None:
+    if isinstance(index, ir.Index) and len(index.items) == 1:
+        index = index.items[0]
+    if isinstance(index, ir.Const) and type(index.value) is int:
+        return index.value
+    return None
+
+
 def _stacked(value: ir.Call) -> bool:
-    """``np.stack([a, b, ...])`` of two or more atoms along the first axis."""
+    """``np.stack([a, b, ...])`` (or ``np.concatenate``) of two or more atoms along the
+    first axis."""
     return (
         len(value.args) == 1
         and isinstance(value.args[0], ir.Seq)
@@ -469,7 +535,8 @@ def walk_shapes(
     """``statement_shapes``, and the environment at the end of ``fn``'s body.
 
     ``results(stmt, env)``: the shape of what an assignment's call gives its first target
-    where the caller knows more than the walk (a call of a user function), else None.
+    where the caller knows more than the walk (a call of a user function), a tuple of
+    shapes where that is a tuple of values of those shapes, else None.
     """
     walker = _LoopAwareWalker(results)
     env = ShapeEnv(scalars=scalars, ranks=ranks)
@@ -493,7 +560,9 @@ class _LoopAwareWalker:
             before = self.before[id(stmt)] = env.copy()
             env.assign(stmt)
             result = self.results(stmt, before) if self.results is not None else None
-            if result is not None:
+            if isinstance(result, tuple):  # a tuple of known parts
+                env.set_parts(stmt.targets[0].id, result)
+            elif result is not None:
                 env.set(stmt.targets[0].id, result)
         elif isinstance(stmt, ir.SetItem):
             self.before[id(stmt)] = env.copy()
@@ -579,6 +648,7 @@ def _join_into(env: ShapeEnv, a: ShapeEnv, b: ShapeEnv) -> None:
                 same = p is not None and p == b.profile(sb)
                 shapes[n] = env.fresh_profiled(p) if same else env.fresh()
         env.shapes = shapes.finish()
+    env.parts = immutables.Map({n: p for n, p in a.parts.items() if b.parts.get(n) == p})
     env.shape_tuples = a.shape_tuples & b.shape_tuples
     env.ranges = a.ranges & b.ranges
     env.integers = a.integers & b.integers

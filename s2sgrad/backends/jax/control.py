@@ -295,6 +295,16 @@ def _join(a: Any, b: Any, what: str) -> Any:
     if is_unset(b):
         return a
     if _is_sds(a) and _is_sds(b):
+        # A number may start what becomes an array (`s = 0.0`, then `s = s + x` in a loop):
+        # broadcast. Two arrays of different shapes may not: broadcasting one would change
+        # what the code computes from it on its path (a sum over it, its cotangent).
+        if a.shape != b.shape and a.shape and b.shape:
+            raise TypeError(
+                f"{what}: a value of shape {a.shape} on one path has shape {b.shape} on "
+                "another; the JAX backend needs one shape per variable (hint: give it its "
+                "final shape before the loop or branch, e.g. np.broadcast_to(c, shape) * 1.0, "
+                "or use backend='numpy')"
+            )
         try:
             shape = jnp.broadcast_shapes(a.shape, b.shape)
         except ValueError:
@@ -618,10 +628,20 @@ def _carried_names(fn: Callable, skip: int, n: int) -> tuple[str, ...]:
 
 
 def _next_round(
-    traced: _Traced, fixed: dict, constant: dict, carry_type: list, checked: bool, what: str
+    traced: _Traced,
+    fixed: dict,
+    constant: dict,
+    carry_type: list,
+    names: tuple | None,
+    what: str,
 ) -> bool:
     """Update ``constant`` and ``carry_type`` (in place) from one trace of a loop body
     run with ``fixed`` bound; whether they have settled. See ``_infer_carry``."""
+    checked = names is not None
+
+    def of(i: int) -> str:  # (what a type error names)
+        return f"{what}, variable {names[i]!r}" if checked and i < len(names) else what
+
     new_raw = tuple(traced.raw[0])
     new_type = tuple(traced.type[0])
     settled = True
@@ -635,10 +655,10 @@ def _next_round(
             carry_type[i] = _type_of(out)
             continue
         del constant[i]  # varies: carried, typed by what it is before and after
-        carry_type[i] = _join(_type_of(value), new_type[i], what)
+        carry_type[i] = _join(_type_of(value), new_type[i], of(i))
     for i in range(len(carry_type)):
         if i not in fixed and i not in constant:
-            joined = _join(carry_type[i], new_type[i], what)
+            joined = _join(carry_type[i], new_type[i], of(i))
             if joined != carry_type[i]:
                 carry_type[i] = joined
                 settled = False
@@ -681,7 +701,7 @@ def _infer_carry(
         traced = retrace(fixed)
         if round_ == 0 and names is not None:
             _check_none_unread(traced, retrace, fixed, what, names)
-        if _next_round(traced, fixed, constant, carry_type, names is not None, what):
+        if _next_round(traced, fixed, constant, carry_type, names, what):
             break
     else:
         raise TypeError(f"{what}: the types of the loop state do not settle")
