@@ -65,6 +65,7 @@ import importlib.util
 import linecache
 import marshal
 import os
+import pickle
 import re
 import site
 import stat
@@ -96,6 +97,7 @@ stats = {"generated": 0, "loaded": 0, "memo": 0}
 _LIBRARY_PACKAGES = frozenset({"s2sgrad", "numpy", "jax", "jaxlib", "scipy", "autograd"})
 _ENTRY_RE = re.compile(r"^(?P<label>.+)_(?P<mode>[A-Za-z0-9]+)_(?P<key>[0-9a-f]{12})\.py$")
 _TMP_PREFIX = ".s2sgrad-tmp-"
+_STORED_RE = re.compile(r"^s2sgrad-(?P<label>[a-z]+)-(?P<key>[0-9a-f]{64})\.pickle$")
 #: A temporary file older than this (seconds) belongs to a writer that died: a live
 #: one writes a few kilobytes and renames them within milliseconds.
 _STALE_TMP_AGE = 600.0
@@ -1005,7 +1007,7 @@ def clear() -> int:
     removed = 0
     with directory:
         for name in directory.names():
-            if _ENTRY_RE.match(name) is None:
+            if _ENTRY_RE.match(name) is None and _STORED_RE.match(name) is None:
                 continue
             try:
                 if not stat.S_ISDIR(directory.lstat(name).st_mode):
@@ -1035,6 +1037,64 @@ def _clear_bytecode(directory: _Dir) -> None:
                 os.rmdir(path, **kw)
         except OSError:
             pass
+
+
+# --------------------------------------------------------------------------- stored objects
+
+
+def stored(label: str, key_text: str, make: Callable[[], Any]) -> Any:
+    """``make()``, kept in the cache directory from one process to the next: what the
+    compiler derives from source text alone and takes a while to make (a rule template
+    lowered to IR: ``templates.lower_template``).
+
+    Kept as a pickle named by the SHA-256 of ``key_text``, ``label``, s2sgrad's version,
+    its files (``_compiler_fingerprint``) and Python's version, under the checks of the
+    derivative modules (a private directory; a regular file only this user can write,
+    read once; its seal verified), as unpickling runs code just as running a module does.
+    A missing or unsound file, an unusable directory, or a value that cannot be pickled
+    means ``make()``, and nothing is written. ``clear`` removes these files too.
+    """
+    key = hashlib.sha256(
+        "\0".join(
+            (__version__, f"{sys.version_info[:2]}", _compiler_fingerprint(), label, key_text)
+        ).encode("utf-8", "surrogatepass")
+    ).hexdigest()
+    name = f"s2sgrad-{label}-{key}.pickle"
+    try:
+        directory = _open_cache_dir(create=True)
+    except (UnsafeCacheDirError, OSError):
+        return make()
+    with directory:
+        data = _read_entry(directory, name)
+        payload = _unseal_bytes(key, data) if data is not None else None
+        if payload is not None:
+            try:
+                return pickle.loads(payload)
+            except Exception:  # noqa: BLE001  (written by an older library: made again)
+                pass
+        value = make()
+        try:
+            data = _seal_bytes(key, pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))
+        except Exception:  # noqa: BLE001  (a value holding a local function: not kept)
+            return value
+        try:
+            _write_entry(directory, name, data)
+        except OSError:
+            pass
+        return value
+
+
+def _seal_bytes(key: str, payload: bytes) -> bytes:
+    """A first line with the key and the SHA-256 of the payload, then the payload."""
+    return f"s2sgrad-stored key={key} sha256={_sha256(payload)}\n".encode() + payload
+
+
+def _unseal_bytes(key: str, data: bytes) -> bytes | None:
+    """The payload of ``_seal_bytes`` if its line names ``key`` and its SHA-256, else None."""
+    head, newline, payload = data.partition(b"\n")
+    if not newline or head != f"s2sgrad-stored key={key} sha256={_sha256(payload)}".encode():
+        return None
+    return payload
 
 
 # --------------------------------------------------------------------------- loading

@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from s2sgrad.transforms.names import FreshNames
@@ -45,12 +45,28 @@ class Template:
 
 @functools.cache
 def lower_template(fn: Callable, kind: str) -> Template:
-    """Parse and normalize a jvp ("jvp") or vjp ("vjp") template once per process."""
+    """Parse and normalize a jvp ("jvp") or vjp ("vjp") template once per process, and
+    once per source text across processes (``cache.stored``: a process that compiles
+    reads the templates it needs lowered, rather than parsing each again)."""
+    from s2sgrad import cache
+
+    restore_source(fn)
+    try:
+        source = inspect.getsource(fn)
+    except (OSError, TypeError):
+        return _lower_template(fn, kind)
+    key = f"{fn.__module__}.{fn.__qualname__} {kind}\n{source}"
+    # Kept without the function (a template ``deflinear`` writes is no module attribute, so
+    # it would not pickle), which this process has.
+    kept = cache.stored("template", key, lambda: replace(_lower_template(fn, kind), fn=None))
+    return replace(kept, fn=fn)
+
+
+def _lower_template(fn: Callable, kind: str) -> Template:
     from s2sgrad.transforms.normalize import normalize
 
     from s2sgrad.frontend import parse_function
 
-    restore_source(fn)
     lead = ("ans",) if kind == "jvp" else ("g", "ans")
     sig = inspect.signature(fn)
     params = list(sig.parameters.values())

@@ -37,6 +37,7 @@ import contextlib
 import contextvars
 import functools
 import inspect
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -295,10 +296,11 @@ def _join(a: Any, b: Any, what: str) -> Any:
     if is_unset(b):
         return a
     if _is_sds(a) and _is_sds(b):
-        # A number may start what becomes an array (`s = 0.0`, then `s = s + x` in a loop):
-        # broadcast. Two arrays of different shapes may not: broadcasting one would change
-        # what the code computes from it on its path (a sum over it, its cotangent).
-        if a.shape != b.shape and a.shape and b.shape:
+        # A number may start what becomes an array (`s = 0.0`, then `s = s + x` in a loop),
+        # and an array may gain axes of length 1 ((3,) and (1, 3)): broadcast. An array
+        # broadcasting would copy may not: that would change what the code computes from it
+        # on its path (a sum over it counting the copies; its cotangent).
+        if a.shape and b.shape and math.prod(a.shape) != math.prod(b.shape):
             raise TypeError(
                 f"{what}: a value of shape {a.shape} on one path has shape {b.shape} on "
                 "another; the JAX backend needs one shape per variable (hint: give it its "
