@@ -989,8 +989,8 @@ def list_entries() -> list[CacheEntry]:
 
 
 def clear() -> int:
-    """Delete the cached modules (stale temporary files and old bytecode too); return
-    how many modules.
+    """Delete the cached modules (stored rule templates, stale temporary files and old
+    bytecode too); return how many modules.
 
     Only files this cache writes are removed, so pointing ``S2SGRAD_CACHE_DIR``
     at a directory holding other files is harmless. The in-process memo is
@@ -1007,12 +1007,13 @@ def clear() -> int:
     removed = 0
     with directory:
         for name in directory.names():
-            if _ENTRY_RE.match(name) is None and _STORED_RE.match(name) is None:
+            module = _ENTRY_RE.match(name) is not None
+            if not module and _STORED_RE.match(name) is None:
                 continue
             try:
                 if not stat.S_ISDIR(directory.lstat(name).st_mode):
                     directory.unlink(name)
-                    removed += 1
+                    removed += module
             except OSError:
                 pass
         _sweep_stale_temporaries(directory)

@@ -41,9 +41,9 @@ def _stored(path) -> list:
 
 
 def test_every_builtin_template_reads_back_as_lowered(directory):
-    pairs = [(r.jvp, "jvp") for r in all_rules() if r.jvp] + [
-        (r.vjp, "vjp") for r in all_rules() if r.vjp
-    ]
+    builtin = [r for r in all_rules() if r.origin.startswith("s2sgrad.rules")]
+    pairs = [(r.jvp, "jvp") for r in builtin if r.jvp] + [(r.vjp, "vjp") for r in builtin if r.vjp]
+    assert len(builtin) > 100
     fresh = [templates._lower_template(fn, kind) for fn, kind in pairs]
     written = [templates.lower_template(fn, kind) for fn, kind in pairs]
     assert len(_stored(directory)) == len(set(pairs))  # (a few templates serve two rules)
@@ -55,7 +55,9 @@ def test_every_builtin_template_reads_back_as_lowered(directory):
 
 
 def test_a_tampered_or_foreign_writable_file_is_not_read(directory, monkeypatch):
-    rule = next(r for r in all_rules() if r.vjp is not None)
+    rule = next(
+        r for r in all_rules() if r.vjp is not None and r.origin == "s2sgrad.rules.elementwise"
+    )
     want = templates._lower_template(rule.vjp, "vjp")
     templates.lower_template(rule.vjp, "vjp")
     [path] = _stored(directory)
