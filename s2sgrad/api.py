@@ -362,8 +362,6 @@ class _Derivative:
         runner = self.entry(primals)
         try:
             result = runner(*primals)
-            self.remember(args, primals)
-            return result
         except Exception as exc:
             # A non-scalar output can make the backward sweep fail on the scalar seed;
             # report that mistake rather than NumPy's complaint about its consequence.
@@ -373,6 +371,8 @@ class _Derivative:
                 raise exc from None
             _check_scalar(value, self.fun, self.what)
             raise
+        self.remember(args, primals)
+        return result
 
     def _forward_grads(self, primals: tuple) -> tuple[Any, tuple]:
         """Gradient by forward mode: one tangent pass per input element (fine for few inputs).

@@ -214,3 +214,52 @@ def test_signatures_tell_apart_what_the_options_and_checks_read():
     for other in (np.float64(1.0), np.ma.zeros(3), np.zeros(3).view(np.matrix), "s", None):
         assert sig((other,)) is None  # not told cheaply: every call takes the full path
     assert sig(({1: a},)) is None
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_repeats_under_every_gradient_entry_point(backend, lookups):
+    """has_aux, value_and_grad, float32 arguments, a caller's jax.jit and jax.vmap of the
+    JAX gradient: each called again and again, against JAX."""
+
+    def f(w, x):
+        y = np.tanh(x @ w)
+        return np.sum(y**2), y
+
+    def jf(w, x):
+        y = jnp.tanh(x @ w)
+        return jnp.sum(y**2), y
+
+    w, x = np.linspace(-1.0, 1.0, 6).reshape(3, 2), np.linspace(0.5, 2.0, 12).reshape(4, 3)
+    want_g, want_aux = jax.grad(jf, has_aux=True)(w, x)
+    want_v = jf(w, x)[0]
+    g = s2sgrad.grad(f, has_aux=True, backend=backend)
+    vg = s2sgrad.value_and_grad(f, has_aux=True, backend=backend)
+    for _ in range(3):
+        got_g, got_aux = g(_array(backend, w), _array(backend, x))
+        assert_close(_out(got_g), want_g)
+        assert_close(_out(got_aux), want_aux)
+        (value, aux), got = vg(_array(backend, w), _array(backend, x))
+        assert_close(float(value), float(want_v))
+        assert_close(_out(got), want_g)
+    w32, x32 = w.astype(np.float32), x.astype(np.float32)
+    want32 = jax.grad(jf, has_aux=True)(w32, x32)[0]
+    for _ in range(3):  # float32 after float64: the signature tells them apart
+        got32, _ = g(_array(backend, w32), _array(backend, x32))
+        assert_close(_out(got32), want32, rtol=1e-5, atol=1e-6)  # (float32, as JAX's)
+    if backend == "jax":
+        plain = s2sgrad.grad(lambda_free_loss, backend="jax")
+        jitted = jax.jit(plain)
+        batched = jax.vmap(plain, in_axes=(None, 0))
+        xs = np.stack([x, 2.0 * x])
+        for _ in range(3):
+            assert_close(np.asarray(jitted(w, x)), jax.grad(jf_loss)(w, x))
+            assert_close(np.asarray(batched(w, xs)), jax.vmap(jax.grad(jf_loss), (None, 0))(w, xs))
+    assert len(lookups) <= 12, len(lookups)  # (not one per call)
+
+
+def lambda_free_loss(w, x):
+    return np.sum(np.tanh(x @ w) ** 2)
+
+
+def jf_loss(w, x):
+    return jnp.sum(jnp.tanh(x @ w) ** 2)
