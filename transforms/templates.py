@@ -67,6 +67,7 @@ def _lower_template(fn: Callable, kind: str) -> Template:
 
     from s2sgrad.frontend import parse_function
 
+    restore_source(fn)  # (a deflinear template's text has no file)
     lead = ("ans",) if kind == "jvp" else ("g", "ans")
     sig = inspect.signature(fn)
     params = list(sig.parameters.values())
