@@ -107,3 +107,68 @@ def test_a_template_is_kept_without_its_function(directory):
 
     assert templates.lower_template(halve_vjp, "vjp").fn is halve_vjp
     assert len(_stored(directory)) == 1  # kept without the function, which this process has
+
+
+USER_RULE = """
+import numpy as np
+import s2sgrad
+
+
+def softclip(x):
+    return np.log1p(np.exp(x))
+
+
+@s2sgrad.defvjp(softclip)
+def softclip_vjp(g, ans, x):
+    slope = 1.0 / (1.0 + np.exp(-x))
+    return g * slope
+
+
+def loss(x):
+    return np.sum(softclip(x) ** 2)
+"""
+
+RUN_USER_RULE = """
+import json, sys
+import numpy as np
+import s2sgrad
+from s2sgrad.rules import lookup
+from s2sgrad.transforms import templates
+import userrule
+x = np.array([-1.0, 0.5, 2.0])
+grad = s2sgrad.grad(userrule.loss)(x)
+lowered = templates.lower_template(lookup(userrule.softclip).vjp, "vjp")
+print(json.dumps({"grad": grad.tolist(), "line": lowered.body[0].loc.line}))
+"""
+
+
+def _run_user_rule(tmp_path, directory) -> dict:
+    import json
+    import subprocess
+    import sys
+
+    env = dict(os.environ, S2SGRAD_CACHE_DIR=str(directory), PYTHONPATH=str(tmp_path))
+    done = subprocess.run(
+        [sys.executable, "-c", RUN_USER_RULE], env=env, capture_output=True, text=True, check=True
+    )
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_a_user_rule_s_template_in_new_processes_and_moved_down_its_file(tmp_path, directory):
+    """A user's rule, lowered in one process and read in the next: the same gradient
+    (against its closed form); moved three lines down its file, the same text is lowered
+    again, with its new lines (its IR carries them), not read back with the old ones."""
+    module = tmp_path / "userrule.py"
+    module.write_text(USER_RULE)
+    x = np.array([-1.0, 0.5, 2.0])
+    want = 2.0 * np.log1p(np.exp(x)) / (1.0 + np.exp(-x))
+    first = _run_user_rule(tmp_path, directory)
+    stored = _stored(directory)
+    second = _run_user_rule(tmp_path, directory)
+    assert _stored(directory) == stored  # read, not written again
+    for run in (first, second):
+        np.testing.assert_allclose(run["grad"], want, rtol=1e-12)
+    module.write_text("\n\n\n" + USER_RULE)
+    moved = _run_user_rule(tmp_path, directory)
+    np.testing.assert_allclose(moved["grad"], want, rtol=1e-12)
+    assert moved["line"] == first["line"] + 3

@@ -55,7 +55,10 @@ def lower_template(fn: Callable, kind: str) -> Template:
         source = inspect.getsource(fn)
     except (OSError, TypeError):
         return _lower_template(fn, kind)
-    key = f"{fn.__module__}.{fn.__qualname__} {kind}\n{source}"
+    # Where it is, too: its IR carries file and line (the comments of generated code), and
+    # a user's rule moved down its file has the same text.
+    code = fn.__code__
+    key = f"{fn.__module__}.{fn.__qualname__} {kind} {code.co_filename}:{code.co_firstlineno}\n{source}"
     # Kept without the function (a template ``deflinear`` writes is no module attribute, so
     # it would not pickle), which this process has.
     kept = cache.stored("template", key, lambda: replace(_lower_template(fn, kind), fn=None))

@@ -99,11 +99,9 @@ def _jitted(
     return fn
 
 
-def call(
-    entry: Callable, args: tuple, max_steps: int | None = None, finish: Callable | None = None
-) -> Any:
-    """``entry(*args)`` jitted, re-run with a larger loop bound if a recorded loop overflowed
-    (with ``finish``, the gradient ``_jitted`` describes)."""
+def _plan(entry: Callable, args: tuple, max_steps: int | None) -> tuple[tuple, bool, int]:
+    """What a call decides from its arguments: the positions of static ones, whether any
+    is traced (a caller's own jit), and the loop bound to start from."""
     static = tuple(i for i, a in enumerate(args) if _is_static(a))
     leaves = jax.tree_util.tree_leaves(args)
     traced = any(isinstance(leaf, jax.core.Tracer) for leaf in leaves)
@@ -118,6 +116,15 @@ def call(
         bound = max(_LEARNED_BOUNDS.get(entry, 0), control.DEFAULT_MAX_STEPS)
     else:
         bound = _LEARNED_BOUNDS.get(entry, FIRST_AUTOMATIC_BOUND)
+    return static, traced, bound
+
+
+def call(
+    entry: Callable, args: tuple, max_steps: int | None = None, finish: Callable | None = None
+) -> Any:
+    """``entry(*args)`` jitted, re-run with a larger loop bound if a recorded loop overflowed
+    (with ``finish``, the gradient ``_jitted`` describes)."""
+    static, traced, bound = _plan(entry, args, max_steps)
     while True:
         try:
             out, overflow = _jitted(entry, static, bound, finish)(*args)
@@ -143,17 +150,13 @@ def repeat(
     entry: Callable, args: tuple, max_steps: int | None, finish: Callable
 ) -> Callable | None:
     """What ``call(entry, args, max_steps, finish)`` runs, for calls with arguments like
-    ``args`` (``api._Repeat``): the jitted function ``call`` chose, whose result it returns
-    unless a recorded loop overflowed (``RepeatOutgrown``: the caller's full path then
-    runs ``call``, which learns the larger bound). None under a caller's own jit (where
+    ``args`` (``api._Repeat``): the jitted function ``call`` chose (``_plan``), whose result
+    it returns unless a recorded loop overflowed (``RepeatOutgrown``: the caller's full path
+    then runs ``call``, which learns the larger bound). None under a caller's own jit (where
     ``call`` decides by the tracers)."""
-    if any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves(args)):
+    static, traced, bound = _plan(entry, args, max_steps)
+    if traced:
         return None
-    static = tuple(i for i, a in enumerate(args) if _is_static(a))
-    if max_steps is not None:
-        bound = int(max_steps)
-    else:
-        bound = _LEARNED_BOUNDS.get(entry, FIRST_AUTOMATIC_BOUND)
     jitted = _jitted(entry, static, bound, finish)
 
     def run(*args: Any) -> Any:
