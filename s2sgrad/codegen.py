@@ -348,6 +348,9 @@ class Printer:
         self, stmt: ir.Stmt, indent: str, last_line: int | None, lines: list[str]
     ) -> int | None:
         """Append ``stmt``'s lines (after its source comment) to ``lines``; the new last line."""
+        if isinstance(stmt, ir.Comment) and stmt.note:
+            lines.append(f"{indent}# {stmt.text}")
+            return last_line
         if isinstance(stmt, ir.Comment):
             lines += ["", f"{indent}# {stmt.text}"]
             return None

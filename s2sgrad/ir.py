@@ -290,10 +290,15 @@ class Release:
 
 @dataclass(frozen=True)
 class Comment:
-    """A comment line in generated code (e.g. the start of the backward sweep); no semantics."""
+    """A comment line in generated code (e.g. the start of the backward sweep); no semantics.
+
+    A section (the default) starts after a blank line, and the next statement repeats its
+    source line; a ``note`` explains the statements after it in place.
+    """
 
     text: str
     loc: SourceLocation | None = None
+    note: bool = False
 
 
 Stmt = (

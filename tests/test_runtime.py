@@ -193,9 +193,30 @@ def test_row_gather_out_of_bounds_raises_numpys_index_error():
 
 @pytest.mark.parametrize("g", [2.5, np.float32(2.5), np.array(2.5), np.array([[2.5]])])
 def test_unreduce_spreads_one_value_as_a_read_only_view(g):
-    out = rt.unreduce(g, randn(3, 4))
-    assert out.shape == (3, 4) and out.dtype == np.asarray(g).dtype
-    assert np.all(out == 2.5) and not out.flags.writeable
+    out = rt.unreduce(g, randn(30, 40))
+    assert out.shape == (30, 40) and out.dtype == np.asarray(g).dtype
+    assert np.all(out == 2.5) and not out.flags.writeable and out.strides == (0, 0)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32, np.int64])
+def test_a_stand_in_has_the_shape_and_dtype_without_the_memory(dtype):
+    x = np.ones((300, 7), dtype)
+    s = rt.stand_in(x)
+    assert s.shape == x.shape and s.dtype == x.dtype and s.strides == (0, 0)
+    assert not s.flags.writeable and not np.shares_memory(s, x)
+    # What derivative code reads it for: the shape to sum a broadcast back to.
+    assert rt.unbroadcast(np.ones((300, 7, 2)).sum(-1), s).shape == (300, 7)
+    assert rt.unindex(np.ones(7, dtype), s, 3).dtype == dtype
+    small, number = np.ones(3), 2.5
+    assert rt.stand_in(small) is small and rt.stand_in(number) is number
+
+
+@pytest.mark.parametrize("shape", [(3, 4), (64,), (65,)])
+def test_unreduce_spreads_a_python_float_over_a_few_elements_as_a_new_array(shape):
+    """Filling a few elements costs less than making a view; either holds the value."""
+    out = rt.unreduce(2.5, np.zeros(shape, np.float32), None)
+    assert out.shape == shape and out.dtype == np.float64 and np.all(out == 2.5)
+    assert out.flags.writeable == (np.prod(shape) <= 64)
 
 
 # --------------------------------------------------------------------------- products
@@ -305,3 +326,17 @@ def test_cross_is_np_cross():
         got = cross(a, b, **kwargs)
         assert got.dtype == expected.dtype and got.shape == expected.shape
         np.testing.assert_allclose(got, expected, rtol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("k", [2, 3, 7, 8, 11])
+def test_summing_a_short_last_axis_back_matches_numpy_to_the_bit(k, dtype):
+    """The cotangent of an (n, 1) factor of an (n, k) product: a sum over the last axis,
+    which unbroadcast adds column by column below 8 columns (NumPy's own order)."""
+    rng = np.random.default_rng(k)
+    g = (rng.normal(size=(3000, k)) * 10.0 ** rng.integers(-6, 6, (3000, k))).astype(dtype)
+    got = rt.unbroadcast(g, np.zeros((3000, 1), dtype))
+    want = np.sum(g, axis=1, keepdims=True)
+    assert got.dtype == want.dtype and got.shape == want.shape
+    assert np.array_equal(got, want)
+    assert_close(rt.unbroadcast(g[None], np.zeros((1, 1, 1))), np.sum(g).reshape(1, 1, 1))

@@ -434,6 +434,8 @@ CASES = [
     case("zeros_if_none", None, r(2, 3)),
     case("zeros_if_none", r(2, 3), r(2, 3)),
     case("zeros_if_none", None, (r(2), {"w": np.arange(3)})),
+    case("stand_in", r(2, 3)),  # (a small array is itself: see test_runtime for a large one)
+    case("stand_in", 2.0),
     # joining and splitting
     *[case("unjoin", getattr(np, h)(arrays), arrays, h, static=(2,)) for arrays, h in _JOIN],
     *[case("rejoin", arrays, arrays, h, static=(2,)) for arrays, h in _JOIN],

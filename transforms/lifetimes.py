@@ -13,6 +13,11 @@ top level, before that point, by a plain assignment whose value may be an array 
 constant, nor a shape, size or length), so a release never meets an unbound name or
 lists a number. Inside loops nothing is added: rebinding a name each iteration frees its
 previous value already.
+
+A name that later statements read only for its shape and dtype (the backward sweep's
+``unbroadcast(g, t4)``) is replaced, after the last statement that reads its values, by
+``t4 = stand_in(t4)``: an array of that shape and dtype without the memory
+(``runtime.stand_in``), so the forward sweep frees it where the function itself would.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from dataclasses import replace
 
 import numpy as np
 from s2sgrad.transforms import dataflow
+from s2sgrad.transforms.residuals import BACKWARD_SWEEP, STAND_IN, value_reads
 
 from s2sgrad import ir
 
@@ -37,11 +43,12 @@ def release_dead_values(fn: ir.FunctionDef, folded: frozenset[str] = frozenset()
     releasable = _releasable(fn.body) - folded
     if not releasable:
         return fn
-    definitions = {
-        s.target.id: s.value
+    folded_stmts = {
+        s.target.id: s
         for s in ir.walk_stmts(fn.body)
         if isinstance(s, ir.Assign) and len(s.targets) == 1 and s.target.id in folded
     }
+    definitions = {n: s.value for n, s in folded_stmts.items()}
 
     def printed_reads(names: set[str]) -> set[str]:
         out: set[str] = set()
@@ -54,7 +61,20 @@ def release_dead_values(fn: ir.FunctionDef, folded: frozenset[str] = frozenset()
                 out.add(n)
         return out
 
+    def printed_value_reads(stmt: ir.Stmt) -> set[str]:
+        out: set[str] = set()
+        todo = [stmt]
+        while todo:
+            s = todo.pop()
+            for n in value_reads((s,)):
+                if n not in folded_stmts:
+                    out.add(n)
+                elif folded_stmts[n] is not s:
+                    todo.append(folded_stmts[n])
+        return out
+
     last: dict[str, int] = {}  # name -> the last top-level statement that touches it
+    last_value: dict[str, int] = {}  # ... that reads more than its shape, or writes it
     first: dict[str, int] = {}  # name -> its first top-level assignment
     for k, stmt in enumerate(fn.body):
         if isinstance(stmt, ir.Assign) and stmt.targets[0].id in definitions:
@@ -62,19 +82,47 @@ def release_dead_values(fn: ir.FunctionDef, folded: frozenset[str] = frozenset()
         touched = printed_reads(dataflow.deep_reads((stmt,))) | dataflow.deep_writes((stmt,))
         for n in touched & releasable:
             last[n] = k
+        for n in printed_value_reads(stmt) & releasable:
+            last_value[n] = k
         if isinstance(stmt, ir.Assign):
             for t in stmt.targets:
                 first.setdefault(t.id, k)
+    # A value the forward sweep made and the backward sweep reads only for its shape is
+    # a stand-in from its last other read on (not a residual unpacked from a parameter:
+    # the caller's tuple holds that one anyway).
+    sweep = next(
+        (k for k, s in enumerate(fn.body) if s == ir.Comment(BACKWARD_SWEEP)), len(fn.body)
+    )
+    params = set(fn.param_names)
+    made = {
+        n: not (
+            isinstance(fn.body[k], ir.Assign)
+            and isinstance(fn.body[k].value, ir.Name)
+            and fn.body[k].value.id in params
+        )
+        for n, k in first.items()
+    }
     # Nothing is released by the return or right before it: returning releases it all.
     ends = {k for k, s in enumerate(fn.body) if isinstance(s, ir.Return)}
     ends |= {k - 1 for k in ends}
     after: dict[int, list[str]] = {}
+    shape_from: dict[int, list[str]] = {}
     for n, k in last.items():
         if n in first and first[n] <= k and k not in ends:
             after.setdefault(k, []).append(n)
+        kv = last_value.get(n)
+        if n in first and kv is not None and first[n] <= kv < sweep < k and made[n]:
+            shape_from.setdefault(kv, []).append(n)
     body: list[ir.Stmt] = []
     for k, stmt in enumerate(fn.body):
         body.append(stmt)
+        if k in shape_from:
+            shaped = sorted(shape_from[k])
+            listed = ", ".join(shaped)
+            note = f"only the shape of {listed} is read from here on: its memory goes"
+            body.append(ir.Comment(note, note=True))
+            for n in shaped:
+                body.append(ir.Assign((ir.Name(n),), ir.Call(STAND_IN, (ir.Name(n),))))
         if k in after:
             body.append(ir.Release(tuple(sorted(after[k]))))
     return replace(fn, body=tuple(body))

@@ -24,13 +24,18 @@ recomputed forward work fuses with the backward work and residuals saved in a
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import replace
 
 from s2sgrad.transforms import dataflow
 from s2sgrad.transforms.names import FreshNames
 from s2sgrad.transforms.prims import GETITEM
+from s2sgrad.transforms.templates import any_template, bind_call
 
-from s2sgrad import ir
+from s2sgrad import ir, runtime
+from s2sgrad.rules import lookup
+
+STAND_IN = ir.Ref("stand_in", runtime.stand_in)
 
 #: The comment that starts the backward sweep of a generated adjoint function (what
 #: follows it only reads saves and accumulates adjoints: see backends.jax).
@@ -69,6 +74,8 @@ def split_vjp(
         ir.Assign((ir.Name(n),), ir.Const(None), vjp.loc) for n in residuals if n not in everywhere
     ]
     names = tuple(ir.Name(n) for n in residuals)
+    shaped = read_for_shape_only((*backward, ir.Return(grads, ret.loc)))
+    returned = tuple(ir.Call(STAND_IN, (n,)) if n.id in shaped else n for n in names)
     packed = ir.Name(FreshNames(set(order) | read | {seed}).fresh("residuals"))
     if len(names) == 1:
         unpack = [ir.Assign(names, ir.Call(GETITEM, (packed, ir.Index((ir.Const(0),)))), vjp.loc)]
@@ -81,7 +88,7 @@ def split_vjp(
         body=(
             *unset,
             *forward,
-            ir.Return(ir.Seq("tuple", (out, ir.Seq("tuple", names))), ret.loc),
+            ir.Return(ir.Seq("tuple", (out, ir.Seq("tuple", returned))), ret.loc),
         ),
     )
     bwd = replace(
@@ -96,3 +103,50 @@ def split_vjp(
         ),
     )
     return fwd, bwd
+
+
+def read_for_shape_only(body: tuple[ir.Stmt, ...]) -> set[str]:
+    """Names ``body`` reads, every time, as an argument of which the callee reads only the
+    shape and dtype (``unbroadcast(g, x)``'s ``x``: ``registry.shape_only``)."""
+    reads = Counter(n for s in ir.walk_stmts(body) for n in dataflow.reads(s))
+    shaped = shape_reads(body)
+    return {n for n, k in shaped.items() if k == reads[n]}
+
+
+def value_reads(body: tuple[ir.Stmt, ...]) -> set[str]:
+    """Names ``body`` reads, or writes, other than for their shape and dtype alone."""
+    reads = Counter(n for s in ir.walk_stmts(body) for n in dataflow.reads(s))
+    reads.subtract(shape_reads(body))
+    return {n for n, k in reads.items() if k > 0} | dataflow.deep_writes(body)
+
+
+def shape_reads(body: tuple[ir.Stmt, ...]) -> Counter:
+    """How many times ``body`` passes each name as a shape-only argument."""
+    shaped: Counter = Counter()
+    for stmt in ir.walk_stmts(body):
+        if isinstance(stmt, (ir.Assign, ir.Unpack, ir.Return)):
+            _count_shape_args(stmt.value, shaped)
+    return shaped
+
+
+def _count_shape_args(expr: object, shaped: Counter) -> None:
+    """Count, into ``shaped``, the names passed directly as shape-only arguments in ``expr``."""
+    if isinstance(expr, ir.Call):
+        rule = lookup(expr.fn.value) if isinstance(expr.fn, ir.Ref) else None
+        if rule is not None and rule.shape_params:
+            bound = bind_call(any_template(rule), expr, None, rule)
+            for param in rule.shape_params:
+                if isinstance(bound.get(param), ir.Name):
+                    shaped[bound[param].id] += 1
+        for arg in (*expr.args, *(v for _, v in expr.kwargs)):
+            _count_shape_args(arg, shaped)
+    elif isinstance(expr, ir.Seq):
+        for e in (*(expr.keys or ()), *expr.elts):
+            _count_shape_args(e, shaped)
+    elif isinstance(expr, (ir.IfExp, ir.BoolOp, ir.MethodCall, ir.Attribute, ir.Index)):
+        for child in vars(expr).values():
+            if isinstance(child, tuple):
+                for c in child:
+                    _count_shape_args(c, shaped)
+            else:
+                _count_shape_args(child, shaped)

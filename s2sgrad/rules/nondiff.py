@@ -107,8 +107,9 @@ nondifferentiable(
 )
 
 # Helpers of derivative code whose results are piecewise constant (shares of ties and
-# bounds), indices (a sort order), or made from constants (axes, zeros): derivative code
-# differentiated again (higher order) treats them as constants.
+# bounds), indices (a sort order), or made from constants (axes, zeros) or from a value's
+# shape alone (a stand-in): derivative code differentiated again (higher order) treats
+# them as constants.
 nondifferentiable(
     runtime.greater_share,
     runtime.clip_shares,
@@ -119,6 +120,7 @@ nondifferentiable(
     runtime.zeros_like_tree,
     runtime.grouped_layout,
     runtime.norm_power,
+    runtime.stand_in,
 )
 
 # np.trapezoid's weights: made from the sample points `x` and the spacing `dx`, which its

@@ -8,6 +8,7 @@ Written once for every backend: see ``s2sgrad/runtime/__init__.py``.
 
 from __future__ import annotations
 
+import math
 import operator
 from collections.abc import Callable
 from typing import Any
@@ -71,7 +72,10 @@ def unbroadcast(g: Any, x: Any) -> Any:
     common case, so it costs one shape comparison). ``x`` may be a Python
     scalar or 0-d; the result's dtype follows ``g``.
     """
-    if type(x) in _SCALAR_TYPES and type(g) in _SCALAR_TYPES:
+    if type(g) is np.ndarray and type(x) is np.ndarray:
+        if g.shape == x.shape:  # (without np.shape's dispatch: small arrays in loops)
+            return g
+    elif type(x) in _SCALAR_TYPES and type(g) in _SCALAR_TYPES:
         return g
     x_shape = xp.shape(x)
     g_shape = xp.shape(g)
@@ -87,11 +91,41 @@ def unbroadcast(g: Any, x: Any) -> Any:
         i for i, n in enumerate(x_shape) if n == 1 and i < len(g_shape) and g_shape[i] != 1
     )
     if stretched:
-        g = xp.sum(g, axis=stretched, keepdims=True)
+        g = _sum_kept(g, stretched)
     if xp.shape(g) != x_shape:
         # g is smaller than x (a cotangent that was never broadcast): spread it out.
         g = _spread(g, x_shape)
     return g
+
+
+# Reduced in columns: a last axis shorter than this (NumPy sums fewer than 8 elements one
+# after the other, so adding the columns in order gives its very bits).
+_SHORT_AXIS = 8
+
+
+def _sum_kept(g: Any, axes: tuple[int, ...]) -> Any:
+    """``xp.sum(g, axis=axes, keepdims=True)``; a short last axis column by column.
+
+    The cotangent of an (n, 1) factor of an (n, 3) product (a per-point scale of
+    points, a per-row norm) is a sum over a last axis of length 3, and that is
+    NumPy's slowest reduction: its inner loop runs once per row, 480 µs on
+    (36455, 3) where adding the three columns takes 38 µs. For a float array of
+    many rows whose only summed axis is a last axis of 2 to 7 elements, the
+    columns are added in order, which is the order NumPy adds them in: the
+    result is the same to the bit (but for the sign of a sum of negative zeros).
+    """
+    if (
+        type(g) is np.ndarray
+        and axes == (g.ndim - 1,)
+        and 2 <= g.shape[-1] < _SHORT_AXIS
+        and g.dtype.kind == "f"
+        and g.size >= 256 * g.shape[-1]
+    ):
+        out = g[..., 0:1] + g[..., 1:2]
+        for j in range(2, g.shape[-1]):
+            out += g[..., j : j + 1]
+        return out
+    return xp.sum(g, axis=axes, keepdims=True)
 
 
 def _asarray(x: Any) -> Any:
@@ -100,15 +134,24 @@ def _asarray(x: Any) -> Any:
     return x if isinstance(x, Batched) else xp.asarray(x)
 
 
+# Up to this many elements, a spread Python float is a filled array, not a view.
+_SMALL_SPREAD = 64
+
+
 def _spread(g: Any, shape: tuple) -> Any:
     """``np.broadcast_to(g, shape)``, a read-only view, at a third of its cost for one value.
 
     Spreading a scalar seed or a scalar's cotangent over an array is the most
     common broadcast in derivative code; on small arrays ``np.broadcast_to``'s
     own overhead (about 10 µs) rivals the arithmetic. One value is spread by a
-    stride-0 view of a one-element array instead.
+    stride-0 view of a one-element array instead, and a Python float over a few
+    elements by filling a new array (a third of the view's cost again).
     """
     if type(g) is float:
+        if math.prod(shape) <= _SMALL_SPREAD:  # filling is cheaper than making a view
+            out = np.empty(shape)
+            out.fill(g)
+            return out
         cell = np.array((g,))
     elif isinstance(g, Batched):
         return np.broadcast_to(g, shape)
@@ -443,6 +486,25 @@ def cast_like(d: Any, x: Any) -> Any:
     if dtype is None or dtype.kind != "f" or getattr(d, "dtype", None) == dtype:
         return d
     return xp.asarray(d, dtype=dtype)
+
+
+def stand_in(x: Any) -> Any:
+    """An array with ``x``'s shape and dtype that holds none of its memory (a read-only
+    stride-0 view of one zero), for a residual read only for its shape and dtype.
+
+    A called function's backward pass reads many of its forward values only as the
+    shape to sum a broadcast back to (``unbroadcast(g, t12)``): kept whole, each stays
+    alive from the forward pass to the backward pass, and the forward pass cannot reuse
+    its memory for the next temporary as the function itself does. The forward pass
+    returns this in their place (see ``transforms.residuals``). Anything but a NumPy
+    array of at least a page (4 KiB: a smaller one costs the allocator nothing to keep)
+    is returned as it is.
+    """
+    if type(x) is not np.ndarray or x.nbytes < 4096:
+        return x
+    out = np.ndarray(x.shape, x.dtype, np.zeros(1, x.dtype), 0, (0,) * x.ndim)
+    out.flags.writeable = False
+    return out
 
 
 def owned_copy(x: Any) -> Any:
