@@ -30,16 +30,18 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def measure_case(problem, case, min_time: float, errors: dict) -> dict:
     """T(f) and each tool's first-call and steady T(grad) on one case; a tool whose
-    gradient the check did not find right (``errors``) is not timed.
+    gradient the check did not find right (``errors``) is not timed. The steady times
+    are taken in turns (``timing.steady_together``): the ratios compare like with like.
 
     The first call includes making the gradient function (tangent-ad transforms then;
     s2sgrad compiles at its first call, which the check made already in this process:
     the startup table has its cold transform)."""
     row: dict = {"case": case.label, "f": {}, "grad": {}, "first": {}}
+    timed: dict = {}  # what is timed in turns, below: ("f", kind) and ("grad", tool)
     for kind in ("numpy", "jax"):
         fn = tools.objective(problem, "jax" if kind == "jax" else "s2sgrad")
         if fn is not None:
-            row["f"][kind] = timing.steady(lambda fn=fn: fn(*case.args), min_time=min_time)
+            timed["f", kind] = lambda fn=fn: fn(*case.args)
     for tool in tools.TOOLS:
         if not check.usable(errors, tool):
             continue
@@ -54,7 +56,9 @@ def measure_case(problem, case, min_time: float, errors: dict) -> dict:
         if g is None:
             continue
         row["first"][tool] = seconds
-        row["grad"][tool] = timing.steady(lambda g=g: g(*case.args), min_time=min_time)
+        timed["grad", tool] = lambda g=g: g(*case.args)
+    for (kind, name), t in timing.steady_together(timed, min_time=min_time).items():
+        row[kind][name] = t
     return row
 
 
@@ -133,8 +137,9 @@ def markdown(results: dict) -> str:
         f"Machine: {results['machine']}. Size: {results['size']}.",
         "",
         "T(f) is the objective (NumPy; for JAX the jitted twin). T(grad) is the median time",
-        "per gradient in steady state (warm-up first). `/f` is T(grad)/T(f) against the",
-        "matching T(f). The last columns compare s2sgrad (NumPy backend) with autograd,",
+        "per gradient in steady state (warm-up first); the functions of a case are timed in",
+        "turns, one batch each per round, so a change in the machine's load moves them alike.",
+        "`/f` is T(grad)/T(f) against the matching T(f). The last columns compare s2sgrad (NumPy backend) with autograd,",
         "tangent-ad and the hand-written gradient, and s2sgrad's JAX backend with",
         "`jax.jit(jax.grad)` (below 1: s2sgrad is faster). Every gradient was checked against",
         "s2sgrad's and finite differences first; a peer that cannot differentiate a problem,",

@@ -43,6 +43,32 @@ def steady(fn: Callable[[], Any], *, min_time: float = 0.2, repeats: int = 7) ->
     return statistics.median(samples)
 
 
+def steady_together(
+    fns: dict[str, Callable[[], Any]], *, min_time: float = 0.2, repeats: int = 7
+) -> dict[str, float]:
+    """``steady`` of each of ``fns``, their samples taken in turns: round k times one batch
+    of each (the order rotating from round to round), so that a change in the machine's
+    load (this 2-core machine has others' work on it) moves every function's samples
+    alike instead of one function's, and a ratio of two medians measures the code."""
+    batches = {}
+    for name, fn in fns.items():
+        block(fn())
+        start = time.perf_counter()
+        block(fn())
+        batches[name] = max(1, int(min_time / max(time.perf_counter() - start, 1e-7)))
+    samples: dict[str, list[float]] = {name: [] for name in fns}
+    names = list(fns)
+    for k in range(repeats):
+        for name in names[k % len(names) :] + names[: k % len(names)]:
+            fn, batch = fns[name], batches[name]
+            start = time.perf_counter()
+            for _ in range(batch):
+                value = fn()
+            block(value)
+            samples[name].append((time.perf_counter() - start) / batch)
+    return {name: statistics.median(times) for name, times in samples.items()}
+
+
 def seconds(t: float) -> str:
     """A duration in the unit that reads best."""
     if t >= 1.0:

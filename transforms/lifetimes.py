@@ -119,7 +119,10 @@ def release_dead_values(fn: ir.FunctionDef, folded: frozenset[str] = frozenset()
         if k in shape_from:
             shaped = sorted(shape_from[k])
             listed = ", ".join(shaped)
-            note = f"only the shape of {listed} is read from here on: its memory goes"
+            if len(shaped) == 1:
+                note = f"only the shape of {listed} is read from here on: its memory goes"
+            else:
+                note = f"only the shapes of {listed} are read from here on: their memory goes"
             body.append(ir.Comment(note, note=True))
             for n in shaped:
                 body.append(ir.Assign((ir.Name(n),), ir.Call(STAND_IN, (ir.Name(n),))))

@@ -25,7 +25,8 @@ trailing axes only. Values masked by ``m`` may flow only into:
 * counts ``np.size``, ``len``, ``np.shape`` (``t.size``, ``t.shape[0]``);
 * the helpers of derivative rules for those: ``unreduce``, ``broadcast_like``,
   ``unbroadcast``, ``unindex`` / ``add_at`` / ``add_into`` with the same mask,
-  ``tie_shares`` and ``prod_of_others(_tangent)`` of a full reduction.
+  ``tie_shares`` and ``prod_of_others(_tangent)`` of a full reduction, and the
+  ``stand_in`` of NumPy derivative code read back (higher order).
 
 Any other use (returned, indexed, concatenated, multiplied as matrices, passed to a
 function, carried out of a loop body or a branch) leaves the whole function as it was,
@@ -442,6 +443,8 @@ class _Scope:
             return self.elementwise(stmt, mask), _Masked(mask)
         if helper == "unbroadcast" and masked_args == [True, True]:
             return [stmt], _Masked(mask)
+        if helper == "stand_in" and masked_args == [True]:
+            return [stmt], _Masked(mask)  # (NumPy code read back: a masked value's shape)
         if helper == "unbroadcast" and masked_args == [True, False]:
             new = ir.Call(_ref(masked.masked_unbroadcast), (*args, ir.Name(mask)))
             self.changed = True
