@@ -144,15 +144,15 @@ def _spread(g: Any, shape: tuple) -> Any:
     Spreading a scalar seed or a scalar's cotangent over an array is the most
     common broadcast in derivative code; on small arrays ``np.broadcast_to``'s
     own overhead (about 10 µs) rivals the arithmetic. One value is spread by a
-    stride-0 view of a one-element array instead, and a Python float over a few
+    stride-0 view of a one-element array instead, and a float64 number over a few
     elements by filling a new array (a third of the view's cost again).
     """
-    if type(g) is float:
+    if type(g) is float or type(g) is np.float64:
         if math.prod(shape) <= _SMALL_SPREAD:  # filling is cheaper than making a view
             out = np.empty(shape)
             out.fill(g)
             return out
-        cell = np.array((g,))
+        cell = np.array((g,), np.float64)
     elif isinstance(g, Batched):
         return np.broadcast_to(g, shape)
     else:

@@ -26,13 +26,13 @@ def unconcatenate(g: Any, arrays: Any, axis: Any = 0) -> list[Any]:
         pieces = xp.split(xp.ravel(g), _split_points(sizes))
         pieces = [xp.reshape(p, xp.shape(e)) for p, e in zip(pieces, arrays, strict=True)]
         return _per_element(pieces, arrays)
-    lengths = [xp.shape(e)[axis] for e in arrays]
+    lengths = [e.shape[axis] if type(e) is np.ndarray else xp.shape(e)[axis] for e in arrays]
     if type(g) is np.ndarray and isinstance(arrays, (list, tuple)):
         # The common case, cut with slices: np.split costs ten times the cutting.
         lead = (slice(None),) * (axis % g.ndim)
         pieces, start = [], 0
         for n in lengths:
-            pieces.append(g[(*lead, slice(start, start + n))])
+            pieces.append(g[(*lead, slice(start, start + n))] if lead else g[start : start + n])
             start += n
         return pieces
     return _per_element(list(xp.split(g, _split_points(lengths), axis=axis)), arrays)

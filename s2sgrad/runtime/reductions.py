@@ -37,7 +37,7 @@ def unreduce(g: Any, x: Any, axis: Any = None, keepdims: bool = False) -> Any:
         if type(g) is np.ndarray:
             if g.shape == x.shape:
                 return g
-        elif type(g) is float:  # a total: the cotangent of every element
+        elif type(g) is float or type(g) is np.float64:  # a total: of every element
             return _spread(g, x.shape)
     x_shape = xp.shape(x)
     if xp.shape(g) == x_shape:
