@@ -28,7 +28,7 @@ from dataclasses import replace
 
 import numpy as np
 from s2sgrad.transforms import dataflow
-from s2sgrad.transforms.residuals import BACKWARD_SWEEP, STAND_IN, value_reads
+from s2sgrad.transforms.residuals import BACKWARD_SWEEP, STAND_IN, shape_reads, value_reads
 
 from s2sgrad import ir
 
@@ -73,6 +73,16 @@ def release_dead_values(fn: ir.FunctionDef, folded: frozenset[str] = frozenset()
                     todo.append(folded_stmts[n])
         return out
 
+    # A value the forward sweep made and the backward sweep reads only for its shape is
+    # a stand-in from its last other read on (not a residual unpacked from a parameter:
+    # the caller's tuple holds that one anyway). Candidates: the names read for their
+    # shape after the sweep starts, or in a temporary printed there.
+    sweep = next(
+        (k for k, s in enumerate(fn.body) if s == ir.Comment(BACKWARD_SWEEP)), len(fn.body)
+    )
+    candidates = releasable & (
+        set(shape_reads(fn.body[sweep + 1 :])) | set(shape_reads(tuple(folded_stmts.values())))
+    )
     last: dict[str, int] = {}  # name -> the last top-level statement that touches it
     last_value: dict[str, int] = {}  # ... that reads more than its shape, or writes it
     first: dict[str, int] = {}  # name -> its first top-level assignment
@@ -82,17 +92,12 @@ def release_dead_values(fn: ir.FunctionDef, folded: frozenset[str] = frozenset()
         touched = printed_reads(dataflow.deep_reads((stmt,))) | dataflow.deep_writes((stmt,))
         for n in touched & releasable:
             last[n] = k
-        for n in printed_value_reads(stmt) & releasable:
+        valued = printed_value_reads(stmt) if touched & candidates else touched
+        for n in valued & releasable:
             last_value[n] = k
         if isinstance(stmt, ir.Assign):
             for t in stmt.targets:
                 first.setdefault(t.id, k)
-    # A value the forward sweep made and the backward sweep reads only for its shape is
-    # a stand-in from its last other read on (not a residual unpacked from a parameter:
-    # the caller's tuple holds that one anyway).
-    sweep = next(
-        (k for k, s in enumerate(fn.body) if s == ir.Comment(BACKWARD_SWEEP)), len(fn.body)
-    )
     params = set(fn.param_names)
     made = {
         n: not (
