@@ -121,3 +121,35 @@ def test_code_with_stand_ins_differentiates_again(dtype):
         assert_close(got, jax.hessian(jnp_twin(f))(p, c), rtol=tol, atol=tol)
         got = s2sgrad.grad(f, wrt=(0, 1))(p, c)
         assert all(g.dtype == dtype for g in got)
+
+
+def _rows(p, c):
+    """A vector result through the split callee: one number per row."""
+    return np.sum(_scaled_rows(p, c) ** 2, axis=1)
+
+
+def _scaled_rows(p, c):
+    scaled = p * c
+    return scaled + np.cross(p, scaled)
+
+
+def test_stand_ins_under_jacobians_and_value_and_grad_with_aux():
+    p, c = _inputs(200)  # (200, 3): 4.8 KB, large enough to be stood in for
+    source = s2sgrad.derivative_source(_rows, p, c, wrt=(0, 1))
+    assert "t2 = stand_in(t2)" in source and "stand_in(t1))" in source
+    got = s2sgrad.jacrev(_rows, wrt=(0, 1))(p, c)
+    want = jax.jacrev(jnp_twin(_rows), argnums=(0, 1))(p, c)
+    for g, w in zip(got, want):
+        assert_close(g, w)
+
+    def with_aux(p, c):
+        return _through_a_callee(p, c), {"rows": _rows(p, c)}
+
+    (value, aux), grads = s2sgrad.value_and_grad(with_aux, wrt=(0, 1), has_aux=True)(p, c)
+    (want_value, want_aux), want_grads = jax.value_and_grad(
+        jnp_twin(with_aux), argnums=(0, 1), has_aux=True
+    )(p, c)
+    assert_close(value, want_value)
+    assert_close(aux["rows"], want_aux["rows"])
+    for g, w in zip(grads, want_grads):
+        assert_close(g, w)

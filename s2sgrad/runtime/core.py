@@ -134,12 +134,13 @@ def _asarray(x: Any) -> Any:
     return x if isinstance(x, Batched) else xp.asarray(x)
 
 
-# Up to this many elements, a spread Python float is a filled array, not a view.
+# Up to this many elements, a spread float64 number is a filled array, not a view.
 _SMALL_SPREAD = 64
 
 
 def _spread(g: Any, shape: tuple) -> Any:
-    """``np.broadcast_to(g, shape)``, a read-only view, at a third of its cost for one value.
+    """``np.broadcast_to(g, shape)``, a read-only view, at a third of its cost for one value
+    (over a few elements, a new array filled with it).
 
     Spreading a scalar seed or a scalar's cotangent over an array is the most
     common broadcast in derivative code; on small arrays ``np.broadcast_to``'s

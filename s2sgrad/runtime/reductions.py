@@ -30,8 +30,8 @@ def unreduce(g: Any, x: Any, axis: Any = None, keepdims: bool = False) -> Any:
     ``axis`` and ``keepdims`` are the reduction's own arguments (an int, a
     tuple, negative axes, or None for all axes). Without ``keepdims`` the
     reduced axes are re-inserted as size 1 first. The result is a read-only
-    view of ``g`` when it is bigger than ``g``; derivative code never writes
-    into it.
+    view of ``g`` when it is bigger than ``g`` (one number over a few elements:
+    a new array); derivative code never writes into it.
     """
     if type(x) is np.ndarray:  # (without np.shape's dispatch: small arrays in loops)
         if type(g) is np.ndarray:
