@@ -28,7 +28,13 @@ from dataclasses import replace
 
 import numpy as np
 from s2sgrad.transforms import dataflow
-from s2sgrad.transforms.residuals import BACKWARD_SWEEP, STAND_IN, shape_reads, value_reads
+from s2sgrad.transforms.residuals import (
+    BACKWARD_SWEEP,
+    STAND_IN,
+    new_array,
+    shape_reads,
+    value_reads,
+)
 
 from s2sgrad import ir
 
@@ -74,9 +80,9 @@ def release_dead_values(fn: ir.FunctionDef, folded: frozenset[str] = frozenset()
         return out
 
     # A value the forward sweep made and the backward sweep reads only for its shape is
-    # a stand-in from its last other read on (not a residual unpacked from a parameter:
-    # the caller's tuple holds that one anyway). Candidates: the names read for their
-    # shape after the sweep starts, or in a temporary printed there.
+    # a stand-in from its last other read on (not another name for a value something
+    # else holds: see residuals.new_array). Candidates: the names read for their shape after the
+    # sweep starts, or in a temporary printed there.
     sweep = next(
         (k for k, s in enumerate(fn.body) if s == ir.Comment(BACKWARD_SWEEP)), len(fn.body)
     )
@@ -98,15 +104,7 @@ def release_dead_values(fn: ir.FunctionDef, folded: frozenset[str] = frozenset()
         if isinstance(stmt, ir.Assign):
             for t in stmt.targets:
                 first.setdefault(t.id, k)
-    params = set(fn.param_names)
-    made = {
-        n: not (
-            isinstance(fn.body[k], ir.Assign)
-            and isinstance(fn.body[k].value, ir.Name)
-            and fn.body[k].value.id in params
-        )
-        for n, k in first.items()
-    }
+    made = {n: new_array(fn.body[k]) for n, k in first.items()}
     # Nothing is released by the return or right before it: returning releases it all.
     ends = {k for k, s in enumerate(fn.body) if isinstance(s, ir.Return)}
     ends |= {k - 1 for k in ends}

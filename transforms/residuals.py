@@ -75,6 +75,9 @@ def split_vjp(
     ]
     names = tuple(ir.Name(n) for n in residuals)
     shaped = read_for_shape_only((*backward, ir.Return(grads, ret.loc)))
+    shaped -= {  # (another name for, or a view of, a value something else holds)
+        t.id for s in forward if isinstance(s, ir.Assign) and not new_array(s) for t in s.targets
+    }
     returned = tuple(ir.Call(STAND_IN, (n,)) if n.id in shaped else n for n in names)
     packed = ir.Name(FreshNames(set(order) | read | {seed}).fresh("residuals"))
     if len(names) == 1:
@@ -150,3 +153,18 @@ def _count_shape_args(expr: object, shaped: Counter) -> None:
                     _count_shape_args(c, shaped)
             else:
                 _count_shape_args(child, shaped)
+
+
+def new_array(stmt: ir.Stmt) -> bool:
+    """Whether ``stmt`` may make an array nothing else holds, whose memory a stand-in frees:
+    not another name for a value (``x_saved = x``, a residual unpacked from the backward
+    function's parameter), nor an item or a slice at constant positions (``params["W1"]``,
+    ``cams[:, 3:6]``: the container or the array it views holds the memory)."""
+    if not isinstance(stmt, ir.Assign) or len(stmt.targets) != 1:
+        return isinstance(stmt, ir.Assign) and not isinstance(stmt.value, ir.Name)
+    value = stmt.value
+    if isinstance(value, ir.Name):
+        return False
+    if isinstance(value, ir.Call) and value.fn == GETITEM:
+        return bool(ir.atom_names(value.args[1]))  # an index array or mask: a new array
+    return True
