@@ -32,6 +32,7 @@ import operator
 import re
 import sys
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,6 +41,7 @@ import numpy as np
 from s2sgrad import backends, ir
 from s2sgrad.errors import S2SGradError
 from s2sgrad.transforms import dataflow
+from s2sgrad.transforms.names import FreshNames
 
 BINARY = {
     operator.add: ("+", 10),
@@ -213,10 +215,13 @@ class Printer:
         fn: ir.FunctionDef,
         module_alias: str | None = None,
         backend: str | backends.Backend = "numpy",
+        renamed: Mapping[str, str] | None = None,
     ):
         self.fn = fn
         self.module_alias = module_alias
         self.backend = backends.get(backend)
+        # Runtime helpers imported under another name: the module's code uses theirs.
+        self.renamed = renamed or {}
         self.np = self.backend.array_alias
         self.runtime_imports: set[tuple[str, str]] = set()  # (module, name)
         self.module_imports: set[str] = set()
@@ -242,6 +247,8 @@ class Printer:
             sp = spell_ref(a, self.backend)
             if sp.runtime_import:
                 self.runtime_imports.add((sp.runtime_module, sp.runtime_import))
+                if sp.runtime_import in self.renamed:
+                    return self.renamed[sp.runtime_import], ATOM_PREC
             if sp.module_import:
                 self.module_imports.add(sp.module_import)
             if sp.free_root:
@@ -443,7 +450,7 @@ class Printer:
 
     def local_def(self, stmt: ir.LocalDef, indent: str) -> list[str]:
         """A nested function (the JAX lowering's branches and loop bodies)."""
-        nested = Printer(stmt.function, self.module_alias, self.backend)
+        nested = Printer(stmt.function, self.module_alias, self.backend, self.renamed)
         text = nested.function(indent=indent)
         self.nested_defs = True
         self.runtime_imports |= nested.runtime_imports
@@ -622,6 +629,29 @@ def _alias(foreign: str) -> str:
     return "_" + foreign.replace(".", "_")
 
 
+class _Printed:
+    """Every function of a module printed, with what the module must import and bind."""
+
+    def __init__(self, functions: list, backend: Any, renamed: Mapping[str, str]):
+        self.renamed = renamed
+        self.runtime_imports: set[tuple[str, str]] = set()
+        self.module_imports: set[str] = set()
+        self.free: set[str] = set()
+        self.texts: list[str] = []
+        self.aliases: dict[str, str] = {}
+        self.nested_defs = False
+        for fn, foreign in functions:
+            alias = None
+            if foreign is not None:
+                alias = self.aliases.setdefault(foreign, _alias(foreign))
+            printer = Printer(fn, module_alias=alias, backend=backend, renamed=renamed)
+            self.texts.append(printer.function())
+            self.runtime_imports |= printer.runtime_imports
+            self.module_imports |= printer.module_imports
+            self.free |= printer.free_roots
+            self.nested_defs |= printer.nested_defs
+
+
 def module_source(
     functions: list[tuple[ir.FunctionDef, str | None]],
     *,
@@ -636,43 +666,41 @@ def module_source(
     the entry's module: its free names are then read through an alias of that
     module (``_physics.G``), bound at load time as ``alias=module``.
     """
-    runtime_imports: set[tuple[str, str]] = set()
-    module_imports: set[str] = set()
-    free: set[str] = set()
-    texts = []
-    aliases: dict[str, str] = {}
-    nested_defs = False
-    for fn, foreign in functions:
-        alias = None
-        if foreign is not None:
-            alias = aliases.setdefault(foreign, _alias(foreign))
-        printer = Printer(fn, module_alias=alias, backend=backend)
-        texts.append(printer.function())
-        runtime_imports |= printer.runtime_imports
-        module_imports |= printer.module_imports
-        free |= printer.free_roots
-        nested_defs |= printer.nested_defs
-    free |= {f"{alias}={module}" for module, alias in aliases.items()}
+    printed = _Printed(functions, backend, {})
+    # A runtime helper named like a user's global that the module binds at load time is
+    # imported under another name. (Locals and parameters named like a helper were renamed
+    # by the compiler already; a global keeps its name, which loading binds it by.)
+    helpers = {name for _, name in printed.runtime_imports}
+    clashes = sorted(helpers & printed.free)
+    if clashes:
+        fresh = FreshNames(helpers | printed.free | {fn.name for fn, _ in functions})
+        printed = _Printed(functions, backend, {n: fresh.fresh(f"{n}_") for n in clashes})
+    runtime_imports = printed.runtime_imports
+    free = printed.free | {f"{alias}={module}" for module, alias in printed.aliases.items()}
     free_names = tuple(sorted(free))
     body_text = "\n".join(
-        line for text in texts for line in text.splitlines() if not line.lstrip().startswith("#")
+        line
+        for text in printed.texts
+        for line in text.splitlines()
+        if not line.lstrip().startswith("#")
     )
     parts = [f'"""{header}"""', ""]
     backend = backends.get(backend)
     if backend.array_alias != "np" and re.search(r"(?<![\w.])np\.", body_text):
         parts.append("import numpy as np")  # NumPy next to the backend's arrays
     parts.append(backend.array_import)
-    parts += [f"import {module}" for module in sorted(module_imports)]
+    parts += [f"import {module}" for module in sorted(printed.module_imports)]
     for module in sorted({m for m, _ in runtime_imports}):
         names = sorted(n for m, n in runtime_imports if m == module)
+        names = [f"{n} as {printed.renamed[n]}" if n in printed.renamed else n for n in names]
         parts += _fit_module_line(f"from {module} import {', '.join(names)}")
-    for text in texts:
+    for text in printed.texts:
         parts += ["", "", text.rstrip("\n")]
     parts += ["", ""]
     parts += _fit_module_line(f"__s2sgrad_entry__ = {_string_text(entry)[0]}")
     parts += _fit_module_line(f"__s2sgrad_free_names__ = {_const_text(free_names)[0]}")
     text = "\n".join(parts) + "\n"
-    if nested_defs:
+    if printed.nested_defs:
         # Black puts blank lines around a nested def by rules of its own (the JAX
         # lowering's branch and loop bodies): it lays out such a module itself.
         import black

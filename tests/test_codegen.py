@@ -245,3 +245,36 @@ def test_wide_characters_count_twice_in_a_line_as_black_counts_them(tmp_path):
     source = pipeline.lowered_source(module.f)
     assert black.format_str(source, mode=black.Mode(line_length=100)) == source
     assert "n = len(\n" in source, source
+
+
+# A user's names that runtime helpers also have: globals bound at load time (the generated
+# module imports those helpers under other names), a parameter and a local (renamed).
+stand_in = 0.5
+unbroadcast = 2.0
+
+
+def helper_named_names(cross, c):
+    scaled = cross * c
+    unreduce = scaled + np.cross(cross, scaled)
+    per_row = np.sum(unreduce**2, axis=1, keepdims=True)
+    return np.sum(per_row * c) * stand_in + unbroadcast * np.sum(c**2)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "jax"])
+def test_a_users_names_do_not_hide_the_runtime_helpers(backend):
+    from oracles import assert_close, jnp_twin
+
+    rng = np.random.default_rng(7)
+    p, c = rng.normal(size=(700, 3)), rng.normal(size=(700, 1))  # large enough for stand-ins
+    source = s2sgrad.derivative_source(helper_named_names, p, c, wrt=(0, 1), backend=backend)
+    assert "unbroadcast as unbroadcast_" in source
+    if backend == "numpy":  # (stand-ins are NumPy code's)
+        assert "stand_in as stand_in_" in source
+    twin = jnp_twin(helper_named_names)
+    got = s2sgrad.grad(helper_named_names, wrt=(0, 1), backend=backend)(p, c)
+    for g, w in zip(got, jax.grad(twin, argnums=(0, 1))(p, c)):
+        assert_close(g, w)
+    small = (p[:3], c[:3])
+    assert_close(
+        s2sgrad.hessian(helper_named_names, backend=backend)(*small), jax.hessian(twin)(*small)
+    )
