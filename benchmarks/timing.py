@@ -28,19 +28,15 @@ def steady(fn: Callable[[], Any], *, min_time: float = 0.2, repeats: int = 7) ->
     Each of ``repeats`` samples times a batch of calls long enough (about ``min_time``
     seconds) for the clock's resolution not to matter.
     """
+    return steady_together({"fn": fn}, min_time=min_time, repeats=repeats)["fn"]
+
+
+def _batch(fn: Callable[[], Any], min_time: float) -> int:
+    """After a warm-up call, how many calls of ``fn`` take about ``min_time`` seconds."""
     block(fn())
     start = time.perf_counter()
     block(fn())
-    once = max(time.perf_counter() - start, 1e-7)
-    batch = max(1, int(min_time / once))
-    samples = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(batch):
-            value = fn()
-        block(value)
-        samples.append((time.perf_counter() - start) / batch)
-    return statistics.median(samples)
+    return max(1, int(min_time / max(time.perf_counter() - start, 1e-7)))
 
 
 def steady_together(
@@ -50,12 +46,7 @@ def steady_together(
     of each (the order rotating from round to round), so that a change in the machine's
     load (this 2-core machine has others' work on it) moves every function's samples
     alike instead of one function's, and a ratio of two medians measures the code."""
-    batches = {}
-    for name, fn in fns.items():
-        block(fn())
-        start = time.perf_counter()
-        block(fn())
-        batches[name] = max(1, int(min_time / max(time.perf_counter() - start, 1e-7)))
+    batches = {name: _batch(fn, min_time) for name, fn in fns.items()}
     samples: dict[str, list[float]] = {name: [] for name in fns}
     names = list(fns)
     for k in range(repeats):

@@ -29,10 +29,10 @@ from dataclasses import replace
 import numpy as np
 from s2sgrad.transforms import dataflow
 from s2sgrad.transforms.residuals import (
-    BACKWARD_SWEEP,
     STAND_IN,
     new_array,
     shape_reads,
+    sweep_start,
     value_reads,
 )
 
@@ -83,9 +83,7 @@ def release_dead_values(fn: ir.FunctionDef, folded: frozenset[str] = frozenset()
     # a stand-in from its last other read on (not another name for a value something
     # else holds: see residuals.new_array). Candidates: the names read for their shape after the
     # sweep starts, or in a temporary printed there.
-    sweep = next(
-        (k for k, s in enumerate(fn.body) if s == ir.Comment(BACKWARD_SWEEP)), len(fn.body)
-    )
+    sweep = sweep_start(fn.body)
     candidates = releasable & (
         set(shape_reads(fn.body[sweep + 1 :])) | set(shape_reads(tuple(folded_stmts.values())))
     )

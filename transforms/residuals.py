@@ -25,6 +25,7 @@ recomputed forward work fuses with the backward work and residuals saved in a
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import replace
 
 from s2sgrad.transforms import dataflow
@@ -42,6 +43,15 @@ STAND_IN = ir.Ref("stand_in", runtime.stand_in)
 BACKWARD_SWEEP = "backward sweep"
 
 
+def sweep_start(body: Sequence[ir.Stmt]) -> int:
+    """The position of the comment that starts the backward sweep in a generated adjoint
+    function's top-level ``body`` (``len(body)`` where there is none)."""
+    return next(
+        (i for i, s in enumerate(body) if isinstance(s, ir.Comment) and s.text == BACKWARD_SWEEP),
+        len(body),
+    )
+
+
 def has_loops(fn: ir.FunctionDef) -> bool:
     return any(ir.is_loop(s) for s in ir.walk_stmts(fn.body))
 
@@ -52,10 +62,7 @@ def split_vjp(
     """``G_vjp(*params, dout) -> (out, grads)`` as ``G_fwd(*params) -> (out, residuals)``
     and ``G_bwd(residuals, dout) -> grads``, the residuals a tuple."""
     *body, ret = vjp.body
-    marks = [
-        i for i, s in enumerate(body) if isinstance(s, ir.Comment) and s.text == BACKWARD_SWEEP
-    ]
-    cut = marks[0] if marks else len(body)
+    cut = sweep_start(body)
     forward, backward = body[:cut], body[cut + 1 :]
     out, grads = ret.value.elts
     seed = vjp.params[-1].name
@@ -111,9 +118,7 @@ def split_vjp(
 def read_for_shape_only(body: tuple[ir.Stmt, ...]) -> set[str]:
     """Names ``body`` reads, every time, as an argument of which the callee reads only the
     shape and dtype (``unbroadcast(g, x)``'s ``x``: ``registry.shape_only``)."""
-    reads = Counter(n for s in ir.walk_stmts(body) for n in dataflow.reads(s))
-    shaped = shape_reads(body)
-    return {n for n, k in shaped.items() if k == reads[n]}
+    return set(shape_reads(body)) - value_reads(body)
 
 
 def value_reads(body: tuple[ir.Stmt, ...]) -> set[str]:
@@ -160,11 +165,8 @@ def new_array(stmt: ir.Stmt) -> bool:
     not another name for a value (``x_saved = x``, a residual unpacked from the backward
     function's parameter), nor an item or a slice at constant positions (``params["W1"]``,
     ``cams[:, 3:6]``: the container or the array it views holds the memory)."""
-    if not isinstance(stmt, ir.Assign) or len(stmt.targets) != 1:
-        return isinstance(stmt, ir.Assign) and not isinstance(stmt.value, ir.Name)
-    value = stmt.value
-    if isinstance(value, ir.Name):
+    if not isinstance(stmt, ir.Assign) or isinstance(stmt.value, ir.Name):
         return False
-    if isinstance(value, ir.Call) and value.fn == GETITEM:
-        return bool(ir.atom_names(value.args[1]))  # an index array or mask: a new array
+    if isinstance(stmt.value, ir.Call) and stmt.value.fn == GETITEM:
+        return bool(ir.atom_names(stmt.value.args[1]))  # an index array or mask: new
     return True

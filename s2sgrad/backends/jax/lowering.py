@@ -189,12 +189,9 @@ def _tuple(ids: tuple[str, ...]) -> ir.Seq:
 
 def _backward_sweep(body: tuple[ir.Stmt, ...]) -> frozenset[int]:
     """The ids of the top-level statements of an adjoint function's backward sweep."""
-    from s2sgrad.transforms.residuals import BACKWARD_SWEEP
+    from s2sgrad.transforms.residuals import sweep_start
 
-    starts = [
-        i for i, s in enumerate(body) if isinstance(s, ir.Comment) and s.text == BACKWARD_SWEEP
-    ]
-    return frozenset(id(s) for s in body[starts[0] + 1 :]) if starts else frozenset()
+    return frozenset(id(s) for s in body[sweep_start(body) + 1 :])
 
 
 class _Lowering:
