@@ -200,12 +200,12 @@ class Compilation:
     def __init__(
         self,
         root: Callable,
-        callee_residuals: bool = True,
+        target: backends.Backend = backends.NUMPY,
         read_back: bool = False,
         rerun_loops: bool = False,
     ):
         self.root = running.function_that_runs(root)
-        self.callee_residuals = callee_residuals  # (Backend.callee_residuals)
+        self.target = target  # the backend: which callees it splits (``split``)
         # Loops may rerun their body in the backward sweep (Backend.rematerializes_loops);
         # not in a module read back for higher order, whose frontend reads stacks only as
         # first-order code makes them.
@@ -220,6 +220,7 @@ class Compilation:
         self.functions: list[tuple[ir.FunctionDef, str | None]] = []
         self.bindings: dict[int, str] = {}  # id(namespace) -> `@g`: see foreign
         self.splits: dict[Request, Split] = {}
+        self.generating: Request | None = None  # the request ``run`` is generating
         # (callee, ranks, scalars) -> the rank of what it returns (reverse._result_profile)
         self.result_profiles: dict = {}
 
@@ -254,6 +255,7 @@ class Compilation:
             split = request.mode == "split"
             foreign = self.foreign(request.fn)
             self.check_closure(request.fn, foreign)
+            self.generating = request
             deriv = derivative_ir(
                 request.fn,
                 mode="reverse" if split else request.mode,
@@ -278,14 +280,20 @@ class Compilation:
         containers: tuple[int, ...],
         scalars: tuple[int, ...],
         ranks: tuple = (),
+        in_loop: bool = False,
     ) -> Split | None:
         """The names ``fn``'s vjp will have as a forward pass returning its residuals and a
         backward pass taking them (``transforms.residuals``); None where ``fn``'s forward
-        work is recomputed instead: the backend prefers recomputing
-        (``Backend.callee_residuals``), or ``fn`` has loops and the module is read back.
-        Named before they are generated, as ``request``'s derivatives, so recursion works."""
+        work is recomputed instead: the backend prefers recomputing there
+        (``Backend.splits_callee``; ``in_loop``: the call is in a loop of its caller), or
+        ``fn`` has loops and the module is read back. Named before they are generated, as
+        ``request``'s derivatives, so recursion works."""
         fn = running.function_that_runs(fn, (("containers", tuple(containers)),))
-        if not self.callee_residuals or (self.read_back and has_loops(lower(fn))):
+        callee = lower(fn)
+        per_iteration = in_loop or (self.generating is not None and self.generating.mode == "split")
+        if not self.target.splits_callee(callee, per_iteration) or (
+            self.read_back and has_loops(callee)
+        ):
             return None
         key = Request(
             fn, "split", tuple(wrt), tuple(containers), scalars=tuple(scalars), ranks=tuple(ranks)
@@ -300,6 +308,11 @@ class Compilation:
             self.pending.append((key, split))
             self.splits[key] = split
         return self.splits[key]
+
+    def differentiated_functions(self) -> list[Callable]:
+        """The user functions this module has derivatives of, in the order requested."""
+        keys = (key[0] if isinstance(key[0], Request) else key for key in self.requests)
+        return list(dict.fromkeys(key.fn for key in keys))
 
     @staticmethod
     def callee_ir(fn: Callable) -> ir.FunctionDef:
@@ -529,7 +542,7 @@ def _generate(fn: Callable, mode: str, wrt, backend: str, settings: dict) -> Gen
     wrt = tuple(wrt)
     compilation = Compilation(
         fn,
-        target.callee_residuals,
+        target,
         bool(settings.get("read_back", False)),
         bool(settings.get("rerun_loops", target.rematerializes_loops)),
     )

@@ -6,6 +6,7 @@ both backends."""
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -25,6 +26,18 @@ CASES = {
     "helper_in_loop": (cp.helper_in_loop, (rng.uniform(0.5, 1.0, size=3), rng.normal(size=3))),
     "with_loop_inside": (cp.with_loop_inside, (rng.uniform(0.5, 1.0, size=3), 0.8)),
     "damped_twice_in_a_loop": (cp.damped_twice_in_a_loop, (rng.normal(size=4), 0.7)),
+    "recurrent": (
+        cp.recurrent,
+        (
+            rng.uniform(0.0, 1.0, size=(2, 6)),
+            rng.uniform(0.0, 1.0, size=3),
+            rng.normal(size=(5, 3)),
+        ),
+    ),
+    "recurrent_while": (
+        cp.recurrent_while,
+        (rng.uniform(0.0, 1.0, size=6), rng.uniform(0.0, 1.0, size=3), rng.normal(size=3), 1.5),
+    ),
 }
 
 
@@ -41,12 +54,14 @@ def test_gradients_through_callees_match_jax(name, backend):
     assert_close(got, jax.grad(jnp_twin(fn), argnums=wrt)(*args), what=name)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize(
-    "name", ["counted_nest", "helpers_nested", "helper_in_loop", "damped_twice_in_a_loop"]
+    "name",
+    ["counted_nest", "helpers_nested", "helper_in_loop", "damped_twice_in_a_loop", "recurrent"],
 )
-def test_hessians_through_split_callees_match_jax(name):
+def test_hessians_through_split_callees_match_jax(name, backend):
     fn, args = CASES[name]
-    got = s2sgrad.hessian(fn)(*args)
+    got = s2sgrad.hessian(fn, backend=backend)(*args)
     assert_close(got, jax.hessian(jnp_twin(fn))(*args), what=name)
 
 
@@ -68,9 +83,79 @@ def test_split_callees_read_as_forward_and_backward_functions():
     assert "innermost_bwd(innermost_residuals, " in source
     assert "def middle_fwd(x, w):" in source and "def middle_bwd(residuals, dout):" in source
     assert "_vjp(" not in source.replace("def counted_nest_vjp(", "")
-    # The JAX backend recomputes: XLA fuses the forward work into the backward sweep.
+    # Outside loops the JAX backend recomputes: XLA merges the forward work with the
+    # forward sweep's and fuses it into the backward sweep.
     jax_source = s2sgrad.derivative_source(cp.counted_nest, x, w, wrt=(0, 1), backend="jax")
     assert "middle_vjp(" in jax_source and "_fwd(" not in jax_source
+
+
+def test_residuals_are_saved_per_iteration_once_made():
+    """In a loop, a callee's residuals are saved after the call that makes them, as any
+    value the iteration makes (not before, as a value the call overwrites: on JAX that
+    made them the loop's carried state, copied through every iteration)."""
+    args = CASES["helper_in_loop"][1]
+    source = s2sgrad.derivative_source(cp.helper_in_loop, *args, wrt=(0, 1))
+    call = "y, step_residuals = step_fwd(y, p)\n        step_residuals_stack.append(step_residuals)"
+    assert call in source, source
+    assert "step_residuals = None" not in source, source
+    assert "step_residuals = step_residuals_stack.pop()\n" in source, source
+
+
+def test_jax_splits_the_callees_a_loop_saves_per_iteration():
+    """On JAX, a callee called in a loop is split, and so is every callee inside a split
+    one: recomputing would rerun its forward work in each backward step, once more per
+    level (the LSTM benchmark: 19 exponentials per step, 7 split, as ``jax.grad``). The
+    residuals hold a tape of the callee's loop and a Python integer that slices."""
+    w, h0, xs = CASES["recurrent"][1]
+    source = s2sgrad.derivative_source(cp.recurrent, w, h0, xs, wrt=(0, 1), backend="jax")
+    for split in ("layers", "cell", "gate"):
+        assert f"{split}_fwd(" in source and f"{split}_bwd(" in source, source
+    assert "_vjp(" not in source.replace("def recurrent_vjp(", ""), source
+    want = jax.grad(jnp_twin(cp.recurrent), argnums=(0, 1))(w, h0, xs)
+    g = s2sgrad.grad(cp.recurrent, wrt=(0, 1), backend="jax")
+    assert_close(g(w, h0, xs), want)
+    assert_close(jax.jit(g)(w, h0, xs), want)  # under the caller's jit too
+    # float32 arguments: float32 gradients, as JAX's.
+    args32 = tuple(a.astype(np.float32) for a in (w, h0, xs))
+    got32 = s2sgrad.grad(cp.recurrent, wrt=(0, 1), backend="jax")(*args32)
+    want32 = jax.grad(jnp_twin(cp.recurrent), argnums=(0, 1))(*args32)
+    assert_close(got32, want32, rtol=1e-4, atol=1e-5)
+
+
+def test_jax_loops_hold_loop_invariant_residuals_once():
+    """A split callee's residuals hand back its parameters (``W``); on JAX, a saved value
+    that depends on nothing the loop changes is held once, not stacked per iteration
+    (40 copies of a 300 x 300 W would be 29 MB), as ``jax.grad`` of a scan does."""
+    W = rng.normal(size=(300, 300)) / 20.0
+    h0 = rng.normal(size=300)
+    g = s2sgrad.grad(cp.deep_recurrence, wrt=(0, 1), backend="jax")
+    assert "dense_step_fwd(" in s2sgrad.derivative_source(
+        cp.deep_recurrence, W, h0, wrt=(0, 1), backend="jax"
+    )
+    assert_close(g(W, h0), jax.grad(jnp_twin(cp.deep_recurrence), argnums=(0, 1))(W, h0))
+    stats = jax.jit(g).lower(W, h0).compile().memory_analysis()
+    assert stats.temp_size_in_bytes < 8 * W.nbytes, stats
+
+
+def test_a_callee_with_masked_reads_stays_whole_on_jax():
+    """A callee whose boolean-mask read becomes a masked computation keeps its read and its
+    reductions in one function, so the JAX backend recomputes it even in a loop."""
+    x, w = rng.normal(size=6), 0.8
+    source = s2sgrad.derivative_source(cp.masked_in_loop, x, w, wrt=(0, 1), backend="jax")
+    assert "masked_mean_vjp(" in source and "masked_mean_fwd" not in source, source
+
+    def twin(x, w):
+        total = 0.0
+        for k in range(3):
+            y = x * w + k * 0.1
+            m = y < 0.5
+            total = total + jnp.sum(jnp.where(m, jnp.exp(y), 0.0)) / jnp.sum(m)
+        return total
+
+    got = s2sgrad.grad(cp.masked_in_loop, wrt=(0, 1), backend="jax")(x, w)
+    assert_close(got, jax.grad(twin, argnums=(0, 1))(x, w))
+    numpy_got = s2sgrad.grad(cp.masked_in_loop, wrt=(0, 1))(x, w)
+    assert_close(numpy_got, jax.grad(twin, argnums=(0, 1))(x, w))
 
 
 def test_a_callee_with_a_loop_splits_unless_its_module_is_read_back():

@@ -14,12 +14,13 @@ machinery when the call is in a loop. The residuals are the names the backward s
 of ``G_vjp`` reads that its forward sweep (or the caller) gives it: intermediate values
 and the parameters it reads.
 
-Only callees without loops are split: a loop's saves are stacks, and the code that
-pushes them and the code that pops them stay in one function, where a later
-differentiation of the generated code (higher order) and the JAX lowering can pair
-them. Which backends split is ``Backend.callee_residuals``: NumPy does; under XLA the
-recomputed forward work fuses with the backward work and residuals saved in a
-``lax.scan`` cost memory traffic each iteration, so the JAX backend recomputes.
+A callee with loops is split too: its stacks are residuals like any other value, and
+its JAX tapes nest in the caller's. Only a module read back to be differentiated again
+(higher order) keeps such a callee whole, since the frontend reads a stack only where it
+is made. Which calls split is the backend's choice (``Backend.splits_callee``): NumPy
+splits every one; under XLA the recomputed forward work outside loops is merged with
+the forward sweep's, so the JAX backend splits only where the residuals are saved per
+iteration of a loop, where recomputing would rerun the callee in every backward step.
 """
 
 from __future__ import annotations

@@ -118,7 +118,7 @@ class _Reverse(DerivativeBuilder):
         # Per loop: values defined once per iteration and not carried to the next one. They
         # are recorded after their definition and restored at the top of each backward
         # iteration ("this iteration's values"), instead of old-value saves at each definition.
-        self.taped: dict[int, list[ir.Assign]] = {}
+        self.taped: dict[int, list[tuple[ir.Name, ir.Assign]]] = {}
         self.taped_names: set[str] = set()
         # Per loop: the assignments the backward sweep recomputes instead of restoring
         # (``t = i + 1``, ``u = x[t]``: index work on names that never change), in order.
@@ -425,27 +425,33 @@ class _Reverse(DerivativeBuilder):
                 seen_reads |= dataflow.deep_reads(stmt.test_block)
             chosen = []
             for inner in stmt.body:
-                if (
-                    isinstance(inner, ir.Assign)
-                    and len(inner.targets) == 1
-                    and id(inner) not in self.bookkeeping
-                ):
-                    name = inner.target.id
-                    if (
-                        name in needed
-                        and name not in changed
-                        and self.defs[name] == 1
-                        and name not in seen_reads
-                        and name not in ir.atom_names(inner.value)
-                    ):
-                        chosen.append(inner)
+                if isinstance(inner, ir.Assign) and id(inner) not in self.bookkeeping:
+                    for target in self.tapeable_targets(inner):
+                        name = target.id
+                        if (
+                            name in needed
+                            and name not in changed
+                            and self.defs[name] == 1
+                            and name not in seen_reads
+                            and name not in ir.atom_names(inner.value)
+                        ):
+                            chosen.append((target, inner))
                 seen_reads |= dataflow.deep_reads((inner,))
             if chosen:
                 self.taped[id(stmt)] = chosen
-                self.taped_names.update(a.target.id for a in chosen)
+                self.taped_names.update(t.id for t, _ in chosen)
                 if unchanging is None:
                     unchanging = self.unchanging_names(changed)
                 self.find_recomputable(stmt, chosen, unchanging, changed)
+
+    def tapeable_targets(self, stmt: ir.Assign) -> tuple[ir.Name, ...]:
+        """The names ``stmt`` assigns that an iteration may save once it has them: a
+        single target, or both of a split call's (``y, G_residuals = G_fwd(a)``), whose
+        residuals, saved before they were overwritten instead, would be the loop's carried
+        state (on JAX, every callee's residuals copied through each iteration)."""
+        if len(stmt.targets) == 1 or id(stmt) in self.split_calls:
+            return stmt.targets
+        return ()
 
     def unchanging_names(self, changed: set[str]) -> set[str]:
         """Names that hold one value for the whole function once they have it: parameters
@@ -462,7 +468,11 @@ class _Reverse(DerivativeBuilder):
         }
 
     def find_recomputable(
-        self, loop: ir.Stmt, chosen: list[ir.Assign], unchanging: set[str], changed: set[str]
+        self,
+        loop: ir.Stmt,
+        chosen: list[tuple[ir.Name, ir.Assign]],
+        unchanging: set[str],
+        changed: set[str],
     ):
         """Of a counted loop's iteration values, those the backward sweep recomputes rather
         than saves: index arithmetic (``t3 = i + 1``) and index reads (``t4 = x[t3]``, a
@@ -503,18 +513,18 @@ class _Reverse(DerivativeBuilder):
                 chain[inner.target.id] = inner
             elif fn is operator.getitem and not set(ir.atom_names(args[1])) - indices - stable:
                 chain[inner.target.id] = inner
-        wanted = [a for a in chosen if a.target.id in chain]
+        wanted = [t.id for t, _ in chosen if t.id in chain]
         if not wanted:
             return
         keep: set[str] = set()
-        todo = [a.target.id for a in wanted]
+        todo = list(wanted)
         while todo:
             name = todo.pop()
             if name not in keep:
                 keep.add(name)
                 todo += [n for n in ir.atom_names(chain[name].value) if n in chain]
         self.recomputed[id(loop)] = [a for n, a in chain.items() if n in keep]
-        self.recomputed_names.update(a.target.id for a in wanted)
+        self.recomputed_names.update(wanted)
 
     def find_reruns(self, body: tuple[ir.Stmt, ...], needed: set[str]) -> bool:
         """Fill ``self.rerun`` with the loops whose backward sweep reruns their body
@@ -607,15 +617,16 @@ class _Reverse(DerivativeBuilder):
         out: list[ir.Stmt] = []
         for stmt in body:
             if isinstance(stmt, ir.Assign) and id(stmt) not in self.bookkeeping:
-                taped = len(stmt.targets) == 1 and stmt.target.id in self.taped_names
+                taped = [t for t in self.tapeable_targets(stmt) if t.id in self.taped_names]
                 for t in stmt.targets:
-                    if t.id in self.saved and self.has_prior(stmt, t.id) and not taped:
+                    if t.id in self.saved and self.has_prior(stmt, t.id) and t not in taped:
                         out.append(ir.Push(self.stack(t.id, loop, stmt), t, loop, stmt.loc))
                 out.append(stmt)
-                if taped and stmt.target.id not in self.recomputed_names:
-                    out.append(
-                        ir.Push(self.stack(stmt.target.id, loop, None), stmt.target, loop, stmt.loc)
-                    )
+                out += [
+                    ir.Push(self.stack(t.id, loop, None), t, loop, stmt.loc)
+                    for t in taped
+                    if t.id not in self.recomputed_names
+                ]
             elif isinstance(stmt, ir.Pop):
                 t = stmt.target
                 if t.id in self.saved and self.has_prior(stmt, t.id):
@@ -772,7 +783,9 @@ class _Reverse(DerivativeBuilder):
         pop = self.restoring(target, stmt) if restore else None
         # The residuals are read by this statement's adjoint: restored after it.
         residual_pops = [
-            self.restoring(r, stmt) for r in reversed(residuals) if self.restores(stmt, r.id)
+            self.restoring(r, stmt)
+            for r in reversed(residuals)
+            if self.restores(stmt, r.id) and r.id not in self.taped_names
         ]
         if not self.act.active(y) or state.get(y, ZERO) == ZERO:
             return ([pop] if pop else []) + residual_pops
@@ -992,9 +1005,9 @@ class _Reverse(DerivativeBuilder):
             inner = self.backward(body, inner_state)
         if id(loop) in self.taped:
             restores: list[ir.Stmt] = [
-                ir.Pop(a.target, self.stack(a.target.id, self._loop, None), self._loop, a.loc)
-                for a in reversed(self.taped[id(loop)])
-                if a.target.id not in self.recomputed_names
+                ir.Pop(t, self.stack(t.id, self._loop, None), self._loop, a.loc)
+                for t, a in reversed(self.taped[id(loop)])
+                if t.id not in self.recomputed_names
             ]
             restores += self.recomputed.get(id(loop), [])
             inner = restores + inner
@@ -1349,6 +1362,12 @@ def _with_residual_calls(
     ]
     if not calls:
         return fn, {}
+    in_loops = {
+        id(s)
+        for loop in ir.walk_stmts(fn.body)
+        if ir.is_loop(loop)
+        for s in ir.walk_stmts(ir.iteration(loop))
+    }
 
     envs = statement_shapes(fn, scalar_params, ranks, _callee_results(compilation))
     rewritten: dict[int, ir.Assign] = {}
@@ -1360,7 +1379,12 @@ def _with_residual_calls(
         arg_ranks, scalars = env.argument_ranks(args) if env is not None else ((), ())
         callee = stmt.value.fn.value
         split = compilation.split(
-            callee, active, container_positions(args, containers), scalars, arg_ranks
+            callee,
+            active,
+            container_positions(args, containers),
+            scalars,
+            arg_ranks,
+            in_loop=id(stmt) in in_loops,
         )
         if split is None:
             continue

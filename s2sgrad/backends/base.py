@@ -50,13 +50,6 @@ class Backend:
     #: The primal value comes from the generated forward code (so ``vjp`` works under a
     #: caller's ``jax.jit``, where the user's NumPy code would not), not from ``fun``.
     primal_from_generated_code: bool = False
-    #: Reverse mode hands a called function's residuals from its forward pass to its
-    #: backward pass (``transforms.residuals``) rather than recomputing its forward work.
-    #: Worth it where each operation runs as it is written (NumPy); under XLA the
-    #: recomputation fuses with the backward work, and duplicates outside loops are merged,
-    #: while residuals saved in a ``lax.scan`` are memory traffic each iteration (the LSTM
-    #: benchmark: 0.56 -> 1.71 ms with them).
-    callee_residuals: bool = True
     #: ``grad``'s derivative leaves out the work only its (discarded) value needs, where
     #: that value is provably a real scalar (``transforms.unread_value``). XLA removes dead
     #: work by itself, so JAX keeps one module for ``grad`` and ``value_and_grad``.
@@ -67,6 +60,14 @@ class Backend:
     #: every rerun operation pays its dispatch again, a trade of time for memory that a
     #: user asks for (a checkpoint directive) rather than one the compiler makes.
     rematerializes_loops: bool = False
+
+    def splits_callee(self, callee: Any, per_iteration: bool) -> bool:
+        """Whether reverse mode hands a called function's residuals from its forward pass
+        to its backward pass (``transforms.residuals``) rather than recomputing its forward
+        work in the backward sweep. ``callee`` is its IR; ``per_iteration``: the residuals
+        would be saved per iteration of a loop (the call is in a loop, or in a function
+        split for that reason). NumPy runs each operation as it is written: always."""
+        return True
 
     def spelling(self, numpy_spelling: Any) -> Any:
         """How this backend writes what NumPy code writes as ``numpy_spelling``

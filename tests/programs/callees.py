@@ -138,3 +138,69 @@ def damped_twice_in_a_loop(x, w):
         y = damped(x * w, 2 + k)
         total = total + np.sum(y**2) + np.sum(damped(y, 1))
     return total
+
+
+def gate(z):
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+def cell(w, h, x):
+    """A callee whose residuals hold a Python integer (``n``, a slice bound) and the
+    residuals of its own callee (``gate``)."""
+    n = h.shape[0]
+    z = np.concatenate([x, h]) * w
+    return gate(z[:n]) * np.tanh(z[n:] + h)
+
+
+def layers(w, h, x):
+    """A callee with a loop over layers, each a ``cell``: its residuals hold a tape."""
+    for k in range(w.shape[0]):
+        x = cell(w[k], h, x)
+    return x
+
+
+def recurrent(w, h0, xs):
+    """The LSTM benchmark's shape: a time loop calling a callee with a loop over layers
+    calling a cell that calls a gate."""
+    h = h0
+    total = 0.0
+    for t in range(xs.shape[0]):
+        h = layers(w, h, xs[t])
+        total = total + np.sum(h * xs[t])
+    return total
+
+
+def recurrent_while(w, h0, x, limit):
+    """The cell in a ``while`` loop whose trip count the data decides."""
+    h = h0
+    total = 0.0
+    while total < limit:
+        h = cell(w, h, x)
+        total = total + np.sum(h**2) + 0.1
+    return total
+
+
+def masked_mean(y):
+    return np.mean(np.exp(y[y < 0.5]))
+
+
+def masked_in_loop(x, w):
+    """A callee whose boolean-mask read the JAX backend lowers as a masked computation,
+    called in a loop."""
+    total = 0.0
+    for k in range(3):
+        total = total + masked_mean(x * w + k * 0.1)
+    return total
+
+
+def dense_step(W, h):
+    return np.tanh(W @ h)
+
+
+def deep_recurrence(W, h0):
+    """A callee reading a large parameter, called in a loop: its residuals hand ``W`` back
+    every iteration."""
+    h = h0
+    for _ in range(40):
+        h = dense_step(W, h)
+    return np.sum(h)

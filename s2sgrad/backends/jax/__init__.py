@@ -69,6 +69,19 @@ class _Jax(Backend):
 
         return spelling(numpy_spelling, self)
 
+    def splits_callee(self, callee: Any, per_iteration: bool) -> bool:
+        """Only where the residuals would be saved per iteration. Outside loops XLA merges
+        the recomputed forward work with the first (and fuses it into the backward work),
+        so splitting gains nothing there; in a loop, recomputing reruns the callee's
+        forward work in every backward step, and once more per nesting level (the LSTM
+        benchmark's cells: 19 exponentials per step, 7 with its callees split, as
+        ``jax.grad`` of a scan). Not a callee whose boolean-mask reads are lowered as
+        masked computations (``masks``): the read and its reductions must stay in one
+        function."""
+        from s2sgrad.backends.jax.masks import lowers_masked_reads
+
+        return per_iteration and not lowers_masked_reads(callee)
+
     def lower(self, compilation: Any) -> list:
         from s2sgrad.backends.jax.lowering import lower_compilation
 
@@ -133,7 +146,6 @@ JAX = _Jax(
         "(s2sgrad.backends.jax.control)."
     ),
     primal_from_generated_code=True,
-    callee_residuals=False,
     drops_unread_value=False,
     rematerializes_loops=True,
 )

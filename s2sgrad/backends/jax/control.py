@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import jax
+import jax.extend.core
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
@@ -366,6 +367,7 @@ class _Traced:
     loops: bool  # a recorded loop inside it reports an overflow flag
     replay: Callable  # (*args) -> (result, overflow flag), without running its Python again
     jaxpr: Any  # the computation traced: two traces that took the same path print alike
+    consts: Any = ()  # the values of its constants (what the body reads from outside)
 
 
 def _trace(fn: Callable, *arg_types: Any) -> _Traced:
@@ -388,7 +390,7 @@ def _trace(fn: Callable, *arg_types: Any) -> _Traced:
         out = jax.core.eval_jaxpr(closed.jaxpr, closed.consts, *leaves)
         return jax.tree_util.tree_unflatten(tree, out)
 
-    return _Traced(shape[0], raw[0], bool(seen), replay, closed.jaxpr)
+    return _Traced(shape[0], raw[0], bool(seen), replay, closed.jaxpr, closed.consts)
 
 
 # --------------------------------------------------------------------------- if
@@ -477,42 +479,62 @@ def _keep(*state: Any) -> tuple:
 @jax.tree_util.register_pytree_node_class
 class Tape:
     """A loop's per-iteration saves: ``stacked`` has the structure of one iteration's
-    saves, each array with a leading iteration axis. Tapes of inner loops nest."""
+    saves, each array with a leading iteration axis, except the leaves ``invariant``
+    flags (in the order of ``stacked``'s leaves): values that depend on nothing the loop
+    changes, held once (``_hoisted``). Tapes of inner loops nest."""
 
-    def __init__(self, stacked: Any):
+    def __init__(self, stacked: Any, invariant: tuple[bool, ...] | None = None):
         self.stacked = stacked
+        self.invariant = invariant
+
+    def _leaves(self) -> tuple[list, Any, tuple[bool, ...]]:
+        leaves, tree = jax.tree_util.tree_flatten(self.stacked)
+        return leaves, tree, self.invariant or (False,) * len(leaves)
 
     def at(self, k: Any) -> Any:
-        """The saves of iteration ``k`` (a traced or static index)."""
-        return jax.tree_util.tree_map(
-            lambda a: lax.dynamic_index_in_dim(a, k, axis=0, keepdims=False), self.stacked
+        """The saves of iteration ``k`` (a traced or static index), constants still held
+        as ``_Static`` (what a backward step is traced with: ``_replay`` reveals them)."""
+        leaves, tree, invariant = self._leaves()
+        return tree.unflatten(
+            [
+                a if held else lax.dynamic_index_in_dim(a, k, axis=0, keepdims=False)
+                for a, held in zip(leaves, invariant)
+            ]
+        )
+
+    def row_type(self) -> Any:
+        """The type of ``at(k)``."""
+        leaves, tree, invariant = self._leaves()
+        return tree.unflatten(
+            [
+                jax.ShapeDtypeStruct(a.shape if held else a.shape[1:], a.dtype)
+                for a, held in zip(leaves, invariant)
+            ]
         )
 
     def length(self) -> int | None:
-        leaves = jax.tree_util.tree_leaves(self.stacked)
-        return leaves[0].shape[0] if leaves else None
+        leaves, _, invariant = self._leaves()
+        rows = [a.shape[0] for a, held in zip(leaves, invariant) if not held]
+        return rows[0] if rows else None
 
     def tree_flatten(self):
-        return (self.stacked,), None
+        return (self.stacked,), self.invariant
 
     @classmethod
     def tree_unflatten(cls, aux, children):
-        return cls(children[0])
+        return cls(children[0], aux)
 
 
 @jax.tree_util.register_pytree_node_class
-class ConstantTape:
-    """The saves of a value that was the same Python number or bool on every iteration
-    (a path constant): kept as it is, so the backward sweep sees it concrete."""
+class _Static:
+    """A save that is a Python number or bool, or one inside a saved structure (a callee's
+    residuals: its ``b = x.shape[0]``): the same on every iteration (the body is traced
+    once), so it is kept in the tape's structure rather than stacked, and the backward
+    sweep sees it concrete: a test on it stays a Python ``if``, and ``gates[:b]`` slices
+    by a Python integer."""
 
     def __init__(self, value: Any):
         self.value = value
-
-    def at(self, k: Any) -> Any:
-        return self.value
-
-    def length(self) -> None:
-        return None
 
     def tree_flatten(self):
         return (), (type(self.value), self.value)
@@ -520,6 +542,21 @@ class ConstantTape:
     @classmethod
     def tree_unflatten(cls, aux, children):
         return cls(aux[1])
+
+
+def _hide_constants(save: Any) -> Any:
+    """``save`` with each Python number or bool among its leaves held as a ``_Static``."""
+    return jax.tree_util.tree_map(lambda v: _Static(v) if _is_constant(v) else v, save)
+
+
+def _reveal(save: Any) -> Any:
+    """``save`` with its ``_Static`` constants back (those of tapes inside it stay
+    hidden: the loops that replay those tapes reveal them)."""
+    return jax.tree_util.tree_map(
+        lambda v: v.value if isinstance(v, _Static) else v,
+        save,
+        is_leaf=lambda v: isinstance(v, (_Static, Tape)),
+    )
 
 
 def _stacked_type(t: Any, n: int) -> Any:
@@ -532,10 +569,12 @@ class _Step:
 
     carry_type: tuple  # of the carried values that are not constants
     constant_carry: dict  # position -> the Python number, bool or None carried unchanged
-    saves_type: tuple  # None where the save is a constant
-    constant_saves: dict  # position -> the Python number or bool saved every iteration
+    saves_type: tuple  # of what is stacked: Python numbers and bools held as ``_Static``,
+    # None for the hoisted leaves
     loops: bool  # a recorded loop inside the body reports an overflow flag
     run: Callable  # (extra, carry) -> ((carry, saves), overflow flag), coerced to the types
+    saves_tree: tuple = ()  # per save, its structure with every leaf (hoisted ones too)
+    hoisted: tuple = ()  # per save, {leaf position: its value, computed before the loop}
 
     def varying(self, carry: tuple) -> tuple:
         """The carried values that are not constants (what ``lax`` carries)."""
@@ -546,11 +585,19 @@ class _Step:
         return _merged(varying, self.constant_carry, len(varying) + len(self.constant_carry))
 
     def tapes(self, stacked: tuple) -> tuple:
-        """One tape per save: the stacked rows, or the constant."""
-        return tuple(
-            ConstantTape(self.constant_saves[i]) if i in self.constant_saves else Tape(rows)
-            for i, rows in enumerate(stacked)
-        )
+        """One tape per save: its stacked rows, and its hoisted leaves as they are."""
+        if not self.saves_tree:
+            return tuple(Tape(rows) for rows in stacked)
+        tapes = []
+        for rows, tree, hoisted in zip(stacked, self.saves_tree, self.hoisted):
+            if not hoisted:
+                tapes.append(Tape(rows))
+                continue
+            rest = iter(jax.tree_util.tree_leaves(rows))
+            leaves = [hoisted[j] if j in hoisted else next(rest) for j in range(tree.num_leaves)]
+            flags = tuple(j in hoisted for j in range(tree.num_leaves))
+            tapes.append(Tape(tree.unflatten(leaves), flags))
+        return tuple(tapes)
 
 
 def _merged(varying: tuple, constants: dict, n: int) -> tuple:
@@ -692,13 +739,22 @@ def _infer_carry(
     carry = tuple(carry)
     n = len(carry)
     constant = {i: v for i, v in enumerate(carry) if is_unset(v) or _is_constant(v)}
+
+    def _saving_constants(*args: Any) -> tuple:
+        new, saved = step(*args)
+        return new, _hide_constants(tuple(saved))
+
     carry_type = list(_type_of(carry))
     for round_ in range(16):
         fixed = dict(constant)
         varying_type = tuple(t for i, t in enumerate(carry_type) if i not in fixed)
 
         def retrace(fixed: dict, varying_type: tuple = varying_type) -> _Traced:
-            return _trace(functools.partial(_with_constants, step, fixed, n), extra, varying_type)
+            return _trace(
+                functools.partial(_with_constants, _saving_constants, fixed, n),
+                extra,
+                varying_type,
+            )
 
         traced = retrace(fixed)
         if round_ == 0 and names is not None:
@@ -708,17 +764,78 @@ def _infer_carry(
     else:
         raise TypeError(f"{what}: the types of the loop state do not settle")
     varying_type = tuple(t for i, t in enumerate(carry_type) if i not in constant)
-    saves_type = traced.type[1]
-    saves = {i: v for i, v in enumerate(traced.raw[1]) if _is_constant(v)}
-    saves_type = tuple(None if i in saves else t for i, t in enumerate(saves_type))
+    saves_tree = tuple(jax.tree_util.tree_structure(t) for t in traced.type[1])
+    hoisted = _hoisted(traced, saves_tree)
+    saves_type = _without_hoisted(traced.type[1], saves_tree, hoisted)
 
     def run(e: tuple, c: tuple) -> tuple:
         (new, saved), overflow = traced.replay(e, c)
         new = tuple(v for i, v in enumerate(new) if i not in constant)
-        saved = tuple(None if i in saves else v for i, v in enumerate(saved))
+        saved = _without_hoisted(saved, saves_tree, hoisted)
         return (_coerce(new, varying_type), _coerce(saved, saves_type)), overflow
 
-    return _Step(varying_type, dict(constant), saves_type, saves, traced.loops, run)
+    return _Step(varying_type, dict(constant), saves_type, traced.loops, run, saves_tree, hoisted)
+
+
+def _without_hoisted(saves: tuple, trees: tuple, hoisted: tuple) -> tuple:
+    """``saves`` with None for their hoisted leaves (what the loop stacks)."""
+    return tuple(
+        (
+            tree.unflatten(
+                [None if j in held else v for j, v in enumerate(jax.tree_util.tree_leaves(save))]
+            )
+            if held
+            else save
+        )
+        for save, tree, held in zip(saves, trees, hoisted)
+    )
+
+
+def _hoisted(traced: _Traced, saves_tree: tuple) -> tuple:
+    """Per save, the leaves that depend on nothing the loop changes (neither the
+    iteration's index nor the carry: a parameter the callee's residuals hand back, an
+    item of one), computed once before the loop: ``{leaf position: value}``. Stacked,
+    each would be copied into every iteration's row, as ``jax.grad`` of a scan does not
+    (its partial evaluation keeps loop-invariant residuals out of the scan too).
+
+    From the body's jaxpr: an equation's results vary if one of its operands does; the
+    invariant ones are evaluated on the body's constants alone, by the equations they
+    need (a loop inside the body that they do not need is not run)."""
+    jaxpr = traced.jaxpr
+    none: tuple = tuple({} for _ in saves_tree)
+    if jaxpr.effects:
+        return none
+    varying = set(jaxpr.invars)
+    for eqn in jaxpr.eqns:
+        if eqn.effects or any(_is_var(v) and v in varying for v in eqn.invars):
+            varying.update(eqn.outvars)
+    n_carried = len(jax.tree_util.tree_leaves(traced.type[0]))
+    outs = jaxpr.outvars[n_carried : n_carried + sum(t.num_leaves for t in saves_tree)]
+    held = {k: v for k, v in enumerate(outs) if not (_is_var(v) and v in varying)}
+    if not held:
+        return none
+    needed = {v for v in held.values() if _is_var(v)}
+    eqns = []
+    for eqn in reversed(jaxpr.eqns):
+        if any(v in needed for v in eqn.outvars):
+            eqns.append(eqn)
+            needed.update(v for v in eqn.invars if _is_var(v))
+    info = jaxpr.debug_info._replace(arg_names=(), result_paths=("",) * len(held))
+    pruned = jax.extend.core.Jaxpr(
+        jaxpr.constvars, [], list(held.values()), eqns[::-1], debug_info=info
+    )
+    values = dict(zip(held, jax.core.eval_jaxpr(pruned, traced.consts)))
+    out, first = [], 0
+    for tree in saves_tree:
+        out.append(
+            {k - first: values[k] for k in range(first, first + tree.num_leaves) if k in values}
+        )
+        first += tree.num_leaves
+    return tuple(out)
+
+
+def _is_var(v: Any) -> bool:
+    return not isinstance(v, jax.extend.core.Literal)
 
 
 # --------------------------------------------------------------------------- for
@@ -876,18 +993,12 @@ def replay_recording(iterable: Any, body: Callable, tapes: tuple, *carry: Any) -
 def _replay(iterable: Any, body: Callable, tapes: tuple, carry: tuple) -> tuple[tuple, tuple]:
     r = _as_range(iterable)
     for t in tapes:
-        if not isinstance(t, (Tape, ConstantTape)):
+        if not isinstance(t, Tape):
             raise TypeError(f"replay expects the tapes of a recorded loop, got {type(t).__name__}")
-    constants = {j: t.value for j, t in enumerate(tapes) if isinstance(t, ConstantTape)}
-    n_saves = len(tapes)
-    tapes = tuple(t for t in tapes if isinstance(t, Tape))  # the constants are bound as such
-    slices = tuple(
-        jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(a.shape[1:], a.dtype), t.stacked)
-        for t in tapes
-    )
+    slices = tuple(t.row_type() for t in tapes)
 
     step = _infer_carry(
-        lambda i, saved, *c: body(i, *_merged(saved, constants, n_saves), *c),
+        lambda i, saved, *c: body(i, *_reveal(saved), *c),
         carry,
         (_INDEX, slices),
         "loop",
@@ -906,12 +1017,12 @@ def _replay(iterable: Any, body: Callable, tapes: tuple, carry: tuple) -> tuple[
         # none runs back, whatever `m` is; indexing the empty tapes would not even trace.
         return step.whole(tuple(state[0])), step.tapes(_zeros(_stacked_type(step.saves_type, 0)))
     if not _is_traced(m) and lengths <= {int(m)}:
-        values = r.start + r.step * jnp.arange(int(m), dtype=_INDEX.dtype)[::-1]
-        stacked = tuple(t.stacked for t in tapes)
+        rows = jnp.arange(int(m), dtype=_INDEX.dtype)
+        values = r.start + r.step * rows[::-1]
         state, recorded = lax.scan(
-            lambda s, xs: run(xs[0], xs[1], s),
+            lambda s, xs: run(xs[0], tuple(t.at(xs[1]) for t in tapes), s),
             state,
-            (values, stacked),
+            (values, rows),
             reverse=True,
             unroll=_unroll(m),
         )

@@ -90,7 +90,7 @@ def lower_compilation(compilation: Any) -> list[tuple[ir.FunctionDef, str | None
         if not is_derivative_code(fn):
             refuse_ambiguous_none_tests(lowered)
 
-    for fn in dict.fromkeys(key[0] for key in compilation.requests):
+    for fn in compilation.differentiated_functions():
         check(fn, lower(fn))
         made = composition.origin(fn)  # grad(f)'s composition: check f and its callees
         if made is not None:

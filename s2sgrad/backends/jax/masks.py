@@ -192,6 +192,14 @@ def lower_masked_reads(fn: ir.FunctionDef, names: FreshNames) -> ir.FunctionDef:
         return fn
 
 
+def lowers_masked_reads(fn: ir.FunctionDef) -> bool:
+    """Whether ``lower_masked_reads`` rewrites some boolean-mask read of ``fn``."""
+    return (
+        _reads_with_a_name(fn)
+        and lower_masked_reads(fn, FreshNames(dataflow.all_local_names(fn))) is not fn
+    )
+
+
 def _reads_with_a_name(fn: ir.FunctionDef) -> bool:
     """Whether ``fn`` or a local function of it reads ``x[m]`` for a name ``m``."""
     for stmt in ir.walk_stmts(fn.body):
