@@ -36,7 +36,7 @@ def measure_case(problem, case, min_time: float, errors: dict) -> dict:
     The first call includes making the gradient function (tangent-ad transforms then;
     s2sgrad compiles at its first call, which the check made already in this process:
     the startup table has its cold transform)."""
-    row: dict = {"case": case.label, "f": {}, "grad": {}, "first": {}}
+    row: dict = {"case": case.label, "f": {}, "grad": {}, "first": {}, "compiled": {}}
     timed: dict = {}  # what is timed in turns, below: ("f", kind) and ("grad", tool)
     for kind in ("numpy", "jax"):
         fn = tools.objective(problem, "jax" if kind == "jax" else "s2sgrad")
@@ -57,6 +57,8 @@ def measure_case(problem, case, min_time: float, errors: dict) -> dict:
             continue
         row["first"][tool] = seconds
         timed["grad", tool] = lambda g=g: g(*case.args)
+        if tool in ("s2sgrad-jax", "jax"):
+            row["compiled"][tool] = tools.compiled_cost(problem, g, case.args)
     for (kind, name), t in timing.steady_together(timed, min_time=min_time).items():
         row[kind][name] = t
     return row
@@ -185,6 +187,7 @@ def markdown(results: dict) -> str:
             f"| {p['title']} | {s['lines']} | {timing.seconds(s['cold'])} | "
             f"{timing.seconds(s['warm'])} |"
         )
+    lines += _compiled_costs(results)
     firsts = ("autograd", "jax", "tangent-ad")
     lines += [
         "",
@@ -221,6 +224,42 @@ def markdown(results: dict) -> str:
         lines += [f"- {title}, {tool}: {why}" for title, tool, why in notes]
     lines.append("")
     return "\n".join(lines)
+
+
+def _compiled_costs(results: dict) -> list[str]:
+    """The two JAX programs of each case side by side, as XLA's cost analysis counts them."""
+    lines = [
+        "",
+        "## The JAX programs compared (XLA's cost analysis)",
+        "",
+        "What the compiled gradient computes and moves, for s2sgrad's JAX backend and",
+        "`jax.jit(jax.grad)`: counts, not timings, so the same on every run. Where the",
+        "two programs do the same work, their time ratio above is 1 give or take this",
+        "machine's noise (a ratio moves by up to 15% from run to run on a shared 2-core",
+        "machine, for code that did not change).",
+        "",
+        "| problem | case | flops, s2sgrad-jax | jax | transcendentals, s2sgrad-jax | jax |"
+        " bytes accessed, s2sgrad-jax | jax |",
+        "|---|---|" + "---:|" * 6,
+    ]
+
+    def count(x: float) -> str:
+        return f"{x:,.0f}"
+
+    for p in results["problems"]:
+        for row in p["cases"]:
+            costs = row.get("compiled", {})
+            if {"s2sgrad-jax", "jax"} - set(costs):
+                continue
+            s, j = costs["s2sgrad-jax"], costs["jax"]
+            lines.append(
+                f"| {p['title']} | {row['case']} | "
+                + " | ".join(
+                    f"{count(s[k])} | {count(j[k])}" for k in ("flops", "transcendentals", "bytes")
+                )
+                + " |"
+            )
+    return lines
 
 
 def plot(results: dict, path: Path) -> None:

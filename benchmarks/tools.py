@@ -49,6 +49,22 @@ def objective(problem: Problem, tool: str) -> Callable | None:
     return problem.objective
 
 
+def compiled_cost(problem: Problem, g: Callable, args: tuple) -> dict[str, float]:
+    """XLA's cost analysis of the JAX gradient ``g`` compiled for ``args`` (the static
+    arguments as the jax column has them): what the program computes and moves, which
+    no timer's noise blurs."""
+    import jax
+
+    cost = jax.jit(g, static_argnums=_static(problem)).lower(*args).compile().cost_analysis()
+    if isinstance(cost, list):  # (older jaxlibs: one dict per program)
+        cost = cost[0]
+    return {
+        "flops": float(cost.get("flops", 0.0)),
+        "transcendentals": float(cost.get("transcendentals", 0.0)),
+        "bytes": float(cost.get("bytes accessed", 0.0)),
+    }
+
+
 def gradient(problem: Problem, tool: str) -> Callable | None:
     """``tool``'s gradient function for ``problem``: args -> tuple of arrays, or None."""
     import s2sgrad

@@ -18,6 +18,10 @@ def test_suite_smoke(tmp_path, capsys):
     assert main(["--smoke", "--output", str(tmp_path)]) == 0
     assert "every gradient agrees" in capsys.readouterr().out
     assert {"suite.md", "suite.json", "suite.png"} <= {p.name for p in tmp_path.iterdir()}
+    # The JAX programs' costs, one row per case that both JAX tools differentiate.
+    report = (tmp_path / "suite.md").read_text()
+    costs = report.split("## The JAX programs compared")[1].split("\n## ")[0]
+    assert costs.count("\n| Rosenbrock |") == 1 and costs.count("\n| LSTM (ADBench) |") == 1
 
 
 def test_second_order_smoke(tmp_path, capsys):
