@@ -1,7 +1,7 @@
-"""Reverse mode through calls of the user's functions: each loop-free callee's forward
-work runs once per gradient, its residuals handed to its backward pass
-(transforms.residuals), and the gradients stay JAX's, at first and second order, on
-both backends."""
+"""Reverse mode through calls of the user's functions: each callee's forward work runs
+once per gradient, its residuals handed to its backward pass (transforms.residuals; on
+JAX where a loop saves them per iteration), and the gradients stay JAX's, at first and
+second order, on both backends."""
 
 from __future__ import annotations
 

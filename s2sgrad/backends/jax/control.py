@@ -20,8 +20,10 @@ knows:
   traced once per fixed-point step, never again for the loop itself.
 
 Saves of a loop come back as a ``Tape``: one stacked array per saved leaf
-(leading axis = iteration), the Python objects among them (ranges, ``None``)
-kept aside, so nested loops simply stack tapes of tapes. Backward loops
+(leading axis = iteration), the Python objects among them (ranges, ``None``,
+numbers) kept aside, so nested loops simply stack tapes of tapes. A leaf that
+depends on nothing the loop changes (a parameter among a callee's residuals) is
+computed once before the loop and held once, not stacked (``_hoisted``). Backward loops
 (``replay``) read a tape last-in first-out, which is what the NumPy backend's
 ``list.pop()`` does.
 
