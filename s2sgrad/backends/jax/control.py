@@ -796,37 +796,45 @@ def _without_hoisted(saves: tuple, trees: tuple, hoisted: tuple) -> tuple:
 def _hoisted(traced: _Traced, saves_tree: tuple) -> tuple:
     """Per save, the leaves that depend on nothing the loop changes (neither the
     iteration's index nor the carry: a parameter the callee's residuals hand back, an
-    item of one), computed once before the loop: ``{leaf position: value}``. Stacked,
-    each would be copied into every iteration's row, as ``jax.grad`` of a scan does not
-    (its partial evaluation keeps loop-invariant residuals out of the scan too).
+    item of one, the rows of one an inner loop saved), computed once before the loop:
+    ``{leaf position: value}``. Stacked, each would be copied into every iteration's
+    row, as ``jax.grad`` of a scan does not (its partial evaluation keeps loop-invariant
+    residuals out of the scan too).
 
-    From the body's jaxpr: an equation's results vary if one of its operands does; the
-    invariant ones are evaluated on the body's constants alone, by the equations they
-    need (a loop inside the body that they do not need is not run)."""
+    From the body's jaxpr (``_varying``). The invariant leaves are evaluated before the
+    loop by the equations they need, on the body's constants; an inner ``scan`` among
+    them gets zeros for its varying operands, which its invariant results do not read
+    (a loop that they do not need is not run)."""
     jaxpr = traced.jaxpr
     none: tuple = tuple({} for _ in saves_tree)
     if jaxpr.effects:
         return none
-    varying = set(jaxpr.invars)
-    for eqn in jaxpr.eqns:
-        if eqn.effects or any(_is_var(v) and v in varying for v in eqn.invars):
-            varying.update(eqn.outvars)
+    varying = _varying(jaxpr, set(jaxpr.invars))
     n_carried = len(jax.tree_util.tree_leaves(traced.type[0]))
     outs = jaxpr.outvars[n_carried : n_carried + sum(t.num_leaves for t in saves_tree)]
     held = {k: v for k, v in enumerate(outs) if not (_is_var(v) and v in varying)}
     if not held:
         return none
     needed = {v for v in held.values() if _is_var(v)}
+    zeroed: dict = {}  # varying operands of the scans needed: zeros stand for them
     eqns = []
     for eqn in reversed(jaxpr.eqns):
         if any(v in needed for v in eqn.outvars):
             eqns.append(eqn)
-            needed.update(v for v in eqn.invars if _is_var(v))
-    info = jaxpr.debug_info._replace(arg_names=(), result_paths=("",) * len(held))
-    pruned = jax.extend.core.Jaxpr(
-        jaxpr.constvars, [], list(held.values()), eqns[::-1], debug_info=info
+            for v in eqn.invars:
+                if _is_var(v) and v in varying:
+                    zeroed[v] = None
+                elif _is_var(v):
+                    needed.add(v)
+    zeroed_vars = [v for v in zeroed if v not in needed]
+    info = jaxpr.debug_info._replace(
+        arg_names=("",) * len(zeroed_vars), result_paths=("",) * len(held)
     )
-    values = dict(zip(held, jax.core.eval_jaxpr(pruned, traced.consts)))
+    pruned = jax.extend.core.Jaxpr(
+        jaxpr.constvars, zeroed_vars, list(held.values()), eqns[::-1], debug_info=info
+    )
+    zeros = [jnp.zeros(v.aval.shape, v.aval.dtype) for v in zeroed_vars]
+    values = dict(zip(held, jax.core.eval_jaxpr(pruned, traced.consts, *zeros)))
     out, first = [], 0
     for tree in saves_tree:
         out.append(
@@ -834,6 +842,41 @@ def _hoisted(traced: _Traced, saves_tree: tuple) -> tuple:
         )
         first += tree.num_leaves
     return tuple(out)
+
+
+def _varying(jaxpr: Any, varying_in: set) -> set:
+    """The variables of ``jaxpr`` that depend on ``varying_in``: an equation's results
+    vary if one of its operands does (or it has effects), except a ``scan``'s, whose
+    body says which of its results read its varying operands (the rows an inner loop
+    saves of a parameter vary with the inner index only)."""
+    varying = set(varying_in)
+    for eqn in jaxpr.eqns:
+        operands = [_is_var(v) and v in varying for v in eqn.invars]
+        if not eqn.effects and not any(operands):
+            continue
+        if eqn.primitive.name == "scan" and not eqn.effects:
+            results = _scan_varying(eqn, operands)
+        else:
+            results = [True] * len(eqn.outvars)
+        varying.update(v for v, flag in zip(eqn.outvars, results) if flag)
+    return varying
+
+
+def _scan_varying(eqn: Any, operands: list[bool]) -> list[bool]:
+    """Which results of a ``scan`` equation vary, given which operands do (constants,
+    initial carry, sliced inputs): a carry that varies on entry or becomes so varies,
+    to a fixed point; a stacked output varies if the body's does."""
+    body = eqn.params["jaxpr"].jaxpr
+    n_consts, n_carry = eqn.params["num_consts"], eqn.params["num_carry"]
+    carry = operands[n_consts : n_consts + n_carry]
+    while True:
+        flags = operands[:n_consts] + carry + operands[n_consts + n_carry :]
+        inside = _varying(body, {v for v, flag in zip(body.invars, flags) if flag})
+        results = [_is_var(v) and v in inside for v in body.outvars]
+        settled = [a or b for a, b in zip(carry, results[:n_carry])]
+        if settled == carry:
+            return carry + results[n_carry:]
+        carry = settled
 
 
 def _is_var(v: Any) -> bool:
