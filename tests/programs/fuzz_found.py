@@ -134,7 +134,8 @@ def constant_test_inside_a_loop_on_jax(x, y, n):
     sweep read it back traced and lowered the ``if`` to ``lax.cond``, whose branch read
     the missing saves: ``TypeError: '>' not supported between NoneType and a tracer``.
     Fixed: ``backends.jax.control`` keeps a save that is a Python constant in the trace out of
-    the tape (``ConstantTape``), so the backward ``if`` stays a Python ``if``."""
+    the tape (held in its structure, ``_Static``), so the backward ``if`` stays a Python
+    ``if``."""
     w6 = np.ones((2, 3))
     for _i, r7 in enumerate(y):
         if 0.24 > 0.33 and np.sum(np.cos(x)) < 0.8:

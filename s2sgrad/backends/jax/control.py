@@ -575,8 +575,8 @@ class _Step:
     # None for the hoisted leaves
     loops: bool  # a recorded loop inside the body reports an overflow flag
     run: Callable  # (extra, carry) -> ((carry, saves), overflow flag), coerced to the types
-    saves_tree: tuple = ()  # per save, its structure with every leaf (hoisted ones too)
-    hoisted: tuple = ()  # per save, {leaf position: its value, computed before the loop}
+    saves_tree: tuple  # per save, its structure with every leaf (hoisted ones too)
+    hoisted: tuple  # per save, {leaf position: its value, computed before the loop}
 
     def varying(self, carry: tuple) -> tuple:
         """The carried values that are not constants (what ``lax`` carries)."""
@@ -588,8 +588,6 @@ class _Step:
 
     def tapes(self, stacked: tuple) -> tuple:
         """One tape per save: its stacked rows, and its hoisted leaves as they are."""
-        if not self.saves_tree:
-            return tuple(Tape(rows) for rows in stacked)
         tapes = []
         for rows, tree, hoisted in zip(stacked, self.saves_tree, self.hoisted):
             if not hoisted:
