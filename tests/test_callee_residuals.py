@@ -149,6 +149,16 @@ def test_jax_loops_hold_an_inner_loops_invariant_rows_once():
     assert stats.temp_size_in_bytes < 8 * W.nbytes, stats
 
 
+def test_jax_loops_keep_stacked_what_an_inner_loop_with_a_while_saves():
+    """Hoisting runs the inner loop on zeros for its state, so an inner loop that runs a
+    ``while`` is not looked into (``while s < 5: s = s * 2`` from 0 never ends)."""
+    W = rng.normal(size=(2, 4, 4))
+    h0 = rng.normal(size=4)
+    got = s2sgrad.grad(cp.while_inside_layers_in_time, wrt=(0, 1), backend="jax")(W, h0)
+    want = jax.grad(jnp_twin(cp.while_inside_layers_in_time), argnums=(0, 1))(W, h0)
+    assert_close(got, want)
+
+
 def test_a_callee_with_masked_reads_stays_whole_on_jax():
     """A callee whose boolean-mask read becomes a masked computation keeps its read and its
     reductions in one function, so the JAX backend recomputes it even in a loop."""

@@ -223,3 +223,23 @@ def layers_in_time(W, h0):
     for _ in range(30):
         h = through_layers(W, h)
     return np.sum(h)
+
+
+def layers_with_a_while(W, h):
+    for k in range(2):
+        h = dense_tanh(W[k], h)
+        s = np.sum(h**2)
+        while s < 5.0:
+            s = s * 2.0
+        h = h * s / (1.0 + s)
+    return h
+
+
+def while_inside_layers_in_time(W, h0):
+    """A loop over layers with a ``while`` whose trip count the state decides, inside a
+    time loop: the layers' saved rows of ``W`` stay stacked (run on zeros before the
+    loop to hoist them, the ``while`` would never end)."""
+    h = h0
+    for _ in range(3):
+        h = layers_with_a_while(W, h)
+    return np.sum(h)

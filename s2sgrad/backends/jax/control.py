@@ -852,12 +852,26 @@ def _varying(jaxpr: Any, varying_in: set) -> set:
         operands = [_is_var(v) and v in varying for v in eqn.invars]
         if not eqn.effects and not any(operands):
             continue
-        if eqn.primitive.name == "scan" and not eqn.effects:
+        if eqn.primitive.name == "scan" and not eqn.effects and not _runs_a_while(eqn):
             results = _scan_varying(eqn, operands)
         else:
             results = [True] * len(eqn.outvars)
         varying.update(v for v, flag in zip(eqn.outvars, results) if flag)
     return varying
+
+
+def _runs_a_while(eqn: Any) -> bool:
+    """Whether ``eqn`` runs a ``while`` loop, at any depth. ``_hoisted`` runs a scan whose
+    invariant results it needs on zeros for its varying operands: a while loop inside
+    could then run forever (``while s < 5: s = s * 2`` from 0), so such a scan's results
+    all count as varying."""
+    if eqn.primitive.name == "while":
+        return True
+    for param in eqn.params.values():
+        inner = getattr(param, "jaxpr", param)  # a ClosedJaxpr's, or a Jaxpr
+        if isinstance(inner, jax.extend.core.Jaxpr) and any(map(_runs_a_while, inner.eqns)):
+            return True
+    return False
 
 
 def _scan_varying(eqn: Any, operands: list[bool]) -> list[bool]:
