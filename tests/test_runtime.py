@@ -82,6 +82,28 @@ def test_prod_of_others_handles_zeros(axis):
     assert_close(rt.prod_of_others(x, axis), expected)
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("axis, keepdims", [(None, False), (None, True), (1, True), (0, True)])
+def test_tie_shares_fast_path_gives_the_bits_of_dividing(dtype, axis, keepdims):
+    """The NumPy fast path multiplies by 1 / k: the same bits as winners / k, in a's dtype."""
+    x = np.round(np.random.default_rng(5).normal(size=(40, 7)), 1).astype(dtype)
+    top = np.max(x, axis=axis, keepdims=keepdims)
+    got = rt.tie_shares(x, top, axis, keepdims)
+    winners = x == top
+    want = (winners / winners.sum(axis=axis, keepdims=True)).astype(dtype)
+    assert got.dtype == dtype and np.array_equal(got, want)
+
+
+def test_tie_shares_of_a_nan_extremum_are_nan():
+    """A NaN maximum equals no element: no shares to give, NaN as dividing by 0 ties gives."""
+    x = np.array([1.0, np.nan, 2.0])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        assert np.isnan(rt.tie_shares(x, np.max(x))).all()
+        assert np.isnan(
+            rt.tie_shares(x[None], np.max(x[None], axis=1, keepdims=True), 1, True)
+        ).all()
+
+
 def test_tie_shares_split_equally():
     x = np.array([[1.0, 3.0, 3.0], [2.0, 2.0, 2.0]])
     shares = rt.tie_shares(x, np.max(x, axis=1), axis=1)

@@ -149,10 +149,12 @@ def tie_shares(a: Any, ans: Any, axis: Any = None, keepdims: bool = False) -> An
     as jax does (``jax.grad(jnp.max)(jnp.array([1., 2., 2.])) == [0, .5, .5]``).
     """
     if type(a) is np.ndarray and (keepdims or axis is None) and a.dtype.kind == "f":
-        # The common case: ``ans`` broadcasts against ``a`` as it is (no spread view).
+        # The common case: ``ans`` broadcasts against ``a`` as it is (no spread view). A
+        # share is 1 * (1 / k): multiplying by the reciprocal gives the bits dividing does
+        # (the winners are 0 or 1), in half the time of a division per element.
         winners = a == ans
-        shares = winners / winners.sum(axis=axis, keepdims=True)
-        return shares if shares.dtype == a.dtype else shares.astype(a.dtype)
+        counts = np.count_nonzero(winners) if axis is None else winners.sum(axis, keepdims=True)
+        return np.multiply(winners, np.float64(1.0) / counts, dtype=a.dtype)  # (k = 0: NaN)
     winners = a == unreduce(ans, a, axis, keepdims)
     counts = xp.sum(winners, axis=axis, keepdims=True)
     return xp.asarray(winners / counts, dtype=_float_dtype(a))
