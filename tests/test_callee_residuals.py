@@ -89,6 +89,20 @@ def test_split_callees_read_as_forward_and_backward_functions():
     assert "middle_vjp(" in jax_source and "_fwd(" not in jax_source
 
 
+def test_split_callees_in_loops_compose_with_jacobians_and_vmap_on_jax():
+    """What a JAX user does with such a gradient: its Jacobian (``jacrev``, ``jacfwd``),
+    and ``jax.vmap`` of it for per-example gradients, each against JAX."""
+    w, h0, xs = CASES["recurrent"][1]
+    twin = jnp_twin(cp.recurrent)
+    for jacobian in (s2sgrad.jacrev, s2sgrad.jacfwd):
+        got = jacobian(s2sgrad.grad(cp.recurrent, backend="jax"), backend="jax")(w, h0, xs)
+        assert_close(got, jax.hessian(twin)(w, h0, xs))
+    g = s2sgrad.grad(cp.recurrent, wrt=(0, 1), backend="jax")
+    batch = rng.uniform(0.0, 1.0, size=(4, 3))
+    want = jax.vmap(lambda h: jax.grad(twin, argnums=(0, 1))(w, h, xs))(batch)
+    assert_close(jax.vmap(lambda h: g(w, h, xs))(batch), want)
+
+
 def test_residuals_are_saved_per_iteration_once_made():
     """In a loop, a callee's residuals are saved after the call that makes them, as any
     value the iteration makes (not before, as a value the call overwrites: on JAX that

@@ -369,7 +369,7 @@ class _Traced:
     loops: bool  # a recorded loop inside it reports an overflow flag
     replay: Callable  # (*args) -> (result, overflow flag), without running its Python again
     jaxpr: Any  # the computation traced: two traces that took the same path print alike
-    consts: Any = ()  # the values of its constants (what the body reads from outside)
+    consts: Any  # the values of its constants (what the body reads from outside)
 
 
 def _trace(fn: Callable, *arg_types: Any) -> _Traced:
@@ -529,26 +529,36 @@ class Tape:
 
 @jax.tree_util.register_pytree_node_class
 class _Static:
-    """A save that is a Python number or bool, or one inside a saved structure (a callee's
-    residuals: its ``b = x.shape[0]``): the same on every iteration (the body is traced
-    once), so it is kept in the tape's structure rather than stacked, and the backward
-    sweep sees it concrete: a test on it stays a Python ``if``, and ``gates[:b]`` slices
-    by a Python integer."""
+    """A save that is a Python number, bool or slice of such bounds, or one inside a saved
+    structure (a callee's residuals: its ``b = x.shape[0]``, second-order code's
+    ``np.s_[b:t5]``): the same on every iteration (the body is traced once), so it is
+    kept in the tape's structure rather than stacked, and the backward sweep sees it
+    concrete: a test on it stays a Python ``if``, and ``gates[:b]`` slices by a Python
+    integer."""
 
     def __init__(self, value: Any):
         self.value = value
 
     def tree_flatten(self):
-        return (), (type(self.value), self.value)
+        v = self.value  # (a slice as its bounds: slices are not hashable before 3.12)
+        return (), (type(v), (v.start, v.stop, v.step) if isinstance(v, slice) else v)
 
     @classmethod
     def tree_unflatten(cls, aux, children):
-        return cls(aux[1])
+        kind, value = aux
+        return cls(slice(*value) if kind is slice else value)
+
+
+def _is_static(v: Any) -> bool:
+    """A number, bool, or slice whose bounds are numbers or None: known at trace time."""
+    if isinstance(v, slice):
+        return all(b is None or _is_constant(b) for b in (v.start, v.stop, v.step))
+    return _is_constant(v)
 
 
 def _hide_constants(save: Any) -> Any:
-    """``save`` with each Python number or bool among its leaves held as a ``_Static``."""
-    return jax.tree_util.tree_map(lambda v: _Static(v) if _is_constant(v) else v, save)
+    """``save`` with each static leaf (``_is_static``) held as a ``_Static``."""
+    return jax.tree_util.tree_map(lambda v: _Static(v) if _is_static(v) else v, save)
 
 
 def _reveal(save: Any) -> Any:
@@ -825,9 +835,9 @@ def _hoisted(traced: _Traced, saves_tree: tuple) -> tuple:
                 elif _is_var(v):
                     needed.add(v)
     zeroed_vars = [v for v in zeroed if v not in needed]
-    info = jaxpr.debug_info._replace(
-        arg_names=("",) * len(zeroed_vars), result_paths=("",) * len(held)
-    )
+    info = jaxpr.debug_info  # (the pruned jaxpr's names: blank, it has other arguments)
+    if info is not None:
+        info = info._replace(arg_names=("",) * len(zeroed_vars), result_paths=("",) * len(held))
     pruned = jax.extend.core.Jaxpr(
         jaxpr.constvars, zeroed_vars, list(held.values()), eqns[::-1], debug_info=info
     )
