@@ -270,10 +270,12 @@ class _Derivative:
         has_aux: bool = False,
         max_steps: int | None = None,
         what: str = "grad",
+        checkpoint: int | None = None,
     ):
         if mode not in ("reverse", "forward"):
             raise UsageError(f"mode must be 'reverse' or 'forward', not {mode!r}")
         _check_backend(backend)
+        self.checkpoint = _checked_snapshots(checkpoint)
         _require_python_function(fun)
         self.fun = fun
         self.mode = mode
@@ -299,7 +301,7 @@ class _Derivative:
         The in-process memo makes that a dictionary hit, and the lookup re-binds the
         free names of the generated module, so a reassigned global is seen.
         """
-        options = _options(primals, self.has_aux, self.mode, self.value_unread)
+        options = _options(primals, self.has_aux, self.mode, self.value_unread, self.checkpoint)
         wrt = self.wrt if wrt is None else wrt
         entry = cache.load_or_generate(self.fun, self.mode, wrt, self.backend, options)
         last = self._last_runner
@@ -336,7 +338,7 @@ class _Derivative:
         signature = _call_signature(args) if args is primals else None
         if signature is None:
             return
-        options = _options(primals, self.has_aux, self.mode, self.value_unread)
+        options = _options(primals, self.has_aux, self.mode, self.value_unread, self.checkpoint)
         unchanged = cache.unchanged_since(self.fun, self.mode, self.wrt, self.backend, options)
         if unchanged is None:
             return
@@ -433,6 +435,7 @@ def grad(
     backend: str = "numpy",
     has_aux: bool = False,
     max_steps: int | None = None,
+    checkpoint: int | None = None,
 ) -> Callable:
     """The gradient of a scalar-valued function with respect to the ``wrt`` parameters.
 
@@ -449,8 +452,12 @@ def grad(
     bounds the iterations of a ``while`` loop (or a range of traced length) that
     reverse mode records; by default the bound starts at 128 and doubles as needed
     (under your own ``jax.jit`` it is 1024, and a run past it raises).
+
+    ``checkpoint=N``: reverse mode keeps at most N states of each loop that saves values
+    and recomputes the rest (binomial checkpointing; ``docs/checkpointing.md``), as a
+    ``# s2sgrad: checkpoint(snapshots=N)`` comment on a loop asks for that loop.
     """
-    d = _Derivative(fun, wrt, mode, backend, has_aux, max_steps, "grad")
+    d = _Derivative(fun, wrt, mode, backend, has_aux, max_steps, "grad", checkpoint)
 
     @functools.wraps(fun)
     def gradient(*args: Any, **kwargs: Any) -> Any:
@@ -471,12 +478,13 @@ def value_and_grad(
     backend: str = "numpy",
     has_aux: bool = False,
     max_steps: int | None = None,
+    checkpoint: int | None = None,
 ) -> Callable:
     """Like ``grad``, but returns ``(value, gradient)`` from one evaluation.
 
     With ``has_aux=True``: ``((value, aux), gradient)``, as in JAX.
     """
-    d = _Derivative(fun, wrt, mode, backend, has_aux, max_steps, "value_and_grad")
+    d = _Derivative(fun, wrt, mode, backend, has_aux, max_steps, "value_and_grad", checkpoint)
 
     @functools.wraps(fun)
     def value_and_gradient(*args: Any, **kwargs: Any) -> tuple[Any, Any]:
@@ -517,13 +525,21 @@ def jvp(fun: Callable, primals: tuple | list, tangents: tuple | list, *, backend
     return out, _with_dtypes_of(tangent_out, out, backend)
 
 
-def vjp(fun: Callable, *primals: Any, backend: str = "numpy", max_steps: int | None = None):
+def vjp(
+    fun: Callable,
+    *primals: Any,
+    backend: str = "numpy",
+    max_steps: int | None = None,
+    checkpoint: int | None = None,
+):
     """``(fun(*primals), vjp_fn)`` where ``vjp_fn(ct)`` gives one cotangent per primal.
 
     The backward sweep recomputes the forward sweep when ``vjp_fn`` is called,
-    so nothing from the first evaluation is kept alive in between.
+    so nothing from the first evaluation is kept alive in between. ``checkpoint``: as
+    for ``grad``.
     """
     _check_backend(backend)
+    checkpoint = _checked_snapshots(checkpoint)
     _require_python_function(fun)
     _check_argument_types(fun, primals, (), "vjp")
     wrt = _float_positions(primals)
@@ -531,7 +547,7 @@ def vjp(fun: Callable, *primals: Any, backend: str = "numpy", max_steps: int | N
     # Parameters left out take their defaults, as in ``fun(*primals)``: constants.
     primals = _Bound(fun)(primals, {})
     entry = cache.load_or_generate(
-        fun, "reverse", wrt, backend, _options(primals, False, "reverse")
+        fun, "reverse", wrt, backend, _options(primals, False, "reverse", checkpoint=checkpoint)
     )
     entry = _runner(entry, backend, max_steps)
     if backends.get(backend).primal_from_generated_code:
@@ -616,7 +632,26 @@ def _float_positions(primals: tuple) -> tuple[int, ...]:
     return tuple(i for i, p in enumerate(primals) if trees.is_inexact(p))
 
 
-def _options(primals: tuple, has_aux: bool, mode: str, value_unread: bool = False) -> tuple:
+def _checked_snapshots(checkpoint: Any) -> int | None:
+    """``checkpoint=`` as given: None, or a number of snapshots (at least 1)."""
+    if checkpoint is None:
+        return None
+    if isinstance(checkpoint, bool) or not isinstance(checkpoint, (int, np.integer)):
+        raise UsageError(
+            f"checkpoint must be a number of snapshots (an int >= 1) or None, not {checkpoint!r}"
+        )
+    if checkpoint < 1:
+        raise UsageError(f"checkpoint={checkpoint}: a checkpointed loop needs a snapshot")
+    return int(checkpoint)
+
+
+def _options(
+    primals: tuple,
+    has_aux: bool,
+    mode: str,
+    value_unread: bool = False,
+    checkpoint: int | None = None,
+) -> tuple:
     """Compile options that depend on the call: which arguments are containers, has_aux,
     and (reverse mode) which are scalars and the rank of each array (and whether it has
     an axis of length 1), which lets the shape analysis drop more ``unbroadcast`` calls
@@ -656,6 +691,8 @@ def _options(primals: tuple, has_aux: bool, mode: str, value_unread: bool = Fals
         options.append(("has_aux", True))
     if value_unread and mode == "reverse":
         options.append(("value_unread", True))
+    if checkpoint is not None and mode == "reverse":
+        options.append(("checkpoint", checkpoint))
     return tuple(options)
 
 
@@ -667,6 +704,7 @@ def derivative_source(
     backend: str = "numpy",
     has_aux: bool = False,
     order: int = 1,
+    checkpoint: int | None = None,
 ) -> str:
     """The source of the derivative module that ``grad(fun, wrt=..., mode=...)`` runs.
 
@@ -680,18 +718,20 @@ def derivative_source(
     ``order=2``: the second-order module, the derivative (``mode``, forward by
     default: the module ``hessian`` and ``hvp`` run) of ``grad(fun, wrt=...)``.
     It calls the first-order module's functions and their derivatives.
+    ``checkpoint``: as for ``grad`` (first order).
     """
     fun = running.primal_of(fun)  # the function under @s2sgrad.grad is the target here
     if order not in (1, 2):
         raise UsageError(f"order must be 1 or 2, not {order!r}")
-    d = _Derivative(fun, wrt, "reverse", backend, has_aux)
+    d = _Derivative(fun, wrt, "reverse", backend, has_aux, checkpoint=checkpoint)
     primals = d.bind(example_args, {}) if example_args else ()
     if order == 2:  # grad(fun, has_aux=True) returns (gradient, aux): aux rides along
         fun = grad(fun, wrt=wrt, has_aux=has_aux)
     mode = mode or ("forward" if order == 2 else "reverse")
     if mode not in ("reverse", "forward"):
         raise UsageError(f"mode must be 'reverse' or 'forward', not {mode!r}")
-    entry = cache.load_or_generate(fun, mode, d.wrt, backend, _options(primals, has_aux, mode))
+    options = _options(primals, has_aux, mode, checkpoint=d.checkpoint if order == 1 else None)
+    entry = cache.load_or_generate(fun, mode, d.wrt, backend, options)
     return "".join(linecache.getlines(entry.__code__.co_filename))
 
 

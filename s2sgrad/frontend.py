@@ -36,7 +36,7 @@ import libcst as cst
 import numpy as np
 from libcst.metadata import MetadataWrapper, PositionProvider
 
-from s2sgrad import ir, randomness, running, sources
+from s2sgrad import directives, ir, randomness, running, sources
 from s2sgrad.errors import (
     RandomDrawError,
     SourceLocation,
@@ -208,6 +208,23 @@ class _Lowering:
 
     def unsupported(self, node: cst.CSTNode, what: str, hint: str) -> UnsupportedSyntaxError:
         return UnsupportedSyntaxError(f"{what} is not supported", self.loc(node), hint)
+
+    def checkpoint_directive(self, node: cst.For | cst.While) -> int | None:
+        """The snapshots a ``# s2sgrad: checkpoint(snapshots=N)`` comment asks of a loop, on
+        its header line or a line right above it (``s2sgrad.directives``)."""
+        comments = [line.comment for line in node.leading_lines[-1:]]
+        if isinstance(node.body, cst.IndentedBlock):
+            comments.append(node.body.header.comment)
+        found = None
+        for comment in comments:
+            if comment is None:
+                continue
+            try:
+                n = directives.checkpoint_snapshots(comment.value)
+            except directives.DirectiveError as exc:
+                raise UnsupportedSyntaxError(str(exc), self.loc(node), directives.HINT) from None
+            found = n if n is not None else found
+        return found
 
     # ---------------------------------------------------------------- function
 
@@ -474,11 +491,21 @@ class _Lowering:
             if node.asynchronous is not None:
                 raise self.unsupported(node, "async for", "use a plain for loop")
             return ir.For(
-                self.pattern(node.target), self.expr(node.iter), self.block(node.body), loc
+                self.pattern(node.target),
+                self.expr(node.iter),
+                self.block(node.body),
+                loc,
+                checkpoint=self.checkpoint_directive(node),
             )
         if isinstance(node, cst.While):
             if node.orelse is not None:
                 raise self.unsupported(node.orelse, "while/else", "use a flag variable instead")
+            if self.checkpoint_directive(node) is not None:
+                raise self.unsupported(
+                    node,
+                    "checkpointing a while loop",
+                    "checkpoint a for loop over range(...) instead (a bound on the trips)",
+                )
             return ir.While((), self.expr(node.test), self.block(node.body), loc)
         if isinstance(node, cst.FunctionDef):
             return self.local_def(node)

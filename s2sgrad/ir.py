@@ -201,12 +201,18 @@ class If:
 
 @dataclass(frozen=True)
 class For:
-    """``for target in iter: body``; the frontend keeps ``range(...)`` calls recognisable for backends."""
+    """``for target in iter: body``; the frontend keeps ``range(...)`` calls recognisable for backends.
+
+    ``checkpoint``: the snapshots its reverse sweep may keep (``# s2sgrad:
+    checkpoint(snapshots=N)``, or ``grad(..., checkpoint=N)``; ``transforms.checkpointing``),
+    None for the usual one save per iteration.
+    """
 
     target: Any
     iter: Expr
     body: tuple[Stmt, ...]
     loc: SourceLocation | None = None
+    checkpoint: int | None = None
 
 
 @dataclass(frozen=True)

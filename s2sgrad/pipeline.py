@@ -203,6 +203,7 @@ class Compilation:
         target: backends.Backend = backends.NUMPY,
         read_back: bool = False,
         rerun_loops: bool = False,
+        checkpoint: int | None = None,
     ):
         self.root = running.function_that_runs(root)
         self.target = target  # the backend: which callees it splits (``split``)
@@ -210,6 +211,10 @@ class Compilation:
         # not in a module read back for higher order, whose frontend reads stacks only as
         # first-order code makes them.
         self.rerun_loops = rerun_loops and not read_back
+        # The snapshots of a checkpointed loop that has no directive (``grad(...,
+        # checkpoint=N)``): every loop that saves values is checkpointed. Neither it nor
+        # directives apply to a module read back (``transforms.checkpointing``).
+        self.checkpoint = checkpoint
         # The module will be read back and differentiated again (a composition's first
         # order): a callee whose loops record stacks keeps recomputation, since the
         # frontend reads a stack only where it is made (``s = []`` in the same function).
@@ -430,6 +435,8 @@ def derivative_ir(
             value_unread,
             ranks,
             rerun_loops=compilation.rerun_loops,
+            checkpoint=compilation.checkpoint,
+            checkpointing_loops=not compilation.read_back,
         )
         deriv = split_key_cotangents(deriv, names)
     else:
@@ -497,7 +504,8 @@ def generate(
     of those passed as arrays (``Request``), ``("value_unread", True)`` where the caller drops the
     value (``grad``; see ``transforms.unread_value``), ``("rerun_loops", flag)`` to
     rerun cheap loop bodies in the backward sweep or not, over the backend's default
-    (``Backend.rematerializes_loops``; see ``transforms.remat``).
+    (``Backend.rematerializes_loops``; see ``transforms.remat``), ``("checkpoint", N)`` to
+    checkpoint every loop that saves values with N snapshots (``transforms.checkpointing``).
     """
     with _collector_paused:
         return _generate(fn, mode, wrt, backend, settings=dict(options))
@@ -545,6 +553,7 @@ def _generate(fn: Callable, mode: str, wrt, backend: str, settings: dict) -> Gen
         target,
         bool(settings.get("read_back", False)),
         bool(settings.get("rerun_loops", target.rematerializes_loops)),
+        settings.get("checkpoint"),
     )
     entry = compilation.request(
         fn,

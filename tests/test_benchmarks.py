@@ -40,3 +40,12 @@ def test_compile_time_smoke(tmp_path, capsys):
     assert compile_time.main(["--smoke", "--output", str(tmp_path)]) == 0
     assert "every gradient agrees" in capsys.readouterr().out
     assert (tmp_path / "compile_time.md").is_file()
+
+
+def test_checkpointing_smoke(tmp_path, capsys):
+    """Every way of reversing the long loop checked against the unscheduled gradient."""
+    from benchmarks import checkpointing
+
+    assert checkpointing.main(["--smoke", "--output", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "binomial, s = 20" in out and "jax.checkpoint on the scan body" in out

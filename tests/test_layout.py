@@ -62,6 +62,7 @@ def test_everything_of_the_jax_backend_lives_in_its_package():
         "masked",
         "masks",
         "none_tests",
+        "revolve",
         "runtime",
         "spelling",
     }

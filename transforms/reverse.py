@@ -38,7 +38,7 @@ from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
 
-from s2sgrad.transforms import dataflow
+from s2sgrad.transforms import checkpointing, dataflow
 from s2sgrad.transforms.analysis import (
     analyze,
     bind_user_call,
@@ -135,6 +135,9 @@ class _Reverse(DerivativeBuilder):
         # ... and the names such a loop overwrites whose value from before it the backward
         # sweep reads after the loop's: saved once around the loop.
         self.rerun_entry: dict[int, tuple[str, ...]] = {}
+        # Rerun loops that keep their state only where a binomial schedule says so
+        # (``transforms.checkpointing``): id(loop) -> (snapshots, the schedule's name).
+        self.checkpointed: dict[int, tuple[int, str]] = {}
         # While the backward sweep of a rerun body is generated: (id(stmt), name) where the
         # name holds a value of this iteration before stmt (else None).
         self._replay_prior: set[tuple[int, str]] | None = None
@@ -526,12 +529,34 @@ class _Reverse(DerivativeBuilder):
         self.recomputed[id(loop)] = [a for n, a in chain.items() if n in keep]
         self.recomputed_names.update(wanted)
 
+    def find_checkpointed(
+        self, body: tuple[ir.Stmt, ...], needed: set[str], default: int | None
+    ) -> bool:
+        """Fill ``self.checkpointed`` (and ``self.rerun``) with the loops reversed by a
+        binomial schedule: those with a checkpoint directive, and with ``default``
+        (``grad(..., checkpoint=N)``) every loop that saves values; whether there are any."""
+        for stmt in ir.walk_stmts(body):
+            if not ir.is_loop(stmt):
+                continue
+            saves = bool(dataflow.deep_writes((stmt,)) & needed)
+            snapshots = checkpointing.snapshots_for(stmt, default, saves)
+            if snapshots is None:
+                continue
+            checkpointing.require_checkpointable(stmt, self.range_names)
+            carried_state = carried(stmt.body)
+            self.rerun[id(stmt)] = carried_state
+            base = carried_state[0] if carried_state else "loop"
+            self.checkpointed[id(stmt)] = (snapshots, self.real_names.fresh(f"{base}_checkpoints"))
+        return bool(self.checkpointed)
+
     def find_reruns(self, body: tuple[ir.Stmt, ...], needed: set[str]) -> bool:
         """Fill ``self.rerun`` with the loops whose backward sweep reruns their body
         (``transforms.remat`` decides); whether there are any."""
         for stmt in ir.walk_stmts(body):
-            if ir.is_loop(stmt) and worth_rerunning(
-                stmt, needed, self.callee_body, self.range_names
+            if (
+                ir.is_loop(stmt)
+                and id(stmt) not in self.rerun
+                and worth_rerunning(stmt, needed, self.callee_body, self.range_names)
             ):
                 self.rerun[id(stmt)] = carried(stmt.body)
         return bool(self.rerun)
@@ -672,6 +697,15 @@ class _Reverse(DerivativeBuilder):
             ir.Push(self.stack(n, outer, loop), ir.Name(n), outer, loop.loc)
             for n in (*self.rerun_entry[id(loop)], *targets)
         ]
+        if id(loop) in self.checkpointed:
+            # Only where the binomial schedule says: `c = store_checkpoint(c, (state,))`.
+            count, name = self.checkpointed[id(loop)]
+            state = self.rerun[id(loop)]
+            out += checkpointing.create(ir.Name(name), count, loop, state)
+            store = checkpointing.store(ir.Name(name), state, loop.loc)
+            body = tuple(self.value_only(stmt) for stmt in loop.body)
+            out.append(replace(loop, body=(store, *body)))
+            return out
         snapshots = tuple(
             ir.Push(self.snapshot(n, loop), ir.Name(n), label, loop.loc)
             for n in self.rerun[id(loop)]
@@ -687,10 +721,16 @@ class _Reverse(DerivativeBuilder):
         """One backward iteration of a rerun loop: restore the state it started from, run
         the body again (keeping each value of this iteration that an assignment overwrites
         and the backward sweep reads, in ``<name>_before``), then the body's backward sweep."""
-        out: list[ir.Stmt] = [
-            ir.Pop(ir.Name(n), self.snapshot(n, loop), self._loop, loop.loc)
-            for n in reversed(self.rerun[id(loop)])
-        ]
+        if id(loop) in self.checkpointed:
+            name = ir.Name(self.checkpointed[id(loop)][1])
+            bounds = tuple(ir.Name(self.real_names.fresh(n)) for n in ("kept", "start", "stop"))
+            rerun = tuple(self.value_only(stmt) for stmt in loop.body)
+            out = checkpointing.restore_and_advance(name, loop, self.rerun[id(loop)], rerun, bounds)
+        else:
+            out = [
+                ir.Pop(ir.Name(n), self.snapshot(n, loop), self._loop, loop.loc)
+                for n in reversed(self.rerun[id(loop)])
+            ]
         for stmt in loop.body:
             for t in dataflow.writes(stmt):
                 if self.restores(stmt, t):
@@ -698,6 +738,12 @@ class _Reverse(DerivativeBuilder):
                     out.append(ir.Assign((slot,), ir.Name(t), stmt.loc))
             out.append(replace(stmt))  # (a copy: later passes key statements by identity)
         return out + self.backward(loop.body, state)
+
+    def value_only(self, stmt: ir.Stmt) -> ir.Stmt:
+        """A copy of ``stmt`` for code that wants its value alone: a split call is the
+        call of the user's function again (``y = G(a)``), without residuals to build."""
+        split = self.split_calls.get(id(stmt))
+        return replace(split.original if split is not None else stmt)
 
     def restores(self, stmt: Any, name: str) -> bool:
         """Whether the backward sweep restores the value ``stmt`` overwrote in ``name``."""
@@ -1125,6 +1171,8 @@ def reverse(
     value_unread: bool = False,
     ranks: tuple = (),
     rerun_loops: bool = False,
+    checkpoint: int | None = None,
+    checkpointing_loops: bool = True,
 ) -> ir.FunctionDef:
     """The adjoint (vjp) function of a structured ANF function, w.r.t. the parameters ``wrt``.
 
@@ -1138,7 +1186,9 @@ def reverse(
     throws the value away (``grad``); where it is provably a real scalar it is
     returned as None and the work only it needed goes (``transforms.unread_value``).
     ``rerun_loops``: loops whose body is cheap and saves much rerun it in their backward
-    sweep instead (``transforms.remat``).
+    sweep instead (``transforms.remat``). ``checkpointing_loops``: loops with a checkpoint
+    directive, and with ``checkpoint`` (a number of snapshots) every loop that saves
+    values, keep only the states a binomial schedule needs (``transforms.checkpointing``).
     """
     require_structured(fn)
     fn = split_aux(fn, names) if has_aux else fn
@@ -1167,7 +1217,8 @@ def reverse(
     scalar_names = frozenset(fn.params[i].name for i in scalars)
     rev.setup_shapes(replace(fn, body=(*primal, ret)), scalar_names, named_ranks)
     needed = rev.needed(primal)
-    if rerun_loops and rev.find_reruns(primal, needed):
+    checkpointed = checkpointing_loops and rev.find_checkpointed(primal, needed, checkpoint)
+    if (rerun_loops and rev.find_reruns(primal, needed)) or checkpointed:
         needed = rev.needed(primal)
         rev.find_rerun_entries(primal)
     rev.find_iteration_values(primal, needed)
@@ -1333,6 +1384,7 @@ class _SplitCall:
     bwd: str
     active: tuple[int, ...]
     callee: Any = None  # the user function it splits
+    original: ir.Assign | None = None  # `y = G(a, b)`: where only the value is wanted
 
 
 def _with_residual_calls(
@@ -1393,7 +1445,7 @@ def _with_residual_calls(
             (stmt.target, residuals), ir.Call(ir.generated_ref(split.fwd), args), stmt.loc
         )
         rewritten[id(stmt)] = new
-        split_calls[id(new)] = _SplitCall(split.bwd, active, callee)
+        split_calls[id(new)] = _SplitCall(split.bwd, active, callee, stmt)
     if not rewritten:
         return fn, {}
 

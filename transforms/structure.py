@@ -439,7 +439,7 @@ class _Structurer:
             # loop as it is (derivative code's form, read back for higher order)
             loop = self.open_loop(stmt.body, out, loc)
             body = self.loop_body(loop, header, stmt.body, loc)
-            out.append(ir.For(stmt.target, stmt.iter, body, loc))
+            out.append(replace(stmt, body=body))
             return
         if isinstance(stmt.target, ir.Name) and ir.is_call_of(stmt.iter, builtins.range):
             index, bounds = stmt.target, stmt.iter
@@ -456,7 +456,7 @@ class _Structurer:
         indices = self.fresh(f"{base if base.isidentifier() else 'loop'}_range")
         out.append(ir.Assign((indices,), replace(bounds, fn=self.builtin(RANGE, loc)), loc))
         body = self.loop_body(loop, header, stmt.body, loc)
-        out.append(ir.For(index, indices, body, loc))
+        out.append(replace(stmt, target=index, iter=indices, body=body))
 
     def over_range_name(self, expr) -> bool:
         """Whether ``expr`` is ``r`` or ``reversed(r)`` for a name ``r`` that holds a range."""

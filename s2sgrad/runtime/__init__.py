@@ -36,6 +36,7 @@ from s2sgrad.runtime import (
     joins,
     linalg,
     reductions,
+    revolve,
     scans,
     shape,
 )
@@ -124,6 +125,11 @@ from s2sgrad.runtime.reductions import (
     unaverage_weights,
     unreduce,
 )
+from s2sgrad.runtime.revolve import (
+    checkpoints,
+    restore_checkpoint,
+    store_checkpoint,
+)
 from s2sgrad.runtime.scans import (
     cumprod_tangent,
     trapezoid_weights,
@@ -137,7 +143,18 @@ from s2sgrad.runtime.shape import (
 )
 
 #: The family modules, plumbing first: what a backend adopts (``backends.rebinding``).
-FAMILIES = (core, elementwise, reductions, scans, shape, joins, indexing, linalg, decompositions)
+FAMILIES = (
+    core,
+    elementwise,
+    reductions,
+    scans,
+    shape,
+    joins,
+    indexing,
+    linalg,
+    decompositions,
+    revolve,
+)
 
 __all__ = [
     "accumulate",
@@ -146,6 +163,7 @@ __all__ = [
     "average_weights",
     "broadcast_like",
     "cast_like",
+    "checkpoints",
     "clip_shares",
     "concatenate_items",
     "cross",
@@ -181,10 +199,12 @@ __all__ = [
     "prod_of_others_tangent",
     "rejoin",
     "rereduce",
+    "restore_checkpoint",
     "resolved_spread",
     "set_at",
     "sort_order",
     "stand_in",
+    "store_checkpoint",
     "tensordot_adjoint_lhs",
     "tensordot_adjoint_rhs",
     "thin_svd_factor",

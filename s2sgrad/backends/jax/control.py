@@ -176,13 +176,20 @@ class Range:
         """Bounds known at trace time (Python integers), so the length is static."""
         return all(isinstance(v, (int, np.integer)) for v in (self.start, self.length))
 
-    def __getitem__(self, item: slice) -> Range:
-        if not (isinstance(item, slice) and item.start is None and item.step is None):
-            raise TypeError("only prefixes r[:k] of a range are supported")
-        k = item.stop
-        if not (_is_traced(k) or _is_traced(self.length)):
-            return Range(self.start, self.step, max(0, min(int(k), int(self.length))))
-        return Range(self.start, self.step, jnp.clip(k, 0, self.length))
+    def __getitem__(self, item: Any) -> Any:
+        """``r[k]`` (``0 <= k < len(r)``), or ``r[a:b]`` with ``a`` and ``b`` None or in
+        ``0 .. len(r)`` (traced or not): what derivative code indexes ranges with."""
+        if not isinstance(item, slice):
+            return self.value(item)
+        if item.step is not None:
+            raise TypeError("a slice of a range with a step is not supported")
+        a = 0 if item.start is None else item.start
+        b = self.length if item.stop is None else item.stop
+        if not any(_is_traced(v) for v in (a, b, self.length)):
+            a, b = (max(0, min(int(v), int(self.length))) for v in (a, b))
+            return Range(self.start + self.step * a, self.step, max(0, b - a))
+        a, b = (jnp.clip(v, 0, self.length) for v in (a, b))
+        return Range(self.start + self.step * a, self.step, jnp.maximum(b - a, 0))
 
     def traced(self) -> Range:
         """The same range with array bounds (its type then joins with traced ranges); a

@@ -32,6 +32,9 @@ from jax import lax
 
 from s2sgrad import runtime
 from s2sgrad.backends import rebinding
+from s2sgrad.backends.jax.revolve import checkpoints as checkpoints
+from s2sgrad.backends.jax.revolve import restore_checkpoint as restore_checkpoint
+from s2sgrad.backends.jax.revolve import store_checkpoint as store_checkpoint
 from s2sgrad.runtime.core import (
     _float_dtype,
     _unindex_container,

@@ -1,0 +1,117 @@
+"""Loops marked for binomial checkpointing (``# s2sgrad: checkpoint(snapshots=N)``): time
+steppers with a callee, a loop variable read in the body, a carried pair, a value from
+before the loop the loop overwrites, the directive on the line above the loop, snapshots
+from one to more than the trip count. ``ARGS``: each program's arguments (the trip count
+an int, the rest floats)."""
+
+import numpy as np
+
+
+def rhs(state, params):
+    prey, predator = state[0], state[1]
+    return np.stack(
+        [
+            params[0] * prey - params[1] * prey * predator,
+            params[2] * prey * predator - params[3] * predator,
+        ]
+    )
+
+
+def lotka_volterra_rk2(params, initial, steps, dt):
+    state = initial
+    for t in range(steps):  # s2sgrad: checkpoint(snapshots=3)
+        k1 = rhs(state, params)
+        k2 = rhs(state + 0.5 * dt * k1, params)
+        state = state + dt * k2 * (1.0 + 0.01 * t)
+    return np.sum((state - 1.0) ** 2)
+
+
+def one_snapshot(params, initial, steps, dt):
+    state = initial
+    for _ in range(steps):  # s2sgrad: checkpoint(snapshots=1)
+        state = state + dt * rhs(state, params)
+    return np.sum(state**2)
+
+
+def more_snapshots_than_steps(params, initial, steps, dt):
+    state = initial
+    for _ in range(steps):  # s2sgrad: checkpoint(snapshots=50)
+        state = state + dt * rhs(state, params)
+    return np.sum(state**2)
+
+
+def heat_with_running_total(u, steps, nu):
+    total = 0.0
+    # s2sgrad: checkpoint(snapshots=2)
+    for _ in range(steps):
+        lap = np.roll(u, 1) - 2.0 * u + np.roll(u, -1)
+        u = u + nu * np.tanh(lap)
+        total = total + np.sum(u**2) * 0.1
+    return total
+
+
+def overwrites_a_value_from_before(x, steps, w):
+    y = np.tanh(x)
+    s = y * w
+    for i in range(2, steps + 2):  # s2sgrad: checkpoint(snapshots=4)
+        y = np.sin(s) * 0.5
+        s = s + (y * y + np.cos(y)) * w + 0.1 * i
+    return np.sum(s * y)
+
+
+def two_loops(x, steps, c):
+    for _ in range(steps):  # s2sgrad: checkpoint(snapshots=2)
+        x = np.sin(x) * c + x
+    for k in range(0, 2 * steps, 2):  # s2sgrad: checkpoint(snapshots=3)
+        x = x * np.cos(x * c) + 0.01 * k
+    return np.sum(x**2)
+
+
+def long_heat(u, steps):
+    for _ in range(steps):
+        u = u + 0.1 * np.tanh(np.roll(u, 1) - 2.0 * u + np.roll(u, -1))
+    return np.sum(u**2)
+
+
+# Loops the directive cannot be taken for (tests/test_checkpointing.py: the errors).
+
+
+def misspelt(x):
+    for _ in range(3):  # s2sgrad: checkpiont(snapshots=2)
+        x = np.sin(x)
+    return np.sum(x)
+
+
+def no_snapshots(x):
+    for _ in range(3):  # s2sgrad: checkpoint(snapshots=0)
+        x = np.sin(x)
+    return np.sum(x)
+
+
+def branch_in_the_body(x):
+    for i in range(3):  # s2sgrad: checkpoint(snapshots=2)
+        if i > 1:
+            x = np.sin(x)
+        x = x * 2.0
+    return np.sum(x)
+
+
+def while_marked(x):
+    k = 0
+    while k < 3:  # s2sgrad: checkpoint(snapshots=2)
+        x = np.sin(x)
+        k = k + 1
+    return np.sum(x)
+
+
+PARAMS = np.array([1.1, 0.4, 0.1, 0.4])
+INITIAL = np.array([1.3, 0.8])
+
+ARGS = {
+    "lotka_volterra_rk2": (PARAMS, INITIAL, 37, 0.05),
+    "one_snapshot": (PARAMS, INITIAL, 12, 0.05),
+    "more_snapshots_than_steps": (PARAMS, INITIAL, 9, 0.05),
+    "heat_with_running_total": (np.sin(np.linspace(0.0, 3.0, 16)), 23, 0.2),
+    "overwrites_a_value_from_before": (np.linspace(-1.0, 1.0, 5), 17, 0.3),
+    "two_loops": (np.linspace(-1.0, 1.0, 4), 11, 0.7),
+}

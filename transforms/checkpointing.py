@@ -1,0 +1,145 @@
+"""Checkpointed loops: which loops keep only a few states, and the code their schedule runs.
+
+A loop marked ``# s2sgrad: checkpoint(snapshots=N)`` (or every loop that saves values,
+with ``grad(..., checkpoint=N)``) is reversed with the binomial schedule of
+``s2sgrad.runtime.revolve`` instead of saving what each iteration computes. It is a
+rerun loop (``transforms.remat``) whose state is not saved before every iteration but
+only where the schedule says so; ``transforms.reverse`` generates both:
+
+    # forward sweep: the loop as written, the schedule keeping states
+    state_checkpoints = checkpoints(20, loop_range, (state,))
+    for t in loop_range:
+        state_checkpoints = store_checkpoint(state_checkpoints, (state,))
+        state = step(state, t)
+    ...
+    # backward sweep, per iteration: the latest kept state, rerun up to this iteration
+    for t in reversed(loop_range):
+        (state,), start, stop, state_checkpoints = restore_checkpoint(state_checkpoints)
+        for t in loop_range[start:stop]:
+            state_checkpoints = store_checkpoint(state_checkpoints, (state,))
+            state = step(state, t)
+        t = loop_range[stop]
+        <the iteration again, keeping what its backward sweep reads; its backward sweep>
+
+The loops it takes are those a rerun can replay: counted ``for`` loops over a ``range``
+whose body is straight assignments (calls of user functions included: what they do
+inside is theirs). Anything else marked for checkpointing is an error that names the
+statement in the way, never a loop silently reversed another way.
+"""
+
+from __future__ import annotations
+
+from s2sgrad.transforms import dataflow
+from s2sgrad.transforms.prims import GETITEM
+
+from s2sgrad import ir, runtime
+from s2sgrad.errors import UnsupportedSyntaxError
+
+CHECKPOINTS = ir.Ref("checkpoints", runtime.checkpoints)
+STORE = ir.Ref("store_checkpoint", runtime.store_checkpoint)
+RESTORE = ir.Ref("restore_checkpoint", runtime.restore_checkpoint)
+
+_KINDS = {
+    ir.If: "an `if`",
+    ir.For: "a nested loop",
+    ir.While: "a nested loop",
+    ir.SetItem: "an in-place update",
+    ir.Break: "a `break`",
+    ir.Continue: "a `continue`",
+    ir.Return: "a `return`",
+}
+
+
+def snapshots_for(loop: ir.Stmt, default: int | None, saves: bool) -> int | None:
+    """The snapshots ``loop`` is checkpointed with: its directive's, else ``default``
+    (``grad(..., checkpoint=N)``) where its body saves values; None: not checkpointed."""
+    if isinstance(loop, ir.For) and loop.checkpoint is not None:
+        return loop.checkpoint
+    return default if saves else None
+
+
+def require_checkpointable(loop: ir.For | ir.While, ranges: set[str]) -> None:
+    """Raise, naming the statement in the way, unless ``loop`` is one a checkpointed
+    reverse sweep can rerun: a counted loop over a range with straight-line body."""
+    where = f"the loop at line {loop.loc.line}" if loop.loc else "this loop"
+    if isinstance(loop, ir.While):
+        raise UnsupportedSyntaxError(
+            f"checkpointing {where}: a while loop is not checkpointed yet",
+            loop.loc,
+            "bound it with a for loop over range(...) and a break-free body, or call "
+            "grad without checkpoint=",
+        )
+    if not (isinstance(loop.target, ir.Name) and _over_range(loop.iter, ranges)):
+        raise UnsupportedSyntaxError(
+            f"checkpointing {where}: only loops over a range(...) are checkpointed",
+            loop.loc,
+            "loop over range(len(...)) and index, or drop the checkpoint directive",
+        )
+    for stmt in ir.walk_stmts(loop.body):
+        kind = _KINDS.get(type(stmt))
+        if kind is not None:
+            raise UnsupportedSyntaxError(
+                f"checkpointing {where}: its body has {kind}; this version checkpoints "
+                "loops whose body is straight-line code",
+                stmt.loc or loop.loc,
+                "move the statement into a function the loop body calls (a called "
+                "function may branch and loop), or drop the checkpoint directive",
+            )
+
+
+def _over_range(it: ir.Expr, ranges: set[str]) -> bool:
+    return ir.is_call_of(it, range) or isinstance(it, ir.Name) and it.id in ranges
+
+
+def state_tuple(carried: tuple[str, ...]) -> ir.Seq:
+    return ir.Seq("tuple", tuple(ir.Name(n) for n in carried))
+
+
+def create(checkpoints: ir.Name, snapshots: int, loop: ir.For, carried) -> list[ir.Stmt]:
+    """``c = checkpoints(N, loop_range, (state,))``, before the loop."""
+    call = ir.Call(CHECKPOINTS, (ir.Const(snapshots), loop.iter, state_tuple(carried)))
+    plural = "" if snapshots == 1 else "s"
+    note = (
+        f"binomial checkpointing: the backward sweep keeps {snapshots} state{plural} of this "
+        "loop at most, and reruns iterations from them"
+    )
+    return [ir.Comment(note, note=True), ir.Assign((checkpoints,), call, loop.loc)]
+
+
+def store(checkpoints: ir.Name, carried: tuple[str, ...], loc) -> ir.Stmt:
+    """``c = store_checkpoint(c, (state,))``, at the top of an iteration."""
+    call = ir.Call(STORE, (checkpoints, state_tuple(carried)))
+    return ir.Assign((checkpoints,), call, loc)
+
+
+def restore_and_advance(
+    checkpoints: ir.Name,
+    loop: ir.For,
+    carried: tuple[str, ...],
+    body: tuple[ir.Stmt, ...],
+    names: tuple[ir.Name, ir.Name, ir.Name],
+) -> list[ir.Stmt]:
+    """The top of a backward iteration: the latest state kept, the iterations from it up
+    to this one rerun (``body``: a copy of the loop's body), and the loop variable of
+    this iteration again where the body reads it. ``names``: fresh names for the state
+    kept and the bounds of the rerun."""
+    loc = loop.loc
+    kept, start, stop = names
+    restore = ir.Call(RESTORE, (checkpoints,))
+    out: list[ir.Stmt] = [
+        ir.Comment("the latest state kept, and the iterations from it rerun", note=True),
+        ir.Assign((kept, start, stop, checkpoints), restore, loc),
+    ]
+    if len(carried) == 1:  # (`(state,) = kept` would print as `state = kept`)
+        first = ir.Call(GETITEM, (kept, ir.Index((ir.Const(0),))))
+        out.append(ir.Assign((ir.Name(carried[0]),), first, loc))
+    else:
+        out.append(ir.Assign(tuple(ir.Name(n) for n in carried), kept, loc))
+    window = ir.Call(GETITEM, (loop.iter, ir.Index((ir.Slice(start, stop, None),))))
+    advance = (store(checkpoints, carried, loc), *body)
+    out.append(ir.For(loop.target, window, advance, loc))
+    if loop.target.id in dataflow.deep_reads(body):
+        value = ir.Call(GETITEM, (loop.iter, ir.Index((stop,))))
+        out.append(ir.Assign((loop.target,), value, loc))
+    out.append(ir.Comment("this iteration again, and its backward sweep", note=True))
+    return out
