@@ -79,11 +79,12 @@ def repetition_bound(steps: int, snapshots: int) -> int:
 # --------------------------------------------------------------------------- NumPy
 
 
-def _measured(fn, args) -> tuple[float, int, object]:
-    """(seconds, peak bytes allocated during the call, value): the faster of two runs for
-    the time, one under ``tracemalloc`` (which slows allocation) for the memory."""
+def _measured(fn, args, runs: int = 2) -> tuple[float, int, object]:
+    """(seconds, peak bytes allocated during the call, value): the fastest of ``runs``
+    runs for the time, one more under ``tracemalloc`` (which slows allocation) for the
+    memory."""
     elapsed = math.inf
-    for _ in range(2):
+    for _ in range(runs):
         start = time.perf_counter()
         value = fn(*args)
         elapsed = min(elapsed, time.perf_counter() - start)
@@ -198,7 +199,7 @@ def _numpy_rows(n: int, steps_list: tuple, long_steps: int | None, made: list) -
         reference = None
         for s in SNAPSHOTS[1:]:
             g = s2sgrad.grad(energy, wrt=(0, 1), checkpoint=s)
-            t, peak, got = _measured(g, args)
+            t, peak, got = _measured(g, args, runs=1)  # (each run takes a minute or two)
             if reference is None:
                 reference = got
             _check(f"{s} snapshots, {long_steps} steps", got, reference)

@@ -109,7 +109,7 @@ def main(small: bool) -> int:
         (f"direction {k}", rng.standard_normal(n), 0.0) for k in range(2)
     ]
     for label, v, w in checks:
-        eps = 1e-5 if w else 1e-6
+        eps = 1e-4 if w else 1e-6  # (the viscosity moves the energy little: a wider step)
         plus = energy(u0 + eps * v, nu + eps * w * nu, steps, dt, dx)
         minus = energy(u0 - eps * v, nu - eps * w * nu, steps, dt, dx)
         finite = (plus - minus) / (2 * eps)

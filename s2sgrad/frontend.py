@@ -500,13 +500,13 @@ class _Lowering:
         if isinstance(node, cst.While):
             if node.orelse is not None:
                 raise self.unsupported(node.orelse, "while/else", "use a flag variable instead")
-            if self.checkpoint_directive(node) is not None:
-                raise self.unsupported(
-                    node,
-                    "checkpointing a while loop",
-                    "checkpoint a for loop over range(...) instead (a bound on the trips)",
-                )
-            return ir.While((), self.expr(node.test), self.block(node.body), loc)
+            return ir.While(
+                (),
+                self.expr(node.test),
+                self.block(node.body),
+                loc,
+                checkpoint=self.checkpoint_directive(node),
+            )
         if isinstance(node, cst.FunctionDef):
             return self.local_def(node)
         for kind, (what, hint) in _UNSUPPORTED_STATEMENTS.items():

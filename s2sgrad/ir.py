@@ -217,12 +217,14 @@ class For:
 
 @dataclass(frozen=True)
 class While:
-    """``while test: body``; ``test_block`` computes the atom ``test`` before every iteration."""
+    """``while test: body``; ``test_block`` computes the atom ``test`` before every iteration.
+    ``checkpoint``: as ``For``'s."""
 
     test_block: tuple[Stmt, ...]
     test: Atom
     body: tuple[Stmt, ...]
     loc: SourceLocation | None = None
+    checkpoint: int | None = None
 
 
 @dataclass(frozen=True)

@@ -21,16 +21,19 @@ only where the schedule says so; ``transforms.reverse`` generates both:
         t = loop_range[stop]
         <the iteration again, keeping what its backward sweep reads; its backward sweep>
 
-The loops it takes are those a rerun can replay: counted ``for`` loops over a ``range``
+The loops it takes are those a rerun can replay: counted ``for`` loops over a ``range``,
+and on NumPy ``while`` loops (their schedule is decided online: ``runtime.revolve``),
 whose body is straight assignments (calls of user functions included: what they do
-inside is theirs). Anything else marked for checkpointing is an error that names the
-statement in the way, never a loop silently reversed another way.
+inside is theirs). A while loop's backward iteration reruns its test block too (and
+``for _ in range(start, stop)`` for the advance: the test held on those iterations).
+Anything else marked for checkpointing is an error that names the statement in the
+way, never a loop silently reversed another way.
 """
 
 from __future__ import annotations
 
 from s2sgrad.transforms import dataflow
-from s2sgrad.transforms.prims import GETITEM
+from s2sgrad.transforms.prims import GETITEM, RANGE
 
 from s2sgrad import ir, runtime
 from s2sgrad.errors import UnsupportedSyntaxError
@@ -53,29 +56,36 @@ _KINDS = {
 def snapshots_for(loop: ir.Stmt, default: int | None, saves: bool) -> int | None:
     """The snapshots ``loop`` is checkpointed with: its directive's, else ``default``
     (``grad(..., checkpoint=N)``) where its body saves values; None: not checkpointed."""
-    if isinstance(loop, ir.For) and loop.checkpoint is not None:
+    if ir.is_loop(loop) and loop.checkpoint is not None:
         return loop.checkpoint
     return default if saves else None
 
 
-def require_checkpointable(loop: ir.For | ir.While, ranges: set[str]) -> None:
+def require_checkpointable(
+    loop: ir.For | ir.While, body: tuple[ir.Stmt, ...], ranges: set[str], compilation
+) -> None:
     """Raise, naming the statement in the way, unless ``loop`` is one a checkpointed
-    reverse sweep can rerun: a counted loop over a range with straight-line body."""
+    reverse sweep can rerun: a counted loop over a range, or (NumPy) a while loop, whose
+    iteration ``body`` is straight-line code (a while loop's test, an expression, writes
+    only temporaries of its own: the state kept at the top of the body is the state
+    before the test)."""
     where = f"the loop at line {loop.loc.line}" if loop.loc else "this loop"
     if isinstance(loop, ir.While):
-        raise UnsupportedSyntaxError(
-            f"checkpointing {where}: a while loop is not checkpointed yet",
-            loop.loc,
-            "bound it with a for loop over range(...) and a break-free body, or call "
-            "grad without checkpoint=",
-        )
-    if not (isinstance(loop.target, ir.Name) and _over_range(loop.iter, ranges)):
+        target = getattr(compilation, "target", None)
+        if target is not None and target.name == "jax":
+            raise UnsupportedSyntaxError(
+                f"checkpointing {where}: a while loop is not checkpointed on the JAX "
+                "backend yet",
+                loop.loc,
+                "bound it with a for loop over range(...), or use backend='numpy'",
+            )
+    elif not (isinstance(loop.target, ir.Name) and _over_range(loop.iter, ranges)):
         raise UnsupportedSyntaxError(
             f"checkpointing {where}: only loops over a range(...) are checkpointed",
             loop.loc,
             "loop over range(len(...)) and index, or drop the checkpoint directive",
         )
-    for stmt in ir.walk_stmts(loop.body):
+    for stmt in ir.walk_stmts(body):
         kind = _KINDS.get(type(stmt))
         if kind is not None:
             raise UnsupportedSyntaxError(
@@ -95,9 +105,10 @@ def state_tuple(carried: tuple[str, ...]) -> ir.Seq:
     return ir.Seq("tuple", tuple(ir.Name(n) for n in carried))
 
 
-def create(checkpoints: ir.Name, snapshots: int, loop: ir.For, carried) -> list[ir.Stmt]:
+def create(checkpoints: ir.Name, snapshots: int, loop, carried) -> list[ir.Stmt]:
     """``c = checkpoints(N, loop_range, (state,))``, before the loop."""
-    call = ir.Call(CHECKPOINTS, (ir.Const(snapshots), loop.iter, state_tuple(carried)))
+    trips = loop.iter if isinstance(loop, ir.For) else ir.Const(None)  # (while: not known)
+    call = ir.Call(CHECKPOINTS, (ir.Const(snapshots), trips, state_tuple(carried)))
     plural = "" if snapshots == 1 else "s"
     note = (
         f"binomial checkpointing: the backward sweep keeps {snapshots} state{plural} of this "
@@ -114,17 +125,18 @@ def store(checkpoints: ir.Name, carried: tuple[str, ...], loc) -> ir.Stmt:
 
 def restore_and_advance(
     checkpoints: ir.Name,
-    loop: ir.For,
+    loop: ir.For | ir.While,
     carried: tuple[str, ...],
     body: tuple[ir.Stmt, ...],
-    names: tuple[ir.Name, ir.Name, ir.Name],
+    names: tuple[ir.Name, ir.Name, ir.Name, ir.Name],
 ) -> list[ir.Stmt]:
     """The top of a backward iteration: the latest state kept, the iterations from it up
-    to this one rerun (``body``: a copy of the loop's body), and the loop variable of
-    this iteration again where the body reads it. ``names``: fresh names for the state
-    kept and the bounds of the rerun."""
+    to this one rerun (``body``: a copy of one iteration: a while loop's test block and
+    body), and the loop variable of this iteration again where the body reads it.
+    ``names``: fresh names for the state kept, the bounds of the rerun and (a while
+    loop's) its counter."""
     loc = loop.loc
-    kept, start, stop = names
+    kept, start, stop, counter = names
     restore = ir.Call(RESTORE, (checkpoints,))
     out: list[ir.Stmt] = [
         ir.Comment("the latest state kept, and the iterations from it rerun", note=True),
@@ -133,12 +145,15 @@ def restore_and_advance(
     if len(carried) == 1:  # (`(state,) = kept` would print as `state = kept`)
         first = ir.Call(GETITEM, (kept, ir.Index((ir.Const(0),))))
         out.append(ir.Assign((ir.Name(carried[0]),), first, loc))
-    else:
+    elif carried:
         out.append(ir.Assign(tuple(ir.Name(n) for n in carried), kept, loc))
-    window = ir.Call(GETITEM, (loop.iter, ir.Index((ir.Slice(start, stop, None),))))
     advance = (store(checkpoints, carried, loc), *body)
-    out.append(ir.For(loop.target, window, advance, loc))
-    if loop.target.id in dataflow.deep_reads(body):
+    if isinstance(loop, ir.While):  # (its test holds on each of these iterations)
+        out.append(ir.For(counter, ir.Call(RANGE, (start, stop)), advance, loc))
+    else:
+        window = ir.Call(GETITEM, (loop.iter, ir.Index((ir.Slice(start, stop, None),))))
+        out.append(ir.For(loop.target, window, advance, loc))
+    if isinstance(loop, ir.For) and loop.target.id in dataflow.deep_reads(body):
         value = ir.Call(GETITEM, (loop.iter, ir.Index((stop,))))
         out.append(ir.Assign((loop.target,), value, loc))
     out.append(ir.Comment("this iteration again, and its backward sweep", note=True))

@@ -399,7 +399,7 @@ class _Reverse(DerivativeBuilder):
                 reads.add(stmt.target.id)  # the shape of its adjoint's zeros (backward_pop)
             elif id(stmt) in self.rerun:
                 # Its backward sweep reruns the body: it reads what the body reads on entry.
-                reads |= dataflow.live_in(stmt.body, set()) & self.primal
+                reads |= dataflow.live_in(self.rerun_body(stmt), set()) & self.primal
         while True:
             self.saved = {n for n in reads if any(name == n for _, name in self.prior)}
             more = set(reads)
@@ -542,10 +542,12 @@ class _Reverse(DerivativeBuilder):
             snapshots = checkpointing.snapshots_for(stmt, default, saves)
             if snapshots is None:
                 continue
-            checkpointing.require_checkpointable(stmt, self.range_names)
-            carried_state = carried(stmt.body)
+            body = self.rerun_body(stmt)
+            checkpointing.require_checkpointable(stmt, body, self.range_names, self.compilation)
+            carried_state = carried(body)
             self.rerun[id(stmt)] = carried_state
-            base = carried_state[0] if carried_state else "loop"
+            named = [n for n in carried_state if self.act.active(n)] or [*carried_state, "loop"]
+            base = named[0]
             self.checkpointed[id(stmt)] = (snapshots, self.real_names.fresh(f"{base}_checkpoints"))
         return bool(self.checkpointed)
 
@@ -567,7 +569,7 @@ class _Reverse(DerivativeBuilder):
         assigned outside the loop."""
         for stmt in ir.walk_stmts(body):
             if id(stmt) in self.rerun:
-                inside = Counter(n for s in stmt.body for n in dataflow.writes(s))
+                inside = Counter(n for s in self.rerun_body(stmt) for n in dataflow.writes(s))
                 self.rerun_entry[id(stmt)] = tuple(
                     n
                     for n in inside
@@ -683,14 +685,14 @@ class _Reverse(DerivativeBuilder):
                 out.append(stmt)
         return out
 
-    def rerun_forward(self, loop: ir.For, outer: str | None) -> list[ir.Stmt]:
+    def rerun_forward(self, loop: ir.For | ir.While, outer: str | None) -> list[ir.Stmt]:
         """A rerun loop runs its body as written and saves the state it carries at the top
         of each iteration; around it, once, the values it overwrites that the backward
         sweep reads after its own (``rerun_entry``)."""
         label = self.loop_label(loop)
         targets = [
             n
-            for n in dataflow.pattern_names(loop.target)
+            for n in (dataflow.pattern_names(loop.target) if isinstance(loop, ir.For) else ())
             if n in self.saved and self.has_prior(loop, n)
         ]
         out: list[ir.Stmt] = [
@@ -705,6 +707,8 @@ class _Reverse(DerivativeBuilder):
             store = checkpointing.store(ir.Name(name), state, loop.loc)
             body = tuple(self.value_only(stmt) for stmt in loop.body)
             out.append(replace(loop, body=(store, *body)))
+            if outer is not None:  # in a loop: each of its iterations' schedule, kept
+                out.append(ir.Push(self.stack(name, outer, loop), ir.Name(name), outer, loop.loc))
             return out
         snapshots = tuple(
             ir.Push(self.snapshot(n, loop), ir.Name(n), label, loop.loc)
@@ -723,21 +727,29 @@ class _Reverse(DerivativeBuilder):
         and the backward sweep reads, in ``<name>_before``), then the body's backward sweep."""
         if id(loop) in self.checkpointed:
             name = ir.Name(self.checkpointed[id(loop)][1])
-            bounds = tuple(ir.Name(self.real_names.fresh(n)) for n in ("kept", "start", "stop"))
-            rerun = tuple(self.value_only(stmt) for stmt in loop.body)
+            bounds = tuple(
+                ir.Name(self.real_names.fresh(n)) for n in ("kept", "start", "stop", "_")
+            )
+            rerun = tuple(self.value_only(stmt) for stmt in self.rerun_body(loop))
             out = checkpointing.restore_and_advance(name, loop, self.rerun[id(loop)], rerun, bounds)
         else:
             out = [
                 ir.Pop(ir.Name(n), self.snapshot(n, loop), self._loop, loop.loc)
                 for n in reversed(self.rerun[id(loop)])
             ]
-        for stmt in loop.body:
+        body = self.rerun_body(loop)
+        for stmt in body:
             for t in dataflow.writes(stmt):
                 if self.restores(stmt, t):
                     slot = ir.Name(self.stack(t, REPLAY, stmt))
                     out.append(ir.Assign((slot,), ir.Name(t), stmt.loc))
             out.append(replace(stmt))  # (a copy: later passes key statements by identity)
-        return out + self.backward(loop.body, state)
+        return out + self.backward(body, state)
+
+    def rerun_body(self, loop: ir.For | ir.While) -> tuple[ir.Stmt, ...]:
+        """What a rerun of one iteration runs: a while loop's test block and body, without
+        the trip count's increment (``add_counters``)."""
+        return tuple(s for s in ir.iteration(loop) if id(s) not in self.bookkeeping)
 
     def value_only(self, stmt: ir.Stmt) -> ir.Stmt:
         """A copy of ``stmt`` for code that wants its value alone: a split call is the
@@ -1021,7 +1033,7 @@ class _Reverse(DerivativeBuilder):
             # Within one rerun iteration a name holds a value before an assignment if it
             # is carried in or was assigned earlier in the iteration.
             self._replay_prior = set()
-            _prior_values(loop.body, set(self.rerun[id(loop)]), self._replay_prior)
+            _prior_values(self.rerun_body(loop), set(self.rerun[id(loop)]), self._replay_prior)
         entry = self.loop_entry_state(body, state)
         # An array only read in the loop (`x[i]`) gets its adjoint as zeros before it rather
         # than None-or-array inside: one buffer the index reads add into, in place.
@@ -1062,6 +1074,9 @@ class _Reverse(DerivativeBuilder):
         state.update(entry)
         out: list[ir.Stmt] = list(zero_init)
         targets = dataflow.pattern_names(loop.target) if isinstance(loop, ir.For) else []
+        if id(loop) in self.checkpointed and outer is not None:  # (rerun_forward)
+            name = self.checkpointed[id(loop)][1]
+            out.append(ir.Pop(ir.Name(name), self.stack(name, outer, loop), outer, loop.loc))
         if inner:
             out += self.backward_loop_header(loop, tuple(inner))
         for n in reversed(targets):

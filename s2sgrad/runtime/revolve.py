@@ -16,6 +16,15 @@ The schedule, as the generated code runs it:
   ``store_checkpoint``, which keeps the state if ``p`` is the next position the schedule
   stores (the first is 0), and always keeps the state of the range's last iteration
   (``current``: the state the first backward step starts from, in place of a rerun);
+* a ``while`` loop's trip count is known only when it ends: its forward sweep keeps
+  the states at multiples of a stride, in at most half the snapshots, doubling the
+  stride (and dropping every other state) when they are full; its backward sweep
+  reverses each stretch between two kept states with the binomial schedule and the
+  snapshots left. With ``s >= 3`` snapshots and ``n`` iterations the stretches are
+  shorter than ``L = 2n / (ceil(s / 2) - 1)``, and each is reversed with at least
+  ``floor(s / 2)`` free snapshots: each iteration is rerun at most ``r`` times, for the
+  least ``r`` with ``L <= C(floor(s / 2) + 1 + r, r)`` (Stumm and Walther's online
+  revolve does better; this bound is simple and holds);
 * each backward iteration ``i`` (last first) calls ``restore_checkpoint``: it releases
   the snapshot taken after ``i``, restores the latest one at or before ``i`` and says
   which iterations to rerun up to ``i``; the advance calls ``store_checkpoint`` again,
@@ -76,10 +85,11 @@ class Checkpoints:
         "end",
         "due",
         "reversing",
+        "stride",
         "peak",
     )
 
-    def __init__(self, capacity: int, trips: int):
+    def __init__(self, capacity: int, trips: int | None):
         if capacity < 1:
             raise ValueError(f"a checkpointed loop needs at least one snapshot, not {capacity}")
         self.capacity = capacity
@@ -87,10 +97,29 @@ class Checkpoints:
         self.states: list[Any] = []
         self.current: tuple[int, Any] | None = None
         self.position = 0
-        self.end = trips
+        self.end = trips  # None: a while loop's, until its forward sweep ends
         self.due: int | None = 0
-        self.reversing = trips - 1
+        self.reversing = None if trips is None else trips - 1
+        self.stride = 1  # (a while loop's: the spacing of its snapshots)
         self.peak = 0
+
+    def keep_online(self, p: int, state: Any) -> None:
+        """A while loop's forward sweep, before iteration ``p``: keep the states at
+        multiples of ``stride``, in at most half the slots; when they are full, drop every
+        other one and double the stride. The other half is for the backward sweep, which
+        reverses each stretch between two kept states with the binomial schedule."""
+        limit = (self.capacity + 1) // 2
+        while p % self.stride == 0 and len(self.positions) >= limit:
+            kept = [k for k, q in enumerate(self.positions) if q % (2 * self.stride) == 0]
+            if len(kept) == len(self.positions):
+                return  # (one slot, holding the start: nothing to drop)
+            self.positions = [self.positions[k] for k in kept]
+            self.states = [self.states[k] for k in kept]
+            self.stride *= 2
+        if p % self.stride == 0:
+            self.positions.append(p)
+            self.states.append(state)
+            self.peak = max(self.peak, len(self.positions))
 
     def schedule_next(self, start: int) -> None:
         """Set ``due`` for advancing from a snapshot at ``start`` towards ``end``."""
@@ -109,15 +138,19 @@ class Checkpoints:
 
 
 def checkpoints(snapshots: int, loop_range: Any, state: Any) -> Checkpoints:
-    """An empty schedule for a loop over ``loop_range``, keeping at most ``snapshots``
-    copies of ``state`` (read for its structure by the JAX runtime)."""
-    return Checkpoints(snapshots, len(loop_range))
+    """An empty schedule for a loop over ``loop_range`` (None: a while loop, whose trip
+    count is known when it ends), keeping at most ``snapshots`` copies of ``state`` (read
+    for its structure by the JAX runtime)."""
+    return Checkpoints(snapshots, None if loop_range is None else len(loop_range))
 
 
 def store_checkpoint(checkpoints: Checkpoints, state: Any) -> Checkpoints:
     """Before an iteration: keep ``state`` if the schedule stores here, then move on."""
     p = checkpoints.position
-    if p == checkpoints.end - 1:
+    if checkpoints.end is None:  # a while loop, running forwards: any may be the last
+        checkpoints.current = (p, state)
+        checkpoints.keep_online(p, state)
+    elif p == checkpoints.end - 1:
         checkpoints.current = (p, state)
     elif p == checkpoints.due:
         checkpoints.positions.append(p)
@@ -132,6 +165,9 @@ def restore_checkpoint(checkpoints: Checkpoints) -> tuple[Any, int, int, Checkpo
     """Before reversing the next iteration ``i`` (the last not yet reversed): ``(state,
     start, i, checkpoints)``, the latest state kept at or before ``i`` and its position;
     the iterations ``start .. i-1`` are to be rerun (each after ``store_checkpoint``)."""
+    if checkpoints.end is None:  # a while loop's first backward step: it ran `position` times
+        checkpoints.end = checkpoints.position
+        checkpoints.reversing = checkpoints.position - 1
     i = checkpoints.reversing
     checkpoints.reversing = i - 1
     current = checkpoints.current

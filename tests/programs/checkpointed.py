@@ -67,10 +67,25 @@ def two_loops(x, steps, c):
     return np.sum(x**2)
 
 
+def inside_an_outer_loop(x, c):
+    # The schedule of each outer iteration's inner loop is its own: kept per iteration.
+    total = 0.0
+    for e in range(3):
+        y = x * (1.0 + 0.1 * e)
+        for _ in range(6):  # s2sgrad: checkpoint(snapshots=2)
+            y = np.sin(y) * c + y
+        total = total + np.sum(y**2)
+    return total
+
+
 def long_heat(u, steps):
     for _ in range(steps):
         u = u + 0.1 * np.tanh(np.roll(u, 1) - 2.0 * u + np.roll(u, -1))
     return np.sum(u**2)
+
+
+# While loops (NumPy): the trip count is known when the loop ends (an online schedule).
+# ``while_until_small``'s trip count depends on the data: its oracle unrolls as many steps.
 
 
 # Loops the directive cannot be taken for (tests/test_checkpointing.py: the errors).
@@ -96,12 +111,20 @@ def branch_in_the_body(x):
     return np.sum(x)
 
 
-def while_marked(x):
+def while_counted(x, c):
     k = 0
-    while k < 3:  # s2sgrad: checkpoint(snapshots=2)
-        x = np.sin(x)
+    r = x
+    while k < 7:  # s2sgrad: checkpoint(snapshots=3)
+        r = r - 0.1 * (np.sin(r) * c - x)
         k = k + 1
-    return np.sum(x)
+    return np.sum(r**2)
+
+
+def while_until_small(x, c, tol):
+    r = x
+    while np.max(np.abs(r)) > tol:  # s2sgrad: checkpoint(snapshots=4)
+        r = r * c + 0.01 * np.sin(r)
+    return np.sum(r**2)
 
 
 PARAMS = np.array([1.1, 0.4, 0.1, 0.4])
@@ -114,4 +137,5 @@ ARGS = {
     "heat_with_running_total": (np.sin(np.linspace(0.0, 3.0, 16)), 23, 0.2),
     "overwrites_a_value_from_before": (np.linspace(-1.0, 1.0, 5), 17, 0.3),
     "two_loops": (np.linspace(-1.0, 1.0, 4), 11, 0.7),
+    "inside_an_outer_loop": (np.linspace(-1.0, 1.0, 4), 0.7),
 }
