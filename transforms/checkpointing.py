@@ -23,8 +23,8 @@ only where the schedule says so; ``transforms.reverse`` generates both:
 
 The loops it takes are those a rerun can replay: counted ``for`` loops over a ``range``,
 and on NumPy ``while`` loops (their schedule is decided online: ``runtime.revolve``),
-whose body is straight assignments (calls of user functions included: what they do
-inside is theirs). A while loop's backward iteration reruns its test block too (and
+whose body is assignments and branches (calls of user functions included: what they
+do inside is theirs). A while loop's backward iteration reruns its test block too (and
 ``for _ in range(start, stop)`` for the advance: the test held on those iterations).
 Anything else marked for checkpointing is an error that names the statement in the
 way, never a loop silently reversed another way.
@@ -43,7 +43,6 @@ STORE = ir.Ref("store_checkpoint", runtime.store_checkpoint)
 RESTORE = ir.Ref("restore_checkpoint", runtime.restore_checkpoint)
 
 _KINDS = {
-    ir.If: "an `if`",
     ir.For: "a nested loop",
     ir.While: "a nested loop",
     ir.SetItem: "an in-place update",
@@ -66,16 +65,16 @@ def require_checkpointable(
 ) -> None:
     """Raise, naming the statement in the way, unless ``loop`` is one a checkpointed
     reverse sweep can rerun: a counted loop over a range, or (NumPy) a while loop, whose
-    iteration ``body`` is straight-line code (a while loop's test, an expression, writes
+    iteration ``body`` is assignments and branches (a while loop's test, an expression, writes
     only temporaries of its own: the state kept at the top of the body is the state
     before the test)."""
     where = f"the loop at line {loop.loc.line}" if loop.loc else "this loop"
     if isinstance(loop, ir.While):
         target = getattr(compilation, "target", None)
-        if target is not None and target.name == "jax":
+        if target is not None and not target.checkpoints_while_loops:
             raise UnsupportedSyntaxError(
-                f"checkpointing {where}: a while loop is not checkpointed on the JAX "
-                "backend yet",
+                f"checkpointing {where}: a while loop is not checkpointed on the "
+                f"{target.name} backend yet",
                 loop.loc,
                 "bound it with a for loop over range(...), or use backend='numpy'",
             )
@@ -90,7 +89,7 @@ def require_checkpointable(
         if kind is not None:
             raise UnsupportedSyntaxError(
                 f"checkpointing {where}: its body has {kind}; this version checkpoints "
-                "loops whose body is straight-line code",
+                "loops whose body is assignments and branches",
                 stmt.loc or loop.loc,
                 "move the statement into a function the loop body calls (a called "
                 "function may branch and loop), or drop the checkpoint directive",

@@ -57,11 +57,32 @@ _CHEAP_CALLS = frozenset(
 
 def carried(body: tuple[ir.Stmt, ...]) -> tuple[str, ...]:
     """The names an iteration reads before it writes them and then writes: the state one
-    iteration hands to the next, in order of first appearance."""
-    live = dataflow.live_in(body, set())
+    iteration hands to the next, in order of first appearance. A name both branches of
+    an ``if`` write before anything reads it (``choice`` of a conditional expression) is
+    this iteration's own, not state."""
+    exposed: set[str] = set()
+    _read_first(body, set(), exposed)
     written = dataflow.deep_writes(body)
-    order = dict.fromkeys(n for s in body for n in (*dataflow.reads(s), *dataflow.writes(s)))
-    return tuple(n for n in order if n in live and n in written)
+    order = dict.fromkeys(
+        n for s in ir.walk_stmts(body) for n in (*dataflow.reads(s), *dataflow.writes(s))
+    )
+    return tuple(n for n in order if n in exposed and n in written)
+
+
+def _read_first(body: tuple[ir.Stmt, ...], defined: set[str], exposed: set[str]) -> set[str]:
+    """Add to ``exposed`` the names ``body`` may read before writing them, given those
+    written on every path so far (``defined``); return those written on every path after."""
+    defined = set(defined)
+    for stmt in body:
+        exposed.update(n for n in dataflow.reads(stmt) if n not in defined)
+        if isinstance(stmt, ir.If):
+            then = _read_first(stmt.body, defined, exposed)
+            defined = then & _read_first(stmt.orelse, defined, exposed)
+        elif ir.is_compound(stmt):  # a loop, which may not run: its writes are not certain
+            exposed.update(n for n in dataflow.deep_reads((stmt,)) if n not in defined)
+        else:
+            defined.update(dataflow.writes(stmt))
+    return defined
 
 
 def worth_rerunning(

@@ -738,13 +738,24 @@ class _Reverse(DerivativeBuilder):
                 for n in reversed(self.rerun[id(loop)])
             ]
         body = self.rerun_body(loop)
+        return out + self.rerun_keeping(body) + self.backward(body, state)
+
+    def rerun_keeping(self, body: tuple[ir.Stmt, ...]) -> list[ir.Stmt]:
+        """``body`` again (a copy: later passes key statements by identity), each value an
+        assignment overwrites that the backward sweep restores kept first, as
+        ``<name>_before``; into branches (a checkpointed loop's body may branch)."""
+        out: list[ir.Stmt] = []
         for stmt in body:
+            if isinstance(stmt, ir.If):
+                then, orelse = self.rerun_keeping(stmt.body), self.rerun_keeping(stmt.orelse)
+                out.append(replace(stmt, body=tuple(then), orelse=tuple(orelse)))
+                continue
             for t in dataflow.writes(stmt):
                 if self.restores(stmt, t):
                     slot = ir.Name(self.stack(t, REPLAY, stmt))
                     out.append(ir.Assign((slot,), ir.Name(t), stmt.loc))
-            out.append(replace(stmt))  # (a copy: later passes key statements by identity)
-        return out + self.backward(body, state)
+            out.append(replace(stmt))
+        return out
 
     def rerun_body(self, loop: ir.For | ir.While) -> tuple[ir.Stmt, ...]:
         """What a rerun of one iteration runs: a while loop's test block and body, without
@@ -754,6 +765,8 @@ class _Reverse(DerivativeBuilder):
     def value_only(self, stmt: ir.Stmt) -> ir.Stmt:
         """A copy of ``stmt`` for code that wants its value alone: a split call is the
         call of the user's function again (``y = G(a)``), without residuals to build."""
+        if ir.is_compound(stmt):
+            return ir.map_blocks(stmt, lambda b: tuple(self.value_only(s) for s in b))
         split = self.split_calls.get(id(stmt))
         return replace(split.original if split is not None else stmt)
 

@@ -78,6 +78,20 @@ def inside_an_outer_loop(x, c):
     return total
 
 
+def branches_in_the_body(x, steps, c):
+    # A branch on the loop counter and one on the data; a value overwritten in one branch.
+    y = x
+    for i in range(steps):  # s2sgrad: checkpoint(snapshots=3)
+        if i % 3 == 0:
+            y = np.sin(y) * c
+        else:
+            y = y + 0.1 * np.cos(y)
+        if np.sum(y) > 0.0:
+            z = y * y
+            y = y - 0.05 * z
+    return np.sum(y**2)
+
+
 def long_heat(u, steps):
     for _ in range(steps):
         u = u + 0.1 * np.tanh(np.roll(u, 1) - 2.0 * u + np.roll(u, -1))
@@ -103,9 +117,9 @@ def no_snapshots(x):
     return np.sum(x)
 
 
-def branch_in_the_body(x):
-    for i in range(3):  # s2sgrad: checkpoint(snapshots=2)
-        if i > 1:
+def inner_loop_in_the_body(x):
+    for _ in range(3):  # s2sgrad: checkpoint(snapshots=2)
+        for _ in range(2):
             x = np.sin(x)
         x = x * 2.0
     return np.sum(x)
@@ -138,4 +152,5 @@ ARGS = {
     "overwrites_a_value_from_before": (np.linspace(-1.0, 1.0, 5), 17, 0.3),
     "two_loops": (np.linspace(-1.0, 1.0, 4), 11, 0.7),
     "inside_an_outer_loop": (np.linspace(-1.0, 1.0, 4), 0.7),
+    "branches_in_the_body": (np.linspace(-1.0, 0.6, 4), 13, 0.8),  # (both ways, off the edge)
 }
