@@ -56,10 +56,11 @@ def test_each_split_is_an_optimal_one():
             assert cost == fewest_reruns(length, free), (length, free, j)
 
 
-def _run_schedule(trips: int, snapshots: int) -> tuple[int, int]:
+def _run_schedule(trips: int, snapshots: int, online: bool = False) -> tuple[int, int]:
     """Reverse a loop whose state is its position, as generated code drives the runtime:
-    ``(iterations rerun, most snapshots held)``; checks each restored state."""
-    ck = revolve.checkpoints(snapshots, range(trips), None)
+    ``(iterations rerun, most snapshots held)``; checks each restored state. ``online``:
+    a while loop's schedule, which learns the trip count at the end."""
+    ck = revolve.checkpoints(snapshots, None if online else range(trips), None)
     state = 0
     for t in range(trips):
         ck = revolve.store_checkpoint(ck, state)
@@ -95,29 +96,12 @@ def test_the_repetition_number_bound_holds_for_long_loops():
         assert reruns <= r * trips
 
 
-def _run_online(trips: int, snapshots: int) -> tuple[int, int]:
-    """``_run_schedule`` for a while loop: the schedule learns the trip count at the end."""
-    ck = revolve.checkpoints(snapshots, None, None)
-    state = 0
-    for t in range(trips):
-        ck = revolve.store_checkpoint(ck, state)
-        state = t + 1
-    reruns = 0
-    for i in reversed(range(trips)):
-        state, start, stop, ck = revolve.restore_checkpoint(ck)
-        assert (state, stop) == (start, i)
-        for t in range(start, stop):
-            ck = revolve.store_checkpoint(ck, state)
-            state, reruns = t + 1, reruns + 1
-    return reruns, ck.peak
-
-
 @pytest.mark.parametrize("snapshots", [1, 2, 3, 4, 7, 20])
 def test_the_online_schedule_of_while_loops_keeps_its_bound(snapshots):
     """Without the trip count: at most ``snapshots`` held, and (s >= 3) each iteration
     rerun at most r times for the bound the runtime's docstring proves."""
     for trips in [*range(1, 80), 500, 3000]:
-        reruns, peak = _run_online(trips, snapshots)
+        reruns, peak = _run_schedule(trips, snapshots, online=True)
         assert peak <= snapshots
         if snapshots >= 3:
             half = (snapshots + 1) // 2
