@@ -1,15 +1,15 @@
 """Directives: ``# s2sgrad: ...`` comments that steer how a statement is differentiated.
 
 Source-to-source tools take such hints in the source, next to the code they are about
-(Tapenade's ``$AD`` pragmas). s2sgrad reads one so far, on a ``for`` loop, as the
-comment of its header line or a comment line right above it::
+(Tapenade's ``$AD`` pragmas). s2sgrad reads one so far, on a ``for`` or ``while`` loop,
+as the comment of its header line or a comment line right above it::
 
     for t in range(n_steps):  # s2sgrad: checkpoint(snapshots=20)
 
 Its reverse sweep then keeps at most 20 states of the loop (binomial checkpointing,
 ``transforms.checkpointing``). A comment that starts ``s2sgrad:`` but is not a directive
-this version knows is an error, not a comment: a misspelt directive would otherwise be
-ignored without a word.
+this version knows, or that is on no loop, is an error, not a comment: a misspelt or
+misplaced directive would otherwise be ignored without a word.
 """
 
 from __future__ import annotations
@@ -19,7 +19,10 @@ import re
 _DIRECTIVE = re.compile(r"#\s*s2sgrad\s*:\s*(?P<text>.*?)\s*$")
 _CHECKPOINT = re.compile(r"checkpoint\s*\(\s*snapshots\s*=\s*(?P<n>[0-9_]+)\s*\)")
 
-HINT = "write `# s2sgrad: checkpoint(snapshots=N)` on the header line of a for loop, N >= 1"
+HINT = (
+    "write `# s2sgrad: checkpoint(snapshots=N)`, N >= 1, on the header line of a for or "
+    "while loop, or on the line right above it"
+)
 
 
 class DirectiveError(ValueError):

@@ -223,8 +223,24 @@ class _Lowering:
                 n = directives.checkpoint_snapshots(comment.value)
             except directives.DirectiveError as exc:
                 raise UnsupportedSyntaxError(str(exc), self.loc(node), directives.HINT) from None
-            found = n if n is not None else found
+            if n is not None:
+                found = n
+                self.directives_taken.add(id(comment))
         return found
+
+    def require_directives_taken(self, node: cst.FunctionDef) -> None:
+        """A ``# s2sgrad:`` comment that no loop took (on another statement, or below
+        one) is an error: it would otherwise change nothing, without a word."""
+        if not any("s2sgrad" in line for line in self.info.file_lines):
+            return  # (the common case, without walking the tree)
+        for comment in _comments(node):
+            if directives.directive_text(comment.value) is not None:
+                if id(comment) not in self.directives_taken:
+                    raise UnsupportedSyntaxError(
+                        "this s2sgrad directive is not on a loop",
+                        self.loc(comment),
+                        directives.HINT,
+                    )
 
     # ---------------------------------------------------------------- function
 
@@ -236,7 +252,9 @@ class _Lowering:
             params = self.parameters(node.params)
         self.locals = {p.name for p in params} | _assigned_names(node.body, self.walrus)
         self.stacks = _stack_names(node.body) if is_derivative_code(self.fn) else frozenset()
+        self.directives_taken: set[int] = set()  # ids of the comments loops took
         body = self.block(node.body)
+        self.require_directives_taken(node)
         docstring = node.get_docstring()
         return ir.FunctionDef(
             name=node.name.value,
@@ -808,6 +826,18 @@ DERIVATIVE_CODE_LOOP = "<derivative code>"
 
 
 _LINE_COMMENT = re.compile(r"\s*# line (\d+)(?:: (.*))?$")
+
+
+def _comments(node: cst.CSTNode) -> list[cst.Comment]:
+    """Every comment inside ``node``, in source order."""
+    found: list[cst.Comment] = []
+
+    class _Collector(cst.CSTVisitor):
+        def visit_Comment(self, comment: cst.Comment) -> None:
+            found.append(comment)
+
+    node.visit(_Collector())
+    return found
 
 
 def _comment_origins(lines: list[str]) -> dict[int, SourceLocation]:

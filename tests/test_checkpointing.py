@@ -363,6 +363,15 @@ def test_every_entry_point_takes_the_option_or_ignores_the_directive_rightly():
     assert_close(got, np.asarray(jax.hessian(twin)(params, initial, steps, dt)))
 
 
+@pytest.mark.parametrize("steps", [0, 1, 2])
+def test_loops_of_no_one_or_two_iterations(steps):
+    fn, (params, initial, _, dt) = cp.lotka_volterra_rk2, cp.ARGS["lotka_volterra_rk2"]
+    want = jax.grad(jnp_twin(fn), argnums=(0, 1))(params, initial, steps, dt)
+    for backend in ("numpy", "jax"):
+        got = s2sgrad.grad(fn, wrt=(0, 1), backend=backend)(params, initial, steps, dt)
+        assert_close(got, tuple(np.asarray(w) for w in want), what=f"{steps} on {backend}")
+
+
 def test_a_traced_trip_count_is_refused_on_jax_with_a_hint():
     fn, (params, initial, steps, dt) = cp.lotka_volterra_rk2, cp.ARGS["lotka_volterra_rk2"]
     g = jax.jit(s2sgrad.grad(fn, backend="jax"))
@@ -376,6 +385,9 @@ def test_a_traced_trip_count_is_refused_on_jax_with_a_hint():
 def test_unknown_directives_and_loops_that_cannot_be_checkpointed_are_errors():
     with pytest.raises(UnsupportedSyntaxError, match="unknown s2sgrad directive `checkpiont"):
         s2sgrad.grad(cp.misspelt)(np.ones(3))
+    with pytest.raises(UnsupportedSyntaxError, match="directive is not on a loop") as info:
+        s2sgrad.grad(cp.directive_on_an_assignment)(np.ones(3))
+    assert "x = np.sin(x)" in str(info.value)
     with pytest.raises(UnsupportedSyntaxError, match="needs a snapshot"):
         s2sgrad.grad(cp.no_snapshots)(np.ones(3))
     with pytest.raises(UnsupportedSyntaxError, match="its body has a nested loop") as info:

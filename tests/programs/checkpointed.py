@@ -154,3 +154,9 @@ ARGS = {
     "inside_an_outer_loop": (np.linspace(-1.0, 1.0, 4), 0.7),
     "branches_in_the_body": (np.linspace(-1.0, 0.6, 4), 13, 0.8),  # (both ways, off the edge)
 }
+
+
+def directive_on_an_assignment(x):
+    for _ in range(3):
+        x = np.sin(x)  # s2sgrad: checkpoint(snapshots=2)
+    return np.sum(x)

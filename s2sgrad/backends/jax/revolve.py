@@ -65,9 +65,10 @@ class Schedule:
             starts.append(start)
             for _ in range(start, i):
                 store()
-        self.store_rows = np.asarray(rows, dtype=np.int32)
-        self.restore_rows = np.asarray(restore_rows, dtype=np.int32)  # in reversing order
-        self.starts = np.asarray(starts, dtype=np.int32)
+        # (A loop that runs no iteration is traced all the same: its tables get an entry.)
+        self.store_rows = np.asarray(rows or [discard], dtype=np.int32)
+        self.restore_rows = np.asarray(restore_rows or [discard], dtype=np.int32)  # reversed
+        self.starts = np.asarray(starts or [0], dtype=np.int32)
         self.peak = ck.peak
 
     def __eq__(self, other: object) -> bool:
