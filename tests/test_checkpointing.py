@@ -191,6 +191,36 @@ def while_until_small_unrolled(x, c, steps):  # (the JAX oracle, as many steps a
     return jnp.sum(r**2)
 
 
+def breaks_when_small_unrolled(x, c, steps):  # (the JAX oracle, as many steps as it ran)
+    r = x
+    for k in range(steps):
+        r = r * c + 0.01 * jnp.sin(r) * k
+    return jnp.sum(r**2)
+
+
+@pytest.mark.parametrize("tol", [0.5, 0.05, 1e-4])
+def test_checkpointed_loops_that_break_differentiate_as_jax(tol):
+    """A for loop with a break has its trip count at its end: the online schedule."""
+    x = np.linspace(-1.0, 1.0, 5)
+    got = s2sgrad.grad(cp.breaks_when_small, wrt=(0, 1))(x, 0.8, tol)
+    r, steps = x.copy(), 0
+    for k in range(200):
+        if np.max(np.abs(r)) < tol:
+            break
+        r, steps = r * 0.8 + 0.01 * np.sin(r) * k, steps + 1
+    want = jax.grad(breaks_when_small_unrolled, argnums=(0, 1))(x, 0.8, steps)
+    assert_close(got, tuple(np.asarray(w) for w in want))
+
+
+@pytest.mark.parametrize("shift", [0.5, -0.5])
+def test_a_checkpointed_loop_that_returns_differentiates_as_central_differences(shift):
+    x = np.linspace(-1.0, 1.0, 4) + shift  # (returns at the third step; runs through)
+    got = s2sgrad.grad(cp.returns_from_the_loop, wrt=(0, 1))(x, 0.7)
+    for k in (0, 1):
+        fd = central_difference_grad(cp.returns_from_the_loop, [x, 0.7], k)
+        assert_close(got[k], fd, rtol=1e-6, atol=1e-7)
+
+
 @pytest.mark.parametrize("tol", [0.5, 0.05, 1e-4])
 def test_checkpointed_while_loops_differentiate_as_jax_and_central_differences(tol):
     x = np.linspace(-1.0, 1.0, 5)
@@ -394,10 +424,9 @@ def test_unknown_directives_and_loops_that_cannot_be_checkpointed_are_errors():
         s2sgrad.grad(cp.inner_loop_in_the_body)(np.ones(3))
     assert "move the statement into a function" in info.value.hint
     assert info.value.loc.line > 0
-    with pytest.raises(
-        UnsupportedSyntaxError, match="while loop is not checkpointed on the jax backend"
-    ):
-        s2sgrad.grad(cp.while_counted, backend="jax")(np.ones(3), 0.5)
+    for fn, args in [(cp.while_counted, (0.5,)), (cp.breaks_when_small, (0.8, 0.01))]:
+        with pytest.raises(UnsupportedSyntaxError, match="not checkpointed on the jax backend"):
+            s2sgrad.grad(fn, backend="jax")(np.ones(3), *args)
 
 
 @pytest.mark.parametrize("bad", [0, -3, True, 2.5, "sqrt"])

@@ -22,8 +22,9 @@ only where the schedule says so; ``transforms.reverse`` generates both:
         <the iteration again, keeping what its backward sweep reads; its backward sweep>
 
 The loops it takes are those a rerun can replay: counted ``for`` loops over a ``range``,
-and on NumPy ``while`` loops (their schedule is decided online: ``runtime.revolve``),
-whose body is assignments and branches (calls of user functions included: what they
+and on NumPy ``while`` loops and loops that ``break`` (their trip count is known at their
+end: the schedule is decided online, ``runtime.revolve``), whose body is assignments and
+branches (calls of user functions included: what they
 do inside is theirs). A while loop's backward iteration reruns its test block too (and
 ``for _ in range(start, stop)`` for the advance: the test held on those iterations).
 Anything else marked for checkpointing is an error that names the statement in the
@@ -42,13 +43,12 @@ CHECKPOINTS = ir.Ref("checkpoints", runtime.checkpoints)
 STORE = ir.Ref("store_checkpoint", runtime.store_checkpoint)
 RESTORE = ir.Ref("restore_checkpoint", runtime.restore_checkpoint)
 
+# What a rerun cannot replay yet. (``break``, ``continue`` and ``return`` are flags by now:
+# ``transforms.structure``; a loop's own ``if broke: break`` is left out of its rerun.)
 _KINDS = {
     ir.For: "a nested loop",
     ir.While: "a nested loop",
     ir.SetItem: "an in-place update",
-    ir.Break: "a `break`",
-    ir.Continue: "a `continue`",
-    ir.Return: "a `return`",
 }
 
 
@@ -61,24 +61,30 @@ def snapshots_for(loop: ir.Stmt, default: int | None, saves: bool) -> int | None
 
 
 def require_checkpointable(
-    loop: ir.For | ir.While, body: tuple[ir.Stmt, ...], ranges: set[str], compilation
+    loop: ir.For | ir.While,
+    body: tuple[ir.Stmt, ...],
+    ranges: set[str],
+    compilation,
+    online: bool,
 ) -> None:
     """Raise, naming the statement in the way, unless ``loop`` is one a checkpointed
-    reverse sweep can rerun: a counted loop over a range, or (NumPy) a while loop, whose
-    iteration ``body`` is assignments and branches (a while loop's test, an expression, writes
-    only temporaries of its own: the state kept at the top of the body is the state
-    before the test)."""
+    reverse sweep can rerun: a loop over a range or a while loop, whose iteration
+    ``body`` (a while loop's test block and body, without the loop's own ``if broke:
+    break``) is assignments and branches. ``online``: its trip count is known only at its
+    end (a while loop, a loop that breaks), which not every backend can schedule."""
     where = f"the loop at line {loop.loc.line}" if loop.loc else "this loop"
-    if isinstance(loop, ir.While):
-        target = getattr(compilation, "target", None)
-        if target is not None and not target.checkpoints_while_loops:
-            raise UnsupportedSyntaxError(
-                f"checkpointing {where}: a while loop is not checkpointed on the "
-                f"{target.name} backend yet",
-                loop.loc,
-                "bound it with a for loop over range(...), or use backend='numpy'",
-            )
-    elif not (isinstance(loop.target, ir.Name) and _over_range(loop.iter, ranges)):
+    target = getattr(compilation, "target", None)
+    if online and target is not None and not target.checkpoints_online:
+        kind = "a while loop" if isinstance(loop, ir.While) else "a loop that may break"
+        raise UnsupportedSyntaxError(
+            f"checkpointing {where}: {kind} (its trip count known only at its end) is not "
+            f"checkpointed on the {target.name} backend yet",
+            loop.loc,
+            "loop over range(n) for a trip count known when it starts, or use " "backend='numpy'",
+        )
+    if isinstance(loop, ir.For) and not (
+        isinstance(loop.target, ir.Name) and _over_range(loop.iter, ranges)
+    ):
         raise UnsupportedSyntaxError(
             f"checkpointing {where}: only loops over a range(...) are checkpointed",
             loop.loc,
@@ -92,8 +98,19 @@ def require_checkpointable(
                 "loops whose body is assignments and branches",
                 stmt.loc or loop.loc,
                 "move the statement into a function the loop body calls (a called "
-                "function may branch and loop), or drop the checkpoint directive",
+                "function may loop and update in place), or drop the checkpoint directive",
             )
+
+
+def is_loop_exit(stmt: ir.Stmt) -> bool:
+    """Whether ``stmt`` is a loop's own ``if broke: break`` (``transforms.structure``: a
+    structured loop's only jump, at the end of its body)."""
+    return (
+        isinstance(stmt, ir.If)
+        and len(stmt.body) == 1
+        and isinstance(stmt.body[0], ir.Break)
+        and not stmt.orelse
+    )
 
 
 def _over_range(it: ir.Expr, ranges: set[str]) -> bool:
@@ -104,9 +121,10 @@ def state_tuple(carried: tuple[str, ...]) -> ir.Seq:
     return ir.Seq("tuple", tuple(ir.Name(n) for n in carried))
 
 
-def create(checkpoints: ir.Name, snapshots: int, loop, carried) -> list[ir.Stmt]:
-    """``c = checkpoints(N, loop_range, (state,))``, before the loop."""
-    trips = loop.iter if isinstance(loop, ir.For) else ir.Const(None)  # (while: not known)
+def create(checkpoints: ir.Name, snapshots: int, loop, carried, online: bool) -> list[ir.Stmt]:
+    """``c = checkpoints(N, loop_range, (state,))`` before the loop; ``None`` for the range
+    where the trip count is known only at the end (``online``)."""
+    trips = ir.Const(None) if online else loop.iter
     call = ir.Call(CHECKPOINTS, (ir.Const(snapshots), trips, state_tuple(carried)))
     plural = "" if snapshots == 1 else "s"
     note = (

@@ -543,7 +543,10 @@ class _Reverse(DerivativeBuilder):
             if snapshots is None:
                 continue
             body = self.rerun_body(stmt)
-            checkpointing.require_checkpointable(stmt, body, self.range_names, self.compilation)
+            online = id(stmt) in self.counters  # (a while loop, or one that may break)
+            checkpointing.require_checkpointable(
+                stmt, body, self.range_names, self.compilation, online
+            )
             carried_state = carried(body)
             self.rerun[id(stmt)] = carried_state
             named = [n for n in carried_state if self.act.active(n)] or [*carried_state, "loop"]
@@ -703,7 +706,8 @@ class _Reverse(DerivativeBuilder):
             # Only where the binomial schedule says: `c = store_checkpoint(c, (state,))`.
             count, name = self.checkpointed[id(loop)]
             state = self.rerun[id(loop)]
-            out += checkpointing.create(ir.Name(name), count, loop, state)
+            online = id(loop) in self.counters
+            out += checkpointing.create(ir.Name(name), count, loop, state, online)
             store = checkpointing.store(ir.Name(name), state, loop.loc)
             body = tuple(self.value_only(stmt) for stmt in loop.body)
             out.append(replace(loop, body=(store, *body)))
@@ -759,8 +763,13 @@ class _Reverse(DerivativeBuilder):
 
     def rerun_body(self, loop: ir.For | ir.While) -> tuple[ir.Stmt, ...]:
         """What a rerun of one iteration runs: a while loop's test block and body, without
-        the trip count's increment (``add_counters``)."""
-        return tuple(s for s in ir.iteration(loop) if id(s) not in self.bookkeeping)
+        the trip count's increment (``add_counters``) and the loop's own ``if broke:
+        break``, which a rerun inside the backward sweep's loop must not take."""
+        return tuple(
+            s
+            for s in ir.iteration(loop)
+            if id(s) not in self.bookkeeping and not checkpointing.is_loop_exit(s)
+        )
 
     def value_only(self, stmt: ir.Stmt) -> ir.Stmt:
         """A copy of ``stmt`` for code that wants its value alone: a split call is the

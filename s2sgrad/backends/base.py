@@ -60,10 +60,11 @@ class Backend:
     #: every rerun operation pays its dispatch again, a trade of time for memory that a
     #: user asks for (a checkpoint directive) rather than one the compiler makes.
     rematerializes_loops: bool = False
-    #: A checkpointed ``while`` loop's schedule is decided as it runs (``runtime.revolve``:
-    #: the trip count is known at its end). The JAX runtime's schedule is tables made on
-    #: the host for a trip count known at trace time, so the JAX backend refuses these.
-    checkpoints_while_loops: bool = True
+    #: The schedule of a checkpointed loop whose trip count is known only at its end (a
+    #: ``while`` loop, a ``for`` loop with a ``break``) is decided as it runs
+    #: (``runtime.revolve``). The JAX runtime's schedule is tables made on the host for a
+    #: trip count known at trace time, so the JAX backend refuses these loops.
+    checkpoints_online: bool = True
 
     def splits_callee(self, callee: Any, per_iteration: bool) -> bool:
         """Whether reverse mode hands a called function's residuals from its forward pass

@@ -102,6 +102,33 @@ def long_heat(u, steps):
 # ``while_until_small``'s trip count depends on the data: its oracle unrolls as many steps.
 
 
+def breaks_when_small(x, c, tol):
+    # A for loop that may stop early: its trip count is known at its end (NumPy: online).
+    r = x
+    for k in range(200):  # s2sgrad: checkpoint(snapshots=4)
+        if np.max(np.abs(r)) < tol:
+            break
+        r = r * c + 0.01 * np.sin(r) * k
+    return np.sum(r**2)
+
+
+def continues_on_a_third(x, steps, c):
+    for k in range(steps):  # s2sgrad: checkpoint(snapshots=2)
+        if k % 3 == 1:
+            continue
+        x = np.sin(x) * c + x
+    return np.sum(x**2)
+
+
+def returns_from_the_loop(x, c):
+    # (NumPy: a loop that may stop early; its oracle is central differences)
+    for _ in range(9):  # s2sgrad: checkpoint(snapshots=2)
+        if np.sum(x) > 3.0:
+            return np.sum(x)
+        x = np.sin(x) * c + x
+    return np.sum(x**2)
+
+
 # Loops the directive cannot be taken for (tests/test_checkpointing.py: the errors).
 
 
@@ -153,6 +180,7 @@ ARGS = {
     "two_loops": (np.linspace(-1.0, 1.0, 4), 11, 0.7),
     "inside_an_outer_loop": (np.linspace(-1.0, 1.0, 4), 0.7),
     "branches_in_the_body": (np.linspace(-1.0, 0.6, 4), 13, 0.8),  # (both ways, off the edge)
+    "continues_on_a_third": (np.linspace(-1.0, 1.0, 4), 10, 0.7),
 }
 
 

@@ -148,5 +148,5 @@ JAX = _Jax(
     primal_from_generated_code=True,
     drops_unread_value=False,
     rematerializes_loops=True,
-    checkpoints_while_loops=False,
+    checkpoints_online=False,
 )
