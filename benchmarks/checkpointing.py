@@ -110,9 +110,9 @@ def _counting_schedules():
     class Counted(revolve.Checkpoints):
         __slots__ = ("stores",)
 
-        def __init__(self, capacity, trips):
+        def __init__(self, *args):
             self.stores = 0
-            super().__init__(capacity, trips)
+            super().__init__(*args)
             made.append(self)
 
         @property

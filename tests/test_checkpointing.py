@@ -169,9 +169,10 @@ def test_checkpointed_loops_differentiate_as_jax_and_central_differences(name, b
     assert "restore_checkpoint" in source
     if name != "inside_an_outer_loop":  # (whose outer loop saves, as it would anyway)
         assert "_stack" not in source  # no value saved per iteration
-    want = jax.grad(jnp_twin(fn), argnums=wrt)(*args)
-    assert_close(got, tuple(np.asarray(w) for w in want), what=f"{name} on {backend}")
-    if backend == "numpy":
+    if name not in cp.IN_PLACE:  # (a jnp twin cannot write into its arrays)
+        want = jax.grad(jnp_twin(fn), argnums=wrt)(*args)
+        assert_close(got, tuple(np.asarray(w) for w in want), what=f"{name} on {backend}")
+    if backend == "numpy" or name in cp.IN_PLACE:
         for k, i in enumerate(wrt):
             fd = central_difference_grad(fn, list(args), i)
             assert_close(got[k], fd, rtol=1e-5, atol=1e-6, what=f"{name} vs FD, argument {i}")
@@ -323,8 +324,8 @@ def test_live_snapshots_stay_within_the_bound(monkeypatch):
     class Counted(revolve.Checkpoints):
         __slots__ = ()
 
-        def __init__(self, capacity, trips):
-            super().__init__(capacity, trips)
+        def __init__(self, *args):
+            super().__init__(*args)
             schedules.append(self)
 
     monkeypatch.setattr(revolve, "Checkpoints", Counted)
@@ -422,7 +423,7 @@ def test_unknown_directives_and_loops_that_cannot_be_checkpointed_are_errors():
         s2sgrad.grad(cp.no_snapshots)(np.ones(3))
     with pytest.raises(UnsupportedSyntaxError, match="its body has a nested loop") as info:
         s2sgrad.grad(cp.inner_loop_in_the_body)(np.ones(3))
-    assert "move the statement into a function" in info.value.hint
+    assert "move the inner loop into a function" in info.value.hint
     assert info.value.loc.line > 0
     for fn, args in [(cp.while_counted, (0.5,)), (cp.breaks_when_small, (0.8, 0.01))]:
         with pytest.raises(UnsupportedSyntaxError, match="not checkpointed on the jax backend"):

@@ -23,9 +23,10 @@ only where the schedule says so; ``transforms.reverse`` generates both:
 
 The loops it takes are those a rerun can replay: counted ``for`` loops over a ``range``,
 and on NumPy ``while`` loops and loops that ``break`` (their trip count is known at their
-end: the schedule is decided online, ``runtime.revolve``), whose body is assignments and
-branches (calls of user functions included: what they
-do inside is theirs). A while loop's backward iteration reruns its test block too (and
+end: the schedule is decided online, ``runtime.revolve``), whose body is assignments,
+branches and in-place updates (calls of user functions included: what they do inside is
+theirs). A state updated in place is kept as copies; the part an update overwrites is
+kept as ``<name>_part_before`` in the rerun of an iteration. A while loop's backward iteration reruns its test block too (and
 ``for _ in range(start, stop)`` for the advance: the test held on those iterations).
 Anything else marked for checkpointing is an error that names the statement in the
 way, never a loop silently reversed another way.
@@ -48,7 +49,6 @@ RESTORE = ir.Ref("restore_checkpoint", runtime.restore_checkpoint)
 _KINDS = {
     ir.For: "a nested loop",
     ir.While: "a nested loop",
-    ir.SetItem: "an in-place update",
 }
 
 
@@ -70,7 +70,7 @@ def require_checkpointable(
     """Raise, naming the statement in the way, unless ``loop`` is one a checkpointed
     reverse sweep can rerun: a loop over a range or a while loop, whose iteration
     ``body`` (a while loop's test block and body, without the loop's own ``if broke:
-    break``) is assignments and branches. ``online``: its trip count is known only at its
+    break``) has no loop inside. ``online``: its trip count is known only at its
     end (a while loop, a loop that breaks), which not every backend can schedule."""
     where = f"the loop at line {loop.loc.line}" if loop.loc else "this loop"
     target = getattr(compilation, "target", None)
@@ -95,10 +95,10 @@ def require_checkpointable(
         if kind is not None:
             raise UnsupportedSyntaxError(
                 f"checkpointing {where}: its body has {kind}; this version checkpoints "
-                "loops whose body is assignments and branches",
+                "loops without loops inside",
                 stmt.loc or loop.loc,
-                "move the statement into a function the loop body calls (a called "
-                "function may loop and update in place), or drop the checkpoint directive",
+                "move the inner loop into a function the loop body calls (a called "
+                "function may loop), checkpoint the inner loop alone, or drop the directive",
             )
 
 
@@ -121,11 +121,16 @@ def state_tuple(carried: tuple[str, ...]) -> ir.Seq:
     return ir.Seq("tuple", tuple(ir.Name(n) for n in carried))
 
 
-def create(checkpoints: ir.Name, snapshots: int, loop, carried, online: bool) -> list[ir.Stmt]:
+def create(
+    checkpoints: ir.Name, snapshots: int, loop, carried, online: bool, body
+) -> list[ir.Stmt]:
     """``c = checkpoints(N, loop_range, (state,))`` before the loop; ``None`` for the range
-    where the trip count is known only at the end (``online``)."""
+    where the trip count is known only at the end (``online``). A state the ``body``
+    updates in place (``x[i] = ...``) is kept as copies (``updated_in_place=True``)."""
     trips = ir.Const(None) if online else loop.iter
-    call = ir.Call(CHECKPOINTS, (ir.Const(snapshots), trips, state_tuple(carried)))
+    in_place = any(isinstance(s, ir.SetItem) for s in ir.walk_stmts(body))
+    args = (ir.Const(snapshots), trips, state_tuple(carried))
+    call = ir.Call(CHECKPOINTS, args, (("updated_in_place", ir.Const(True)),) if in_place else ())
     plural = "" if snapshots == 1 else "s"
     note = (
         f"binomial checkpointing: the backward sweep keeps {snapshots} state{plural} of this "

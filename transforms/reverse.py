@@ -630,6 +630,8 @@ class _Reverse(DerivativeBuilder):
         """
         if loop is None:
             key, base = (name, None, id(stmt)), f"{name}_saved"
+        elif loop is REPLAY and part:
+            key, base = (name, REPLAY, ("part", id(stmt))), f"{name}_part_before"
         elif loop is REPLAY:
             key, base = (name, REPLAY, id(stmt)), f"{name}_before"
         elif part:
@@ -706,10 +708,10 @@ class _Reverse(DerivativeBuilder):
             # Only where the binomial schedule says: `c = store_checkpoint(c, (state,))`.
             count, name = self.checkpointed[id(loop)]
             state = self.rerun[id(loop)]
-            online = id(loop) in self.counters
-            out += checkpointing.create(ir.Name(name), count, loop, state, online)
-            store = checkpointing.store(ir.Name(name), state, loop.loc)
             body = tuple(self.value_only(stmt) for stmt in loop.body)
+            online = id(loop) in self.counters
+            out += checkpointing.create(ir.Name(name), count, loop, state, online, body)
+            store = checkpointing.store(ir.Name(name), state, loop.loc)
             out.append(replace(loop, body=(store, *body)))
             if outer is not None:  # in a loop: each of its iterations' schedule, kept
                 out.append(ir.Push(self.stack(name, outer, loop), ir.Name(name), outer, loop.loc))
@@ -754,10 +756,19 @@ class _Reverse(DerivativeBuilder):
                 then, orelse = self.rerun_keeping(stmt.body), self.rerun_keeping(stmt.orelse)
                 out.append(replace(stmt, body=tuple(then), orelse=tuple(orelse)))
                 continue
-            for t in dataflow.writes(stmt):
-                if self.restores(stmt, t):
-                    slot = ir.Name(self.stack(t, REPLAY, stmt))
-                    out.append(ir.Assign((slot,), ir.Name(t), stmt.loc))
+            if isinstance(stmt, ir.SetItem) and stmt.target.id in self.saved:
+                # The part `x[idx] = v` overwrites: a copy, as the forward sweep would push.
+                part = self.temp()
+                out.append(
+                    ir.Assign((part,), ir.Call(GETITEM, (stmt.target, stmt.index)), stmt.loc)
+                )
+                slot = ir.Name(self.stack(stmt.target.id, REPLAY, stmt, part=True))
+                out.append(ir.Assign((slot,), ir.Call(COPY, (part,)), stmt.loc))
+            else:
+                for t in dataflow.writes(stmt):
+                    if self.restores(stmt, t):
+                        slot = ir.Name(self.stack(t, REPLAY, stmt))
+                        out.append(ir.Assign((slot,), ir.Name(t), stmt.loc))
             out.append(replace(stmt))
         return out
 
@@ -956,7 +967,10 @@ class _Reverse(DerivativeBuilder):
             if before is not None:
                 code = self.guarded(x, code, before, state, stmt.loc)
             out += code
-        if x in self.saved:
+        if x in self.saved and self._replay_prior is not None:  # (kept by rerun_keeping)
+            old = ir.Name(self.stack(x, REPLAY, stmt, part=True))
+            out.append(ir.SetItem(stmt.target, stmt.index, old, stmt.loc))
+        elif x in self.saved:
             old = self.temp()
             out.append(
                 ir.Pop(old, self.stack(x, self._loop, stmt, part=True), self._loop, stmt.loc)

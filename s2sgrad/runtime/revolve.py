@@ -45,6 +45,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 
 def _binomial_split(length: int, free: int) -> int:
     """How far to advance before the next snapshot, reversing ``length`` iterations that
@@ -86,10 +88,11 @@ class Checkpoints:
         "due",
         "reversing",
         "stride",
+        "copies",
         "peak",
     )
 
-    def __init__(self, capacity: int, trips: int | None):
+    def __init__(self, capacity: int, trips: int | None, copies: bool = False):
         if capacity < 1:
             raise ValueError(f"a checkpointed loop needs at least one snapshot, not {capacity}")
         self.capacity = capacity
@@ -101,7 +104,15 @@ class Checkpoints:
         self.due: int | None = 0
         self.reversing = None if trips is None else trips - 1
         self.stride = 1  # (a while loop's: the spacing of its snapshots)
+        self.copies = copies  # the loop updates its state in place: keep and give copies
         self.peak = 0
+
+    def kept(self, state: Any) -> Any:
+        """``state`` as a snapshot holds it: itself, or (a state updated in place) copies
+        of its arrays, which the loop's later updates cannot reach."""
+        if not self.copies:
+            return state
+        return tuple(np.copy(v) if isinstance(v, np.ndarray) else v for v in state)
 
     def keep_online(self, p: int, state: Any) -> None:
         """A while loop's forward sweep, before iteration ``p``: keep the states at
@@ -137,24 +148,29 @@ class Checkpoints:
         )
 
 
-def checkpoints(snapshots: int, loop_range: Any, state: Any) -> Checkpoints:
+def checkpoints(
+    snapshots: int, loop_range: Any, state: Any, updated_in_place: bool = False
+) -> Checkpoints:
     """An empty schedule for a loop over ``loop_range`` (None: a while loop, whose trip
     count is known when it ends), keeping at most ``snapshots`` copies of ``state`` (read
-    for its structure by the JAX runtime)."""
-    return Checkpoints(snapshots, None if loop_range is None else len(loop_range))
+    for its structure by the JAX runtime). ``updated_in_place``: the loop writes into the
+    arrays of its state (``x[i] = ...``), so a snapshot is a copy, and so is a restored
+    state."""
+    trips = None if loop_range is None else len(loop_range)
+    return Checkpoints(snapshots, trips, updated_in_place)
 
 
 def store_checkpoint(checkpoints: Checkpoints, state: Any) -> Checkpoints:
     """Before an iteration: keep ``state`` if the schedule stores here, then move on."""
     p = checkpoints.position
     if checkpoints.end is None:  # a while loop, running forwards: any may be the last
-        checkpoints.current = (p, state)
-        checkpoints.keep_online(p, state)
+        checkpoints.current = (p, checkpoints.kept(state))
+        checkpoints.keep_online(p, checkpoints.current[1])
     elif p == checkpoints.end - 1:
-        checkpoints.current = (p, state)
+        checkpoints.current = (p, checkpoints.kept(state))
     elif p == checkpoints.due:
         checkpoints.positions.append(p)
-        checkpoints.states.append(state)
+        checkpoints.states.append(checkpoints.kept(state))
         checkpoints.peak = max(checkpoints.peak, len(checkpoints.positions))
         checkpoints.schedule_next(p)
     checkpoints.position = p + 1
@@ -182,4 +198,4 @@ def restore_checkpoint(checkpoints: Checkpoints) -> tuple[Any, int, int, Checkpo
     checkpoints.end = i + 1
     checkpoints.position = start
     checkpoints.schedule_next(start)
-    return state, start, i, checkpoints
+    return checkpoints.kept(state), start, i, checkpoints

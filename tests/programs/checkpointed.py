@@ -129,6 +129,23 @@ def returns_from_the_loop(x, c):
     return np.sum(x**2)
 
 
+def heat_in_place(u0, steps, r):
+    # The state is updated in place: the snapshots are copies.
+    u = u0.copy()
+    for _ in range(steps):  # s2sgrad: checkpoint(snapshots=3)
+        u[1:-1] = u[1:-1] + r * np.tanh(u[2:] - 2.0 * u[1:-1] + u[:-2])
+    return np.sum(np.sin(u) ** 2)
+
+
+def recurrence_in_place(x, c):
+    # Element by element: each iteration writes one entry from the one before.
+    y = np.zeros_like(x)
+    y[0] = x[0]
+    for i in range(1, len(x)):  # s2sgrad: checkpoint(snapshots=2)
+        y[i] = np.sin(y[i - 1]) * c + x[i]
+    return np.sum(y**2)
+
+
 # Loops the directive cannot be taken for (tests/test_checkpointing.py: the errors).
 
 
@@ -168,6 +185,8 @@ def while_until_small(x, c, tol):
     return np.sum(r**2)
 
 
+IN_PLACE = {"heat_in_place", "recurrence_in_place"}  # (checked against central differences)
+
 PARAMS = np.array([1.1, 0.4, 0.1, 0.4])
 INITIAL = np.array([1.3, 0.8])
 
@@ -181,6 +200,8 @@ ARGS = {
     "inside_an_outer_loop": (np.linspace(-1.0, 1.0, 4), 0.7),
     "branches_in_the_body": (np.linspace(-1.0, 0.6, 4), 13, 0.8),  # (both ways, off the edge)
     "continues_on_a_third": (np.linspace(-1.0, 1.0, 4), 10, 0.7),
+    "heat_in_place": (np.sin(np.linspace(0.0, 3.0, 12)), 17, 0.3),
+    "recurrence_in_place": (np.linspace(-1.0, 1.0, 9), 0.8),
 }
 
 

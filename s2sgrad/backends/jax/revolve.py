@@ -121,8 +121,11 @@ class Checkpoints:
         return hash((Checkpoints, self.plan))
 
 
-def checkpoints(snapshots: int, loop_range: Any, state: Any) -> Checkpoints:
-    """Empty snapshot buffers for ``state`` and the schedule of the loop over ``loop_range``."""
+def checkpoints(
+    snapshots: int, loop_range: Any, state: Any, updated_in_place: bool = False
+) -> Checkpoints:
+    """Empty snapshot buffers for ``state`` and the schedule of the loop over ``loop_range``.
+    (``updated_in_place`` needs nothing here: JAX arrays are never written in place.)"""
     r = _as_range(loop_range)
     if _is_traced(r.length):
         raise TypeError(
