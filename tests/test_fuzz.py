@@ -264,7 +264,8 @@ def test_a_twin_whose_chain_rule_is_not_the_derivative_gives_way_to_differences(
         )
         # (no second-order check: std's second derivative at equal entries is noise too)
         for check in FIRST_ORDER:
-            assert fuzz_check.run_check(check, prep, "numpy").status == "ok", check
+            outcome = fuzz_check.run_check(check, prep, "numpy")  # (None: not applicable)
+            assert outcome is None or outcome.status == "ok", check
     finally:
         fuzz_check.unload(prep.modules)
     smooth = _EQUAL_BY_CONSTRUCTION.replace("(1.0 + v)", "(1.0 + s)")

@@ -42,7 +42,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import s2sgrad
-from s2sgrad.errors import S2SGradError
+from s2sgrad.errors import S2SGradError, UnsupportedSyntaxError
 from tests import oracles
 from tests.fuzz.generator import Program
 from tests.oracles import central_difference_grad, central_difference_jvp, jnp_twin
@@ -52,6 +52,7 @@ jax.config.update("jax_platforms", "cpu")
 
 CHECKS = (
     "grad-reverse",
+    "grad-checkpointed",
     "grad-forward",
     "value_and_grad",
     "jvp",
@@ -597,6 +598,18 @@ def _call(check: str, prep: Prepared, backend: str) -> str:
     """Run one check; '' if it agrees with the references, else the difference."""
     fn, args, wrt = prep.fn, _copy(prep.args), prep.wrt
     scalar_out = np.ndim(prep.value) == 0
+    if check == "grad-checkpointed":
+        # Every loop that saves values reversed with 2 snapshots (binomial checkpointing):
+        # the same gradient, or the checkpointing's own refusal (an inner loop, ...).
+        if not scalar_out or not re.search(r"^\s*(for|while) ", prep.program.source, re.M):
+            return "skip"
+        try:
+            got = s2sgrad.grad(fn, wrt=wrt, backend=backend, checkpoint=2)(*args)
+        except UnsupportedSyntaxError as exc:
+            if "checkpointing the loop" in str(exc):
+                return "skip"
+            raise
+        return compare(got, prep.grads, check, prep)
     if check.startswith("grad-"):
         if not scalar_out:
             return "skip"

@@ -152,14 +152,14 @@ class Summary:
                 else ""
             ),
             "",
-            f"{'backend':8} {'check':15} {'ok':>7} {'wrong':>6} {'refused':>8} {'crash':>6} "
+            f"{'backend':8} {'check':17} {'ok':>7} {'wrong':>6} {'refused':>8} {'crash':>6} "
             f"{'accepted-probe':>15} {'xla':>4}",
         ]
         keys = sorted({(b, c) for b, c, _ in self.counts})
         for b, c in keys:
             n = [self.counts[(b, c, s)] for s in ("ok", "wrong", "refused", "crash")]
             n += [self.counts[(b, c, "accepted-probe")], self.counts[(b, c, "xla")]]
-            lines.append(f"{b:8} {c:15} {n[0]:7} {n[1]:6} {n[2]:8} {n[3]:6} {n[4]:15} {n[5]:4}")
+            lines.append(f"{b:8} {c:17} {n[0]:7} {n[1]:6} {n[2]:8} {n[3]:6} {n[4]:15} {n[5]:4}")
         lines.append(
             f"total checks: {sum(self.counts.values())}; ok {self.total('ok')}, "
             f"wrong {self.total('wrong')}, refused {self.total('refused')}, "
