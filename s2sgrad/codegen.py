@@ -460,8 +460,11 @@ class Printer:
 
     def if_statement(self, stmt: ir.If, indent: str, line: int | None) -> list[str]:
         """``if``/``elif``/``else``: an else block that is one ``if`` (after the temporaries
-        its test folds into) prints as ``elif``."""
+        its test folds into) prints as ``elif``; an empty ``if`` block, as ``if not``."""
         inner = indent + "    "
+        if not stmt.body and stmt.orelse:  # `if t: pass else: B` reads as `if not t: B`
+            test = self.wrap(stmt.test, lambda p: p < NOT_PREC + 1)
+            return self.fit(f"{indent}if not {test}:") + self.body(stmt.orelse, inner, line)
         lines = self.fit(f"{indent}if {self.text(stmt.test)}:") + self.body(stmt.body, inner, line)
         orelse = stmt.orelse
         while orelse and isinstance(orelse[-1], ir.If) and self._folds_away(orelse[:-1]):
