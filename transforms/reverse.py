@@ -538,7 +538,8 @@ class _Reverse(DerivativeBuilder):
         for stmt in ir.walk_stmts(body):
             if not ir.is_loop(stmt):
                 continue
-            saves = bool(dataflow.deep_writes((stmt,)) & needed)
+            # (whether it saves values matters only to the option: not computed without it)
+            saves = default is not None and bool(dataflow.deep_writes((stmt,)) & needed)
             snapshots = checkpointing.snapshots_for(stmt, default, saves)
             if snapshots is None:
                 continue

@@ -69,7 +69,6 @@ class Schedule:
         self.store_rows = np.asarray(rows or [discard], dtype=np.int32)
         self.restore_rows = np.asarray(restore_rows or [discard], dtype=np.int32)  # reversed
         self.starts = np.asarray(starts or [0], dtype=np.int32)
-        self.peak = ck.peak
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Schedule) and (self.trips, self.capacity) == (
